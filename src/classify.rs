@@ -1,0 +1,344 @@
+//! What a finished connect attempt means: the port states and nmap's reason
+//! names, and the one pure function that turns what a socket reported into
+//! them.
+//!
+//! Both engines (the event loop and the thread pool) end every attempt by
+//! asking the kernel the same questions (mio's recipe for confirming a
+//! non-blocking connect: `SO_ERROR`, then the peer and local addresses), and
+//! feed the answers to [`classify`]. Keeping that step pure means every errno
+//! the kernel can hand back is covered by a unit test, not by a network.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A port's state, as nmap names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    Open,
+    Closed,
+    Filtered,
+}
+
+impl State {
+    pub const ALL: [State; 3] = [State::Open, State::Closed, State::Filtered];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Closed => "closed",
+            State::Filtered => "filtered",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a port got its state: nmap's reason names for a connect scan.
+///
+/// The reason determines the state ([`Reason::state`]), so a result carries
+/// only the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Reason {
+    /// The connection was established: the port answered SYN with SYN-ACK.
+    SynAck,
+    /// `ECONNREFUSED`: the port answered with RST.
+    ConnRefused,
+    /// `ECONNRESET` while connecting.
+    Reset,
+    /// The connection's local address equals its peer address: on loopback the
+    /// kernel picked the target port as our source port and the SYN met
+    /// itself (TCP simultaneous open). Nothing listens there.
+    SelfConnect,
+    /// No answer before the deadline on any try (or the kernel's own
+    /// `ETIMEDOUT`).
+    NoResponse,
+    /// `EHOSTUNREACH` / `EHOSTDOWN`: an ICMP host-unreachable or an
+    /// `unreachable` route.
+    HostUnreach,
+    /// `ENETUNREACH` / `ENETDOWN`.
+    NetUnreach,
+    /// `EACCES` / `EPERM`: a `prohibit` route or a local firewall reject.
+    AdminProhibited,
+    /// Any other error from the connect: kept apart rather than guessed at.
+    Error,
+}
+
+impl Reason {
+    /// Every reason, in the order summaries list them.
+    pub const ALL: [Reason; 9] = [
+        Reason::SynAck,
+        Reason::ConnRefused,
+        Reason::Reset,
+        Reason::SelfConnect,
+        Reason::NoResponse,
+        Reason::HostUnreach,
+        Reason::NetUnreach,
+        Reason::AdminProhibited,
+        Reason::Error,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn state(self) -> State {
+        match self {
+            Reason::SynAck => State::Open,
+            Reason::ConnRefused | Reason::Reset | Reason::SelfConnect => State::Closed,
+            Reason::NoResponse
+            | Reason::HostUnreach
+            | Reason::NetUnreach
+            | Reason::AdminProhibited
+            | Reason::Error => State::Filtered,
+        }
+    }
+
+    /// nmap's spelling of the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::SynAck => "syn-ack",
+            Reason::ConnRefused => "conn-refused",
+            Reason::Reset => "reset",
+            Reason::SelfConnect => "self-connect",
+            Reason::NoResponse => "no-response",
+            Reason::HostUnreach => "host-unreach",
+            Reason::NetUnreach => "net-unreach",
+            Reason::AdminProhibited => "admin-prohibited",
+            Reason::Error => "error",
+        }
+    }
+
+    /// Dense index, for per-reason tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether the target answered (so a latency was measured).
+    pub fn answered(self) -> bool {
+        self != Reason::NoResponse
+    }
+
+    pub fn from_str_name(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure of this machine, not an answer from the target: the probe is
+/// reissued later and never reported as a port state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum LocalError {
+    /// `EMFILE`: this process is out of file descriptors.
+    Emfile,
+    /// `ENFILE`: the system is out of file descriptors.
+    Enfile,
+    /// `EADDRNOTAVAIL`: no free local (ephemeral) port for this destination.
+    AddrNotAvail,
+    /// `ENOBUFS` / `ENOMEM`: the kernel is out of buffers.
+    NoBufs,
+    /// `EAGAIN` from connect: on Linux also "no free local port".
+    Again,
+}
+
+impl LocalError {
+    pub const ALL: [LocalError; 5] = [
+        LocalError::Emfile,
+        LocalError::Enfile,
+        LocalError::AddrNotAvail,
+        LocalError::NoBufs,
+        LocalError::Again,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn from_errno(errno: i32) -> Option<LocalError> {
+        match errno {
+            libc::EMFILE => Some(LocalError::Emfile),
+            libc::ENFILE => Some(LocalError::Enfile),
+            libc::EADDRNOTAVAIL => Some(LocalError::AddrNotAvail),
+            libc::ENOBUFS | libc::ENOMEM => Some(LocalError::NoBufs),
+            libc::EAGAIN => Some(LocalError::Again),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalError::Emfile => "EMFILE",
+            LocalError::Enfile => "ENFILE",
+            LocalError::AddrNotAvail => "EADDRNOTAVAIL",
+            LocalError::NoBufs => "ENOBUFS",
+            LocalError::Again => "EAGAIN",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for LocalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the kernel said about a connect attempt, gathered by an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// `connect()` itself or `SO_ERROR` returned this errno.
+    Error(i32),
+    /// No error, and the socket has a peer: it is connected from `local`.
+    Connected { local: SocketAddr, peer: SocketAddr },
+    /// No error yet and no peer (`getpeername` said `ENOTCONN`): the SYN is
+    /// still unanswered.
+    InProgress,
+}
+
+/// The verdict on one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The port's state is known.
+    Done(Reason),
+    /// Still waiting for an answer.
+    Pending,
+    /// Our own resources ran out: back off and reissue the same probe.
+    Local(LocalError),
+}
+
+/// Turns what the socket reported into a verdict. Pure: no I/O.
+pub fn classify(report: Report) -> Verdict {
+    match report {
+        Report::InProgress => Verdict::Pending,
+        Report::Connected { local, peer } if local == peer => Verdict::Done(Reason::SelfConnect),
+        Report::Connected { .. } => Verdict::Done(Reason::SynAck),
+        Report::Error(errno) => classify_errno(errno),
+    }
+}
+
+fn classify_errno(errno: i32) -> Verdict {
+    if let Some(local) = LocalError::from_errno(errno) {
+        return Verdict::Local(local);
+    }
+    let reason = match errno {
+        libc::EINPROGRESS | libc::EALREADY | libc::EINTR => return Verdict::Pending,
+        libc::ECONNREFUSED => Reason::ConnRefused,
+        libc::ECONNRESET => Reason::Reset,
+        libc::ETIMEDOUT => Reason::NoResponse,
+        libc::EHOSTUNREACH | libc::EHOSTDOWN => Reason::HostUnreach,
+        libc::ENETUNREACH | libc::ENETDOWN => Reason::NetUnreach,
+        libc::EACCES | libc::EPERM => Reason::AdminProhibited,
+        _ => Reason::Error,
+    };
+    Verdict::Done(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn connected_is_open_unless_it_met_itself() {
+        let open = Report::Connected {
+            local: sa("127.0.0.1:40000"),
+            peer: sa("127.0.0.1:22"),
+        };
+        assert_eq!(classify(open), Verdict::Done(Reason::SynAck));
+        let itself = Report::Connected {
+            local: sa("127.0.0.1:40000"),
+            peer: sa("127.0.0.1:40000"),
+        };
+        assert_eq!(classify(itself), Verdict::Done(Reason::SelfConnect));
+        assert_eq!(Reason::SelfConnect.state(), State::Closed);
+        let v6 = Report::Connected {
+            local: sa("[::1]:50000"),
+            peer: sa("[::1]:50000"),
+        };
+        assert_eq!(classify(v6), Verdict::Done(Reason::SelfConnect));
+        // Same port, other address: a real connection.
+        let other = Report::Connected {
+            local: sa("127.0.0.2:50000"),
+            peer: sa("127.0.0.1:50000"),
+        };
+        assert_eq!(classify(other), Verdict::Done(Reason::SynAck));
+    }
+
+    #[test]
+    fn in_progress_is_pending() {
+        assert_eq!(classify(Report::InProgress), Verdict::Pending);
+        assert_eq!(classify(Report::Error(libc::EINPROGRESS)), Verdict::Pending);
+        assert_eq!(classify(Report::Error(libc::EALREADY)), Verdict::Pending);
+        assert_eq!(classify(Report::Error(libc::EINTR)), Verdict::Pending);
+    }
+
+    #[test]
+    fn every_errno_has_one_meaning() {
+        use Reason::*;
+        let table = [
+            (libc::ECONNREFUSED, Verdict::Done(ConnRefused)),
+            (libc::ECONNRESET, Verdict::Done(Reset)),
+            (libc::ETIMEDOUT, Verdict::Done(NoResponse)),
+            (libc::EHOSTUNREACH, Verdict::Done(HostUnreach)),
+            (libc::EHOSTDOWN, Verdict::Done(HostUnreach)),
+            (libc::ENETUNREACH, Verdict::Done(NetUnreach)),
+            (libc::ENETDOWN, Verdict::Done(NetUnreach)),
+            (libc::EACCES, Verdict::Done(AdminProhibited)),
+            (libc::EPERM, Verdict::Done(AdminProhibited)),
+            (libc::EMFILE, Verdict::Local(LocalError::Emfile)),
+            (libc::ENFILE, Verdict::Local(LocalError::Enfile)),
+            (libc::EADDRNOTAVAIL, Verdict::Local(LocalError::AddrNotAvail)),
+            (libc::ENOBUFS, Verdict::Local(LocalError::NoBufs)),
+            (libc::ENOMEM, Verdict::Local(LocalError::NoBufs)),
+            (libc::EAGAIN, Verdict::Local(LocalError::Again)),
+            (libc::EINVAL, Verdict::Done(Error)),
+            (libc::EPROTO, Verdict::Done(Error)),
+        ];
+        for (errno, want) in table {
+            assert_eq!(classify(Report::Error(errno)), want, "errno {errno}");
+        }
+        // Every errno the kernel can return maps to something, without panicking.
+        for errno in 0..4096 {
+            let _ = classify(Report::Error(errno));
+        }
+    }
+
+    #[test]
+    fn reasons_map_to_nmap_states_and_names() {
+        let names: Vec<_> = Reason::ALL
+            .iter()
+            .map(|r| format!("{}/{}", r.state(), r))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "open/syn-ack",
+                "closed/conn-refused",
+                "closed/reset",
+                "closed/self-connect",
+                "filtered/no-response",
+                "filtered/host-unreach",
+                "filtered/net-unreach",
+                "filtered/admin-prohibited",
+                "filtered/error",
+            ]
+        );
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert_eq!(Reason::from_str_name(r.as_str()), Some(*r));
+        }
+        for (i, e) in LocalError::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i);
+        }
+    }
+}

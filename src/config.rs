@@ -1,0 +1,373 @@
+//! The validated scan: [`ScanConfig`] holds parsed targets, ports, timing and
+//! output destinations, built once from the raw [`Args`]. Every check on user
+//! input happens here, before any probe is sent, and fails with one
+//! [`ConfigError`] that names what the user typed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::classify::State;
+use crate::cli::Args;
+use crate::engine::EngineConfig;
+use crate::targets::{self, TargetArgs, TargetError, TargetSpace};
+
+/// File descriptors kept back from the concurrency budget: stdio, outputs,
+/// one epoll instance and its wake-up per worker, and some slack.
+const RESERVED_FDS: u64 = 64;
+
+/// A bad command line, named precisely.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("invalid --timeout \"{0}\": expected a duration like 500ms, 2s or 1m")]
+    Duration(String),
+    #[error("invalid --show \"{0}\": expected a comma list of open, closed, filtered, or all")]
+    Show(String),
+    #[error("invalid {flag} {value}: {why}")]
+    Number {
+        flag: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error("{0} and {1} both write to stdout: give one of them a file")]
+    StdoutTwice(&'static str, &'static str),
+}
+
+/// Which states get a line in the outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Show {
+    open: bool,
+    closed: bool,
+    filtered: bool,
+}
+
+impl Show {
+    pub const OPEN: Show = Show {
+        open: true,
+        closed: false,
+        filtered: false,
+    };
+    pub const ALL: Show = Show {
+        open: true,
+        closed: true,
+        filtered: true,
+    };
+
+    pub fn contains(self, state: State) -> bool {
+        match state {
+            State::Open => self.open,
+            State::Closed => self.closed,
+            State::Filtered => self.filtered,
+        }
+    }
+
+    /// Parses `open,closed`, `all`, ...
+    pub fn parse(spec: &str) -> Result<Show, ConfigError> {
+        let mut show = Show {
+            open: false,
+            closed: false,
+            filtered: false,
+        };
+        for word in spec.split(',').map(str::trim) {
+            match word.to_ascii_lowercase().as_str() {
+                "open" => show.open = true,
+                "closed" => show.closed = true,
+                "filtered" => show.filtered = true,
+                "all" => show = Show::ALL,
+                _ => return Err(ConfigError::Show(spec.to_string())),
+            }
+        }
+        Ok(show)
+    }
+}
+
+/// Where an output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    Stdout,
+    File(PathBuf),
+}
+
+impl Dest {
+    fn from_path(p: &Path) -> Dest {
+        if p == Path::new("-") {
+            Dest::Stdout
+        } else {
+            Dest::File(p.to_path_buf())
+        }
+    }
+}
+
+impl fmt::Display for Dest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dest::Stdout => f.write_str("stdout"),
+            Dest::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The outputs asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPlan {
+    /// Human text: stdout by default, unless another output took stdout.
+    pub text: Vec<Dest>,
+    pub json: Option<Dest>,
+    pub stats: Option<Dest>,
+    pub show: Show,
+    pub reason: bool,
+    /// Where the text summary goes when no text output does (stderr).
+    pub summary_to_stderr: bool,
+}
+
+/// A scan, ready to run.
+#[derive(Debug)]
+pub struct ScanConfig {
+    pub space: TargetSpace,
+    pub engine: EngineConfig,
+    pub outputs: OutputPlan,
+    /// The open-file soft limit the concurrency was derived from.
+    pub fd_limit: u64,
+    /// Notes for the user about adjusted settings (printed on stderr).
+    pub notes: Vec<String>,
+}
+
+impl ScanConfig {
+    /// Validates everything. `fd_limit` is the open-file soft limit in force
+    /// (after raising it), `cores` the default thread count.
+    pub fn from_args(args: &Args, fd_limit: u64, cores: usize) -> Result<ScanConfig, ConfigError> {
+        let outputs = output_plan(args)?;
+        let timeout = parse_duration(&args.timeout)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| ConfigError::Duration(args.timeout.clone()))?;
+        if args.retries > 100 {
+            return Err(ConfigError::Number {
+                flag: "--retries",
+                value: args.retries.to_string(),
+                why: "at most 100",
+            });
+        }
+        if args.concurrency == Some(0) {
+            return Err(ConfigError::Number {
+                flag: "--concurrency",
+                value: "0".into(),
+                why: "at least 1 probe must be in flight",
+            });
+        }
+        if args.threads == Some(0) {
+            return Err(ConfigError::Number {
+                flag: "--threads",
+                value: "0".into(),
+                why: "at least 1 thread",
+            });
+        }
+
+        let space = targets::build(&TargetArgs {
+            targets: &args.targets,
+            input_list: args.input_list.as_deref(),
+            exclude: &args.exclude,
+            exclude_file: args.exclude_file.as_deref(),
+            resolve: !args.no_resolve,
+            ports: args.ports.as_deref(),
+            top_ports: args.top_ports,
+            exclude_ports: args.exclude_ports.as_deref(),
+        })?;
+
+        let mut notes = Vec::new();
+        let budget = fd_budget(fd_limit);
+        let concurrency = match args.concurrency {
+            Some(n) if n as u64 > budget => {
+                notes.push(format!(
+                    "--concurrency {n} is more than the open-file limit ({fd_limit}) allows; using {budget}"
+                ));
+                budget as usize
+            }
+            Some(n) => n,
+            None => default_concurrency(fd_limit),
+        };
+        // No point in more in flight than there are probes, nor in more
+        // threads than probes in flight.
+        let concurrency = concurrency
+            .min(usize::try_from(space.len()).unwrap_or(usize::MAX))
+            .max(1);
+        let threads = args.threads.unwrap_or(cores).clamp(1, concurrency);
+
+        Ok(ScanConfig {
+            space,
+            engine: EngineConfig {
+                timeout,
+                retries: args.retries,
+                concurrency,
+                threads,
+            },
+            outputs,
+            fd_limit,
+            notes,
+        })
+    }
+}
+
+fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
+    let normal = args.output_normal.as_deref().map(Dest::from_path);
+    let json = args.output_json.as_deref().map(Dest::from_path);
+    let stats = args.stats.as_deref().map(Dest::from_path);
+    let claims = [("-oN", &normal), ("-oJ", &json), ("--stats", &stats)];
+    let on_stdout: Vec<&'static str> = claims
+        .iter()
+        .filter(|(_, d)| **d == Some(Dest::Stdout))
+        .map(|(flag, _)| *flag)
+        .collect();
+    if let [a, b, ..] = on_stdout[..] {
+        return Err(ConfigError::StdoutTwice(a, b));
+    }
+    // The default text goes to stdout unless stdout was given to JSON or stats.
+    let stdout_taken = json == Some(Dest::Stdout) || stats == Some(Dest::Stdout);
+    let mut text = Vec::new();
+    match normal {
+        Some(Dest::Stdout) => text.push(Dest::Stdout),
+        Some(file) => {
+            if !stdout_taken {
+                text.push(Dest::Stdout);
+            }
+            text.push(file);
+        }
+        None if !stdout_taken => text.push(Dest::Stdout),
+        None => {}
+    }
+    Ok(OutputPlan {
+        summary_to_stderr: text.is_empty(),
+        text,
+        json,
+        stats,
+        show: Show::parse(&args.show)?,
+        reason: args.reason,
+    })
+}
+
+/// Descriptors available for sockets.
+pub fn fd_budget(fd_limit: u64) -> u64 {
+    fd_limit.saturating_sub(RESERVED_FDS).max(1)
+}
+
+/// Default probes in flight: three quarters of the descriptor budget, so
+/// other needs (name lookups, outputs, the kernel's own limits) keep room.
+pub fn default_concurrency(fd_limit: u64) -> usize {
+    let n = (fd_budget(fd_limit) / 4 * 3).max(1);
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `1m`, `1h`, `250us`; a bare number is
+/// milliseconds (nmap's convention).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() || num.starts_with('.') && num.len() == 1 {
+        return None;
+    }
+    let value: f64 = num.parse().ok()?;
+    let scale = match unit {
+        "" | "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs > 86_400.0 * 365.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::parse_from;
+    use std::ffi::OsString;
+
+    fn config(line: &str) -> Result<ScanConfig, ConfigError> {
+        let argv = std::iter::once("fastport")
+            .chain(line.split_whitespace())
+            .map(OsString::from);
+        ScanConfig::from_args(&parse_from(argv).unwrap(), 1024, 2)
+    }
+
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_duration("500ms"), Some(ms(500)));
+        assert_eq!(parse_duration("500"), Some(ms(500)));
+        assert_eq!(parse_duration("2s"), Some(ms(2000)));
+        assert_eq!(parse_duration("1.5s"), Some(ms(1500)));
+        assert_eq!(parse_duration("1m"), Some(ms(60_000)));
+        assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
+        for bad in ["", "s", "ms", "-1s", "1x", "1 s", "abc", ".", "1e9h", "1.2.3s"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn show_lists() {
+        assert_eq!(Show::parse("open").unwrap(), Show::OPEN);
+        assert_eq!(Show::parse("all").unwrap(), Show::ALL);
+        let s = Show::parse("open,filtered").unwrap();
+        assert!(s.contains(State::Open) && s.contains(State::Filtered) && !s.contains(State::Closed));
+        assert!(Show::parse("opn").is_err());
+        assert!(Show::parse("").is_err());
+    }
+
+    #[test]
+    fn defaults_scan_localhost_1_to_1024() {
+        let c = config("").unwrap();
+        assert_eq!(c.space.len(), 1024);
+        assert_eq!(c.engine.timeout, Duration::from_secs(1));
+        assert_eq!(c.engine.retries, 1);
+        assert_eq!(c.engine.threads, 2);
+        assert_eq!(c.engine.concurrency, default_concurrency(1024));
+        assert_eq!(c.outputs.text, [Dest::Stdout]);
+        assert!(!c.outputs.summary_to_stderr);
+    }
+
+    #[test]
+    fn json_on_stdout_moves_the_summary_to_stderr() {
+        let c = config("-oJ - 127.0.0.1").unwrap();
+        assert!(c.outputs.text.is_empty());
+        assert!(c.outputs.summary_to_stderr);
+        let c = config("-oJ - -oN out.txt 127.0.0.1").unwrap();
+        assert_eq!(c.outputs.text, [Dest::File("out.txt".into())]);
+        let e = config("-oJ - --stats - 127.0.0.1").unwrap_err();
+        assert_eq!(e.to_string(), "-oJ and --stats both write to stdout: give one of them a file");
+    }
+
+    #[test]
+    fn concurrency_is_capped_by_the_fd_limit_and_the_work() {
+        let c = config("--concurrency 100000 -p- 127.0.0.1").unwrap();
+        assert_eq!(c.engine.concurrency as u64, fd_budget(1024));
+        assert_eq!(c.notes.len(), 1);
+        let c = config("--concurrency 500 -p 1-10 127.0.0.1").unwrap();
+        assert_eq!(c.engine.concurrency, 10);
+        let c = config("--concurrency 1 --threads 8 127.0.0.1").unwrap();
+        assert_eq!(c.engine.threads, 1);
+    }
+
+    #[test]
+    fn bad_numbers_are_named() {
+        for (line, needle) in [
+            ("--timeout 0 127.0.0.1", "--timeout \"0\""),
+            ("--timeout fast 127.0.0.1", "--timeout \"fast\""),
+            ("--concurrency 0 127.0.0.1", "--concurrency 0"),
+            ("--threads 0 127.0.0.1", "--threads 0"),
+            ("--retries 1000 127.0.0.1", "--retries 1000"),
+            ("--show everything 127.0.0.1", "--show \"everything\""),
+        ] {
+            let e = config(line).unwrap_err().to_string();
+            assert!(e.contains(needle), "{line}: {e}");
+        }
+    }
+}

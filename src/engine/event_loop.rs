@@ -1,0 +1,429 @@
+//! The event-loop engine: one single-threaded mio poll per worker.
+//!
+//! A probe is born in [`Worker::launch`]: a non-blocking socket, a connect,
+//! and, while recent probes have been answering at once (loopback, a LAN), an
+//! immediate look at the socket that often classifies it without ever
+//! touching epoll. Otherwise the socket is registered for writable in the
+//! worker's poll under a [`Token`] that is its slab index, and its deadline
+//! goes into the worker's [`Wheel`] under the same index. The loop then waits
+//! for the earlier of readiness and the next deadline:
+//!
+//! - readiness → [`probe::check`] → [`classify`] → a result;
+//! - deadline → a last check, then a retry or `filtered/no-response`;
+//! - a local resource error (`EMFILE`, `EADDRNOTAVAIL`, ...) → the probe
+//!   waits in the same wheel for a back-off delay and is reissued, while the
+//!   worker lowers its own in-flight cap and grows it back slowly.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use socket2::Socket;
+
+use super::WorkerCtx;
+use crate::classify::{LocalError, Reason, Report, Verdict, classify};
+use crate::probe::{self, ProbeResult};
+use crate::stats::Stats;
+use crate::wheel::Wheel;
+
+/// New probes launched per turn of the loop before events are looked at.
+const LAUNCH_BURST: usize = 256;
+/// Longest sleep in `poll`, so a stop request is seen promptly.
+const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// Back-off after a local resource error: first and largest delay.
+const BACKOFF_MIN: Duration = Duration::from_millis(1);
+const BACKOFF_MAX: Duration = Duration::from_millis(256);
+
+/// Where one in-flight probe stands.
+enum Phase {
+    /// The connect is under way on this socket since `started`.
+    Connecting { socket: Socket, started: Instant },
+    /// A local resource error sent the probe to wait for its reissue.
+    BackingOff,
+}
+
+/// One in-flight probe: a few words in a slab slot.
+struct Probe {
+    index: u64,
+    target: SocketAddr,
+    /// Attempts that went unanswered so far.
+    timeouts: u32,
+    phase: Phase,
+}
+
+/// In-flight probes, addressed by slot index (= mio token = wheel key).
+struct ProbeSlab {
+    slots: Vec<Option<Probe>>,
+    free: Vec<usize>,
+}
+
+impl ProbeSlab {
+    fn with_capacity(cap: usize) -> Self {
+        ProbeSlab {
+            slots: (0..cap).map(|_| None).collect(),
+            free: (0..cap).rev().collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert(&mut self, probe: Probe) -> Option<usize> {
+        let key = self.free.pop()?;
+        self.slots[key] = Some(probe);
+        Some(key)
+    }
+
+    fn get_mut(&mut self, key: usize) -> Option<&mut Probe> {
+        self.slots.get_mut(key).and_then(Option::as_mut)
+    }
+
+    fn remove(&mut self, key: usize) -> Option<Probe> {
+        let probe = self.slots.get_mut(key)?.take()?;
+        self.free.push(key);
+        Some(probe)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Probe> + '_ {
+        self.free.clear();
+        self.free.extend((0..self.slots.len()).rev());
+        self.slots.iter_mut().filter_map(Option::take)
+    }
+}
+
+/// Whether to look at a socket right after `connect`, before registering it.
+///
+/// On loopback or a LAN the answer is often already there when `connect`
+/// returns (the SYN, the RST or SYN-ACK are processed before the socket lock
+/// is released), and one `getsockopt` then saves an `epoll_ctl` and an event.
+/// Against remote hosts the look nearly always misses, so the worker stops
+/// looking while it keeps missing, and retries the idea every 64th probe.
+struct EagerCheck {
+    score: i32,
+    skipped: u32,
+}
+
+impl EagerCheck {
+    fn new() -> Self {
+        EagerCheck {
+            score: 0,
+            skipped: 0,
+        }
+    }
+
+    fn should_try(&mut self) -> bool {
+        if self.score >= 0 {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped >= 64 {
+            self.skipped = 0;
+            return true;
+        }
+        false
+    }
+
+    fn hit(&mut self) {
+        self.score = (self.score + 1).min(16);
+    }
+
+    fn miss(&mut self) {
+        self.score = (self.score - 2).max(-16);
+    }
+}
+
+struct Worker<'a> {
+    ctx: WorkerCtx<'a>,
+    poll: Poll,
+    slab: ProbeSlab,
+    wheel: Wheel,
+    stats: Stats,
+    eager: EagerCheck,
+    /// Current in-flight cap: `ctx.concurrency`, or lower after local errors.
+    limit: usize,
+    /// Completions since the cap last grew.
+    grow_credit: usize,
+    backoff: Duration,
+}
+
+/// Runs one worker to the end of its share of the space (or a stop request).
+pub fn run(ctx: WorkerCtx<'_>) -> io::Result<Stats> {
+    let cap = ctx.concurrency.max(1);
+    let mut events = Events::with_capacity(cap.clamp(64, 1024));
+    let mut worker = Worker {
+        poll: Poll::new()?,
+        slab: ProbeSlab::with_capacity(cap),
+        wheel: Wheel::new(cap, Instant::now()),
+        stats: Stats::new(),
+        eager: EagerCheck::new(),
+        limit: cap,
+        grow_credit: 0,
+        backoff: BACKOFF_MIN,
+        ctx,
+    };
+    worker.run(&mut events);
+    Ok(worker.stats)
+}
+
+impl Worker<'_> {
+    fn run(&mut self, events: &mut Events) {
+        let mut more = true;
+        loop {
+            if self.ctx.stop.load(Ordering::Relaxed) {
+                self.abandon_in_flight();
+                break;
+            }
+            if more {
+                more = self.launch_burst();
+            }
+            if !more && self.slab.is_empty() {
+                break;
+            }
+
+            let now = Instant::now();
+            let can_launch_now = more && self.slab.len() < self.limit;
+            let sleep = if can_launch_now {
+                Duration::ZERO
+            } else {
+                self.wheel
+                    .next_expiry()
+                    .map_or(MAX_SLEEP, |t| t.saturating_duration_since(now))
+                    .min(MAX_SLEEP)
+            };
+            if !sleep.is_zero() {
+                // About to wait: let the writer show what we have.
+                self.ctx.out.flush();
+            }
+            if let Err(e) = self.poll.poll(events, Some(sleep)) {
+                // EINTR (a signal) is routine; anything else is retried after
+                // the wheel runs, which bounds a stuck poll by its deadlines.
+                debug_assert!(e.kind() == io::ErrorKind::Interrupted, "poll: {e}");
+            }
+            for event in events.iter() {
+                self.on_ready(event.token().0);
+            }
+            self.expire(Instant::now());
+        }
+        self.ctx.out.flush();
+    }
+
+    /// Launches up to a burst of new probes. Returns whether the worker's
+    /// share of the space has more.
+    fn launch_burst(&mut self) -> bool {
+        for _ in 0..LAUNCH_BURST {
+            if self.slab.len() >= self.limit {
+                return true;
+            }
+            let Some(index) = self.ctx.indices.next() else {
+                return false;
+            };
+            let Some(target) = self.ctx.space.get(index) else {
+                // The stride stays below `space.len()`, so this cannot
+                // happen; skipping is the safe answer if it ever did.
+                debug_assert!(false, "index {index} outside the space");
+                continue;
+            };
+            let probe = Probe {
+                index,
+                target,
+                timeouts: 0,
+                phase: Phase::BackingOff,
+            };
+            // `len < limit <= capacity` guarantees a free slot.
+            if let Some(key) = self.slab.insert(probe) {
+                self.launch(key);
+            }
+        }
+        true
+    }
+
+    /// Starts (or restarts) the connect of the probe in slot `key`.
+    fn launch(&mut self, key: usize) {
+        let Some(probe) = self.slab.get_mut(key) else {
+            return;
+        };
+        let target = probe.target;
+        let socket = match probe::new_socket(&target, true) {
+            Ok(socket) => socket,
+            Err(e) => return self.conclude_error(key, probe::errno(&e), None),
+        };
+        let started = Instant::now();
+        let verdict = classify(probe::start_connect(&socket, &target));
+        match verdict {
+            Verdict::Pending => {}
+            Verdict::Done(reason) => {
+                self.stats.attempts += 1;
+                return self.finish(key, reason, Some(started), Some(socket));
+            }
+            Verdict::Local(e) => return self.back_off(key, e),
+        }
+        self.stats.attempts += 1;
+        self.backoff = BACKOFF_MIN;
+
+        if self.eager.should_try() {
+            match classify(probe::check(&socket)) {
+                Verdict::Done(reason) => {
+                    self.eager.hit();
+                    return self.finish(key, reason, Some(started), Some(socket));
+                }
+                Verdict::Local(e) => return self.back_off(key, e),
+                Verdict::Pending => self.eager.miss(),
+            }
+        }
+
+        let fd = socket.as_raw_fd();
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), Token(key), Interest::WRITABLE)
+        {
+            // epoll_ctl fails only for lack of kernel memory or watches.
+            let _ = e;
+            return self.back_off(key, LocalError::NoBufs);
+        }
+        self.wheel.insert(key, started + self.ctx.timeout);
+        if let Some(probe) = self.slab.get_mut(key) {
+            probe.phase = Phase::Connecting { socket, started };
+        }
+    }
+
+    /// A socket in slot `key` reported readiness.
+    fn on_ready(&mut self, key: usize) {
+        let Some(Probe {
+            phase: Phase::Connecting { socket, started },
+            ..
+        }) = self.slab.get_mut(key)
+        else {
+            return; // stale token: the slot moved on
+        };
+        let started = *started;
+        match classify(probe::check(socket)) {
+            Verdict::Pending => {} // spurious wake-up: keep waiting
+            Verdict::Done(reason) => {
+                self.wheel.cancel(key);
+                let socket = self.take_socket(key);
+                self.finish(key, reason, Some(started), socket);
+            }
+            Verdict::Local(e) => {
+                self.wheel.cancel(key);
+                self.back_off(key, e);
+            }
+        }
+    }
+
+    /// Handles every deadline that has passed.
+    fn expire(&mut self, now: Instant) {
+        while let Some(key) = self.wheel.poll(now) {
+            let Some(probe) = self.slab.get_mut(key) else {
+                continue;
+            };
+            let Phase::Connecting { socket, started } = &probe.phase else {
+                self.launch(key); // a back-off delay is over
+                continue;
+            };
+            let started = *started;
+            // An answer may have landed after the last poll returned.
+            let late = classify(probe::check(socket));
+            probe.timeouts += 1;
+            let retry = probe.timeouts <= self.ctx.retries;
+            let socket = self.take_socket(key);
+            match late {
+                Verdict::Done(reason) => self.finish(key, reason, Some(started), socket),
+                Verdict::Local(e) => self.back_off(key, e),
+                Verdict::Pending => {
+                    drop(socket); // a SYN_SENT socket closes silently
+                    if retry {
+                        self.launch(key);
+                    } else {
+                        self.finish(key, Reason::NoResponse, None, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the socket out of a connecting probe, leaving it backing off.
+    fn take_socket(&mut self, key: usize) -> Option<Socket> {
+        let probe = self.slab.get_mut(key)?;
+        match std::mem::replace(&mut probe.phase, Phase::BackingOff) {
+            Phase::Connecting { socket, .. } => Some(socket),
+            Phase::BackingOff => None,
+        }
+    }
+
+    /// An errno from `socket()`/`connect()` before the probe got going.
+    fn conclude_error(&mut self, key: usize, errno: i32, started: Option<Instant>) {
+        match classify(Report::Error(errno)) {
+            Verdict::Local(e) => self.back_off(key, e),
+            Verdict::Done(reason) => self.finish(key, reason, started, None),
+            // socket() never answers "in progress"; treat as an odd error.
+            Verdict::Pending => self.finish(key, Reason::Error, started, None),
+        }
+    }
+
+    /// Sends the probe to wait, and lowers the in-flight cap to what the
+    /// system just showed it can hold.
+    fn back_off(&mut self, key: usize, e: LocalError) {
+        self.stats.record_local_error(e);
+        drop(self.take_socket(key));
+        let connecting = self.slab.len().saturating_sub(1);
+        self.limit = connecting.clamp(1, self.ctx.concurrency.max(1));
+        self.grow_credit = 0;
+        self.wheel.insert(key, Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Reports the probe's result and frees its slot.
+    fn finish(&mut self, key: usize, reason: Reason, started: Option<Instant>, socket: Option<Socket>) {
+        let rtt_us = match started {
+            Some(t) if reason.answered() => Some(probe::micros(t.elapsed())),
+            _ => None,
+        };
+        if let Some(socket) = socket {
+            probe::close(socket, reason);
+        }
+        let Some(probe) = self.slab.remove(key) else {
+            return;
+        };
+        self.stats.record(reason, rtt_us);
+        self.ctx.out.push(ProbeResult {
+            index: probe.index,
+            target: probe.target,
+            reason,
+            rtt_us,
+        });
+        self.regrow();
+    }
+
+    /// Additive increase after a local-error cut: one more in flight per
+    /// `limit` completions.
+    fn regrow(&mut self) {
+        if self.limit >= self.ctx.concurrency {
+            return;
+        }
+        self.grow_credit += 1;
+        if self.grow_credit >= self.limit {
+            self.limit += 1;
+            self.grow_credit = 0;
+        }
+    }
+
+    /// On a stop request: close every in-flight socket, report nothing.
+    fn abandon_in_flight(&mut self) {
+        for key in 0..self.slab.slots.len() {
+            self.wheel.cancel(key);
+        }
+        for probe in self.slab.drain() {
+            drop(probe);
+        }
+    }
+}

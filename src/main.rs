@@ -1,0 +1,87 @@
+//! The `fastport` binary: parse, validate, scan, and map the outcome to an
+//! exit status. All the work lives in the library.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use fastport::config::ScanConfig;
+use fastport::output::Outputs;
+use fastport::{cli, scan, sys};
+
+/// Exit status for bad input (as clap and nmap use).
+const EXIT_USAGE: u8 = 2;
+/// Exit status after Ctrl-C (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let args = match cli::parse_from(std::env::args_os()) {
+        Ok(args) => args,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and errors to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+
+    let limit = match sys::raise_fd_limit() {
+        Ok(limit) => limit.soft,
+        Err(e) => {
+            eprintln!("fastport: cannot read the open-file limit: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let config = match ScanConfig::from_args(&args, limit, cores) {
+        Ok(config) => config,
+        Err(e) => return usage_error(&e),
+    };
+    for note in &config.notes {
+        eprintln!("fastport: note: {note}");
+    }
+    let mut outputs = match Outputs::open(&config.outputs) {
+        Ok(outputs) => outputs,
+        Err(e) => return usage_error(&e),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(e) = install_signal_handlers(&stop) {
+        eprintln!("fastport: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+
+    match scan::run(&config, &mut outputs, &stop) {
+        Ok(outcome) => match outcome.output_error {
+            // A closed pipe (`fastport | head`) is the reader saying "enough".
+            Some(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Some(e) => {
+                eprintln!("fastport: cannot write output: {e}");
+                ExitCode::FAILURE
+            }
+            None if outcome.summary.interrupted => ExitCode::from(EXIT_INTERRUPTED),
+            None => ExitCode::SUCCESS,
+        },
+        Err(e) => {
+            eprintln!("fastport: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
+    let _ = writeln!(io::stderr(), "fastport: {e}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Ctrl-C or SIGTERM asks the scan to stop cleanly; a second Ctrl-C while
+/// it stops exits at once.
+fn install_signal_handlers(stop: &Arc<AtomicBool>) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    for sig in [SIGINT, SIGTERM] {
+        flag::register_conditional_shutdown(sig, i32::from(EXIT_INTERRUPTED), Arc::clone(stop))?;
+        flag::register(sig, Arc::clone(stop))?;
+    }
+    Ok(())
+}
