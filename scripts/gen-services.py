@@ -71,7 +71,7 @@ def main():
     w("//! GENERATED FILE, DO NOT EDIT: produced by `scripts/gen-services.py` from")
     w("//! nmap's `nmap-services` (Debian package nmap-common, /usr/share/nmap/nmap-services).")
     w("//! Only `tcp` lines are kept. The data is (C) Insecure.Com LLC, distributed under")
-    w("//! the Nmap Public Source License (https://svn.nmap.org/nmap/LICENSE).")
+    w("//! the Nmap Public Source License (<https://svn.nmap.org/nmap/LICENSE>).")
     w("//!")
     w(f"//! {len(ports)} TCP ports are named; {len(ranked)} have an open frequency above zero.")
     w("")

@@ -297,7 +297,10 @@ mod tests {
             (libc::EPERM, Verdict::Done(AdminProhibited)),
             (libc::EMFILE, Verdict::Local(LocalError::Emfile)),
             (libc::ENFILE, Verdict::Local(LocalError::Enfile)),
-            (libc::EADDRNOTAVAIL, Verdict::Local(LocalError::AddrNotAvail)),
+            (
+                libc::EADDRNOTAVAIL,
+                Verdict::Local(LocalError::AddrNotAvail),
+            ),
             (libc::ENOBUFS, Verdict::Local(LocalError::NoBufs)),
             (libc::ENOMEM, Verdict::Local(LocalError::NoBufs)),
             (libc::EAGAIN, Verdict::Local(LocalError::Again)),

@@ -41,7 +41,12 @@ pub struct Args {
     pub no_resolve: bool,
 
     /// Ports: 22,80,1000-2000; `-p-` for 1-65535. Default: 1-1024.
-    #[arg(short = 'p', long = "ports", value_name = "SPEC", help_heading = "Ports")]
+    #[arg(
+        short = 'p',
+        long = "ports",
+        value_name = "SPEC",
+        help_heading = "Ports"
+    )]
     pub ports: Option<String>,
 
     /// Scan the N ports most often found open (nmap's frequency table).
@@ -53,7 +58,12 @@ pub struct Args {
     pub exclude_ports: Option<String>,
 
     /// How long one attempt waits for an answer: 500ms, 2s, 1m; a bare number is milliseconds.
-    #[arg(long, value_name = "DURATION", default_value = "1s", help_heading = "Timing")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1s",
+        help_heading = "Timing"
+    )]
     pub timeout: String,
 
     /// Extra attempts for a port that did not answer.
@@ -77,7 +87,12 @@ pub struct Args {
     pub output_json: Option<PathBuf>,
 
     /// Which results to write: a comma list of open, closed, filtered, or `all`.
-    #[arg(long, value_name = "STATES", default_value = "open", help_heading = "Output")]
+    #[arg(
+        long,
+        value_name = "STATES",
+        default_value = "open",
+        help_heading = "Output"
+    )]
     pub show: String,
 
     /// Add the reason (syn-ack, conn-refused, ...) and latency to the text output.
@@ -133,7 +148,10 @@ where
             out.push("--ports=-".into());
             continue;
         }
-        if let Some(&(short, long)) = NMAP_SPELLINGS.iter().find(|(short, _)| s.starts_with(short)) {
+        if let Some(&(short, long)) = NMAP_SPELLINGS
+            .iter()
+            .find(|(short, _)| s.starts_with(short))
+        {
             let value = &s[short.len()..];
             if value.is_empty() {
                 out.push(long.into());

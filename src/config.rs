@@ -307,7 +307,9 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Some(ms(1500)));
         assert_eq!(parse_duration("1m"), Some(ms(60_000)));
         assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
-        for bad in ["", "s", "ms", "-1s", "1x", "1 s", "abc", ".", "1e9h", "1.2.3s"] {
+        for bad in [
+            "", "s", "ms", "-1s", "1x", "1 s", "abc", ".", "1e9h", "1.2.3s",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }
@@ -317,7 +319,9 @@ mod tests {
         assert_eq!(Show::parse("open").unwrap(), Show::OPEN);
         assert_eq!(Show::parse("all").unwrap(), Show::ALL);
         let s = Show::parse("open,filtered").unwrap();
-        assert!(s.contains(State::Open) && s.contains(State::Filtered) && !s.contains(State::Closed));
+        assert!(
+            s.contains(State::Open) && s.contains(State::Filtered) && !s.contains(State::Closed)
+        );
         assert!(Show::parse("opn").is_err());
         assert!(Show::parse("").is_err());
     }
@@ -342,7 +346,10 @@ mod tests {
         let c = config("-oJ - -oN out.txt 127.0.0.1").unwrap();
         assert_eq!(c.outputs.text, [Dest::File("out.txt".into())]);
         let e = config("-oJ - --stats - 127.0.0.1").unwrap_err();
-        assert_eq!(e.to_string(), "-oJ and --stats both write to stdout: give one of them a file");
+        assert_eq!(
+            e.to_string(),
+            "-oJ and --stats both write to stdout: give one of them a file"
+        );
     }
 
     #[test]

@@ -18,10 +18,17 @@ const EXIT_INTERRUPTED: u8 = 130;
 fn main() -> ExitCode {
     let args = match cli::parse_from(std::env::args_os()) {
         Ok(args) => args,
-        Err(e) => {
-            // clap prints help/version to stdout (exit 0) and errors to stderr (exit 2).
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: clap prints them to stdout.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, like every other usage error: clap's first line.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            return usage_error(&format_args!("{first} (see --help)"));
         }
     };
 

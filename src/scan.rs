@@ -25,7 +25,11 @@ pub struct ScanOutcome {
 /// Runs the scan described by `config`, writing to `outputs`. `stop` is set
 /// by signal handlers; the scan then stops issuing probes, closes what is in
 /// flight and returns with `summary.interrupted` set.
-pub fn run(config: &ScanConfig, outputs: &mut Outputs, stop: &AtomicBool) -> Result<ScanOutcome, EngineError> {
+pub fn run(
+    config: &ScanConfig,
+    outputs: &mut Outputs,
+    stop: &AtomicBool,
+) -> Result<ScanOutcome, EngineError> {
     let total = config.space.len();
     let progress = progress_bar(total);
     let started = Instant::now();

@@ -383,7 +383,13 @@ impl Worker<'_> {
     }
 
     /// Reports the probe's result and frees its slot.
-    fn finish(&mut self, key: usize, reason: Reason, started: Option<Instant>, socket: Option<Socket>) {
+    fn finish(
+        &mut self,
+        key: usize,
+        reason: Reason,
+        started: Option<Instant>,
+        socket: Option<Socket>,
+    ) {
         let rtt_us = match started {
             Some(t) if reason.answered() => Some(probe::micros(t.elapsed())),
             _ => None,

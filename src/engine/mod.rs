@@ -174,8 +174,7 @@ where
         // The writer: this thread. Batches go back round-robin; a worker that
         // finds none waiting allocates, so the pool settles at what is needed.
         let mut output_error = None;
-        let mut turn = 0;
-        for mut batch in rx.iter() {
+        for (turn, mut batch) in rx.iter().enumerate() {
             if output_error.is_none() {
                 if let Err(e) = on_results(&batch) {
                     stop.store(true, Ordering::SeqCst);
@@ -184,7 +183,6 @@ where
             }
             batch.clear();
             let _ = recyclers[turn % recyclers.len()].send(batch);
-            turn += 1;
         }
 
         let mut total = Stats::new();

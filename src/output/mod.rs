@@ -6,7 +6,7 @@
 mod json;
 mod text;
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
@@ -40,16 +40,44 @@ pub trait Sink {
 /// A destination opened for writing, buffered.
 pub type Writer = BufWriter<Box<dyn Write + Send>>;
 
-/// Opens a destination: stdout, or a file created (truncated) now.
-pub fn open(dest: &Dest) -> Result<Writer, OpenError> {
-    let inner: Box<dyn Write + Send> = match dest {
-        Dest::Stdout => Box::new(io::stdout()),
-        Dest::File(path) => Box::new(File::create(path).map_err(|source| OpenError {
-            path: path.clone(),
-            source,
-        })?),
-    };
-    Ok(BufWriter::with_capacity(64 * 1024, inner))
+/// Opens a destination: stdout, or a file created if missing. The file is
+/// not truncated here: [`Outputs::open`] truncates only once every
+/// destination has opened, so a bad path never costs earlier results.
+fn open_untruncated(dest: &Dest) -> Result<(Option<File>, Option<PathBuf>), OpenError> {
+    match dest {
+        Dest::Stdout => Ok((None, None)),
+        Dest::File(path) => {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|source| OpenError {
+                    path: path.clone(),
+                    source,
+                })?;
+            Ok((Some(file), Some(path.clone())))
+        }
+    }
+}
+
+/// Opened, not yet truncated destinations, in plan order.
+struct Opened(Vec<(Option<File>, Option<PathBuf>)>);
+
+impl Opened {
+    /// Truncates the next destination and wraps it in a buffer.
+    fn next(&mut self) -> Result<Writer, OpenError> {
+        let (file, path) = self.0.remove(0);
+        let inner: Box<dyn Write + Send> = match (file, path) {
+            (Some(file), Some(path)) => {
+                file.set_len(0)
+                    .map_err(|source| OpenError { path, source })?;
+                Box::new(file)
+            }
+            _ => Box::new(io::stdout()),
+        };
+        Ok(BufWriter::with_capacity(64 * 1024, inner))
+    }
 }
 
 /// Every output of the run.
@@ -63,14 +91,30 @@ impl Outputs {
     /// Opens every destination of the plan. Nothing is probed before this
     /// succeeds.
     pub fn open(plan: &OutputPlan) -> Result<Outputs, OpenError> {
+        let dests: Vec<&Dest> = plan
+            .text
+            .iter()
+            .chain(&plan.json)
+            .chain(&plan.stats)
+            .collect();
+        let mut opened = Opened(
+            dests
+                .iter()
+                .map(|d| open_untruncated(d))
+                .collect::<Result<_, _>>()?,
+        );
         let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
-        for dest in &plan.text {
-            sinks.push(Box::new(TextSink::new(open(dest)?, plan.show, plan.reason)));
+        for _ in &plan.text {
+            sinks.push(Box::new(TextSink::new(
+                opened.next()?,
+                plan.show,
+                plan.reason,
+            )));
         }
-        if let Some(dest) = &plan.json {
-            sinks.push(Box::new(JsonLinesSink::new(open(dest)?, plan.show)));
+        if plan.json.is_some() {
+            sinks.push(Box::new(JsonLinesSink::new(opened.next()?, plan.show)));
         }
-        let stats = plan.stats.as_ref().map(open).transpose()?;
+        let stats = plan.stats.as_ref().map(|_| opened.next()).transpose()?;
         Ok(Outputs {
             sinks,
             stats,

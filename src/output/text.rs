@@ -67,7 +67,11 @@ pub fn write_summary(w: &mut dyn Write, s: &Summary) -> io::Result<()> {
     write!(
         w,
         "{} {} {} x {} ports: {} results in {:.3}s ({:.0} probes/s, {} attempts; engine {}, {} threads, {} in flight)",
-        if s.interrupted { "Interrupted after" } else { "Scanned" },
+        if s.interrupted {
+            "Interrupted after"
+        } else {
+            "Scanned"
+        },
         s.hosts,
         hosts,
         s.ports_per_host,

@@ -1,0 +1,411 @@
+//! Target specifications as users write them for nmap and masscan.
+//!
+//! One token is an address (`10.0.0.1`, `2001:db8::1`), a CIDR block
+//! (`10.0.0.0/24`), a range (`10.0.0.1-20`, `10.0.0.1-10.0.1.5`, `::1-::5`),
+//! an nmap octet range (`10.0.0-2.1`, `10.0.0.*`, `10.0.1,3.1-5`) or a
+//! hostname, resolved once with the system resolver unless `-n` forbids it.
+//! Tokens land in an [`AddrSet`] of merged intervals; list files (`-iL`,
+//! `--exclude-file`) are tokenized as a stream, never read whole.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+use std::path::Path;
+
+use super::error::{TargetError, TargetErrorKind as Kind};
+use super::set::{Span, SpanSet};
+
+/// IPv4 and IPv6 addresses gathered from target or exclude specifications.
+#[derive(Debug, Default)]
+pub(crate) struct AddrSet {
+    pub(crate) v4: SpanSet<u32>,
+    pub(crate) v6: SpanSet<u128>,
+}
+
+impl AddrSet {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    fn insert_ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(a) => self.v4.insert(Span::new(a.into(), a.into())),
+            IpAddr::V6(a) => self.v6.insert(Span::new(a.into(), a.into())),
+        }
+    }
+}
+
+/// Looks a hostname up; `Err(None)` when it resolves to no address.
+pub(crate) type Lookup<'a> = dyn FnMut(&str) -> Result<IpAddr, Option<io::Error>> + 'a;
+
+/// The system resolver: the first IPv4 address if any, else the first IPv6.
+pub(crate) fn system_lookup(name: &str) -> Result<IpAddr, Option<io::Error>> {
+    let addrs = (name, 0u16).to_socket_addrs().map_err(Some)?;
+    prefer_v4(addrs.map(|sa| sa.ip())).ok_or(None)
+}
+
+/// The first IPv4 address, else the first IPv6 one: IPv4 is the family a
+/// name's users expect to be scanned when it has both.
+pub(crate) fn prefer_v4(addrs: impl IntoIterator<Item = IpAddr>) -> Option<IpAddr> {
+    let mut first_v6 = None;
+    for ip in addrs {
+        match ip {
+            IpAddr::V4(_) => return Some(ip),
+            IpAddr::V6(_) => {
+                first_v6.get_or_insert(ip);
+            }
+        }
+    }
+    first_v6
+}
+
+/// Hostname resolution policy plus a cache, so each name is looked up once.
+pub(crate) struct Names<'a> {
+    resolve: bool,
+    lookup: Box<Lookup<'a>>,
+    cache: HashMap<String, IpAddr>,
+}
+
+impl<'a> Names<'a> {
+    /// `resolve == false` is `-n`: every hostname is an error.
+    pub(crate) fn new(
+        resolve: bool,
+        lookup: impl FnMut(&str) -> Result<IpAddr, Option<io::Error>> + 'a,
+    ) -> Self {
+        Names {
+            resolve,
+            lookup: Box::new(lookup),
+            cache: HashMap::new(),
+        }
+    }
+
+    fn resolve(&mut self, name: &str, token: &str) -> Result<IpAddr, TargetError> {
+        if !self.resolve {
+            return Err(TargetError::new(Kind::HostnameNotAllowed, token));
+        }
+        if let Some(&ip) = self.cache.get(name) {
+            return Ok(ip);
+        }
+        let ip = (self.lookup)(name).map_err(|e| TargetError::new(Kind::Unresolvable(e), name))?;
+        self.cache.insert(name.to_owned(), ip);
+        Ok(ip)
+    }
+}
+
+/// Parses one target token and adds its addresses to `out`.
+pub(crate) fn add_target(
+    token: &str,
+    names: &mut Names<'_>,
+    out: &mut AddrSet,
+) -> Result<(), TargetError> {
+    let invalid = |kind| TargetError::new(kind, token);
+    if let Some((base, prefix)) = token.rsplit_once('/') {
+        return add_cidr(token, base, prefix, names, out);
+    }
+    if token.contains(':') {
+        let (first, last) = parse_v6_range(token)?;
+        out.v6.insert(Span::new(first, last));
+        return Ok(());
+    }
+    if token.bytes().all(|b| b"0123456789.,-*".contains(&b)) {
+        return add_v4(token, out);
+    }
+    if is_hostname(token) {
+        let ip = names.resolve(token, token)?;
+        out.insert_ip(ip);
+        return Ok(());
+    }
+    Err(invalid(Kind::InvalidTarget))
+}
+
+/// `base/prefix` where base is an IPv4 or IPv6 address or a hostname.
+fn add_cidr(
+    token: &str,
+    base: &str,
+    prefix: &str,
+    names: &mut Names<'_>,
+    out: &mut AddrSet,
+) -> Result<(), TargetError> {
+    let v4 = base.parse::<Ipv4Addr>().ok();
+    let v6 = parse_v6(base);
+    if v4.is_none() && v6.is_none() && !is_hostname(base) {
+        return Err(TargetError::new(Kind::InvalidTarget, token));
+    }
+    let bad_prefix = |max_prefix| TargetError::new(Kind::InvalidCidr { max_prefix }, token);
+    // Checked before any lookup: a typo must not cost a DNS query.
+    let bits =
+        parse_decimal(prefix).ok_or_else(|| bad_prefix(if v6.is_some() { 128 } else { 32 }))?;
+    let base_ip = match (v4, v6) {
+        (Some(a), _) => IpAddr::V4(a),
+        (_, Some(a)) => IpAddr::V6(a),
+        _ => names.resolve(base, token)?,
+    };
+    let max_prefix = if base_ip.is_ipv4() { 32 } else { 128 };
+    if bits > max_prefix {
+        return Err(bad_prefix(max_prefix));
+    }
+    match base_ip {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(u32::from(32 - bits)).unwrap_or(0);
+            let first = u32::from(a) & mask;
+            out.v4.insert(Span::new(first, first | !mask));
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(u32::from(128 - bits)).unwrap_or(0);
+            let first = u128::from(a) & mask;
+            out.v6.insert(Span::new(first, first | !mask));
+        }
+    }
+    Ok(())
+}
+
+/// `a`, `[a]`, or the full range `a-b` of IPv6 addresses.
+fn parse_v6_range(token: &str) -> Result<(u128, u128), TargetError> {
+    let err = |kind| TargetError::new(kind, token);
+    match token.split_once('-') {
+        None => parse_v6(token)
+            .map(|a| (a.into(), a.into()))
+            .ok_or_else(|| err(Kind::InvalidTarget)),
+        Some((a, b)) => match (parse_v6(a), parse_v6(b)) {
+            (Some(a), Some(b)) => {
+                ordered(u128::from(a), u128::from(b)).ok_or_else(|| err(Kind::ReversedRange))
+            }
+            (Some(_), None) if b.parse::<Ipv4Addr>().is_ok() => Err(err(Kind::MixedFamilies)),
+            (None, Some(_)) if a.parse::<Ipv4Addr>().is_ok() => Err(err(Kind::MixedFamilies)),
+            _ => Err(err(Kind::InvalidTarget)),
+        },
+    }
+}
+
+/// An IPv6 address, optionally in brackets as in URLs.
+fn parse_v6(s: &str) -> Option<Ipv6Addr> {
+    let s = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
+    s.parse().ok()
+}
+
+fn ordered<T: Ord>(first: T, last: T) -> Option<(T, T)> {
+    (first <= last).then_some((first, last))
+}
+
+/// IPv4 address, full range `a-b`, or nmap octet ranges (which include the
+/// last-octet shorthand `10.0.0.1-20`).
+fn add_v4(token: &str, out: &mut AddrSet) -> Result<(), TargetError> {
+    if let Ok(a) = token.parse::<Ipv4Addr>() {
+        out.v4.insert(Span::new(a.into(), a.into()));
+        return Ok(());
+    }
+    let ends = token
+        .split_once('-')
+        .map(|(a, b)| (a.parse::<Ipv4Addr>(), b.parse::<Ipv4Addr>()));
+    if let Some((Ok(a), Ok(b))) = ends {
+        let (first, last) = ordered(u32::from(a), u32::from(b))
+            .ok_or_else(|| TargetError::new(Kind::ReversedRange, token))?;
+        out.v4.insert(Span::new(first, last));
+        return Ok(());
+    }
+    for span in expand_octets(token)? {
+        out.v4.insert(span);
+    }
+    Ok(())
+}
+
+/// Upper bound on the disjoint pieces one octet-range token may expand to.
+const MAX_PIECES: usize = 1 << 16;
+
+/// nmap's per-octet syntax: each of the four octets is a comma list of
+/// `n`, `n-m`, `n-`, `-m`, `-` or `*`.
+fn expand_octets(token: &str) -> Result<Vec<Span<u32>>, TargetError> {
+    let invalid = || TargetError::new(Kind::InvalidTarget, token);
+    let mut octets = token.split('.');
+    let mut octet_ranges = || -> Result<Vec<(u32, u32)>, TargetError> {
+        let part = octets.next().ok_or_else(invalid)?;
+        let mut ranges = Vec::new();
+        for item in part.split(',') {
+            let (lo, hi) = match item {
+                "*" | "-" => (0, 255),
+                _ => match item.split_once('-') {
+                    None => {
+                        let n = parse_octet(item).ok_or_else(invalid)?;
+                        (n, n)
+                    }
+                    Some((a, b)) => {
+                        let lo = if a.is_empty() {
+                            Some(0)
+                        } else {
+                            parse_octet(a)
+                        };
+                        let hi = if b.is_empty() {
+                            Some(255)
+                        } else {
+                            parse_octet(b)
+                        };
+                        let (lo, hi) = lo.zip(hi).ok_or_else(invalid)?;
+                        ordered(lo, hi)
+                            .ok_or_else(|| TargetError::new(Kind::ReversedRange, token))?
+                    }
+                },
+            };
+            ranges.push((lo, hi));
+        }
+        ranges.sort_unstable();
+        ranges.dedup();
+        Ok(ranges)
+    };
+    let parts = [
+        octet_ranges()?,
+        octet_ranges()?,
+        octet_ranges()?,
+        octet_ranges()?,
+    ];
+    if octets.next().is_some() {
+        return Err(invalid());
+    }
+    // Widen octet by octet; a full octet keeps each prefix interval contiguous.
+    let [first, rest @ ..] = parts;
+    let mut spans = first;
+    for ranges in rest {
+        let full = ranges.contains(&(0, 255));
+        let mut wider = Vec::new();
+        for (a, b) in spans {
+            if full {
+                wider.push((a << 8, (b << 8) | 255));
+                continue;
+            }
+            for v in a..=b {
+                for &(lo, hi) in &ranges {
+                    wider.push(((v << 8) | lo, (v << 8) | hi));
+                }
+                if wider.len() > MAX_PIECES {
+                    return Err(TargetError::new(Kind::TooManyPieces, token));
+                }
+            }
+        }
+        spans = wider;
+    }
+    Ok(spans.into_iter().map(|(a, b)| Span::new(a, b)).collect())
+}
+
+/// A decimal octet 0-255 without sign or leading zeros (which some tools read as octal).
+fn parse_octet(s: &str) -> Option<u32> {
+    parse_decimal(s).map(u32::from).filter(|&n| n <= 255)
+}
+
+/// A short plain decimal number: digits only, no sign, no leading zero.
+fn parse_decimal(s: &str) -> Option<u8> {
+    let plain = !s.is_empty()
+        && s.len() <= 3
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'));
+    if !plain {
+        return None;
+    }
+    s.parse::<u16>().ok().and_then(|n| u8::try_from(n).ok())
+}
+
+/// RFC 1123 host name syntax (underscores tolerated), with a letter somewhere
+/// so that mistyped addresses such as `10.0.0.300` are not sent to DNS.
+fn is_hostname(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Longest token a list file may hold; longer ones are reported, not buffered.
+const MAX_TOKEN: usize = 1024;
+
+/// Calls `each(token)` for every whitespace-separated token of `reader`,
+/// skipping `#` comments, and locates any error at its line of `flag path`.
+/// Reads through the `BufRead` buffer only: memory stays bounded whatever
+/// the size of the file or the length of its lines.
+pub(crate) fn for_each_token(
+    mut reader: impl BufRead,
+    flag: &'static str,
+    path: &Path,
+    mut each: impl FnMut(&str) -> Result<(), TargetError>,
+) -> Result<(), TargetError> {
+    let mut token = Vec::with_capacity(64);
+    let mut line = 1u64;
+    let mut in_comment = false;
+    let mut flush = |token: &mut Vec<u8>, line: u64| -> Result<(), TargetError> {
+        if token.is_empty() {
+            return Ok(());
+        }
+        let result = match std::str::from_utf8(token) {
+            Ok(t) if token.len() <= MAX_TOKEN => each(t),
+            _ => {
+                let shown = String::from_utf8_lossy(&token[..token.len().min(64)]);
+                let dots = if token.len() > 64 { "..." } else { "" };
+                Err(TargetError::new(
+                    Kind::InvalidTarget,
+                    format!("{shown}{dots}"),
+                ))
+            }
+        };
+        token.clear();
+        result.map_err(|e| e.in_file(flag, path, line))
+    };
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e, flag, path, line)),
+        };
+        for &b in chunk {
+            match b {
+                b'\n' => {
+                    flush(&mut token, line)?;
+                    line += 1;
+                    in_comment = false;
+                }
+                _ if in_comment => {}
+                b'#' => {
+                    in_comment = true;
+                    flush(&mut token, line)?;
+                }
+                b if b.is_ascii_whitespace() => flush(&mut token, line)?,
+                // One byte past the limit is enough to report the token as too long.
+                b if token.len() <= MAX_TOKEN => token.push(b),
+                _ => {}
+            }
+        }
+        let len = chunk.len();
+        reader.consume(len);
+    }
+    flush(&mut token, line)
+}
+
+fn read_error(e: io::Error, flag: &'static str, path: &Path, line: u64) -> TargetError {
+    TargetError::new(Kind::Read(e), path.display().to_string()).in_file(flag, path, line)
+}
+
+/// Adds every target listed in `path` (`-` = standard input) to `out`;
+/// `flag` (`-iL`, `--exclude-file`) names the source in errors.
+pub(crate) fn add_list_file(
+    flag: &'static str,
+    path: &Path,
+    names: &mut Names<'_>,
+    out: &mut AddrSet,
+) -> Result<(), TargetError> {
+    let add = |token: &str| add_target(token, names, out);
+    if path == Path::new("-") {
+        for_each_token(io::stdin().lock(), flag, path, add)
+    } else {
+        let file = File::open(path).map_err(|e| read_error(e, flag, path, 0))?;
+        for_each_token(BufReader::with_capacity(64 * 1024, file), flag, path, add)
+    }
+}

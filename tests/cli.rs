@@ -1,0 +1,94 @@
+//! Bad input: one clear line naming what was wrong, exit status 2, no probe
+//! sent and no earlier output lost. Run in a namespace so that even a
+//! regression could not send a packet anywhere.
+
+use crate::in_netns;
+use crate::util::{run, stderr, temp_dir};
+
+/// Runs fastport with `args` and checks the usage-error contract.
+fn rejects(args: &[&str], needle: &str) {
+    let out = run(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: one line expected, got {err:?}"
+    );
+    assert!(
+        err.contains(needle),
+        "{args:?}: {err:?} should name {needle:?}"
+    );
+    assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+}
+
+#[test]
+fn bad_input_is_named_and_exits_2() {
+    if !in_netns!(bad_input_is_named_and_exits_2) {
+        return;
+    }
+    rejects(&["10.0.0.300"], "10.0.0.300");
+    rejects(&["10.0.0.0/33"], "10.0.0.0/33");
+    rejects(&["127.0.0.20-10"], "127.0.0.20-10");
+    rejects(&["127.0.0.9-127.0.0.1"], "127.0.0.9-127.0.0.1");
+    rejects(&["-p", "0", "127.0.0.1"], "0");
+    rejects(&["-p", "22,70000", "127.0.0.1"], "70000");
+    rejects(&["-p", "100-1", "127.0.0.1"], "100-1");
+    rejects(&["-p", "22,,80", "127.0.0.1"], "22,,80");
+    rejects(
+        &["-iL", "/nonexistent/targets.txt"],
+        "/nonexistent/targets.txt",
+    );
+    rejects(&["no-such-host.invalid"], "no-such-host.invalid");
+    rejects(&["-n", "localhost"], "localhost");
+    rejects(
+        &["-oJ", "/nonexistent/dir/out.jsonl", "127.0.0.1"],
+        "/nonexistent/dir/out.jsonl",
+    );
+    rejects(&["--timeout", "soon", "127.0.0.1"], "soon");
+    rejects(&["--show", "opne", "127.0.0.1"], "opne");
+    rejects(&["--threads", "0", "127.0.0.1"], "--threads");
+    rejects(&["--frobnicate", "127.0.0.1"], "--frobnicate");
+}
+
+#[test]
+fn a_bad_argument_does_not_clobber_earlier_results() {
+    if !in_netns!(a_bad_argument_does_not_clobber_earlier_results) {
+        return;
+    }
+    let dir = temp_dir("clobber");
+    let kept = dir.join("kept.txt");
+    std::fs::write(&kept, "earlier results\n").unwrap();
+    let kept_s = kept.to_str().unwrap();
+    // A bad port, then an unwritable second output: the first file survives both.
+    rejects(&["-oN", kept_s, "-p", "0", "127.0.0.1"], "0");
+    rejects(
+        &["-oN", kept_s, "-oJ", "/nonexistent/x.jsonl", "127.0.0.1"],
+        "/nonexistent/x.jsonl",
+    );
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "earlier results\n");
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "-iL",
+        "--exclude",
+        "--top-ports",
+        "--timeout",
+        "--retries",
+        "--concurrency",
+        "--threads",
+        "--show",
+        "--reason",
+        "--stats",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    let out = run(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("fastport "));
+}

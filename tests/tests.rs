@@ -1,0 +1,9 @@
+//! FastPort's integration tests, compiled into one binary (as ripgrep does).
+//! They drive the real `fastport` binary against real listeners; every scan
+//! of more than the test's own ports runs inside a private network namespace
+//! (see `util::netns`).
+
+mod util;
+
+mod cli;
+mod scan;

@@ -1,0 +1,93 @@
+//! Fixtures shared by the integration tests.
+
+pub mod netns;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `fastport` binary under test.
+pub fn fastport() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fastport"))
+}
+
+/// Runs fastport with `args`, returning its output.
+pub fn run(args: &[&str]) -> Output {
+    fastport().args(args).output().expect("run fastport")
+}
+
+/// A fresh, empty temporary directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fastport-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// One line of `-oJ` output.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Line {
+    pub addr: String,
+    pub port: u16,
+    pub state: String,
+    pub reason: String,
+    pub rtt_us: Option<u32>,
+}
+
+/// Reads a JSON-lines file into (addr, port) → (state/reason), failing on
+/// any port reported twice.
+pub fn read_jsonl(path: &Path) -> BTreeMap<(String, u16), String> {
+    let text = std::fs::read_to_string(path).expect("read -oJ output");
+    let mut map = BTreeMap::new();
+    for line in text.lines() {
+        let l: Line =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+        if l.state == "filtered" && l.reason == "no-response" {
+            assert_eq!(l.rtt_us, None, "{line}");
+        } else {
+            assert!(l.rtt_us.is_some(), "{line}");
+        }
+        let key = (l.addr.clone(), l.port);
+        let prev = map.insert(key, format!("{}/{}", l.state, l.reason));
+        assert!(prev.is_none(), "reported twice: {line}");
+    }
+    map
+}
+
+/// Binds `n` listeners on `ip`, on ports picked by the kernel (so some land
+/// in the ephemeral range) plus any fixed `ports`; keeps them accepting.
+pub fn listeners(ip: &str, fixed: &[u16], n: usize) -> Vec<TcpListener> {
+    let mut out = Vec::new();
+    for &port in fixed {
+        out.push(TcpListener::bind((ip, port)).expect("bind fixed port"));
+    }
+    for _ in 0..n {
+        out.push(TcpListener::bind((ip, 0)).expect("bind"));
+    }
+    for l in &out {
+        l.set_nonblocking(true).expect("nonblocking");
+    }
+    out
+}
+
+pub fn addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs a shell command inside the namespace, failing loudly.
+pub fn sh(cmd: &str) {
+    let status = Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .expect("run sh");
+    assert!(status.success(), "command failed: {cmd}");
+}
