@@ -6,11 +6,16 @@
 //! nmap users type `-iL`, `-oN`, `-p-`: single-dash words clap cannot
 //! declare. [`normalize_args`] rewrites them to their long spellings before
 //! clap sees them, so both spellings work and `--help` shows both.
+//!
+//! Two first words ask for a document instead of a scan ([`document_request`]):
+//! `fastport completions SHELL` and `fastport manpage`, both generated from
+//! this very definition.
 
 use std::ffi::OsString;
+use std::io::{self, Write};
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// FastPort: a fast TCP connect port scanner (one non-blocking event loop per core).
 ///
@@ -74,6 +79,11 @@ pub struct Args {
     #[arg(long, value_name = "N", help_heading = "Timing")]
     pub concurrency: Option<usize>,
 
+    /// How probes wait: `mio`, one event loop per core (default), or
+    /// `threads`, one blocking OS thread per probe in flight (--concurrency threads).
+    #[arg(long, value_enum, default_value_t = EngineArg::Mio, help_heading = "Timing")]
+    pub engine: EngineArg,
+
     /// Worker threads, each running one event loop. Default: the number of cores.
     #[arg(long, value_name = "N", help_heading = "Timing")]
     pub threads: Option<usize>,
@@ -85,6 +95,26 @@ pub struct Args {
     /// Write JSON lines to FILE (`-` for stdout). Also -oJ.
     #[arg(long = "output-json", value_name = "FILE", help_heading = "Output")]
     pub output_json: Option<PathBuf>,
+
+    /// Write nmap XML to FILE (`-` for stdout), for ndiff, Metasploit, libnmap. Also -oX.
+    #[arg(long = "output-xml", value_name = "FILE", help_heading = "Output")]
+    pub output_xml: Option<PathBuf>,
+
+    /// Write nmap's grepable format to FILE (`-` for stdout): a Host: line per host. Also -oG.
+    #[arg(long = "output-grepable", value_name = "FILE", help_heading = "Output")]
+    pub output_grepable: Option<PathBuf>,
+
+    /// Write CSV (addr,port,state,reason,rtt_us) to FILE (`-` for stdout). Also -oC.
+    #[arg(long = "output-csv", value_name = "FILE", help_heading = "Output")]
+    pub output_csv: Option<PathBuf>,
+
+    /// Write BASENAME.txt, BASENAME.xml, BASENAME.gnmap and BASENAME.jsonl. Also -oA.
+    #[arg(long = "output-all", value_name = "BASENAME", help_heading = "Output")]
+    pub output_all: Option<PathBuf>,
+
+    /// When stderr is not a terminal, print a status line there every DURATION (5s, 1m).
+    #[arg(long = "stats-every", value_name = "DURATION", help_heading = "Output")]
+    pub stats_every: Option<String>,
 
     /// Which results to write: a comma list of open, closed, filtered, or `all`.
     #[arg(
@@ -104,21 +134,36 @@ pub struct Args {
     pub stats: Option<PathBuf>,
 }
 
+/// `--engine` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    Mio,
+    Threads,
+}
+
 const AFTER_HELP: &str = "\
-nmap spellings also work: -iL FILE, -oN FILE, -oJ FILE, -p- (all ports).
+nmap spellings also work: -iL FILE, -oN FILE, -oJ FILE, -oX FILE, -oG FILE,
+-oC FILE, -oA BASENAME, -p- (all ports).
 
 Examples:
   fastport                                 localhost, ports 1-1024
   fastport -p- 127.0.0.1                   every port of one host
   fastport -p 22,80,443 10.0.0.0/24        three ports on a /24
   fastport --top-ports 100 -oJ out.jsonl example.org
-  fastport -p- --show all --reason -oJ - 127.0.0.1 | jq .";
+  fastport -p- --show all --reason -oJ - 127.0.0.1 | jq .
+  fastport -oA scan 10.0.0.0/24            scan.txt, .xml, .gnmap and .jsonl
+  fastport completions bash                also zsh, fish, elvish, powershell
+  fastport manpage | man -l -              this help as a manual page";
 
 /// nmap's single-dash words and the long flags they stand for.
 const NMAP_SPELLINGS: &[(&str, &str)] = &[
     ("-iL", "--input-list"),
     ("-oN", "--output-normal"),
     ("-oJ", "--output-json"),
+    ("-oX", "--output-xml"),
+    ("-oG", "--output-grepable"),
+    ("-oC", "--output-csv"),
+    ("-oA", "--output-all"),
 ];
 
 /// Rewrites nmap-style spellings into ones clap understands: `-iL F` →
@@ -173,6 +218,73 @@ where
     Args::try_parse_from(normalize_args(args))
 }
 
+/// A document about FastPort itself, asked for by the first word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    /// `fastport completions SHELL`: a completion script.
+    Completions(clap_complete::Shell),
+    /// `fastport manpage`: the manual page, in roff.
+    Manpage,
+}
+
+/// Recognises `completions SHELL` and `manpage` as the first argument.
+/// Only the very first word counts, so a host with one of these names is
+/// still scanned when anything comes before it: `fastport -- manpage`.
+pub fn document_request(argv: &[OsString]) -> Option<Result<Document, clap::Error>> {
+    let first = argv.get(1)?.to_str()?;
+    let sub = document_commands().find(|c| c.get_name() == first)?;
+    let words = std::iter::once(OsString::from(format!("fastport {first}")))
+        .chain(argv[2..].iter().cloned());
+    let matches = match sub.try_get_matches_from(words) {
+        Ok(m) => m,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(match matches.try_get_one::<clap_complete::Shell>("shell") {
+        Ok(Some(&shell)) => Ok(Document::Completions(shell)),
+        Ok(None) => Err(clap::Error::raw(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "completions needs a shell: bash, zsh, fish, elvish or powershell\n",
+        )),
+        Err(_) => Ok(Document::Manpage),
+    })
+}
+
+/// Writes a document to `out`.
+pub fn write_document(doc: Document, out: &mut dyn Write) -> io::Result<()> {
+    let mut cmd = command();
+    match doc {
+        Document::Completions(shell) => {
+            clap_complete::generate(shell, &mut cmd, "fastport", out);
+            Ok(())
+        }
+        Document::Manpage => clap_mangen::Man::new(cmd).render(out),
+    }
+}
+
+/// The whole command line interface: the scan's flags, and the document
+/// words as subcommands so completions and the man page show them.
+pub fn command() -> clap::Command {
+    Args::command()
+        .subcommands(document_commands())
+        .disable_help_subcommand(true)
+}
+
+fn document_commands() -> impl Iterator<Item = clap::Command> {
+    use clap::{Arg, Command, value_parser};
+    [
+        Command::new("completions")
+            .about("Print a shell completion script (bash, zsh, fish, elvish, powershell)")
+            .arg(
+                // Not `required`: a missing shell gets a one-line error that names the choices.
+                Arg::new("shell")
+                    .value_name("SHELL")
+                    .value_parser(value_parser!(clap_complete::Shell)),
+            ),
+        Command::new("manpage").about("Print the manual page (roff): fastport manpage | man -l -"),
+    ]
+    .into_iter()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +324,53 @@ mod tests {
     fn arguments_after_double_dash_are_kept() {
         let argv = normalize_args(["fastport", "--", "-p-"].map(OsString::from));
         assert_eq!(argv[2], OsString::from("-p-"));
+    }
+
+    #[test]
+    fn nmap_output_spellings() {
+        let a = parse("-oX a.xml -oGa.gnmap -oC - -oA base --stats-every 5s");
+        assert_eq!(a.output_xml, Some(PathBuf::from("a.xml")));
+        assert_eq!(a.output_grepable, Some(PathBuf::from("a.gnmap")));
+        assert_eq!(a.output_csv, Some(PathBuf::from("-")));
+        assert_eq!(a.output_all, Some(PathBuf::from("base")));
+        assert_eq!(a.stats_every.as_deref(), Some("5s"));
+    }
+
+    #[test]
+    fn document_words_count_only_first() {
+        let argv = |line: &str| -> Vec<OsString> {
+            std::iter::once("fastport")
+                .chain(line.split_whitespace())
+                .map(OsString::from)
+                .collect()
+        };
+        let doc = |line: &str| document_request(&argv(line)).map(|r| r.ok());
+        assert_eq!(
+            doc("completions bash"),
+            Some(Some(Document::Completions(clap_complete::Shell::Bash)))
+        );
+        assert_eq!(doc("manpage"), Some(Some(Document::Manpage)));
+        assert_eq!(doc("completions"), Some(None));
+        assert_eq!(doc("completions tcsh"), Some(None));
+        assert_eq!(doc("manpage extra"), Some(None));
+        assert_eq!(doc("-- manpage"), None);
+        assert_eq!(doc("-p 22 manpage"), None);
+        assert_eq!(doc("127.0.0.1 manpage"), None);
+        assert_eq!(doc(""), None);
+    }
+
+    #[test]
+    fn documents_are_generated() {
+        command().debug_assert();
+        let mut out = Vec::new();
+        write_document(Document::Manpage, &mut out).unwrap();
+        let man = String::from_utf8(out).unwrap();
+        assert!(
+            man.starts_with(".ie") || man.contains(".TH fastport"),
+            "{man}"
+        );
+        let mut out = Vec::new();
+        write_document(Document::Completions(clap_complete::Shell::Bash), &mut out).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("--output-all"));
     }
 }

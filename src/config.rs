@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::classify::State;
-use crate::cli::Args;
-use crate::engine::EngineConfig;
+use crate::cli::{Args, EngineArg};
+use crate::engine::{EngineConfig, EngineKind};
 use crate::targets::{self, TargetArgs, TargetError, TargetSpace};
 
 /// File descriptors kept back from the concurrency budget: stdio, outputs,
@@ -33,6 +33,12 @@ pub enum ConfigError {
     },
     #[error("{0} and {1} both write to stdout: give one of them a file")]
     StdoutTwice(&'static str, &'static str),
+    #[error("{0} already writes the {1} output: give only one of them")]
+    OutputTwice(&'static str, &'static str),
+    #[error("-oA writes four files named after its BASENAME: it cannot write to stdout (\"-\")")]
+    OutputAllToStdout,
+    #[error("invalid --stats-every \"{0}\": expected a duration like 5s or 1m")]
+    StatsEvery(String),
 }
 
 /// Which states get a line in the outputs.
@@ -115,11 +121,19 @@ pub struct OutputPlan {
     /// Human text: stdout by default, unless another output took stdout.
     pub text: Vec<Dest>,
     pub json: Option<Dest>,
+    /// nmap XML (`-oX`).
+    pub xml: Option<Dest>,
+    /// nmap's grepable format (`-oG`).
+    pub grepable: Option<Dest>,
+    pub csv: Option<Dest>,
     pub stats: Option<Dest>,
     pub show: Show,
     pub reason: bool,
     /// Where the text summary goes when no text output does (stderr).
     pub summary_to_stderr: bool,
+    /// `--stats-every`: a status line on stderr this often, when stderr is
+    /// not a terminal (a terminal gets a progress bar).
+    pub stats_every: Option<Duration>,
 }
 
 /// A scan, ready to run.
@@ -197,6 +211,10 @@ impl ScanConfig {
         Ok(ScanConfig {
             space,
             engine: EngineConfig {
+                kind: match args.engine {
+                    EngineArg::Mio => EngineKind::Mio,
+                    EngineArg::Threads => EngineKind::Threads,
+                },
                 timeout,
                 retries: args.retries,
                 concurrency,
@@ -210,10 +228,40 @@ impl ScanConfig {
 }
 
 fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
-    let normal = args.output_normal.as_deref().map(Dest::from_path);
-    let json = args.output_json.as_deref().map(Dest::from_path);
-    let stats = args.stats.as_deref().map(Dest::from_path);
-    let claims = [("-oN", &normal), ("-oJ", &json), ("--stats", &stats)];
+    let dest = |p: &Option<PathBuf>| p.as_deref().map(Dest::from_path);
+    let mut normal = dest(&args.output_normal);
+    let mut json = dest(&args.output_json);
+    let mut xml = dest(&args.output_xml);
+    let mut grepable = dest(&args.output_grepable);
+    let csv = dest(&args.output_csv);
+    let stats = dest(&args.stats);
+    if let Some(base) = &args.output_all {
+        // -oA BASE stands for -oN BASE.txt -oX BASE.xml -oG BASE.gnmap -oJ BASE.jsonl.
+        if base == Path::new("-") {
+            return Err(ConfigError::OutputAllToStdout);
+        }
+        for (flag, slot, ext) in [
+            ("-oN", &mut normal, ".txt"),
+            ("-oX", &mut xml, ".xml"),
+            ("-oG", &mut grepable, ".gnmap"),
+            ("-oJ", &mut json, ".jsonl"),
+        ] {
+            if slot.is_some() {
+                return Err(ConfigError::OutputTwice("-oA", flag));
+            }
+            let mut path = base.as_os_str().to_owned();
+            path.push(ext);
+            *slot = Some(Dest::File(path.into()));
+        }
+    }
+    let claims = [
+        ("-oN", &normal),
+        ("-oJ", &json),
+        ("-oX", &xml),
+        ("-oG", &grepable),
+        ("-oC", &csv),
+        ("--stats", &stats),
+    ];
     let on_stdout: Vec<&'static str> = claims
         .iter()
         .filter(|(_, d)| **d == Some(Dest::Stdout))
@@ -222,8 +270,18 @@ fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
     if let [a, b, ..] = on_stdout[..] {
         return Err(ConfigError::StdoutTwice(a, b));
     }
-    // The default text goes to stdout unless stdout was given to JSON or stats.
-    let stdout_taken = json == Some(Dest::Stdout) || stats == Some(Dest::Stdout);
+    // The default text goes to stdout unless another output took stdout.
+    let stdout_taken = claims
+        .iter()
+        .any(|(flag, d)| *flag != "-oN" && **d == Some(Dest::Stdout));
+    let stats_every = match args.stats_every.as_deref() {
+        Some(s) => Some(
+            parse_duration(s)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| ConfigError::StatsEvery(s.to_string()))?,
+        ),
+        None => None,
+    };
     let mut text = Vec::new();
     match normal {
         Some(Dest::Stdout) => text.push(Dest::Stdout),
@@ -240,9 +298,13 @@ fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
         summary_to_stderr: text.is_empty(),
         text,
         json,
+        xml,
+        grepable,
+        csv,
         stats,
         show: Show::parse(&args.show)?,
         reason: args.reason,
+        stats_every,
     })
 }
 
@@ -376,5 +438,54 @@ mod tests {
             let e = config(line).unwrap_err().to_string();
             assert!(e.contains(needle), "{line}: {e}");
         }
+    }
+
+    #[test]
+    fn output_all_names_four_files() {
+        let c = config("-oA scans/run.1 127.0.0.1").unwrap();
+        let file = |p: &str| Some(Dest::File(p.into()));
+        assert_eq!(
+            c.outputs.text,
+            [Dest::Stdout, Dest::File("scans/run.1.txt".into())]
+        );
+        assert_eq!(c.outputs.xml, file("scans/run.1.xml"));
+        assert_eq!(c.outputs.grepable, file("scans/run.1.gnmap"));
+        assert_eq!(c.outputs.json, file("scans/run.1.jsonl"));
+        assert_eq!(c.outputs.csv, None);
+        for (line, msg) in [
+            (
+                "-oA run -oX other.xml 127.0.0.1",
+                "-oA already writes the -oX output: give only one of them",
+            ),
+            (
+                "-oA - 127.0.0.1",
+                "-oA writes four files named after its BASENAME: it cannot write to stdout (\"-\")",
+            ),
+            (
+                "-oX - -oC - 127.0.0.1",
+                "-oX and -oC both write to stdout: give one of them a file",
+            ),
+            (
+                "-oG - -oA run 127.0.0.1",
+                "-oA already writes the -oG output: give only one of them",
+            ),
+            (
+                "--stats-every soon 127.0.0.1",
+                "invalid --stats-every \"soon\": expected a duration like 5s or 1m",
+            ),
+        ] {
+            assert_eq!(config(line).unwrap_err().to_string(), msg, "{line}");
+        }
+    }
+
+    #[test]
+    fn any_output_on_stdout_moves_the_text_off_it() {
+        for flag in ["-oX", "-oG", "-oC"] {
+            let c = config(&format!("{flag} - -oN out.txt --stats-every 2s 127.0.0.1")).unwrap();
+            assert_eq!(c.outputs.text, [Dest::File("out.txt".into())], "{flag}");
+            assert_eq!(c.outputs.stats_every, Some(Duration::from_secs(2)));
+        }
+        let c = config("-oC - 127.0.0.1").unwrap();
+        assert!(c.outputs.text.is_empty() && c.outputs.summary_to_stderr);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use fastport::config::ScanConfig;
-use fastport::output::Outputs;
+use fastport::output::{Outputs, RunInfo};
 use fastport::{cli, scan, sys};
 
 /// Exit status for bad input (as clap and nmap use).
@@ -16,20 +16,23 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let args = match cli::parse_from(std::env::args_os()) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `fastport completions SHELL`, `fastport manpage`: a document, no scan.
+    if let Some(request) = cli::document_request(&argv) {
+        return match request {
+            Ok(doc) => match cli::write_document(doc, &mut io::stdout().lock()) {
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                    eprintln!("fastport: cannot write: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            },
+            Err(e) => clap_error(&e),
+        };
+    }
+    let args = match cli::parse_from(argv.iter().cloned()) {
         Ok(args) => args,
-        Err(e) if !e.use_stderr() => {
-            // --help and --version: clap prints them to stdout.
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            // One line, like every other usage error: clap's first line.
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            return usage_error(&format_args!("{first} (see --help)"));
-        }
+        Err(e) => return clap_error(&e),
     };
 
     let limit = match sys::raise_fd_limit() {
@@ -47,7 +50,8 @@ fn main() -> ExitCode {
     for note in &config.notes {
         eprintln!("fastport: note: {note}");
     }
-    let mut outputs = match Outputs::open(&config.outputs) {
+    let run = RunInfo::new(&config, argv);
+    let mut outputs = match Outputs::open(&config.outputs, &run) {
         Ok(outputs) => outputs,
         Err(e) => return usage_error(&e),
     };
@@ -74,6 +78,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// --help and --version go to stdout; any other clap error is one line.
+fn clap_error(e: &clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    // One line, like every other usage error: clap's first line.
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    usage_error(&format_args!("{first} (see --help)"))
 }
 
 fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {

@@ -2,15 +2,14 @@
 //! writer on this thread, show progress, and end every output with the
 //! summary, also when the scan is interrupted.
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::time::Instant;
 
 use crate::config::ScanConfig;
-use crate::engine::{self, EngineError};
+use crate::engine::{self, EngineError, EngineKind};
 use crate::output::Outputs;
+use crate::output::progress::Progress;
 use crate::stats::{Stats, Summary};
 
 /// How a scan ended.
@@ -31,22 +30,15 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<ScanOutcome, EngineError> {
     let total = config.space.len();
-    let progress = progress_bar(total);
+    let mut progress = Progress::new(total, config.outputs.stats_every);
     let started = Instant::now();
-    let mut done = 0u64;
 
     let result = engine::run(&config.space, &config.engine, stop, |batch| {
-        done += batch.len() as u64;
-        if let Some(bar) = &progress {
-            bar.set_position(done);
-            bar.suspend(|| outputs.write_batch(batch))
-        } else {
-            outputs.write_batch(batch)
-        }
+        progress.advance(batch.len() as u64);
+        progress.suspend(|| outputs.write_batch(batch))
     });
-    if let Some(bar) = &progress {
-        bar.finish_and_clear();
-    }
+    progress.finish();
+    let done = progress.done();
 
     let (stats, output_error) = match result {
         Ok(stats) => (stats, None),
@@ -59,32 +51,24 @@ pub fn run(
         hosts: config.space.host_count(),
         ports_per_host: config.space.ports().len() as u64,
         planned: total,
-        engine: "mio",
-        threads: config.engine.threads,
+        engine: config.engine.kind.as_str(),
+        threads: match config.engine.kind {
+            EngineKind::Mio => config.engine.threads,
+            EngineKind::Threads => config.engine.concurrency,
+        },
         concurrency: config.engine.concurrency,
         stats,
     };
     let output_error = match output_error {
-        Some(e) => Some(e),
+        Some(e) => {
+            // Keep the other files well-formed (XML closing tags).
+            outputs.abandon(&summary);
+            Some(e)
+        }
         None => outputs.finish(&summary).err(),
     };
     Ok(ScanOutcome {
         summary,
         output_error,
     })
-}
-
-/// A progress bar on stderr when stderr is a terminal; nothing otherwise.
-fn progress_bar(total: u64) -> Option<ProgressBar> {
-    if !io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} probes, {per_sec}, ETA {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(200));
-    Some(bar)
 }

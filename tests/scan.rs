@@ -260,3 +260,60 @@ fn closed_stdout_is_a_quiet_end() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
 }
+
+/// The two engines differ only in how they wait: on the same world they
+/// report the same state and reason for every port, and spend the same
+/// attempts.
+#[test]
+fn engines_agree() {
+    if !in_netns!(engines_agree) {
+        return;
+    }
+    let _ls = listeners("127.0.0.1", &[7001, 7100, 40000], 0);
+    sh("nft add table inet fastport_test \
+        && nft add chain inet fastport_test out '{ type filter hook output priority 0; }' \
+        && nft add rule inet fastport_test out ip daddr 127.0.0.1 tcp dport 7200-7204 drop");
+    sh("ip route add unreachable 198.18.1.0/24 && ip route add prohibit 198.18.2.0/24");
+    let dir = temp_dir("engines");
+    let mut results = Vec::new();
+    for engine in ["mio", "threads"] {
+        let out = dir.join(format!("{engine}.jsonl"));
+        let st = dir.join(format!("{engine}.json"));
+        let o = run(&[
+            "--engine",
+            engine,
+            "-p",
+            "7000-7300,40000",
+            "--timeout",
+            "200ms",
+            "--retries",
+            "2",
+            "--concurrency",
+            "64",
+            "--show",
+            "all",
+            "-oJ",
+            out.to_str().unwrap(),
+            "--stats",
+            st.to_str().unwrap(),
+            "127.0.0.1",
+            "198.18.1.1",
+            "198.18.2.1",
+        ]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        let s = stats(&st);
+        assert_eq!(s["engine"], engine);
+        results.push((read_jsonl(&out), s["attempts"].clone(), s["states"].clone()));
+    }
+    let (mio, threads) = (&results[0], &results[1]);
+    assert_eq!(mio.0.len(), 3 * 302);
+    assert_eq!(mio.0, threads.0, "same state and reason for every port");
+    assert_eq!(mio.1, threads.1, "same attempts");
+    assert_eq!(
+        mio.1,
+        3 * 302 + 5 * 2,
+        "each dropped port tried retries + 1 times"
+    );
+    assert_eq!(mio.2["open"], 3);
+    assert_eq!(mio.2["filtered"], 5 + 2 * 302);
+}

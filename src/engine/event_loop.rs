@@ -24,10 +24,14 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use socket2::Socket;
 
-use super::WorkerCtx;
+use std::sync::atomic::AtomicBool;
+use std::thread::{Scope, ScopedJoinHandle};
+
+use super::{Collector, EngineConfig, EngineError, Running, Stride, WorkerCtx};
 use crate::classify::{LocalError, Reason, Report, Verdict, classify};
 use crate::probe::{self, ProbeResult};
 use crate::stats::Stats;
+use crate::targets::TargetSpace;
 use crate::wheel::Wheel;
 
 /// New probes launched per turn of the loop before events are looked at.
@@ -153,6 +157,69 @@ struct Worker<'a> {
     /// Completions since the cap last grew.
     grow_credit: usize,
     backoff: Duration,
+}
+
+/// The running event-loop workers.
+pub struct Workers<'scope> {
+    handles: Vec<ScopedJoinHandle<'scope, io::Result<Stats>>>,
+}
+
+impl Running for Workers<'_> {
+    fn flush_idle(&self) {} // workers flush before they sleep
+
+    fn finished(&self) -> bool {
+        false // the channel closes when the last worker ends
+    }
+
+    fn join(self) -> Result<Stats, EngineError> {
+        let mut total = Stats::new();
+        let mut error = None;
+        for handle in self.handles {
+            match handle.join() {
+                Ok(Ok(stats)) => total.merge(&stats),
+                Ok(Err(e)) => error = Some(EngineError::Worker(e)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        error.map_or(Ok(total), Err)
+    }
+}
+
+/// Starts `cfg.threads` workers, each an event loop over an interleaved
+/// share of the space and of the concurrency.
+pub fn start<'scope, 'env>(
+    scope: &'scope Scope<'scope, 'env>,
+    space: &'env TargetSpace,
+    cfg: &EngineConfig,
+    stop: &'env AtomicBool,
+    collector: &mut Collector,
+) -> Result<Workers<'scope>, EngineError> {
+    let threads = cfg.threads.max(1);
+    let per_worker = (cfg.concurrency / threads).max(1);
+    let mut handles = Vec::with_capacity(threads);
+    for id in 0..threads {
+        let ctx = WorkerCtx {
+            id,
+            space,
+            indices: Stride::for_worker(id, threads, space.len()),
+            concurrency: per_worker,
+            timeout: cfg.timeout,
+            retries: cfg.retries,
+            stop,
+            out: collector.sender(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("fastport-loop-{id}"))
+            .spawn_scoped(scope, move || run(ctx));
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                return Err(EngineError::Worker(e));
+            }
+        }
+    }
+    Ok(Workers { handles })
 }
 
 /// Runs one worker to the end of its share of the space (or a stop request).

@@ -1,18 +1,28 @@
 //! Running a scan: split the index space between workers, let each worker
 //! probe its share, and bring every result to one writer.
 //!
-//! The driver here is shared by the engines; an engine is only the loop a
-//! worker runs to wait for its probes ([`event_loop`]: one mio poll per
-//! worker). Workers share nothing on the hot path: each owns its sockets, its
-//! slab of in-flight probes, its timer wheel and its [`Stats`]. Results travel
-//! to the calling thread in batches over a bounded channel, and the emptied
-//! batch vectors travel back, so steady state allocates nothing.
+//! The driver here is shared by the engines; an engine is only how a worker
+//! waits for its probes:
+//!
+//! - [`event_loop`] (`--engine mio`, the default): one single-threaded mio
+//!   poll per core, thousands of non-blocking connects in flight in each.
+//!   Workers share nothing on the hot path: each owns its sockets, its slab
+//!   of in-flight probes, its timer wheel and its [`Stats`].
+//! - [`threads`] (`--engine threads`): the classic design, one OS thread per
+//!   probe in flight, each blocked in a connect with a timeout.
+//!
+//! Both create, check, classify and close sockets with the same functions
+//! ([`crate::probe`], [`crate::classify`]), give retries and deadlines the
+//! same meaning, and hand results to the same writer: results travel to the
+//! calling thread in batches over a bounded channel, and the emptied batch
+//! vectors travel back, so steady state allocates nothing.
 
 pub mod event_loop;
+pub mod threads;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::time::Duration;
 
 use crate::probe::ProbeResult;
@@ -24,16 +34,43 @@ const BATCH: usize = 512;
 /// Batches in flight between the workers and the writer (backpressure).
 const CHANNEL_DEPTH: usize = 64;
 
+/// Which design waits for the probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// One mio event loop per worker thread.
+    #[default]
+    Mio,
+    /// One blocking OS thread per probe in flight.
+    Threads,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Mio => "mio",
+            EngineKind::Threads => "threads",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the engine needs to know, all validated already.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    pub kind: EngineKind,
     /// How long one attempt waits for an answer.
     pub timeout: Duration,
     /// Extra attempts after no response.
     pub retries: u32,
     /// Probes in flight, all workers together.
     pub concurrency: usize,
-    /// Worker threads.
+    /// Event-loop worker threads (the threads engine runs one thread per
+    /// probe in flight instead).
     pub threads: usize,
 }
 
@@ -114,7 +151,47 @@ impl ResultTx {
     }
 }
 
-/// Everything one worker gets.
+/// Makes the workers' ends of the result channel, each with its own way
+/// back for emptied batches.
+pub struct Collector {
+    tx: SyncSender<Vec<ProbeResult>>,
+    recyclers: Vec<Sender<Vec<ProbeResult>>>,
+}
+
+impl Collector {
+    pub fn sender(&mut self) -> ResultTx {
+        let (back_tx, back_rx) = mpsc::channel();
+        self.recyclers.push(back_tx);
+        ResultTx {
+            tx: self.tx.clone(),
+            recycled: back_rx,
+            batch: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+impl ResultTx {
+    /// Like [`ResultTx::flush`], but never blocks: for the writer thread
+    /// itself, which must not wait on the channel it drains. Keeps the batch
+    /// when the channel is full.
+    pub fn try_flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let fresh = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let full = std::mem::replace(&mut self.batch, fresh);
+        if let Err(TrySendError::Full(full) | TrySendError::Disconnected(full)) =
+            self.tx.try_send(full)
+        {
+            self.batch = full;
+        }
+    }
+}
+
+/// Everything one event-loop worker gets.
 pub struct WorkerCtx<'a> {
     pub id: usize,
     pub space: &'a TargetSpace,
@@ -127,81 +204,102 @@ pub struct WorkerCtx<'a> {
     pub out: ResultTx,
 }
 
-/// Runs the scan: spawns the workers, feeds every result batch to
+/// A running engine, as the driver sees it.
+pub trait Running {
+    /// Called on the writer thread when no batch arrived for a while: push
+    /// out results waiting in a partly filled batch. Must not block.
+    fn flush_idle(&self);
+    /// Whether every worker has ended (engines whose batches outlive their
+    /// workers need the writer to notice, flush and stop).
+    fn finished(&self) -> bool;
+    /// Waits for every worker and returns their merged stats.
+    fn join(self) -> Result<Stats, EngineError>;
+}
+
+/// How long the writer waits for a batch before asking the engine to flush.
+const IDLE_FLUSH: Duration = Duration::from_millis(50);
+
+/// Runs the scan: starts the engine's workers, feeds every result batch to
 /// `on_results` on this thread, and returns the merged stats. Stops early,
 /// cleanly, when `stop` is set (by a signal or by an output failure).
 pub fn run<F>(
     space: &TargetSpace,
     cfg: &EngineConfig,
     stop: &AtomicBool,
-    mut on_results: F,
+    on_results: F,
 ) -> Result<Stats, EngineError>
 where
     F: FnMut(&[ProbeResult]) -> io::Result<()>,
 {
-    let threads = cfg.threads.max(1);
-    let per_worker = (cfg.concurrency / threads).max(1);
     let (tx, rx) = mpsc::sync_channel::<Vec<ProbeResult>>(CHANNEL_DEPTH);
-    let mut recyclers: Vec<Sender<Vec<ProbeResult>>> = Vec::with_capacity(threads);
-
-    std::thread::scope(|scope| {
-        let mut handles = Vec::with_capacity(threads);
-        for id in 0..threads {
-            let (back_tx, back_rx) = mpsc::channel();
-            recyclers.push(back_tx);
-            let ctx = WorkerCtx {
-                id,
-                space,
-                indices: Stride::for_worker(id, threads, space.len()),
-                concurrency: per_worker,
-                timeout: cfg.timeout,
-                retries: cfg.retries,
-                stop,
-                out: ResultTx {
-                    tx: tx.clone(),
-                    recycled: back_rx,
-                    batch: Vec::with_capacity(BATCH),
-                },
-            };
-            let handle = std::thread::Builder::new()
-                .name(format!("fastport-worker-{id}"))
-                .spawn_scoped(scope, move || event_loop::run(ctx))
-                .map_err(EngineError::Worker)?;
-            handles.push(handle);
+    let mut collector = Collector {
+        tx,
+        recyclers: Vec::new(),
+    };
+    match cfg.kind {
+        EngineKind::Mio => std::thread::scope(|scope| {
+            let running = event_loop::start(scope, space, cfg, stop, &mut collector);
+            drive(running, collector, rx, stop, on_results)
+        }),
+        EngineKind::Threads => {
+            let pool = threads::Pool::new(space, cfg, stop, &mut collector);
+            std::thread::scope(|scope| {
+                let running = threads::start(scope, &pool, cfg);
+                drive(running, collector, rx, stop, on_results)
+            })
         }
-        drop(tx);
+    }
+}
 
-        // The writer: this thread. Batches go back round-robin; a worker that
-        // finds none waiting allocates, so the pool settles at what is needed.
-        let mut output_error = None;
-        for (turn, mut batch) in rx.iter().enumerate() {
-            if output_error.is_none() {
-                if let Err(e) = on_results(&batch) {
-                    stop.store(true, Ordering::SeqCst);
-                    output_error = Some(e);
+/// The writer loop: this thread. Batches go back round-robin; a worker that
+/// finds none waiting allocates, so the pool settles at what is needed.
+fn drive<R, F>(
+    running: Result<R, EngineError>,
+    collector: Collector,
+    rx: Receiver<Vec<ProbeResult>>,
+    stop: &AtomicBool,
+    mut on_results: F,
+) -> Result<Stats, EngineError>
+where
+    R: Running,
+    F: FnMut(&[ProbeResult]) -> io::Result<()>,
+{
+    let Collector { tx, recyclers } = collector;
+    drop(tx); // the workers hold the only senders now: the channel ends with them
+    let running = running?;
+    let mut output_error = None;
+    let mut turn = 0usize;
+    loop {
+        let mut batch = match rx.recv_timeout(IDLE_FLUSH) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => {
+                let finished = running.finished();
+                running.flush_idle();
+                match (finished, rx.try_recv()) {
+                    (_, Ok(batch)) => batch,
+                    (true, Err(_)) => break, // all done and drained
+                    (false, Err(_)) => continue,
                 }
             }
-            batch.clear();
-            let _ = recyclers[turn % recyclers.len()].send(batch);
-        }
-
-        let mut total = Stats::new();
-        let mut worker_error = None;
-        for handle in handles {
-            match handle.join() {
-                Ok(Ok(stats)) => total.merge(&stats),
-                Ok(Err(e)) => worker_error = Some(EngineError::Worker(e)),
-                Err(panic) => std::panic::resume_unwind(panic),
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if output_error.is_none() {
+            if let Err(e) = on_results(&batch) {
+                stop.store(true, Ordering::SeqCst);
+                output_error = Some(e);
             }
         }
-        if let Some(e) = output_error {
-            return Err(EngineError::Output(e));
+        batch.clear();
+        if !recyclers.is_empty() {
+            let _ = recyclers[turn % recyclers.len()].send(batch);
+            turn = turn.wrapping_add(1);
         }
-        if let Some(e) = worker_error {
-            return Err(e);
-        }
-        Ok(total)
-    })
+    }
+    let stats = running.join();
+    match output_error {
+        Some(e) => Err(EngineError::Output(e)),
+        None => stats,
+    }
 }
 
 #[cfg(test)]
