@@ -1,4 +1,34 @@
-//! FastPort: a TCP connect port scanner built on one non-blocking event loop per core.
+//! FastPort: a TCP connect port scanner built on one non-blocking event loop
+//! per core.
+//!
+//! The layers, in the order a probe goes through them:
+//!
+//! - **Input** — [`cli`] holds the raw flags as typed (nmap spellings such as
+//!   `-iL`, `-oJ`, `-p-` included); [`config`] validates them once into a
+//!   [`config::ScanConfig`]. Every usage error is found here, before any
+//!   probe, and names the token the user typed.
+//! - **Targets** — [`targets`] turns addresses, ranges, CIDR blocks,
+//!   hostnames, `-iL` files, excludes and port specs into a
+//!   [`targets::TargetSpace`]: merged address intervals × a port list,
+//!   addressed by a dense `u64` index, so nothing proportional to
+//!   targets × ports is ever materialised.
+//! - **Engine** — [`engine`] splits the index space between workers and
+//!   gathers their results. A probe is *born* in a worker
+//!   ([`engine::event_loop`]): a non-blocking socket and a connect
+//!   ([`probe`]); it is *waited on* in the worker's mio poll under a token
+//!   that is its slab index, with its deadline in the worker's [`wheel`]; it
+//!   is *classified* by [`classify`] from what the kernel reports
+//!   (`SO_ERROR`, peer and local address) into a [`classify::Reason`] with
+//!   nmap's name. [`engine::threads`] is the same probe waited on by one
+//!   blocking OS thread each, for comparison.
+//! - **Results** — batches travel to the writer thread ([`scan`]), which
+//!   feeds the [`output`] sinks (human text, JSON lines, ...) as results
+//!   arrive; each worker's [`stats`] (counts and HdrHistograms of connect
+//!   latency per reason) are merged into the run's summary at the end.
+//! - **System** — [`sys`] is the one module allowed `unsafe`: process limits
+//!   that neither std nor socket2 wrap.
+//!
+//! docs/ARCHITECTURE.md tells the same story with the reasons behind it.
 #![deny(unsafe_code)]
 
 pub mod classify;
