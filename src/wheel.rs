@@ -70,18 +70,20 @@ const NANOS_PER_MILLI: u32 = 1_000_000;
 ///
 /// A deadline goes to the level of the highest base-64 digit in which it differs from the
 /// wheel's current tick, and to the slot given by its own digit at that level. Every key in a
-/// level is therefore in a slot strictly after the wheel's own digit there, and every key of a
-/// lower level expires before any key of a higher one. A deadline beyond the top level's range
-/// (about 2.15 years ahead, see [`MAX_SPAN`]) is parked in the top level at the farthest
-/// placeable tick and re-placed from its true deadline when that slot comes due.
+/// level is therefore in a slot strictly after the wheel's own digit there (at the top level,
+/// after it in ring order), and every key of a lower level expires before any key of a higher
+/// one. A deadline beyond the top level's range
+/// (more than about 2.15 years ahead) is parked in the top level at the farthest placeable tick,
+/// one top-level slot short of a full rotation, and re-placed from its true deadline when that
+/// slot comes due; the clamp affects only where a key waits, never when it fires.
 ///
 /// # The cascade
 ///
 /// Only level 0 is exact to the millisecond. When the wheel's time reaches the start of an
 /// occupied slot at a higher level, the whole slot is taken and each key in it is placed again
 /// relative to the new time; it now falls into a lower level (or into the pending list if its
-/// deadline is exactly now). A key cascades at most once per level, so the total work per key
-/// stays `O(1)`. Finding the next occupied slot does not scan: each level keeps a `u64`
+/// deadline is exactly now). A key cascades at most once per level (a key parked beyond the
+/// range also once per top-level slot, about every 12 days), so the work per key stays `O(1)`. Finding the next occupied slot does not scan: each level keeps a `u64`
 /// occupancy mask, rotated to the wheel's position and searched with `trailing_zeros`.
 ///
 /// # Slab keys
