@@ -6,4 +6,5 @@
 mod util;
 
 mod cli;
+mod output;
 mod scan;

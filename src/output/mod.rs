@@ -2,18 +2,36 @@
 //! thread as batches arrive, each deciding what to write. Formats share the
 //! `--show` filter and the destination handling (stdout or a file opened
 //! before the first probe, so an unwritable path is a usage error).
+//!
+//! - `text` (`-oN`, and stdout by default) and `json` (`-oJ`) write a line
+//!   per result as it arrives; so does `csv` (`-oC`).
+//! - `xml` (`-oX`) and `grepable` (`-oG`) write a record per host, each as
+//!   soon as the host's last probe reports: `hosts` gathers them.
+//! - `progress`: the bar or status lines on stderr; `dates`: nmap's date
+//!   and clock formats.
 
+mod csv;
+mod dates;
+mod grepable;
+mod hosts;
 mod json;
+pub mod progress;
 mod text;
+mod xml;
 
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
+pub use csv::CsvSink;
+pub use grepable::GrepableSink;
 pub use json::JsonLinesSink;
 pub use text::{TextSink, write_summary};
+pub use xml::XmlSink;
 
-use crate::config::{Dest, OutputPlan};
+use crate::config::{Dest, OutputPlan, ScanConfig};
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
 
@@ -33,8 +51,51 @@ pub trait Sink {
     fn result(&mut self, r: &ProbeResult) -> io::Result<()>;
     /// Pushes buffered bytes out: called after each batch.
     fn flush(&mut self) -> io::Result<()>;
-    /// Ends the output with the run's summary.
+    /// Ends the output with the run's summary (also after Ctrl-C: then
+    /// `summary.interrupted` is set).
     fn finish(&mut self, summary: &Summary) -> io::Result<()>;
+    /// Called instead of [`finish`](Self::finish) when another output
+    /// failed and the scan stopped early: write what keeps this output
+    /// well-formed (closing tags), nothing more.
+    fn abandon(&mut self, _summary: &Summary) -> io::Result<()> {
+        self.flush()
+    }
+}
+
+/// What the nmap-style formats say about the run besides its results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    /// The command line as typed, words joined by spaces (as nmap records it).
+    pub command_line: String,
+    /// The scanned ports as ranges (`1-1024`): nmap's `services`.
+    pub services: String,
+    /// Probes per host: the number of scanned ports.
+    pub ports_per_host: u64,
+    /// How long one attempt waits (`<times to>`).
+    pub timeout: Duration,
+    /// When the scan started, wall clock.
+    pub started: SystemTime,
+}
+
+impl RunInfo {
+    /// Describes the scan `config` as started now by the command line `argv`.
+    pub fn new<I>(config: &ScanConfig, argv: I) -> RunInfo
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        let words: Vec<String> = argv
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let ports = config.space.ports();
+        RunInfo {
+            command_line: words.join(" "),
+            services: hosts::port_ranges(ports),
+            ports_per_host: ports.len() as u64,
+            timeout: config.engine.timeout,
+            started: SystemTime::now(),
+        }
+    }
 }
 
 /// A destination opened for writing, buffered.
@@ -70,8 +131,13 @@ impl Opened {
         let (file, path) = self.0.remove(0);
         let inner: Box<dyn Write + Send> = match (file, path) {
             (Some(file), Some(path)) => {
-                file.set_len(0)
-                    .map_err(|source| OpenError { path, source })?;
+                // Only regular files are truncated: /dev/null, a FIFO or a
+                // terminal cannot be, and need not be.
+                let regular = file.metadata().is_ok_and(|m| m.is_file());
+                if regular {
+                    file.set_len(0)
+                        .map_err(|source| OpenError { path, source })?;
+                }
                 Box::new(file)
             }
             _ => Box::new(io::stdout()),
@@ -90,11 +156,14 @@ pub struct Outputs {
 impl Outputs {
     /// Opens every destination of the plan. Nothing is probed before this
     /// succeeds.
-    pub fn open(plan: &OutputPlan) -> Result<Outputs, OpenError> {
+    pub fn open(plan: &OutputPlan, run: &RunInfo) -> Result<Outputs, OpenError> {
         let dests: Vec<&Dest> = plan
             .text
             .iter()
             .chain(&plan.json)
+            .chain(&plan.xml)
+            .chain(&plan.grepable)
+            .chain(&plan.csv)
             .chain(&plan.stats)
             .collect();
         let mut opened = Opened(
@@ -113,6 +182,15 @@ impl Outputs {
         }
         if plan.json.is_some() {
             sinks.push(Box::new(JsonLinesSink::new(opened.next()?, plan.show)));
+        }
+        if plan.xml.is_some() {
+            sinks.push(Box::new(XmlSink::new(opened.next()?, plan.show, run)));
+        }
+        if plan.grepable.is_some() {
+            sinks.push(Box::new(GrepableSink::new(opened.next()?, plan.show, run)));
+        }
+        if plan.csv.is_some() {
+            sinks.push(Box::new(CsvSink::new(opened.next()?, plan.show)));
         }
         let stats = plan.stats.as_ref().map(|_| opened.next()).transpose()?;
         Ok(Outputs {
@@ -156,5 +234,65 @@ impl Outputs {
             let _ = write_summary(&mut stderr.lock(), summary);
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// After an output failed: closes what can still be closed (XML's
+    /// closing tags, the grepable footer) so files stay well-formed. Errors
+    /// here are not news: the first one was already reported.
+    pub fn abandon(&mut self, summary: &Summary) {
+        for sink in &mut self.sinks {
+            let _ = sink.abandon(summary);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::stats::Stats;
+    use std::sync::{Arc, Mutex};
+
+    /// A [`Writer`] into memory, and a function reading what was written.
+    pub fn capture() -> (Writer, impl Fn() -> String) {
+        #[derive(Clone)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let shared = Shared(Arc::default());
+        let reader = shared.clone();
+        let text = move || String::from_utf8(reader.0.lock().unwrap().clone()).unwrap();
+        (BufWriter::with_capacity(16, Box::new(shared)), text)
+    }
+
+    /// The run the format tests describe: ports 22, 80 and 443 on two hosts.
+    pub fn run_info() -> RunInfo {
+        RunInfo {
+            command_line: "fastport -p 22,80,443 --show open,filtered -oX - 127.0.0.1 ::1".into(),
+            services: "22,80,443".into(),
+            ports_per_host: 3,
+            timeout: Duration::from_secs(1),
+            started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_959_140),
+        }
+    }
+
+    pub fn summary(interrupted: bool, planned: u64, elapsed: Duration) -> Summary {
+        Summary {
+            stats: Stats::new(),
+            elapsed,
+            hosts: 2,
+            ports_per_host: 3,
+            planned,
+            interrupted,
+            engine: "mio",
+            threads: 1,
+            concurrency: 1,
+        }
     }
 }

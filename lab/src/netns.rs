@@ -1,0 +1,317 @@
+//! The private network namespace and the world made real inside it.
+//!
+//! `fastport-lab` re-executes itself under `unshare --net` (adding `--user
+//! --map-root-user` when not root), marking the child with [`INSIDE_ENV`].
+//! Inside, the namespace holds only `lo`; the lab brings it up, loads the
+//! world's nftables rules, adds its routes and devices, starts its listeners
+//! and checks a sample of probes against the truth. Nothing a scanner sends
+//! can leave the namespace, and it vanishes with the process.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::LabError;
+use crate::listeners::Listeners;
+use crate::sys;
+use crate::truth::{ConnectResult, Expect, Reason, classify_connect};
+use crate::world::World;
+
+/// Set (to `1`) in the re-executed child that runs inside the namespace.
+pub const INSIDE_ENV: &str = "FASTPORT_LAB_NETNS";
+/// Overrides the `unshare` program (tests point it at `false` to exercise
+/// the paths taken where no namespace can be made).
+pub const UNSHARE_ENV: &str = "FASTPORT_LAB_UNSHARE";
+
+fn unshare_program() -> Option<PathBuf> {
+    match std::env::var_os(UNSHARE_ENV) {
+        Some(p) if !p.is_empty() => {
+            let p = PathBuf::from(p);
+            if p.components().count() > 1 {
+                Some(p)
+            } else {
+                find_tool(p.to_str()?)
+            }
+        }
+        _ => find_tool("unshare"),
+    }
+}
+
+/// Whether this process is the lab's child inside its namespace.
+pub fn inside() -> bool {
+    std::env::var_os(INSIDE_ENV).is_some_and(|v| v == "1")
+}
+
+/// Whether `CI=true`: then a namespace that cannot be made is an error.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn is_root() -> bool {
+    // The effective uid of this process, without unsafe: /proc/self/status "Uid:" line.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The `unshare` invocation for this user.
+pub fn unshare_args() -> Vec<&'static str> {
+    if is_root() {
+        vec!["--net", "--"]
+    } else {
+        vec!["--user", "--map-root-user", "--net", "--"]
+    }
+}
+
+/// Finds `program` on PATH (and in /usr/sbin, /sbin, which a user's PATH may lack).
+pub fn find_tool(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The tools among `tools` (plus `unshare`) that are not installed.
+pub fn missing_tools(tools: &[&str]) -> Vec<String> {
+    let mut missing: Vec<String> = tools
+        .iter()
+        .filter(|t| find_tool(t).is_none())
+        .map(|t| t.to_string())
+        .collect();
+    if unshare_program().is_none() {
+        missing.insert(0, "unshare".into());
+    }
+    missing
+}
+
+/// Tries to make a namespace (running `true` in one); `Err` says why not.
+pub fn probe() -> Result<(), String> {
+    let unshare = unshare_program().ok_or("unshare is not installed")?;
+    let out = Command::new(unshare)
+        .args(unshare_args())
+        .arg("true")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run unshare: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(if msg.is_empty() {
+            format!("unshare {}", out.status)
+        } else {
+            msg
+        })
+    }
+}
+
+/// Runs this executable again with `args`, inside a fresh network namespace.
+pub fn reexec(args: &[OsString]) -> Result<ExitStatus, LabError> {
+    let unshare =
+        unshare_program().ok_or_else(|| LabError::Namespace("unshare is not installed".into()))?;
+    let exe = std::env::current_exe().map_err(|e| LabError::io("locating fastport-lab", e))?;
+    Command::new(unshare)
+        .args(unshare_args())
+        .arg(exe)
+        .args(args)
+        .env(INSIDE_ENV, "1")
+        .status()
+        .map_err(|e| LabError::io("running unshare", e))
+}
+
+/// The interfaces of this process's network namespace (from /proc/self/net/dev,
+/// which, unlike /sys/class/net, follows the namespace).
+fn interfaces() -> Result<Vec<String>, LabError> {
+    let dev = std::fs::read_to_string("/proc/self/net/dev")
+        .map_err(|e| LabError::io("reading /proc/self/net/dev", e))?;
+    Ok(dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .collect())
+}
+
+/// Refuses to touch the network unless this is a fresh namespace of the lab's.
+fn ensure_private_namespace() -> Result<(), LabError> {
+    if !inside() {
+        return Err(LabError::World(format!(
+            "not inside the lab's namespace ({INSIDE_ENV} unset): refusing to change this machine's network"
+        )));
+    }
+    if let (Ok(me), Ok(init)) = (
+        std::fs::read_link("/proc/self/ns/net"),
+        std::fs::read_link("/proc/1/ns/net"),
+    ) && me == init
+    {
+        return Err(LabError::World(
+            "this is the machine's own network namespace: refusing to change it".into(),
+        ));
+    }
+    let ifs = interfaces()?;
+    if ifs != ["lo"] {
+        return Err(LabError::World(format!(
+            "the namespace is not fresh (interfaces: {}): refusing to build a world in it",
+            ifs.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn run_tool(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), LabError> {
+    let path = find_tool(program).ok_or_else(|| LabError::MissingTools(vec![program.into()]))?;
+    let mut child = Command::new(&path)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| LabError::io(format!("running {program}"), e))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .map_err(|e| LabError::io(format!("writing to {program}"), e))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| LabError::io(format!("waiting for {program}"), e))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(LabError::World(format!(
+            "{program} {}: {}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// The kernel rate-limits the ICMP errors it sends (`icmp_msgs_per_sec` =
+/// 1000 with a burst of 50, plus `icmp_ratelimit` per destination), nft
+/// rejects included. Left alone, a fast scan of 1000 host-unreachable ports
+/// gets most of them dropped silently: measured, FastPort then saw 605 of
+/// 1000 as no-response, nmap 336. These settings belong to the namespace, so
+/// lifting them makes "host-unreach" the truth without touching the machine.
+fn lift_icmp_rate_limits() -> Result<(), LabError> {
+    for (name, value) in [
+        ("icmp_msgs_per_sec", "10000000"),
+        ("icmp_msgs_burst", "10000000"),
+        ("icmp_ratelimit", "0"),
+    ] {
+        let path = format!("/proc/sys/net/ipv4/{name}");
+        std::fs::write(&path, value).map_err(|e| LabError::io(format!("writing {path}"), e))?;
+    }
+    Ok(())
+}
+
+/// A world made real: its listeners run until this is dropped; the rules,
+/// routes and devices go with the namespace.
+pub struct LiveWorld {
+    listeners: Listeners,
+}
+
+impl LiveWorld {
+    /// Connections the listeners accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.listeners.accepted()
+    }
+
+    /// Stops the listeners.
+    pub fn stop(self) -> Result<(), LabError> {
+        self.listeners
+            .stop()
+            .map_err(|e| LabError::io("listener thread", e))
+    }
+}
+
+/// Builds `world` in this (fresh, private) namespace and checks it.
+pub fn materialize(world: &World) -> Result<LiveWorld, LabError> {
+    ensure_private_namespace()?;
+    let missing = missing_tools(&world.tools());
+    if !missing.is_empty() {
+        return Err(LabError::MissingTools(missing));
+    }
+    let _ = sys::raise_nofile_limit();
+    lift_icmp_rate_limits()?;
+    run_tool("ip", &["link", "set", "lo", "up"], None)?;
+    if let Some(rules) = world.nft_ruleset() {
+        run_tool("nft", &["-f", "-"], Some(&rules))?;
+    }
+    let batch = world.ip_batch();
+    if !batch.is_empty() {
+        run_tool("ip", &["-batch", "-"], Some(&(batch.join("\n") + "\n")))?;
+    }
+    let listeners =
+        Listeners::start(&world.listeners).map_err(|e| LabError::World(e.to_string()))?;
+    let live = LiveWorld { listeners };
+    self_check(world)?;
+    Ok(live)
+}
+
+/// Probes a sample of every kind of (address, port) with the floor's probe
+/// and compares with the truth, so a world that is not what it claims fails
+/// loudly instead of mis-scoring scanners.
+fn self_check(world: &World) -> Result<(), LabError> {
+    const PER_KIND: usize = 8;
+    const SILENT_PER_KIND: usize = 1;
+    let silent = Expect::filtered(Reason::NoResponse);
+    let mut picked: Vec<(SocketAddrV4, Expect)> = Vec::new();
+    let mut counts: std::collections::HashMap<Expect, usize> = std::collections::HashMap::new();
+    for sa in world.listeners.iter().take(64) {
+        picked.push((*sa, Expect::OPEN));
+    }
+    counts.insert(Expect::OPEN, usize::MAX);
+    let mut add = |sa: SocketAddrV4, e: &Expect| {
+        let n = counts.entry(e.clone()).or_default();
+        let cap = if *e == silent {
+            SILENT_PER_KIND
+        } else {
+            PER_KIND
+        };
+        if *n < cap {
+            *n += 1;
+            picked.push((sa, e.clone()));
+        }
+    };
+    for (sa, e) in &world.truth.exceptions {
+        add(*sa, e);
+    }
+    for (sa, e) in world.truth.iter().step_by(97).take(10_000) {
+        add(sa, e);
+    }
+    for (sa, expect) in picked {
+        let timeout = Duration::from_millis(200);
+        let got = sys::connect_probe(sa, Some(timeout))
+            .map_err(|e| LabError::io(format!("self-check probe of {sa}"), e))?;
+        let verdict = classify_connect(got);
+        let ok = verdict
+            .as_ref()
+            .is_some_and(|v| expect.accepts(v.state, Some(&v.reason)));
+        if !ok {
+            let what = match (got, verdict) {
+                (_, Some(v)) => v.to_string(),
+                (ConnectResult::Failed(errno), None) => {
+                    std::io::Error::from_raw_os_error(errno).to_string()
+                }
+                (ConnectResult::Connected { .. }, None) => "connected".into(),
+            };
+            return Err(LabError::SelfCheck(format!(
+                "{sa} should be {expect}, a probe found {what}"
+            )));
+        }
+    }
+    Ok(())
+}

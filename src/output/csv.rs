@@ -1,0 +1,104 @@
+//! CSV (`-oC`), for spreadsheets and Python's `csv` module: a header row
+//! `addr,port,state,reason,rtt_us`, then one row per shown result as it
+//! arrives. No field can hold a comma, a quote or a line break, so none is
+//! quoted; `rtt_us` is empty when nothing answered.
+
+use std::io::{self, Write};
+
+use super::{Sink, Writer};
+use crate::config::Show;
+use crate::probe::ProbeResult;
+use crate::stats::Summary;
+
+pub const HEADER: &str = "addr,port,state,reason,rtt_us";
+
+pub struct CsvSink {
+    out: Writer,
+    show: Show,
+    begun: bool,
+}
+
+impl CsvSink {
+    pub fn new(out: Writer, show: Show) -> Self {
+        CsvSink {
+            out,
+            show,
+            begun: false,
+        }
+    }
+
+    fn begin(&mut self) -> io::Result<()> {
+        if !self.begun {
+            self.begun = true;
+            writeln!(self.out, "{HEADER}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for CsvSink {
+    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
+        self.begin()?;
+        if !self.show.contains(r.reason.state()) {
+            return Ok(());
+        }
+        write!(
+            self.out,
+            "{},{},{},{},",
+            r.target.ip(),
+            r.target.port(),
+            r.reason.state(),
+            r.reason
+        )?;
+        if let Some(us) = r.rtt_us {
+            write!(self.out, "{us}")?;
+        }
+        self.out.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn finish(&mut self, _summary: &Summary) -> io::Result<()> {
+        self.begin()?; // an empty scan still gets its header
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Reason;
+    use crate::output::hosts::tests::result;
+    use crate::output::tests::{capture, summary};
+    use std::time::Duration;
+
+    #[test]
+    fn rows_follow_the_header() {
+        let (out, text) = capture();
+        let mut sink = CsvSink::new(out, Show::parse("open,filtered").unwrap());
+        for r in [
+            result(0, "127.0.0.1:22", Reason::SynAck, Some(53)),
+            result(1, "127.0.0.1:23", Reason::ConnRefused, Some(40)),
+            result(2, "[::1]:8080", Reason::NoResponse, None),
+        ] {
+            sink.result(&r).unwrap();
+        }
+        sink.finish(&summary(false, 3, Duration::ZERO)).unwrap();
+        assert_eq!(
+            text(),
+            "addr,port,state,reason,rtt_us\n\
+             127.0.0.1,22,open,syn-ack,53\n\
+             ::1,8080,filtered,no-response,\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_scan_has_a_header() {
+        let (out, text) = capture();
+        let mut sink = CsvSink::new(out, Show::OPEN);
+        sink.finish(&summary(false, 0, Duration::ZERO)).unwrap();
+        assert_eq!(text(), "addr,port,state,reason,rtt_us\n");
+    }
+}

@@ -1,0 +1,201 @@
+//! nmap's grepable format (`-oG`), for `grep` and `awk`: one `Host:` line
+//! per host with all its shown ports, written as soon as the host's last
+//! probe reports ([`HostTable`]), between `#` comment lines that say
+//! FastPort ran the scan.
+//!
+//! ```text
+//! Host: 127.0.0.1 ()<TAB>Ports: 22/open/tcp//ssh///, 80/open/tcp//http///<TAB>Ignored State: closed (1022)
+//! ```
+//!
+//! The port fields are nmap's: `port/state/protocol/owner/service/rpc/version/`.
+//! Like nmap, the line names only the largest state not shown.
+
+use std::io::{self, Write};
+use std::time::SystemTime;
+
+use super::dates::{ctime, unix_secs};
+use super::hosts::{HostRecord, HostTable, worth_writing};
+use super::{RunInfo, Sink, Writer};
+use crate::config::Show;
+use crate::probe::ProbeResult;
+use crate::stats::Summary;
+use crate::targets::service_name;
+
+pub struct GrepableSink {
+    out: Writer,
+    hosts: HostTable,
+    run: RunInfo,
+    now: fn() -> SystemTime,
+    begun: bool,
+    finished: bool,
+}
+
+impl GrepableSink {
+    pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
+        GrepableSink {
+            out,
+            hosts: HostTable::new(run.ports_per_host, show),
+            run: run.clone(),
+            now: SystemTime::now,
+            begun: false,
+            finished: false,
+        }
+    }
+
+    #[cfg(test)]
+    fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
+        self.now = now;
+        self
+    }
+
+    fn begin(&mut self) -> io::Result<()> {
+        if self.begun {
+            return Ok(());
+        }
+        self.begun = true;
+        writeln!(
+            self.out,
+            "# FastPort {} scan initiated {} as: {}",
+            env!("CARGO_PKG_VERSION"),
+            ctime(self.run.started),
+            one_line(&self.run.command_line),
+        )
+    }
+
+    fn write_host(&mut self, h: &HostRecord) -> io::Result<()> {
+        write!(self.out, "Host: {} ()\tPorts: ", h.addr)?;
+        for (i, &(port, reason)) in h.shown.iter().enumerate() {
+            write!(
+                self.out,
+                "{}{port}/{}/tcp//{}///",
+                if i == 0 { "" } else { ", " },
+                reason.state(),
+                service_name(port).unwrap_or("unknown"),
+            )?;
+        }
+        if let Some(ignored) = h.ignored(self.hosts.show()).first() {
+            write!(
+                self.out,
+                "\tIgnored State: {} ({})",
+                ignored.state, ignored.count
+            )?;
+        }
+        self.out.write_all(b"\n")
+    }
+
+    fn close(&mut self, summary: &Summary) -> io::Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        self.begin()?;
+        for record in self.hosts.drain_partial() {
+            if worth_writing(&record) {
+                self.write_host(&record)?;
+            }
+        }
+        let (seen, up) = self.hosts.counts();
+        writeln!(
+            self.out,
+            "# FastPort {} at {} -- {} IP address{} ({} host{} up) scanned in {:.2} seconds",
+            if summary.interrupted {
+                "interrupted"
+            } else {
+                "done"
+            },
+            ctime((self.now)()),
+            seen,
+            if seen == 1 { "" } else { "es" },
+            up,
+            if up == 1 { "" } else { "s" },
+            summary.elapsed.as_secs_f64(),
+        )?;
+        self.out.flush()
+    }
+}
+
+impl Sink for GrepableSink {
+    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
+        self.begin()?;
+        let clock = self.now;
+        if let Some(record) = self.hosts.add(r, || unix_secs(clock())) {
+            if worth_writing(&record) {
+                self.write_host(&record)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        self.close(summary)
+    }
+
+    fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
+        self.close(summary)
+    }
+}
+
+/// The header is one line: line breaks in the command line become spaces.
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Reason;
+    use crate::output::hosts::tests::result;
+    use crate::output::tests::{capture, run_info, summary};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn fixed_clock() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_795_959_142)
+    }
+
+    #[test]
+    fn one_line_per_host_with_its_shown_ports() {
+        let (out, text) = capture();
+        let mut sink = GrepableSink::new(out, Show::OPEN, &run_info()).with_clock(fixed_clock);
+        for r in [
+            result(2, "127.0.0.1:443", Reason::ConnRefused, Some(10)),
+            result(1, "127.0.0.1:80", Reason::SynAck, Some(10)),
+            result(3, "[::1]:22", Reason::ConnRefused, Some(10)),
+            result(0, "127.0.0.1:22", Reason::SynAck, Some(10)),
+            result(4, "[::1]:80", Reason::ConnRefused, Some(10)),
+            result(5, "[::1]:443", Reason::NoResponse, None),
+        ] {
+            sink.result(&r).unwrap();
+        }
+        sink.finish(&summary(false, 6, Duration::from_millis(20)))
+            .unwrap();
+        assert_eq!(
+            text(),
+            "# FastPort 0.1.0 scan initiated Sun Nov 29 13:32:20 2026 as: fastport -p 22,80,443 --show open,filtered -oX - 127.0.0.1 ::1\n\
+             Host: 127.0.0.1 ()\tPorts: 22/open/tcp//ssh///, 80/open/tcp//http///\tIgnored State: closed (1)\n\
+             Host: ::1 ()\tPorts: \tIgnored State: closed (2)\n\
+             # FastPort done at Sun Nov 29 13:32:22 2026 -- 2 IP addresses (2 hosts up) scanned in 0.02 seconds\n"
+        );
+    }
+
+    #[test]
+    fn interrupted_hosts_are_written_with_what_they_have() {
+        let (out, text) = capture();
+        let mut sink = GrepableSink::new(out, Show::ALL, &run_info()).with_clock(fixed_clock);
+        sink.result(&result(4, "[::1]:80", Reason::NoResponse, None))
+            .unwrap();
+        sink.abandon(&summary(true, 6, Duration::from_secs(3)))
+            .unwrap();
+        let text = text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[1], "Host: ::1 ()\tPorts: 80/filtered/tcp//http///");
+        assert_eq!(
+            lines[2],
+            "# FastPort interrupted at Sun Nov 29 13:32:22 2026 -- 1 IP address (0 hosts up) scanned in 3.00 seconds"
+        );
+    }
+}

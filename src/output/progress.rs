@@ -1,0 +1,146 @@
+//! How far a long scan has got, on stderr: a live bar when stderr is a
+//! terminal, otherwise (with `--stats-every`) a status line now and then,
+//! as nmap prints them:
+//!
+//! ```text
+//! Stats: 0:00:05 elapsed; 123456/200000 probes (61.7%); 24691 probes/s; ETA 0:00:03
+//! ```
+//!
+//! The writer thread calls [`Progress::advance`] once per batch of results,
+//! so the clock is checked there; workers hand over what they have at least
+//! every 50 ms while results come in.
+
+use std::io::{self, IsTerminal};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use super::dates::clock;
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    every: Option<Duration>,
+    started: Instant,
+    next_line: Instant,
+    total: u64,
+    done: u64,
+}
+
+impl Progress {
+    /// A bar when stderr is a terminal; otherwise a status line every
+    /// `every`, or nothing.
+    pub fn new(total: u64, every: Option<Duration>) -> Progress {
+        let started = Instant::now();
+        let bar = io::stderr().is_terminal().then(|| bar(total));
+        Progress {
+            every: if bar.is_some() { None } else { every },
+            bar,
+            started,
+            next_line: started + every.unwrap_or_default(),
+            total,
+            done: 0,
+        }
+    }
+
+    /// Counts `n` more results.
+    pub fn advance(&mut self, n: u64) {
+        self.done += n;
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.done);
+        }
+        if let Some(every) = self.every {
+            let now = Instant::now();
+            if now >= self.next_line {
+                eprintln!("{}", status_line(now - self.started, self.done, self.total));
+                // Skip missed ticks rather than print a burst after a stall.
+                while self.next_line <= now {
+                    self.next_line += every;
+                }
+            }
+        }
+    }
+
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
+    /// Runs `f` (which writes to the terminal) with the bar hidden.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
+    /// Takes the bar off the screen.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} probes ({percent}%), {rate} probes/s, ETA {eta}",
+    )
+    .map(|style| {
+        style.with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}", state.per_sec());
+            },
+        )
+    })
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// One status line: elapsed time, results so far, rate, and the time left
+/// at that rate.
+pub fn status_line(elapsed: Duration, done: u64, total: u64) -> String {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let percent = if total > 0 {
+        done as f64 * 100.0 / total as f64
+    } else {
+        100.0
+    };
+    let eta = if done >= total {
+        clock(Duration::ZERO)
+    } else if rate > 0.0 {
+        clock(Duration::from_secs_f64(
+            ((total - done) as f64 / rate).min(1e9),
+        ))
+    } else {
+        "unknown".to_string()
+    };
+    format!(
+        "Stats: {} elapsed; {done}/{total} probes ({percent:.1}%); {rate:.0} probes/s; ETA {eta}",
+        clock(elapsed)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            status_line(Duration::from_secs(5), 123_456, 200_000),
+            "Stats: 0:00:05 elapsed; 123456/200000 probes (61.7%); 24691 probes/s; ETA 0:00:03"
+        );
+        assert_eq!(
+            status_line(Duration::from_secs(5), 0, 1000),
+            "Stats: 0:00:05 elapsed; 0/1000 probes (0.0%); 0 probes/s; ETA unknown"
+        );
+        assert_eq!(
+            status_line(Duration::from_secs(3725), 10, 10),
+            "Stats: 1:02:05 elapsed; 10/10 probes (100.0%); 0 probes/s; ETA 0:00:00"
+        );
+    }
+}

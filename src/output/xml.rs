@@ -1,0 +1,467 @@
+//! nmap XML (`-oX`), for ndiff, Metasploit, python-libnmap and every other
+//! tool that reads nmap's format.
+//!
+//! The document follows nmap.dtd and nmap's layout: one `<host>` per
+//! address (never one per port, which broke consumers of masscan's XML),
+//! with `<status>`, `<address>`, `<ports>` (an `<extraports>` per state not
+//! shown, then a `<port>` per shown port, its service from the built-in
+//! table) and `<times>` from the host's smoothed round-trip time. A host is
+//! written as soon as its last probe reports ([`HostTable`]); the run ends
+//! with `<runstats>`, also when interrupted, so the file is always
+//! well-formed.
+//!
+//! # How FastPort names itself
+//!
+//! nmap.dtd allows exactly one value for `<nmaprun scanner>`: `nmap`. Any
+//! other value makes the file invalid, and consumers that validate or check
+//! the attribute reject it. So `scanner="nmap"` here names the *format*,
+//! and everything else says who wrote it: `version="FastPort 0.1.0"`,
+//! `args` holds FastPort's own command line, and two comments before the
+//! root element say that FastPort, not Nmap, wrote the file.
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+
+use super::dates::{ctime, unix_secs};
+use super::hosts::{HostRecord, HostTable, worth_writing};
+use super::{RunInfo, Sink, Writer};
+use crate::config::Show;
+use crate::probe::ProbeResult;
+use crate::stats::Summary;
+use crate::targets::service_name;
+
+/// The nmap XML output format version this file follows.
+const XML_OUTPUT_VERSION: &str = "1.05";
+
+pub struct XmlSink {
+    xml: quick_xml::Writer<Writer>,
+    hosts: HostTable,
+    run: RunInfo,
+    now: fn() -> SystemTime,
+    begun: bool,
+    finished: bool,
+}
+
+impl XmlSink {
+    pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
+        XmlSink {
+            xml: quick_xml::Writer::new(out),
+            hosts: HostTable::new(run.ports_per_host, show),
+            run: run.clone(),
+            now: SystemTime::now,
+            begun: false,
+            finished: false,
+        }
+    }
+
+    /// The same sink with a fixed clock, for exact tests.
+    #[cfg(test)]
+    fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
+        self.now = now;
+        self
+    }
+
+    fn nl(&mut self) -> io::Result<()> {
+        self.xml.get_mut().write_all(b"\n")
+    }
+
+    fn empty(&mut self, name: &str, attrs: &[(&str, &str)]) -> io::Result<()> {
+        let el = BytesStart::new(name).with_attributes(attrs.iter().copied());
+        self.xml.write_event(Event::Empty(el))
+    }
+
+    fn start(&mut self, name: &str, attrs: &[(&str, &str)]) -> io::Result<()> {
+        let el = BytesStart::new(name).with_attributes(attrs.iter().copied());
+        self.xml.write_event(Event::Start(el))
+    }
+
+    fn end(&mut self, name: &str) -> io::Result<()> {
+        self.xml.write_event(Event::End(BytesEnd::new(name)))
+    }
+
+    /// The prologue and everything before the first host, once.
+    fn begin(&mut self) -> io::Result<()> {
+        if self.begun {
+            return Ok(());
+        }
+        self.begun = true;
+        let args = xml_chars(&self.run.command_line);
+        let start = unix_secs(self.run.started).to_string();
+        let startstr = ctime(self.run.started);
+        let version = format!("FastPort {}", env!("CARGO_PKG_VERSION"));
+
+        self.xml
+            .write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+        self.nl()?;
+        self.xml
+            .write_event(Event::DocType(BytesText::from_escaped("nmaprun")))?;
+        self.nl()?;
+        let initiated = format!(" {version} scan initiated {startstr} as: {args} ");
+        self.xml
+            .write_event(Event::Comment(BytesText::from_escaped(comment_safe(
+                &initiated,
+            ))))?;
+        self.nl()?;
+        self.xml.write_event(Event::Comment(BytesText::from_escaped(
+            " Written by FastPort, not Nmap, in Nmap's XML format: nmap.dtd allows only scanner=\"nmap\" ",
+        )))?;
+        self.nl()?;
+        self.start(
+            "nmaprun",
+            &[
+                ("scanner", "nmap"),
+                ("args", &args),
+                ("start", &start),
+                ("startstr", &startstr),
+                ("version", &version),
+                ("xmloutputversion", XML_OUTPUT_VERSION),
+            ],
+        )?;
+        self.nl()?;
+        let numservices = self.run.ports_per_host.to_string();
+        let services = self.run.services.clone();
+        self.empty(
+            "scaninfo",
+            &[
+                ("type", "connect"),
+                ("protocol", "tcp"),
+                ("numservices", &numservices),
+                ("services", &services),
+            ],
+        )?;
+        self.nl()?;
+        self.empty("verbose", &[("level", "0")])?;
+        self.nl()?;
+        self.empty("debugging", &[("level", "0")])?;
+        self.nl()
+    }
+
+    fn write_host(&mut self, h: &HostRecord) -> io::Result<()> {
+        let now = unix_secs((self.now)());
+        let status = h.status();
+        let show = self.hosts.show();
+        let starttime = h.first_seen.to_string();
+        let endtime = now.to_string();
+        let mut attrs = vec![("starttime", starttime.as_str()), ("endtime", &endtime)];
+        let note;
+        if h.remaining > 0 {
+            // Interrupted before every port of this host reported.
+            note = format!(
+                "incomplete: {} of {} ports scanned",
+                h.results(),
+                h.results() + h.remaining
+            );
+            attrs.push(("timedout", "true"));
+            attrs.push(("comment", &note));
+        }
+        self.start("host", &attrs)?;
+        self.empty(
+            "status",
+            &[
+                ("state", if status.up { "up" } else { "down" }),
+                ("reason", status.reason.as_str()),
+                ("reason_ttl", "0"),
+            ],
+        )?;
+        self.nl()?;
+        let addr = h.addr.to_string();
+        let addrtype = match h.addr {
+            IpAddr::V4(_) => "ipv4",
+            IpAddr::V6(_) => "ipv6",
+        };
+        self.empty("address", &[("addr", &addr), ("addrtype", addrtype)])?;
+        self.nl()?;
+
+        self.start("ports", &[])?;
+        for ignored in h.ignored(show) {
+            let count = ignored.count.to_string();
+            self.start(
+                "extraports",
+                &[("state", ignored.state.as_str()), ("count", &count)],
+            )?;
+            self.nl()?;
+            for (reason, n) in &ignored.reasons {
+                let n = n.to_string();
+                self.empty(
+                    "extrareasons",
+                    &[("reason", reason.as_str()), ("count", &n), ("proto", "tcp")],
+                )?;
+                self.nl()?;
+            }
+            self.end("extraports")?;
+            self.nl()?;
+        }
+        for &(port, reason) in &h.shown {
+            let portid = port.to_string();
+            self.start("port", &[("protocol", "tcp"), ("portid", &portid)])?;
+            self.empty(
+                "state",
+                &[
+                    ("state", reason.state().as_str()),
+                    ("reason", reason.as_str()),
+                    ("reason_ttl", "0"),
+                ],
+            )?;
+            self.empty(
+                "service",
+                &[
+                    ("name", service_name(port).unwrap_or("unknown")),
+                    ("method", "table"),
+                    ("conf", "3"),
+                ],
+            )?;
+            self.end("port")?;
+            self.nl()?;
+        }
+        self.end("ports")?;
+        self.nl()?;
+
+        if let Some((srtt, rttvar)) = h.rtt.get() {
+            let timeout_us = u64::try_from(self.run.timeout.as_micros()).unwrap_or(u64::MAX);
+            let (srtt, rttvar, to) = (srtt.to_string(), rttvar.to_string(), timeout_us.to_string());
+            self.empty(
+                "times",
+                &[("srtt", &srtt), ("rttvar", &rttvar), ("to", &to)],
+            )?;
+            self.nl()?;
+        }
+        self.end("host")?;
+        self.nl()
+    }
+
+    fn close(&mut self, summary: &Summary) -> io::Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        self.begin()?;
+        for record in self.hosts.drain_partial() {
+            if worth_writing(&record) {
+                self.write_host(&record)?;
+            }
+        }
+        let now = (self.now)();
+        let (seen, up) = self.hosts.counts();
+        let timestr = ctime(now);
+        let time = unix_secs(now).to_string();
+        let elapsed = format!("{:.2}", summary.elapsed.as_secs_f64());
+        let text = format!(
+            "{} IP address{} ({} host{} up) scanned in {elapsed} seconds",
+            seen,
+            if seen == 1 { "" } else { "es" },
+            up,
+            if up == 1 { "" } else { "s" },
+        );
+        let (line, exit, errormsg) = if summary.interrupted {
+            (
+                format!("FastPort interrupted at {timestr}; {text}"),
+                "error",
+                Some(format!(
+                    "interrupted after {} of {} probes",
+                    self.hosts.results(),
+                    summary.planned
+                )),
+            )
+        } else {
+            (
+                format!("FastPort done at {timestr}; {text}"),
+                "success",
+                None,
+            )
+        };
+        self.start("runstats", &[])?;
+        let mut attrs = vec![
+            ("time", time.as_str()),
+            ("timestr", &timestr),
+            ("summary", &line),
+            ("elapsed", &elapsed),
+            ("exit", exit),
+        ];
+        if let Some(msg) = &errormsg {
+            attrs.push(("errormsg", msg));
+        }
+        self.empty("finished", &attrs)?;
+        let (up_s, down_s, total_s) = (up.to_string(), (seen - up).to_string(), seen.to_string());
+        self.empty(
+            "hosts",
+            &[("up", &up_s), ("down", &down_s), ("total", &total_s)],
+        )?;
+        self.nl()?;
+        self.end("runstats")?;
+        self.nl()?;
+        self.end("nmaprun")?;
+        self.nl()?;
+        self.xml.get_mut().flush()
+    }
+}
+
+impl Sink for XmlSink {
+    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
+        self.begin()?;
+        let clock = self.now;
+        if let Some(record) = self.hosts.add(r, || unix_secs(clock())) {
+            if worth_writing(&record) {
+                self.write_host(&record)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.xml.get_mut().flush()
+    }
+
+    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        self.close(summary)
+    }
+
+    fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
+        self.close(summary)
+    }
+}
+
+/// Replaces characters XML 1.0 cannot hold (control characters other than
+/// tab, newline and carriage return; U+FFFE, U+FFFF) with U+FFFD, so a
+/// command line with odd bytes still makes a well-formed document.
+fn xml_chars(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            c if c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}' => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
+/// A comment may not contain `--`: written as nmap writes it, `-&#45;`.
+fn comment_safe(s: &str) -> String {
+    s.replace("--", "-&#45;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Reason;
+    use crate::output::hosts::tests::result;
+    use crate::output::tests::{capture, run_info, summary};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn fixed_clock() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_795_959_142)
+    }
+
+    const HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE nmaprun>
+<!-- FastPort 0.1.0 scan initiated Sun Nov 29 13:32:20 2026 as: fastport -p 22,80,443 -&#45;show open,filtered -oX - 127.0.0.1 ::1 -->
+<!-- Written by FastPort, not Nmap, in Nmap's XML format: nmap.dtd allows only scanner="nmap" -->
+<nmaprun scanner="nmap" args="fastport -p 22,80,443 --show open,filtered -oX - 127.0.0.1 ::1" start="1795959140" startstr="Sun Nov 29 13:32:20 2026" version="FastPort 0.1.0" xmloutputversion="1.05">
+<scaninfo type="connect" protocol="tcp" numservices="3" services="22,80,443"/>
+<verbose level="0"/>
+<debugging level="0"/>
+"#;
+
+    #[test]
+    fn hosts_are_written_as_nmap_writes_them() {
+        let (out, text) = capture();
+        let mut sink = XmlSink::new(out, Show::parse("open,filtered").unwrap(), &run_info())
+            .with_clock(fixed_clock);
+        // Host 0: 127.0.0.1, ports 22 80 443 at indices 0 1 2; host 1: ::1 at 3 4 5.
+        for r in [
+            result(1, "127.0.0.1:80", Reason::ConnRefused, Some(40)),
+            result(3, "[::1]:22", Reason::ConnRefused, Some(30)),
+            result(0, "127.0.0.1:22", Reason::SynAck, Some(100)),
+            result(2, "127.0.0.1:443", Reason::NoResponse, None),
+        ] {
+            sink.result(&r).unwrap();
+        }
+        sink.flush().unwrap();
+        let first = text();
+        assert!(
+            first.ends_with("</host>\n"),
+            "127.0.0.1 is written at once:\n{first}"
+        );
+        assert!(
+            !first.contains("addr=\"::1\""),
+            "::1 is still pending:\n{first}"
+        );
+
+        for r in [
+            result(5, "[::1]:443", Reason::ConnRefused, Some(50)),
+            result(4, "[::1]:80", Reason::SynAck, Some(70)),
+        ] {
+            sink.result(&r).unwrap();
+        }
+        sink.finish(&summary(false, 6, Duration::from_millis(1234)))
+            .unwrap();
+        let want = HEAD.to_string()
+            + r#"<host starttime="1795959142" endtime="1795959142"><status state="up" reason="syn-ack" reason_ttl="0"/>
+<address addr="127.0.0.1" addrtype="ipv4"/>
+<ports><extraports state="closed" count="1">
+<extrareasons reason="conn-refused" count="1" proto="tcp"/>
+</extraports>
+<port protocol="tcp" portid="22"><state state="open" reason="syn-ack" reason_ttl="0"/><service name="ssh" method="table" conf="3"/></port>
+<port protocol="tcp" portid="443"><state state="filtered" reason="no-response" reason_ttl="0"/><service name="https" method="table" conf="3"/></port>
+</ports>
+<times srtt="47" rttvar="30" to="1000000"/>
+</host>
+<host starttime="1795959142" endtime="1795959142"><status state="up" reason="syn-ack" reason_ttl="0"/>
+<address addr="::1" addrtype="ipv6"/>
+<ports><extraports state="closed" count="2">
+<extrareasons reason="conn-refused" count="2" proto="tcp"/>
+</extraports>
+<port protocol="tcp" portid="80"><state state="open" reason="syn-ack" reason_ttl="0"/><service name="http" method="table" conf="3"/></port>
+</ports>
+<times srtt="36" rttvar="21" to="1000000"/>
+</host>
+<runstats><finished time="1795959142" timestr="Sun Nov 29 13:32:22 2026" summary="FastPort done at Sun Nov 29 13:32:22 2026; 2 IP addresses (2 hosts up) scanned in 1.23 seconds" elapsed="1.23" exit="success"/><hosts up="2" down="0" total="2"/>
+</runstats>
+</nmaprun>
+"#;
+        assert_eq!(text(), want);
+    }
+
+    #[test]
+    fn an_interrupted_scan_still_closes_the_document() {
+        let (out, text) = capture();
+        let mut sink = XmlSink::new(out, Show::OPEN, &run_info()).with_clock(fixed_clock);
+        sink.result(&result(0, "127.0.0.1:22", Reason::SynAck, Some(100)))
+            .unwrap();
+        sink.result(&result(4, "[::1]:80", Reason::NoResponse, None))
+            .unwrap();
+        sink.abandon(&summary(true, 6, Duration::from_millis(500)))
+            .unwrap();
+        sink.finish(&summary(true, 6, Duration::from_millis(500)))
+            .unwrap(); // a second close writes nothing
+        let want = HEAD.to_string()
+            + r#"<host starttime="1795959142" endtime="1795959142" timedout="true" comment="incomplete: 1 of 3 ports scanned"><status state="up" reason="syn-ack" reason_ttl="0"/>
+<address addr="127.0.0.1" addrtype="ipv4"/>
+<ports><port protocol="tcp" portid="22"><state state="open" reason="syn-ack" reason_ttl="0"/><service name="ssh" method="table" conf="3"/></port>
+</ports>
+<times srtt="100" rttvar="50" to="1000000"/>
+</host>
+<runstats><finished time="1795959142" timestr="Sun Nov 29 13:32:22 2026" summary="FastPort interrupted at Sun Nov 29 13:32:22 2026; 2 IP addresses (1 host up) scanned in 0.50 seconds" elapsed="0.50" exit="error" errormsg="interrupted after 2 of 6 probes"/><hosts up="1" down="1" total="2"/>
+</runstats>
+</nmaprun>
+"#;
+        assert_eq!(text(), want);
+    }
+
+    #[test]
+    fn odd_characters_in_the_command_line_stay_well_formed() {
+        assert_eq!(xml_chars("a\u{1}b\tc"), "a\u{FFFD}b\tc");
+        assert_eq!(comment_safe("--a ---b"), "-&#45;a -&#45;-b");
+        let (out, text) = capture();
+        let mut run = run_info();
+        run.command_line = "fastport <&\"> \u{7}".into();
+        let mut sink = XmlSink::new(out, Show::OPEN, &run).with_clock(fixed_clock);
+        sink.finish(&summary(false, 0, Duration::ZERO)).unwrap();
+        let text = text();
+        assert!(
+            text.contains(r#"args="fastport &lt;&amp;&quot;&gt; �""#),
+            "{text}"
+        );
+    }
+}
