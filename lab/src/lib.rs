@@ -23,7 +23,7 @@
 //! Tests and benchmarks of the root crate call [`run`], which spawns the
 //! `fastport-lab` binary and returns its [`Outcome`]: skipped (no namespace
 //! could be made here, or the scanner is not installed) or a scored
-//! [`Report`]; or [`bench`], which runs several scanners against one world.
+//! [`Report`]; or [`bench()`], which runs several scanners against one world.
 //!
 //! ```no_run
 //! let spec = fastport_lab::RunSpec {
