@@ -6,5 +6,6 @@
 mod util;
 
 mod cli;
+mod lab;
 mod output;
 mod scan;
