@@ -1,1 +1,285 @@
-fn main() {}
+//! End-to-end benchmarks: every lab scenario at full size, each scanner
+//! against the same world in the same session (the floor, FastPort's two
+//! engines, nmap and RustScan when installed), then a sweep of concurrency
+//! for both engines. Prints the tables and writes CSV, JSON and SVG plots to
+//! `target/bench/` (docs/BENCHMARKS.md records a run).
+//!
+//! Knobs (environment): `FASTPORT_BENCH_REPEAT` (runs per cell, median
+//! reported; default 5), `FASTPORT_BENCH_SCENARIOS` (comma list),
+//! `FASTPORT_BENCH_SCANNERS`, `FASTPORT_BENCH_SWEEP` (`0` skips the sweep),
+//! `FASTPORT_BENCH_SWEEP_REPEAT` (default 3).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use fastport_lab::report::{BenchRow, bench_csv, bench_rows, bench_table};
+use fastport_lab::{Record, RunSpec, bench};
+
+const SCENARIOS: &str = "loopback-65k,wide-16,filtered-mix,ephemeral-trap";
+const SCANNERS: &str = "floor,fastport,fastport-threads,nmap,rustscan";
+const SWEEP: [usize; 6] = [16, 64, 256, 1024, 4096, 16384];
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+}
+
+fn main() {
+    // `cargo bench -- <filter>` passes libtest-style arguments; a filter
+    // that names no scenario skips this harness (e.g. when only criterion runs).
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out_dir).expect("create target/bench");
+    let repeat: usize = env_or("FASTPORT_BENCH_REPEAT", "5").parse().unwrap_or(5);
+    let scanners = list(&env_or("FASTPORT_BENCH_SCANNERS", SCANNERS));
+    let fastport = PathBuf::from(env!("CARGO_BIN_EXE_fastport"));
+
+    let mut records: Vec<Record> = Vec::new();
+    for scenario in list(&env_or("FASTPORT_BENCH_SCENARIOS", SCENARIOS)) {
+        if !filter.is_empty() && !filter.iter().any(|f| scenario.contains(f.as_str())) {
+            continue;
+        }
+        eprintln!("bench: {scenario} × {} ({repeat} runs each)", scanners.join(", "));
+        let spec = RunSpec {
+            scenario: scenario.clone(),
+            seed: 1,
+            scale: "full".into(),
+            fastport_bin: Some(fastport.clone()),
+            repeat,
+            ..RunSpec::default()
+        };
+        match bench(&spec, &scanners) {
+            Ok(rs) => records.extend(rs),
+            Err(e) => eprintln!("bench: {scenario}: {e}"),
+        }
+    }
+    if !records.is_empty() {
+        let rows = bench_rows(&records);
+        println!("\n{}", bench_table(&rows));
+        write(&out_dir.join("bench.csv"), &bench_csv(&rows));
+        write(
+            &out_dir.join("bench.json"),
+            &serde_json::to_string_pretty(&records).expect("records serialise"),
+        );
+        write(&out_dir.join("probes-per-s.svg"), &bar_chart(&rows));
+    }
+
+    if env_or("FASTPORT_BENCH_SWEEP", "1") != "0" && (filter.is_empty() || filter.iter().any(|f| f == "sweep")) {
+        sweep(&out_dir, &fastport);
+    }
+}
+
+/// One point of the concurrency sweep.
+struct Point {
+    scenario: &'static str,
+    engine: &'static str,
+    concurrency: usize,
+    probes_per_s: f64,
+    cpu_s: f64,
+    rss_mib: f64,
+    csw: u64,
+    p50_us: u64,
+    p99_us: u64,
+    exact: bool,
+}
+
+/// Both engines at each concurrency on loopback-65k and filtered-mix
+/// (filtered-mix with a 200 ms timeout and no retries, so low concurrency
+/// stays affordable).
+fn sweep(out_dir: &Path, fastport: &Path) {
+    let repeat: usize = env_or("FASTPORT_BENCH_SWEEP_REPEAT", "3").parse().unwrap_or(3);
+    let mut points = Vec::new();
+    for (scenario, base) in [
+        ("loopback-65k", vec![]),
+        ("filtered-mix", vec!["--timeout", "200ms", "--retries", "0"]),
+    ] {
+        for engine in ["mio", "threads"] {
+            for c in SWEEP {
+                let stats = out_dir.join(format!("sweep-{scenario}-{engine}-{c}.json"));
+                let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+                args.extend(["--concurrency".into(), c.to_string(), "--stats".into()]);
+                args.push(stats.display().to_string());
+                let scanner = format!("fastport-{engine}");
+                let spec = RunSpec {
+                    scenario: scenario.into(),
+                    seed: 1,
+                    scale: "full".into(),
+                    scanner: scanner.clone(),
+                    extra_args: args,
+                    fastport_bin: Some(fastport.to_path_buf()),
+                    repeat,
+                    ..RunSpec::default()
+                };
+                eprintln!("sweep: {scenario} {engine} concurrency {c}");
+                let rec = match bench(&spec, std::slice::from_ref(&scanner)) {
+                    Ok(mut rs) if !rs.is_empty() => rs.remove(0),
+                    Ok(_) => continue,
+                    Err(e) => {
+                        eprintln!("sweep: {e}");
+                        continue;
+                    }
+                };
+                let Record::Scored(rep) = rec else {
+                    eprintln!("sweep: {scenario} {engine} {c}: not scored");
+                    continue;
+                };
+                let lat = std::fs::read_to_string(&stats)
+                    .ok()
+                    .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                    .map(|v| {
+                        let l = &v["latency_us"]["closed/conn-refused"];
+                        (l["p50"].as_u64().unwrap_or(0), l["p99"].as_u64().unwrap_or(0))
+                    })
+                    .unwrap_or((0, 0));
+                points.push(Point {
+                    scenario,
+                    engine,
+                    concurrency: c,
+                    probes_per_s: rep.probes_per_s,
+                    cpu_s: rep.cpu_s,
+                    rss_mib: rep.max_rss_kib as f64 / 1024.0,
+                    csw: rep.nvcsw + rep.nivcsw,
+                    p50_us: lat.0,
+                    p99_us: lat.1,
+                    exact: rep.exact_all,
+                });
+            }
+        }
+    }
+    let mut table = String::from(
+        "scenario       engine   concurrency   probes/s   cpu s  rss MiB  ctx switches  p50 us  p99 us  exact\n",
+    );
+    let mut csv = String::from("scenario,engine,concurrency,probes_per_s,cpu_s,rss_mib,context_switches,p50_us,p99_us,exact\n");
+    for p in &points {
+        let _ = writeln!(
+            table,
+            "{:<14} {:<8} {:>11} {:>10.0} {:>7.2} {:>8.1} {:>13} {:>7} {:>7}  {}",
+            p.scenario, p.engine, p.concurrency, p.probes_per_s, p.cpu_s, p.rss_mib, p.csw, p.p50_us, p.p99_us, p.exact
+        );
+        let _ = writeln!(
+            csv,
+            "{},{},{},{:.0},{:.3},{:.1},{},{},{},{}",
+            p.scenario, p.engine, p.concurrency, p.probes_per_s, p.cpu_s, p.rss_mib, p.csw, p.p50_us, p.p99_us, p.exact
+        );
+    }
+    println!("\nConcurrency sweep (median of {repeat}):\n{table}");
+    write(&out_dir.join("sweep.csv"), &csv);
+    for scenario in ["loopback-65k", "filtered-mix"] {
+        for (metric, label, f) in [
+            ("probes", "probes/s", (|p: &Point| p.probes_per_s) as fn(&Point) -> f64),
+            ("rss", "peak RSS (MiB)", |p: &Point| p.rss_mib),
+            ("csw", "context switches", |p: &Point| p.csw as f64),
+        ] {
+            let svg = line_chart(&format!("{scenario}: {label} vs concurrency"), label, &points, scenario, f);
+            write(&out_dir.join(format!("sweep-{scenario}-{metric}.svg")), &svg);
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    eprintln!("bench: wrote {}", path.display());
+}
+
+const COLORS: [&str; 6] = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#b07aa1"];
+
+/// Probes/s per scanner, grouped by scenario, each group on its own scale
+/// (scenarios differ by orders of magnitude).
+fn bar_chart(rows: &[BenchRow]) -> String {
+    let mut scenarios: Vec<&str> = Vec::new();
+    let mut scanners: Vec<&str> = Vec::new();
+    for r in rows {
+        if !scenarios.contains(&r.scenario.as_str()) {
+            scenarios.push(&r.scenario);
+        }
+        if !scanners.contains(&r.scanner.as_str()) {
+            scanners.push(&r.scanner);
+        }
+    }
+    let (gw, gh, top) = (260.0, 220.0, 60.0);
+    let width = 40.0 + gw * scenarios.len() as f64;
+    let mut s = svg_open(width, top + gh + 70.0);
+    let _ = writeln!(s, r#"<text x="20" y="24" font-size="16">Probes per second by scanner (each scenario on its own scale; median of runs)</text>"#);
+    for (i, sc) in scanners.iter().enumerate() {
+        let x = 20.0 + 130.0 * i as f64;
+        let _ = writeln!(s, r#"<rect x="{x}" y="34" width="12" height="12" fill="{}"/><text x="{}" y="45" font-size="12">{sc}</text>"#, COLORS[i % COLORS.len()], x + 16.0);
+    }
+    for (g, scenario) in scenarios.iter().enumerate() {
+        let x0 = 30.0 + gw * g as f64;
+        let in_group: Vec<&BenchRow> = rows.iter().filter(|r| r.scenario == *scenario).collect();
+        let max = in_group.iter().filter_map(|r| r.probes_per_s).fold(1.0, f64::max);
+        let bw = (gw - 40.0) / scanners.len() as f64;
+        for r in &in_group {
+            let i = scanners.iter().position(|x| *x == r.scanner).unwrap_or(0);
+            let x = x0 + bw * i as f64;
+            match r.probes_per_s {
+                Some(v) => {
+                    let h = gh * v / max;
+                    let _ = writeln!(s, r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"/>"#, top + gh - h, bw - 4.0, COLORS[i % COLORS.len()]);
+                    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#, x + bw / 2.0 - 2.0, top + gh - h - 3.0, human(v));
+                }
+                None => {
+                    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#, x + bw / 2.0 - 2.0, top + gh - 3.0, r.status);
+                }
+            }
+        }
+        let _ = writeln!(s, r#"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, top + gh, x0 + gw - 40.0, top + gh);
+        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">{scenario}</text>"#, x0 + (gw - 40.0) / 2.0, top + gh + 20.0);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// One metric against concurrency (log scale) for both engines.
+fn line_chart(title: &str, label: &str, points: &[Point], scenario: &str, f: fn(&Point) -> f64) -> String {
+    let (w, h, left, top) = (520.0, 300.0, 70.0, 50.0);
+    let mut s = svg_open(w + left + 30.0, h + top + 60.0);
+    let _ = writeln!(s, r#"<text x="20" y="24" font-size="15">{title}</text>"#);
+    let pts: Vec<&Point> = points.iter().filter(|p| p.scenario == scenario).collect();
+    let max = pts.iter().map(|p| f(p)).fold(1.0, f64::max);
+    let lx = |c: usize| {
+        let (lo, hi) = ((SWEEP[0] as f64).log2(), (SWEEP[SWEEP.len() - 1] as f64).log2());
+        left + w * ((c as f64).log2() - lo) / (hi - lo)
+    };
+    let ly = |v: f64| top + h - h * v / max;
+    let _ = writeln!(s, r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#, top + h, left + w, top + h, top + h);
+    for c in SWEEP {
+        let _ = writeln!(s, r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{c}</text>"#, lx(c), top + h + 16.0);
+    }
+    let _ = writeln!(s, r#"<text x="{:.1}" y="{}" font-size="12" text-anchor="middle">concurrency (probes in flight)</text>"#, left + w / 2.0, top + h + 36.0);
+    let _ = writeln!(s, r#"<text x="10" y="{top}" font-size="11">{} {label}</text>"#, human(max));
+    for (i, engine) in ["mio", "threads"].iter().enumerate() {
+        let line: Vec<String> = pts
+            .iter()
+            .filter(|p| p.engine == *engine)
+            .map(|p| format!("{:.1},{:.1}", lx(p.concurrency), ly(f(p))))
+            .collect();
+        if line.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#, COLORS[i], line.join(" "));
+        let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="12" fill="{}">{engine}</text>"#, left + w - 60.0, top + 14.0 + 16.0 * i as f64, COLORS[i]);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn svg_open(w: f64, h: f64) -> String {
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>
+"#
+    )
+}
+
+fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.0}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
