@@ -199,6 +199,68 @@ fn wheel_benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// Probe order: position -> index through the Feistel permutation with
+/// cycle-walking (random access), against ZMap's cyclic multiplicative group
+/// modulo a prime (sequential only: one modular multiply per step, plus the
+/// steps that land past the end of the space).
+mod permutation {
+    /// ZMap's walk: `x <- x * g mod p` over the group of a prime `p > n`,
+    /// skipping elements above `n`.
+    pub struct CyclicGroup {
+        p: u64,
+        g: u64,
+        x: u64,
+        n: u64,
+    }
+
+    impl CyclicGroup {
+        /// `p` a prime above `n`. The cost per step does not depend on `g`
+        /// being a generator, which the benchmark does not check.
+        pub fn new(n: u64, p: u64, g: u64) -> Self {
+            CyclicGroup { p, g, x: g, n }
+        }
+
+        #[inline]
+        pub fn next_index(&mut self) -> u64 {
+            loop {
+                self.x = ((self.x as u128 * self.g as u128) % self.p as u128) as u64;
+                if self.x <= self.n {
+                    return self.x - 1;
+                }
+            }
+        }
+    }
+}
+
+fn order_benches(c: &mut Criterion) {
+    use fastport::order::Permutation;
+    use permutation::CyclicGroup;
+
+    let mut group = c.benchmark_group("order");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3));
+    // 2^24 hosts x 1000 ports (a /8 on the top 1000 ports), and the full
+    // 2^32 x 65535 space.
+    for (name, n, p) in [
+        ("16.7G", (1u64 << 24) * 1000, 16_777_216_019),
+        ("2^32x65535", (1u64 << 32) * 65_535, (1u64 << 48) - 59),
+    ] {
+        let perm = Permutation::new(n, 0x5EED);
+        let mut pos = 0u64;
+        group.bench_function(format!("feistel/{name}"), |b| {
+            b.iter(|| {
+                pos = (pos + 1) % n;
+                black_box(perm.apply(black_box(pos)))
+            })
+        });
+        let mut walk = CyclicGroup::new(n, p, 3);
+        group.bench_function(format!("cyclic_group/{name}"), |b| {
+            b.iter(|| black_box(walk.next_index()))
+        });
+    }
+    group.finish();
+}
+
 // Register new groups here, e.g. `criterion_group!(benches, wheel_benches, targets_benches);`.
-criterion_group!(benches, wheel_benches);
+criterion_group!(benches, wheel_benches, order_benches);
 criterion_main!(benches);

@@ -24,13 +24,19 @@ fn env_or(name: &str, default: &str) -> String {
 }
 
 fn list(s: &str) -> Vec<String> {
-    s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn main() {
     // `cargo bench -- <filter>` passes libtest-style arguments; a filter
     // that names no scenario skips this harness (e.g. when only criterion runs).
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out_dir).expect("create target/bench");
     let repeat: usize = env_or("FASTPORT_BENCH_REPEAT", "5").parse().unwrap_or(5);
@@ -42,7 +48,10 @@ fn main() {
         if !filter.is_empty() && !filter.iter().any(|f| scenario.contains(f.as_str())) {
             continue;
         }
-        eprintln!("bench: {scenario} × {} ({repeat} runs each)", scanners.join(", "));
+        eprintln!(
+            "bench: {scenario} × {} ({repeat} runs each)",
+            scanners.join(", ")
+        );
         let spec = RunSpec {
             scenario: scenario.clone(),
             seed: 1,
@@ -67,7 +76,9 @@ fn main() {
         write(&out_dir.join("probes-per-s.svg"), &bar_chart(&rows));
     }
 
-    if env_or("FASTPORT_BENCH_SWEEP", "1") != "0" && (filter.is_empty() || filter.iter().any(|f| f == "sweep")) {
+    if env_or("FASTPORT_BENCH_SWEEP", "1") != "0"
+        && (filter.is_empty() || filter.iter().any(|f| f == "sweep"))
+    {
         sweep(&out_dir, &fastport);
     }
 }
@@ -90,7 +101,9 @@ struct Point {
 /// (filtered-mix with a 200 ms timeout and no retries, so low concurrency
 /// stays affordable).
 fn sweep(out_dir: &Path, fastport: &Path) {
-    let repeat: usize = env_or("FASTPORT_BENCH_SWEEP_REPEAT", "3").parse().unwrap_or(3);
+    let repeat: usize = env_or("FASTPORT_BENCH_SWEEP_REPEAT", "3")
+        .parse()
+        .unwrap_or(3);
     let mut points = Vec::new();
     for (scenario, base) in [
         ("loopback-65k", vec![]),
@@ -131,7 +144,10 @@ fn sweep(out_dir: &Path, fastport: &Path) {
                     .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
                     .map(|v| {
                         let l = &v["latency_us"]["closed/conn-refused"];
-                        (l["p50"].as_u64().unwrap_or(0), l["p99"].as_u64().unwrap_or(0))
+                        (
+                            l["p50"].as_u64().unwrap_or(0),
+                            l["p99"].as_u64().unwrap_or(0),
+                        )
                     })
                     .unwrap_or((0, 0));
                 points.push(Point {
@@ -152,29 +168,62 @@ fn sweep(out_dir: &Path, fastport: &Path) {
     let mut table = String::from(
         "scenario       engine   concurrency   probes/s   cpu s  rss MiB  ctx switches  p50 us  p99 us  exact\n",
     );
-    let mut csv = String::from("scenario,engine,concurrency,probes_per_s,cpu_s,rss_mib,context_switches,p50_us,p99_us,exact\n");
+    let mut csv = String::from(
+        "scenario,engine,concurrency,probes_per_s,cpu_s,rss_mib,context_switches,p50_us,p99_us,exact\n",
+    );
     for p in &points {
         let _ = writeln!(
             table,
             "{:<14} {:<8} {:>11} {:>10.0} {:>7.2} {:>8.1} {:>13} {:>7} {:>7}  {}",
-            p.scenario, p.engine, p.concurrency, p.probes_per_s, p.cpu_s, p.rss_mib, p.csw, p.p50_us, p.p99_us, p.exact
+            p.scenario,
+            p.engine,
+            p.concurrency,
+            p.probes_per_s,
+            p.cpu_s,
+            p.rss_mib,
+            p.csw,
+            p.p50_us,
+            p.p99_us,
+            p.exact
         );
         let _ = writeln!(
             csv,
             "{},{},{},{:.0},{:.3},{:.1},{},{},{},{}",
-            p.scenario, p.engine, p.concurrency, p.probes_per_s, p.cpu_s, p.rss_mib, p.csw, p.p50_us, p.p99_us, p.exact
+            p.scenario,
+            p.engine,
+            p.concurrency,
+            p.probes_per_s,
+            p.cpu_s,
+            p.rss_mib,
+            p.csw,
+            p.p50_us,
+            p.p99_us,
+            p.exact
         );
     }
     println!("\nConcurrency sweep (median of {repeat}):\n{table}");
     write(&out_dir.join("sweep.csv"), &csv);
     for scenario in ["loopback-65k", "filtered-mix"] {
         for (metric, label, f) in [
-            ("probes", "probes/s", (|p: &Point| p.probes_per_s) as fn(&Point) -> f64),
+            (
+                "probes",
+                "probes/s",
+                (|p: &Point| p.probes_per_s) as fn(&Point) -> f64,
+            ),
             ("rss", "peak RSS (MiB)", |p: &Point| p.rss_mib),
             ("csw", "context switches", |p: &Point| p.csw as f64),
         ] {
-            let svg = line_chart(&format!("{scenario}: {label} vs concurrency"), label, &points, scenario, f);
-            write(&out_dir.join(format!("sweep-{scenario}-{metric}.svg")), &svg);
+            let svg = line_chart(
+                &format!("{scenario}: {label} vs concurrency"),
+                label,
+                &points,
+                scenario,
+                f,
+            );
+            write(
+                &out_dir.join(format!("sweep-{scenario}-{metric}.svg")),
+                &svg,
+            );
         }
     }
 }
@@ -184,7 +233,9 @@ fn write(path: &Path, text: &str) {
     eprintln!("bench: wrote {}", path.display());
 }
 
-const COLORS: [&str; 6] = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#b07aa1"];
+const COLORS: [&str; 6] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#b07aa1",
+];
 
 /// Probes/s per scanner, grouped by scenario, each group on its own scale
 /// (scenarios differ by orders of magnitude).
@@ -202,15 +253,26 @@ fn bar_chart(rows: &[BenchRow]) -> String {
     let (gw, gh, top) = (260.0, 220.0, 60.0);
     let width = 40.0 + gw * scenarios.len() as f64;
     let mut s = svg_open(width, top + gh + 70.0);
-    let _ = writeln!(s, r#"<text x="20" y="24" font-size="16">Probes per second by scanner (each scenario on its own scale; median of runs)</text>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="20" y="24" font-size="16">Probes per second by scanner (each scenario on its own scale; median of runs)</text>"#
+    );
     for (i, sc) in scanners.iter().enumerate() {
         let x = 20.0 + 130.0 * i as f64;
-        let _ = writeln!(s, r#"<rect x="{x}" y="34" width="12" height="12" fill="{}"/><text x="{}" y="45" font-size="12">{sc}</text>"#, COLORS[i % COLORS.len()], x + 16.0);
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="34" width="12" height="12" fill="{}"/><text x="{}" y="45" font-size="12">{sc}</text>"#,
+            COLORS[i % COLORS.len()],
+            x + 16.0
+        );
     }
     for (g, scenario) in scenarios.iter().enumerate() {
         let x0 = 30.0 + gw * g as f64;
         let in_group: Vec<&BenchRow> = rows.iter().filter(|r| r.scenario == *scenario).collect();
-        let max = in_group.iter().filter_map(|r| r.probes_per_s).fold(1.0, f64::max);
+        let max = in_group
+            .iter()
+            .filter_map(|r| r.probes_per_s)
+            .fold(1.0, f64::max);
         let bw = (gw - 40.0) / scanners.len() as f64;
         for r in &in_group {
             let i = scanners.iter().position(|x| *x == r.scanner).unwrap_or(0);
@@ -218,39 +280,98 @@ fn bar_chart(rows: &[BenchRow]) -> String {
             match r.probes_per_s {
                 Some(v) => {
                     let h = gh * v / max;
-                    let _ = writeln!(s, r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"/>"#, top + gh - h, bw - 4.0, COLORS[i % COLORS.len()]);
-                    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#, x + bw / 2.0 - 2.0, top + gh - h - 3.0, human(v));
+                    let _ = writeln!(
+                        s,
+                        r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"/>"#,
+                        top + gh - h,
+                        bw - 4.0,
+                        COLORS[i % COLORS.len()]
+                    );
+                    let _ = writeln!(
+                        s,
+                        r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#,
+                        x + bw / 2.0 - 2.0,
+                        top + gh - h - 3.0,
+                        human(v)
+                    );
                 }
                 None => {
-                    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#, x + bw / 2.0 - 2.0, top + gh - 3.0, r.status);
+                    let _ = writeln!(
+                        s,
+                        r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#,
+                        x + bw / 2.0 - 2.0,
+                        top + gh - 3.0,
+                        r.status
+                    );
                 }
             }
         }
-        let _ = writeln!(s, r#"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, top + gh, x0 + gw - 40.0, top + gh);
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">{scenario}</text>"#, x0 + (gw - 40.0) / 2.0, top + gh + 20.0);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
+            top + gh,
+            x0 + gw - 40.0,
+            top + gh
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">{scenario}</text>"#,
+            x0 + (gw - 40.0) / 2.0,
+            top + gh + 20.0
+        );
     }
     s.push_str("</svg>\n");
     s
 }
 
 /// One metric against concurrency (log scale) for both engines.
-fn line_chart(title: &str, label: &str, points: &[Point], scenario: &str, f: fn(&Point) -> f64) -> String {
+fn line_chart(
+    title: &str,
+    label: &str,
+    points: &[Point],
+    scenario: &str,
+    f: fn(&Point) -> f64,
+) -> String {
     let (w, h, left, top) = (520.0, 300.0, 70.0, 50.0);
     let mut s = svg_open(w + left + 30.0, h + top + 60.0);
     let _ = writeln!(s, r#"<text x="20" y="24" font-size="15">{title}</text>"#);
     let pts: Vec<&Point> = points.iter().filter(|p| p.scenario == scenario).collect();
     let max = pts.iter().map(|p| f(p)).fold(1.0, f64::max);
     let lx = |c: usize| {
-        let (lo, hi) = ((SWEEP[0] as f64).log2(), (SWEEP[SWEEP.len() - 1] as f64).log2());
+        let (lo, hi) = (
+            (SWEEP[0] as f64).log2(),
+            (SWEEP[SWEEP.len() - 1] as f64).log2(),
+        );
         left + w * ((c as f64).log2() - lo) / (hi - lo)
     };
     let ly = |v: f64| top + h - h * v / max;
-    let _ = writeln!(s, r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#, top + h, left + w, top + h, top + h);
+    let _ = writeln!(
+        s,
+        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
+        top + h,
+        left + w,
+        top + h,
+        top + h
+    );
     for c in SWEEP {
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{c}</text>"#, lx(c), top + h + 16.0);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{c}</text>"#,
+            lx(c),
+            top + h + 16.0
+        );
     }
-    let _ = writeln!(s, r#"<text x="{:.1}" y="{}" font-size="12" text-anchor="middle">concurrency (probes in flight)</text>"#, left + w / 2.0, top + h + 36.0);
-    let _ = writeln!(s, r#"<text x="10" y="{top}" font-size="11">{} {label}</text>"#, human(max));
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{}" font-size="12" text-anchor="middle">concurrency (probes in flight)</text>"#,
+        left + w / 2.0,
+        top + h + 36.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="{top}" font-size="11">{} {label}</text>"#,
+        human(max)
+    );
     for (i, engine) in ["mio", "threads"].iter().enumerate() {
         let line: Vec<String> = pts
             .iter()
@@ -260,8 +381,19 @@ fn line_chart(title: &str, label: &str, points: &[Point], scenario: &str, f: fn(
         if line.is_empty() {
             continue;
         }
-        let _ = writeln!(s, r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#, COLORS[i], line.join(" "));
-        let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="12" fill="{}">{engine}</text>"#, left + w - 60.0, top + 14.0 + 16.0 * i as f64, COLORS[i]);
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#,
+            COLORS[i],
+            line.join(" ")
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="12" fill="{}">{engine}</text>"#,
+            left + w - 60.0,
+            top + 14.0 + 16.0 * i as f64,
+            COLORS[i]
+        );
     }
     s.push_str("</svg>\n");
     s

@@ -20,7 +20,8 @@ use clap::{CommandFactory, Parser};
 /// FastPort: a fast TCP connect port scanner (one non-blocking event loop per core).
 ///
 /// With no arguments it scans localhost ports 1-1024 and prints each open port.
-#[derive(Debug, Clone, Parser)]
+// Serde: a resume file records every option (see `crate::resume`).
+#[derive(Debug, Clone, Parser, serde::Serialize, serde::Deserialize)]
 #[command(name = "fastport", version, about, long_about = None)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
@@ -88,6 +89,35 @@ pub struct Args {
     #[arg(long, value_name = "N", help_heading = "Timing")]
     pub threads: Option<usize>,
 
+    /// At most PPS new connects per second, all workers together. Also --max-rate.
+    #[arg(
+        long,
+        visible_alias = "max-rate",
+        value_name = "PPS",
+        help_heading = "Timing"
+    )]
+    pub rate: Option<f64>,
+
+    /// Probe order: `random`, a seeded permutation of hosts × ports that
+    /// spreads the load over hosts (default), or `sequential`, each host's
+    /// ports in turn.
+    #[arg(long, value_enum, default_value_t = OrderArg::Random, help_heading = "Scan order")]
+    pub order: OrderArg,
+
+    /// Seed of the random order, for a reproducible run (and the same for
+    /// every shard). Default: random, printed in the summary.
+    #[arg(long, value_name = "N", help_heading = "Scan order")]
+    pub seed: Option<u64>,
+
+    /// Probe only shard K of N (1-based, masscan's spelling): N runs with the
+    /// same --seed, on N machines, cover the scan exactly once.
+    #[arg(long, value_name = "K/N", help_heading = "Scan order")]
+    pub shard: Option<String>,
+
+    /// Continue the run that was interrupted and wrote FILE (with its options).
+    #[arg(long, value_name = "FILE", help_heading = "Scan order")]
+    pub resume: Option<PathBuf>,
+
     /// Write the human-readable text to FILE (`-` for stdout). Also -oN.
     #[arg(long = "output-normal", value_name = "FILE", help_heading = "Output")]
     pub output_normal: Option<PathBuf>,
@@ -135,10 +165,21 @@ pub struct Args {
 }
 
 /// `--engine` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum EngineArg {
     Mio,
     Threads,
+}
+
+/// `--order` values.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+pub enum OrderArg {
+    Random,
+    Sequential,
 }
 
 const AFTER_HELP: &str = "\

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::classify::State;
-use crate::cli::{Args, EngineArg};
+use crate::cli::{Args, EngineArg, OrderArg};
 use crate::engine::{EngineConfig, EngineKind};
+use crate::order::{Done, Order, Permutation, Schedule, Shard, ShardError};
 use crate::targets::{self, TargetArgs, TargetError, TargetSpace};
 
 /// File descriptors kept back from the concurrency budget: stdio, outputs,
@@ -39,6 +40,8 @@ pub enum ConfigError {
     OutputAllToStdout,
     #[error("invalid --stats-every \"{0}\": expected a duration like 5s or 1m")]
     StatsEvery(String),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
 }
 
 /// Which states get a line in the outputs.
@@ -140,6 +143,10 @@ pub struct OutputPlan {
 #[derive(Debug)]
 pub struct ScanConfig {
     pub space: TargetSpace,
+    /// Which probe comes when: order, shard, and what a resume skips.
+    pub schedule: Schedule,
+    /// The seed of the random order (`--seed`, or drawn from the OS).
+    pub seed: u64,
     pub engine: EngineConfig,
     pub outputs: OutputPlan,
     /// The open-file soft limit the concurrency was derived from.
@@ -177,6 +184,20 @@ impl ScanConfig {
                 why: "at least 1 thread",
             });
         }
+        if let Some(rate) = args.rate {
+            if !(rate.is_finite() && rate >= 0.1) {
+                return Err(ConfigError::Number {
+                    flag: "--rate",
+                    value: rate.to_string(),
+                    why: "expected connects per second, at least 0.1",
+                });
+            }
+        }
+        let shard = match &args.shard {
+            Some(s) => Shard::parse(s)?,
+            None => Shard::WHOLE,
+        };
+        let seed = args.seed.unwrap_or_else(crate::order::random_seed);
 
         let space = targets::build(&TargetArgs {
             targets: &args.targets,
@@ -207,9 +228,16 @@ impl ScanConfig {
             .min(usize::try_from(space.len()).unwrap_or(usize::MAX))
             .max(1);
         let threads = args.threads.unwrap_or(cores).clamp(1, concurrency);
+        let order = match args.order {
+            OrderArg::Random => Order::Random(Permutation::new(space.len(), seed)),
+            OrderArg::Sequential => Order::Sequential,
+        };
+        let schedule = Schedule::new(space.len(), order, shard, Done::none());
 
         Ok(ScanConfig {
             space,
+            schedule,
+            seed,
             engine: EngineConfig {
                 kind: match args.engine {
                     EngineArg::Mio => EngineKind::Mio,
@@ -219,6 +247,7 @@ impl ScanConfig {
                 retries: args.retries,
                 concurrency,
                 threads,
+                rate: args.rate,
             },
             outputs,
             fd_limit,

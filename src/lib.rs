@@ -12,7 +12,11 @@
 //!   [`targets::TargetSpace`]: merged address intervals × a port list,
 //!   addressed by a dense `u64` index, so nothing proportional to
 //!   targets × ports is ever materialised.
-//! - **Engine** — [`engine`] splits the index space between workers and
+//! - **Order** — [`order`] decides which probe comes when: a seeded
+//!   permutation of the index space (`--seed`, `--order`), the positions one
+//!   shard of a split scan owns (`--shard K/N`), and what a resumed run
+//!   skips; [`rate`] caps new connects per second (`--rate`).
+//! - **Engine** — [`engine`] splits the shard's sequence between workers and
 //!   gathers their results. A probe is *born* in a worker
 //!   ([`engine::event_loop`]): a non-blocking socket and a connect
 //!   ([`probe`]); it is *waited on* in the worker's mio poll under a token
@@ -35,8 +39,11 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod order;
 pub mod output;
 pub mod probe;
+pub mod rate;
+pub mod resume;
 pub mod scan;
 pub mod stats;
 pub mod sys;

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use fastport::config::ScanConfig;
 use fastport::output::{Outputs, RunInfo};
-use fastport::{cli, scan, sys};
+use fastport::{cli, resume, scan, sys};
 
 /// Exit status for bad input (as clap and nmap use).
 const EXIT_USAGE: u8 = 2;
@@ -34,6 +34,11 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return clap_error(&e),
     };
+    // `--resume FILE`: the interrupted run's options, seed and progress.
+    let (args, resumed) = match resume::resolve(args, &argv) {
+        Ok(resolved) => resolved,
+        Err(e) => return usage_error(&e),
+    };
 
     let limit = match sys::raise_fd_limit() {
         Ok(limit) => limit.soft,
@@ -43,10 +48,15 @@ fn main() -> ExitCode {
         }
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let config = match ScanConfig::from_args(&args, limit, cores) {
+    let mut config = match ScanConfig::from_args(&args, limit, cores) {
         Ok(config) => config,
         Err(e) => return usage_error(&e),
     };
+    if let Some(resumed) = &resumed {
+        if let Err(e) = resumed.apply(&mut config) {
+            return usage_error(&e);
+        }
+    }
     for note in &config.notes {
         eprintln!("fastport: note: {note}");
     }
@@ -63,20 +73,42 @@ fn main() -> ExitCode {
     }
 
     match scan::run(&config, &mut outputs, &stop) {
-        Ok(outcome) => match outcome.output_error {
-            // A closed pipe (`fastport | head`) is the reader saying "enough".
-            Some(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-            Some(e) => {
-                eprintln!("fastport: cannot write output: {e}");
-                ExitCode::FAILURE
+        Ok(outcome) => {
+            let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
+            if stopped && outcome.output_error.is_none() {
+                let path = resumed.as_ref().map_or_else(
+                    || resume::default_path(config.schedule.shard),
+                    |r| r.path.clone(),
+                );
+                let file = resume::file_for(&args, &config, &outcome.done, &outcome.in_flight);
+                match resume::write(&path, &file) {
+                    Ok(()) => eprintln!(
+                        "fastport: interrupted; continue with: fastport --resume {} (and new output files)",
+                        path.display()
+                    ),
+                    Err(e) => eprintln!("fastport: {e}"),
+                }
             }
-            None if outcome.summary.interrupted => ExitCode::from(EXIT_INTERRUPTED),
-            None => ExitCode::SUCCESS,
-        },
+            exit_status(outcome)
+        }
         Err(e) => {
             eprintln!("fastport: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The exit status of a scan that ran.
+fn exit_status(outcome: scan::ScanOutcome) -> ExitCode {
+    match outcome.output_error {
+        // A closed pipe (`fastport | head`) is the reader saying "enough".
+        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Some(e) => {
+            eprintln!("fastport: cannot write output: {e}");
+            ExitCode::FAILURE
+        }
+        None if outcome.summary.interrupted => ExitCode::from(EXIT_INTERRUPTED),
+        None => ExitCode::SUCCESS,
     }
 }
 

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::config::ScanConfig;
-use crate::engine::{self, EngineError, EngineKind};
+use crate::engine::{self, EngineEnd, EngineError, EngineKind};
+use crate::order::Done;
 use crate::output::Outputs;
 use crate::output::progress::Progress;
 use crate::stats::{Stats, Summary};
@@ -19,6 +20,11 @@ pub struct ScanOutcome {
     /// The outputs failed; for a closed stdout (`| head`) this is
     /// `BrokenPipe`, which callers treat as a normal end.
     pub output_error: Option<io::Error>,
+    /// Sequence numbers of the schedule finished by this run and the runs
+    /// it resumes: what a resume file records after an interruption.
+    pub done: Done,
+    /// Sequence numbers a stop caught in flight (not reported).
+    pub in_flight: Vec<u64>,
 }
 
 /// Runs the scan described by `config`, writing to `outputs`. `stop` is set
@@ -29,22 +35,35 @@ pub fn run(
     outputs: &mut Outputs,
     stop: &AtomicBool,
 ) -> Result<ScanOutcome, EngineError> {
-    let total = config.space.len();
+    let schedule = &config.schedule;
+    let total = schedule.remaining();
     let mut progress = Progress::new(total, config.outputs.stats_every);
     let started = Instant::now();
 
-    let result = engine::run(&config.space, &config.engine, stop, |batch| {
+    let result = engine::run(&config.space, schedule, &config.engine, stop, |batch| {
         progress.advance(batch.len() as u64);
         progress.suspend(|| outputs.write_batch(batch))
     });
     progress.finish();
     let done = progress.done();
 
-    let (stats, output_error) = match result {
-        Ok(stats) => (stats, None),
-        Err(EngineError::Output(e)) => (Stats::new(), Some(e)),
+    let (end, output_error) = match result {
+        Ok(end) => (end, None),
+        Err(EngineError::Output(e)) => (
+            EngineEnd {
+                stats: Stats::new(),
+                lanes: Vec::new(),
+                in_flight: Vec::new(),
+            },
+            Some(e),
+        ),
         Err(e) => return Err(e),
     };
+    let EngineEnd {
+        stats,
+        lanes,
+        in_flight,
+    } = end;
     let summary = Summary {
         interrupted: stop.load(Ordering::SeqCst) || done < total,
         elapsed: started.elapsed(),
@@ -57,8 +76,12 @@ pub fn run(
             EngineKind::Threads => config.engine.concurrency,
         },
         concurrency: config.engine.concurrency,
+        seed: config.seed,
+        order: schedule.order.name(),
+        shard: schedule.shard,
         stats,
     };
+    let done = schedule.done.after(&lanes, &in_flight);
     let output_error = match output_error {
         Some(e) => {
             // Keep the other files well-formed (XML closing tags).
@@ -70,5 +93,7 @@ pub fn run(
     Ok(ScanOutcome {
         summary,
         output_error,
+        done,
+        in_flight,
     })
 }

@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::classify::{LocalError, Reason, State};
+use crate::order::Shard;
 
 /// Highest latency a histogram tracks exactly: one hour, in microseconds.
 const MAX_TRACKED_US: u64 = 3_600_000_000;
@@ -112,6 +113,13 @@ pub struct Summary {
     pub engine: &'static str,
     pub threads: usize,
     pub concurrency: usize,
+    /// Seed of the random order: with the same targets, ports, `--order`
+    /// and `--shard`, the same seed gives the same probe order.
+    pub seed: u64,
+    /// `--order`: `random` or `sequential`.
+    pub order: &'static str,
+    /// `--shard K/N` (`1/1` for an unsplit scan).
+    pub shard: Shard,
 }
 
 /// Latency percentiles of one outcome, in microseconds.
@@ -195,8 +203,48 @@ impl Summary {
             "local_error_retries": self.stats.local_error_total(),
             "local_errors": Value::Object(local),
             "latency_us": Value::Object(latency),
+            "seed": self.seed,
+            "order": self.order,
+            "shard": self.shard.to_string(),
+            "histograms": Value::Object(histograms(&self.stats)),
         })
     }
+}
+
+/// Each non-empty latency histogram, HdrHistogram's V2 serialisation in
+/// base64, by `state/reason`: shards' histograms then add exactly
+/// (`fastport merge`).
+fn histograms(stats: &Stats) -> serde_json::Map<String, serde_json::Value> {
+    use base64::Engine;
+    use hdrhistogram::serialization::{Serializer, V2Serializer};
+    let mut out = serde_json::Map::new();
+    let mut serializer = V2Serializer::new();
+    let mut buf = Vec::new();
+    for r in Reason::ALL {
+        let h = &stats.latency[r.index()];
+        if h.is_empty() {
+            continue;
+        }
+        buf.clear();
+        // Writing to a Vec fails only for a histogram V2 cannot encode
+        // (none of ours): leave that one out rather than fail the summary.
+        if serializer.serialize(h, &mut buf).is_ok() {
+            let text = base64::engine::general_purpose::STANDARD.encode(&buf);
+            out.insert(format!("{}/{}", r.state(), r), text.into());
+        }
+    }
+    out
+}
+
+/// Reads back a histogram written by [`Summary::to_json`].
+pub fn histogram_from_base64(text: &str) -> Option<Histogram<u64>> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .ok()
 }
 
 #[cfg(test)]
@@ -240,8 +288,17 @@ mod tests {
             engine: "mio",
             threads: 1,
             concurrency: 1,
+            seed: 7,
+            order: "random",
+            shard: Shard::new(2, 3).unwrap(),
         };
         let j = summary.to_json();
+        assert_eq!(j["seed"], 7);
+        assert_eq!(j["order"], "random");
+        assert_eq!(j["shard"], "2/3");
+        let h = histogram_from_base64(j["histograms"]["open/syn-ack"].as_str().unwrap()).unwrap();
+        assert_eq!((h.len(), h.max()), (1, 53));
+        assert!(j["histograms"].get("closed/conn-refused").is_none());
         assert_eq!(j["states"]["open"], 1);
         assert_eq!(j["states"]["closed"], 0);
         assert_eq!(j["reasons"]["open/syn-ack"], 1);

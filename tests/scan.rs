@@ -198,6 +198,9 @@ fn interrupt_flushes_and_exits_130() {
     let out = dir.join("out.jsonl");
     let mut child = fastport()
         .args([
+            // Closed ports first, then the dropped ones: index order.
+            "--order",
+            "sequential",
             "-p",
             "8000-9999",
             "--timeout",

@@ -7,5 +7,6 @@ mod util;
 
 mod cli;
 mod lab;
+mod order;
 mod output;
 mod scan;

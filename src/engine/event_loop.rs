@@ -27,9 +27,11 @@ use socket2::Socket;
 use std::sync::atomic::AtomicBool;
 use std::thread::{Scope, ScopedJoinHandle};
 
-use super::{Collector, EngineConfig, EngineError, Running, Stride, WorkerCtx};
+use super::{Collector, EngineConfig, EngineEnd, EngineError, Running, Stride, WorkerCtx};
 use crate::classify::{LocalError, Reason, Report, Verdict, classify};
+use crate::order::{Lane, Schedule};
 use crate::probe::{self, ProbeResult};
+use crate::rate::TokenBucket;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
 use crate::wheel::Wheel;
@@ -52,6 +54,8 @@ enum Phase {
 
 /// One in-flight probe: a few words in a slab slot.
 struct Probe {
+    /// Sequence number in the schedule (what a resume file counts).
+    seq: u64,
     index: u64,
     target: SocketAddr,
     /// Attempts that went unanswered so far.
@@ -159,9 +163,13 @@ struct Worker<'a> {
     backoff: Duration,
 }
 
+/// What a worker hands back: its stats, how far it got, and the sequence
+/// numbers it abandoned in flight on a stop.
+type WorkerEnd = (Stats, Lane, Vec<u64>);
+
 /// The running event-loop workers.
 pub struct Workers<'scope> {
-    handles: Vec<ScopedJoinHandle<'scope, io::Result<Stats>>>,
+    handles: Vec<ScopedJoinHandle<'scope, io::Result<WorkerEnd>>>,
 }
 
 impl Running for Workers<'_> {
@@ -171,17 +179,25 @@ impl Running for Workers<'_> {
         false // the channel closes when the last worker ends
     }
 
-    fn join(self) -> Result<Stats, EngineError> {
-        let mut total = Stats::new();
+    fn join(self) -> Result<EngineEnd, EngineError> {
+        let mut end = EngineEnd {
+            stats: Stats::new(),
+            lanes: Vec::with_capacity(self.handles.len()),
+            in_flight: Vec::new(),
+        };
         let mut error = None;
         for handle in self.handles {
             match handle.join() {
-                Ok(Ok(stats)) => total.merge(&stats),
+                Ok(Ok((stats, lane, in_flight))) => {
+                    end.stats.merge(&stats);
+                    end.lanes.push(lane);
+                    end.in_flight.extend(in_flight);
+                }
                 Ok(Err(e)) => error = Some(EngineError::Worker(e)),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        error.map_or(Ok(total), Err)
+        error.map_or(Ok(end), Err)
     }
 }
 
@@ -190,6 +206,7 @@ impl Running for Workers<'_> {
 pub fn start<'scope, 'env>(
     scope: &'scope Scope<'scope, 'env>,
     space: &'env TargetSpace,
+    schedule: &'env Schedule,
     cfg: &EngineConfig,
     stop: &'env AtomicBool,
     collector: &mut Collector,
@@ -197,11 +214,16 @@ pub fn start<'scope, 'env>(
     let threads = cfg.threads.max(1);
     let per_worker = (cfg.concurrency / threads).max(1);
     let mut handles = Vec::with_capacity(threads);
+    let now = Instant::now();
     for id in 0..threads {
         let ctx = WorkerCtx {
             id,
             space,
-            indices: Stride::for_worker(id, threads, space.len()),
+            schedule,
+            indices: Stride::for_worker(id, threads, schedule.done.below(), schedule.seq_len()),
+            bucket: cfg
+                .rate
+                .map(|rate| TokenBucket::new(rate / threads as f64, now)),
             concurrency: per_worker,
             timeout: cfg.timeout,
             retries: cfg.retries,
@@ -223,7 +245,7 @@ pub fn start<'scope, 'env>(
 }
 
 /// Runs one worker to the end of its share of the space (or a stop request).
-pub fn run(ctx: WorkerCtx<'_>) -> io::Result<Stats> {
+pub fn run(ctx: WorkerCtx<'_>) -> io::Result<WorkerEnd> {
     let cap = ctx.concurrency.max(1);
     let mut events = Events::with_capacity(cap.clamp(64, 1024));
     let mut worker = Worker {
@@ -237,16 +259,18 @@ pub fn run(ctx: WorkerCtx<'_>) -> io::Result<Stats> {
         backoff: BACKOFF_MIN,
         ctx,
     };
-    worker.run(&mut events);
-    Ok(worker.stats)
+    let in_flight = worker.run(&mut events);
+    Ok((worker.stats, worker.ctx.indices.lane(), in_flight))
 }
 
 impl Worker<'_> {
-    fn run(&mut self, events: &mut Events) {
+    /// Runs to the end; returns the sequence numbers abandoned in flight.
+    fn run(&mut self, events: &mut Events) -> Vec<u64> {
         let mut more = true;
+        let mut abandoned = Vec::new();
         loop {
             if self.ctx.stop.load(Ordering::Relaxed) {
-                self.abandon_in_flight();
+                abandoned = self.abandon_in_flight();
                 break;
             }
             if more {
@@ -258,13 +282,24 @@ impl Worker<'_> {
 
             let now = Instant::now();
             let can_launch_now = more && self.slab.len() < self.limit;
-            let sleep = if can_launch_now {
+            // Under --rate, a worker with room waits for its next token.
+            let token_wait = match &mut self.ctx.bucket {
+                Some(bucket) if can_launch_now => bucket.wait(now),
+                _ => Duration::ZERO,
+            };
+            let sleep = if can_launch_now && token_wait.is_zero() {
                 Duration::ZERO
             } else {
-                self.wheel
+                let wheel = self
+                    .wheel
                     .next_expiry()
-                    .map_or(MAX_SLEEP, |t| t.saturating_duration_since(now))
-                    .min(MAX_SLEEP)
+                    .map_or(MAX_SLEEP, |t| t.saturating_duration_since(now));
+                let wheel = if can_launch_now {
+                    wheel.min(token_wait)
+                } else {
+                    wheel
+                };
+                wheel.min(MAX_SLEEP)
             };
             if !sleep.is_zero() {
                 // About to wait: let the writer show what we have.
@@ -281,18 +316,33 @@ impl Worker<'_> {
             self.expire(Instant::now());
         }
         self.ctx.out.flush();
+        abandoned
     }
 
     /// Launches up to a burst of new probes. Returns whether the worker's
     /// share of the space has more.
     fn launch_burst(&mut self) -> bool {
-        for _ in 0..LAUNCH_BURST {
+        let now = Instant::now();
+        let mut launched = 0;
+        while launched < LAUNCH_BURST {
             if self.slab.len() >= self.limit {
                 return true;
             }
-            let Some(index) = self.ctx.indices.next() else {
+            let Some(seq) = self.ctx.indices.peek() else {
                 return false;
             };
+            if self.ctx.schedule.done.contains(seq) {
+                self.ctx.indices.next(); // finished by the run we resume
+                continue;
+            }
+            if let Some(bucket) = &mut self.ctx.bucket {
+                if !bucket.try_take(now) {
+                    return true; // the loop sleeps until the next token
+                }
+            }
+            self.ctx.indices.next();
+            launched += 1;
+            let index = self.ctx.schedule.index(seq);
             let Some(target) = self.ctx.space.get(index) else {
                 // The stride stays below `space.len()`, so this cannot
                 // happen; skipping is the safe answer if it ever did.
@@ -300,6 +350,7 @@ impl Worker<'_> {
                 continue;
             };
             let probe = Probe {
+                seq,
                 index,
                 target,
                 timeouts: 0,
@@ -490,13 +541,12 @@ impl Worker<'_> {
         }
     }
 
-    /// On a stop request: close every in-flight socket, report nothing.
-    fn abandon_in_flight(&mut self) {
+    /// On a stop request: close every in-flight socket, report nothing, and
+    /// return their sequence numbers (a resume probes them again).
+    fn abandon_in_flight(&mut self) -> Vec<u64> {
         for key in 0..self.slab.slots.len() {
             self.wheel.cancel(key);
         }
-        for probe in self.slab.drain() {
-            drop(probe);
-        }
+        self.slab.drain().map(|probe| probe.seq).collect()
     }
 }

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::time::Duration;
 
+use crate::order::{Lane, Schedule};
 use crate::probe::ProbeResult;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
@@ -72,6 +73,18 @@ pub struct EngineConfig {
     /// Event-loop worker threads (the threads engine runs one thread per
     /// probe in flight instead).
     pub threads: usize,
+    /// `--rate`: new connects per second, all workers together.
+    pub rate: Option<f64>,
+}
+
+/// How the engine ended: the merged stats, and what a resume needs to know
+/// of a stopped run (which sequence numbers each lane claimed, and which of
+/// those were still in flight and are not reported).
+#[derive(Debug)]
+pub struct EngineEnd {
+    pub stats: Stats,
+    pub lanes: Vec<Lane>,
+    pub in_flight: Vec<u64>,
 }
 
 /// Why a scan could not run to its end.
@@ -85,22 +98,42 @@ pub enum EngineError {
     Output(#[source] io::Error),
 }
 
-/// The indices a worker owns: `next, next + step, ...` below `end`.
+/// The sequence numbers a worker owns: `next, next + step, ...` below `end`
+/// (see [`Schedule`]: a sequence number becomes a probe index through the
+/// shard and the permutation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stride {
+    start: u64,
     next: u64,
     step: u64,
     end: u64,
 }
 
 impl Stride {
-    /// Worker `id` of `workers` over `0..len`: interleaved, so every worker
-    /// sees every host and they finish together.
-    pub fn for_worker(id: usize, workers: usize, len: u64) -> Stride {
+    /// Worker `id` of `workers` over `from..len`: interleaved slices of one
+    /// sequence, so every worker sees every part of the space and they
+    /// finish together.
+    pub fn for_worker(id: usize, workers: usize, from: u64, len: u64) -> Stride {
+        let start = from.saturating_add(id as u64);
         Stride {
-            next: id as u64,
+            start,
+            next: start,
             step: workers.max(1) as u64,
             end: len,
+        }
+    }
+
+    /// The next sequence number, without taking it.
+    pub fn peek(&self) -> Option<u64> {
+        (self.next < self.end).then_some(self.next)
+    }
+
+    /// What this stride has handed out so far.
+    pub fn lane(&self) -> Lane {
+        Lane {
+            start: self.start,
+            step: self.step,
+            next: self.next.min(self.end.max(self.start)),
         }
     }
 }
@@ -195,7 +228,11 @@ impl ResultTx {
 pub struct WorkerCtx<'a> {
     pub id: usize,
     pub space: &'a TargetSpace,
+    /// Maps the worker's sequence numbers to probe indices.
+    pub schedule: &'a Schedule,
     pub indices: Stride,
+    /// This worker's share of `--rate`.
+    pub bucket: Option<crate::rate::TokenBucket>,
     /// This worker's share of the concurrency.
     pub concurrency: usize,
     pub timeout: Duration,
@@ -212,22 +249,24 @@ pub trait Running {
     /// Whether every worker has ended (engines whose batches outlive their
     /// workers need the writer to notice, flush and stop).
     fn finished(&self) -> bool;
-    /// Waits for every worker and returns their merged stats.
-    fn join(self) -> Result<Stats, EngineError>;
+    /// Waits for every worker and returns their merged stats and lanes.
+    fn join(self) -> Result<EngineEnd, EngineError>;
 }
 
 /// How long the writer waits for a batch before asking the engine to flush.
 const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
-/// Runs the scan: starts the engine's workers, feeds every result batch to
-/// `on_results` on this thread, and returns the merged stats. Stops early,
-/// cleanly, when `stop` is set (by a signal or by an output failure).
+/// Runs the scan: starts the engine's workers over the sequence numbers of
+/// `schedule`, feeds every result batch to `on_results` on this thread, and
+/// returns the merged stats. Stops early, cleanly, when `stop` is set (by a
+/// signal or by an output failure).
 pub fn run<F>(
     space: &TargetSpace,
+    schedule: &Schedule,
     cfg: &EngineConfig,
     stop: &AtomicBool,
     on_results: F,
-) -> Result<Stats, EngineError>
+) -> Result<EngineEnd, EngineError>
 where
     F: FnMut(&[ProbeResult]) -> io::Result<()>,
 {
@@ -238,11 +277,11 @@ where
     };
     match cfg.kind {
         EngineKind::Mio => std::thread::scope(|scope| {
-            let running = event_loop::start(scope, space, cfg, stop, &mut collector);
+            let running = event_loop::start(scope, space, schedule, cfg, stop, &mut collector);
             drive(running, collector, rx, stop, on_results)
         }),
         EngineKind::Threads => {
-            let pool = threads::Pool::new(space, cfg, stop, &mut collector);
+            let pool = threads::Pool::new(space, schedule, cfg, stop, &mut collector);
             std::thread::scope(|scope| {
                 let running = threads::start(scope, &pool, cfg);
                 drive(running, collector, rx, stop, on_results)
@@ -259,7 +298,7 @@ fn drive<R, F>(
     rx: Receiver<Vec<ProbeResult>>,
     stop: &AtomicBool,
     mut on_results: F,
-) -> Result<Stats, EngineError>
+) -> Result<EngineEnd, EngineError>
 where
     R: Running,
     F: FnMut(&[ProbeResult]) -> io::Result<()>,
@@ -295,10 +334,10 @@ where
             turn = turn.wrapping_add(1);
         }
     }
-    let stats = running.join();
+    let end = running.join();
     match output_error {
         Some(e) => Err(EngineError::Output(e)),
-        None => stats,
+        None => end,
     }
 }
 
@@ -312,7 +351,7 @@ mod tests {
             for workers in 1..=5 {
                 let mut seen = vec![0u8; len as usize];
                 for id in 0..workers {
-                    for i in Stride::for_worker(id, workers, len) {
+                    for i in Stride::for_worker(id, workers, 0, len) {
                         seen[i as usize] += 1;
                     }
                 }
@@ -324,6 +363,7 @@ mod tests {
     #[test]
     fn stride_near_u64_max_ends() {
         let mut s = Stride {
+            start: u64::MAX - 1,
             next: u64::MAX - 1,
             step: 3,
             end: u64::MAX,

@@ -25,9 +25,11 @@ use std::time::{Duration, Instant};
 
 use socket2::SockAddr;
 
-use super::{Collector, EngineConfig, EngineError, ResultTx, Running};
+use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running};
 use crate::classify::{LocalError, Reason, Report, Verdict, classify};
+use crate::order::{Lane, Schedule};
 use crate::probe::{self, ProbeResult};
+use crate::rate::TokenBucket;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
 
@@ -45,12 +47,20 @@ struct Shard {
     out: ResultTx,
 }
 
-/// What the threads share: the next index to probe, and the shards. Made by
-/// the driver before its thread scope, so the threads can borrow it.
+/// What the threads share: the next sequence number to probe, and the
+/// shards. Made by the driver before its thread scope, so the threads can
+/// borrow it.
 pub struct Pool<'a> {
     space: &'a TargetSpace,
+    schedule: &'a Schedule,
+    /// Where the shared counter started (a resume starts past what is done).
+    first: u64,
     next: AtomicU64,
     shards: Vec<Mutex<Shard>>,
+    /// `--rate`, one bucket for all threads.
+    bucket: Option<Mutex<TokenBucket>>,
+    /// Sequence numbers a stop caught in flight (not reported).
+    abandoned: Mutex<Vec<u64>>,
     timeout: Duration,
     retries: u32,
     stop: &'a AtomicBool,
@@ -75,7 +85,7 @@ impl Running for Threads<'_, '_> {
         self.handles.iter().all(|h| h.is_finished())
     }
 
-    fn join(self) -> Result<Stats, EngineError> {
+    fn join(self) -> Result<EngineEnd, EngineError> {
         for handle in self.handles {
             if let Err(panic) = handle.join() {
                 std::panic::resume_unwind(panic);
@@ -89,13 +99,30 @@ impl Running for Threads<'_, '_> {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             total.merge(&shard.stats);
         }
-        Ok(total)
+        let pool = self.pool;
+        let next = pool.next.load(Ordering::SeqCst);
+        let in_flight = std::mem::take(
+            &mut *pool
+                .abandoned
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        Ok(EngineEnd {
+            stats: total,
+            lanes: vec![Lane {
+                start: pool.first,
+                step: 1,
+                next: next.min(pool.schedule.seq_len().max(pool.first)),
+            }],
+            in_flight,
+        })
     }
 }
 
 impl<'a> Pool<'a> {
     pub fn new(
         space: &'a TargetSpace,
+        schedule: &'a Schedule,
         cfg: &EngineConfig,
         stop: &'a AtomicBool,
         collector: &mut Collector,
@@ -111,10 +138,17 @@ impl<'a> Pool<'a> {
                 })
             })
             .collect();
+        let first = schedule.done.below();
         Pool {
             space,
-            next: AtomicU64::new(0),
+            schedule,
+            first,
+            next: AtomicU64::new(first),
             shards,
+            bucket: cfg
+                .rate
+                .map(|rate| Mutex::new(TokenBucket::new(rate, Instant::now()))),
+            abandoned: Mutex::new(Vec::new()),
             timeout: cfg.timeout,
             retries: cfg.retries,
             stop,
@@ -161,24 +195,32 @@ struct Answer {
 }
 
 impl Pool<'_> {
-    /// A thread's life: take the next index, probe it to the end, record.
+    /// A thread's life: take the next sequence number, probe it to the end,
+    /// record.
     fn work(&self, shard: usize) {
-        let total = self.space.len();
+        let total = self.schedule.seq_len();
         let mut local_errors = Vec::new();
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            let index = self.next.fetch_add(1, Ordering::Relaxed);
-            if index >= total {
+            let seq = self.next.fetch_add(1, Ordering::Relaxed);
+            if seq >= total {
                 return;
             }
+            if self.schedule.done.contains(seq) {
+                continue; // finished by the run we resume
+            }
+            if !self.take_token() {
+                return self.abandon(seq);
+            }
+            let index = self.schedule.index(seq);
             let Some(target) = self.space.get(index) else {
                 return; // below len(), so unreachable; ending is the safe answer
             };
             local_errors.clear();
             let Some(answer) = self.probe(target, &mut local_errors) else {
-                return; // stopped while backing off or between attempts
+                return self.abandon(seq); // stopped while backing off or between attempts
             };
             let mut shard = self.shards[shard]
                 .lock()
@@ -188,7 +230,8 @@ impl Pool<'_> {
                 shard.stats.record_local_error(e);
             }
             if self.stop.load(Ordering::Relaxed) {
-                return; // a stopped scan reports nothing that was in flight
+                drop(shard);
+                return self.abandon(seq); // a stopped scan reports nothing that was in flight
             }
             shard.stats.record(answer.reason, answer.rtt_us);
             shard.out.push(ProbeResult {
@@ -197,6 +240,37 @@ impl Pool<'_> {
                 reason: answer.reason,
                 rtt_us: answer.rtt_us,
             });
+        }
+    }
+
+    /// Notes a probe the stop caught in flight, for the resume file.
+    fn abandon(&self, seq: u64) {
+        self.abandoned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(seq);
+    }
+
+    /// Waits for a `--rate` token; false if the scan stopped meanwhile.
+    fn take_token(&self) -> bool {
+        let Some(bucket) = &self.bucket else {
+            return true;
+        };
+        loop {
+            let wait = {
+                let mut bucket = bucket
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let now = Instant::now();
+                if bucket.try_take(now) {
+                    return true;
+                }
+                bucket.wait(now)
+            };
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep(wait.min(Duration::from_millis(50)));
         }
     }
 

@@ -293,6 +293,9 @@ pub(crate) mod tests {
             engine: "mio",
             threads: 1,
             concurrency: 1,
+            seed: 1,
+            order: "random",
+            shard: crate::order::Shard::WHOLE,
         }
     }
 }

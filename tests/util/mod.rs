@@ -7,9 +7,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The `fastport` binary under test.
+/// The `fastport` binary under test, run from the temporary directory so
+/// that files it leaves by default (a resume file) stay out of the tree.
 pub fn fastport() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fastport"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fastport"));
+    cmd.current_dir(std::env::temp_dir());
+    cmd
 }
 
 /// Runs fastport with `args`, returning its output.

@@ -1,0 +1,279 @@
+//! Probe order, shards and resume, end to end inside a private namespace:
+//! a seeded order is reproducible and recorded, shards of one seed union to
+//! the unsharded result, and runs interrupted at random moments, then
+//! resumed, report every probe exactly once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::in_netns;
+use crate::util::{fastport, listeners, read_jsonl, run, sh, stderr, temp_dir};
+
+/// The world: listeners on four loopback addresses, and a drop rule so some
+/// probes wait for their timeout (and are in flight at an interrupt).
+fn world() -> Vec<std::net::TcpListener> {
+    let mut ls = Vec::new();
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        ls.extend(listeners(ip, &[22, 80, 443], 0));
+    }
+    ls.extend(listeners("127.0.0.5", &[8080], 0));
+    sh("nft add table inet fastport_test \
+        && nft add chain inet fastport_test out '{ type filter hook output priority 0; }' \
+        && nft add rule inet fastport_test out ip daddr 127.0.0.6 tcp dport 1-40 drop \
+        && nft add rule inet fastport_test out ip daddr 127.0.0.2 tcp dport 100-120 drop");
+    ls
+}
+
+/// The scan every test runs: 8 hosts × 200 ports, everything reported.
+const SCAN: &[&str] = &[
+    "-p",
+    "1-200,443,8080",
+    "--show",
+    "all",
+    "--timeout",
+    "300ms",
+    "--retries",
+    "0",
+    "127.0.0.1-127.0.0.8",
+];
+
+fn scan(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, std::process::Output) {
+    let out = dir.join(format!("{name}.jsonl"));
+    let mut args: Vec<&str> = SCAN.to_vec();
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-oJ", out.to_str().unwrap()]);
+    let o = fastport()
+        .args(&args)
+        .current_dir(dir)
+        .output()
+        .expect("run fastport");
+    (out, o)
+}
+
+/// The (addr, port) lines of a -oJ file, in file order.
+fn lines_in_order(path: &Path) -> Vec<(String, u16)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["addr"].as_str().unwrap().to_string(),
+                v["port"].as_u64().unwrap() as u16,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_seed_gives_one_order_and_is_recorded() {
+    if !in_netns!(a_seed_gives_one_order_and_is_recorded) {
+        return;
+    }
+    let _ls = listeners("127.0.0.1", &[22], 0);
+    let dir = temp_dir("seed");
+    let serial = [
+        "--concurrency",
+        "1",
+        "--threads",
+        "1",
+        "-p",
+        "1-300",
+        "--show",
+        "all",
+        "127.0.0.1",
+    ];
+    let order_of = |name: &str, extra: &[&str]| {
+        let out = dir.join(format!("{name}.jsonl"));
+        let st = dir.join(format!("{name}.json"));
+        let mut args: Vec<&str> = serial.to_vec();
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "-oJ",
+            out.to_str().unwrap(),
+            "--stats",
+            st.to_str().unwrap(),
+        ]);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let stats: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&st).unwrap()).unwrap();
+        (lines_in_order(&out), stats)
+    };
+    let (a, sa) = order_of("a", &["--seed", "12345"]);
+    let (b, _) = order_of("b", &["--seed", "12345"]);
+    let (c, _) = order_of("c", &["--seed", "54321"]);
+    let (d, sd) = order_of("d", &["--order", "sequential"]);
+    let (e, se) = order_of("e", &[]);
+    assert_eq!(a, b, "same seed, same order");
+    assert_ne!(a, c, "another seed, another order");
+    let ports = |v: &[(String, u16)]| v.iter().map(|l| l.1).collect::<Vec<_>>();
+    assert_eq!(ports(&d), (1..=300).collect::<Vec<_>>());
+    assert_ne!(ports(&a), ports(&d));
+    assert_eq!(sa["seed"], 12345);
+    assert_eq!(sa["order"], "random");
+    assert_eq!(sa["shard"], "1/1");
+    assert_eq!(sd["order"], "sequential");
+    // The default seed is random and recorded: rerunning with it repeats the order.
+    let seed = se["seed"].as_u64().unwrap().to_string();
+    let (f, _) = order_of("f", &["--seed", &seed]);
+    assert_eq!(e, f);
+    let mut sorted = a.clone();
+    sorted.sort();
+    assert_eq!(sorted.len(), 300);
+}
+
+#[test]
+fn three_shards_union_to_the_whole_scan() {
+    if !in_netns!(three_shards_union_to_the_whole_scan) {
+        return;
+    }
+    let _ls = world();
+    let dir = temp_dir("shards");
+    let (whole, o) = scan(&dir, "whole", &["--seed", "99"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = read_jsonl(&whole);
+    assert_eq!(whole.len(), 8 * 202);
+    let mut union = BTreeMap::new();
+    let mut sizes = Vec::new();
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let (out, o) = scan(
+            &dir,
+            &format!("shard{k}"),
+            &["--seed", "99", "--shard", &shard],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let part = read_jsonl(&out);
+        sizes.push(part.len());
+        for (key, state) in part {
+            assert!(
+                union.insert(key.clone(), state).is_none(),
+                "{key:?} in two shards"
+            );
+        }
+    }
+    assert_eq!(union, whole);
+    // 1616 positions: 539, 539, 538.
+    assert_eq!(sizes, [539, 539, 538]);
+}
+
+/// A tiny deterministic generator for interrupt times (seed printed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Interrupts runs at random moments, several times in a row, and resumes
+/// each time with new output files: the parts together are exactly the
+/// uninterrupted result, nothing lost, nothing twice.
+fn interrupt_and_resume(name: &str, engine: &str) {
+    let _ls = world();
+    let dir = temp_dir(name);
+    let (whole, o) = scan(&dir, "whole", &["--engine", engine]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = read_jsonl(&whole);
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("interrupt times seeded with {seed}");
+    let mut rng = Lcg(seed);
+    let resume_file = dir.join("fastport.resume");
+    let mut union: BTreeMap<(String, u16), String> = BTreeMap::new();
+    let mut interrupts = 0;
+    for part in 0.. {
+        assert!(part < 40, "no end after 40 resumptions");
+        let out = dir.join(format!("part{part}.jsonl"));
+        let mut cmd = fastport();
+        if part == 0 {
+            cmd.args(SCAN)
+                .args(["--engine", engine, "--concurrency", "30"]);
+        } else {
+            cmd.arg("--resume").arg(&resume_file);
+        }
+        cmd.arg("-oJ").arg(&out).current_dir(&dir);
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Interrupt the first few runs at a random moment; let the last finish.
+        let stop_it = interrupts < 4;
+        if stop_it {
+            let wait = Duration::from_millis(20 + rng.below(400));
+            let deadline = Instant::now() + wait;
+            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let sig = if rng.below(2) == 0 { "INT" } else { "TERM" };
+            let _ = Command::new("kill")
+                .args([&format!("-{sig}"), &child.id().to_string()])
+                .status();
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        for (key, state) in read_jsonl(&out) {
+            assert!(
+                union.insert(key.clone(), state).is_none(),
+                "{key:?} reported twice (part {part})"
+            );
+        }
+        match o.status.code() {
+            Some(0) => break,
+            Some(130) => {
+                interrupts += 1;
+                assert!(err.contains("--resume"), "{err}");
+                assert!(resume_file.exists());
+            }
+            other => panic!("part {part}: status {other:?}: {err}"),
+        }
+    }
+    assert!(interrupts >= 1);
+    assert_eq!(union, whole, "parts together are the uninterrupted result");
+}
+
+#[test]
+fn interrupted_runs_resume_to_the_exact_result() {
+    if !in_netns!(interrupted_runs_resume_to_the_exact_result) {
+        return;
+    }
+    interrupt_and_resume("resume-mio", "mio");
+}
+
+#[test]
+fn interrupted_threads_runs_resume_to_the_exact_result() {
+    if !in_netns!(interrupted_threads_runs_resume_to_the_exact_result) {
+        return;
+    }
+    interrupt_and_resume("resume-threads", "threads");
+}
+
+#[test]
+fn a_resume_refuses_to_overwrite_the_first_results() {
+    if !in_netns!(a_resume_refuses_to_overwrite_the_first_results) {
+        return;
+    }
+    let dir = temp_dir("resume-refuse");
+    let resume = dir.join("r.resume");
+    std::fs::write(&resume, "{}").unwrap();
+    let o = fastport()
+        .args(["--resume", resume.to_str().unwrap(), "--retries", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is not a FastPort resume file"),
+        "{}",
+        stderr(&o)
+    );
+}
