@@ -164,6 +164,36 @@ pub struct Args {
     pub stats: Option<PathBuf>,
 }
 
+/// `fastport merge`: join shards' results and summaries into one.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fastport merge", version)]
+#[command(
+    about = "Join the -oJ results and --stats summaries of shards (--shard K/N) into one scan's result"
+)]
+pub struct MergeArgs {
+    /// The shards' JSON-lines files (-oJ) and --stats files, in any order.
+    #[arg(value_name = "FILE", required = true)]
+    pub inputs: Vec<PathBuf>,
+
+    /// Where the joined result lines go (`-` or absent: stdout). Also -oJ.
+    #[arg(long = "output-json", value_name = "FILE")]
+    pub output_json: Option<PathBuf>,
+
+    /// Where the merged --stats summary goes.
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+}
+
+impl MergeArgs {
+    /// Parses the words after `fastport merge` (nmap spellings included).
+    pub fn parse_from<I>(args: I) -> Result<MergeArgs, clap::Error>
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        MergeArgs::try_parse_from(normalize_args(args))
+    }
+}
+
 /// `--engine` values.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,

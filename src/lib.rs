@@ -29,6 +29,10 @@
 //!   feeds the [`output`] sinks (human text, JSON lines, ...) as results
 //!   arrive; each worker's [`stats`] (counts and HdrHistograms of connect
 //!   latency per reason) are merged into the run's summary at the end.
+//! - **Shards** — [`order`] gives the seeded permutation of the index space
+//!   that `--shard K/N` splits, [`rate`] the `--rate` token buckets,
+//!   [`resume`] the resume file written on Ctrl-C, and [`merge`] joins
+//!   shards' results (`fastport merge`).
 //! - **System** — [`sys`] is the one module allowed `unsafe`: process limits
 //!   that neither std nor socket2 wrap.
 //!
@@ -39,6 +43,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod merge;
 pub mod order;
 pub mod output;
 pub mod probe;

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
             Err(e) => clap_error(&e),
         };
     }
+    if argv.get(1).and_then(|a| a.to_str()) == Some("merge") {
+        return merge(&argv);
+    }
     let args = match cli::parse_from(argv.iter().cloned()) {
         Ok(args) => args,
         Err(e) => return clap_error(&e),
@@ -123,6 +126,69 @@ fn clap_error(e: &clap::Error) -> ExitCode {
     let first = text.lines().next().unwrap_or("invalid arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first);
     usage_error(&format_args!("{first} (see --help)"))
+}
+
+/// `fastport merge FILE...`: joins shards' results and summaries.
+fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
+    use fastport::merge::{is_stats_file, merge_results, merge_stats};
+    let words = std::iter::once(std::ffi::OsString::from("fastport merge"))
+        .chain(argv[2..].iter().cloned());
+    let args = match cli::MergeArgs::parse_from(words) {
+        Ok(args) => args,
+        Err(e) => return clap_error(&e),
+    };
+    let mut results = Vec::new();
+    let mut summaries = Vec::new();
+    for path in &args.inputs {
+        match is_stats_file(path) {
+            Ok(true) => summaries.push(path.clone()),
+            Ok(false) => results.push(path.clone()),
+            Err(e) => return usage_error(&e),
+        }
+    }
+    // Check the summaries first: a mismatch writes nothing.
+    let merged = if summaries.is_empty() {
+        None
+    } else {
+        match merge_stats(&summaries) {
+            Ok(m) => Some(m),
+            Err(e) => return usage_error(&e),
+        }
+    };
+    let written = match args.output_json.as_deref() {
+        Some(p) if p != std::path::Path::new("-") => match std::fs::File::create(p) {
+            Ok(f) => merge_results(&results, &mut io::BufWriter::new(f)),
+            Err(e) => return usage_error(&format_args!("cannot write \"{}\": {e}", p.display())),
+        },
+        _ => merge_results(&results, &mut io::BufWriter::new(io::stdout().lock())),
+    };
+    let lines = match written {
+        Ok(n) => n,
+        Err(e) => return usage_error(&e),
+    };
+    if let Some(m) = &merged {
+        if let Some(path) = &args.stats {
+            let text = serde_json::to_string_pretty(&m.to_json()).unwrap_or_default();
+            if let Err(e) = std::fs::write(path, text + "\n") {
+                eprintln!("fastport: cannot write \"{}\": {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        let _ = fastport::output::write_summary(&mut io::stderr().lock(), &m.summary);
+        if !m.missing.is_empty() {
+            eprintln!(
+                "fastport: note: shards {:?} of {} are missing: the result is partial",
+                m.missing,
+                m.shards[0].n()
+            );
+        }
+    }
+    eprintln!(
+        "fastport: merged {lines} result lines from {} files and {} summaries",
+        results.len(),
+        summaries.len()
+    );
+    ExitCode::SUCCESS
 }
 
 fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {

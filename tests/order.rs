@@ -159,6 +159,92 @@ fn three_shards_union_to_the_whole_scan() {
     assert_eq!(sizes, [539, 539, 538]);
 }
 
+/// `fastport merge` joins three shards' result lines and summaries into
+/// the whole scan: the same lines as an unsharded run, counts that add up,
+/// and histograms that add exactly (the merged count equals the sum).
+#[test]
+fn merge_joins_shards_into_the_whole_scan() {
+    if !in_netns!(merge_joins_shards_into_the_whole_scan) {
+        return;
+    }
+    let _ls = world();
+    let dir = temp_dir("merge");
+    let (whole, o) = scan(&dir, "whole", &["--seed", "7"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = read_jsonl(&whole);
+    let mut inputs = Vec::new();
+    let mut answered = 0;
+    for k in 1..=3 {
+        let stats = dir.join(format!("s{k}.json"));
+        let shard = format!("{k}/3");
+        let (out, o) = scan(
+            &dir,
+            &format!("part{k}"),
+            &[
+                "--seed",
+                "7",
+                "--shard",
+                &shard,
+                "--stats",
+                stats.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        answered += s["latency_us"]["closed/conn-refused"]["count"]
+            .as_u64()
+            .unwrap();
+        inputs.push(out);
+        inputs.push(stats);
+    }
+    let merged = dir.join("merged.jsonl");
+    let merged_stats = dir.join("merged.json");
+    let mut args = vec![
+        "merge".to_string(),
+        "-oJ".into(),
+        merged.display().to_string(),
+    ];
+    args.extend(["--stats".into(), merged_stats.display().to_string()]);
+    args.extend(inputs.iter().map(|p| p.display().to_string()));
+    let o = fastport().args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_jsonl(&merged), whole);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged_stats).unwrap()).unwrap();
+    assert_eq!(m["results"], whole.len() as u64);
+    assert_eq!(m["shard"], "1/1");
+    assert_eq!(m["missing_shards"], serde_json::json!([]));
+    assert_eq!(m["latency_us"]["closed/conn-refused"]["count"], answered);
+
+    // A shard given twice is refused, naming the problem.
+    let o = fastport()
+        .args([
+            "merge",
+            inputs[1].to_str().unwrap(),
+            inputs[1].to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("shard 1/3 is given twice"),
+        "{}",
+        stderr(&o)
+    );
+    // Two shards reporting one port is an overlap.
+    let o = fastport()
+        .args([
+            "merge",
+            inputs[0].to_str().unwrap(),
+            inputs[0].to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("reported twice"), "{}", stderr(&o));
+}
+
 /// A tiny deterministic generator for interrupt times (seed printed).
 struct Lcg(u64);
 

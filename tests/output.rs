@@ -154,9 +154,10 @@ fn every_format_reads_back_in_its_consumer() {
 
     let gnmap = std::fs::read_to_string(file("gnmap")).unwrap();
     let lines: Vec<&str> = gnmap.lines().collect();
-    assert_eq!(lines.len(), 4, "{gnmap}");
+    assert_eq!(lines.len(), 5, "{gnmap}");
     assert!(lines[0].starts_with("# FastPort "), "{gnmap}");
-    let mut hosts = lines[1..3].to_vec();
+    assert!(lines[1].starts_with("# order random, seed "), "{gnmap}");
+    let mut hosts = lines[2..4].to_vec();
     hosts.sort_unstable();
     assert_eq!(
         hosts,
@@ -166,8 +167,8 @@ fn every_format_reads_back_in_its_consumer() {
         ]
     );
     assert!(
-        lines[3].starts_with("# FastPort done at ")
-            && lines[3].contains(" -- 2 IP addresses (2 hosts up) scanned in "),
+        lines[4].starts_with("# FastPort done at ")
+            && lines[4].contains(" -- 2 IP addresses (2 hosts up) scanned in "),
         "{gnmap}"
     );
 

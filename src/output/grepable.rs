@@ -55,10 +55,11 @@ impl GrepableSink {
         self.begun = true;
         writeln!(
             self.out,
-            "# FastPort {} scan initiated {} as: {}",
+            "# FastPort {} scan initiated {} as: {}\n# {}",
             env!("CARGO_PKG_VERSION"),
             ctime(self.run.started),
             one_line(&self.run.command_line),
+            self.run.order,
         )
     }
 
@@ -175,6 +176,7 @@ mod tests {
         assert_eq!(
             text(),
             "# FastPort 0.1.0 scan initiated Sun Nov 29 13:32:20 2026 as: fastport -p 22,80,443 --show open,filtered -oX - 127.0.0.1 ::1\n\
+             # order random, seed 42\n\
              Host: 127.0.0.1 ()\tPorts: 22/open/tcp//ssh///, 80/open/tcp//http///\tIgnored State: closed (1)\n\
              Host: ::1 ()\tPorts: \tIgnored State: closed (2)\n\
              # FastPort done at Sun Nov 29 13:32:22 2026 -- 2 IP addresses (2 hosts up) scanned in 0.02 seconds\n"
@@ -191,10 +193,11 @@ mod tests {
             .unwrap();
         let text = text();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{text}");
-        assert_eq!(lines[1], "Host: ::1 ()\tPorts: 80/filtered/tcp//http///");
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines[1], "# order random, seed 42");
+        assert_eq!(lines[2], "Host: ::1 ()\tPorts: 80/filtered/tcp//http///");
         assert_eq!(
-            lines[2],
+            lines[3],
             "# FastPort interrupted at Sun Nov 29 13:32:22 2026 -- 1 IP address (0 hosts up) scanned in 3.00 seconds"
         );
     }

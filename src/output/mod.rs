@@ -75,6 +75,9 @@ pub struct RunInfo {
     pub timeout: Duration,
     /// When the scan started, wall clock.
     pub started: SystemTime,
+    /// The probe order, for the record: `order random, seed N[, shard K/N]`
+    /// (a random seed is in no command line).
+    pub order: String,
 }
 
 impl RunInfo {
@@ -94,8 +97,19 @@ impl RunInfo {
             ports_per_host: ports.len() as u64,
             timeout: config.engine.timeout,
             started: SystemTime::now(),
+            order: order_note(config),
         }
     }
+}
+
+/// `order random, seed N`, with `, shard K/N` for a shard.
+fn order_note(config: &ScanConfig) -> String {
+    let schedule = &config.schedule;
+    let mut note = format!("order {}, seed {}", schedule.order.name(), config.seed);
+    if schedule.shard.n() > 1 {
+        note.push_str(&format!(", shard {}", schedule.shard));
+    }
+    note
 }
 
 /// A destination opened for writing, buffered.
@@ -279,6 +293,7 @@ pub(crate) mod tests {
             ports_per_host: 3,
             timeout: Duration::from_secs(1),
             started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_959_140),
+            order: "order random, seed 42".into(),
         }
     }
 

@@ -87,6 +87,11 @@ pub fn write_summary(w: &mut dyn Write, s: &Summary) -> io::Result<()> {
         write!(w, " of {} planned", s.planned)?;
     }
     writeln!(w)?;
+    write!(w, "  order {}, seed {}", s.order, s.seed)?;
+    if s.shard.n() > 1 {
+        write!(w, ", shard {}", s.shard)?;
+    }
+    writeln!(w)?;
     for state in State::ALL {
         let n = st.state_count(state);
         write!(w, "  {:<9}{:>10}", state.as_str(), n)?;

@@ -109,6 +109,12 @@ impl XmlSink {
             " Written by FastPort, not Nmap, in Nmap's XML format: nmap.dtd allows only scanner=\"nmap\" ",
         )))?;
         self.nl()?;
+        let order = format!(" {} ", self.run.order);
+        self.xml
+            .write_event(Event::Comment(BytesText::from_escaped(comment_safe(
+                &order,
+            ))))?;
+        self.nl()?;
         self.start(
             "nmaprun",
             &[
@@ -357,6 +363,7 @@ mod tests {
 <!DOCTYPE nmaprun>
 <!-- FastPort 0.1.0 scan initiated Sun Nov 29 13:32:20 2026 as: fastport -p 22,80,443 -&#45;show open,filtered -oX - 127.0.0.1 ::1 -->
 <!-- Written by FastPort, not Nmap, in Nmap's XML format: nmap.dtd allows only scanner="nmap" -->
+<!-- order random, seed 42 -->
 <nmaprun scanner="nmap" args="fastport -p 22,80,443 --show open,filtered -oX - 127.0.0.1 ::1" start="1795959140" startstr="Sun Nov 29 13:32:20 2026" version="FastPort 0.1.0" xmloutputversion="1.05">
 <scaninfo type="connect" protocol="tcp" numservices="3" services="22,80,443"/>
 <verbose level="0"/>
