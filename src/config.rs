@@ -15,7 +15,8 @@ use crate::targets::{self, TargetArgs, TargetError, TargetSpace};
 
 /// File descriptors kept back from the concurrency budget: stdio, outputs,
 /// one epoll instance and its wake-up per worker, and some slack.
-const RESERVED_FDS: u64 = 64;
+/// A quarter of the limit, between 16 and 64.
+const RESERVED_FDS: (u64, u64) = (16, 64);
 
 /// A bad command line, named precisely.
 #[derive(Debug, thiserror::Error)]
@@ -339,7 +340,8 @@ fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
 
 /// Descriptors available for sockets.
 pub fn fd_budget(fd_limit: u64) -> u64 {
-    fd_limit.saturating_sub(RESERVED_FDS).max(1)
+    let reserve = (fd_limit / 4).clamp(RESERVED_FDS.0, RESERVED_FDS.1);
+    fd_limit.saturating_sub(reserve).max(1)
 }
 
 /// Default probes in flight: three quarters of the descriptor budget, so

@@ -6,6 +6,7 @@
 mod util;
 
 mod cli;
+mod faults;
 mod lab;
 mod order;
 mod output;

@@ -21,7 +21,7 @@ mod xml;
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -112,8 +112,91 @@ fn order_note(config: &ScanConfig) -> String {
     note
 }
 
-/// A destination opened for writing, buffered.
-pub type Writer = BufWriter<Box<dyn Write + Send>>;
+/// A destination written a whole batch at a time.
+///
+/// Sinks write into a reused in-memory buffer and flush after each batch of
+/// whole records; the flush hands the batch to the destination in one
+/// `write_all`. When that fails (a full disk) a regular file is cut back to
+/// the end of the last batch that went out whole, so what was written so far
+/// stays well-formed: only whole lines, whole host records. What a sink then
+/// writes to close its document (XML's closing tags) gets the same chance.
+pub struct Writer {
+    buf: Vec<u8>,
+    dest: Box<dyn Write + Send>,
+    /// A second handle on a regular file, to cut it back after a failure.
+    file: Option<File>,
+    /// Bytes of the destination that are whole batches.
+    good: u64,
+    /// The file's path, for error messages.
+    path: Option<PathBuf>,
+}
+
+impl Writer {
+    /// A destination that cannot be cut back (stdout, a pipe, a device).
+    pub fn new(dest: Box<dyn Write + Send>) -> Writer {
+        Writer {
+            buf: Vec::with_capacity(64 * 1024),
+            dest,
+            file: None,
+            good: 0,
+            path: None,
+        }
+    }
+
+    /// A regular file, empty, that is cut back to its last whole batch when
+    /// a write fails.
+    fn for_file(file: File, path: PathBuf) -> io::Result<Writer> {
+        let handle = file.try_clone()?;
+        let mut w = Writer::new(Box::new(file));
+        w.file = Some(handle);
+        w.path = Some(path);
+        Ok(w)
+    }
+}
+
+impl Write for Writer {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self
+            .dest
+            .write_all(&self.buf)
+            .and_then(|()| self.dest.flush());
+        match result {
+            Ok(()) => {
+                self.good += self.buf.len() as u64;
+                self.buf.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.buf.clear();
+                if let Some(file) = &mut self.file {
+                    // Best effort: the write error is the news.
+                    let _ = file.set_len(self.good);
+                    let _ = file.seek(SeekFrom::Start(self.good));
+                }
+                match &self.path {
+                    Some(path) => Err(io::Error::new(
+                        e.kind(),
+                        format!("\"{}\": {e}", path.display()),
+                    )),
+                    None => Err(e),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = self.flush();
+        }
+    }
+}
 
 /// Opens a destination: stdout, or a file created if missing. The file is
 /// not truncated here: [`Outputs::open`] truncates only once every
@@ -143,20 +226,20 @@ impl Opened {
     /// Truncates the next destination and wraps it in a buffer.
     fn next(&mut self) -> Result<Writer, OpenError> {
         let (file, path) = self.0.remove(0);
-        let inner: Box<dyn Write + Send> = match (file, path) {
+        match (file, path) {
             (Some(file), Some(path)) => {
                 // Only regular files are truncated: /dev/null, a FIFO or a
                 // terminal cannot be, and need not be.
                 let regular = file.metadata().is_ok_and(|m| m.is_file());
-                if regular {
-                    file.set_len(0)
-                        .map_err(|source| OpenError { path, source })?;
+                if !regular {
+                    return Ok(Writer::new(Box::new(file)));
                 }
-                Box::new(file)
+                file.set_len(0)
+                    .and_then(|()| Writer::for_file(file, path.clone()))
+                    .map_err(|source| OpenError { path, source })
             }
-            _ => Box::new(io::stdout()),
-        };
-        Ok(BufWriter::with_capacity(64 * 1024, inner))
+            _ => Ok(Writer::new(Box::new(io::stdout()))),
+        }
     }
 }
 
@@ -215,14 +298,20 @@ impl Outputs {
     }
 
     /// Writes one batch of results to every sink, then flushes them.
+    /// Every sink gets the batch even when another fails; the first error
+    /// is returned.
     pub fn write_batch(&mut self, batch: &[ProbeResult]) -> io::Result<()> {
+        let mut first_error = None;
         for sink in &mut self.sinks {
-            for r in batch {
-                sink.result(r)?;
+            let r = batch
+                .iter()
+                .try_for_each(|r| sink.result(r))
+                .and_then(|()| sink.flush());
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
             }
-            sink.flush()?;
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Ends every output with the summary. Tries them all; returns the first
@@ -282,7 +371,7 @@ pub(crate) mod tests {
         let shared = Shared(Arc::default());
         let reader = shared.clone();
         let text = move || String::from_utf8(reader.0.lock().unwrap().clone()).unwrap();
-        (BufWriter::with_capacity(16, Box::new(shared)), text)
+        (Writer::new(Box::new(shared)), text)
     }
 
     /// The run the format tests describe: ports 22, 80 and 443 on two hosts.

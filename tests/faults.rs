@@ -1,0 +1,329 @@
+//! Faults that break other scanners, each asserted against the exact truth
+//! (docs/RELIABILITY.md lists them with what nmap and RustScan did). Every
+//! test runs inside its own network namespace.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::Command;
+
+use crate::in_netns;
+use crate::util::{addrs, listeners, read_jsonl, sh, stderr, temp_dir};
+
+/// Runs fastport through `sh -c "PRELUDE && exec fastport ARGS"`.
+fn fastport_after(prelude: &str, args: &[&str]) -> std::process::Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{prelude} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_fastport"))
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run sh")
+}
+
+fn stats(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Drops every TCP packet to `ports` on 127.0.0.1: those probes stay in
+/// flight for a whole timeout.
+fn drop_ports(ports: &str) {
+    sh(&format!(
+        "nft add table inet fastport_faults \
+         && nft add chain inet fastport_faults out '{{ type filter hook output priority 0; }}' \
+         && nft add rule inet fastport_faults out ip daddr 127.0.0.1 tcp dport {ports} drop"
+    ));
+}
+
+/// Checks a one-host result: `open` open, `dropped` filtered/no-response,
+/// everything else closed (refused, or a self-connect).
+fn assert_truth(
+    got: &BTreeMap<(String, u16), String>,
+    ports: std::ops::RangeInclusive<u16>,
+    open: &[u16],
+    dropped: std::ops::RangeInclusive<u16>,
+) {
+    assert_eq!(got.len(), ports.clone().count(), "every port once");
+    for port in ports {
+        let state = &got[&("127.0.0.1".to_string(), port)];
+        if open.contains(&port) {
+            assert_eq!(state, "open/syn-ack", "port {port}");
+        } else if dropped.contains(&port) {
+            assert_eq!(state, "filtered/no-response", "port {port}");
+        } else {
+            assert!(
+                state == "closed/conn-refused" || state == "closed/self-connect",
+                "port {port}: {state}"
+            );
+        }
+    }
+}
+
+/// `ulimit -n 64` with `--concurrency 10000`: FastPort sizes its in-flight
+/// cap to the descriptors it has (RustScan dies on EMFILE here).
+#[test]
+fn open_file_limit_of_64() {
+    if !in_netns!(open_file_limit_of_64) {
+        return;
+    }
+    let ls = listeners("127.0.0.1", &[22, 80, 443, 3000], 4);
+    let open: Vec<u16> = addrs(&ls)
+        .iter()
+        .map(|a| a.port())
+        .filter(|p| *p <= 5000)
+        .collect();
+    drop_ports("4000-4099");
+    let dir = temp_dir("fd64");
+    for engine in ["mio", "threads"] {
+        let out = dir.join(format!("{engine}.jsonl"));
+        let o = fastport_after(
+            "ulimit -n 64",
+            &[
+                "--engine",
+                engine,
+                "-p",
+                "1-5000",
+                "--concurrency",
+                "10000",
+                "--timeout",
+                "200ms",
+                "--retries",
+                "0",
+                "--show",
+                "all",
+                "-oJ",
+                out.to_str().unwrap(),
+                "127.0.0.1",
+            ],
+        );
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("open-file limit (64)"),
+            "{}",
+            stderr(&o)
+        );
+        assert_truth(&read_jsonl(&out), 1..=5000, &open, 4000..=4099);
+    }
+}
+
+/// Sixteen ephemeral ports (the range is per namespace) on a 65535-port
+/// scan with 100 silent ports holding local ports. Linux shares a local
+/// port between connections to different destinations, so a one-host scan
+/// does not run out; should it (EADDRNOTAVAIL), FastPort backs off and
+/// reissues. Either way no port may be reported closed for it (naabu's
+/// failure), and self-connects in the tiny range stay closed.
+#[test]
+fn sixteen_ephemeral_ports() {
+    if !in_netns!(sixteen_ephemeral_ports) {
+        return;
+    }
+    let ls = listeners("127.0.0.1", &[22, 8080, 50000], 0);
+    let open: Vec<u16> = addrs(&ls).iter().map(|a| a.port()).collect();
+    sh("sysctl -q -w net.ipv4.ip_local_port_range='40000 40015'");
+    drop_ports("3000-3099");
+    let dir = temp_dir("eph16");
+    for engine in ["mio", "threads"] {
+        let out = dir.join(format!("{engine}.jsonl"));
+        let st = dir.join(format!("{engine}.json"));
+        let o = fastport_after(
+            "true",
+            &[
+                "--engine",
+                engine,
+                "-p-",
+                "--concurrency",
+                "256",
+                "--timeout",
+                "200ms",
+                "--retries",
+                "0",
+                "--show",
+                "all",
+                "-oJ",
+                out.to_str().unwrap(),
+                "--stats",
+                st.to_str().unwrap(),
+                "127.0.0.1",
+            ],
+        );
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        assert_truth(&read_jsonl(&out), 1..=65535, &open, 3000..=3099);
+        let s = stats(&st);
+        assert_eq!(s["results"], 65535, "{engine}");
+    }
+}
+
+/// 20 000 probes asked in flight at once: 16384 silent hosts × 2 ports
+/// behind a drop rule, plus listeners elsewhere. The descriptor limit is
+/// raised where the system allows; where its hard limit is lower, FastPort
+/// says so and runs at what it allows.
+#[test]
+fn twenty_thousand_in_flight() {
+    if !in_netns!(twenty_thousand_in_flight) {
+        return;
+    }
+    let ls = listeners("127.2.0.1", &[80, 443], 0);
+    sh("nft add table inet fastport_faults \
+        && nft add chain inet fastport_faults out '{ type filter hook output priority 0; }' \
+        && nft add rule inet fastport_faults out ip daddr 127.1.0.0/18 drop");
+    let dir = temp_dir("inflight");
+    let out = dir.join("out.jsonl");
+    let o = fastport_after(
+        "{ ulimit -n 20100 2>/dev/null || true; }",
+        &[
+            "-p",
+            "80,443",
+            "--concurrency",
+            "20000",
+            "--timeout",
+            "1s",
+            "--retries",
+            "0",
+            "--show",
+            "all",
+            "-oJ",
+            out.to_str().unwrap(),
+            "127.1.0.0/18",
+            "127.2.0.1",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = read_jsonl(&out);
+    assert_eq!(got.len(), 16384 * 2 + 2);
+    for ((addr, port), state) in &got {
+        let want = if addr == "127.2.0.1" {
+            "open/syn-ack"
+        } else {
+            "filtered/no-response"
+        };
+        assert_eq!(state, want, "{addr}:{port}");
+    }
+    drop(ls);
+}
+
+/// A listener whose accept queue is full drops new SYNs: from outside the
+/// port is silent, filtered/no-response. A listener that accepts and resets
+/// at once completed the handshake first: open/syn-ack.
+#[test]
+fn full_backlog_and_accept_then_reset() {
+    if !in_netns!(full_backlog_and_accept_then_reset) {
+        return;
+    }
+    use socket2::{Domain, Socket, Type};
+    // Backlog 0: the queue holds one connection; two clients fill it.
+    let full = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    full.set_reuse_address(true).unwrap();
+    full.bind(
+        &"127.0.0.1:7001"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    full.listen(0).unwrap();
+    let fillers: Vec<_> = (0..2)
+        .map(|_| {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(
+                &"127.0.0.1:7001"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            );
+            s
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    let resetter = TcpListener::bind("127.0.0.1:7002").unwrap();
+    let fd = resetter.as_raw_fd();
+    std::thread::spawn(move || {
+        for stream in resetter.incoming().flatten() {
+            let s = Socket::from(stream);
+            let _ = s.set_linger(Some(std::time::Duration::ZERO));
+            drop(s); // RST at once
+        }
+    });
+
+    let dir = temp_dir("backlog");
+    let out = dir.join("out.jsonl");
+    let o = fastport_after(
+        "true",
+        &[
+            "-p",
+            "7000-7003",
+            "--timeout",
+            "300ms",
+            "--retries",
+            "1",
+            "--show",
+            "all",
+            "-oJ",
+            out.to_str().unwrap(),
+            "127.0.0.1",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = read_jsonl(&out);
+    let at = |p: u16| got[&("127.0.0.1".to_string(), p)].clone();
+    assert_eq!(
+        at(7001),
+        "filtered/no-response",
+        "a full accept queue drops the SYN"
+    );
+    assert_eq!(
+        at(7002),
+        "open/syn-ack",
+        "the handshake completed before the reset"
+    );
+    assert_eq!(at(7000), "closed/conn-refused");
+    drop((full, fillers, fd));
+}
+
+/// Output to a full disk: a clear error naming the file, exit status 1, and
+/// the file holds only whole lines.
+#[test]
+fn full_disk() {
+    if !in_netns!(full_disk) {
+        return;
+    }
+    let dir = temp_dir("fulldisk");
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let kept = dir.join("kept.jsonl");
+    let script = format!(
+        "mount -t tmpfs -o size=64k fastport-full {mnt} && \
+         \"$0\" -p- --show all -oJ {mnt}/out.jsonl 127.0.0.1 >/dev/null 2>{dir}/stderr; \
+         echo $? > {dir}/rc; cp {mnt}/out.jsonl {kept}",
+        mnt = mnt.display(),
+        dir = dir.display(),
+        kept = kept.display()
+    );
+    let o = Command::new("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            &script,
+            env!("CARGO_BIN_EXE_fastport"),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rc = std::fs::read_to_string(dir.join("rc")).unwrap();
+    let err = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    assert_eq!(rc.trim(), "1", "{err}");
+    assert!(
+        err.contains("No space left on device") && err.contains("out.jsonl"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let text = std::fs::read_to_string(&kept).unwrap();
+    assert!(!text.is_empty() && text.len() <= 64 * 1024);
+    assert!(text.ends_with('\n'), "ends with a whole line");
+    let lines = read_jsonl(&kept); // every line parses
+    assert!(lines.len() > 100, "{}", lines.len());
+}
