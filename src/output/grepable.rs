@@ -136,6 +136,13 @@ impl Sink for GrepableSink {
     }
 
     fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
+        if self.close(summary).is_ok() {
+            return Ok(());
+        }
+        // The write failed (a full disk) and the file was cut back to its
+        // last whole host. The unfinished hosts are drained now: try again
+        // with only the closing lines, which fit where they did not.
+        self.finished = false;
         self.close(summary)
     }
 }
