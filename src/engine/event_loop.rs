@@ -87,6 +87,7 @@ impl ProbeSlab {
 
     fn insert(&mut self, probe: Probe) -> Option<usize> {
         let key = self.free.pop()?;
+        // Cannot panic: the free list holds only indices below slots.len().
         self.slots[key] = Some(probe);
         Some(key)
     }

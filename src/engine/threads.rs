@@ -222,6 +222,7 @@ impl Pool<'_> {
             let Some(answer) = self.probe(target, &mut local_errors) else {
                 return self.abandon(seq); // stopped while backing off or between attempts
             };
+            // Cannot panic: `shard` is a thread id modulo shards.len().
             let mut shard = self.shards[shard]
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
