@@ -204,7 +204,9 @@ impl fmt::Display for TargetError {
                 "invalid port {token:?}{at}: FastPort scans TCP ports only"
             ),
             K::EmptyItem => match origin {
-                Origin::Flag { flag, value } => write!(f, "empty item in \"{flag} {value}\""),
+                Origin::Flag { flag, value } => {
+                    write!(f, "empty item in \"{flag} {}\"", value.escape_debug())
+                }
                 _ => write!(f, "empty item{at}"),
             },
             K::PortsAndTopPorts => write!(f, "-p and --top-ports cannot be used together"),
@@ -245,7 +247,7 @@ impl fmt::Display for OriginSuffix<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Origin::Operand => Ok(()),
-            Origin::Flag { flag, value } => write!(f, " in \"{flag} {value}\""),
+            Origin::Flag { flag, value } => write!(f, " in \"{flag} {}\"", value.escape_debug()),
             Origin::File { flag, path, line } => {
                 write!(f, " on line {line} of {flag} {}", FileName(path))
             }
@@ -332,5 +334,35 @@ mod tests {
             e.to_string(),
             "scan too large: 79228162514264337593543950336 addresses x 1 port is more than 2^64 probes"
         );
+    }
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use crate::targets::{TargetArgs, build};
+
+    /// Found by the fuzzer: a flag value with a line break (`-p "$(cat f)"`)
+    /// must not split the message over lines.
+    #[test]
+    fn flag_values_with_line_breaks_stay_on_one_line() {
+        let cases = [
+            TargetArgs {
+                ports: Some("\n"),
+                ..TargetArgs::default()
+            },
+            TargetArgs {
+                ports: Some("22,\r\n99999"),
+                ..TargetArgs::default()
+            },
+            TargetArgs {
+                exclude: &["!\r".to_string()],
+                targets: &["127.0.0.1".to_string()],
+                ..TargetArgs::default()
+            },
+        ];
+        for args in cases {
+            let msg = build(&args).unwrap_err().to_string();
+            assert!(!msg.contains(['\n', '\r']), "{msg:?}");
+        }
     }
 }
