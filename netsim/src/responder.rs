@@ -1,0 +1,522 @@
+//! The simulated hosts, without I/O: packets in with the time they arrived,
+//! answers out when they are due. Like smoltcp's `iface.poll(timestamp)` and
+//! quinn-proto's `handle_*(now)`, it reads no clock, so tests drive it with
+//! made-up instants and no sleeps; [`crate::sim`] feeds it the TUN device.
+//!
+//! It keeps no connection state: a SYN-ACK's sequence number is a hash of
+//! the 4-tuple, the final ACK and the scanner's RST are consumed, a FIN or
+//! data gets a stateless RST. The only memory per target is how many SYNs it
+//! has seen, so that the n-th SYN's loss and jitter draws are the same in
+//! every run with the same seed, whatever the kernel's ISNs and ports.
+
+use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use crate::model::{Model, ReplyKind};
+use crate::record::{Counters, Fate, LogEntry, Record, Recorder, micros};
+use crate::wire::{self, Incoming, Stray, Syn};
+
+/// What [`Responder::handle`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// An answer of this kind will be due at this instant.
+    Scheduled(ReplyKind, Instant),
+    /// The SYN was lost on its way to the host.
+    SynLost,
+    /// The host will answer, but the answer is lost on its way back.
+    ReplyLost(ReplyKind),
+    /// A filtered port: no answer.
+    Silent,
+    /// A bare ACK or a RST: nothing to do.
+    Consumed,
+    /// A FIN or data: a RST is due now.
+    Reset,
+    /// Not IPv4 TCP, or malformed.
+    Ignored,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Reply {
+        kind: ReplyKind,
+        syn: Syn,
+        attempt: u32,
+        intended: Duration,
+    },
+    Reset(Stray),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    due: Instant,
+    /// Arrival order, so answers due at the same instant leave in order.
+    id: u64,
+    received: Instant,
+    job: Job,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.id) == (other.due, other.id)
+    }
+}
+
+impl Eq for Pending {}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pending {
+    /// Reversed, so the max-heap's top is the earliest due.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.due, other.id).cmp(&(self.due, self.id))
+    }
+}
+
+/// The simulated hosts behind the TUN device.
+#[derive(Debug)]
+pub struct Responder {
+    model: Model,
+    queue: BinaryHeap<Pending>,
+    next_id: u64,
+    /// SYNs seen per (address, port), keyed `addr << 16 | port`.
+    attempts: HashMap<u64, u32>,
+    counters: Counters,
+    recorder: Recorder,
+    /// The first packet's arrival: the log's time origin.
+    origin: Option<Instant>,
+}
+
+impl Responder {
+    /// The hosts of `model`. With `log`, every answer is kept for the record.
+    pub fn new(model: Model, log: bool) -> Responder {
+        Responder {
+            model,
+            queue: BinaryHeap::new(),
+            next_id: 0,
+            attempts: HashMap::new(),
+            counters: Counters::default(),
+            recorder: Recorder::new(log),
+            origin: None,
+        }
+    }
+
+    /// The model it answers from.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Counts so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Answers waiting for their time.
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Takes in one packet read from the device at `now`.
+    pub fn handle(&mut self, now: Instant, packet: &[u8]) -> Action {
+        self.counters.packets += 1;
+        self.origin.get_or_insert(now);
+        match wire::parse(packet) {
+            Incoming::Syn(syn) => self.syn(now, syn),
+            Incoming::Ack => {
+                self.counters.acks_consumed += 1;
+                Action::Consumed
+            }
+            Incoming::Rst => {
+                self.counters.rsts_consumed += 1;
+                Action::Consumed
+            }
+            Incoming::Stray(stray) => {
+                self.push(now, now, Job::Reset(stray));
+                Action::Reset
+            }
+            Incoming::Other => {
+                self.counters.other += 1;
+                Action::Ignored
+            }
+            Incoming::Malformed => {
+                self.counters.malformed += 1;
+                Action::Ignored
+            }
+        }
+    }
+
+    fn syn(&mut self, now: Instant, syn: Syn) -> Action {
+        self.counters.syns += 1;
+        let (addr, port) = (*syn.server.ip(), syn.server.port());
+        let key = (u64::from(u32::from(addr)) << 16) | u64::from(port);
+        let attempt = match self.attempts.entry(key) {
+            Entry::Occupied(mut e) => {
+                *e.get_mut() += 1;
+                *e.get()
+            }
+            Entry::Vacant(e) => *e.insert(0),
+        };
+        let at = self.since_origin(now);
+        if self.model.syn_lost(addr, port, attempt) {
+            self.counters.syns_lost += 1;
+            self.log_unanswered(addr, port, attempt, at, Fate::SynLost);
+            return Action::SynLost;
+        }
+        let Some(kind) = self.model.state(addr, port).reply() else {
+            self.counters.silent += 1;
+            self.log_unanswered(addr, port, attempt, at, Fate::Silent);
+            return Action::Silent;
+        };
+        if self.model.reply_lost(addr, port, attempt) {
+            self.counters.replies_lost += 1;
+            self.log_unanswered(addr, port, attempt, at, Fate::ReplyLost);
+            return Action::ReplyLost(kind);
+        }
+        let intended = self.model.latency(addr, port, attempt);
+        let due = now + intended;
+        self.push(
+            due,
+            now,
+            Job::Reply {
+                kind,
+                syn,
+                attempt,
+                intended,
+            },
+        );
+        Action::Scheduled(kind, due)
+    }
+
+    fn log_unanswered(
+        &mut self,
+        addr: Ipv4Addr,
+        port: u16,
+        attempt: u32,
+        at: Duration,
+        fate: Fate,
+    ) {
+        self.recorder.syn(LogEntry {
+            addr,
+            port,
+            attempt,
+            at_us: micros(at),
+            fate,
+            intended_us: None,
+            latency_us: None,
+        });
+    }
+
+    fn since_origin(&self, t: Instant) -> Duration {
+        self.origin
+            .map_or(Duration::ZERO, |o| t.saturating_duration_since(o))
+    }
+
+    fn push(&mut self, due: Instant, received: Instant, job: Job) {
+        self.queue.push(Pending {
+            due,
+            id: self.next_id,
+            received,
+            job,
+        });
+        self.next_id += 1;
+    }
+
+    /// When the next answer is due, if any is waiting.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.queue.peek().map(|p| p.due)
+    }
+
+    /// Writes the next answer due by `now` into `buf` (at least
+    /// [`wire::MAX_REPLY`] bytes) and returns its length; `None` when
+    /// nothing is due. Call until `None`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if self.queue.peek()?.due > now {
+            return None;
+        }
+        let p = self.queue.pop()?;
+        Some(match p.job {
+            Job::Reply {
+                kind,
+                syn,
+                attempt,
+                intended,
+            } => {
+                let isn = self.model.isn(syn.client, syn.server, syn.seq);
+                let n = wire::build_reply(kind, &syn, isn, buf);
+                self.counters.count_reply(kind);
+                let at = self.since_origin(p.received);
+                self.recorder.syn(LogEntry {
+                    addr: *syn.server.ip(),
+                    port: syn.server.port(),
+                    attempt,
+                    at_us: micros(at),
+                    fate: kind.into(),
+                    intended_us: Some(micros(intended)),
+                    latency_us: Some(micros(now.saturating_duration_since(p.received))),
+                });
+                n
+            }
+            Job::Reset(stray) => {
+                self.counters.strays_reset += 1;
+                wire::build_reset(&stray, buf)
+            }
+        })
+    }
+
+    /// Counts a failed write to the device.
+    pub fn write_failed(&mut self) {
+        self.counters.write_errors += 1;
+    }
+
+    /// The record of the run, which lasted `elapsed`; answers still waiting
+    /// are counted as abandoned.
+    pub fn finish(mut self, elapsed: Duration) -> Record {
+        self.counters.abandoned = self.queue.len() as u64;
+        let mut syns_per_target = BTreeMap::new();
+        for &n in self.attempts.values() {
+            *syns_per_target.entry(n + 1).or_insert(0) += 1;
+        }
+        let config = self.model.config();
+        Record {
+            profile: config.name.clone(),
+            seed: self.model.seed(),
+            hosts: config.hosts.to_string(),
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            counters: self.counters,
+            syns_per_target,
+            latency_us: self.recorder.latency(),
+            lateness_us: self.recorder.lateness(),
+            log: self.recorder.take_log(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
+
+    use super::*;
+    use crate::config::{Latency, Preset};
+    use crate::model::State;
+
+    fn syn(server: SocketAddrV4, sport: u16, seq: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4([198, 19, 255, 254], server.ip().octets(), 64)
+            .tcp(sport, server.port(), seq, 64240)
+            .syn()
+            .options(&[TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap()
+            .write_to_vec(&mut v, &[])
+            .unwrap();
+        v
+    }
+
+    fn far_model(seed: u64) -> Model {
+        Model::new(Preset::Far.config(), seed).unwrap()
+    }
+
+    /// The first target of `model` in `state`, scanning 198.18.0.0/24 × top 100.
+    fn find(model: &Model, state: State) -> SocketAddrV4 {
+        model
+            .truth()
+            .take(25_600)
+            .map(|t| SocketAddrV4::new(t.addr, t.port))
+            .find(|sa| model.state(*sa.ip(), sa.port()) == state)
+            .expect("the /24 has one of each")
+    }
+
+    fn drain(r: &mut Responder, now: Instant) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; wire::MAX_REPLY];
+        while let Some(n) = r.poll_transmit(now, &mut buf) {
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn each_state_gets_its_answer_after_the_hosts_latency_and_not_before() {
+        let t0 = Instant::now();
+        let mut r = Responder::new(far_model(1), true);
+        let cases = [
+            (State::Open, Some(ReplyKind::SynAck)),
+            (State::Closed, Some(ReplyKind::Rst)),
+            (State::HostUnreach, Some(ReplyKind::IcmpHostUnreach)),
+            (State::AdminProhibited, Some(ReplyKind::IcmpAdminProhibited)),
+            (State::Filtered, None),
+        ];
+        let lat = Duration::from_millis(250);
+        for (state, reply) in cases {
+            let target = find(r.model(), state);
+            let action = r.handle(t0, &syn(target, 40000, 1));
+            match reply {
+                Some(kind) => assert_eq!(action, Action::Scheduled(kind, t0 + lat)),
+                None => assert_eq!(action, Action::Silent),
+            }
+        }
+        assert_eq!(r.poll_at(), Some(t0 + lat));
+        assert!(drain(&mut r, t0 + lat - Duration::from_nanos(1)).is_empty());
+        let sent = drain(&mut r, t0 + lat);
+        assert_eq!(sent.len(), 4);
+        assert!(sent.iter().all(|p| wire::checksums_valid(p)));
+        assert_eq!(r.poll_at(), None);
+        let mut record = r.finish(lat);
+        assert_eq!(record.counters.replies(), 4);
+        assert_eq!(record.counters.silent, 1);
+        assert_eq!(record.latency_us["all"].count, 4);
+        // HdrHistogram keeps three significant digits.
+        assert!((250_000..250_250).contains(&record.latency_us["all"].p50));
+        assert_eq!(record.log.len(), 5);
+        assert_eq!(
+            record.log.iter().filter(|e| e.fate == Fate::Silent).count(),
+            1
+        );
+        record.log.retain(|e| e.fate != Fate::Silent);
+        assert!(
+            record
+                .log
+                .iter()
+                .all(|e| e.latency_us == Some(250_000) && e.at_us == 0)
+        );
+    }
+
+    #[test]
+    fn answers_leave_in_due_order_whatever_the_arrival_order() {
+        let mut c = Preset::Far.config();
+        c.latency = Latency::Uniform {
+            min_ms: 1.0,
+            max_ms: 500.0,
+        };
+        c.fractions = Default::default();
+        let model = Model::new(c, 9).unwrap();
+        let t0 = Instant::now();
+        let mut r = Responder::new(model, true);
+        for i in 0..200u16 {
+            let host = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, i as u8), 80);
+            r.handle(
+                t0 + Duration::from_micros(u64::from(i)),
+                &syn(host, 1000 + i, 5),
+            );
+        }
+        let mut last = Duration::ZERO;
+        let mut sent = 0;
+        for step in 0..=600 {
+            let now = t0 + Duration::from_millis(step);
+            sent += drain(&mut r, now).len();
+            if let Some(due) = r.poll_at() {
+                assert!(due > now);
+                assert!(due - t0 >= last);
+                last = due - t0;
+            }
+        }
+        assert_eq!(sent, 200);
+        let rec = r.finish(Duration::from_millis(600));
+        // Polled every millisecond: no answer is more than 1 ms late.
+        assert!(rec.lateness_us.max <= 1001, "{:?}", rec.lateness_us);
+    }
+
+    #[test]
+    fn a_seeded_run_loses_the_same_packets_whatever_the_isns_and_ports() {
+        let run = |sport_base: u16, isn_base: u32| {
+            let model = Model::new(Preset::Lossy.config(), 4).unwrap();
+            let mut r = Responder::new(model, false);
+            let t0 = Instant::now();
+            let mut actions = Vec::new();
+            for attempt in 0..3u32 {
+                for i in 0..300u32 {
+                    let host = SocketAddrV4::new(Ipv4Addr::from(0xC612_0000 + i), 443);
+                    let a = r.handle(
+                        t0,
+                        &syn(
+                            host,
+                            sport_base.wrapping_add(i as u16),
+                            isn_base ^ i ^ attempt,
+                        ),
+                    );
+                    actions.push(match a {
+                        Action::Scheduled(k, due) => Some((k, due - t0)),
+                        Action::SynLost => None,
+                        Action::ReplyLost(_) => None,
+                        Action::Silent => None,
+                        other => panic!("{other:?}"),
+                    });
+                }
+            }
+            (actions, r.finish(Duration::ZERO))
+        };
+        let (a, ra) = run(1000, 7);
+        let (b, rb) = run(50000, 123_456);
+        assert_eq!(a, b);
+        assert_eq!(ra.counters, rb.counters);
+        assert!(ra.counters.syns_lost > 0 && ra.counters.replies_lost > 0);
+        assert_eq!(ra.syns_per_target, BTreeMap::from([(3, 300)]));
+    }
+
+    #[test]
+    fn the_handshakes_ack_and_our_rst_are_consumed_and_a_fin_is_reset() {
+        let t0 = Instant::now();
+        let mut r = Responder::new(far_model(1), false);
+        let open = find(r.model(), State::Open);
+        let mut v = Vec::new();
+        let ip = |v: &mut Vec<u8>,
+                  f: &dyn Fn(
+            etherparse::PacketBuilderStep<etherparse::TcpHeader>,
+        ) -> etherparse::PacketBuilderStep<etherparse::TcpHeader>| {
+            v.clear();
+            f(
+                PacketBuilder::ipv4([198, 19, 255, 254], open.ip().octets(), 64).tcp(
+                    40000,
+                    open.port(),
+                    2,
+                    64240,
+                ),
+            )
+            .write_to_vec(v, &[])
+            .unwrap();
+        };
+        ip(&mut v, &|t| t.ack(99));
+        assert_eq!(r.handle(t0, &v), Action::Consumed);
+        ip(&mut v, &|t| t.rst().ack(99));
+        assert_eq!(r.handle(t0, &v), Action::Consumed);
+        ip(&mut v, &|t| t.fin().ack(99));
+        assert_eq!(r.handle(t0, &v), Action::Reset);
+        let sent = drain(&mut r, t0);
+        assert_eq!(sent.len(), 1);
+        let p = SlicedPacket::from_ip(&sent[0]).unwrap();
+        assert!(matches!(p.net, Some(NetSlice::Ipv4(_))));
+        let Some(TransportSlice::Tcp(t)) = p.transport else {
+            unreachable!()
+        };
+        assert!(t.rst());
+        assert_eq!(r.counters().acks_consumed, 1);
+        assert_eq!(r.counters().rsts_consumed, 1);
+        assert_eq!(r.counters().strays_reset, 1);
+        assert_eq!(r.counters().syns, 0);
+    }
+
+    #[test]
+    fn a_retransmitted_syn_gets_the_same_isn() {
+        let t0 = Instant::now();
+        let mut r = Responder::new(far_model(1), false);
+        let open = find(r.model(), State::Open);
+        r.handle(t0, &syn(open, 40000, 77));
+        r.handle(t0, &syn(open, 40000, 77));
+        let sent = drain(&mut r, t0 + Duration::from_secs(1));
+        let seq = |p: &[u8]| match SlicedPacket::from_ip(p).unwrap().transport {
+            Some(TransportSlice::Tcp(t)) => t.sequence_number(),
+            _ => unreachable!(),
+        };
+        assert_eq!(sent.len(), 2);
+        assert_eq!(seq(&sent[0]), seq(&sent[1]));
+        let rec = r.finish(Duration::from_secs(1));
+        assert_eq!(rec.syns_per_target, BTreeMap::from([(2, 1)]));
+    }
+}
