@@ -1,8 +1,8 @@
 //! Micro-benchmarks of FastPort's hot-path data structures, each measured on a workload shaped
 //! like a real scan and, where there is one, against the obvious alternative.
 //!
-//! Each group is a `fn NAME_benches(c: &mut Criterion)` with its workload in a module of its own;
-//! add new groups (target iterator, classification, ...) to `criterion_group!` at the bottom.
+//! Each group is a `fn NAME_benches(c: &mut Criterion)`: the timer wheel against a binary heap,
+//! the probe-order permutations, the target-space iterator, and classification.
 //! Run with `cargo bench --bench micro`, or `cargo bench --bench micro -- wheel` for one group.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -261,6 +261,82 @@ fn order_benches(c: &mut Criterion) {
     group.finish();
 }
 
-// Register new groups here, e.g. `criterion_group!(benches, wheel_benches, targets_benches);`.
-criterion_group!(benches, wheel_benches, order_benches);
+/// Walking the target space: the address and port of each index, as the
+/// workers do, over a /8 with three ports (one interval) and over 10 000
+/// scattered single addresses (a binary search per index).
+fn targets_benches(c: &mut Criterion) {
+    use fastport::targets::{TargetArgs, build};
+    use std::hint::black_box;
+    let mut group = c.benchmark_group("targets");
+    let wide = build(&TargetArgs {
+        targets: &["10.0.0.0/8".to_string()],
+        ports: Some("22,80,443"),
+        resolve: false,
+        ..TargetArgs::default()
+    })
+    .expect("space");
+    let scattered: Vec<String> = (0..10_000u32)
+        .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i * 7).to_string())
+        .collect();
+    let scattered = build(&TargetArgs {
+        targets: &scattered,
+        ports: Some("22,80,443"),
+        resolve: false,
+        ..TargetArgs::default()
+    })
+    .expect("space");
+    const N: u64 = 100_000;
+    group.throughput(Throughput::Elements(N));
+    for (name, space) in [("one /8 interval", &wide), ("10k intervals", &scattered)] {
+        group.bench_function(format!("get, {name}"), |b| {
+            let step = space.len() / N;
+            b.iter(|| {
+                for i in 0..N {
+                    black_box(space.get(black_box(i * step)));
+                }
+            })
+        });
+        group.bench_function(format!("cursor, {name}"), |b| {
+            b.iter(|| {
+                for addr in space.cursor(0, 2).take(N as usize) {
+                    black_box(addr);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Classification: the pure step from what the kernel reported to a verdict.
+fn classify_benches(c: &mut Criterion) {
+    use fastport::classify::{Report, classify};
+    use std::hint::black_box;
+    let local = "127.0.0.1:40000".parse().unwrap();
+    let peer = "127.0.0.1:22".parse().unwrap();
+    let reports = [
+        Report::Error(libc::ECONNREFUSED),
+        Report::Connected { local, peer },
+        Report::InProgress,
+        Report::Error(libc::EHOSTUNREACH),
+        Report::Error(libc::EMFILE),
+    ];
+    let mut group = c.benchmark_group("classify");
+    group.throughput(Throughput::Elements(reports.len() as u64));
+    group.bench_function("five reports", |b| {
+        b.iter(|| {
+            for r in &reports {
+                black_box(classify(black_box(*r)));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    wheel_benches,
+    order_benches,
+    targets_benches,
+    classify_benches
+);
 criterion_main!(benches);
