@@ -4,16 +4,18 @@
 //! for both engines. Prints the tables and writes CSV, JSON and SVG plots to
 //! `target/bench/` (docs/BENCHMARKS.md records a run).
 //!
-//! Knobs (environment): `FASTPORT_BENCH_REPEAT` (runs per cell, median
-//! reported; default 5), `FASTPORT_BENCH_SCENARIOS` (comma list),
+//! Knobs (environment): `FASTPORT_BENCH_REPEAT` (rounds: each runs every
+//! scanner once per scenario; medians over rounds; default 5), `FASTPORT_BENCH_SCENARIOS` (comma list),
 //! `FASTPORT_BENCH_SCANNERS`, `FASTPORT_BENCH_SWEEP` (`0` skips the sweep),
 //! `FASTPORT_BENCH_SWEEP_REPEAT` (default 3).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use fastport_lab::report::{BenchRow, bench_csv, bench_rows, bench_table};
-use fastport_lab::{Record, RunSpec, bench};
+use std::collections::BTreeMap;
+
+use fastport_lab::report::{BenchRow, RunRecord, bench_csv, bench_rows, bench_table};
+use fastport_lab::{Record, Report, RunSpec, Score, bench};
 
 const SCENARIOS: &str = "loopback-65k,wide-16,filtered-mix,ephemeral-trap";
 const SCANNERS: &str = "floor,fastport,fastport-threads,nmap,rustscan";
@@ -43,26 +45,77 @@ fn main() {
     let scanners = list(&env_or("FASTPORT_BENCH_SCANNERS", SCANNERS));
     let fastport = PathBuf::from(env!("CARGO_BIN_EXE_fastport"));
 
-    let mut records: Vec<Record> = Vec::new();
-    for scenario in list(&env_or("FASTPORT_BENCH_SCENARIOS", SCENARIOS)) {
-        if !filter.is_empty() && !filter.iter().any(|f| scenario.contains(f.as_str())) {
-            continue;
+    // Rounds, not runs in a row: each round builds every world once and runs
+    // every scanner once against it (in a rotating order), so a load spike
+    // on this shared machine hits all scanners alike, and the medians are
+    // taken over rounds.
+    let scenarios: Vec<String> = list(&env_or("FASTPORT_BENCH_SCENARIOS", SCENARIOS))
+        .into_iter()
+        .filter(|sc| filter.is_empty() || filter.iter().any(|f| sc.contains(f.as_str())))
+        .collect();
+    type Runs = Vec<(RunRecord, Score)>;
+    let mut scored: BTreeMap<(String, String), (Report, Runs)> = BTreeMap::new();
+    let mut others: BTreeMap<(String, String), Record> = BTreeMap::new();
+    for round in 0..repeat {
+        for scenario in &scenarios {
+            let mut order = scanners.clone();
+            let turn = round % order.len().max(1);
+            order.rotate_left(turn);
+            eprintln!(
+                "bench: round {}/{repeat}: {scenario} × {}",
+                round + 1,
+                order.join(", ")
+            );
+            let spec = RunSpec {
+                scenario: scenario.clone(),
+                seed: 1,
+                scale: "full".into(),
+                fastport_bin: Some(fastport.clone()),
+                repeat: 1,
+                ..RunSpec::default()
+            };
+            let records = match bench(&spec, &order) {
+                Ok(rs) => rs,
+                Err(e) => {
+                    eprintln!("bench: {scenario}: {e}");
+                    continue;
+                }
+            };
+            for record in records {
+                let key = (scenario.clone(), record.scanner().to_string());
+                match record {
+                    Record::Scored(report) => {
+                        let run = (report.runs[0].clone(), report.score.clone());
+                        scored
+                            .entry(key)
+                            .or_insert_with(|| ((*report).clone(), Vec::new()))
+                            .1
+                            .push(run);
+                    }
+                    other => {
+                        others.insert(key, other);
+                    }
+                }
+            }
         }
-        eprintln!(
-            "bench: {scenario} × {} ({repeat} runs each)",
-            scanners.join(", ")
-        );
-        let spec = RunSpec {
-            scenario: scenario.clone(),
-            seed: 1,
-            scale: "full".into(),
-            fastport_bin: Some(fastport.clone()),
-            repeat,
-            ..RunSpec::default()
-        };
-        match bench(&spec, &scanners) {
-            Ok(rs) => records.extend(rs),
-            Err(e) => eprintln!("bench: {scenario}: {e}"),
+    }
+    // In table order: scenarios as listed, scanners as listed.
+    let mut records: Vec<Record> = Vec::new();
+    for scenario in &scenarios {
+        for scanner in &scanners {
+            let key = (scenario.clone(), scanner.clone());
+            if let Some((first, runs)) = scored.remove(&key) {
+                let world = (
+                    first.scenario.as_str(),
+                    first.scale.as_str(),
+                    first.seed,
+                    first.probes,
+                );
+                let report = Report::from_runs(&first.scanner, world, first.command.clone(), runs);
+                records.push(Record::Scored(Box::new(report)));
+            } else if let Some(other) = others.remove(&key) {
+                records.push(other);
+            }
         }
     }
     if !records.is_empty() {
