@@ -48,7 +48,10 @@ pub enum Reason {
     SynAck,
     /// `ECONNREFUSED`: the port answered with RST.
     ConnRefused,
-    /// `ECONNRESET` while connecting.
+    /// A reset answering the SYN, as some firewalls send (`reset` in nmap's
+    /// names). Linux reports it to `connect` as `ECONNREFUSED`, so FastPort
+    /// cannot tell it from a closed port and never produces it; it is kept
+    /// for results read back from other tools.
     Reset,
     /// The connection's local address equals its peer address: on loopback the
     /// kernel picked the target port as our source port and the SYN met
@@ -230,7 +233,10 @@ fn classify_errno(errno: i32) -> Verdict {
     let reason = match errno {
         libc::EINPROGRESS | libc::EALREADY | libc::EINTR => return Verdict::Pending,
         libc::ECONNREFUSED => Reason::ConnRefused,
-        libc::ECONNRESET => Reason::Reset,
+        // A reset during a connect that reached ESTABLISHED: a listener
+        // answered the SYN (a refusal would be ECONNREFUSED), then closed at
+        // once, e.g. accept-and-reset. The port is open.
+        libc::ECONNRESET => Reason::SynAck,
         libc::ETIMEDOUT => Reason::NoResponse,
         libc::EHOSTUNREACH | libc::EHOSTDOWN => Reason::HostUnreach,
         libc::ENETUNREACH | libc::ENETDOWN => Reason::NetUnreach,
@@ -287,7 +293,7 @@ mod tests {
         use Reason::*;
         let table = [
             (libc::ECONNREFUSED, Verdict::Done(ConnRefused)),
-            (libc::ECONNRESET, Verdict::Done(Reset)),
+            (libc::ECONNRESET, Verdict::Done(SynAck)),
             (libc::ETIMEDOUT, Verdict::Done(NoResponse)),
             (libc::EHOSTUNREACH, Verdict::Done(HostUnreach)),
             (libc::EHOSTDOWN, Verdict::Done(HostUnreach)),

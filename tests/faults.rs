@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::in_netns;
-use crate::util::{addrs, listeners, read_jsonl, sh, stderr, temp_dir};
+use crate::util::{addrs, drop_packets, listeners, read_jsonl, sh, stderr, temp_dir};
 
 /// Runs fastport through `sh -c "PRELUDE && exec fastport ARGS"`.
 fn fastport_after(prelude: &str, args: &[&str]) -> std::process::Output {
@@ -30,11 +30,7 @@ fn stats(path: &Path) -> serde_json::Value {
 /// Drops every TCP packet to `ports` on 127.0.0.1: those probes stay in
 /// flight for a whole timeout.
 fn drop_ports(ports: &str) {
-    sh(&format!(
-        "nft add table inet fastport_faults \
-         && nft add chain inet fastport_faults out '{{ type filter hook output priority 0; }}' \
-         && nft add rule inet fastport_faults out ip daddr 127.0.0.1 tcp dport {ports} drop"
-    ));
+    drop_packets(&[&format!("ip daddr 127.0.0.1 tcp dport {ports}")]);
 }
 
 /// Checks a one-host result: `open` open, `dropped` filtered/no-response,
@@ -165,9 +161,7 @@ fn twenty_thousand_in_flight() {
         return;
     }
     let ls = listeners("127.2.0.1", &[80, 443], 0);
-    sh("nft add table inet fastport_faults \
-        && nft add chain inet fastport_faults out '{ type filter hook output priority 0; }' \
-        && nft add rule inet fastport_faults out ip daddr 127.1.0.0/18 drop");
+    drop_packets(&["ip daddr 127.1.0.0/18"]);
     let dir = temp_dir("inflight");
     let out = dir.join("out.jsonl");
     let o = fastport_after(

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::in_netns;
-use crate::util::{fastport, listeners, read_jsonl, run, sh, stderr, temp_dir};
+use crate::util::{drop_packets, fastport, listeners, read_jsonl, run, stderr, temp_dir};
 
 /// The world: listeners on four loopback addresses, and a drop rule so some
 /// probes wait for their timeout (and are in flight at an interrupt).
@@ -19,10 +19,10 @@ fn world() -> Vec<std::net::TcpListener> {
         ls.extend(listeners(ip, &[22, 80, 443], 0));
     }
     ls.extend(listeners("127.0.0.5", &[8080], 0));
-    sh("nft add table inet fastport_test \
-        && nft add chain inet fastport_test out '{ type filter hook output priority 0; }' \
-        && nft add rule inet fastport_test out ip daddr 127.0.0.6 tcp dport 1-40 drop \
-        && nft add rule inet fastport_test out ip daddr 127.0.0.2 tcp dport 100-120 drop");
+    drop_packets(&[
+        "ip daddr 127.0.0.6 tcp dport 1-40",
+        "ip daddr 127.0.0.2 tcp dport 100-120",
+    ]);
     ls
 }
 

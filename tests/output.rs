@@ -9,7 +9,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::in_netns;
-use crate::util::{fastport, listeners, read_jsonl, run, sh, stderr, stdout, temp_dir};
+use crate::util::{
+    drop_packets, fastport, listeners, read_jsonl, run, sh, stderr, stdout, temp_dir,
+};
 
 const NMAP_DTD: &str = "/usr/share/nmap/nmap.dtd";
 
@@ -253,9 +255,7 @@ fn hosts_stream_out_and_an_interrupt_leaves_well_formed_files() {
     }
     let _ls = listeners("127.0.0.1", &[7001], 0);
     // 127.0.0.2 never answers: its probes wait for the 10 s timeout.
-    sh("nft add table inet fastport_test \
-        && nft add chain inet fastport_test out '{ type filter hook output priority 0; }' \
-        && nft add rule inet fastport_test out ip daddr 127.0.0.2 drop");
+    drop_packets(&["ip daddr 127.0.0.2"]);
     let dir = temp_dir("stream");
     let (xml, gnmap) = (dir.join("x.xml"), dir.join("x.gnmap"));
     let mut child = fastport()
@@ -363,9 +363,7 @@ fn stats_every_prints_status_lines() {
         return;
     }
     // Dropped ports keep the scan going past the first tick.
-    sh("nft add table inet fastport_test \
-        && nft add chain inet fastport_test out '{ type filter hook output priority 0; }' \
-        && nft add rule inet fastport_test out ip daddr 127.0.0.1 tcp dport 7005-7009 drop");
+    drop_packets(&["ip daddr 127.0.0.1 tcp dport 7005-7009"]);
     let o = run(&[
         "-p",
         "7000-7009",

@@ -7,7 +7,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::in_netns;
-use crate::util::{addrs, fastport, listeners, read_jsonl, run, sh, stderr, stdout, temp_dir};
+use crate::util::{
+    addrs, drop_packets, fastport, listeners, read_jsonl, run, sh, stderr, stdout, temp_dir,
+};
 
 fn stats(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read --stats")).expect("stats JSON")
@@ -132,9 +134,7 @@ fn filtered_reasons() {
         return;
     }
     let _ls = listeners("127.0.0.1", &[7001], 0);
-    sh("nft add table inet fastport_test \
-        && nft add chain inet fastport_test out '{ type filter hook output priority 0; }' \
-        && nft add rule inet fastport_test out ip daddr 127.0.0.1 tcp dport 7010-7019 drop");
+    drop_packets(&["ip daddr 127.0.0.1 tcp dport 7010-7019"]);
     sh("ip route add unreachable 198.18.1.0/24 && ip route add prohibit 198.18.2.0/24");
     let dir = temp_dir("filtered");
     let out = dir.join("out.jsonl");
@@ -191,9 +191,7 @@ fn interrupt_flushes_and_exits_130() {
         return;
     }
     let _ls = listeners("127.0.0.1", &[8000], 0);
-    sh("nft add table inet fastport_test \
-        && nft add chain inet fastport_test out '{ type filter hook output priority 0; }' \
-        && nft add rule inet fastport_test out ip daddr 127.0.0.1 tcp dport 9000-9999 drop");
+    drop_packets(&["ip daddr 127.0.0.1 tcp dport 9000-9999"]);
     let dir = temp_dir("sigint");
     let out = dir.join("out.jsonl");
     let mut child = fastport()
@@ -273,9 +271,7 @@ fn engines_agree() {
         return;
     }
     let _ls = listeners("127.0.0.1", &[7001, 7100, 40000], 0);
-    sh("nft add table inet fastport_test \
-        && nft add chain inet fastport_test out '{ type filter hook output priority 0; }' \
-        && nft add rule inet fastport_test out ip daddr 127.0.0.1 tcp dport 7200-7204 drop");
+    drop_packets(&["ip daddr 127.0.0.1 tcp dport 7200-7204"]);
     sh("ip route add unreachable 198.18.1.0/24 && ip route add prohibit 198.18.2.0/24");
     let dir = temp_dir("engines");
     let mut results = Vec::new();

@@ -86,6 +86,20 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Makes the namespace drop every packet matching each nftables expression
+/// (e.g. `ip daddr 127.0.0.1 tcp dport 7010-7019`) on its way out: those
+/// probes get no answer.
+pub fn drop_packets(matches: &[&str]) {
+    let mut cmd = String::from(
+        "nft add table inet fastport_test \
+         && nft add chain inet fastport_test out '{ type filter hook output priority 0; }'",
+    );
+    for m in matches {
+        cmd.push_str(&format!(" && nft add rule inet fastport_test out {m} drop"));
+    }
+    sh(&cmd);
+}
+
 /// Runs a shell command inside the namespace, failing loudly.
 pub fn sh(cmd: &str) {
     let status = Command::new("sh")
