@@ -233,11 +233,16 @@ fn interrupt_flushes_and_exits_130() {
     assert!(rest.contains("Interrupted after"), "{rest}");
     let got = read_jsonl(&out); // every line complete and parseable
     assert_eq!(got[&("127.0.0.1".to_string(), 8000)], "open/syn-ack");
-    assert!(
-        got.len() >= 1000 && got.len() < 2000,
-        "closed ports reported, dropped ones still in flight: {}",
-        got.len()
-    );
+    // What finished is reported; the dropped ports were still in flight
+    // (10 s timeout) and are not. How many closed ports the workers reached
+    // before the signal depends on scheduling.
+    assert!(got.len() <= 1000, "{}", got.len());
+    for ((_, port), state) in &got {
+        assert!(
+            *port < 9000,
+            "port {port} was in flight, yet reported {state}"
+        );
+    }
 }
 
 /// `fastport | head -1`: exit quietly, no panic, status 0.

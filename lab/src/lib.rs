@@ -17,6 +17,10 @@
 //! - [`session`] and [`scanners`]: each scanner (FastPort and its engines, the
 //!   floor of `src/bin/floor.rs`, nmap, RustScan) gets its command line; its
 //!   process is measured with `wait4` ([`measure`], [`sys`]) and its output parsed.
+//!   A `[netsim]` world is served instead by `fastport-netsim` (remote hosts
+//!   with latency and loss behind a TUN device), one fresh simulator per
+//!   run, whose record of what it injected joins the run's
+//!   ([`report::RunRecord::netsim`]).
 //! - [`score`] and [`report`]: precision, recall and the confusion matrix;
 //!   medians of repeats; tables, JSON lines and CSV.
 //!
@@ -88,6 +92,9 @@ pub struct RunSpec {
     pub scanner: String,
     /// Extra arguments for the scanner.
     pub extra_args: Vec<String>,
+    /// Extra arguments for one scanner of several, by name or family:
+    /// `fastport-threads=--stats /tmp/t.json` (`fastport-lab run --args`).
+    pub scanner_args: Vec<String>,
     /// The FastPort binary (default: `target/release/fastport`, relative to
     /// the working directory; skipped when absent).
     pub fastport_bin: Option<PathBuf>,
@@ -106,6 +113,7 @@ impl Default for RunSpec {
             scale: "small".into(),
             scanner: "fastport".into(),
             extra_args: Vec::new(),
+            scanner_args: Vec::new(),
             fastport_bin: None,
             repeat: 1,
             lab_bin: None,
@@ -185,6 +193,9 @@ fn invoke(spec: &RunSpec, scanners: &[String]) -> Result<Result<Vec<Record>, Str
         .args(["--repeat", &spec.repeat.max(1).to_string()]);
     if let Some(f) = &spec.fastport_bin {
         cmd.arg("--fastport").arg(f);
+    }
+    for a in &spec.scanner_args {
+        cmd.arg("--args").arg(a);
     }
     if !spec.extra_args.is_empty() {
         cmd.arg("--").args(&spec.extra_args);

@@ -5,6 +5,7 @@
 //! fastport-lab run --scenario loopback-65k --seed 1 --scanner floor --scanner nmap --repeat 5
 //! fastport-lab bench --scanners fastport,floor,nmap,rustscan --repeat 5 --out target/lab-bench
 //! fastport-lab truth --scenario filtered-mix --seed 1 --scale small
+//! fastport-lab run --scenario netsim-far --scale bench --scanner fastport,nmap   # served by netsim
 //! ```
 
 use std::collections::BTreeMap;
@@ -245,14 +246,19 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode, Failure> {
     }
     let t = &world.truth;
     eprintln!(
-        "lab: world {} (scale {}, seed {}): {} hosts x {} ports = {} probes, {} open",
+        "lab: world {} (scale {}, seed {}): {} hosts x {} ports = {} probes, {} open{}",
         world.scenario.name,
         world.scenario.scale,
         world.seed,
         t.host_count(),
         t.ports.len(),
         t.probes(),
-        world.listeners.len()
+        t.open().len(),
+        world
+            .netsim
+            .as_ref()
+            .map(|m| format!(", served by netsim ({})", m.config().name))
+            .unwrap_or_default()
     );
     let live = netns::materialize(&world)?;
     let opts = SessionOptions {
@@ -267,7 +273,7 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode, Failure> {
         time_limit: Duration::from_secs(a.programs.time_limit),
         keep_outputs: a.programs.keep.clone(),
     };
-    let records = run_scanners(&world, &opts);
+    let records = run_scanners(&world, &live, &opts);
     live.stop()?;
     let mut out = io::stdout().lock();
     if a.json {
@@ -301,6 +307,11 @@ fn enter_namespace(world: &World, a: &RunArgs) -> Result<ExitCode, Failure> {
     let missing = netns::missing_tools(&world.tools());
     let unavailable = if !missing.is_empty() {
         Some(LabError::MissingTools(missing))
+    } else if world.netsim.is_some() {
+        // A namespace with a TUN device in it.
+        fastport_netsim::netns::probe()
+            .err()
+            .map(LabError::Namespace)
     } else {
         netns::probe().err().map(LabError::Namespace)
     };
@@ -473,6 +484,15 @@ fn cmd_truth(a: TruthArgs) -> Result<ExitCode, Failure> {
         }
         for cmd in world.ip_batch() {
             writeln!(out, "ip {cmd}")?;
+        }
+        if let Some(m) = &world.netsim {
+            writeln!(
+                out,
+                "netsim:  profile {}, seed {}\n{}",
+                m.config().name,
+                m.seed(),
+                m.config().to_toml().trim_end()
+            )?;
         }
     }
     out.flush()?;

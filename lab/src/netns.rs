@@ -6,6 +6,11 @@
 //! world's nftables rules, adds its routes and devices, starts its listeners
 //! and checks a sample of probes against the truth. Nothing a scanner sends
 //! can leave the namespace, and it vanishes with the process.
+//!
+//! A netsim world instead gets netsim's TUN device and route (198.18.0.0/15
+//! only) from [`LiveWorld::serve`], a fresh simulator for each scanner run:
+//! each run then has its own record of what was injected, and loses the same
+//! packets (netsim keys loss by the n-th SYN to a target).
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -13,6 +18,8 @@ use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
+
+use fastport_netsim::{Model, RunningSim};
 
 use crate::LabError;
 use crate::listeners::Listeners;
@@ -218,23 +225,43 @@ fn lift_icmp_rate_limits() -> Result<(), LabError> {
 }
 
 /// A world made real: its listeners run until this is dropped; the rules,
-/// routes and devices go with the namespace.
+/// routes and devices go with the namespace. A netsim world's network runs
+/// only while [`LiveWorld::serve`]'s simulator does.
 pub struct LiveWorld {
-    listeners: Listeners,
+    listeners: Option<Listeners>,
+    netsim: Option<Model>,
 }
 
 impl LiveWorld {
     /// Connections the listeners accepted so far.
     pub fn accepted(&self) -> u64 {
-        self.listeners.accepted()
+        self.listeners.as_ref().map_or(0, Listeners::accepted)
+    }
+
+    /// For a netsim world, a fresh simulator serving it until
+    /// [`RunningSim::stop`] returns its record; `None` for other worlds.
+    pub fn serve(&self) -> Result<Option<RunningSim>, LabError> {
+        self.netsim.as_ref().map(start_netsim).transpose()
     }
 
     /// Stops the listeners.
     pub fn stop(self) -> Result<(), LabError> {
-        self.listeners
-            .stop()
-            .map_err(|e| LabError::io("listener thread", e))
+        match self.listeners {
+            Some(l) => l.stop().map_err(|e| LabError::io("listener thread", e)),
+            None => Ok(()),
+        }
     }
+}
+
+fn start_netsim(model: &Model) -> Result<RunningSim, LabError> {
+    let options = fastport_netsim::Options {
+        // The session's own time limit bounds a run (and then stops the
+        // simulator); netsim's deadline must not cut a long scan short.
+        max_time: Duration::from_secs(24 * 3600),
+        ..fastport_netsim::Options::default()
+    };
+    fastport_netsim::start(model.clone(), &options)
+        .map_err(|e| LabError::World(format!("starting netsim: {e}")))
 }
 
 /// Builds `world` in this (fresh, private) namespace and checks it.
@@ -247,6 +274,13 @@ pub fn materialize(world: &World) -> Result<LiveWorld, LabError> {
     let _ = sys::raise_nofile_limit();
     lift_icmp_rate_limits()?;
     run_tool("ip", &["link", "set", "lo", "up"], None)?;
+    if let Some(model) = &world.netsim {
+        netsim_self_check(world, model)?;
+        return Ok(LiveWorld {
+            listeners: None,
+            netsim: Some(model.clone()),
+        });
+    }
     if let Some(rules) = world.nft_ruleset() {
         run_tool("nft", &["-f", "-"], Some(&rules))?;
     }
@@ -256,9 +290,80 @@ pub fn materialize(world: &World) -> Result<LiveWorld, LabError> {
     }
     let listeners =
         Listeners::start(&world.listeners).map_err(|e| LabError::World(e.to_string()))?;
-    let live = LiveWorld { listeners };
+    let live = LiveWorld {
+        listeners: Some(listeners),
+        netsim: None,
+    };
     self_check(world)?;
     Ok(live)
+}
+
+/// The self-check of a netsim world, in a simulator of its own (so the
+/// scanners' runs see the first SYN to each target as theirs): a few
+/// targets of each kind whose first SYN and answer the model does not lose,
+/// each probed with a timeout just past its latency.
+fn netsim_self_check(world: &World, model: &Model) -> Result<(), LabError> {
+    const PER_KIND: usize = 2;
+    let mut counts: std::collections::HashMap<Expect, usize> = std::collections::HashMap::new();
+    let mut picked: Vec<(SocketAddrV4, Expect, Duration)> = Vec::new();
+    let sample = world
+        .truth
+        .exceptions
+        .iter()
+        .map(|(sa, e)| (*sa, e.clone()))
+        .chain(
+            world
+                .truth
+                .iter()
+                .step_by(97)
+                .take(2_000)
+                .map(|(sa, e)| (sa, e.clone())),
+        );
+    for (sa, expect) in sample {
+        let (addr, port) = (*sa.ip(), sa.port());
+        let latency = model.latency(addr, port, 0);
+        let n = counts.entry(expect.clone()).or_default();
+        // Past 900 ms the kernel's 1 s SYN retransmission would be a second SYN.
+        if *n >= PER_KIND
+            || latency > Duration::from_millis(900)
+            || model.syn_lost(addr, port, 0)
+            || model.reply_lost(addr, port, 0)
+        {
+            continue;
+        }
+        *n += 1;
+        let timeout = if expect == Expect::filtered(Reason::NoResponse) {
+            Duration::from_millis(200)
+        } else {
+            latency + Duration::from_millis(200)
+        };
+        picked.push((sa, expect, timeout));
+    }
+    let sim = start_netsim(model)?;
+    let mut failure = None;
+    for (sa, expect, timeout) in picked {
+        let got = match sys::connect_probe(sa, Some(timeout)) {
+            Ok(g) => g,
+            Err(e) => {
+                failure = Some(LabError::io(format!("self-check probe of {sa}"), e));
+                break;
+            }
+        };
+        let verdict = classify_connect(got);
+        if !verdict
+            .as_ref()
+            .is_some_and(|v| expect.accepts(v.state, Some(&v.reason)))
+        {
+            let what = verdict.map_or_else(|| format!("{got:?}"), |v| v.to_string());
+            failure = Some(LabError::SelfCheck(format!(
+                "{sa} should be {expect} (netsim), a probe found {what}"
+            )));
+            break;
+        }
+    }
+    sim.stop()
+        .map_err(|e| LabError::World(format!("stopping netsim: {e}")))?;
+    failure.map_or(Ok(()), Err)
 }
 
 /// Probes a sample of every kind of (address, port) with the floor's probe

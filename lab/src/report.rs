@@ -31,6 +31,40 @@ pub struct RunRecord {
     pub precision: f64,
     /// Open-port recall.
     pub recall: f64,
+    /// For a netsim world: what the simulator injected during this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netsim: Option<NetsimRun>,
+}
+
+/// What netsim injected during one run: the parts of its
+/// [`fastport_netsim::Record`] a report needs. (The record's own
+/// `syns_per_target` map has integer keys, which JSON spells as strings and
+/// serde cannot read back inside [`Record`]'s tagged enum: here it is a list.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetsimRun {
+    /// How long the simulator ran, milliseconds.
+    pub elapsed_ms: u64,
+    /// Packet counts.
+    pub counters: fastport_netsim::Counters,
+    /// (SYNs, how many targets saw that many), ascending.
+    pub syns_per_target: Vec<(u32, u64)>,
+    /// The latency applied to the answers, per kind (`syn-ack`, `rst`,
+    /// `icmp-host-unreach`, `icmp-admin-prohibited`) and `all`.
+    pub latency_us: std::collections::BTreeMap<String, fastport_netsim::Summary>,
+    /// How much later than intended the answers left.
+    pub lateness_us: fastport_netsim::Summary,
+}
+
+impl From<&fastport_netsim::Record> for NetsimRun {
+    fn from(r: &fastport_netsim::Record) -> NetsimRun {
+        NetsimRun {
+            elapsed_ms: r.elapsed_ms,
+            counters: r.counters,
+            syns_per_target: r.syns_per_target.iter().map(|(k, v)| (*k, *v)).collect(),
+            latency_us: r.latency_us.clone(),
+            lateness_us: r.lateness_us,
+        }
+    }
 }
 
 impl RunRecord {
@@ -47,6 +81,7 @@ impl RunRecord {
             exact: score.exact,
             precision: score.precision,
             recall: score.recall,
+            netsim: None,
         }
     }
 
@@ -445,4 +480,56 @@ pub fn run_summary(records: &[Record]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{FULL, Scenario};
+    use crate::score::{Coverage, score};
+    use crate::world::World;
+
+    /// The bench reads a netsim run's counts back from `fastport-lab run --json`.
+    #[test]
+    fn a_scored_record_keeps_its_netsim_run_through_json() {
+        let s = Scenario::parse(
+            r#"name = "t"
+               hosts = ["127.0.0.1"]
+               ports = "80""#,
+            FULL,
+            "t",
+        )
+        .unwrap();
+        let w = World::build(&s, 0).unwrap();
+        let sc = score(&w.truth, &[], Coverage::All);
+        let netsim = NetsimRun {
+            elapsed_ms: 1200,
+            counters: fastport_netsim::Counters {
+                syns: 12,
+                ..Default::default()
+            },
+            syns_per_target: vec![(1, 10), (2, 1)],
+            latency_us: [("rst".to_string(), fastport_netsim::Summary::default())].into(),
+            lateness_us: fastport_netsim::Summary::default(),
+        };
+        let run = RunRecord {
+            wall_s: 1.0,
+            user_s: 0.1,
+            sys_s: 0.2,
+            max_rss_kib: 1,
+            nvcsw: 0,
+            nivcsw: 0,
+            exit: "exit code 0".into(),
+            exact: false,
+            precision: 1.0,
+            recall: 1.0,
+            netsim: Some(netsim.clone()),
+        };
+        let rep = Report::from_runs("fastport", ("t", FULL, 0, 1), vec![], vec![(run, sc)]);
+        let text = serde_json::to_string(&Record::Scored(Box::new(rep))).unwrap();
+        let Record::Scored(back) = serde_json::from_str::<Record>(&text).unwrap() else {
+            panic!("not scored: {text}");
+        };
+        assert_eq!(back.runs[0].netsim.as_ref(), Some(&netsim));
+    }
 }

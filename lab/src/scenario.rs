@@ -29,6 +29,20 @@
 //! filter = [{ action = "drop", count = 20 }]
 //! ```
 //!
+//! A world simulated by netsim (issue 7) has a `[netsim]` table instead of
+//! `[open]`, `[[filter]]` and `[[route]]`: the profile decides every port,
+//! and netsim serves the hosts with their latency and loss (see `world.rs`).
+//!
+//! ```toml
+//! name = "netsim-far"
+//! hosts = ["198.18.0.0/22"]        # one CIDR block inside 198.18.0.0/16
+//! ports = "top100"                 # netsim's port spec: topN, -, or a list
+//!
+//! [netsim]
+//! profile = "far"                  # internet-like | far | lossy | a profile .toml
+//! loss = { syn = 0.0, reply = 0.0 } # any key of netsim's profile format, merged over it
+//! ```
+//!
 //! A scale table is deep-merged over the top level: tables merge key by key,
 //! anything else (arrays included) is replaced.
 
@@ -65,6 +79,9 @@ pub struct Scenario {
     /// or family (`fastport`).
     #[serde(default)]
     pub args: BTreeMap<String, Vec<String>>,
+    /// The world is simulated by netsim with this profile.
+    #[serde(default)]
+    pub netsim: Option<NetsimSpec>,
     /// The scale this scenario was loaded at (`full` when none).
     #[serde(skip)]
     pub scale: String,
@@ -143,6 +160,18 @@ pub struct RouteSpec {
     pub kind: RouteKind,
 }
 
+/// The `[netsim]` table: a netsim profile and the keys that override it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NetsimSpec {
+    /// A netsim preset (`internet-like`, `far`, `lossy`) or a profile file.
+    pub profile: String,
+    /// Keys of netsim's profile format (`latency`, `jitter_ms`, `loss`,
+    /// `fractions`), merged over the profile; netsim rejects unknown ones.
+    /// `hosts` and `ports` come from the scenario.
+    #[serde(flatten)]
+    pub set: toml::Table,
+}
+
 /// The scenarios shipped in `lab/scenarios/`, compiled in so the binary works
 /// from any directory.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -160,6 +189,15 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../scenarios/ephemeral-trap.toml"),
     ),
     ("routes-mix", include_str!("../scenarios/routes-mix.toml")),
+    (
+        "netsim-internet-like",
+        include_str!("../scenarios/netsim-internet-like.toml"),
+    ),
+    ("netsim-far", include_str!("../scenarios/netsim-far.toml")),
+    (
+        "netsim-lossy",
+        include_str!("../scenarios/netsim-lossy.toml"),
+    ),
 ];
 
 /// The scale that applies no overrides.
@@ -238,7 +276,7 @@ fn display(p: &Path) -> String {
 }
 
 /// Deep-merges `over` into `base`: tables key by key, other values replaced.
-fn merge(base: &mut toml::Table, over: toml::Table) {
+pub(crate) fn merge(base: &mut toml::Table, over: toml::Table) {
     for (key, value) in over {
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),

@@ -1,5 +1,6 @@
 //! A session: one live world, each scanner run against it N times, measured
-//! and scored. Runs inside the namespace (see `netns.rs`).
+//! and scored. Runs inside the namespace (see `netns.rs`); a netsim world
+//! gets a fresh simulator for each run, whose record joins the run's.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::measure::run_launched;
+use crate::netns::LiveWorld;
 use crate::report::{Record, Report, RunRecord};
 use crate::scanners::{Locations, Scanner, Unavailable};
 use crate::score::score;
@@ -33,15 +35,15 @@ pub struct SessionOptions {
     pub keep_outputs: Option<PathBuf>,
 }
 
-/// Runs every scanner against the live `world`; progress goes to stderr.
-pub fn run_scanners(world: &World, opts: &SessionOptions) -> Vec<Record> {
+/// Runs every scanner against `world`, made real as `live`; progress goes to stderr.
+pub fn run_scanners(world: &World, live: &LiveWorld, opts: &SessionOptions) -> Vec<Record> {
     opts.scanners
         .iter()
-        .map(|s| run_one(world, s, opts))
+        .map(|s| run_one(world, live, s, opts))
         .collect()
 }
 
-fn run_one(world: &World, scanner: &Scanner, opts: &SessionOptions) -> Record {
+fn run_one(world: &World, live: &LiveWorld, scanner: &Scanner, opts: &SessionOptions) -> Record {
     let scenario = world.scenario.name.clone();
     let program = match scanner.locate(&opts.locations) {
         Ok(p) => p,
@@ -75,7 +77,7 @@ fn run_one(world: &World, scanner: &Scanner, opts: &SessionOptions) -> Record {
     let mut runs = Vec::new();
     let mut command = Vec::new();
     for i in 0..opts.repeat.max(1) {
-        match run_once(world, scanner, &program, &extra, opts, i) {
+        match run_once(world, live, scanner, &program, &extra, opts, i) {
             Ok((cmd, record, score)) => {
                 eprintln!(
                     "lab: {scanner} run {}/{}: {:.3} s, {}",
@@ -114,6 +116,7 @@ fn run_one(world: &World, scanner: &Scanner, opts: &SessionOptions) -> Record {
 
 fn run_once(
     world: &World,
+    live: &LiveWorld,
     scanner: &Scanner,
     program: &Path,
     extra: &[String],
@@ -135,7 +138,21 @@ fn run_once(
         )),
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let result = measure_and_score(world, scanner, program, extra, opts, &dir);
+    let sim = live.serve().map_err(|e| e.to_string())?;
+    let mut result = measure_and_score(world, scanner, program, extra, opts, &dir);
+    if let Some(sim) = sim {
+        let record = sim.stop().map_err(|e| format!("netsim: {e}"))?;
+        eprintln!("{}", record.summary().trim_end());
+        if opts.keep_outputs.is_some() {
+            let _ = std::fs::write(
+                dir.join("netsim-record.json"),
+                serde_json::to_string_pretty(&record).unwrap_or_default(),
+            );
+        }
+        if let Ok((_, run, _)) = &mut result {
+            run.netsim = Some((&record).into());
+        }
+    }
     if opts.keep_outputs.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }

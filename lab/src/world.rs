@@ -26,15 +26,24 @@
 //!
 //! (A `blackhole` route gives EINVAL, which no scanner can classify, and the
 //! `dummy` link type is not available in every kernel; the lab uses neither.)
+//!
+//! A scenario with a `[netsim]` table builds a different kind of world: no
+//! listeners, rules or routes, but a [`fastport_netsim::Model`] that decides
+//! every (address, port) and that `netns.rs` serves from a TUN device with
+//! its latency and loss. Its truth is the model's, as a connect scan can see
+//! it: ICMP code 13 (admin-prohibited) reaches `connect()` as `EHOSTUNREACH`,
+//! so it is filtered/host-unreach ([`fastport_netsim::Reason::as_seen_by_connect`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 
+use fastport_netsim::{Model, ModelConfig, NetConfig};
+
 use crate::LabError;
 use crate::rng::SplitMix64;
-use crate::scenario::{FilterAction, RouteKind, Scenario};
+use crate::scenario::{FilterAction, NetsimSpec, OpenSpec, RouteKind, Scenario, merge};
 use crate::targets::{AddrRange, PortSet, parse_hosts};
 use crate::truth::{Expect, HostClass, Reason, Truth};
 
@@ -89,6 +98,9 @@ pub struct World {
     pub rules: Vec<NftRule>,
     /// Routes.
     pub routes: Vec<Route>,
+    /// The simulated network serving a `[netsim]` world (no listeners,
+    /// rules or routes then).
+    pub netsim: Option<Model>,
 }
 
 fn scenario_error(s: &Scenario, message: impl Into<String>) -> LabError {
@@ -124,6 +136,16 @@ pub fn route_expect(kind: RouteKind) -> Expect {
     }
 }
 
+/// The truth of a netsim (address, port), as a connect scan sees it.
+pub fn netsim_expect(t: fastport_netsim::Truth) -> Expect {
+    let reason = Reason::from(t.reason.as_seen_by_connect().as_str());
+    match t.state {
+        fastport_netsim::PortState::Open => Expect::OPEN,
+        fastport_netsim::PortState::Closed => Expect::CLOSED,
+        fastport_netsim::PortState::Filtered => Expect::filtered(reason),
+    }
+}
+
 /// Sorts and merges overlapping or adjacent ranges.
 fn merge_ranges(mut v: Vec<AddrRange>) -> Vec<AddrRange> {
     v.sort();
@@ -151,6 +173,9 @@ impl World {
     /// Builds the world of `scenario` for `seed`. Same inputs, same world.
     pub fn build(scenario: &Scenario, seed: u64) -> Result<World, LabError> {
         let s = scenario;
+        if let Some(spec) = &s.netsim {
+            return World::build_netsim(s, spec, seed);
+        }
         let err = |m: String| scenario_error(s, m);
         let hosts = parse_hosts(&s.hosts).map_err(|e| err(format!("hosts: {e}")))?;
         if hosts.is_empty() {
@@ -435,6 +460,66 @@ impl World {
             listeners,
             rules,
             routes,
+            netsim: None,
+        })
+    }
+
+    /// A world netsim serves: the scenario's hosts (one CIDR block) and
+    /// ports over the `[netsim]` profile; the truth is the model's.
+    fn build_netsim(s: &Scenario, spec: &NetsimSpec, seed: u64) -> Result<World, LabError> {
+        let err = |m: String| scenario_error(s, m);
+        if s.open != OpenSpec::default() || !s.filters.is_empty() || !s.routes.is_empty() {
+            return Err(err(
+                "a [netsim] world has no [open], [[filter]] or [[route]]: its profile decides every port".into(),
+            ));
+        }
+        let [hosts] = s.hosts.as_slice() else {
+            return Err(err(format!(
+                "a [netsim] world's hosts are one CIDR block, not {:?}",
+                s.hosts
+            )));
+        };
+        let base = ModelConfig::load(&spec.profile).map_err(|e| err(format!("netsim: {e}")))?;
+        let mut table: toml::Table = toml::from_str(&base.to_toml())
+            .map_err(|e| err(format!("netsim profile {}: {e}", spec.profile)))?;
+        merge(&mut table, spec.set.clone());
+        table.insert("hosts".into(), hosts.clone().into());
+        table.insert("ports".into(), s.ports.clone().into());
+        let config: ModelConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| err(format!("netsim: {}", e.message())))?;
+        let model = Model::new(config, seed).map_err(|e| err(format!("netsim: {e}")))?;
+        let cidr = model.config().hosts;
+        let source = NetConfig::default().source;
+        if cidr.contains(source) {
+            return Err(err(format!(
+                "netsim hosts {cidr} hold the scanner's source address {source}; use a block inside 198.18.0.0/16"
+            )));
+        }
+        let range = AddrRange::cidr(cidr.base(), cidr.prefix()).expect("a valid CIDR block");
+        let ports = PortSet::from_ports(model.config().ports.as_slice().iter().copied());
+        let exceptions = model
+            .truth()
+            .map(|t| (SocketAddrV4::new(t.addr, t.port), netsim_expect(t)))
+            .filter(|(_, e)| *e != Expect::CLOSED)
+            .collect();
+        let truth = Truth {
+            hosts: vec![range],
+            ports,
+            classes: vec![HostClass {
+                range,
+                default: Expect::CLOSED,
+            }],
+            exceptions,
+        };
+        Ok(World {
+            scenario: s.clone(),
+            seed,
+            truth,
+            listeners: Vec::new(),
+            rules: Vec::new(),
+            routes: Vec::new(),
+            netsim: Some(model),
         })
     }
 
@@ -628,6 +713,85 @@ mod tests {
         .unwrap();
         let e = World::build(&s, 0).unwrap_err().to_string();
         assert!(e.contains("outside 127.0.0.0/8"), "{e}");
+    }
+
+    #[test]
+    fn a_netsim_world_takes_the_models_truth_as_a_connect_scan_sees_it() {
+        let w = world(
+            r#"name = "t"
+               hosts = ["198.18.0.0/28"]
+               ports = "top100"
+               [netsim]
+               profile = "internet-like"
+               loss = { syn = 0.0, reply = 0.0 }
+               fractions = { open = 0.1, filtered = 0.1, host_unreach = 0.05, admin_prohibited = 0.05 }"#,
+            5,
+        );
+        let model = w.netsim.as_ref().unwrap();
+        assert_eq!(model.config().loss.syn, 0.0);
+        assert_eq!(model.config().hosts.to_string(), "198.18.0.0/28");
+        assert_eq!((w.truth.host_count(), w.truth.ports.len()), (16, 100));
+        let mut admin = 0;
+        for t in model.truth() {
+            let e = w.truth.expect(t.addr, t.port);
+            if t.reason == fastport_netsim::Reason::AdminProhibited {
+                admin += 1;
+                assert_eq!(*e, Expect::filtered(Reason::HostUnreach));
+            } else {
+                assert_eq!(
+                    (e.state.as_str(), e.reason.as_str()),
+                    (t.state.as_str(), t.reason.as_str())
+                );
+            }
+        }
+        assert!(admin > 0);
+        assert!(w.listeners.is_empty() && w.rules.is_empty() && w.routes.is_empty());
+    }
+
+    #[test]
+    fn netsim_worlds_refuse_what_the_profile_decides_and_foreign_hosts() {
+        let bad = |text: &str| {
+            let s = Scenario::parse(text, FULL, "t").unwrap();
+            World::build(&s, 0).unwrap_err().to_string()
+        };
+        let e = bad(r#"name = "t"
+               hosts = ["198.18.0.0/28", "198.18.1.0/28"]
+               ports = "80"
+               netsim = { profile = "far" }"#);
+        assert!(e.contains("one CIDR block"), "{e}");
+        let e = bad(r#"name = "t"
+               hosts = ["198.18.0.0/28"]
+               ports = "80"
+               open = { count = 1 }
+               netsim = { profile = "far" }"#);
+        assert!(e.contains("no [open]"), "{e}");
+        let e = bad(r#"name = "t"
+               hosts = ["198.19.255.0/24"]
+               ports = "80"
+               netsim = { profile = "far" }"#);
+        assert!(e.contains("source address"), "{e}");
+        let e = bad(r#"name = "t"
+               hosts = ["10.0.0.0/24"]
+               ports = "80"
+               netsim = { profile = "far" }"#);
+        assert!(e.contains("netsim"), "{e}");
+        let e = bad(r#"name = "t"
+               hosts = ["198.18.0.0/28"]
+               ports = "80"
+               netsim = { profile = "far", loss = { sin = 0.1 } }"#);
+        assert!(e.contains("sin"), "{e}");
+    }
+
+    #[test]
+    fn every_builtin_netsim_world_builds_at_small_scale() {
+        for (name, _) in crate::scenario::BUILTIN
+            .iter()
+            .filter(|(n, _)| n.starts_with("netsim-"))
+        {
+            let w = World::build(&Scenario::load(name, "small").unwrap(), 1).unwrap();
+            assert!(w.netsim.is_some(), "{name}");
+            assert_eq!(w.truth.probes(), 6400, "{name}");
+        }
     }
 
     #[test]

@@ -70,11 +70,22 @@ mod scenarios {
         for (name, _) in BUILTIN {
             let w = world(name, "small", 1);
             let probes = w.truth.probes();
-            assert!(probes <= 5000, "{name} small has {probes} probes");
             let silent = tally(&w)
                 .get(&Expect::filtered(Reason::NoResponse))
                 .copied()
                 .unwrap_or(0);
+            if w.netsim.is_some() {
+                // A /26 × the top 100: the profile's 3 % filtered, waited
+                // out in parallel, and opens drawn by the model.
+                assert!(probes <= 6400, "{name} small has {probes} probes");
+                assert!(
+                    silent * 20 <= probes,
+                    "{name} small has {silent} silent probes"
+                );
+                assert!(!w.truth.open().is_empty(), "{name} small has no open port");
+                continue;
+            }
+            assert!(probes <= 5000, "{name} small has {probes} probes");
             assert!(silent <= 50, "{name} small has {silent} silent probes");
             assert!(!w.listeners.is_empty(), "{name} small has no open port");
         }

@@ -7,10 +7,10 @@
 //!
 //! ```text
 //! ip link set lo up
-//! ip addr add 198.19.255.254/32 dev lo            # a source address
+//! ip addr replace 198.19.255.254/32 dev lo            # a source address
 //! (open /dev/net/tun, TUNSETIFF fpsim0 IFF_TUN|IFF_NO_PI)
 //! ip link set fpsim0 txqueuelen 10000 up
-//! ip route add 198.18.0.0/15 dev fpsim0 src 198.19.255.254
+//! ip route replace 198.18.0.0/15 dev fpsim0 src 198.19.255.254
 //! ```
 //!
 //! Without a local address of the right kind the kernel has no source for
@@ -220,7 +220,10 @@ pub fn setup(net: &NetConfig) -> Result<Tun, NetsimError> {
     }
     ip(&["link", "set", "lo", "up"])?;
     let source = format!("{}/32", net.source);
-    ip(&["addr", "add", &source, "dev", "lo"])?;
+    // `replace`, not `add`: the address outlives the device, and a caller
+    // may serve several simulations one after another in one namespace (the
+    // lab starts a fresh one for each scanner run).
+    ip(&["addr", "replace", &source, "dev", "lo"])?;
     let tun = Tun::open(&net.device)?;
     // No IPv6 on the device: spares the responder router solicitations.
     let _ = std::fs::write(
@@ -231,7 +234,7 @@ pub fn setup(net: &NetConfig) -> Result<Tun, NetsimError> {
     ip(&["link", "set", tun.name(), "txqueuelen", &queue_len, "up"])?;
     let route = net.route.to_string();
     let src = net.source.to_string();
-    ip(&["route", "add", &route, "dev", tun.name(), "src", &src])?;
+    ip(&["route", "replace", &route, "dev", tun.name(), "src", &src])?;
     Ok(tun)
 }
 

@@ -1,0 +1,890 @@
+//! Benchmarks on netsim's simulated networks (issue 7): the lab's
+//! `netsim-*` scenarios, served by `fastport-netsim` in the lab's namespace
+//! with real latency and loss, at the `bench` scale (a /22 of the preset's
+//! /16 × the top 100 ports, to keep a run to minutes). Four parts, each
+//! selectable by name (`cargo bench --bench netsim -- sweep`):
+//!
+//! - `profiles`: every scanner on every profile, each with its default
+//!   settings: wall time, probes/s, recall (and, from the same runs,
+//!   FastPort's latency percentiles against netsim's record).
+//! - `fidelity`: FastPort's latency percentiles (`--stats`) against what
+//!   netsim injected (its record), p50 and p99 within 5 % + 1 ms, at a pace
+//!   the simulator keeps up with (`--concurrency 1024 --timeout 1s`).
+//! - `sweep`: FastPort's throughput against `--concurrency` on `far` (every
+//!   host 250 ms away), beside the concurrency / RTT line.
+//! - `recall`: open-port recall on `lossy` (5 % loss each way) as a function
+//!   of retries: FastPort `--retries`, nmap `--max-retries`, RustScan `--tries`.
+//!
+//! CSV and SVG go to `target/bench/netsim-*`; docs/BENCHMARKS-netsim.md
+//! records a run. Knobs (environment): `FASTPORT_BENCH_NETSIM_SCALE`
+//! (default `bench`), `FASTPORT_BENCH_NETSIM_SCANNERS` (default
+//! `fastport,fastport-threads,nmap,rustscan`; missing ones are skipped),
+//! `FASTPORT_BENCH_REPEAT` (runs per cell, median reported; default 1),
+//! `FASTPORT_BENCH_NETSIM_SWEEP` (concurrencies, comma list).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use fastport_lab::report::{BenchRow, Report, bench_csv, bench_rows, bench_table};
+use fastport_lab::{Record, RunSpec, bench};
+use serde_json::Value;
+
+const PROFILES: [&str; 3] = ["netsim-internet-like", "netsim-far", "netsim-lossy"];
+const SCANNERS: &str = "fastport,fastport-threads,nmap,rustscan";
+const SWEEP: &str = "64,256,1024,4096,16384";
+const RETRIES: [u32; 4] = [0, 1, 2, 3];
+/// The recall series: a label and the lab scanner. FastPort runs twice: with
+/// a fixed 1 s timeout (`--retries N` is exactly N more attempts) and with
+/// its default timing (which may make `--retries` a cap; see `fastport --help`).
+const RECALL_SERIES: [(&str, &str); 4] = [
+    ("fastport --timeout 1s", "fastport"),
+    ("fastport", "fastport"),
+    ("nmap", "nmap"),
+    ("rustscan", "rustscan"),
+];
+const SEED: u64 = 1;
+/// The far profile's round trip.
+const FAR_RTT_S: f64 = 0.25;
+/// The sweep's `--timeout`: each filtered port (3 %) holds its slot this long.
+const SWEEP_TIMEOUT_S: f64 = 0.5;
+/// The lossy profile's loss, each way.
+const LOSSY_LOSS: f64 = 0.05;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+struct Bench {
+    out: PathBuf,
+    fastport: PathBuf,
+    scale: String,
+    repeat: usize,
+    scanners: Vec<String>,
+}
+
+fn main() {
+    // `cargo bench -- <filter>` passes libtest-style arguments; a filter
+    // naming no part of this harness skips it.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wants = |part: &str| filter.is_empty() || filter.iter().any(|f| part.contains(f.as_str()));
+    let b = Bench {
+        out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench"),
+        fastport: PathBuf::from(env!("CARGO_BIN_EXE_fastport")),
+        scale: env_or("FASTPORT_BENCH_NETSIM_SCALE", "bench"),
+        repeat: env_or("FASTPORT_BENCH_REPEAT", "1").parse().unwrap_or(1),
+        scanners: list(&env_or("FASTPORT_BENCH_NETSIM_SCANNERS", SCANNERS)),
+    };
+    std::fs::create_dir_all(&b.out).expect("create target/bench");
+    if wants("profiles") {
+        profiles(&b);
+    }
+    if wants("fidelity") {
+        fidelity(&b);
+    }
+    if wants("sweep") {
+        sweep(&b);
+    }
+    if wants("recall") {
+        recall(&b);
+    }
+}
+
+fn scored(records: Vec<Record>, what: &str) -> Option<Report> {
+    match records.into_iter().next() {
+        Some(Record::Scored(r)) => Some(*r),
+        Some(Record::Skipped { reason, .. }) => {
+            eprintln!("netsim bench: {what}: skipped: {reason}");
+            None
+        }
+        Some(Record::Failed { error, .. }) => {
+            eprintln!("netsim bench: {what}: FAILED: {error}");
+            None
+        }
+        None => None,
+    }
+}
+
+fn stats_json(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// FastPort's reason → netsim's answer kind. netsim's `icmp-host-unreach`
+/// is code 1 only; FastPort's host-unreach also holds code 13, drawn from
+/// the same per-host latencies.
+const LATENCY_PAIRS: [(&str, &str); 3] = [
+    ("open/syn-ack", "syn-ack"),
+    ("closed/conn-refused", "rst"),
+    ("filtered/host-unreach", "icmp-host-unreach"),
+];
+
+struct Fidelity {
+    profile: String,
+    scanner: String,
+    reason: &'static str,
+    fp: (u64, u64, u64),
+    ns: (u64, u64, u64),
+}
+
+impl Fidelity {
+    fn within(measured: u64, injected: u64) -> bool {
+        measured.abs_diff(injected) as f64 <= 0.05 * injected as f64 + 1000.0
+    }
+    fn p50_ok(&self) -> bool {
+        Fidelity::within(self.fp.1, self.ns.1)
+    }
+    fn p99_ok(&self) -> bool {
+        Fidelity::within(self.fp.2, self.ns.2)
+    }
+}
+
+/// Part 4 (and 2): every scanner on every profile, then FastPort's latency
+/// percentiles against netsim's record of the same run.
+fn profiles(b: &Bench) {
+    let mut records = Vec::new();
+    let mut fidelity = Vec::new();
+    let mut injected = String::from(
+        "profile,scanner,syns,syns_lost,replies_lost,answers,lateness_p99_us,device_drops,syns_per_target\n",
+    );
+    for profile in PROFILES {
+        let stats = |s: &str| b.out.join(format!("netsim-stats-{profile}-{s}.json"));
+        let scanner_args = b
+            .scanners
+            .iter()
+            .filter(|s| s.starts_with("fastport"))
+            .map(|s| format!("{s}=--stats {}", stats(s).display()))
+            .collect();
+        let spec = RunSpec {
+            scenario: profile.into(),
+            seed: SEED,
+            scale: b.scale.clone(),
+            scanner_args,
+            fastport_bin: Some(b.fastport.clone()),
+            repeat: b.repeat,
+            ..RunSpec::default()
+        };
+        eprintln!("netsim bench: {profile} × {}", b.scanners.join(", "));
+        let rs = match bench(&spec, &b.scanners) {
+            Ok(rs) => rs,
+            Err(e) => {
+                eprintln!("netsim bench: {profile}: {e}");
+                continue;
+            }
+        };
+        for r in &rs {
+            let Record::Scored(rep) = r else { continue };
+            // The last run wrote the stats file.
+            let Some(rec) = rep.runs.last().and_then(|r| r.netsim.as_ref()) else {
+                continue;
+            };
+            let per_target: Vec<String> = rec
+                .syns_per_target
+                .iter()
+                .map(|(k, v)| format!("{v}x{k}"))
+                .collect();
+            let _ = writeln!(
+                injected,
+                "{profile},{},{},{},{},{},{},{},{}",
+                rep.scanner,
+                rec.counters.syns,
+                rec.counters.syns_lost,
+                rec.counters.replies_lost,
+                rec.counters.replies(),
+                rec.lateness_us.p99,
+                rec.counters.device_drops,
+                per_target.join(" ")
+            );
+            if rep.scanner.starts_with("fastport") {
+                fidelity.extend(compare_latency(profile, rep, &stats(&rep.scanner)));
+            }
+        }
+        records.extend(rs);
+    }
+    if records.is_empty() {
+        return;
+    }
+    let rows = bench_rows(&records);
+    println!(
+        "\nnetsim profiles (scale {}, seed {SEED}, median of {}):\n{}",
+        b.scale,
+        b.repeat,
+        bench_table(&rows)
+    );
+    write(&b.out.join("netsim-profiles.csv"), &bench_csv(&rows));
+    write(
+        &b.out.join("netsim-profiles.json"),
+        &serde_json::to_string_pretty(&records).expect("records serialise"),
+    );
+    write(&b.out.join("netsim-injected.csv"), &injected);
+    write(&b.out.join("netsim-profiles.svg"), &profile_chart(&rows));
+
+    print_fidelity(
+        "Latency fidelity of these runs (default settings)",
+        &fidelity,
+        &b.out.join("netsim-fidelity-default.csv"),
+    );
+}
+
+/// FastPort's latency percentiles (`--stats`) against netsim's record of
+/// the same run, per reason.
+fn compare_latency(profile: &str, rep: &Report, stats: &Path) -> Vec<Fidelity> {
+    let (Some(rec), Some(st)) = (
+        rep.runs.last().and_then(|r| r.netsim.as_ref()),
+        stats_json(stats),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (reason, kind) in LATENCY_PAIRS {
+        let l = &st["latency_us"][reason];
+        let Some(n) = rec.latency_us.get(kind) else {
+            continue;
+        };
+        if l.is_null() || n.count == 0 {
+            continue;
+        }
+        let g = |k: &str| l[k].as_u64().unwrap_or(0);
+        out.push(Fidelity {
+            profile: profile.into(),
+            scanner: rep.scanner.clone(),
+            reason,
+            fp: (g("count"), g("p50"), g("p99")),
+            ns: (n.count, n.p50, n.p99),
+        });
+    }
+    out
+}
+
+fn print_fidelity(title: &str, rows: &[Fidelity], csv_path: &Path) {
+    let mut table = String::from(
+        "profile               scanner           reason                 n fastport  n netsim   p50 fastport  p50 netsim  ok   p99 fastport  p99 netsim  ok\n",
+    );
+    let mut csv = String::from(
+        "profile,scanner,reason,count_fastport,count_netsim,p50_fastport_us,p50_netsim_us,p50_within,p99_fastport_us,p99_netsim_us,p99_within\n",
+    );
+    for f in rows {
+        let _ = writeln!(
+            table,
+            "{:<21} {:<17} {:<21} {:>10} {:>9} {:>13} {:>11}  {:<4} {:>12} {:>11}  {}",
+            f.profile,
+            f.scanner,
+            f.reason,
+            f.fp.0,
+            f.ns.0,
+            f.fp.1,
+            f.ns.1,
+            yes(f.p50_ok()),
+            f.fp.2,
+            f.ns.2,
+            yes(f.p99_ok())
+        );
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{},{}",
+            f.profile,
+            f.scanner,
+            f.reason,
+            f.fp.0,
+            f.ns.0,
+            f.fp.1,
+            f.ns.1,
+            f.p50_ok(),
+            f.fp.2,
+            f.ns.2,
+            f.p99_ok()
+        );
+    }
+    println!("\n{title} (µs; within 5 % + 1 ms of what netsim injected):\n{table}");
+    write(csv_path, &csv);
+}
+
+/// Part 2: FastPort's latency histogram against netsim's record, at a pace
+/// the simulator keeps up with (`--concurrency 1024`) and with a fixed 1 s
+/// timeout (the kernel's first SYN retransmission, at 1 s, then loses the
+/// race, so a sample is one SYN's round trip; see docs/NETSIM.md).
+fn fidelity(b: &Bench) {
+    let engines: Vec<String> = b
+        .scanners
+        .iter()
+        .filter(|s| s.starts_with("fastport"))
+        .cloned()
+        .collect();
+    if engines.is_empty() {
+        return;
+    }
+    let mut rows = Vec::new();
+    for profile in PROFILES {
+        let stats = |s: &str| b.out.join(format!("netsim-fidelity-{profile}-{s}.json"));
+        let spec = RunSpec {
+            scenario: profile.into(),
+            seed: SEED,
+            scale: b.scale.clone(),
+            extra_args: ["--concurrency", "1024", "--timeout", "1s"]
+                .map(String::from)
+                .to_vec(),
+            scanner_args: engines
+                .iter()
+                .map(|s| format!("{s}=--stats {}", stats(s).display()))
+                .collect(),
+            fastport_bin: Some(b.fastport.clone()),
+            repeat: b.repeat,
+            ..RunSpec::default()
+        };
+        eprintln!("netsim fidelity: {profile} × {}", engines.join(", "));
+        match bench(&spec, &engines) {
+            Ok(rs) => {
+                for r in &rs {
+                    if let Record::Scored(rep) = r {
+                        rows.extend(compare_latency(profile, rep, &stats(&rep.scanner)));
+                    }
+                }
+            }
+            Err(e) => eprintln!("netsim fidelity: {profile}: {e}"),
+        }
+    }
+    print_fidelity(
+        "Latency fidelity at --concurrency 1024 --timeout 1s",
+        &rows,
+        &b.out.join("netsim-fidelity.csv"),
+    );
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
+
+/// One point of the concurrency sweep.
+struct Point {
+    requested: usize,
+    concurrency: u64,
+    probes: u64,
+    wall_s: f64,
+    probes_per_s: f64,
+    engine_probes_per_s: f64,
+    cpu_s: f64,
+    lateness_p99_ms: f64,
+    exact: bool,
+}
+
+impl Point {
+    /// concurrency / RTT: every slot busy for one round trip.
+    fn ideal(&self) -> f64 {
+        self.concurrency as f64 / FAR_RTT_S
+    }
+}
+
+/// Part 1: FastPort (mio engine) on `far` at each concurrency, each world
+/// sized to about 25 round trips of that concurrency (a /28 to a /20).
+fn sweep(b: &Bench) {
+    let mut points = Vec::new();
+    for c in list(&env_or("FASTPORT_BENCH_NETSIM_SWEEP", SWEEP)) {
+        let Ok(c) = c.parse::<usize>() else { continue };
+        let hosts = (c * 25 / 100).next_power_of_two().clamp(16, 4096);
+        let prefix = 32 - hosts.trailing_zeros();
+        let scenario = b.out.join(format!("netsim-sweep-{c}.toml"));
+        write(
+            &scenario,
+            &format!(
+                "name = \"netsim-far-sweep-{c}\"\nhosts = [\"198.18.0.0/{prefix}\"]\nports = \"top100\"\n\n[netsim]\nprofile = \"far\"\n"
+            ),
+        );
+        let stats = b.out.join(format!("netsim-sweep-{c}.json"));
+        let extra: Vec<String> = [
+            "--concurrency",
+            &c.to_string(),
+            "--timeout",
+            "500ms",
+            "--retries",
+            "0",
+            "--stats",
+            &stats.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let spec = RunSpec {
+            scenario: scenario.display().to_string(),
+            seed: SEED,
+            scale: "full".into(),
+            scanner: "fastport".into(),
+            extra_args: extra,
+            fastport_bin: Some(b.fastport.clone()),
+            repeat: b.repeat,
+            ..RunSpec::default()
+        };
+        eprintln!("netsim sweep: far, concurrency {c}, {hosts} hosts");
+        let rep = match bench(&spec, &["fastport".to_string()]) {
+            Ok(rs) => scored(rs, &format!("sweep {c}")),
+            Err(e) => {
+                eprintln!("netsim sweep: {e}");
+                None
+            }
+        };
+        let Some(rep) = rep else { continue };
+        let st = stats_json(&stats).unwrap_or(Value::Null);
+        let lateness = rep
+            .runs
+            .last()
+            .and_then(|r| r.netsim.as_ref())
+            .map_or(0.0, |n| n.lateness_us.p99 as f64 / 1000.0);
+        points.push(Point {
+            requested: c,
+            concurrency: st["concurrency"].as_u64().unwrap_or(c as u64),
+            probes: rep.probes,
+            wall_s: rep.wall_s,
+            probes_per_s: rep.probes_per_s,
+            engine_probes_per_s: st["probes_per_s"].as_f64().unwrap_or(0.0),
+            cpu_s: rep.cpu_s,
+            lateness_p99_ms: lateness,
+            exact: rep.exact_all,
+        });
+    }
+    if points.is_empty() {
+        return;
+    }
+    let mut table = String::from(
+        "concurrency  in use   probes   wall s  probes/s  engine probes/s  concurrency/RTT  ratio  cpu s  netsim lateness p99 ms  exact\n",
+    );
+    let mut csv = String::from(
+        "concurrency,in_use,probes,wall_s,probes_per_s,engine_probes_per_s,concurrency_over_rtt,ratio,cpu_s,netsim_lateness_p99_ms,exact\n",
+    );
+    for p in &points {
+        let _ = writeln!(
+            table,
+            "{:>11} {:>7} {:>8} {:>8.2} {:>9.0} {:>16.0} {:>16.0} {:>6.2} {:>6.2} {:>23.1}  {}",
+            p.requested,
+            p.concurrency,
+            p.probes,
+            p.wall_s,
+            p.probes_per_s,
+            p.engine_probes_per_s,
+            p.ideal(),
+            p.engine_probes_per_s / p.ideal(),
+            p.cpu_s,
+            p.lateness_p99_ms,
+            p.exact
+        );
+        let _ = writeln!(
+            csv,
+            "{},{},{},{:.3},{:.0},{:.0},{:.0},{:.3},{:.3},{:.1},{}",
+            p.requested,
+            p.concurrency,
+            p.probes,
+            p.wall_s,
+            p.probes_per_s,
+            p.engine_probes_per_s,
+            p.ideal(),
+            p.engine_probes_per_s / p.ideal(),
+            p.cpu_s,
+            p.lateness_p99_ms,
+            p.exact
+        );
+    }
+    println!(
+        "\nThroughput vs concurrency on far (RTT {FAR_RTT_S} s, --timeout {SWEEP_TIMEOUT_S} s, --retries 0; median of {}):\n{table}",
+        b.repeat
+    );
+    write(&b.out.join("netsim-sweep.csv"), &csv);
+    write(&b.out.join("netsim-sweep.svg"), &sweep_chart(&points));
+}
+
+/// One point of the recall-under-loss sweep.
+struct RecallPoint {
+    scanner: &'static str,
+    retries: u32,
+    recall: f64,
+    wall_s: f64,
+    syns: u64,
+    exact: bool,
+}
+
+/// Part 3: recall on `lossy` against retries, for each scanner family.
+fn recall(b: &Bench) {
+    let mut points = Vec::new();
+    for (label, scanner) in RECALL_SERIES {
+        if !b.scanners.iter().any(|s| s == scanner) {
+            continue;
+        }
+        for r in RETRIES {
+            let extra = match label {
+                "fastport --timeout 1s" => vec![
+                    "--timeout".into(),
+                    "1s".into(),
+                    "--retries".into(),
+                    r.to_string(),
+                ],
+                "fastport" => vec!["--retries".into(), r.to_string()],
+                "nmap" => vec!["--max-retries".into(), r.to_string()],
+                _ => vec!["--tries".into(), (r + 1).to_string()],
+            };
+            let spec = RunSpec {
+                scenario: "netsim-lossy".into(),
+                seed: SEED,
+                scale: b.scale.clone(),
+                scanner: scanner.into(),
+                extra_args: extra,
+                fastport_bin: Some(b.fastport.clone()),
+                repeat: b.repeat,
+                ..RunSpec::default()
+            };
+            eprintln!("netsim recall: lossy, {label}, {r} retries");
+            let rep = match bench(&spec, &[scanner.to_string()]) {
+                Ok(rs) => scored(rs, &format!("recall {scanner} {r}")),
+                Err(e) => {
+                    eprintln!("netsim recall: {e}");
+                    None
+                }
+            };
+            let Some(rep) = rep else { continue };
+            points.push(RecallPoint {
+                scanner: label,
+                retries: r,
+                recall: rep.score.recall,
+                wall_s: rep.wall_s,
+                syns: rep
+                    .runs
+                    .last()
+                    .and_then(|r| r.netsim.as_ref())
+                    .map_or(0, |n| n.counters.syns),
+                exact: rep.exact_all,
+            });
+        }
+    }
+    if points.is_empty() {
+        return;
+    }
+    let mut table = String::from(
+        "scanner                retries   recall  one SYN per attempt  wall s     SYNs  exact\n",
+    );
+    let mut csv = String::from("scanner,retries,recall,one_syn_model,wall_s,syns,exact\n");
+    for p in &points {
+        let _ = writeln!(
+            table,
+            "{:<21} {:>8} {:>8.4} {:>20.4} {:>7.2} {:>8}  {}",
+            p.scanner,
+            p.retries,
+            p.recall,
+            one_syn_recall(p.retries),
+            p.wall_s,
+            p.syns,
+            p.exact
+        );
+        let _ = writeln!(
+            csv,
+            "{},{},{:.5},{:.5},{:.3},{},{}",
+            p.scanner,
+            p.retries,
+            p.recall,
+            one_syn_recall(p.retries),
+            p.wall_s,
+            p.syns,
+            p.exact
+        );
+    }
+    println!(
+        "\nOpen-port recall on lossy ({:.0} % loss each way) against retries (median of {}):\n{table}",
+        LOSSY_LOSS * 100.0,
+        b.repeat
+    );
+    write(&b.out.join("netsim-recall.csv"), &csv);
+    write(&b.out.join("netsim-recall.svg"), &recall_chart(&points));
+}
+
+/// Recall if each attempt sends one SYN and succeeds when neither it nor
+/// its answer is lost: 1 − (1 − (1 − loss)²)^(retries + 1).
+fn one_syn_recall(retries: u32) -> f64 {
+    let miss = 1.0 - (1.0 - LOSSY_LOSS).powi(2);
+    1.0 - miss.powi(retries as i32 + 1)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    eprintln!("netsim bench: wrote {}", path.display());
+}
+
+const COLORS: [&str; 6] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#b07aa1",
+];
+
+fn svg_open(w: f64, h: f64) -> String {
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>
+"#
+    )
+}
+
+fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.0}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Wall time per scanner, grouped by profile (one scale for all: the
+/// profiles have the same number of probes).
+fn profile_chart(rows: &[BenchRow]) -> String {
+    let mut scanners: Vec<&str> = Vec::new();
+    for r in rows {
+        if !scanners.contains(&r.scanner.as_str()) {
+            scanners.push(&r.scanner);
+        }
+    }
+    let (gw, gh, top) = (260.0, 220.0, 60.0);
+    let mut s = svg_open(40.0 + gw * PROFILES.len() as f64, top + gh + 60.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="20" y="24" font-size="16">Wall time (s) by scanner on each netsim profile (lower is better; label: recall)</text>"#
+    );
+    for (i, sc) in scanners.iter().enumerate() {
+        let x = 20.0 + 150.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="34" width="12" height="12" fill="{}"/><text x="{}" y="45" font-size="12">{sc}</text>"#,
+            COLORS[i % COLORS.len()],
+            x + 16.0
+        );
+    }
+    let max = rows.iter().filter_map(|r| r.wall_s).fold(1.0, f64::max);
+    for (g, profile) in PROFILES.iter().enumerate() {
+        let x0 = 30.0 + gw * g as f64;
+        let bw = (gw - 40.0) / scanners.len().max(1) as f64;
+        for r in rows.iter().filter(|r| r.scenario == *profile) {
+            let i = scanners.iter().position(|x| *x == r.scanner).unwrap_or(0);
+            let x = x0 + bw * i as f64;
+            let Some(v) = r.wall_s else { continue };
+            let h = gh * v / max;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"/>"#,
+                top + gh - h,
+                bw - 4.0,
+                COLORS[i % COLORS.len()]
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{v:.1} s</text><text x="{:.1}" y="{:.1}" font-size="8" text-anchor="middle">{}</text>"#,
+                x + bw / 2.0 - 2.0,
+                top + gh - h - 12.0,
+                x + bw / 2.0 - 2.0,
+                top + gh - h - 3.0,
+                r.recall.map_or(String::new(), |v| format!("{v:.3}"))
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/><text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">{profile}</text>"#,
+            top + gh,
+            x0 + gw - 40.0,
+            top + gh,
+            x0 + (gw - 40.0) / 2.0,
+            top + gh + 20.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A line of the sweep chart: its name, its value, its SVG stroke style.
+type Series = (&'static str, fn(&Point) -> f64, &'static str);
+
+/// Measured probes/s (FastPort's own clock and the lab's wall clock) against
+/// concurrency, log-log, with the concurrency / RTT line.
+fn sweep_chart(points: &[Point]) -> String {
+    let (w, h, left, top) = (520.0, 320.0, 70.0, 50.0);
+    let mut s = svg_open(w + left + 40.0, h + top + 60.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="20" y="24" font-size="15">far (250 ms RTT): FastPort probes/s vs concurrency (log-log)</text>"#
+    );
+    let cs: Vec<f64> = points.iter().map(|p| p.concurrency as f64).collect();
+    let (clo, chi) = (
+        cs.iter().copied().fold(f64::MAX, f64::min).log10(),
+        cs.iter().copied().fold(1.0, f64::max).log10().max(1.0),
+    );
+    let vmax = points
+        .iter()
+        .map(|p| p.ideal().max(p.engine_probes_per_s))
+        .fold(1.0, f64::max)
+        .log10()
+        .ceil();
+    let vmin = points
+        .iter()
+        .map(|p| p.probes_per_s.min(p.ideal()))
+        .fold(f64::MAX, f64::min)
+        .log10()
+        .floor();
+    let lx = |c: f64| left + w * (c.log10() - clo) / (chi - clo).max(1e-9);
+    let ly = |v: f64| top + h - h * (v.max(1.0).log10() - vmin) / (vmax - vmin).max(1e-9);
+    let _ = writeln!(
+        s,
+        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
+        top + h,
+        left + w,
+        top + h,
+        top + h
+    );
+    for p in points {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
+            lx(p.concurrency as f64),
+            top + h + 16.0,
+            p.concurrency
+        );
+    }
+    let mut e = vmin as i32;
+    while e <= vmax as i32 {
+        let v = 10f64.powi(e);
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text><line x1="{left}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#ddd"/>"##,
+            left - 6.0,
+            ly(v) + 4.0,
+            human(v),
+            ly(v),
+            left + w,
+            ly(v)
+        );
+        e += 1;
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{}" font-size="12" text-anchor="middle">concurrency (probes in flight)</text>"#,
+        left + w / 2.0,
+        top + h + 36.0
+    );
+    let series: [Series; 3] = [
+        (
+            "concurrency / RTT",
+            Point::ideal,
+            "stroke-dasharray=\"6 4\"",
+        ),
+        ("measured (FastPort's clock)", |p| p.engine_probes_per_s, ""),
+        ("measured (wall, incl. start)", |p| p.probes_per_s, ""),
+    ];
+    for (i, (name, f, dash)) in series.iter().enumerate() {
+        let line: Vec<String> = points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", lx(p.concurrency as f64), ly(f(p))))
+            .collect();
+        let color = if i == 0 { "#888" } else { COLORS[i - 1] };
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" {dash} points="{}"/>"#,
+            line.join(" ")
+        );
+        for p in points {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
+                lx(p.concurrency as f64),
+                ly(f(p))
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="12" fill="{color}">{name}</text>"#,
+            left + 10.0,
+            top + 14.0 + 16.0 * i as f64
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Recall against retries per scanner, with the one-SYN-per-attempt model.
+fn recall_chart(points: &[RecallPoint]) -> String {
+    let (w, h, left, top) = (420.0, 300.0, 70.0, 50.0);
+    let mut s = svg_open(w + left + 200.0, h + top + 60.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="20" y="24" font-size="15">lossy (5 % each way): open-port recall vs retries</text>"#
+    );
+    let lo = points
+        .iter()
+        .map(|p| p.recall)
+        .chain([one_syn_recall(0)])
+        .fold(1.0, f64::min);
+    let lo = (lo * 20.0).floor() / 20.0;
+    let max_r = RETRIES[RETRIES.len() - 1] as f64;
+    let lx = |r: u32| left + w * r as f64 / max_r;
+    let ly = |v: f64| top + h - h * (v - lo) / (1.0 - lo).max(1e-9);
+    let _ = writeln!(
+        s,
+        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
+        top + h,
+        left + w,
+        top + h,
+        top + h
+    );
+    for r in RETRIES {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{r}</text>"#,
+            lx(r),
+            top + h + 16.0
+        );
+    }
+    let mut v = lo;
+    while v <= 1.0001 {
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{v:.2}</text><line x1="{left}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#ddd"/>"##,
+            left - 6.0,
+            ly(v) + 4.0,
+            ly(v),
+            left + w,
+            ly(v)
+        );
+        v += 0.05;
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{}" font-size="12" text-anchor="middle">retries (nmap --max-retries; RustScan --tries − 1)</text>"#,
+        left + w / 2.0,
+        top + h + 36.0
+    );
+    let model: Vec<String> = RETRIES
+        .iter()
+        .map(|&r| format!("{:.1},{:.1}", lx(r), ly(one_syn_recall(r))))
+        .collect();
+    let _ = writeln!(
+        s,
+        r##"<polyline fill="none" stroke="#888" stroke-width="2" stroke-dasharray="6 4" points="{}"/><text x="{}" y="{}" font-size="12" fill="#888">one SYN per attempt</text>"##,
+        model.join(" "),
+        left + w + 10.0,
+        top + 14.0
+    );
+    for (i, (scanner, _)) in RECALL_SERIES.iter().enumerate() {
+        let pts: Vec<&RecallPoint> = points.iter().filter(|p| p.scanner == *scanner).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let line: Vec<String> = pts
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", lx(p.retries), ly(p.recall)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/><text x="{}" y="{}" font-size="12" fill="{}">{scanner}</text>"#,
+            COLORS[i],
+            line.join(" "),
+            left + w + 10.0,
+            top + 30.0 + 16.0 * i as f64,
+            COLORS[i]
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
