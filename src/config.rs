@@ -223,6 +223,19 @@ impl ScanConfig {
             Some(n) => n,
             None => default_concurrency(fd_limit),
         };
+        // The threads engine runs a thread per probe in flight; each costs
+        // memory mappings (stack, guard, signal stack), and the kernel caps
+        // those per process (vm.max_map_count) and threads system-wide.
+        let concurrency = match (args.engine, crate::sys::thread_budget()) {
+            (EngineArg::Threads, Some(max)) if concurrency as u64 > max => {
+                notes.push(format!(
+                    "--engine threads: {concurrency} threads is more than this system allows \
+                     (vm.max_map_count, kernel.threads-max); using {max}"
+                ));
+                max as usize
+            }
+            _ => concurrency,
+        };
         // No point in more in flight than there are probes, nor in more
         // threads than probes in flight.
         let concurrency = concurrency

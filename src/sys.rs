@@ -47,6 +47,22 @@ pub fn raise_fd_limit() -> io::Result<FdLimit> {
     fd_limit()
 }
 
+/// How many threads this process can start with room to spare: each thread
+/// takes about four memory mappings (stack, its guard page, the signal stack
+/// and its guard), and `vm.max_map_count` caps mappings per process (65530
+/// by default, so a little over 16 000 threads); `kernel.threads-max` caps
+/// threads system-wide. `None` when neither can be read.
+pub fn thread_budget() -> Option<u64> {
+    let read =
+        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let by_maps = read("/proc/sys/vm/max_map_count").map(|n| n / 5);
+    let by_threads = read("/proc/sys/kernel/threads-max").map(|n| n / 2);
+    match (by_maps, by_threads) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
