@@ -63,18 +63,57 @@ pub struct Args {
     #[arg(long = "exclude-ports", value_name = "SPEC", help_heading = "Ports")]
     pub exclude_ports: Option<String>,
 
-    /// How long one attempt waits for an answer: 500ms, 2s, 1m; a bare number is milliseconds.
+    /// Fix how long every attempt waits (500ms, 2s, 1m; a bare number is
+    /// milliseconds) and turn adaptive timing off. Default: adaptive, learnt
+    /// from the answers (see -T and the *-rtt-timeout flags).
+    #[arg(long, value_name = "DURATION", help_heading = "Timing")]
+    pub timeout: Option<String>,
+
+    /// Extra attempts for a port that did not answer: exactly N with
+    /// --timeout (default 1), at most N when adaptive (default: the -T
+    /// template's, 10 for -T3), which retries only as often as the host has
+    /// shown it needs. Also --max-retries.
     #[arg(
         long,
-        value_name = "DURATION",
-        default_value = "1s",
+        visible_alias = "max-retries",
+        value_name = "N",
         help_heading = "Timing"
     )]
-    pub timeout: String,
+    pub retries: Option<u32>,
 
-    /// Extra attempts for a port that did not answer.
-    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Timing")]
-    pub retries: u32,
+    /// Timing template, nmap's -T0 … -T5 (paranoid, sneaky, polite, normal,
+    /// aggressive, insane): RTT timeouts, retries, parallelism. Default: 3.
+    #[arg(
+        short = 'T',
+        long = "timing",
+        value_name = "0-5|NAME",
+        help_heading = "Timing"
+    )]
+    pub timing: Option<String>,
+
+    /// Adaptive timing: an attempt's wait before any answer was timed (default: the template's, 1s).
+    #[arg(
+        long = "initial-rtt-timeout",
+        value_name = "DURATION",
+        help_heading = "Timing"
+    )]
+    pub initial_rtt_timeout: Option<String>,
+
+    /// Adaptive timing: the shortest wait, however fast the answers (default: the template's, 100ms).
+    #[arg(
+        long = "min-rtt-timeout",
+        value_name = "DURATION",
+        help_heading = "Timing"
+    )]
+    pub min_rtt_timeout: Option<String>,
+
+    /// Adaptive timing: the longest wait (default: the template's, 10s).
+    #[arg(
+        long = "max-rtt-timeout",
+        value_name = "DURATION",
+        help_heading = "Timing"
+    )]
+    pub max_rtt_timeout: Option<String>,
 
     /// Probes in flight, all threads together. Default: derived from the open-file limit.
     #[arg(long, value_name = "N", help_heading = "Timing")]
@@ -372,8 +411,9 @@ mod tests {
         let a = parse("");
         assert!(a.targets.is_empty());
         assert_eq!(a.ports, None);
-        assert_eq!(a.timeout, "1s");
-        assert_eq!(a.retries, 1);
+        assert_eq!(a.timeout, None);
+        assert_eq!(a.retries, None);
+        assert_eq!(a.timing, None);
         assert_eq!(a.show, "open");
     }
 
@@ -389,6 +429,21 @@ mod tests {
         assert_eq!(b.output_json, Some(PathBuf::from("out.jsonl")));
         assert_eq!(b.ports.as_deref(), Some("22,80"));
         assert!(b.no_resolve);
+    }
+
+    #[test]
+    fn timing_templates_have_nmaps_spellings() {
+        for line in ["-T4", "-T 4", "--timing 4", "--timing=4"] {
+            assert_eq!(parse(line).timing.as_deref(), Some("4"), "{line}");
+        }
+        assert_eq!(parse("-T insane").timing.as_deref(), Some("insane"));
+        let a = parse(
+            "--max-retries 3 --min-rtt-timeout 50ms --max-rtt-timeout 2s --initial-rtt-timeout 300ms",
+        );
+        assert_eq!(a.retries, Some(3));
+        assert_eq!(a.min_rtt_timeout.as_deref(), Some("50ms"));
+        assert_eq!(a.max_rtt_timeout.as_deref(), Some("2s"));
+        assert_eq!(a.initial_rtt_timeout.as_deref(), Some("300ms"));
     }
 
     #[test]

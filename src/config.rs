@@ -12,6 +12,7 @@ use crate::cli::{Args, EngineArg, OrderArg};
 use crate::engine::{EngineConfig, EngineKind};
 use crate::order::{Done, Order, Permutation, Schedule, Shard, ShardError};
 use crate::targets::{self, TargetArgs, TargetError, TargetSpace};
+use crate::timing::{AdaptiveTiming, Template, TemplateError};
 
 /// File descriptors kept back from the concurrency budget: stdio, outputs,
 /// one epoll instance and its wake-up per worker, and some slack.
@@ -25,6 +26,14 @@ pub enum ConfigError {
     Target(#[from] TargetError),
     #[error("invalid --timeout \"{0}\": expected a duration like 500ms, 2s or 1m")]
     Duration(String),
+    #[error("invalid {flag} \"{value}\": expected a duration like 500ms, 2s or 1m")]
+    FlagDuration { flag: &'static str, value: String },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("--timeout fixes every attempt's wait and {0} adapts it: give only one of them")]
+    FixedAndAdaptive(&'static str),
+    #[error("--min-rtt-timeout {min} is above --max-rtt-timeout {max}")]
+    RttBounds { min: String, max: String },
     #[error("invalid --show \"{0}\": expected a comma list of open, closed, filtered, or all")]
     Show(String),
     #[error("invalid {flag} {value}: {why}")]
@@ -161,16 +170,7 @@ impl ScanConfig {
     /// (after raising it), `cores` the default thread count.
     pub fn from_args(args: &Args, fd_limit: u64, cores: usize) -> Result<ScanConfig, ConfigError> {
         let outputs = output_plan(args)?;
-        let timeout = parse_duration(&args.timeout)
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| ConfigError::Duration(args.timeout.clone()))?;
-        if args.retries > 100 {
-            return Err(ConfigError::Number {
-                flag: "--retries",
-                value: args.retries.to_string(),
-                why: "at most 100",
-            });
-        }
+        let timing = timing_plan(args)?;
         if args.concurrency == Some(0) {
             return Err(ConfigError::Number {
                 flag: "--concurrency",
@@ -213,7 +213,7 @@ impl ScanConfig {
 
         let mut notes = Vec::new();
         let budget = fd_budget(fd_limit);
-        let concurrency = match args.concurrency {
+        let concurrency = match args.concurrency.or(timing.max_concurrency) {
             Some(n) if n as u64 > budget => {
                 notes.push(format!(
                     "--concurrency {n} is more than the open-file limit ({fd_limit}) allows; using {budget}"
@@ -257,17 +257,110 @@ impl ScanConfig {
                     EngineArg::Mio => EngineKind::Mio,
                     EngineArg::Threads => EngineKind::Threads,
                 },
-                timeout,
-                retries: args.retries,
+                timeout: timing.timeout,
+                retries: timing.retries,
+                adaptive: timing.adaptive,
                 concurrency,
                 threads,
-                rate: args.rate,
+                rate: args.rate.or(timing.rate),
             },
             outputs,
             fd_limit,
             notes,
         })
     }
+}
+
+/// The timing flags, checked and combined with the `-T` template.
+struct TimingPlan {
+    /// Fixed, or the initial RTT timeout.
+    timeout: Duration,
+    retries: u32,
+    adaptive: Option<AdaptiveTiming>,
+    max_concurrency: Option<usize>,
+    rate: Option<f64>,
+}
+
+/// `--timeout` given: every attempt waits that long, `--retries` (default 1)
+/// times more. Otherwise adaptive, from the template (default `-T3`, nmap's
+/// normal) and the `*-rtt-timeout` flags.
+fn timing_plan(args: &Args) -> Result<TimingPlan, ConfigError> {
+    let template = args.timing.as_deref().map(Template::parse).transpose()?;
+    let values = template.unwrap_or(Template::Normal).values();
+    if let Some(n) = args.retries.filter(|&n| n > 100) {
+        return Err(ConfigError::Number {
+            flag: "--retries",
+            value: n.to_string(),
+            why: "at most 100",
+        });
+    }
+    let duration = |flag: &'static str, given: &Option<String>| match given {
+        None => Ok(None),
+        Some(s) => parse_duration(s)
+            .filter(|d| !d.is_zero())
+            .map(Some)
+            .ok_or_else(|| ConfigError::FlagDuration {
+                flag,
+                value: s.clone(),
+            }),
+    };
+    let initial = duration("--initial-rtt-timeout", &args.initial_rtt_timeout)?;
+    let min = duration("--min-rtt-timeout", &args.min_rtt_timeout)?;
+    let max = duration("--max-rtt-timeout", &args.max_rtt_timeout)?;
+    let plan = |timeout, retries, adaptive| TimingPlan {
+        timeout,
+        retries,
+        adaptive,
+        max_concurrency: values.max_concurrency,
+        rate: values.rate,
+    };
+    if let Some(text) = &args.timeout {
+        let timeout = parse_duration(text)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| ConfigError::Duration(text.clone()))?;
+        for (flag, given) in [
+            ("--initial-rtt-timeout", initial),
+            ("--min-rtt-timeout", min),
+            ("--max-rtt-timeout", max),
+        ] {
+            if given.is_some() {
+                return Err(ConfigError::FixedAndAdaptive(flag));
+            }
+        }
+        let retries = args.retries.unwrap_or(if template.is_some() {
+            values.max_retries
+        } else {
+            1
+        });
+        return Ok(plan(timeout, retries, None));
+    }
+    let min_rtt = min.unwrap_or(values.min_rtt);
+    let max_rtt = max.unwrap_or(values.max_rtt);
+    if min_rtt > max_rtt {
+        return Err(ConfigError::RttBounds {
+            min: args.min_rtt_timeout.clone().unwrap_or_default(),
+            max: args
+                .max_rtt_timeout
+                .clone()
+                .unwrap_or_else(|| format!("{}ms (the template's)", max_rtt.as_millis())),
+        });
+    }
+    // nmap: an initial timeout above the maximum raises nothing here; it is
+    // kept within the bounds.
+    let initial_rtt = initial
+        .unwrap_or(values.initial_rtt)
+        .clamp(min_rtt, max_rtt);
+    let adaptive = AdaptiveTiming {
+        initial_rtt,
+        min_rtt,
+        max_rtt,
+        initial_window: values.initial_window,
+    };
+    Ok(plan(
+        initial_rtt,
+        args.retries.unwrap_or(values.max_retries),
+        Some(adaptive),
+    ))
 }
 
 fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
@@ -436,12 +529,66 @@ mod tests {
     fn defaults_scan_localhost_1_to_1024() {
         let c = config("").unwrap();
         assert_eq!(c.space.len(), 1024);
+        // Adaptive, nmap's -T3: initial 1 s, up to 10 retries when needed.
         assert_eq!(c.engine.timeout, Duration::from_secs(1));
-        assert_eq!(c.engine.retries, 1);
+        assert_eq!(c.engine.retries, 10);
+        let a = c.engine.adaptive.unwrap();
+        assert_eq!(
+            (a.min_rtt, a.max_rtt),
+            (Duration::from_millis(100), Duration::from_secs(10))
+        );
         assert_eq!(c.engine.threads, 2);
         assert_eq!(c.engine.concurrency, default_concurrency(1024));
         assert_eq!(c.outputs.text, [Dest::Stdout]);
         assert!(!c.outputs.summary_to_stderr);
+    }
+
+    #[test]
+    fn a_timeout_fixes_timing_and_templates_set_it_otherwise() {
+        let ms = Duration::from_millis;
+        let c = config("--timeout 250ms 127.0.0.1").unwrap();
+        assert_eq!((c.engine.timeout, c.engine.retries), (ms(250), 1));
+        assert!(c.engine.adaptive.is_none());
+        let c = config("-T4 127.0.0.1").unwrap();
+        let a = c.engine.adaptive.unwrap();
+        assert_eq!(
+            (a.initial_rtt, a.min_rtt, a.max_rtt),
+            (ms(500), ms(100), ms(1250))
+        );
+        assert_eq!(c.engine.retries, 6);
+        let c = config("-T insane --max-retries 4 --min-rtt-timeout 20ms 127.0.0.1").unwrap();
+        let a = c.engine.adaptive.unwrap();
+        assert_eq!(
+            (a.initial_rtt, a.min_rtt, a.max_rtt),
+            (ms(250), ms(20), ms(300))
+        );
+        assert_eq!(c.engine.retries, 4);
+        let c = config("-T1 127.0.0.1").unwrap();
+        assert_eq!(c.engine.concurrency, 1);
+        assert_eq!(c.engine.rate, Some(1.0 / 15.0));
+        let c = config("-T4 --timeout 1s 127.0.0.1").unwrap();
+        assert!(c.engine.adaptive.is_none());
+        assert_eq!(c.engine.retries, 6);
+        for (line, msg) in [
+            (
+                "--timeout 1s --min-rtt-timeout 50ms 127.0.0.1",
+                "--timeout fixes every attempt's wait and --min-rtt-timeout adapts it: give only one of them",
+            ),
+            (
+                "--min-rtt-timeout 2s --max-rtt-timeout 1s 127.0.0.1",
+                "--min-rtt-timeout 2s is above --max-rtt-timeout 1s",
+            ),
+            (
+                "--max-rtt-timeout soon 127.0.0.1",
+                "invalid --max-rtt-timeout \"soon\": expected a duration like 500ms, 2s or 1m",
+            ),
+            (
+                "-T 9 127.0.0.1",
+                "invalid -T \"9\": expected 0-5 or paranoid, sneaky, polite, normal, aggressive, insane",
+            ),
+        ] {
+            assert_eq!(config(line).unwrap_err().to_string(), msg, "{line}");
+        }
     }
 
     #[test]

@@ -33,8 +33,12 @@
 //!   that `--shard K/N` splits, [`rate`] the `--rate` token buckets,
 //!   [`resume`] the resume file written on Ctrl-C, and [`merge`] joins
 //!   shards' results (`fastport merge`).
+//! - **Timing** — [`timing`] learns from the answers how long an attempt
+//!   waits (RFC 6298's RTT estimate, per host and per scan), how many probes
+//!   go out at once (a congestion window) and how often a silent port is
+//!   retried; `-T0`…`-T5` are nmap's templates for it.
 //! - **System** — [`sys`] is the one module allowed `unsafe`: process limits
-//!   that neither std nor socket2 wrap.
+//!   and the `TCP_INFO` read that neither std nor socket2 wrap.
 //!
 //! docs/ARCHITECTURE.md tells the same story with the reasons behind it.
 #![deny(unsafe_code)]
@@ -53,4 +57,5 @@ pub mod scan;
 pub mod stats;
 pub mod sys;
 pub mod targets;
+pub mod timing;
 pub mod wheel;

@@ -272,7 +272,7 @@ mod tests {
 
         let (args, resumed) = resolve_line(&format!("--resume {p} -oJ b.jsonl")).unwrap();
         assert_eq!(args.ports.as_deref(), Some("1-100"));
-        assert_eq!(args.retries, 3);
+        assert_eq!(args.retries, Some(3));
         assert_eq!(args.show, "all");
         assert_eq!(args.output_json, Some(PathBuf::from("b.jsonl")));
         assert_eq!(args.resume, None);

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::classify::{LocalError, Reason, State};
 use crate::order::Shard;
+use crate::timing::TimingSummary;
 
 /// Highest latency a histogram tracks exactly: one hour, in microseconds.
 const MAX_TRACKED_US: u64 = 3_600_000_000;
@@ -28,6 +29,8 @@ pub struct Stats {
     pub attempts: u64,
     /// Connect latency in microseconds per reason (answered probes only).
     pub latency: Vec<Histogram<u64>>,
+    /// Where adaptive timing ended (or the fixed timeout).
+    pub timing: TimingSummary,
 }
 
 impl Default for Stats {
@@ -51,6 +54,7 @@ impl Stats {
             local_errors: [0; LocalError::COUNT],
             attempts: 0,
             latency,
+            timing: TimingSummary::default(),
         }
     }
 
@@ -76,6 +80,7 @@ impl Stats {
             *a += b;
         }
         self.attempts += other.attempts;
+        self.timing.merge(&other.timing);
         for (a, b) in self.latency.iter_mut().zip(&other.latency) {
             // Same bounds on both sides: add cannot fail.
             a.add(b).expect("histograms share their bounds");
@@ -96,6 +101,14 @@ impl Stats {
 
     pub fn local_error_total(&self) -> u64 {
         self.local_errors.iter().sum()
+    }
+
+    /// Connect attempts per result: 1.0 when no port needed a retry.
+    pub fn probes_per_port(&self) -> f64 {
+        match self.results() {
+            0 => 0.0,
+            n => self.attempts as f64 / n as f64,
+        }
     }
 }
 
@@ -195,6 +208,8 @@ impl Summary {
             "planned": self.planned,
             "results": self.stats.results(),
             "attempts": self.stats.attempts,
+            "probes_per_port": self.stats.probes_per_port(),
+            "timing": self.stats.timing,
             "interrupted": self.interrupted,
             "elapsed_s": self.elapsed.as_secs_f64(),
             "probes_per_s": self.probes_per_sec(),

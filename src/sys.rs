@@ -1,8 +1,10 @@
-//! The one module allowed `unsafe`: process limits the standard library and
-//! socket2 do not wrap. Every block carries a `SAFETY:` line.
+//! The one module allowed `unsafe`: process limits and socket options the
+//! standard library and socket2 do not wrap. Every block carries a
+//! `SAFETY:` line.
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::AsRawFd;
 
 /// The open-file limits of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,30 @@ pub fn raise_fd_limit() -> io::Result<FdLimit> {
     fd_limit()
 }
 
+/// How many times the kernel retransmitted this TCP socket's segments
+/// (`TCP_INFO`'s `tcpi_total_retrans`): for a connect, the SYN's
+/// retransmissions. Karn's rule takes no RTT sample when it is above 0.
+pub fn tcp_retransmits(socket: &impl AsRawFd) -> io::Result<u32> {
+    // SAFETY: tcp_info is plain old data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes and outlives the call; the
+    // kernel writes at most `len` bytes and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info.tcpi_total_retrans)
+}
+
 /// How many threads this process can start with room to spare: each thread
 /// takes about four memory mappings (stack, its guard page, the signal stack
 /// and its guard), and `vm.max_map_count` caps mappings per process (65530
@@ -73,5 +99,12 @@ mod tests {
         let after = raise_fd_limit().unwrap();
         assert!(after.soft >= before.soft);
         assert_eq!(after.soft, after.hard);
+    }
+
+    #[test]
+    fn a_fresh_connection_has_no_retransmits() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert_eq!(tcp_retransmits(&stream).unwrap(), 0);
     }
 }

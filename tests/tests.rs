@@ -11,3 +11,4 @@ mod lab;
 mod order;
 mod output;
 mod scan;
+mod timing;

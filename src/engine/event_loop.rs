@@ -13,6 +13,13 @@
 //! - a local resource error (`EMFILE`, `EADDRNOTAVAIL`, ...) → the probe
 //!   waits in the same wheel for a back-off delay and is reissued, while the
 //!   worker lowers its own in-flight cap and grows it back slowly.
+//!
+//! With adaptive timing (no `--timeout`) the worker's [`Timing`] gives each
+//! attempt its deadline from the RTT estimate of its host (or of the scan),
+//! decides how many retries a silent port gets, and its congestion windows
+//! bound what is in flight: the scan's window lowers the same in-flight cap
+//! the local errors lower, and a probe whose host's window is full waits in
+//! the wheel, like a back-off, until the host has room.
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,12 +35,13 @@ use std::sync::atomic::AtomicBool;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use super::{Collector, EngineConfig, EngineEnd, EngineError, Running, Stride, WorkerCtx};
-use crate::classify::{LocalError, Reason, Report, Verdict, classify};
+use crate::classify::{LocalError, Reason, Report, State, Verdict, classify};
 use crate::order::{Lane, Schedule};
 use crate::probe::{self, ProbeResult};
 use crate::rate::TokenBucket;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
+use crate::timing::{HostRef, KERNEL_SYN_RTO, Timing, TimingSummary};
 use crate::wheel::Wheel;
 
 /// New probes launched per turn of the loop before events are looked at.
@@ -60,6 +68,14 @@ struct Probe {
     target: SocketAddr,
     /// Attempts that went unanswered so far.
     timeouts: u32,
+    /// The host's place in the adaptive timing, once the probe went out
+    /// (`None` before, and always with a fixed timeout).
+    host: Option<HostRef>,
+    /// How long the current and the previous attempt wait (adaptive: an
+    /// answer to a retry that took longer than the previous wait was a
+    /// timeout too short, not a loss).
+    wait: Duration,
+    waited: Duration,
     phase: Phase,
 }
 
@@ -159,6 +175,10 @@ struct Worker<'a> {
     eager: EagerCheck,
     /// Current in-flight cap: `ctx.concurrency`, or lower after local errors.
     limit: usize,
+    /// Adaptive timing (`None`: `--timeout` fixed it).
+    timing: Option<Timing>,
+    /// Ports per host: a probe's host is `index / ports_per_host`.
+    ports_per_host: u64,
     /// Completions since the cap last grew.
     grow_credit: usize,
     backoff: Duration,
@@ -228,6 +248,7 @@ pub fn start<'scope, 'env>(
             concurrency: per_worker,
             timeout: cfg.timeout,
             retries: cfg.retries,
+            adaptive: cfg.adaptive,
             stop,
             out: collector.sender(),
         };
@@ -256,11 +277,19 @@ pub fn run(ctx: WorkerCtx<'_>) -> io::Result<WorkerEnd> {
         stats: Stats::new(),
         eager: EagerCheck::new(),
         limit: cap,
+        timing: ctx
+            .adaptive
+            .map(|params| Timing::new(params, ctx.retries, cap)),
+        ports_per_host: (ctx.space.ports().len() as u64).max(1),
         grow_credit: 0,
         backoff: BACKOFF_MIN,
         ctx,
     };
     let in_flight = worker.run(&mut events);
+    worker.stats.timing = match &worker.timing {
+        Some(timing) => timing.summary(),
+        None => TimingSummary::fixed(worker.ctx.timeout, worker.limit),
+    };
     Ok((worker.stats, worker.ctx.indices.lane(), in_flight))
 }
 
@@ -282,7 +311,7 @@ impl Worker<'_> {
             }
 
             let now = Instant::now();
-            let can_launch_now = more && self.slab.len() < self.limit;
+            let can_launch_now = more && self.slab.len() < self.cap();
             // Under --rate, a worker with room waits for its next token.
             let token_wait = match &mut self.ctx.bucket {
                 Some(bucket) if can_launch_now => bucket.wait(now),
@@ -326,7 +355,7 @@ impl Worker<'_> {
         let now = Instant::now();
         let mut launched = 0;
         while launched < LAUNCH_BURST {
-            if self.slab.len() >= self.limit {
+            if self.slab.len() >= self.cap() {
                 return true;
             }
             let Some(seq) = self.ctx.indices.peek() else {
@@ -355,14 +384,26 @@ impl Worker<'_> {
                 index,
                 target,
                 timeouts: 0,
+                host: None,
+                wait: Duration::ZERO,
+                waited: Duration::ZERO,
                 phase: Phase::BackingOff,
             };
-            // `len < limit <= capacity` guarantees a free slot.
+            // `len < cap <= capacity` guarantees a free slot.
             if let Some(key) = self.slab.insert(probe) {
                 self.launch(key);
             }
         }
         true
+    }
+
+    /// Probes in flight allowed now: the local-error cap, and the
+    /// congestion window with adaptive timing.
+    fn cap(&self) -> usize {
+        match &self.timing {
+            Some(timing) => self.limit.min(timing.window()),
+            None => self.limit,
+        }
     }
 
     /// Starts (or restarts) the connect of the probe in slot `key`.
@@ -371,6 +412,24 @@ impl Worker<'_> {
             return;
         };
         let target = probe.target;
+        if let (Some(timing), None) = (&mut self.timing, probe.host) {
+            let host = probe.index / self.ports_per_host;
+            match timing.enter(host) {
+                Some(host_ref) => probe.host = Some(host_ref),
+                None => {
+                    // The host's window is full: wait in the wheel for room.
+                    let wait = timing.host_wait(host);
+                    self.wheel.insert(key, Instant::now() + wait);
+                    return;
+                }
+            }
+        }
+        let timeout = match (&self.timing, probe.host) {
+            (Some(timing), Some(host)) => timing.timeout(host, probe.timeouts),
+            _ => self.ctx.timeout,
+        };
+        probe.waited = probe.wait;
+        probe.wait = timeout;
         let socket = match probe::new_socket(&target, true) {
             Ok(socket) => socket,
             Err(e) => return self.conclude_error(key, probe::errno(&e), None),
@@ -380,8 +439,9 @@ impl Worker<'_> {
         match verdict {
             Verdict::Pending => {}
             Verdict::Done(reason) => {
+                // Answered by this machine (a route), not the network: no RTT sample.
                 self.stats.attempts += 1;
-                return self.finish(key, reason, Some(started), Some(socket));
+                return self.finish(key, reason, Some(started), Some(socket), false);
             }
             Verdict::Local(e) => return self.back_off(key, e),
         }
@@ -392,7 +452,7 @@ impl Worker<'_> {
             match classify(probe::check(&socket)) {
                 Verdict::Done(reason) => {
                     self.eager.hit();
-                    return self.finish(key, reason, Some(started), Some(socket));
+                    return self.finish(key, reason, Some(started), Some(socket), true);
                 }
                 Verdict::Local(e) => return self.back_off(key, e),
                 Verdict::Pending => self.eager.miss(),
@@ -409,7 +469,7 @@ impl Worker<'_> {
             let _ = e;
             return self.back_off(key, LocalError::NoBufs);
         }
-        self.wheel.insert(key, started + self.ctx.timeout);
+        self.wheel.insert(key, started + timeout);
         if let Some(probe) = self.slab.get_mut(key) {
             probe.phase = Phase::Connecting { socket, started };
         }
@@ -430,7 +490,7 @@ impl Worker<'_> {
             Verdict::Done(reason) => {
                 self.wheel.cancel(key);
                 let socket = self.take_socket(key);
-                self.finish(key, reason, Some(started), socket);
+                self.finish(key, reason, Some(started), socket, true);
             }
             Verdict::Local(e) => {
                 self.wheel.cancel(key);
@@ -452,18 +512,25 @@ impl Worker<'_> {
             let started = *started;
             // An answer may have landed after the last poll returned.
             let late = classify(probe::check(socket));
-            probe.timeouts += 1;
-            let retry = probe.timeouts <= self.ctx.retries;
+            // A late answer was to this attempt: it did not go unanswered.
+            if !matches!(late, Verdict::Done(_)) {
+                probe.timeouts += 1;
+            }
+            let retries = match (&self.timing, probe.host) {
+                (Some(timing), Some(host)) => timing.retries(host),
+                _ => self.ctx.retries,
+            };
+            let retry = probe.timeouts <= retries;
             let socket = self.take_socket(key);
             match late {
-                Verdict::Done(reason) => self.finish(key, reason, Some(started), socket),
+                Verdict::Done(reason) => self.finish(key, reason, Some(started), socket, true),
                 Verdict::Local(e) => self.back_off(key, e),
                 Verdict::Pending => {
                     drop(socket); // a SYN_SENT socket closes silently
                     if retry {
                         self.launch(key);
                     } else {
-                        self.finish(key, Reason::NoResponse, None, None);
+                        self.finish(key, Reason::NoResponse, None, None, false);
                     }
                 }
             }
@@ -483,9 +550,9 @@ impl Worker<'_> {
     fn conclude_error(&mut self, key: usize, errno: i32, started: Option<Instant>) {
         match classify(Report::Error(errno)) {
             Verdict::Local(e) => self.back_off(key, e),
-            Verdict::Done(reason) => self.finish(key, reason, started, None),
+            Verdict::Done(reason) => self.finish(key, reason, started, None, false),
             // socket() never answers "in progress"; treat as an odd error.
-            Verdict::Pending => self.finish(key, Reason::Error, started, None),
+            Verdict::Pending => self.finish(key, Reason::Error, started, None, false),
         }
     }
 
@@ -501,18 +568,46 @@ impl Worker<'_> {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 
-    /// Reports the probe's result and frees its slot.
+    /// Reports the probe's result and frees its slot. `from_network`: the
+    /// answer came over the network (not from a local route), so it is an
+    /// RTT sample for adaptive timing unless Karn's rule says otherwise.
     fn finish(
         &mut self,
         key: usize,
         reason: Reason,
         started: Option<Instant>,
         socket: Option<Socket>,
+        from_network: bool,
     ) {
-        let rtt_us = match started {
-            Some(t) if reason.answered() => Some(probe::micros(t.elapsed())),
+        let now = Instant::now();
+        let rtt = match started {
+            Some(t) if reason.answered() => Some(now.saturating_duration_since(t)),
             _ => None,
         };
+        let rtt_us = rtt.map(probe::micros);
+        if let (
+            Some(timing),
+            Some(Probe {
+                host: Some(host),
+                timeouts,
+                waited,
+                ..
+            }),
+        ) = (&mut self.timing, self.slab.get_mut(key))
+        {
+            let (host, try_no, waited) = (*host, *timeouts, *waited);
+            if reason.answered() {
+                // Samples come from the target's own SYN-ACK or RST only.
+                let sample = rtt
+                    .filter(|_| from_network && reason.state() != State::Filtered)
+                    .filter(|&rtt| karn_allows(rtt, socket.as_ref()));
+                let elapsed = rtt.unwrap_or_default();
+                timing.answered(host, try_no, elapsed, waited, sample, now);
+            } else {
+                timing.silent(host, now);
+            }
+            timing.leave(host);
+        }
         if let Some(socket) = socket {
             probe::close(socket, reason);
         }
@@ -550,4 +645,15 @@ impl Worker<'_> {
         }
         self.slab.drain().map(|probe| probe.seq).collect()
     }
+}
+
+/// Karn's rule for one answered attempt: an answer that came before the
+/// kernel's first SYN retransmission is a clean sample; a slower one is
+/// only if `TCP_INFO` shows no retransmission (read only then, so the fast
+/// path pays nothing).
+pub(crate) fn karn_allows(rtt: Duration, socket: Option<&Socket>) -> bool {
+    if rtt < KERNEL_SYN_RTO {
+        return true;
+    }
+    socket.is_some_and(|s| matches!(crate::sys::tcp_retransmits(s), Ok(0)))
 }

@@ -13,7 +13,8 @@
 //!
 //! Both create, check, classify and close sockets with the same functions
 //! ([`crate::probe`], [`crate::classify`]), give retries and deadlines the
-//! same meaning, and hand results to the same writer: results travel to the
+//! same meaning (fixed, or learnt by [`crate::timing`]), and hand results to
+//! the same writer: results travel to the
 //! calling thread in batches over a bounded channel, and the emptied batch
 //! vectors travel back, so steady state allocates nothing.
 
@@ -29,6 +30,7 @@ use crate::order::{Lane, Schedule};
 use crate::probe::ProbeResult;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
+use crate::timing::AdaptiveTiming;
 
 /// How many results a worker gathers before handing them to the writer.
 const BATCH: usize = 512;
@@ -64,10 +66,14 @@ impl std::fmt::Display for EngineKind {
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub kind: EngineKind,
-    /// How long one attempt waits for an answer.
+    /// How long one attempt waits for an answer: fixed (`--timeout`), or
+    /// the first attempts' wait until answers teach better (adaptive).
     pub timeout: Duration,
-    /// Extra attempts after no response.
+    /// Extra attempts after no response: exactly this many when fixed, at
+    /// most this many when adaptive (see [`crate::timing::Timing::retries`]).
     pub retries: u32,
+    /// Adaptive timing; `None` when `--timeout` fixed it.
+    pub adaptive: Option<AdaptiveTiming>,
     /// Probes in flight, all workers together.
     pub concurrency: usize,
     /// Event-loop worker threads (the threads engine runs one thread per
@@ -237,6 +243,7 @@ pub struct WorkerCtx<'a> {
     pub concurrency: usize,
     pub timeout: Duration,
     pub retries: u32,
+    pub adaptive: Option<AdaptiveTiming>,
     pub stop: &'a AtomicBool,
     pub out: ResultTx,
 }

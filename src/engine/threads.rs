@@ -6,9 +6,11 @@
 //! It answers the same questions the same way as the event loop: the socket
 //! is made by [`probe::new_socket`], judged by [`probe::check`] and
 //! [`classify`], closed by [`probe::close`]; an unanswered attempt is retried
-//! up to `--retries` times, each with the full timeout; a local resource
-//! error backs off and retries the same probe. Only the waiting differs: a
-//! parked thread per probe in flight, and a context switch per answer.
+//! up to `--retries` times, each with the full timeout (fixed, or from one
+//! scan-wide adaptive estimate the threads share, with the event loop's
+//! retry rule); a local resource error backs off and retries the same
+//! probe. Only the waiting differs: a parked thread per probe in flight,
+//! and a context switch per answer.
 //!
 //! What the design costs, and what it is given to be fair: each thread has a
 //! small stack (64 KiB; a blocking connect needs little), and threads record
@@ -32,6 +34,7 @@ use crate::probe::{self, ProbeResult};
 use crate::rate::TokenBucket;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
+use crate::timing::{SharedTiming, TimingSummary};
 
 /// Stack of each probing thread.
 const STACK_SIZE: usize = 64 * 1024;
@@ -63,6 +66,9 @@ pub struct Pool<'a> {
     abandoned: Mutex<Vec<u64>>,
     timeout: Duration,
     retries: u32,
+    /// Adaptive timing, shared by every thread (`None`: fixed `--timeout`).
+    timing: Option<Mutex<SharedTiming>>,
+    threads: usize,
     stop: &'a AtomicBool,
 }
 
@@ -100,6 +106,13 @@ impl Running for Threads<'_, '_> {
             total.merge(&shard.stats);
         }
         let pool = self.pool;
+        total.timing = match &pool.timing {
+            Some(timing) => timing
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .summary(pool.threads),
+            None => TimingSummary::fixed(pool.timeout, pool.threads),
+        };
         let next = pool.next.load(Ordering::SeqCst);
         let in_flight = std::mem::take(
             &mut *pool
@@ -151,6 +164,10 @@ impl<'a> Pool<'a> {
             abandoned: Mutex::new(Vec::new()),
             timeout: cfg.timeout,
             retries: cfg.retries,
+            timing: cfg
+                .adaptive
+                .map(|params| Mutex::new(SharedTiming::new(params, cfg.retries))),
+            threads,
             stop,
         }
     }
@@ -312,13 +329,13 @@ impl Pool<'_> {
                 },
             };
             let started = Instant::now();
-            let report = match socket.connect_timeout(&addr, self.timeout) {
+            let report = match socket.connect_timeout(&addr, self.attempt_timeout(timeouts)) {
                 Ok(()) => probe::check(&socket),
                 // socket2's own timeout carries no errno; the kernel's ETIMEDOUT does.
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none() => {
                     attempts += 1;
                     timeouts += 1;
-                    if timeouts > self.retries {
+                    if timeouts > self.allowed_retries() {
                         return Some(Answer {
                             reason: Reason::NoResponse,
                             rtt_us: None,
@@ -329,10 +346,12 @@ impl Pool<'_> {
                 }
                 Err(e) => Report::Error(probe::errno(&e)),
             };
-            let rtt_us = Some(probe::micros(started.elapsed()));
+            let rtt = started.elapsed();
+            let rtt_us = Some(probe::micros(rtt));
             match classify(report) {
                 Verdict::Done(reason) => {
                     attempts += 1;
+                    self.learn(reason, timeouts, rtt, &socket);
                     probe::close(socket, reason);
                     let rtt_us = if reason.answered() { rtt_us } else { None };
                     return Some(Answer {
@@ -351,7 +370,7 @@ impl Pool<'_> {
                 Verdict::Pending => {
                     attempts += 1;
                     timeouts += 1;
-                    if timeouts > self.retries {
+                    if timeouts > self.allowed_retries() {
                         return Some(Answer {
                             reason: Reason::NoResponse,
                             rtt_us: None,
@@ -361,5 +380,46 @@ impl Pool<'_> {
                 }
             }
         }
+    }
+}
+
+impl Pool<'_> {
+    /// Attempt `try_no`'s wait: fixed, or from the shared estimate.
+    fn attempt_timeout(&self, try_no: u32) -> Duration {
+        match &self.timing {
+            Some(t) => t
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .timeout(try_no),
+            None => self.timeout,
+        }
+    }
+
+    /// Retries a silent port gets: fixed, or the shared allowance.
+    fn allowed_retries(&self) -> u32 {
+        match &self.timing {
+            Some(t) => t
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .retries(),
+            None => self.retries,
+        }
+    }
+
+    /// Feeds an answered attempt to the shared estimate (Karn's rule as in
+    /// the event loop).
+    fn learn(&self, reason: Reason, try_no: u32, rtt: Duration, socket: &socket2::Socket) {
+        let Some(t) = &self.timing else {
+            return;
+        };
+        if !reason.answered() {
+            return;
+        }
+        let sample = (reason.state() != crate::classify::State::Filtered
+            && super::event_loop::karn_allows(rtt, Some(socket)))
+        .then_some(rtt);
+        t.lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .answered(try_no, rtt, sample);
     }
 }

@@ -92,6 +92,26 @@ pub fn write_summary(w: &mut dyn Write, s: &Summary) -> io::Result<()> {
         write!(w, ", shard {}", s.shard)?;
     }
     writeln!(w)?;
+    let t = &st.timing;
+    let ms = |us: u64| us as f64 / 1000.0;
+    if t.adaptive {
+        writeln!(
+            w,
+            "  timing adaptive: srtt {:.3} ms, rttvar {:.3} ms, timeout {:.0} ms, window {}, {:.3} probes/port",
+            ms(t.srtt_us),
+            ms(t.rttvar_us),
+            ms(t.timeout_us),
+            t.window,
+            st.probes_per_port(),
+        )?;
+    } else {
+        writeln!(
+            w,
+            "  timing fixed: timeout {:.0} ms, {:.3} probes/port",
+            ms(t.timeout_us),
+            st.probes_per_port(),
+        )?;
+    }
     for state in State::ALL {
         let n = st.state_count(state);
         write!(w, "  {:<9}{:>10}", state.as_str(), n)?;

@@ -1,0 +1,187 @@
+//! Per-host timing state in a fixed amount of memory, whatever the scan's
+//! size: a small set-associative table (4 ways per bucket) keyed by the host
+//! index. A host gets a slot when its first probe goes out; a slot is only
+//! ever taken from a host with nothing in flight (the least recently used
+//! one in the bucket), so a host's in-flight count is never lost. A host
+//! that finds every way of its bucket busy goes untracked: it uses the
+//! scan-wide estimate and window only.
+
+use std::time::Duration;
+
+use super::rtt::RttEstimator;
+use super::window::{Window, WindowParams};
+
+/// Ways per bucket.
+const WAYS: usize = 4;
+/// Marks an empty slot.
+const EMPTY: u64 = u64::MAX;
+
+/// One host's timing state: a few words.
+#[derive(Debug, Clone, Copy)]
+pub struct HostSlot {
+    host: u64,
+    pub rtt: RttEstimator,
+    pub window: Window,
+    /// Probes of this host in flight (from first attempt to result).
+    pub in_flight: u32,
+    /// The highest try number (0 = first attempt) that got an answer: how
+    /// many retries this host has shown it needs (nmap's
+    /// `max_successful_tryno`).
+    pub max_ok_try: u32,
+    /// Doublings of the timeout an unknown host has shown it needs.
+    pub backoff: u32,
+    used: u64,
+}
+
+/// The table: `slots` slots, allocated once.
+#[derive(Debug, Clone)]
+pub struct HostTable {
+    slots: Box<[HostSlot]>,
+    buckets_mask: usize,
+    clock: u64,
+}
+
+impl HostTable {
+    /// A table of at least `slots` slots (rounded up to a power of two
+    /// buckets of [`WAYS`]), each host window starting from `window`.
+    pub fn new(slots: usize, window: WindowParams) -> HostTable {
+        let buckets = slots.div_ceil(WAYS).max(1).next_power_of_two();
+        let empty = HostSlot {
+            host: EMPTY,
+            rtt: RttEstimator::new(),
+            window: Window::new(window),
+            in_flight: 0,
+            max_ok_try: 0,
+            backoff: 0,
+            used: 0,
+        };
+        HostTable {
+            slots: vec![empty; buckets * WAYS].into_boxed_slice(),
+            buckets_mask: buckets - 1,
+            clock: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn bucket(&self, host: u64) -> usize {
+        // SplitMix64's finaliser: neighbouring hosts land in unrelated buckets.
+        let mut z = host.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z as usize & self.buckets_mask) * WAYS
+    }
+
+    /// The slot holding `host`, if any.
+    pub fn find(&self, host: u64) -> Option<usize> {
+        let b = self.bucket(host);
+        (b..b + WAYS).find(|&i| self.slots[i].host == host)
+    }
+
+    /// The slot of `host`, taking the least recently used idle way of its
+    /// bucket (reset to `fresh`) if it has none; `None` when every way is
+    /// busy with another host's probes.
+    pub fn claim(&mut self, host: u64, fresh: WindowParams) -> Option<usize> {
+        self.clock += 1;
+        let clock = self.clock;
+        let i = match self.find(host) {
+            Some(i) => i,
+            None => {
+                let b = self.bucket(host);
+                let i = (b..b + WAYS)
+                    .filter(|&i| self.slots[i].in_flight == 0)
+                    .min_by_key(|&i| self.slots[i].used)?;
+                self.slots[i] = HostSlot {
+                    host,
+                    rtt: RttEstimator::new(),
+                    window: Window::new(fresh),
+                    in_flight: 0,
+                    max_ok_try: 0,
+                    backoff: 0,
+                    used: 0,
+                };
+                i
+            }
+        };
+        self.slots[i].used = clock;
+        Some(i)
+    }
+
+    pub fn get(&self, slot: usize) -> &HostSlot {
+        &self.slots[slot]
+    }
+
+    pub fn get_mut(&mut self, slot: usize) -> &mut HostSlot {
+        &mut self.slots[slot]
+    }
+
+    /// Host estimates with at least `min_samples` samples: (srtt, samples).
+    pub fn estimates(&self, min_samples: u32) -> impl Iterator<Item = (Duration, u32)> + '_ {
+        self.slots
+            .iter()
+            .filter(move |s| s.host != EMPTY && s.rtt.samples() >= min_samples)
+            .map(|s| (s.rtt.srtt(), s.rtt.samples()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: WindowParams = WindowParams {
+        initial: 4,
+        floor: 1,
+        max: 100,
+    };
+
+    #[test]
+    fn a_host_keeps_its_slot_and_a_busy_slot_is_never_taken() {
+        let mut t = HostTable::new(8, W);
+        assert_eq!(t.capacity(), 8);
+        let a = t.claim(1, W).unwrap();
+        assert_eq!(t.claim(1, W), Some(a));
+        t.get_mut(a).in_flight = 1;
+        t.get_mut(a).rtt.sample(Duration::from_millis(5));
+        // Thousands of other hosts pass through: host 1 keeps its state.
+        for h in 2..5000 {
+            if let Some(s) = t.claim(h, W) {
+                assert_ne!(s, a);
+            }
+        }
+        assert_eq!(t.find(1), Some(a));
+        assert_eq!(t.get(a).rtt.samples(), 1);
+        // Once idle, it may be replaced.
+        t.get_mut(a).in_flight = 0;
+        let mut replaced = false;
+        for h in 5000..10_000 {
+            if t.claim(h, W) == Some(a) {
+                replaced = true;
+                break;
+            }
+        }
+        assert!(replaced);
+        assert_eq!(t.find(1), None);
+    }
+
+    #[test]
+    fn a_full_bucket_leaves_the_host_untracked() {
+        let mut t = HostTable::new(4, W); // one bucket
+        for h in 0..4 {
+            let s = t.claim(h, W).unwrap();
+            t.get_mut(s).in_flight = 1;
+        }
+        assert_eq!(t.claim(99, W), None);
+    }
+
+    #[test]
+    fn memory_is_fixed_for_any_number_of_hosts() {
+        let mut t = HostTable::new(1024, W);
+        for h in (0..u64::from(u32::MAX)).step_by(65_537) {
+            t.claim(h, W);
+        }
+        assert_eq!(t.capacity(), 1024);
+    }
+}
