@@ -176,17 +176,37 @@ impl ResultTx {
 
     /// Hands the gathered results to the writer.
     pub fn flush(&mut self) {
+        if let Some(full) = self.take_batch() {
+            // The writer only hangs up after a fatal output error, when the
+            // stop flag is already set: the results have nowhere to go.
+            let _ = self.tx.send(full);
+        }
+    }
+
+    /// Like [`ResultTx::flush`], but never blocks: for the writer thread
+    /// itself, which must not wait on the channel it drains. Keeps the batch
+    /// when the channel is full.
+    pub fn try_flush(&mut self) {
+        if let Some(full) = self.take_batch() {
+            if let Err(TrySendError::Full(full) | TrySendError::Disconnected(full)) =
+                self.tx.try_send(full)
+            {
+                self.batch = full;
+            }
+        }
+    }
+
+    /// Swaps the gathered results for an empty batch, a recycled one when
+    /// the writer sent one back.
+    fn take_batch(&mut self) -> Option<Vec<ProbeResult>> {
         if self.batch.is_empty() {
-            return;
+            return None;
         }
         let fresh = self
             .recycled
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-        let full = std::mem::replace(&mut self.batch, fresh);
-        // The writer only hangs up after a fatal output error, when the stop
-        // flag is already set: the results have nowhere to go.
-        let _ = self.tx.send(full);
+        Some(std::mem::replace(&mut self.batch, fresh))
     }
 }
 
@@ -205,27 +225,6 @@ impl Collector {
             tx: self.tx.clone(),
             recycled: back_rx,
             batch: Vec::with_capacity(BATCH),
-        }
-    }
-}
-
-impl ResultTx {
-    /// Like [`ResultTx::flush`], but never blocks: for the writer thread
-    /// itself, which must not wait on the channel it drains. Keeps the batch
-    /// when the channel is full.
-    pub fn try_flush(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let fresh = self
-            .recycled
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-        let full = std::mem::replace(&mut self.batch, fresh);
-        if let Err(TrySendError::Full(full) | TrySendError::Disconnected(full)) =
-            self.tx.try_send(full)
-        {
-            self.batch = full;
         }
     }
 }
