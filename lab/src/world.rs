@@ -705,7 +705,7 @@ mod tests {
     fn hosts_outside_the_lab_ranges_are_refused() {
         let s = Scenario::parse(
             r#"name = "t"
-               hosts = ["192.0.2.1"]
+               hosts = ["10.9.9.9"]
                ports = "80""#,
             FULL,
             "t",

@@ -57,7 +57,7 @@ fn hosts_outside_the_benchmark_range_are_refused_with_the_input_named() {
         "{err}"
     );
     let out = netsim()
-        .args(["run", "--hosts", "192.168.1.0/24", "--", "true"])
+        .args(["run", "--hosts", "10.1.0.0/24", "--", "true"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
