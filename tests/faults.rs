@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::process::Command;
 
 use crate::in_netns;
-use crate::util::{addrs, drop_packets, listeners, read_jsonl, sh, stderr, temp_dir};
+use crate::util::{addrs, drop_packets, listeners, read_jsonl, read_stats, sh, stderr, temp_dir};
 
 /// Runs fastport through `sh -c "PRELUDE && exec fastport ARGS"`.
 fn fastport_after(prelude: &str, args: &[&str]) -> std::process::Output {
@@ -21,10 +20,6 @@ fn fastport_after(prelude: &str, args: &[&str]) -> std::process::Output {
         .current_dir(std::env::temp_dir())
         .output()
         .expect("run sh")
-}
-
-fn stats(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// Drops every TCP packet to `ports` on 127.0.0.1: those probes stay in
@@ -146,7 +141,7 @@ fn sixteen_ephemeral_ports() {
         );
         assert!(o.status.success(), "{engine}: {}", stderr(&o));
         assert_truth(&read_jsonl(&out), 1..=65535, &open, 3000..=3099);
-        let s = stats(&st);
+        let s = read_stats(&st);
         assert_eq!(s["results"], 65535, "{engine}");
     }
 }

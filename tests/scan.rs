@@ -8,12 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::in_netns;
 use crate::util::{
-    addrs, drop_packets, fastport, listeners, read_jsonl, run, sh, stderr, stdout, temp_dir,
+    addrs, drop_packets, fastport, listeners, read_jsonl, read_stats, run, sh, stderr, stdout,
+    temp_dir,
 };
-
-fn stats(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read --stats")).expect("stats JSON")
-}
 
 /// The acceptance scan: 25 listeners, all 65535 ports, every port
 /// reported once with its exact state, ephemeral-range listeners included
@@ -54,7 +51,7 @@ fn every_port_of_a_host_exactly_once() {
             );
         }
     }
-    let s = stats(&st);
+    let s = read_stats(&st);
     assert_eq!(s["states"]["open"], 25);
     assert_eq!(s["states"]["closed"], 65510);
     assert_eq!(s["states"]["filtered"], 0);
@@ -178,7 +175,7 @@ fn filtered_reasons() {
     }
     assert_eq!(by_state["filtered/no-response"], 10);
     // Each dropped port was tried retries + 1 = 2 times, each try a full timeout.
-    let s = stats(&st);
+    let s = read_stats(&st);
     assert_eq!(s["attempts"], 80 + 10);
     assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
 }
@@ -305,7 +302,7 @@ fn engines_agree() {
             "198.18.2.1",
         ]);
         assert!(o.status.success(), "{engine}: {}", stderr(&o));
-        let s = stats(&st);
+        let s = read_stats(&st);
         assert_eq!(s["engine"], engine);
         results.push((read_jsonl(&out), s["attempts"].clone(), s["states"].clone()));
     }

@@ -7,20 +7,12 @@
 use std::collections::BTreeMap;
 
 use crate::in_netns;
-use crate::util::{listeners, read_jsonl, run, sh, stderr, temp_dir};
-
-fn stats(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read --stats")).expect("stats JSON")
-}
+use crate::util::{drop_packets, listeners, read_jsonl, read_stats, run, stderr, temp_dir};
 
 /// Drops SYNs to 127.0.0.1 ports `ports` (an nft range) with `extra`
 /// conditions before the verdict.
 fn drop_rule(ports: &str, extra: &str) {
-    sh(&format!(
-        "nft add table inet fastport_test \
-         && nft add chain inet fastport_test out '{{ type filter hook output priority 0; }}' \
-         && nft add rule inet fastport_test out ip daddr 127.0.0.1 tcp dport {ports} {extra} drop"
-    ));
+    drop_packets(&[&format!("ip daddr 127.0.0.1 tcp dport {ports} {extra}")]);
 }
 
 /// Scans 127.0.0.1 `ports` with `args`; returns results and the summary.
@@ -46,7 +38,7 @@ fn scan(
     argv.push("127.0.0.1");
     let o = run(&argv);
     assert!(o.status.success(), "{name}: {}", stderr(&o));
-    (read_jsonl(&out), stats(&st))
+    (read_jsonl(&out), read_stats(&st))
 }
 
 /// Open 7001 and 7050, dropped 7100-7199, the rest closed.

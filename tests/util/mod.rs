@@ -86,6 +86,11 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Reads a `--stats` JSON file.
+pub fn read_stats(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read --stats")).expect("stats JSON")
+}
+
 /// Makes the namespace drop every packet matching each nftables expression
 /// (e.g. `ip daddr 127.0.0.1 tcp dport 7010-7019`) on its way out: those
 /// probes get no answer.
