@@ -15,12 +15,16 @@
 //! - `recall`: open-port recall on `lossy` (5 % loss each way) as a function
 //!   of retries: FastPort `--retries`, nmap `--max-retries`, RustScan `--tries`.
 //!
-//! CSV and SVG go to `target/bench/netsim-*`; docs/BENCHMARKS-netsim.md
+//! CSV and SVG go to `target/bench/netsim-*`; docs/BENCHMARKS.md ("On a simulated network")
 //! records a run. Knobs (environment): `FASTPORT_BENCH_NETSIM_SCALE`
 //! (default `bench`), `FASTPORT_BENCH_NETSIM_SCANNERS` (default
 //! `fastport,fastport-threads,nmap,rustscan`; missing ones are skipped),
 //! `FASTPORT_BENCH_REPEAT` (runs per cell, median reported; default 1),
 //! `FASTPORT_BENCH_NETSIM_SWEEP` (concurrencies, comma list).
+
+mod common;
+
+use common::{COLORS, env_or, human, list, svg_open, write};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -49,17 +53,6 @@ const FAR_RTT_S: f64 = 0.25;
 const SWEEP_TIMEOUT_S: f64 = 0.5;
 /// The lossy profile's loss, each way.
 const LOSSY_LOSS: f64 = 0.05;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-fn list(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 struct Bench {
     out: PathBuf,
@@ -603,32 +596,6 @@ fn recall(b: &Bench) {
 fn one_syn_recall(retries: u32) -> f64 {
     let miss = 1.0 - (1.0 - LOSSY_LOSS).powi(2);
     1.0 - miss.powi(retries as i32 + 1)
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    eprintln!("netsim bench: wrote {}", path.display());
-}
-
-const COLORS: [&str; 6] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#b07aa1",
-];
-
-fn svg_open(w: f64, h: f64) -> String {
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>
-"#
-    )
-}
-
-fn human(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.1}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.0}k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
 }
 
 /// Wall time per scanner, grouped by profile (one scale for all: the

@@ -9,6 +9,10 @@
 //! `FASTPORT_BENCH_SCANNERS`, `FASTPORT_BENCH_SWEEP` (`0` skips the sweep),
 //! `FASTPORT_BENCH_SWEEP_REPEAT` (default 3).
 
+mod common;
+
+use common::{COLORS, env_or, human, list, svg_open, write};
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -20,17 +24,6 @@ use fastport_lab::{Record, Report, RunSpec, Score, bench};
 const SCENARIOS: &str = "loopback-65k,wide-16,filtered-mix,ephemeral-trap";
 const SCANNERS: &str = "floor,fastport,fastport-threads,nmap,rustscan";
 const SWEEP: [usize; 6] = [16, 64, 256, 1024, 4096, 16384];
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-fn list(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 fn main() {
     // `cargo bench -- <filter>` passes libtest-style arguments; a filter
@@ -346,15 +339,6 @@ fn sweep(out_dir: &Path, fastport: &Path) {
     }
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    eprintln!("bench: wrote {}", path.display());
-}
-
-const COLORS: [&str; 6] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#b07aa1",
-];
-
 /// Probes/s per scanner, grouped by scenario, each group on its own scale
 /// (scenarios differ by orders of magnitude).
 fn bar_chart(rows: &[BenchRow]) -> String {
@@ -515,21 +499,4 @@ fn line_chart(
     }
     s.push_str("</svg>\n");
     s
-}
-
-fn svg_open(w: f64, h: f64) -> String {
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>
-"#
-    )
-}
-
-fn human(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.1}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.0}k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
 }

@@ -1,0 +1,48 @@
+//! Helpers shared by the end-to-end benches (`scenarios.rs`, `netsim.rs`):
+//! environment knobs, writing results, and the few pieces of SVG both
+//! plotters draw with.
+
+use std::path::Path;
+
+/// An environment knob, or its default.
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// A comma list, empty items dropped.
+pub fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Writes a result file and says so on stderr.
+pub fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    eprintln!("bench: wrote {}", path.display());
+}
+
+/// Series colours, in order.
+pub const COLORS: [&str; 6] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#b07aa1",
+];
+
+/// The opening of an SVG document of `w` × `h` on a white background.
+pub fn svg_open(w: f64, h: f64) -> String {
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>
+"#
+    )
+}
+
+/// 1234567 → `1.2M`, 12345 → `12k`.
+pub fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.0}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
