@@ -73,6 +73,30 @@ pub fn tcp_retransmits(socket: &impl AsRawFd) -> io::Result<u32> {
     Ok(info.tcpi_total_retrans)
 }
 
+/// Grows this process's descriptor table, in one step, to hold descriptors
+/// up to `highest` (clamped below the soft open-file limit). Call it while
+/// the process still has one thread: the kernel doubles the table as
+/// descriptors are opened, and in a process whose threads share it every
+/// doubling waits for an RCU grace period (`expand_fdtable` calls
+/// `synchronize_rcu`), which stalls every thread for 10-20 ms; a scan that
+/// opens 8 000 sockets would meet that six times. Best effort: a failure
+/// only means the table grows the usual way.
+pub fn reserve_fd_table(highest: u64) {
+    let soft = fd_limit().map_or(0, |l| l.soft);
+    let Ok(target) = libc::c_int::try_from(highest.min(soft.saturating_sub(1))) else {
+        return;
+    };
+    let Ok(null) = std::fs::File::open("/dev/null") else {
+        return;
+    };
+    // SAFETY: F_DUPFD_CLOEXEC reads no memory; `null` is open for the call.
+    let fd = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, target) };
+    if fd >= 0 {
+        // SAFETY: `fd` was just returned by fcntl and is owned by no one else.
+        drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    }
+}
+
 /// How many threads this process can start with room to spare: each thread
 /// takes about four memory mappings (stack, its guard page, the signal stack
 /// and its guard), and `vm.max_map_count` caps mappings per process (65530
@@ -99,6 +123,19 @@ mod tests {
         let after = raise_fd_limit().unwrap();
         assert!(after.soft >= before.soft);
         assert_eq!(after.soft, after.hard);
+    }
+
+    #[test]
+    fn reserving_grows_the_table_and_leaves_no_descriptor_open() {
+        let fd_size = || -> u64 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("FDSize:")).unwrap();
+            line["FDSize:".len()..].trim().parse().unwrap()
+        };
+        let highest = 3000.min(fd_limit().unwrap().soft - 1);
+        reserve_fd_table(highest);
+        assert!(fd_size() > highest, "FDSize {} <= {highest}", fd_size());
+        assert!(!std::path::Path::new(&format!("/proc/self/fd/{highest}")).exists());
     }
 
     #[test]

@@ -259,6 +259,9 @@ pub trait Running {
     fn join(self) -> Result<EngineEnd, EngineError>;
 }
 
+/// Descriptors beyond the probes' own: stdio, outputs, epoll instances.
+const RESERVED_FDS: u64 = 64;
+
 /// How long the writer waits for a batch before asking the engine to flush.
 const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
@@ -276,6 +279,9 @@ pub fn run<F>(
 where
     F: FnMut(&[ProbeResult]) -> io::Result<()>,
 {
+    // One growth of the descriptor table now, before any worker shares it,
+    // instead of a stall of every thread at each doubling (see `sys`).
+    crate::sys::reserve_fd_table(cfg.concurrency as u64 + RESERVED_FDS);
     let (tx, rx) = mpsc::sync_channel::<Vec<ProbeResult>>(CHANNEL_DEPTH);
     let mut collector = Collector {
         tx,
