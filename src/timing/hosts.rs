@@ -1,9 +1,12 @@
 //! Per-host timing state in a fixed amount of memory, whatever the scan's
 //! size: a small set-associative table (4 ways per bucket) keyed by the host
-//! index. A host gets a slot when its first probe goes out; a slot is only
-//! ever taken from a host with nothing in flight (the least recently used
-//! one in the bucket), so a host's in-flight count is never lost. A host
-//! that finds every way of its bucket busy goes untracked: it uses the
+//! index, each host hashed to two buckets (the "power of two choices": with
+//! one, a half-full table left ~4 % of hosts without a slot on a
+//! 1024-host scan; with two, practically none until the table is full). A
+//! host gets a slot when its first probe goes out; a slot is only ever taken
+//! from a host with nothing in flight (empty first, then the least recently
+//! used of both buckets), so a host's in-flight count is never lost. A host
+//! that finds every way of both buckets busy goes untracked: it uses the
 //! scan-wide estimate and window only.
 
 use std::time::Duration;
@@ -66,32 +69,54 @@ impl HostTable {
         self.slots.len()
     }
 
-    fn bucket(&self, host: u64) -> usize {
-        // SplitMix64's finaliser: neighbouring hosts land in unrelated buckets.
+    /// The first slots of the host's two buckets (the same one in a
+    /// one-bucket table).
+    fn buckets(&self, host: u64) -> [usize; 2] {
+        // SplitMix64's finaliser: neighbouring hosts land in unrelated
+        // buckets; its low and high halves pick the two.
         let mut z = host.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        (z as usize & self.buckets_mask) * WAYS
+        [
+            (z as usize & self.buckets_mask) * WAYS,
+            ((z >> 32) as usize & self.buckets_mask) * WAYS,
+        ]
+    }
+
+    /// Every slot `host` may live in.
+    fn ways(&self, host: u64) -> impl Iterator<Item = usize> {
+        let [a, b] = self.buckets(host);
+        let second = if a == b { b..b } else { b..b + WAYS };
+        (a..a + WAYS).chain(second)
     }
 
     /// The slot holding `host`, if any.
     pub fn find(&self, host: u64) -> Option<usize> {
-        let b = self.bucket(host);
-        (b..b + WAYS).find(|&i| self.slots[i].host == host)
+        self.ways(host).find(|&i| self.slots[i].host == host)
     }
 
-    /// The slot of `host`, taking the least recently used idle way of its
-    /// bucket (reset to `fresh`) if it has none; `None` when every way is
-    /// busy with another host's probes.
+    /// The slot of `host`, taking an idle way of its buckets (an empty one,
+    /// else the least recently used; reset to `fresh`) if it has none;
+    /// `None` when every way is busy with another host's probes.
     pub fn claim(&mut self, host: u64, fresh: WindowParams) -> Option<usize> {
         self.clock += 1;
         let clock = self.clock;
         let i = match self.find(host) {
             Some(i) => i,
             None => {
-                let b = self.bucket(host);
-                let i = (b..b + WAYS)
+                // An empty way of the emptier bucket, else the least
+                // recently used idle way of either.
+                let [a, b] = self.buckets(host);
+                let load = |b: usize| {
+                    let ways = &self.slots[b..b + WAYS];
+                    ways.iter().filter(|s| s.host != EMPTY).count()
+                };
+                let first = if load(b) < load(a) { b } else { a };
+                let second = a + b - first;
+                let second = if a == b { b..b } else { second..second + WAYS };
+                let i = (first..first + WAYS)
+                    .chain(second)
                     .filter(|&i| self.slots[i].in_flight == 0)
                     .min_by_key(|&i| self.slots[i].used)?;
                 self.slots[i] = HostSlot {
@@ -174,6 +199,19 @@ mod tests {
             t.get_mut(s).in_flight = 1;
         }
         assert_eq!(t.claim(99, W), None);
+    }
+
+    #[test]
+    fn two_choices_track_every_host_of_a_half_full_table() {
+        // 1024 busy hosts in 2048 slots: one choice left ~40 untracked.
+        let mut t = HostTable::new(2048, W);
+        for h in 0..1024 {
+            let s = t
+                .claim(h, W)
+                .unwrap_or_else(|| panic!("host {h} untracked"));
+            t.get_mut(s).in_flight = 1;
+        }
+        assert!((0..1024).all(|h| t.find(h).is_some()));
     }
 
     #[test]

@@ -290,10 +290,16 @@ impl Timing {
             return estimate;
         }
         let backoff = host.slot().map_or(0, |s| self.hosts.get(s).backoff);
-        let base = estimate.max(p.initial_rtt.clamp(p.min_rtt, max));
-        // One doubling for all retries: more made a filtered port on an
-        // unknown host cost 1.6 + 3.2 + 6.4 + 10 s on internet-like (/22).
-        base.saturating_mul(1 << (backoff + try_no.min(1)).min(MAX_BACKOFF))
+        let guess = p.initial_rtt.clamp(p.min_rtt, max);
+        // Retries back off only from the guess: a scan-wide estimate above
+        // it is measured (it already spans the scan's slow hosts, and late
+        // in a scan it is biased up by them). One doubling for all retries:
+        // more made a filtered port on an unknown host cost 1.6 + 3.2 + 6.4
+        // + 10 s on internet-like (/22).
+        let retry_doubling = u32::from(estimate <= guess).min(try_no);
+        estimate
+            .max(guess)
+            .saturating_mul(1 << (backoff + retry_doubling).min(MAX_BACKOFF))
             .min(max)
     }
 
@@ -439,9 +445,10 @@ impl SharedTiming {
     /// Attempt `try_no`'s wait, as [`Timing::timeout`] with the scan's estimate.
     pub fn timeout(&self, try_no: u32) -> Duration {
         let p = &self.params;
+        let max = p.max_rtt.max(p.min_rtt);
         let base = self.rtt.timeout(p.initial_rtt, p.min_rtt, p.max_rtt);
-        base.saturating_mul(1 << try_no.min(1))
-            .min(p.max_rtt.max(p.min_rtt))
+        let retry_doubling = u32::from(base <= p.initial_rtt.clamp(p.min_rtt, max)).min(try_no);
+        base.saturating_mul(1 << retry_doubling).min(max)
     }
 
     /// As [`Timing::retries`], scan-wide.
@@ -614,6 +621,59 @@ mod tests {
         let unknown = t.timeout(far, 0);
         assert_eq!(t.timeout(far, 1), (unknown * 2).min(MS(1250)));
         assert_eq!(t.timeout(far, 10), t.timeout(far, 1));
+    }
+
+    #[test]
+    fn retries_back_off_from_the_guess_not_from_a_measured_estimate() {
+        let t0 = Instant::now();
+        let mut t = t4();
+        // The scan has measured slow answers: its timeout is above the
+        // initial guess (500 ms) and below max-rtt-timeout (1250 ms).
+        let known = t.enter(1).unwrap();
+        for (i, ms) in [600, 650, 700, 620, 680, 640].into_iter().enumerate() {
+            t.answered(
+                known,
+                0,
+                MS(ms),
+                Duration::ZERO,
+                Some(MS(ms)),
+                t0 + MS(i as u64),
+            );
+        }
+        let far = t.enter(2).unwrap();
+        let first = t.timeout(far, 0);
+        assert!(first > MS(500) && first < MS(1250), "{first:?}");
+        // A retry waits as long: the estimate already spans the slow hosts.
+        assert_eq!(t.timeout(far, 1), first);
+        // An untracked host likewise.
+        assert_eq!(t.timeout(HostRef::UNTRACKED, 1), first);
+    }
+
+    #[test]
+    fn the_threads_engines_shared_timing_follows_the_same_retry_rule() {
+        let v = Template::Aggressive.values();
+        let mut t = SharedTiming::new(
+            AdaptiveTiming {
+                initial_rtt: v.initial_rtt,
+                min_rtt: v.min_rtt,
+                max_rtt: v.max_rtt,
+                initial_window: v.initial_window,
+            },
+            v.max_retries,
+        );
+        // No sample: the guess, doubled for retries.
+        assert_eq!(
+            (t.timeout(0), t.timeout(1), t.timeout(5)),
+            (MS(500), MS(1000), MS(1000))
+        );
+        // Measured above the guess: retries wait as long.
+        for ms in [600, 650, 700, 620, 680, 640] {
+            t.answered(0, MS(ms), Some(MS(ms)));
+        }
+        let measured = t.timeout(0);
+        assert!(measured > MS(500), "{measured:?}");
+        assert_eq!(t.timeout(1), measured);
+        assert_eq!(t.retries(), 1);
     }
 
     #[test]
