@@ -378,7 +378,15 @@ impl Timing {
             // An answer to a retransmitted SYN (no clean sample) may be to
             // the kernel's later SYN: it only backs off a host that has
             // never given a clean sample (one farther than the kernel's RTO).
+            // It backs off one doubling at most: a SYN lost and resent by
+            // the kernel looks the same, and one such answer set an
+            // 8-fold, 10 s wait that ended an internet-like /22 scan 4 s late.
             let trusted = rtt.is_some() || s.rtt.samples() == 0;
+            let needed_backoff = if rtt.is_some() {
+                needed_backoff
+            } else {
+                needed_backoff.min(1)
+            };
             if spurious && trusted && s.rtt.samples() < HOST_SAMPLES {
                 s.backoff = s.backoff.max(needed_backoff);
             } else if s.rtt.samples() >= HOST_SAMPLES {
@@ -798,6 +806,11 @@ mod tests {
         assert!(t.window() > 64, "answers grow the window: {}", t.window());
         assert_eq!(t.timeout(h, 0), MS(2000), "backed off for the next probes");
         assert_eq!(t.retries(h), 1, "spurious retries earn no more retries");
+        // An answer 6 s late without a clean sample (a SYN the kernel resent
+        // twice, or a host that far) backs another host off once, not 8-fold.
+        let g = t.enter(5).unwrap();
+        t.answered(g, 1, MS(6000), MS(2000), None, t0 + MS(6000));
+        assert_eq!(t.timeout(g, 0), MS(2000));
     }
 
     #[test]
