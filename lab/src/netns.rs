@@ -15,10 +15,11 @@
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::net::SocketAddrV4;
-use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+pub use fastport_netsim::netns::under_ci;
+use fastport_netsim::netns::{Unshare, find_tool};
 use fastport_netsim::{Model, RunningSim};
 
 use crate::LabError;
@@ -33,58 +34,15 @@ pub const INSIDE_ENV: &str = "FASTPORT_LAB_NETNS";
 /// the paths taken where no namespace can be made).
 pub const UNSHARE_ENV: &str = "FASTPORT_LAB_UNSHARE";
 
-fn unshare_program() -> Option<PathBuf> {
-    match std::env::var_os(UNSHARE_ENV) {
-        Some(p) if !p.is_empty() => {
-            let p = PathBuf::from(p);
-            if p.components().count() > 1 {
-                Some(p)
-            } else {
-                find_tool(p.to_str()?)
-            }
-        }
-        _ => find_tool("unshare"),
-    }
-}
+/// The lab's re-execution (netsim's mechanism, the lab's names).
+const LAB: Unshare = Unshare {
+    inside_env: INSIDE_ENV,
+    program_env: UNSHARE_ENV,
+};
 
 /// Whether this process is the lab's child inside its namespace.
 pub fn inside() -> bool {
-    std::env::var_os(INSIDE_ENV).is_some_and(|v| v == "1")
-}
-
-/// Whether `CI=true`: then a namespace that cannot be made is an error.
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn is_root() -> bool {
-    // The effective uid of this process, without unsafe: /proc/self/status "Uid:" line.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// The `unshare` invocation for this user.
-pub fn unshare_args() -> Vec<&'static str> {
-    if is_root() {
-        vec!["--net", "--"]
-    } else {
-        vec!["--user", "--map-root-user", "--net", "--"]
-    }
-}
-
-/// Finds `program` on PATH (and in /usr/sbin, /sbin, which a user's PATH may lack).
-pub fn find_tool(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    LAB.inside()
 }
 
 /// The tools among `tools` (plus `unshare`) that are not installed.
@@ -94,7 +52,7 @@ pub fn missing_tools(tools: &[&str]) -> Vec<String> {
         .filter(|t| find_tool(t).is_none())
         .map(|t| t.to_string())
         .collect();
-    if unshare_program().is_none() {
+    if LAB.program().is_none() {
         missing.insert(0, "unshare".into());
     }
     missing
@@ -102,37 +60,17 @@ pub fn missing_tools(tools: &[&str]) -> Vec<String> {
 
 /// Tries to make a namespace (running `true` in one); `Err` says why not.
 pub fn probe() -> Result<(), String> {
-    let unshare = unshare_program().ok_or("unshare is not installed")?;
-    let out = Command::new(unshare)
-        .args(unshare_args())
-        .arg("true")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run unshare: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Err(if msg.is_empty() {
-            format!("unshare {}", out.status)
-        } else {
-            msg
-        })
-    }
+    LAB.probe(&["true"])
 }
 
 /// Runs this executable again with `args`, inside a fresh network namespace.
 pub fn reexec(args: &[OsString]) -> Result<ExitStatus, LabError> {
-    let unshare =
-        unshare_program().ok_or_else(|| LabError::Namespace("unshare is not installed".into()))?;
-    let exe = std::env::current_exe().map_err(|e| LabError::io("locating fastport-lab", e))?;
-    Command::new(unshare)
-        .args(unshare_args())
-        .arg(exe)
-        .args(args)
-        .env(INSIDE_ENV, "1")
-        .status()
-        .map_err(|e| LabError::io("running unshare", e))
+    LAB.reexec(args).map_err(|(what, e)| match e.kind() {
+        std::io::ErrorKind::NotFound if what == "finding unshare" => {
+            LabError::Namespace("unshare is not installed".into())
+        }
+        _ => LabError::io(what, e),
+    })
 }
 
 /// The interfaces of this process's network namespace (from /proc/self/net/dev,

@@ -20,6 +20,7 @@
 //! Nothing here runs outside a namespace of our own: [`setup`] refuses to.
 
 use std::ffi::OsString;
+use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -63,11 +64,88 @@ impl Default for NetConfig {
     }
 }
 
-/// Whether this process is netsim's child inside its namespace.
+/// How a tool re-executes itself inside a fresh network namespace: the
+/// marker its child gets, and the variable that overrides the `unshare`
+/// program (tests point it at `false` to exercise the paths taken where no
+/// namespace can be made). The lab uses it too, with its own names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unshare {
+    /// Set (to `1`) in the re-executed child.
+    pub inside_env: &'static str,
+    /// Overrides the `unshare` program: a path, or a name looked up on PATH.
+    pub program_env: &'static str,
+}
+
+/// netsim's own re-execution.
+pub const NETSIM: Unshare = Unshare {
+    inside_env: INSIDE_ENV,
+    program_env: UNSHARE_ENV,
+};
+
+impl Unshare {
+    /// The `unshare` program, if installed (or overridden).
+    pub fn program(&self) -> Option<PathBuf> {
+        match std::env::var_os(self.program_env) {
+            Some(p) if !p.is_empty() => {
+                let p = PathBuf::from(p);
+                if p.components().count() > 1 {
+                    Some(p)
+                } else {
+                    find_tool(p.to_str()?)
+                }
+            }
+            _ => find_tool("unshare"),
+        }
+    }
+
+    /// Whether this process is the re-executed child.
+    pub fn inside(&self) -> bool {
+        std::env::var_os(self.inside_env).is_some_and(|v| v == "1")
+    }
+
+    /// Runs `command` in a throwaway namespace: `Err` says why it could not.
+    pub fn probe(&self, command: &[&str]) -> Result<(), String> {
+        let unshare = self.program().ok_or("unshare is not installed")?;
+        let out = Command::new(unshare)
+            .args(unshare_args())
+            .args(command)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run unshare: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            Err(if msg.is_empty() {
+                format!("unshare {}", out.status)
+            } else {
+                msg
+            })
+        }
+    }
+
+    /// Runs this executable again with `args`, inside a fresh namespace,
+    /// marked with [`Unshare::inside_env`]; `Err` names what failed.
+    pub fn reexec(&self, args: &[OsString]) -> Result<ExitStatus, (&'static str, io::Error)> {
+        let unshare = self.program().ok_or((
+            "finding unshare",
+            io::Error::new(io::ErrorKind::NotFound, "unshare is not installed"),
+        ))?;
+        let exe = std::env::current_exe().map_err(|e| ("locating this program", e))?;
+        Command::new(unshare)
+            .args(unshare_args())
+            .arg(exe)
+            .args(args)
+            .env(self.inside_env, "1")
+            .status()
+            .map_err(|e| ("running unshare", e))
+    }
+}
+
+/// Whether this process is netsim's child inside its namespace, or runs in
+/// one the lab made.
 pub fn inside() -> bool {
-    [INSIDE_ENV, LAB_INSIDE_ENV]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|v| v == "1"))
+    NETSIM.inside() || std::env::var_os(LAB_INSIDE_ENV).is_some_and(|v| v == "1")
 }
 
 /// Whether `CI=true`: then a namespace or TUN device that cannot be made is
@@ -76,6 +154,7 @@ pub fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// Whether the effective uid is 0 (read from /proc/self/status: no unsafe).
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -87,7 +166,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The `unshare` arguments for this user.
+/// The `unshare` arguments for this user (`--user --map-root-user` unless root).
 pub fn unshare_args() -> Vec<&'static str> {
     if is_root() {
         vec!["--net", "--"]
@@ -105,61 +184,24 @@ pub fn find_tool(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn unshare_program() -> Option<PathBuf> {
-    match std::env::var_os(UNSHARE_ENV) {
-        Some(p) if !p.is_empty() => {
-            let p = PathBuf::from(p);
-            if p.components().count() > 1 {
-                Some(p)
-            } else {
-                find_tool(p.to_str()?)
-            }
-        }
-        _ => find_tool("unshare"),
-    }
-}
-
 /// Tries to make a namespace with a TUN device in it (running `ip tuntap`
 /// there); `Err` says why not.
 pub fn probe() -> Result<(), String> {
-    let unshare = unshare_program().ok_or("unshare is not installed")?;
+    NETSIM.program().ok_or("unshare is not installed")?;
     if find_tool("ip").is_none() {
         return Err("ip (iproute2) is not installed".into());
     }
     if !std::path::Path::new("/dev/net/tun").exists() {
         return Err("/dev/net/tun does not exist".into());
     }
-    let out = Command::new(unshare)
-        .args(unshare_args())
-        .args(["ip", "tuntap", "add", "dev", "fpprobe0", "mode", "tun"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run unshare: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Err(if msg.is_empty() {
-            format!("unshare {}", out.status)
-        } else {
-            msg
-        })
-    }
+    NETSIM.probe(&["ip", "tuntap", "add", "dev", "fpprobe0", "mode", "tun"])
 }
 
 /// Runs this executable again with `args`, inside a fresh network namespace.
 pub fn reexec(args: &[OsString]) -> Result<ExitStatus, NetsimError> {
-    let unshare = unshare_program()
-        .ok_or_else(|| NetsimError::Namespace("unshare is not installed".into()))?;
-    let exe =
-        std::env::current_exe().map_err(|e| NetsimError::io("locating fastport-netsim", e))?;
-    Command::new(unshare)
-        .args(unshare_args())
-        .arg(exe)
-        .args(args)
-        .env(INSIDE_ENV, "1")
-        .status()
-        .map_err(|e| NetsimError::io("running unshare", e))
+    NETSIM
+        .reexec(args)
+        .map_err(|(what, e)| NetsimError::io(what, e))
 }
 
 /// Refuses to touch the network unless this is a namespace of our own (or the lab's).
