@@ -31,22 +31,27 @@ fn drop_ports(ports: &str) {
 /// Checks a one-host result: `open` open, `dropped` filtered/no-response,
 /// everything else closed (refused, or a self-connect).
 fn assert_truth(
+    engine: &str,
     got: &BTreeMap<(String, u16), String>,
     ports: std::ops::RangeInclusive<u16>,
     open: &[u16],
     dropped: std::ops::RangeInclusive<u16>,
 ) {
-    assert_eq!(got.len(), ports.clone().count(), "every port once");
+    assert_eq!(
+        got.len(),
+        ports.clone().count(),
+        "{engine}: every port once"
+    );
     for port in ports {
         let state = &got[&("127.0.0.1".to_string(), port)];
         if open.contains(&port) {
-            assert_eq!(state, "open/syn-ack", "port {port}");
+            assert_eq!(state, "open/syn-ack", "{engine}: port {port}");
         } else if dropped.contains(&port) {
-            assert_eq!(state, "filtered/no-response", "port {port}");
+            assert_eq!(state, "filtered/no-response", "{engine}: port {port}");
         } else {
             assert!(
                 state == "closed/conn-refused" || state == "closed/self-connect",
-                "port {port}: {state}"
+                "{engine}: port {port}: {state}"
             );
         }
     }
@@ -95,7 +100,7 @@ fn open_file_limit_of_64() {
             "{}",
             stderr(&o)
         );
-        assert_truth(&read_jsonl(&out), 1..=5000, &open, 4000..=4099);
+        assert_truth(engine, &read_jsonl(&out), 1..=5000, &open, 4000..=4099);
     }
 }
 
@@ -140,7 +145,7 @@ fn sixteen_ephemeral_ports() {
             ],
         );
         assert!(o.status.success(), "{engine}: {}", stderr(&o));
-        assert_truth(&read_jsonl(&out), 1..=65535, &open, 3000..=3099);
+        assert_truth(engine, &read_jsonl(&out), 1..=65535, &open, 3000..=3099);
         let s = read_stats(&st);
         assert_eq!(s["results"], 65535, "{engine}");
     }

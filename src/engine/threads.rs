@@ -331,19 +331,27 @@ impl Pool<'_> {
             let started = Instant::now();
             let report = match socket.connect_timeout(&addr, self.attempt_timeout(timeouts)) {
                 Ok(()) => probe::check(&socket),
-                // socket2's own timeout carries no errno; the kernel's ETIMEDOUT does.
-                Err(e) if e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none() => {
-                    attempts += 1;
-                    timeouts += 1;
-                    if timeouts > self.allowed_retries() {
-                        return Some(Answer {
-                            reason: Reason::NoResponse,
-                            rtt_us: None,
-                            attempts,
-                        });
+                // socket2's own errors carry no errno (its timeout, and "no
+                // error set after POLLHUP"); the kernel's ETIMEDOUT does.
+                // Ask the socket, as the event loop does when a deadline
+                // passes: an answer may have landed after the wait ended (a
+                // loaded machine delayed a loopback RST past 200 ms, and a
+                // closed port came out filtered).
+                Err(e) if e.raw_os_error().is_none() => match probe::check(&socket) {
+                    Report::InProgress if e.kind() == io::ErrorKind::TimedOut => {
+                        attempts += 1;
+                        timeouts += 1;
+                        if timeouts > self.allowed_retries() {
+                            return Some(Answer {
+                                reason: Reason::NoResponse,
+                                rtt_us: None,
+                                attempts,
+                            });
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                    report => report,
+                },
                 Err(e) => Report::Error(probe::errno(&e)),
             };
             let rtt = started.elapsed();
