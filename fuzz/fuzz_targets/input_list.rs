@@ -1,17 +1,21 @@
 //! Fuzzes the `-iL` / `--exclude-file` reader through `targets::build`.
 //!
-//! Input: the raw bytes of a list file. The reader is not public, so the
-//! bytes go to a file in the temporary directory, named after the process.
+//! Input: the raw bytes of a list file. They go to a file in the temporary
+//! directory, named after the process, for `targets::build`; the tokenizer
+//! itself (`targets::for_each_list_token`) also reads them from memory.
 //! With `-n`, so no input ever causes a DNS query. Checks, besides the
 //! invariants of `fastport_fuzz`:
 //! - an error's line number lies within the file;
 //! - the same file as `-iL` and `--exclude-file` leaves nothing to scan;
 //! - for plain ASCII without comments or over-long tokens, the file and the
-//!   same text as one target operand give the same space.
+//!   same text as one target operand give the same space;
+//! - where the reads split the text changes nothing: the tokenizer through
+//!   a buffer of 1-16 bytes gives the tokens and the error of one read.
 
 #![no_main]
 
-use std::path::PathBuf;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use fastport::targets::{self, TargetArgs, TargetErrorKind};
@@ -31,7 +35,22 @@ fn list_path() -> &'static PathBuf {
     })
 }
 
+/// The tokens of `data` read through a buffer of `capacity` bytes, and the
+/// message of the error that stopped the reading, if any.
+fn tokens(data: &[u8], capacity: usize) -> (Vec<String>, Option<String>) {
+    let mut tokens = Vec::new();
+    let reader = BufReader::with_capacity(capacity, data);
+    let end = targets::for_each_list_token(reader, "-iL", Path::new("list"), |t| {
+        tokens.push(t.to_string());
+        Ok(())
+    });
+    (tokens, end.err().map(|e| e.to_string()))
+}
+
 fuzz_target!(|data: &[u8]| {
+    let capacity = usize::from(data.first().copied().unwrap_or(0) % 16) + 1;
+    assert_eq!(tokens(data, capacity), tokens(data, data.len().max(1)));
+
     let path = list_path();
     std::fs::write(path, data).expect("write the list file");
     let extra = path.as_os_str().len() * 2;

@@ -330,8 +330,11 @@ const MAX_TOKEN: usize = 1024;
 /// Calls `each(token)` for every whitespace-separated token of `reader`,
 /// skipping `#` comments, and locates any error at its line of `flag path`.
 /// Reads through the `BufRead` buffer only: memory stays bounded whatever
-/// the size of the file or the length of its lines.
-pub(crate) fn for_each_token(
+/// the size of the file or the length of its lines, and where the reads
+/// split the text does not change the tokens. Tokens over 1024 bytes and
+/// tokens that are not UTF-8 are errors. This is the `-iL` and
+/// `--exclude-file` tokenizer (public for the fuzzers).
+pub fn for_each_token(
     mut reader: impl BufRead,
     flag: &'static str,
     path: &Path,

@@ -30,6 +30,7 @@ use std::path::Path;
 use addr::{AddrSet, Names};
 use set::{Point, Span};
 
+pub use addr::for_each_token as for_each_list_token;
 pub use error::{Origin, TargetError, TargetErrorKind};
 pub use ports::{DEFAULT_PORTS, parse_ports};
 pub use services::{SERVICES, TOP_PORTS, open_frequency, service_name, top_ports};

@@ -968,3 +968,38 @@ proptest! {
         });
     }
 }
+
+/// Every token of `text` read through a buffer of `capacity` bytes, and the
+/// error that stopped the reading (its message), if any.
+fn list_tokens(text: &[u8], capacity: usize) -> (Vec<String>, Option<String>) {
+    let mut tokens = Vec::new();
+    let reader = io::BufReader::with_capacity(capacity, text);
+    let end = for_each_list_token(reader, "-iL", Path::new("list"), |t| {
+        tokens.push(t.to_string());
+        Ok(())
+    });
+    (tokens, end.err().map(|e| e.to_string()))
+}
+
+proptest! {
+    #[test]
+    fn list_tokens_do_not_depend_on_where_reads_split(
+        // Tokens, comments, every kind of whitespace, bytes that are not
+        // UTF-8, and now and then a token longer than the limit.
+        parts in prop::collection::vec(prop_oneof![
+            "[0-9a-f.:/-]{1,12}",
+            "#[^\n]{0,8}\n",
+            "[ \t\r\n]{1,3}",
+            Just("\u{e9}".to_string()),
+            "x{1020,1030}",
+        ], 0..40),
+        junk in prop::option::of(0usize..400),
+        capacity in 1usize..20,
+    ) {
+        let mut text: Vec<u8> = parts.concat().into_bytes();
+        if let Some(at) = junk {
+            text.insert(at.min(text.len()), 0xff);
+        }
+        prop_assert_eq!(list_tokens(&text, capacity), list_tokens(&text, 1 << 16));
+    }
+}
