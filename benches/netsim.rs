@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::{COLORS, env_or, human, list, svg_open, write};
+use common::{COLORS, axes, env_or, human, list, svg_open, text_middle, write};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -693,21 +693,14 @@ fn sweep_chart(points: &[Point]) -> String {
         .floor();
     let lx = |c: f64| left + w * (c.log10() - clo) / (chi - clo).max(1e-9);
     let ly = |v: f64| top + h - h * (v.max(1.0).log10() - vmin) / (vmax - vmin).max(1e-9);
-    let _ = writeln!(
-        s,
-        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
-        top + h,
-        left + w,
-        top + h,
-        top + h
-    );
+    axes(&mut s, left, top, w, h);
     for p in points {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
+        text_middle(
+            &mut s,
             lx(p.concurrency as f64),
             top + h + 16.0,
-            p.concurrency
+            11,
+            &p.concurrency.to_string(),
         );
     }
     let mut e = vmin as i32;
@@ -725,11 +718,12 @@ fn sweep_chart(points: &[Point]) -> String {
         );
         e += 1;
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{}" font-size="12" text-anchor="middle">concurrency (probes in flight)</text>"#,
+    text_middle(
+        &mut s,
         left + w / 2.0,
-        top + h + 36.0
+        top + h + 36.0,
+        12,
+        "concurrency (probes in flight)",
     );
     let series: [Series; 3] = [
         (
@@ -787,21 +781,9 @@ fn recall_chart(points: &[RecallPoint]) -> String {
     let max_r = RETRIES[RETRIES.len() - 1] as f64;
     let lx = |r: u32| left + w * r as f64 / max_r;
     let ly = |v: f64| top + h - h * (v - lo) / (1.0 - lo).max(1e-9);
-    let _ = writeln!(
-        s,
-        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
-        top + h,
-        left + w,
-        top + h,
-        top + h
-    );
+    axes(&mut s, left, top, w, h);
     for r in RETRIES {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{r}</text>"#,
-            lx(r),
-            top + h + 16.0
-        );
+        text_middle(&mut s, lx(r), top + h + 16.0, 11, &r.to_string());
     }
     let mut v = lo;
     while v <= 1.0001 {
@@ -816,11 +798,12 @@ fn recall_chart(points: &[RecallPoint]) -> String {
         );
         v += 0.05;
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{}" font-size="12" text-anchor="middle">retries (nmap --max-retries; RustScan --tries − 1)</text>"#,
+    text_middle(
+        &mut s,
         left + w / 2.0,
-        top + h + 36.0
+        top + h + 36.0,
+        12,
+        "retries (nmap --max-retries; RustScan --tries − 1)",
     );
     let model: Vec<String> = RETRIES
         .iter()

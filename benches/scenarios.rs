@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{COLORS, env_or, human, list, svg_open, write};
+use common::{COLORS, axes, env_or, human, list, svg_open, text_middle, write};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -447,27 +447,16 @@ fn line_chart(
         left + w * ((c as f64).log2() - lo) / (hi - lo)
     };
     let ly = |v: f64| top + h - h * v / max;
-    let _ = writeln!(
-        s,
-        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
-        top + h,
-        left + w,
-        top + h,
-        top + h
-    );
+    axes(&mut s, left, top, w, h);
     for c in SWEEP {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{c}</text>"#,
-            lx(c),
-            top + h + 16.0
-        );
+        text_middle(&mut s, lx(c), top + h + 16.0, 11, &c.to_string());
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{}" font-size="12" text-anchor="middle">concurrency (probes in flight)</text>"#,
+    text_middle(
+        &mut s,
         left + w / 2.0,
-        top + h + 36.0
+        top + h + 36.0,
+        12,
+        "concurrency (probes in flight)",
     );
     let _ = writeln!(
         s,

@@ -36,6 +36,26 @@ pub fn svg_open(w: f64, h: f64) -> String {
     )
 }
 
+/// A plot's frame: the x axis along the bottom of the `w` × `h` area whose
+/// top left corner is (`left`, `top`), and the y axis up its left side.
+pub fn axes(s: &mut String, left: f64, top: f64, w: f64, h: f64) {
+    let bottom = top + h;
+    let right = left + w;
+    s.push_str(&format!(
+        r#"<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="black"/>"#
+    ));
+    s.push('\n');
+}
+
+/// Text of `size` px centred on `x`, its baseline at `y`: tick labels and
+/// axis titles.
+pub fn text_middle(s: &mut String, x: f64, y: f64, size: u32, text: &str) {
+    s.push_str(&format!(
+        r#"<text x="{x:.1}" y="{y}" font-size="{size}" text-anchor="middle">{text}</text>"#
+    ));
+    s.push('\n');
+}
+
 /// 1234567 → `1.2M`, 12345 → `12k`.
 pub fn human(v: f64) -> String {
     if v >= 1e6 {
