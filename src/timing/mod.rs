@@ -409,20 +409,11 @@ impl Timing {
 
     /// Where this worker's timing stands, for the summary.
     pub fn summary(&self) -> TimingSummary {
-        let p = &self.params;
         TimingSummary {
-            adaptive: true,
-            srtt_us: self.scan_rtt.srtt().as_micros() as u64,
-            rttvar_us: self.scan_rtt.rttvar().as_micros() as u64,
-            timeout_us: self
-                .scan_rtt
-                .timeout(p.initial_rtt, p.min_rtt, p.max_rtt)
-                .as_micros() as u64,
             window: self.scan_window.allowed() as u64,
             window_cuts: self.scan_window.cuts(),
-            samples: u64::from(self.scan_rtt.samples()),
-            karn_skipped: self.karn_skipped,
             hosts_tracked: self.hosts.estimates(HOST_SAMPLES).count() as u64,
+            ..TimingSummary::adaptive(&self.params, &self.scan_rtt, self.karn_skipped)
         }
     }
 }
@@ -479,20 +470,9 @@ impl SharedTiming {
     }
 
     pub fn summary(&self, threads: usize) -> TimingSummary {
-        let p = &self.params;
         TimingSummary {
-            adaptive: true,
-            srtt_us: self.rtt.srtt().as_micros() as u64,
-            rttvar_us: self.rtt.rttvar().as_micros() as u64,
-            timeout_us: self
-                .rtt
-                .timeout(p.initial_rtt, p.min_rtt, p.max_rtt)
-                .as_micros() as u64,
             window: threads as u64,
-            window_cuts: 0,
-            samples: u64::from(self.rtt.samples()),
-            karn_skipped: self.karn_skipped,
-            hosts_tracked: 0,
+            ..TimingSummary::adaptive(&self.params, &self.rtt, self.karn_skipped)
         }
     }
 }
@@ -522,6 +502,19 @@ pub struct TimingSummary {
 }
 
 impl TimingSummary {
+    /// An adaptive scan's estimate (windows and host counts left at 0).
+    fn adaptive(p: &AdaptiveTiming, rtt: &RttEstimator, karn_skipped: u64) -> TimingSummary {
+        TimingSummary {
+            adaptive: true,
+            srtt_us: rtt.srtt().as_micros() as u64,
+            rttvar_us: rtt.rttvar().as_micros() as u64,
+            timeout_us: rtt.timeout(p.initial_rtt, p.min_rtt, p.max_rtt).as_micros() as u64,
+            samples: u64::from(rtt.samples()),
+            karn_skipped,
+            ..TimingSummary::default()
+        }
+    }
+
     /// A fixed timeout.
     pub fn fixed(timeout: Duration, concurrency: usize) -> TimingSummary {
         TimingSummary {
