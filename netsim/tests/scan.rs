@@ -107,6 +107,23 @@ fn read_fastport(path: &Path) -> Found {
         .collect()
 }
 
+/// Runs FastPort (`fastport_args`) against `profile` seeded `seed`: what it
+/// found and netsim's record. `None` when the test is skipped (no namespace
+/// or TUN device outside CI, or no FastPort binary), with the reason printed.
+fn fastport_scan(test: &str, profile: &str, seed: u64) -> Option<(Found, Record)> {
+    if !can_simulate(test) {
+        return None;
+    }
+    let bin = fastport_bin(test)?;
+    let dir = TempDir::new(test);
+    let json = dir.path("fastport.json");
+    let args = fastport_args(&bin, &json);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, record) = run(&dir, profile, seed, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    Some((read_fastport(&json), record))
+}
+
 /// What a Linux connect scan should report for every configured target.
 fn expected(profile: &str, seed: u64) -> BTreeMap<(Ipv4Addr, u16), (String, String)> {
     let model = Model::new(ModelConfig::from_toml(profile).unwrap(), seed).unwrap();
@@ -126,20 +143,10 @@ fn expected(profile: &str, seed: u64) -> BTreeMap<(Ipv4Addr, u16), (String, Stri
 
 #[test]
 fn fastport_finds_exactly_the_models_truth() {
-    let test = "fastport_finds_exactly_the_models_truth";
-    if !can_simulate(test) {
-        return;
-    }
-    let Some(bin) = fastport_bin(test) else {
+    let Some((found, record)) = fastport_scan("fastport_finds_exactly_the_models_truth", MIXED, 11)
+    else {
         return;
     };
-    let dir = TempDir::new(test);
-    let json = dir.path("fastport.json");
-    let args = fastport_args(&bin, &json);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (out, record) = run(&dir, MIXED, 11, &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let found = read_fastport(&json);
     let want = expected(MIXED, 11);
     let got: BTreeMap<_, _> = found
         .iter()
@@ -176,23 +183,14 @@ fn quantile(sorted: &[u64], q: f64) -> u64 {
 
 #[test]
 fn fastports_latency_matches_what_the_simulator_injected() {
-    let test = "fastports_latency_matches_what_the_simulator_injected";
-    if !can_simulate(test) {
-        return;
-    }
-    let Some(bin) = fastport_bin(test) else {
+    let Some((found, record)) = fastport_scan(
+        "fastports_latency_matches_what_the_simulator_injected",
+        SPREAD,
+        3,
+    ) else {
         return;
     };
-    let dir = TempDir::new(test);
-    let json = dir.path("fastport.json");
-    let args = fastport_args(&bin, &json);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (out, record) = run(&dir, SPREAD, 3, &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let mut measured: Vec<u64> = read_fastport(&json)
-        .values()
-        .filter_map(|(_, _, rtt)| *rtt)
-        .collect();
+    let mut measured: Vec<u64> = found.values().filter_map(|(_, _, rtt)| *rtt).collect();
     measured.sort_unstable();
     let mut injected: Vec<u64> = record.log.iter().filter_map(|e| e.latency_us).collect();
     injected.sort_unstable();
