@@ -337,21 +337,7 @@ impl Pool<'_> {
                 // passes: an answer may have landed after the wait ended (a
                 // loaded machine delayed a loopback RST past 200 ms, and a
                 // closed port came out filtered).
-                Err(e) if e.raw_os_error().is_none() => match probe::check(&socket) {
-                    Report::InProgress if e.kind() == io::ErrorKind::TimedOut => {
-                        attempts += 1;
-                        timeouts += 1;
-                        if timeouts > self.allowed_retries() {
-                            return Some(Answer {
-                                reason: Reason::NoResponse,
-                                rtt_us: None,
-                                attempts,
-                            });
-                        }
-                        continue;
-                    }
-                    report => report,
-                },
+                Err(e) if e.raw_os_error().is_none() => probe::check(&socket),
                 Err(e) => Report::Error(probe::errno(&e)),
             };
             let rtt = started.elapsed();
@@ -374,7 +360,8 @@ impl Pool<'_> {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
-                // Writable yet not connected: count it as an unanswered try.
+                // No answer when the wait ended (or writable yet not
+                // connected): an unanswered try.
                 Verdict::Pending => {
                     attempts += 1;
                     timeouts += 1;

@@ -554,18 +554,19 @@ mod tests {
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
-    fn t4() -> Timing {
+    /// `-T4`'s settings.
+    fn t4_params() -> AdaptiveTiming {
         let v = Template::Aggressive.values();
-        Timing::new(
-            AdaptiveTiming {
-                initial_rtt: v.initial_rtt,
-                min_rtt: v.min_rtt,
-                max_rtt: v.max_rtt,
-                initial_window: v.initial_window,
-            },
-            v.max_retries,
-            1000,
-        )
+        AdaptiveTiming {
+            initial_rtt: v.initial_rtt,
+            min_rtt: v.min_rtt,
+            max_rtt: v.max_rtt,
+            initial_window: v.initial_window,
+        }
+    }
+
+    fn t4() -> Timing {
+        Timing::new(t4_params(), Template::Aggressive.values().max_retries, 1000)
     }
 
     #[test]
@@ -652,16 +653,7 @@ mod tests {
 
     #[test]
     fn the_threads_engines_shared_timing_follows_the_same_retry_rule() {
-        let v = Template::Aggressive.values();
-        let mut t = SharedTiming::new(
-            AdaptiveTiming {
-                initial_rtt: v.initial_rtt,
-                min_rtt: v.min_rtt,
-                max_rtt: v.max_rtt,
-                initial_window: v.initial_window,
-            },
-            v.max_retries,
-        );
+        let mut t = SharedTiming::new(t4_params(), Template::Aggressive.values().max_retries);
         // No sample: the guess, doubled for retries.
         assert_eq!(
             (t.timeout(0), t.timeout(1), t.timeout(5)),
