@@ -50,6 +50,53 @@ const MAX_BACKOFF: u32 = 3;
 /// Probes of one host in flight at the start, and never fewer.
 const HOST_WINDOW: (usize, usize) = (32, 2);
 
+/// Answers the scan needs before its measured loss sets the retries of a
+/// host it knows nothing of (before: nmap's one retry).
+const LOSS_SAMPLES: u64 = 200;
+/// How often an answering port may be missed on a host the scan has no
+/// record of: retries are added until the measured loss, to the power of
+/// the attempts, is below this.
+const MISS_TARGET: f64 = 1e-4;
+
+/// The scan's evidence on retries, for hosts without a record of their own
+/// (untracked hosts, and every host in the threads engine): how many
+/// answers came, how many only to a retry (a loss), and the highest try
+/// that was answered.
+#[derive(Debug, Clone, Copy, Default)]
+struct RetryEvidence {
+    answers: u64,
+    lost: u64,
+    max_ok_try: u32,
+}
+
+impl RetryEvidence {
+    fn answered(&mut self, needed: u32) {
+        self.answers += 1;
+        if needed > 0 {
+            self.lost += 1;
+        }
+        self.max_ok_try = self.max_ok_try.max(needed);
+    }
+
+    /// Retries for a host the scan has no record of: enough that an
+    /// answering port is missed less than once in 10 000 at the loss the
+    /// scan measures (the share of answers that needed a retry), at least
+    /// one (nmap's rule for a host that never needed one), never more than
+    /// the scan ever needed plus one. The highest try answered anywhere
+    /// alone gave a /20 scan's filtered ports on untracked hosts five
+    /// attempts each, because somewhere one port had needed three.
+    fn retries(&self, max_retries: u32) -> u32 {
+        let by_loss = if self.answers < LOSS_SAMPLES || self.lost == 0 {
+            1
+        } else {
+            let loss = (self.lost as f64 / self.answers as f64).min(0.99);
+            // Smallest r with loss^(r+1) <= MISS_TARGET.
+            (MISS_TARGET.ln() / loss.ln()).ceil().max(2.0) as u32 - 1
+        };
+        max_retries.min(by_loss.min(self.max_ok_try + 1).max(1))
+    }
+}
+
 /// nmap's timing templates, `-T0` … `-T5`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Template {
@@ -200,7 +247,7 @@ pub struct Timing {
     max_retries: u32,
     scan_rtt: RttEstimator,
     scan_window: Window,
-    scan_max_ok_try: u32,
+    scan_retries: RetryEvidence,
     host_window: WindowParams,
     hosts: HostTable,
     karn_skipped: u64,
@@ -224,7 +271,7 @@ impl Timing {
                 floor: HOST_WINDOW.1,
                 max,
             }),
-            scan_max_ok_try: 0,
+            scan_retries: RetryEvidence::default(),
             host_window,
             hosts: HostTable::new(HOST_SLOTS, host_window),
             karn_skipped: 0,
@@ -316,14 +363,15 @@ impl Timing {
     }
 
     /// Retries a probe to `host` may still get: `--retries` at most, and no
-    /// more than one beyond the most this host (or, untracked, the scan)
-    /// ever needed (nmap's rule: a host that never answered a retry gets
-    /// one retry).
+    /// more than one beyond the most this host ever needed (nmap's rule: a
+    /// host that never answered a retry gets one retry). An untracked host
+    /// gets what the scan's measured loss calls for
+    /// ([`RetryEvidence::retries`]).
     pub fn retries(&self, host: HostRef) -> u32 {
-        let needed = host
-            .slot()
-            .map_or(self.scan_max_ok_try, |s| self.hosts.get(s).max_ok_try);
-        self.max_retries.min(needed + 1)
+        match host.slot() {
+            Some(s) => self.max_retries.min(self.hosts.get(s).max_ok_try + 1),
+            None => self.scan_retries.retries(self.max_retries),
+        }
     }
 
     /// An attempt `try_no` of a probe to `host` was answered after
@@ -366,7 +414,7 @@ impl Timing {
             Some(rtt) => self.scan_rtt.sample(rtt),
             None => self.karn_skipped += 1,
         }
-        self.scan_max_ok_try = self.scan_max_ok_try.max(needed);
+        self.scan_retries.answered(needed);
         self.scan_window.on(signal, now, hold);
         if let Some(slot) = host.slot() {
             let s = self.hosts.get_mut(slot);
@@ -426,7 +474,7 @@ pub struct SharedTiming {
     params: AdaptiveTiming,
     max_retries: u32,
     rtt: RttEstimator,
-    max_ok_try: u32,
+    retries: RetryEvidence,
     karn_skipped: u64,
 }
 
@@ -436,7 +484,7 @@ impl SharedTiming {
             params,
             max_retries,
             rtt: RttEstimator::new(),
-            max_ok_try: 0,
+            retries: RetryEvidence::default(),
             karn_skipped: 0,
         }
     }
@@ -450,9 +498,9 @@ impl SharedTiming {
         base.saturating_mul(1 << retry_doubling).min(max)
     }
 
-    /// As [`Timing::retries`], scan-wide.
+    /// As [`Timing::retries`] for an untracked host: every host is one here.
     pub fn retries(&self) -> u32 {
-        self.max_retries.min(self.max_ok_try + 1)
+        self.retries.retries(self.max_retries)
     }
 
     /// As [`Timing::answered`], without windows.
@@ -460,9 +508,7 @@ impl SharedTiming {
         let spurious = try_no > 0 && elapsed >= self.timeout(try_no - 1);
         // (The shared timeout only grows with try_no: this is what the
         // earlier attempt waited, up to the estimate's drift.)
-        if !spurious {
-            self.max_ok_try = self.max_ok_try.max(try_no);
-        }
+        self.retries.answered(if spurious { 0 } else { try_no });
         match rtt {
             Some(rtt) => self.rtt.sample(rtt),
             None => self.karn_skipped += 1,
@@ -670,6 +716,28 @@ mod tests {
     }
 
     #[test]
+    fn untracked_hosts_get_the_retries_the_measured_loss_calls_for() {
+        let evidence = |answers: u64, lost: u64, max_ok_try: u32| RetryEvidence {
+            answers,
+            lost,
+            max_ok_try,
+        };
+        // Too few answers, or no loss: nmap's one retry.
+        assert_eq!(evidence(0, 0, 0).retries(10), 1);
+        assert_eq!(evidence(199, 50, 3).retries(10), 1);
+        assert_eq!(evidence(10_000, 0, 0).retries(10), 1);
+        // 1 % of answers came only to a retry: 0.01² = 1e-4, one retry.
+        assert_eq!(evidence(10_000, 100, 3).retries(10), 1);
+        // 10 %: 0.1⁴ = 1e-4, three retries; 20 %: five (0.2⁶ < 1e-4).
+        assert_eq!(evidence(10_000, 1_000, 5).retries(10), 3);
+        assert_eq!(evidence(10_000, 2_000, 9).retries(10), 5);
+        // Never more than the scan ever needed plus one, nor --retries.
+        assert_eq!(evidence(10_000, 2_000, 1).retries(10), 2);
+        assert_eq!(evidence(10_000, 2_000, 9).retries(2), 2);
+        assert_eq!(evidence(10_000, 2_000, 9).retries(0), 0);
+    }
+
+    #[test]
     fn a_host_that_answers_slowly_then_fast() {
         let t0 = Instant::now();
         let mut t = t4();
@@ -722,7 +790,8 @@ mod tests {
         assert!(grown > 128, "{grown}");
         t.answered(h, 2, MS(10), MS(1000), Some(MS(10)), t0 + MS(1));
         assert_eq!(t.retries(h), 3);
-        assert_eq!(t.retries(HostRef::UNTRACKED), 3, "the scan learnt it too");
+        // One loss in 201 answers: an untracked host needs one retry.
+        assert_eq!(t.retries(HostRef::UNTRACKED), 1, "the scan's loss is low");
         // A round where most answers come only to retries: cut once.
         for i in 0..grown {
             t.answered(
