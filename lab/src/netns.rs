@@ -19,7 +19,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 pub use fastport_netsim::netns::under_ci;
-use fastport_netsim::netns::{Unshare, find_tool};
+use fastport_netsim::netns::{ReexecError, Unshare, find_tool};
 use fastport_netsim::{Model, RunningSim};
 
 use crate::LabError;
@@ -65,11 +65,9 @@ pub fn probe() -> Result<(), String> {
 
 /// Runs this executable again with `args`, inside a fresh network namespace.
 pub fn reexec(args: &[OsString]) -> Result<ExitStatus, LabError> {
-    LAB.reexec(args).map_err(|(what, e)| match e.kind() {
-        std::io::ErrorKind::NotFound if what == "finding unshare" => {
-            LabError::Namespace("unshare is not installed".into())
-        }
-        _ => LabError::io(what, e),
+    LAB.reexec(args).map_err(|e| match e {
+        ReexecError::NoUnshare => LabError::Namespace("unshare is not installed".into()),
+        ReexecError::Io(what, e) => LabError::io(what, e),
     })
 }
 

@@ -125,21 +125,28 @@ impl Unshare {
     }
 
     /// Runs this executable again with `args`, inside a fresh namespace,
-    /// marked with [`Unshare::inside_env`]; `Err` names what failed.
-    pub fn reexec(&self, args: &[OsString]) -> Result<ExitStatus, (&'static str, io::Error)> {
-        let unshare = self.program().ok_or((
-            "finding unshare",
-            io::Error::new(io::ErrorKind::NotFound, "unshare is not installed"),
-        ))?;
-        let exe = std::env::current_exe().map_err(|e| ("locating this program", e))?;
+    /// marked with [`Unshare::inside_env`].
+    pub fn reexec(&self, args: &[OsString]) -> Result<ExitStatus, ReexecError> {
+        let unshare = self.program().ok_or(ReexecError::NoUnshare)?;
+        let exe =
+            std::env::current_exe().map_err(|e| ReexecError::Io("locating this program", e))?;
         Command::new(unshare)
             .args(unshare_args())
             .arg(exe)
             .args(args)
             .env(self.inside_env, "1")
             .status()
-            .map_err(|e| ("running unshare", e))
+            .map_err(|e| ReexecError::Io("running unshare", e))
     }
+}
+
+/// Why [`Unshare::reexec`] could not run the child.
+#[derive(Debug)]
+pub enum ReexecError {
+    /// No `unshare` program (nor an override).
+    NoUnshare,
+    /// An I/O error, and what was being done.
+    Io(&'static str, io::Error),
 }
 
 /// Whether this process is netsim's child inside its namespace, or runs in
@@ -199,9 +206,10 @@ pub fn probe() -> Result<(), String> {
 
 /// Runs this executable again with `args`, inside a fresh network namespace.
 pub fn reexec(args: &[OsString]) -> Result<ExitStatus, NetsimError> {
-    NETSIM
-        .reexec(args)
-        .map_err(|(what, e)| NetsimError::io(what, e))
+    NETSIM.reexec(args).map_err(|e| match e {
+        ReexecError::NoUnshare => NetsimError::Namespace("unshare is not installed".into()),
+        ReexecError::Io(what, e) => NetsimError::io(what, e),
+    })
 }
 
 /// Refuses to touch the network unless this is a namespace of our own (or the lab's).
