@@ -105,20 +105,17 @@ impl HostTable {
         let i = match self.find(host) {
             Some(i) => i,
             None => {
-                // An empty way of the emptier bucket, else the least
-                // recently used idle way of either.
-                let [a, b] = self.buckets(host);
-                let load = |b: usize| {
-                    let ways = &self.slots[b..b + WAYS];
+                // The least recently used idle way (empty ones first, as
+                // never used), in the emptier bucket on a tie.
+                let load = |i: usize| {
+                    let bucket = i - i % WAYS;
+                    let ways = &self.slots[bucket..bucket + WAYS];
                     ways.iter().filter(|s| s.host != EMPTY).count()
                 };
-                let first = if load(b) < load(a) { b } else { a };
-                let second = a + b - first;
-                let second = if a == b { b..b } else { second..second + WAYS };
-                let i = (first..first + WAYS)
-                    .chain(second)
+                let i = self
+                    .ways(host)
                     .filter(|&i| self.slots[i].in_flight == 0)
-                    .min_by_key(|&i| self.slots[i].used)?;
+                    .min_by_key(|&i| (self.slots[i].used, load(i)))?;
                 self.slots[i] = HostSlot {
                     host,
                     rtt: RttEstimator::new(),

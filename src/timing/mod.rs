@@ -216,6 +216,16 @@ impl fmt::Display for Template {
     }
 }
 
+/// Doublings of attempt `try_no`'s wait (0 = first attempt) when the
+/// estimate gives `estimate`: one for every retry while the wait is the
+/// initial guess, none once a measured estimate is above it (it already
+/// spans the scan's slow hosts, and late in a scan it is biased up by them).
+/// One doubling for all retries: more made a filtered port on an unknown
+/// host cost 1.6 + 3.2 + 6.4 + 10 s on internet-like (/22).
+fn retry_doubling(p: &AdaptiveTiming, estimate: Duration, try_no: u32) -> u32 {
+    u32::from(estimate <= p.guess()).min(try_no)
+}
+
 /// The validated adaptive-timing settings (absent: `--timeout` fixes it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdaptiveTiming {
@@ -224,6 +234,15 @@ pub struct AdaptiveTiming {
     pub max_rtt: Duration,
     /// The scan-wide window at the start, per worker.
     pub initial_window: usize,
+}
+
+impl AdaptiveTiming {
+    /// `--initial-rtt-timeout` within the bounds: the wait before any
+    /// measurement.
+    fn guess(&self) -> Duration {
+        self.initial_rtt
+            .clamp(self.min_rtt, self.max_rtt.max(self.min_rtt))
+    }
 }
 
 /// Which estimate and window a probe's host uses: a slot in the worker's
@@ -337,16 +356,10 @@ impl Timing {
             return estimate;
         }
         let backoff = host.slot().map_or(0, |s| self.hosts.get(s).backoff);
-        let guess = p.initial_rtt.clamp(p.min_rtt, max);
-        // Retries back off only from the guess: a scan-wide estimate above
-        // it is measured (it already spans the scan's slow hosts, and late
-        // in a scan it is biased up by them). One doubling for all retries:
-        // more made a filtered port on an unknown host cost 1.6 + 3.2 + 6.4
-        // + 10 s on internet-like (/22).
-        let retry_doubling = u32::from(estimate <= guess).min(try_no);
+        let doublings = backoff + retry_doubling(p, estimate, try_no);
         estimate
-            .max(guess)
-            .saturating_mul(1 << (backoff + retry_doubling).min(MAX_BACKOFF))
+            .max(p.guess())
+            .saturating_mul(1 << doublings.min(MAX_BACKOFF))
             .min(max)
     }
 
@@ -393,12 +406,14 @@ impl Timing {
     ) {
         let hold = self.timeout(host, 0);
         let spurious = try_no > 0 && elapsed >= waited;
-        // The doublings of the unknown-host wait that this answer needed.
+        // The doublings of the unknown-host wait that this answer needed; one
+        // at most from an answer to a resent SYN (see the back-off below).
         let needed_backoff = {
             let now_backoff = host.slot().map_or(0, |s| self.hosts.get(s).backoff);
             let base = self.timeout(host, 0) / (1 << now_backoff);
+            let cap = if rtt.is_some() { MAX_BACKOFF } else { 1 };
             let mut level = 0;
-            while level < MAX_BACKOFF && base.saturating_mul(1 << level) <= elapsed {
+            while level < cap && base.saturating_mul(1 << level) <= elapsed {
                 level += 1;
             }
             level
@@ -426,15 +441,11 @@ impl Timing {
             // An answer to a retransmitted SYN (no clean sample) may be to
             // the kernel's later SYN: it only backs off a host that has
             // never given a clean sample (one farther than the kernel's RTO).
-            // It backs off one doubling at most: a SYN lost and resent by
-            // the kernel looks the same, and one such answer set an
-            // 8-fold, 10 s wait that ended an internet-like /22 scan 4 s late.
+            // It backs off one doubling at most (the cap above): a SYN lost
+            // and resent by the kernel looks the same, and one such answer
+            // set an 8-fold, 10 s wait that ended an internet-like /22 scan
+            // 4 s late.
             let trusted = rtt.is_some() || s.rtt.samples() == 0;
-            let needed_backoff = if rtt.is_some() {
-                needed_backoff
-            } else {
-                needed_backoff.min(1)
-            };
             if spurious && trusted && s.rtt.samples() < HOST_SAMPLES {
                 s.backoff = s.backoff.max(needed_backoff);
             } else if s.rtt.samples() >= HOST_SAMPLES {
@@ -492,10 +503,9 @@ impl SharedTiming {
     /// Attempt `try_no`'s wait, as [`Timing::timeout`] with the scan's estimate.
     pub fn timeout(&self, try_no: u32) -> Duration {
         let p = &self.params;
-        let max = p.max_rtt.max(p.min_rtt);
         let base = self.rtt.timeout(p.initial_rtt, p.min_rtt, p.max_rtt);
-        let retry_doubling = u32::from(base <= p.initial_rtt.clamp(p.min_rtt, max)).min(try_no);
-        base.saturating_mul(1 << retry_doubling).min(max)
+        base.saturating_mul(1 << retry_doubling(p, base, try_no))
+            .min(p.max_rtt.max(p.min_rtt))
     }
 
     /// As [`Timing::retries`] for an untracked host: every host is one here.
