@@ -13,8 +13,8 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use super::dates::{ctime, unix_secs};
-use super::hosts::{HostRecord, HostTable, worth_writing};
+use super::dates::ctime;
+use super::hosts::{HostDocument, HostRecord, HostTable};
 use super::{RunInfo, Sink, Writer};
 use crate::config::Show;
 use crate::probe::ProbeResult;
@@ -46,6 +46,20 @@ impl GrepableSink {
     fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
         self.now = now;
         self
+    }
+}
+
+impl HostDocument for GrepableSink {
+    fn hosts(&mut self) -> &mut HostTable {
+        &mut self.hosts
+    }
+
+    fn clock(&self) -> fn() -> SystemTime {
+        self.now
+    }
+
+    fn finished(&mut self) -> &mut bool {
+        &mut self.finished
     }
 
     fn begin(&mut self) -> io::Result<()> {
@@ -84,17 +98,7 @@ impl GrepableSink {
         self.out.write_all(b"\n")
     }
 
-    fn close(&mut self, summary: &Summary) -> io::Result<()> {
-        if self.finished {
-            return Ok(());
-        }
-        self.finished = true;
-        self.begin()?;
-        for record in self.hosts.drain_partial() {
-            if worth_writing(&record) {
-                self.write_host(&record)?;
-            }
-        }
+    fn write_footer(&mut self, summary: &Summary) -> io::Result<()> {
         let (seen, up) = self.hosts.counts();
         writeln!(
             self.out,
@@ -117,14 +121,7 @@ impl GrepableSink {
 
 impl Sink for GrepableSink {
     fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        self.begin()?;
-        let clock = self.now;
-        if let Some(record) = self.hosts.add(r, || unix_secs(clock())) {
-            if worth_writing(&record) {
-                self.write_host(&record)?;
-            }
-        }
-        Ok(())
+        self.add_result(r)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -136,14 +133,7 @@ impl Sink for GrepableSink {
     }
 
     fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
-        if self.close(summary).is_ok() {
-            return Ok(());
-        }
-        // The write failed (a full disk) and the file was cut back to its
-        // last whole host. The unfinished hosts are drained now: try again
-        // with only the closing lines, which fit where they did not.
-        self.finished = false;
-        self.close(summary)
+        self.abandon_document(summary)
     }
 }
 

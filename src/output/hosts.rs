@@ -13,11 +13,16 @@
 //! with [`HostTable::drain_partial`].
 
 use std::collections::HashMap;
+use std::io;
 use std::net::IpAddr;
+use std::time::SystemTime;
 
 use crate::classify::{Reason, State};
 use crate::config::Show;
 use crate::probe::ProbeResult;
+use crate::stats::Summary;
+
+use super::dates::unix_secs;
 
 /// Round-trip time of one host's answered probes, smoothed as TCP smooths
 /// it (RFC 6298: gains 1/8 and 1/4), in microseconds. nmap reports the same
@@ -234,6 +239,61 @@ impl HostTable {
 /// down hosts out too).
 pub fn worth_writing(record: &HostRecord) -> bool {
     record.status().up || !record.shown.is_empty()
+}
+
+/// What the per-host formats (nmap XML, grepable) share: a header written
+/// on the first result, a record per host as soon as it is complete, and
+/// at the end the unfinished hosts and a footer. A format gives the parts;
+/// the provided methods run them the same way for both.
+pub(super) trait HostDocument {
+    /// Writes the header, once.
+    fn begin(&mut self) -> io::Result<()>;
+    /// Writes one host's record.
+    fn write_host(&mut self, record: &HostRecord) -> io::Result<()>;
+    /// Writes what follows the last host (run statistics, closing tags).
+    fn write_footer(&mut self, summary: &Summary) -> io::Result<()>;
+    fn hosts(&mut self) -> &mut HostTable;
+    fn clock(&self) -> fn() -> SystemTime;
+    /// Whether the footer has been written (or is being written).
+    fn finished(&mut self) -> &mut bool;
+
+    /// Takes one result; writes its host's record if that completed it.
+    fn add_result(&mut self, r: &ProbeResult) -> io::Result<()> {
+        self.begin()?;
+        let clock = self.clock();
+        if let Some(record) = self.hosts().add(r, || unix_secs(clock())) {
+            if worth_writing(&record) {
+                self.write_host(&record)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the hosts still pending and the footer, once.
+    fn close(&mut self, summary: &Summary) -> io::Result<()> {
+        if std::mem::replace(self.finished(), true) {
+            return Ok(());
+        }
+        self.begin()?;
+        for record in self.hosts().drain_partial() {
+            if worth_writing(&record) {
+                self.write_host(&record)?;
+            }
+        }
+        self.write_footer(summary)
+    }
+
+    /// Closes after another output failed. If the closing write fails too
+    /// (a full disk), the file was cut back to its last whole host and the
+    /// unfinished hosts are drained now: try again with only the footer,
+    /// which fits where they did not.
+    fn abandon_document(&mut self, summary: &Summary) -> io::Result<()> {
+        if self.close(summary).is_ok() {
+            return Ok(());
+        }
+        *self.finished() = false;
+        self.close(summary)
+    }
 }
 
 /// `22,80,1000-2000`: a sorted port list, with runs as ranges (nmap's

@@ -26,7 +26,7 @@ use std::time::SystemTime;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use super::dates::{ctime, unix_secs};
-use super::hosts::{HostRecord, HostTable, worth_writing};
+use super::hosts::{HostDocument, HostRecord, HostTable};
 use super::{RunInfo, Sink, Writer};
 use crate::config::Show;
 use crate::probe::ProbeResult;
@@ -80,6 +80,20 @@ impl XmlSink {
 
     fn end(&mut self, name: &str) -> io::Result<()> {
         self.xml.write_event(Event::End(BytesEnd::new(name)))
+    }
+}
+
+impl HostDocument for XmlSink {
+    fn hosts(&mut self) -> &mut HostTable {
+        &mut self.hosts
+    }
+
+    fn clock(&self) -> fn() -> SystemTime {
+        self.now
+    }
+
+    fn finished(&mut self) -> &mut bool {
+        &mut self.finished
     }
 
     /// The prologue and everything before the first host, once.
@@ -238,17 +252,7 @@ impl XmlSink {
         self.nl()
     }
 
-    fn close(&mut self, summary: &Summary) -> io::Result<()> {
-        if self.finished {
-            return Ok(());
-        }
-        self.finished = true;
-        self.begin()?;
-        for record in self.hosts.drain_partial() {
-            if worth_writing(&record) {
-                self.write_host(&record)?;
-            }
-        }
+    fn write_footer(&mut self, summary: &Summary) -> io::Result<()> {
         let now = (self.now)();
         let (seen, up) = self.hosts.counts();
         let timestr = ctime(now);
@@ -306,14 +310,7 @@ impl XmlSink {
 
 impl Sink for XmlSink {
     fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        self.begin()?;
-        let clock = self.now;
-        if let Some(record) = self.hosts.add(r, || unix_secs(clock())) {
-            if worth_writing(&record) {
-                self.write_host(&record)?;
-            }
-        }
-        Ok(())
+        self.add_result(r)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -325,14 +322,7 @@ impl Sink for XmlSink {
     }
 
     fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
-        if self.close(summary).is_ok() {
-            return Ok(());
-        }
-        // The write failed (a full disk) and the file was cut back to its
-        // last whole host. The unfinished hosts are drained now: try again
-        // with only the closing lines, which fit where they did not.
-        self.finished = false;
-        self.close(summary)
+        self.abandon_document(summary)
     }
 }
 
