@@ -362,7 +362,7 @@ mod tests {
         assert_eq!((r.first(), r.last()), (a("127.0.0.0"), a("127.0.255.255")));
         let r: AddrRange = "198.18.1.1-4".parse().unwrap();
         assert_eq!((r.first(), r.last()), (a("198.18.1.1"), a("198.18.1.4")));
-        let r: AddrRange = "10.0.0.250-10.0.1.3".parse().unwrap();
+        let r: AddrRange = "127.0.0.250-127.0.1.3".parse().unwrap();
         assert_eq!(r.len(), 10);
         assert_eq!(
             "1.2.3.4/33".parse::<AddrRange>().unwrap_err().kind,
