@@ -17,7 +17,7 @@ use crate::timing::{AdaptiveTiming, Template, TemplateError};
 /// File descriptors kept back from the concurrency budget: stdio, outputs,
 /// one epoll instance and its wake-up per worker, and some slack.
 /// A quarter of the limit, between 16 and 64.
-const RESERVED_FDS: (u64, u64) = (16, 64);
+pub(crate) const RESERVED_FDS: (u64, u64) = (16, 64);
 
 /// A bad command line, named precisely.
 #[derive(Debug, thiserror::Error)]

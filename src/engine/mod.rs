@@ -259,9 +259,6 @@ pub trait Running {
     fn join(self) -> Result<EngineEnd, EngineError>;
 }
 
-/// Descriptors beyond the probes' own: stdio, outputs, epoll instances.
-const RESERVED_FDS: u64 = 64;
-
 /// How long the writer waits for a batch before asking the engine to flush.
 const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
@@ -281,7 +278,9 @@ where
 {
     // One growth of the descriptor table now, before any worker shares it,
     // instead of a stall of every thread at each doubling (see `sys`).
-    crate::sys::reserve_fd_table(cfg.concurrency as u64 + RESERVED_FDS);
+    // Room for the descriptors beyond the probes' own (stdio, outputs, epoll
+    // instances): the most the configuration keeps back for them.
+    crate::sys::reserve_fd_table(cfg.concurrency as u64 + crate::config::RESERVED_FDS.1);
     let (tx, rx) = mpsc::sync_channel::<Vec<ProbeResult>>(CHANNEL_DEPTH);
     let mut collector = Collector {
         tx,
