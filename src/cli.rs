@@ -149,7 +149,9 @@ pub struct Args {
     pub seed: Option<u64>,
 
     /// Probe only shard K of N (1-based, masscan's spelling): N runs with the
-    /// same --seed, on N machines, cover the scan exactly once.
+    /// same --seed, on N machines, cover the scan exactly once. `auto` (or
+    /// `auto/N`) reads K/N from a Slurm job array, a Kubernetes Indexed Job
+    /// or GNU parallel (docs/SHARDING.md).
     #[arg(long, value_name = "K/N", help_heading = "Scan order")]
     pub shard: Option<String>,
 

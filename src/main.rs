@@ -60,6 +60,15 @@ fn main() -> ExitCode {
             return usage_error(&e);
         }
     }
+    // `--shard auto` is resolved once: a resumed run (resubmitted outside
+    // the job array) keeps this K/N, whatever its own environment.
+    let args = cli::Args {
+        shard: args
+            .shard
+            .as_ref()
+            .map(|_| config.schedule.shard.to_string()),
+        ..args
+    };
     for note in &config.notes {
         eprintln!("fastport: note: {note}");
     }
