@@ -28,11 +28,11 @@ const TOOLS: &[(&str, &str)] = &[
     ("/usr/sbin/munged", "munge"),
 ];
 
-/// Whether the test can run here: root (the daemons run as root and munged
-/// as the munge user) and Slurm installed, installing it with apt-get when
-/// missing. Under `CI=true` a missing piece is a failure, elsewhere a skip
-/// that says why.
-pub fn ready(tools: &[(&str, &str)]) -> bool {
+/// Whether a test can run here: `tools` installed (with apt-get when
+/// missing, as root), and root when `needs_root` (Slurm's daemons run as
+/// root, munged as the munge user). Under `CI=true` a missing piece is a
+/// failure, elsewhere a skip that says why.
+pub fn ready(tools: &[(&str, &str)], needs_root: bool) -> bool {
     let ci = std::env::var("CI").as_deref() == Ok("true");
     let skip = |why: String| {
         assert!(!ci, "{why}");
@@ -45,8 +45,8 @@ pub fn ready(tools: &[(&str, &str)]) -> bool {
             s.lines()
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
         });
-    if !root {
-        return skip("job-engine tests start daemons as root: run them as root".into());
+    if needs_root && !root {
+        return skip("this test starts daemons as root: run it as root".into());
     }
     let missing = |tools: &[(&str, &str)]| -> Vec<String> {
         let mut pkgs: Vec<String> = tools
@@ -62,7 +62,7 @@ pub fn ready(tools: &[(&str, &str)]) -> bool {
         return true;
     }
     // Inside a namespace there is no network: only the outer process installs.
-    if std::env::var_os("FASTPORT_TEST_NETNS").is_none() {
+    if root && std::env::var_os("FASTPORT_TEST_NETNS").is_none() {
         eprintln!("installing {}", need.join(" "));
         let _ = Command::new("sh")
             .args([
@@ -85,7 +85,7 @@ pub fn ready(tools: &[(&str, &str)]) -> bool {
 /// The lab world: open ports on four addresses of 127.0.0.0/8, the rest
 /// closed, and one range whose probes are dropped (they time out, so an
 /// interrupt finds probes in flight).
-fn world() -> Vec<std::net::TcpListener> {
+pub fn world() -> Vec<std::net::TcpListener> {
     let mut ls = Vec::new();
     for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
         ls.extend(listeners(ip, &[22, 80, 443], 0));
@@ -96,7 +96,7 @@ fn world() -> Vec<std::net::TcpListener> {
 }
 
 /// The scan of the world: 6 hosts × 202 ports, every result written.
-const SCAN: &[&str] = &[
+pub const SCAN: &[&str] = &[
     "-p",
     "1-200,443,8080",
     "--show",
@@ -111,7 +111,7 @@ const SCAN: &[&str] = &[
 ];
 
 /// The scan's command line for a shell script, with `extra` words after it.
-fn scan_line(extra: &str) -> String {
+pub fn scan_line(extra: &str) -> String {
     format!(
         "exec {} {} {extra}",
         env!("CARGO_BIN_EXE_fastport"),
@@ -244,7 +244,7 @@ impl Cluster {
 
 /// `fastport merge` of `inputs` into `dir/merged.jsonl` (and `merged.json`
 /// when summaries are among the inputs).
-fn merge(dir: &Path, inputs: &[PathBuf]) -> (PathBuf, PathBuf) {
+pub fn merge(dir: &Path, inputs: &[PathBuf]) -> (PathBuf, PathBuf) {
     let jsonl = dir.join("merged.jsonl");
     let stats = dir.join("merged.json");
     let o = fastport()
@@ -261,7 +261,7 @@ fn merge(dir: &Path, inputs: &[PathBuf]) -> (PathBuf, PathBuf) {
 }
 
 /// The unsharded scan of the world, run directly.
-fn whole_scan(dir: &Path) -> BTreeMap<(String, u16), String> {
+pub fn whole_scan(dir: &Path) -> BTreeMap<(String, u16), String> {
     let out = dir.join("whole.jsonl");
     let o = fastport().args(SCAN).arg("-oJ").arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -272,7 +272,9 @@ fn whole_scan(dir: &Path) -> BTreeMap<(String, u16), String> {
 
 #[test]
 fn slurm_job_array_shards_merge_to_the_whole_scan() {
-    if !ready(TOOLS) || !in_netns_with_daemons!(slurm_job_array_shards_merge_to_the_whole_scan) {
+    if !ready(TOOLS, true)
+        || !in_netns_with_daemons!(slurm_job_array_shards_merge_to_the_whole_scan)
+    {
         return;
     }
     let _ls = world();
@@ -326,7 +328,9 @@ fn slurm_job_array_shards_merge_to_the_whole_scan() {
 
 #[test]
 fn slurm_task_cancelled_with_sigint_resumes_exactly() {
-    if !ready(TOOLS) || !in_netns_with_daemons!(slurm_task_cancelled_with_sigint_resumes_exactly) {
+    if !ready(TOOLS, true)
+        || !in_netns_with_daemons!(slurm_task_cancelled_with_sigint_resumes_exactly)
+    {
         return;
     }
     let _ls = world();

@@ -10,6 +10,7 @@ mod faults;
 mod lab;
 mod order;
 mod output;
+mod parallel;
 mod scan;
 mod slurm;
 mod timing;
