@@ -164,7 +164,21 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
             Err(e) => return usage_error(&e),
         }
     };
+    // -oN/-oX/-oG/-oC: checked whole before anything is written.
+    let formats = match fastport::merge::formats::FormatPlan::from_args(&args, argv) {
+        Ok(plan) => plan,
+        Err(e) => return usage_error(&e),
+    };
+    let mut replayed = 0;
+    if formats.any() {
+        let summary = merged.as_ref().map(|m| &m.summary);
+        match fastport::merge::formats::write(&results, &formats, summary) {
+            Ok(n) => replayed = n,
+            Err(e) => return usage_error(&e),
+        }
+    }
     let written = match args.output_json.as_deref() {
+        None if formats.any() => Ok(replayed),
         Some(p) if p != std::path::Path::new("-") => match std::fs::File::create(p) {
             Ok(f) => merge_results(&results, &mut io::BufWriter::new(f)),
             Err(e) => return usage_error(&format_args!("cannot write \"{}\": {e}", p.display())),

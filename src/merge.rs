@@ -9,6 +9,8 @@
 //! exactly, so the merged percentiles are those of the whole scan. Elapsed
 //! time is the longest shard's (shards run side by side).
 
+pub mod formats;
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};

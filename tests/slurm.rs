@@ -260,10 +260,27 @@ pub fn merge(dir: &Path, inputs: &[PathBuf]) -> (PathBuf, PathBuf) {
     (jsonl, stats)
 }
 
-/// The unsharded scan of the world, run directly.
+/// The unsharded scan of the world, run directly; it also writes
+/// `whole.{xml,gnmap,txt,csv}`.
 pub fn whole_scan(dir: &Path) -> BTreeMap<(String, u16), String> {
     let out = dir.join("whole.jsonl");
-    let o = fastport().args(SCAN).arg("-oJ").arg(&out).output().unwrap();
+    let o = fastport()
+        .args(SCAN)
+        .arg("-oJ")
+        .arg(&out)
+        .args([
+            "-oX",
+            "whole.xml",
+            "-oG",
+            "whole.gnmap",
+            "-oN",
+            "whole.txt",
+            "-oC",
+            "whole.csv",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let whole = read_jsonl(&out);
     assert_eq!(whole.len(), 6 * 202);
@@ -324,6 +341,111 @@ fn slurm_job_array_shards_merge_to_the_whole_scan() {
     assert_eq!(s["results"], whole.len() as u64);
     assert_eq!(s["shard"], "1/1");
     assert_eq!(s["missing_shards"], serde_json::json!([]));
+
+    // Every other format, merged, says what the unsharded scan's says.
+    let o = fastport()
+        .args(["merge", "--show", "all"])
+        .args(["-oX", "merged.xml", "-oG", "merged.gnmap"])
+        .args(["-oN", "merged.txt", "-oC", "merged.csv"])
+        .args(&inputs)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "merge: {}", stderr(&o));
+    assert_same_formats(&dir, "whole", "merged");
+}
+
+/// The parts of each format that do not depend on timing (round-trip
+/// times, dates, the order results arrived in) are equal in `a` and `b`.
+pub fn assert_same_formats(dir: &Path, a: &str, b: &str) {
+    let read =
+        |name: &str, ext: &str| std::fs::read_to_string(dir.join(format!("{name}.{ext}"))).unwrap();
+    let (xa, xb) = (read(a, "xml"), read(b, "xml"));
+    assert!(!xml_hosts(&xa).is_empty());
+    assert_eq!(xml_hosts(&xa), xml_hosts(&xb));
+    let counts = |x: &str| {
+        x[x.find("<hosts ").unwrap()..]
+            .split("/>")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(counts(&xa), counts(&xb));
+    for (ext, keep) in [
+        (
+            "gnmap",
+            (|l: &str| l.starts_with("Host: ")) as fn(&str) -> bool,
+        ),
+        ("txt", |l: &str| l.starts_with('[')),
+    ] {
+        let lines = |t: String| {
+            t.lines()
+                .filter(|l| keep(l))
+                .map(str::to_string)
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let (la, lb) = (lines(read(a, ext)), lines(read(b, ext)));
+        assert!(!la.is_empty(), "{ext}");
+        assert_eq!(la, lb, "{ext}");
+    }
+    // CSV rows without the round-trip time.
+    let rows = |t: String| {
+        t.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(rows(read(a, "csv")), rows(read(b, "csv")));
+    if Path::new("/usr/share/nmap/nmap.dtd").exists() {
+        let path = dir.join(format!("{b}.xml"));
+        let o = Command::new("xmllint")
+            .args(["--noout", "--dtdvalid", "/usr/share/nmap/nmap.dtd"])
+            .arg(&path)
+            .output()
+            .expect("xmllint");
+        assert!(
+            o.status.success(),
+            "merged XML is not DTD-valid: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// Each `<host>` of an nmap XML document: its address, status, and ports
+/// (number, state, reason), extraports included.
+fn xml_hosts(xml: &str) -> BTreeMap<String, (String, Vec<String>)> {
+    let attr = |s: &str, name: &str| -> String {
+        let key = format!("{name}=\"");
+        s.find(&key)
+            .map(|i| s[i + key.len()..].split('"').next().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let mut hosts = BTreeMap::new();
+    for block in xml.split("<host ").skip(1) {
+        let block = block.split("</host>").next().unwrap();
+        let status = attr(&block[block.find("<status").unwrap()..], "state");
+        let addr = attr(&block[block.find("<address").unwrap()..], "addr");
+        let mut ports: Vec<String> = block
+            .split("<port ")
+            .skip(1)
+            .map(|p| {
+                format!(
+                    "{}/{}/{}",
+                    attr(p, "portid"),
+                    attr(p, "state"),
+                    attr(p, "reason")
+                )
+            })
+            .collect();
+        ports.extend(
+            block
+                .split("<extraports ")
+                .skip(1)
+                .map(|p| format!("extra {} {}", attr(p, "state"), attr(p, "count"))),
+        );
+        ports.sort();
+        hosts.insert(addr, (status, ports));
+    }
+    hosts
 }
 
 #[test]
