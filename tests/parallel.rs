@@ -1,11 +1,13 @@
-//! Sharding with GNU parallel: N local shards started by `parallel`, each
-//! finding its K/N with `--shard auto/N` (PARALLEL_SEQ), merged by
-//! `fastport merge` into exactly the unsharded scan of the lab world.
+//! Sharding with GNU parallel and as Kubernetes pods, on one machine: N
+//! local shards started by `parallel` (K/N from PARALLEL_SEQ with
+//! `--shard auto/N`), or with the environment an Indexed Job gives its pods
+//! (JOB_COMPLETION_INDEX), merged by `fastport merge` into exactly the
+//! unsharded scan of the lab world.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::in_netns;
-use crate::slurm::{merge, ready, scan_line, whole_scan, world};
+use crate::slurm::{SCAN, merge, ready, scan_line, whole_scan, world};
 use crate::util::{read_jsonl, read_stats, stderr};
 
 #[test]
@@ -46,4 +48,53 @@ fn gnu_parallel_shards_merge_to_the_whole_scan() {
     let s = read_stats(&stats);
     assert_eq!(s["results"], whole.len() as u64);
     assert_eq!(s["missing_shards"], serde_json::json!([]));
+}
+
+/// The pods of deploy/k8s/scan-job.yaml, run here as processes with the
+/// environment the Job controller gives them: `JOB_COMPLETION_INDEX` 0..3
+/// and the manifest's `FASTPORT_SHARD_COUNT`, the same `--shard=auto`.
+#[test]
+fn kubernetes_indexed_job_pods_merge_to_the_whole_scan() {
+    if !in_netns!(kubernetes_indexed_job_pods_merge_to_the_whole_scan) {
+        return;
+    }
+    let _ls = world();
+    let dir = crate::util::temp_dir("k8s");
+    let whole = whole_scan(&dir);
+    let pods: Vec<_> = (0..4)
+        .map(|index| {
+            crate::util::fastport()
+                .args(SCAN)
+                .arg("--shard=auto")
+                .arg(format!("--output-json=shard-{index}.jsonl"))
+                .arg(format!("--stats=shard-{index}.stats.json"))
+                .env("JOB_COMPLETION_INDEX", index.to_string())
+                .env("FASTPORT_SHARD_COUNT", "4")
+                .env_remove("PARALLEL_SEQ")
+                .env_remove("SLURM_ARRAY_TASK_ID")
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut inputs = Vec::new();
+    for (index, pod) in pods.into_iter().enumerate() {
+        let o = pod.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let k = index + 1;
+        assert!(
+            stderr(&o).contains(&format!(
+                "--shard auto is {k}/4 from the Kubernetes Indexed Job (JOB_COMPLETION_INDEX={index}, N=4)"
+            )),
+            "{}",
+            stderr(&o)
+        );
+        inputs.push(dir.join(format!("shard-{index}.jsonl")));
+        inputs.push(dir.join(format!("shard-{index}.stats.json")));
+    }
+    let (merged, stats) = merge(&dir, &inputs);
+    assert_eq!(read_jsonl(&merged), whole);
+    assert_eq!(read_stats(&stats)["missing_shards"], serde_json::json!([]));
 }
