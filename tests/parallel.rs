@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 
 use crate::in_netns;
-use crate::slurm::{SCAN, merge, ready, scan_line, whole_scan, world};
+use crate::slurm::{SCAN, doc_block, merge, ready, run_doc_block, scan_line, whole_scan, world};
 use crate::util::{read_jsonl, read_stats, stderr};
 
 #[test]
@@ -97,4 +97,16 @@ fn kubernetes_indexed_job_pods_merge_to_the_whole_scan() {
     let (merged, stats) = merge(&dir, &inputs);
     assert_eq!(read_jsonl(&merged), whole);
     assert_eq!(read_stats(&stats)["missing_shards"], serde_json::json!([]));
+}
+
+#[test]
+fn the_documented_parallel_example_runs_as_written() {
+    if !ready(&[("/usr/bin/parallel", "parallel")], false)
+        || !in_netns!(the_documented_parallel_example_runs_as_written)
+    {
+        return;
+    }
+    let _ls = crate::util::listeners("127.0.0.1", &[22, 80], 0);
+    let dir = crate::util::temp_dir("parallel-doc");
+    run_doc_block(&doc_block("## GNU parallel", 0), &dir, &[]);
 }

@@ -534,3 +534,75 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
     let (merged, _) = merge(&dir, &inputs);
     assert_eq!(read_jsonl(&merged), whole, "nothing lost, nothing twice");
 }
+
+/// The `n`th (0-based) `sh` code block after `heading` in docs/SHARDING.md.
+pub fn doc_block(heading: &str, n: usize) -> String {
+    let doc = include_str!("../docs/SHARDING.md");
+    let at = doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?}"));
+    doc[at..]
+        .split("```sh\n")
+        .nth(n + 1)
+        .and_then(|b| b.split("```").next())
+        .unwrap_or_else(|| panic!("no sh block {n} after {heading:?}"))
+        .to_string()
+}
+
+/// Runs a documented shell block in `dir`, `fastport` on the PATH, and
+/// checks that it succeeded and that its merged `scan.jsonl` is the
+/// unsharded scan of the block's targets and ports.
+pub fn run_doc_block(block: &str, dir: &Path, env: &[(&str, &Path)]) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_fastport")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-e", "-c", block])
+        .current_dir(dir)
+        .env("PATH", &path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{block}\nfailed: {}\n{}",
+        stderr(&o),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let whole = dir.join("whole.jsonl");
+    let o = fastport()
+        .args(["-p", "1-1024", "--show", "all", "-oJ"])
+        .arg(&whole)
+        .arg("127.0.0.0/28")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let merged = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .chain(std::iter::once(dir.join("scan")))
+        .map(|d| d.join("scan.jsonl"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| dir.join("scan.jsonl"));
+    let whole = read_jsonl(&whole);
+    assert_eq!(whole.len(), 16 * 1024);
+    assert_eq!(read_jsonl(&merged), whole, "{block}");
+}
+
+#[test]
+fn the_documented_slurm_example_runs_as_written() {
+    if !ready(TOOLS, true) || !in_netns_with_daemons!(the_documented_slurm_example_runs_as_written)
+    {
+        return;
+    }
+    let _ls = listeners("127.0.0.1", &[22, 80], 0);
+    let dir = crate::util::temp_dir("slurm-doc");
+    let cluster = Cluster::start(&dir.join("cluster"));
+    let block = doc_block("## Slurm job arrays", 0);
+    run_doc_block(&block, &dir, &[("SLURM_CONF", &cluster.conf)]);
+    assert!(dir.join("scan/scan.xml").exists());
+}
