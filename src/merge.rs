@@ -193,6 +193,17 @@ pub fn merge_stats(inputs: &[PathBuf]) -> Result<MergedStats, MergeError> {
 /// Whether a file holds a `--stats` summary (one JSON object with `states`)
 /// rather than result lines.
 pub fn is_stats_file(path: &Path) -> Result<bool, MergeError> {
+    // A result file can be gigabytes: its first line tells, unread beyond.
+    let mut first = String::new();
+    File::open(path)
+        .and_then(|f| BufReader::new(f).read_line(&mut first))
+        .map_err(|source| MergeError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if matches!(serde_json::from_str::<Value>(&first), Ok(v) if v.get("addr").is_some()) {
+        return Ok(false);
+    }
     let text = std::fs::read_to_string(path).map_err(|source| MergeError::Read {
         path: path.to_path_buf(),
         source,
