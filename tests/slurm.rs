@@ -119,6 +119,17 @@ pub fn scan_line(extra: &str) -> String {
     )
 }
 
+/// A fresh temporary directory for a test that runs as PID 1 of its
+/// namespace, where `util::temp_dir`'s process id would be 1 in every run:
+/// the clock makes it unique instead.
+fn pid1_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    crate::util::temp_dir(&format!("{name}-{nanos}"))
+}
+
 /// A one-node Slurm cluster in this namespace; its daemons die with it.
 struct Cluster {
     conf: PathBuf,
@@ -295,7 +306,7 @@ fn slurm_job_array_shards_merge_to_the_whole_scan() {
         return;
     }
     let _ls = world();
-    let dir = crate::util::temp_dir("slurm-array");
+    let dir = pid1_dir("slurm-array");
     let whole = whole_scan(&dir);
     let cluster = Cluster::start(&dir.join("cluster"));
 
@@ -456,7 +467,7 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
         return;
     }
     let _ls = world();
-    let dir = crate::util::temp_dir("slurm-resume");
+    let dir = pid1_dir("slurm-resume");
     let whole = whole_scan(&dir);
     let cluster = Cluster::start(&dir.join("cluster"));
 
@@ -600,7 +611,7 @@ fn the_documented_slurm_example_runs_as_written() {
         return;
     }
     let _ls = listeners("127.0.0.1", &[22, 80], 0);
-    let dir = crate::util::temp_dir("slurm-doc");
+    let dir = pid1_dir("slurm-doc");
     let cluster = Cluster::start(&dir.join("cluster"));
     let block = doc_block("## Slurm job arrays", 0);
     run_doc_block(&block, &dir, &[("SLURM_CONF", &cluster.conf)]);
