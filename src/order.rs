@@ -587,6 +587,41 @@ pub struct Lane {
     pub next: u64,
 }
 
+/// How many results each host of one block gets in a run, by the host's
+/// offset in the block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quotas {
+    /// One count per host of the block.
+    Dense(Vec<u32>),
+    /// `(host offset, count)` of the hosts with a count, sorted: for
+    /// blocks this run has few probes in.
+    Sparse(Vec<(u64, u32)>),
+}
+
+impl Quotas {
+    /// The quota of the host at `offset` in the block.
+    pub fn get(&self, offset: u64) -> u32 {
+        match self {
+            Quotas::Dense(v) => usize::try_from(offset)
+                .ok()
+                .and_then(|i| v.get(i))
+                .copied()
+                .unwrap_or(0),
+            Quotas::Sparse(v) => v
+                .binary_search_by_key(&offset, |&(h, _)| h)
+                .map_or(0, |i| v[i].1),
+        }
+    }
+
+    /// Hosts with a quota above zero.
+    pub fn hosts(&self) -> u64 {
+        match self {
+            Quotas::Dense(v) => v.iter().filter(|&&q| q > 0).count() as u64,
+            Quotas::Sparse(v) => v.len() as u64,
+        }
+    }
+}
+
 /// Everything the engine needs to know about order: which sequence numbers
 /// to probe, the probe index of each, and how many results each host gets
 /// in this run.
@@ -659,31 +694,54 @@ impl Schedule {
         self.shard.seq_at(positions.start)..self.shard.seq_at(positions.end)
     }
 
-    /// How many results each host of index block `c` gets in this run:
-    /// `quotas[h]` for host `c*G + h`. Counts this shard's positions of the
-    /// block that earlier runs have not done, so it costs one step of the
-    /// order per probe of the block this run makes (and allocates nothing
-    /// once `quotas` has grown to a block).
-    pub fn quotas(&self, c: u64, quotas: &mut Vec<u32>) {
+    /// How many results each host of index block `c` gets in this run.
+    /// Counts this shard's positions of the block that earlier runs have
+    /// not done, so it costs one step of the order per probe of the block
+    /// this run makes, and its memory follows those probes too (a block
+    /// that a shard of many touches only here and there is kept sparse).
+    pub fn quotas(&self, c: u64) -> Quotas {
         let indices = self.blocks.range(c);
         let ports = self.blocks.ports;
-        quotas.clear();
-        quotas.resize(((indices.end - indices.start) / ports) as usize, 0);
-        for s in self.seqs_of_block(c) {
-            if self.done.contains(s) {
-                continue;
-            }
+        let hosts = (indices.end - indices.start) / ports;
+        let seqs = self.seqs_of_block(c);
+        let host_of = |s: u64| {
             let index = self.index(s);
             debug_assert!(indices.contains(&index), "{index} outside block {c}");
-            if let Some(q) = quotas.get_mut(((index - indices.start) / ports) as usize) {
-                *q += 1;
+            index.saturating_sub(indices.start) / ports
+        };
+        let len = seqs.end - seqs.start;
+        let todo = seqs.filter(|&s| !self.done.contains(s));
+        if len >= hosts {
+            let mut dense = vec![0u32; hosts as usize];
+            for s in todo {
+                if let Some(q) = dense.get_mut(host_of(s) as usize) {
+                    *q += 1;
+                }
             }
+            Quotas::Dense(dense)
+        } else {
+            let mut sparse: Vec<(u64, u32)> = todo.map(|s| (host_of(s), 1)).collect();
+            sparse.sort_unstable_by_key(|&(h, _)| h);
+            sparse.dedup_by(|next, kept| {
+                let same = next.0 == kept.0;
+                if same {
+                    kept.1 += next.1;
+                }
+                same
+            });
+            Quotas::Sparse(sparse)
         }
     }
 
     /// One stride per worker: worker `id` takes `from + id, from + id + W,
-    /// ...` (from the first number not done), all held by one [`Gate`].
+    /// ...` (from the first number not done), all held by one [`Gate`] in
+    /// windows of [`GATE_SEQS`] numbers.
     pub fn strides(&self, workers: usize) -> Vec<Stride> {
+        self.strides_in_windows(workers, GATE_SEQS)
+    }
+
+    /// [`strides`](Self::strides) with windows of `window` numbers.
+    pub fn strides_in_windows(&self, workers: usize, window: u64) -> Vec<Stride> {
         let workers = workers.max(1);
         let gate = Arc::new(Gate {
             lanes: (0..workers).map(|_| AtomicU64::new(0)).collect(),
@@ -694,8 +752,7 @@ impl Schedule {
                 stride.gate = Some(Held {
                     gate: Arc::clone(&gate),
                     lane: id,
-                    shard: self.shard,
-                    block_size: self.blocks.size(),
+                    window: window.max(1),
                     allowed: Cell::new(0),
                 });
                 stride.publish();
@@ -721,10 +778,17 @@ impl Schedule {
     }
 }
 
-/// Which block each worker is in (by the sequence number it takes next;
-/// `u64::MAX` once it has none left). A worker may enter block `b` only
-/// when no worker is still before block `b - 1`: the slowest worker is
-/// never held, and the workers together span at most two blocks.
+/// How many sequence numbers a gate window holds: the workers together
+/// span at most two windows, which keeps them within about two host blocks
+/// (a block is [`BLOCK_PROBES`] probes, a window a sixteenth of that) and
+/// keeps a stopped run's resume bookkeeping short (the numbers between the
+/// slowest and the fastest worker are recorded one by one).
+pub const GATE_SEQS: u64 = 4096;
+
+/// Which window of the sequence each worker is in (by the number it takes
+/// next; `u64::MAX` once it has none left). A worker may enter window `w`
+/// only when no worker is still before window `w - 1`: the slowest worker
+/// is never held, and the workers together span at most two windows.
 #[derive(Debug)]
 pub struct Gate {
     lanes: Vec<AtomicU64>,
@@ -745,15 +809,15 @@ impl Gate {
 struct Held {
     gate: Arc<Gate>,
     lane: usize,
-    shard: Shard,
-    block_size: u64,
-    /// Blocks up to this one are open to this worker (a cache of the gate).
+    /// Sequence numbers per window.
+    window: u64,
+    /// Windows up to this one are open to this worker (a cache of the gate).
     allowed: Cell<u64>,
 }
 
 impl Held {
     fn block(&self, s: u64) -> u64 {
-        self.shard.position(s) / self.block_size
+        s / self.window
     }
 }
 

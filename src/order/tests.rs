@@ -446,16 +446,18 @@ proptest! {
             }
         }
         let mut got = Vec::new();
-        let mut quotas = Vec::new();
         for c in 0..s.blocks().count() {
-            s.quotas(c, &mut quotas);
-            got.extend_from_slice(&quotas);
+            let quotas = s.quotas(c);
+            let range = s.blocks().range(c);
+            let hosts = (range.end - range.start) / ports;
+            got.extend((0..hosts).map(|h| quotas.get(h)));
+            prop_assert_eq!(quotas.hosts(), (0..hosts).filter(|&h| quotas.get(h) > 0).count() as u64);
         }
         prop_assert_eq!(&got, &want);
         prop_assert_eq!(got.iter().map(|&q| u64::from(q)).sum::<u64>(), s.remaining());
     }
 
-    /// Workers run in any interleaving the gate allows; the blocks in
+    /// Workers run in any interleaving the gate allows; the windows in
     /// progress never span more than two, and every number is taken once.
     #[test]
     fn the_gate_bounds_the_spread(
@@ -463,10 +465,11 @@ proptest! {
         ports in 1u64..4,
         per_block in 1u64..10,
         workers in 1usize..6,
+        window in 1u64..12,
         picks in proptest::collection::vec(any::<u8>(), 1..2000),
     ) {
         let s = blocked(hosts, ports, per_block, 5, Shard::WHOLE, Done::none());
-        let mut strides = s.strides(workers);
+        let mut strides = s.strides_in_windows(workers, window);
         let mut seen = vec![0u8; s.seq_len() as usize];
         let mut pick = picks.iter().cycle();
         while strides.iter().any(|st| !st.is_exhausted()) {
@@ -478,10 +481,10 @@ proptest! {
             let lowest = strides
                 .iter()
                 .filter(|st| !st.is_exhausted())
-                .map(|st| s.block_of_seq(st.lane().next))
+                .map(|st| st.lane().next / window)
                 .min()
                 .unwrap_or(u64::MAX);
-            prop_assert!(s.block_of_seq(seq) <= lowest.saturating_add(1));
+            prop_assert!(seq / window <= lowest.saturating_add(1));
         }
         prop_assert!(seen.iter().all(|&c| c == 1));
     }

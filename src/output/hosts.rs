@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::classify::{Reason, State};
 use crate::config::Show;
-use crate::order::Schedule;
+use crate::order::{Quotas, Schedule};
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
 use crate::timing::rtt::RttEstimator;
@@ -128,7 +128,7 @@ impl HostRecord {
 #[derive(Debug)]
 struct BlockQuotas {
     /// Results each host of the block gets in this run.
-    quotas: Vec<u32>,
+    quotas: Quotas,
     /// Hosts with a quota whose record is not handed out yet.
     open: u64,
 }
@@ -141,8 +141,6 @@ pub struct PendingHosts {
     pending: HashMap<u64, HostRecord>,
     /// Quotas of the blocks with hosts not yet handed out.
     blocks: HashMap<u64, BlockQuotas>,
-    /// A block's quota vector, kept for the next block.
-    spare: Vec<u32>,
     /// Hosts with at least one result.
     seen: u64,
     /// Hosts handed out (complete or partial) whose status was up.
@@ -159,7 +157,6 @@ impl PendingHosts {
             show,
             pending: HashMap::new(),
             blocks: HashMap::new(),
-            spare: Vec::new(),
             seen: 0,
             up: 0,
             results: 0,
@@ -173,17 +170,12 @@ impl PendingHosts {
         let per_block = blocks.hosts_per_block();
         let block = host / per_block;
         let schedule = &self.schedule;
-        let spare = &mut self.spare;
         let entry = self.blocks.entry(block).or_insert_with(|| {
-            let mut quotas = std::mem::take(spare);
-            schedule.quotas(block, &mut quotas);
-            let open = quotas.iter().filter(|&&q| q > 0).count() as u64;
+            let quotas = schedule.quotas(block);
+            let open = quotas.hosts();
             BlockQuotas { quotas, open }
         });
-        entry
-            .quotas
-            .get((host - block * per_block) as usize)
-            .map_or(0, |&q| u64::from(q))
+        u64::from(entry.quotas.get(host - block * per_block))
     }
 
     /// A host's record was handed out: its block closes with its last host.
@@ -192,9 +184,7 @@ impl PendingHosts {
         if let Some(entry) = self.blocks.get_mut(&block) {
             entry.open = entry.open.saturating_sub(1);
             if entry.open == 0 {
-                if let Some(done) = self.blocks.remove(&block) {
-                    self.spare = done.quotas;
-                }
+                self.blocks.remove(&block);
             }
         }
     }
@@ -366,7 +356,7 @@ pub fn port_ranges(ports: &[u16]) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::order::{Blocks, Done, Order, Shard};
+    use crate::order::{Blocks, Done, Lane, Order, Shard};
 
     /// The whole scan of `total` probes, `ports` per host, in index order.
     fn schedule(total: u64, ports: u64, done: Done) -> Schedule {
@@ -506,5 +496,76 @@ pub(crate) mod tests {
         assert_eq!(port_ranges(&[65534, 65535]), "65534-65535");
         let all: Vec<u16> = (1..=65535).collect();
         assert_eq!(port_ranges(&all), "1-65535");
+    }
+
+    /// The result of probe `index` of a scan with `ports` ports per host.
+    fn probe(index: u64, ports: u64) -> ProbeResult {
+        let host = u32::try_from(index / ports).unwrap();
+        ProbeResult {
+            index,
+            target: std::net::SocketAddr::new(
+                std::net::Ipv4Addr::from(0x7f00_0000 + host).into(),
+                (index % ports + 1) as u16,
+            ),
+            reason: Reason::ConnRefused,
+            rtt_us: Some(10),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Split into shards, each interrupted anywhere and resumed: every
+        /// host's record is written whole exactly once by each run that
+        /// finishes it, and the records of all runs hold every result once.
+        #[test]
+        fn every_host_is_written_once_with_all_its_results(
+            hosts in 1u64..60,
+            ports in 1u64..5,
+            per_block in 1u64..8,
+            seed: u64,
+            shards in 1u64..4,
+            cut in 0u64..=100,
+        ) {
+            let blocked = |shard, done| {
+                let blocks = Blocks::with_hosts(hosts * ports, ports, per_block);
+                Schedule::new(blocks, Order::random(blocks, seed), shard, done)
+            };
+            let mut results = vec![0u64; hosts as usize];
+            for k in 1..=shards {
+                let shard = Shard::new(k, shards).unwrap();
+                // The first run stops after `cut` percent of its numbers.
+                let first = blocked(shard, Done::none());
+                let len = first.seq_len();
+                let stop = len * cut / 100;
+                let mut t = PendingHosts::new(&first, Show::ALL);
+                for s in (0..stop).rev() {
+                    if let Some(r) = t.add(&probe(first.index(s), ports), || 0) {
+                        proptest::prop_assert_eq!(r.remaining, 0);
+                        results[r.host_index as usize] += r.results();
+                    }
+                }
+                for r in t.drain_partial() {
+                    proptest::prop_assert!(r.remaining > 0 && stop < len);
+                    results[r.host_index as usize] += r.results();
+                }
+                // The resumed run does the rest, and finishes every host.
+                let lane = Lane { start: 0, step: 1, next: stop };
+                let rest = blocked(shard, Done::none().after(&[lane], &[]));
+                let mut t = PendingHosts::new(&rest, Show::ALL);
+                let mut written = vec![0u32; hosts as usize];
+                for s in stop..len {
+                    if let Some(r) = t.add(&probe(rest.index(s), ports), || 0) {
+                        proptest::prop_assert_eq!(r.remaining, 0);
+                        written[r.host_index as usize] += 1;
+                        results[r.host_index as usize] += r.results();
+                    }
+                }
+                proptest::prop_assert!(t.drain_partial().is_empty());
+                proptest::prop_assert_eq!(t.pending(), (0, 0));
+                proptest::prop_assert!(written.iter().all(|&w| w <= 1));
+            }
+            proptest::prop_assert!(results.iter().all(|&n| n == ports), "{:?}", results);
+        }
     }
 }
