@@ -48,11 +48,13 @@ pub struct XmlSink {
 impl XmlSink {
     pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
         XmlSink {
+            // A continued file has its prologue and `<scaninfo>`: hosts
+            // follow where the earlier run's `<runstats>` was cut off.
+            begun: out.continued(),
             xml: quick_xml::Writer::new(out),
             hosts: HostTable::new(run.ports_per_host, show),
             run: run.clone(),
             now: SystemTime::now,
-            begun: false,
             finished: false,
         }
     }
