@@ -373,20 +373,12 @@ impl Opened {
         let Dest::File(path) = dest else {
             return Ok(Opened::Stdout);
         };
-        let mut file = OpenOptions::new()
-            .read(true)
+        // Write-only: a FIFO opened for reading too would be its own reader.
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
-            .or_else(|_| {
-                // A FIFO or a device opened for writing only.
-                OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-            })
             .map_err(|e| OpenError::io(path, e))?;
         let regular = file.metadata().is_ok_and(|m| m.is_file());
         let mut cut = None;
@@ -405,7 +397,8 @@ impl Opened {
                     });
                 }
                 Ok(Some(_)) => {
-                    let at = continue_at(&mut file, format)
+                    let at = File::open(path)
+                        .and_then(|mut f| continue_at(&mut f, format))
                         .map_err(|e| OpenError::io(path, e))?
                         .map_err(|why| OpenError::Continue {
                             path: path.clone(),
