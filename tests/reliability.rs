@@ -116,6 +116,15 @@ fn resume_overwrote_the_first_part_of_its_outputs() {
     let gnmap = std::fs::read_to_string(dir.join("scan.gnmap")).unwrap();
     assert_eq!(count(&gnmap, "scan initiated"), 1);
     assert_eq!(count(&gnmap, "# FastPort done"), 1);
+    assert_eq!(count(&gnmap, "# FastPort interrupted"), 0);
+    assert!(
+        gnmap
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("# FastPort done")
+    );
 
     // Finished: resuming again is refused, nothing rescanned.
     let o = finish(&dir, &["--resume", "fastport.resume"]);

@@ -124,9 +124,10 @@ impl Continue {
         Ok(None)
     }
 
-    /// The earlier files that no destination continues and that are gone.
-    fn missing(&self) -> Option<&(Format, PathBuf)> {
-        self.files.iter().find(|(_, p)| !p.exists())
+    /// Whether `path` is the earlier run's `format` file by name (a resume
+    /// that names no new file inherits the path).
+    fn names(&self, format: Format, path: &Path) -> bool {
+        self.files.iter().any(|(f, p)| *f == format && p == path)
     }
 }
 
@@ -166,10 +167,22 @@ fn continue_at(file: &mut File, format: Format) -> io::Result<Result<u64, String
         Format::Xml => find_last(b"<runstats>")
             .or_else(|| find_last(b"</nmaprun>"))
             .ok_or_else(|| "it does not end with the <runstats> FastPort writes".to_string()),
-        Format::Grepable => match (find_last(b"\n# FastPort done"), after_last_line) {
-            (Some(footer), _) => Ok(footer + 1),
-            (None, Some(at)) => Ok(at),
-            (None, None) => Err("its last line is too long".into()),
+        // The footer (`# FastPort done ...` or `# FastPort interrupted
+        // ...`) is the last whole line: it goes.
+        Format::Grepable => match after_last_line {
+            None => Err("its last line is too long".into()),
+            Some(end) => {
+                let body = &tail[..(end - base) as usize];
+                let last = body[..body.len().saturating_sub(1)]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
+                if body[last..].starts_with(b"# FastPort ") && !body[last..].contains(&b'\t') {
+                    Ok(base + last as u64)
+                } else {
+                    Ok(end)
+                }
+            }
         },
         _ => after_last_line.ok_or_else(|| "its last line is too long".into()),
     })
@@ -486,6 +499,18 @@ impl Outputs {
         let mut ids: Vec<(FileId, Format)> = Vec::new();
         for (format, dest) in &dests {
             if let Dest::File(path) = dest {
+                // The earlier run's file, to be continued, must still be
+                // there: a resume continues every output or says why not.
+                if cont.names(*format, path) && !path.exists() {
+                    return Err(OpenError::Continue {
+                        path: path.clone(),
+                        flag: format.flag(),
+                        why: format!(
+                            "it is gone; give {} FILE to write the rest elsewhere",
+                            format.flag()
+                        ),
+                    });
+                }
                 let Ok(id) = file_id(path) else { continue };
                 if let Some((_, first)) = ids.iter().find(|(i, _)| *i == id) {
                     return Err(OpenError::SameFile {
@@ -515,18 +540,6 @@ impl Outputs {
                 }
                 ids.push((id, *format));
             }
-        }
-        // The earlier run's files that nothing continues must still be
-        // there: a resume continues every output or says why not.
-        if let Some((format, path)) = cont.missing() {
-            return Err(OpenError::Continue {
-                path: path.clone(),
-                flag: format.flag(),
-                why: format!(
-                    "it is gone; give {} FILE to write the rest elsewhere",
-                    format.flag()
-                ),
-            });
         }
         opened.reverse();
         let mut next = || {
