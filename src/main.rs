@@ -119,11 +119,16 @@ fn main() -> ExitCode {
                     ),
                     Err(e) => eprintln!("fastport: {e}"),
                 }
-            } else if !outcome.summary.interrupted && outcome.output_error.is_none() {
-                if let Some(r) = &resumed {
-                    if let Err(e) = r.finish() {
-                        eprintln!("fastport: {e}");
-                    }
+            } else if let Some(r) = &resumed {
+                let marked = match &outcome.output_error {
+                    // The outputs were continued and then failed: the file
+                    // no longer matches them.
+                    Some(e) => r.make_stale(&e.to_string()),
+                    None if !outcome.summary.interrupted => r.finish(),
+                    None => Ok(()),
+                };
+                if let Err(e) = marked {
+                    eprintln!("fastport: {e}");
                 }
             }
             exit_status(outcome)

@@ -74,6 +74,10 @@ pub enum ResumeError {
     Damaged { path: PathBuf },
     #[error("{path} is a finished run: every probe was reported, there is nothing to resume")]
     Finished { path: PathBuf },
+    #[error(
+        "{path} cannot be resumed: a run that resumed it appended to its outputs and then failed ({why}), so they no longer match it; run the scan again"
+    )]
+    Stale { path: PathBuf, why: String },
     #[error("{path} is being resumed by another fastport right now")]
     Locked { path: PathBuf },
     #[error(
@@ -101,6 +105,11 @@ pub struct ResumeFile {
     pub identity: Identity,
     /// The run that resumed this file reported every probe.
     pub finished: bool,
+    /// A run that resumed this file wrote to the outputs and then failed
+    /// (a write error): the outputs are ahead of `progress`, so resuming
+    /// would write results twice. Why, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
     /// Runs so far: 1, plus one per resume.
     pub parts: u32,
     /// Every option of the run, as parsed (output paths made absolute).
@@ -298,6 +307,12 @@ fn open(path: &Path) -> Result<(ResumeFile, File), ResumeError> {
             path: path.to_path_buf(),
         });
     }
+    if let Some(why) = &file.stale {
+        return Err(ResumeError::Stale {
+            path: path.to_path_buf(),
+            why: why.clone(),
+        });
+    }
     Ok((file, lock))
 }
 
@@ -413,6 +428,14 @@ impl Resumed {
         file.finished = true;
         write(&self.path, &file)
     }
+
+    /// Marks the file stale: this run appended to its outputs and then
+    /// failed (`why`), so resuming it again would write results twice.
+    pub fn make_stale(&self, why: &str) -> Result<(), ResumeError> {
+        let mut file = self.file.clone();
+        file.stale = Some(why.to_string());
+        write(&self.path, &file)
+    }
 }
 
 /// Where an interrupted run that was not itself resumed writes its file:
@@ -503,6 +526,7 @@ pub fn file_for(
             targets: targets_hash(&config.space),
         },
         finished: false,
+        stale: None,
         parts,
         options,
         outputs: saved_outputs(plan),
@@ -733,6 +757,22 @@ mod tests {
         resumed.unwrap().finish().unwrap();
         let e = resolve_line(&format!("--resume {p}")).unwrap_err();
         assert!(matches!(e, ResumeError::Finished { .. }), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_resume_after_a_failed_resume_would_write_results_twice() {
+        let dir = dir("stale");
+        let path = saved(&dir, "-p 1-100 127.0.0.1");
+        let p = path.to_str().unwrap();
+        let (_, resumed) = resolve_line(&format!("--resume {p}")).unwrap();
+        resumed
+            .unwrap()
+            .make_stale("No space left on device")
+            .unwrap();
+        let e = resolve_line(&format!("--resume {p}")).unwrap_err();
+        assert!(matches!(e, ResumeError::Stale { .. }), "{e}");
+        assert!(e.to_string().contains("No space left on device"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
