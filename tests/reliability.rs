@@ -155,25 +155,36 @@ fn a_second_interrupted_scan_replaced_the_first_resume_file() {
 }
 
 /// SIGHUP (a closed terminal) used to end the run with 129, no resume file
-/// and the XML cut mid-record.
+/// and the XML cut mid-record (the JSON lines empty with the threads
+/// engine).
 #[test]
 fn sighup_lost_the_resume_file_and_cut_the_xml() {
     if !in_netns!(sighup_lost_the_resume_file_and_cut_the_xml) {
         return;
     }
     let _ls = listeners("127.0.0.1", &[22], 0);
-    let dir = temp_dir("sighup");
-    let mut args = SLOW.to_vec();
-    args.extend(["-oX", "scan.xml", "-oJ", "scan.jsonl", "127.0.0.1"]);
-    let o = signal_after(start(&dir, &args), "HUP", Duration::from_millis(400));
-    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    assert!(dir.join("fastport.resume").exists());
-    assert_well_formed_xml(&dir.join("scan.xml"));
-    assert!(!read_jsonl(&dir.join("scan.jsonl")).is_empty());
-    let o = finish(&dir, &["--resume", "fastport.resume"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(read_jsonl(&dir.join("scan.jsonl")).len(), 1500);
-    assert_well_formed_xml(&dir.join("scan.xml"));
+    for engine in ["mio", "threads"] {
+        let dir = temp_dir(&format!("sighup-{engine}"));
+        let mut args = SLOW.to_vec();
+        args.extend([
+            "--engine",
+            engine,
+            "-oX",
+            "scan.xml",
+            "-oJ",
+            "scan.jsonl",
+            "127.0.0.1",
+        ]);
+        let o = signal_after(start(&dir, &args), "HUP", Duration::from_millis(400));
+        assert_eq!(o.status.code(), Some(130), "{engine}: {}", stderr(&o));
+        assert!(dir.join("fastport.resume").exists(), "{engine}");
+        assert_well_formed_xml(&dir.join("scan.xml"));
+        assert!(!read_jsonl(&dir.join("scan.jsonl")).is_empty(), "{engine}");
+        let o = finish(&dir, &["--resume", "fastport.resume"]);
+        assert_eq!(o.status.code(), Some(0), "{engine}: {}", stderr(&o));
+        assert_eq!(read_jsonl(&dir.join("scan.jsonl")).len(), 1500, "{engine}");
+        assert_well_formed_xml(&dir.join("scan.xml"));
+    }
 }
 
 fn merge(dir: &Path, args: &[&str]) -> Output {
