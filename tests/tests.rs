@@ -11,6 +11,8 @@ mod lab;
 mod order;
 mod output;
 mod parallel;
+mod reliability;
+mod scale;
 mod scan;
 mod slurm;
 mod timing;

@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime};
 use super::MergeError;
 use crate::classify::Reason;
 use crate::config::{ConfigError, Dest, OutputPlan, Show};
+use crate::order::{Blocks, Done, Order, Schedule, Shard};
 use crate::output::{OpenError, Outputs, RunInfo, port_ranges};
 use crate::probe::ProbeResult;
 use crate::stats::{Stats, Summary};
@@ -117,6 +118,16 @@ impl FormatPlan {
     /// Whether any format is asked for.
     pub fn any(&self) -> bool {
         self.text.is_some() || self.xml.is_some() || self.grepable.is_some() || self.csv.is_some()
+    }
+
+    /// The files it writes (not stdout).
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        [&self.text, &self.xml, &self.grepable, &self.csv]
+            .into_iter()
+            .filter_map(|d| match d {
+                Some(Dest::File(p)) => Some(p.as_path()),
+                _ => None,
+            })
     }
 
     fn per_host(&self) -> bool {
@@ -480,6 +491,21 @@ pub fn write(
             "merged shards of order {}, seed {}",
             summary.order, summary.seed
         ),
+        schedule: Schedule::sequential(1),
+    };
+    // The replay is one whole scan in index order: host after host, each
+    // with all of its ports, so every host's quota is its port count.
+    let run = RunInfo {
+        schedule: Schedule::new(
+            Blocks::new(
+                checked.hosts.max(1) * run.ports_per_host,
+                run.ports_per_host,
+            ),
+            Order::Sequential,
+            Shard::WHOLE,
+            Done::none(),
+        ),
+        ..run
     };
     let outputs = OutputPlan {
         text: plan.text.iter().cloned().collect(),
@@ -545,7 +571,7 @@ fn summary_of(c: &Checked) -> Summary {
         concurrency: 0,
         seed: 0,
         order: "random",
-        shard: crate::order::Shard::WHOLE,
+        shard: Shard::WHOLE,
     }
 }
 
