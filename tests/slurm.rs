@@ -479,7 +479,9 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
         &script,
         format!(
             "#!/bin/sh\n{}\n",
-            scan_line("--rate 200 --shard auto -oJ shard-$SLURM_ARRAY_TASK_ID.jsonl")
+            scan_line(
+                "--rate 200 --shard auto -oJ shard-$SLURM_ARRAY_TASK_ID.jsonl --stats shard-$SLURM_ARRAY_TASK_ID.json"
+            )
         ),
     )
     .unwrap();
@@ -533,7 +535,7 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
         std::fs::read_to_string(dir.join("task-2-resumed.log")).unwrap_or_default()
     );
 
-    let inputs: Vec<PathBuf> = ["1", "2", "2-resumed", "3"]
+    let mut inputs: Vec<PathBuf> = ["1", "2", "2-resumed", "3"]
         .iter()
         .map(|k| dir.join(format!("shard-{k}.jsonl")))
         .collect();
@@ -542,8 +544,21 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
         interrupted > 0 && interrupted < whole.len() / 3,
         "task 2 stopped mid-scan ({interrupted} results)"
     );
-    let (merged, _) = merge(&dir, &inputs);
+    // The resumed run rewrote shard-2.json with both parts' counts.
+    inputs.extend((1..=3).map(|k| dir.join(format!("shard-{k}.json"))));
+    let (merged, stats) = merge(&dir, &inputs);
     assert_eq!(read_jsonl(&merged), whole, "nothing lost, nothing twice");
+    assert_eq!(read_stats(&stats)["results"], whole.len() as u64);
+    let o = fastport()
+        .args(["merge", "--show", "all"])
+        .args(["-oX", "merged.xml", "-oG", "merged.gnmap"])
+        .args(["-oN", "merged.txt", "-oC", "merged.csv"])
+        .args(&inputs)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "merge: {}", stderr(&o));
+    assert_same_formats(&dir, "whole", "merged");
 }
 
 /// The `n`th (0-based) `sh` code block after `heading` in docs/SHARDING.md.
