@@ -479,10 +479,11 @@ pub fn write(
     )?;
 
     let summary = merged.map_or_else(|| summary_of(&checked), Summary::clone);
+    let per_host = ports_per_host.unwrap_or(checked.ports.len().max(1) as u64);
     let run = RunInfo {
         command_line: plan.command_line.clone(),
         services: port_ranges(&checked.ports),
-        ports_per_host: ports_per_host.unwrap_or(checked.ports.len().max(1) as u64),
+        ports_per_host: per_host,
         timeout: Duration::from_micros(summary.stats.timing.timeout_us),
         started: SystemTime::now()
             .checked_sub(summary.elapsed)
@@ -491,21 +492,15 @@ pub fn write(
             "merged shards of order {}, seed {}",
             summary.order, summary.seed
         ),
-        schedule: Schedule::sequential(1),
-    };
-    // The replay is one whole scan in index order: host after host, each
-    // with all of its ports, so every host's quota is its port count.
-    let run = RunInfo {
+        // The replay is one whole scan in index order: host after host,
+        // each with all of its ports, so every host's quota is its port
+        // count.
         schedule: Schedule::new(
-            Blocks::new(
-                checked.hosts.max(1) * run.ports_per_host,
-                run.ports_per_host,
-            ),
+            Blocks::new(checked.hosts.max(1) * per_host, per_host),
             Order::Sequential,
             Shard::WHOLE,
             Done::none(),
         ),
-        ..run
     };
     let outputs = OutputPlan {
         text: plan.text.iter().cloned().collect(),
@@ -523,7 +518,6 @@ pub fn write(
 
     // Results numbered host by host, so that each host's last port
     // completes its record in the per-host formats.
-    let per_host = run.ports_per_host;
     let mut batch: Vec<ProbeResult> = Vec::with_capacity(BATCH);
     let mut host = 0u64;
     let mut in_host = 0u64;
