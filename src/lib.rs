@@ -34,8 +34,8 @@
 //!   Kubernetes or GNU parallel for `--shard auto`), [`rate`] the `--rate`
 //!   token buckets, [`resume`] the resume file written on Ctrl-C (a resumed
 //!   run continues the first run's output files), and [`merge`] joins
-//!   shards' results (`fastport merge`, into any output format), checked
-//!   against their `--stats` documents.
+//!   shards' results (`fastport merge`), checked against their `--stats`
+//!   documents, into every output format.
 //! - **Timing** — [`timing`] learns from the answers how long an attempt
 //!   waits (RFC 6298's RTT estimate, per host and per scan), how many probes
 //!   go out at once (a congestion window) and how often a silent port is
