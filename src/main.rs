@@ -239,6 +239,10 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
         Ok(n) => n,
         Err(e) => return usage_error(&e),
     };
+    let sort_dir = args.sort_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if let Err(e) = fastport::merge::formats::check_overlaps(&results, &sort_dir) {
+        return usage_error(&e);
+    }
     if let Some(m) = &merged {
         if !results.is_empty() {
             if let Err(e) = m.check_lines(lines) {

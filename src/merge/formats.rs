@@ -394,6 +394,21 @@ fn sort_into_runs(
     Ok(runs)
 }
 
+/// Refuses inputs that report one (address, port) twice (the shards
+/// overlap), in bounded memory: the lines sorted on disk under `sort_dir`,
+/// a port twice is two neighbours.
+pub fn check_overlaps(inputs: &[PathBuf], sort_dir: &Path) -> Result<(), FormatError> {
+    let mut dir = SortDir::new(sort_dir)?;
+    let runs = sort_into_runs(inputs, &mut dir, RUN_RECORDS)?;
+    check(
+        Merged::open(&runs).map_err(|e| dir.err(e))?,
+        inputs,
+        None,
+        &dir,
+    )?;
+    Ok(())
+}
+
 /// What the checking pass learnt about the sorted stream.
 struct Checked {
     hosts: u64,
