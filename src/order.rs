@@ -5,20 +5,29 @@
 //! ZMap and masscan get load spreading, sharding and resume from one idea, a
 //! seeded bijection over the index space; so does FastPort:
 //!
-//! - [`Permutation`] maps a *position* `0..n` to a probe *index* `0..n`
-//!   ([`crate::targets::TargetSpace::get`] turns the index into an address
-//!   and port). It is a small Feistel cipher over the power-of-two domain just
-//!   above `n`, with cycle-walking back into `0..n` (masscan's BlackRock
-//!   idea): random access, `O(1)` memory, no allocation, a few nanoseconds
-//!   per position. The seed picks the round keys, so the same seed and the
-//!   same space give the same order on every machine.
+//! - [`Permutation`] maps a *position* `0..n` to an *index* `0..n`. It is
+//!   a small Feistel cipher over the power-of-two domain just above `n`,
+//!   with cycle-walking back into `0..n` (masscan's BlackRock idea): random
+//!   access, `O(1)` memory, no allocation, a few nanoseconds per position.
+//!   The seed picks the round keys, so the same seed and the same space give
+//!   the same order on every machine.
+//! - [`BlockOrder`] (`--order random`) uses it twice: over the [`Blocks`] of
+//!   consecutive hosts, and within each block, so every probe of a block
+//!   comes before the next block's. Hosts then finish within about a block
+//!   of probes, and what is kept per host in progress stays bounded
+//!   ([`crate::targets::TargetSpace::get`] turns an index into an address
+//!   and port).
 //! - [`Shard`] `K/N` owns positions `K-1, K-1+N, K-1+2N, ...`. Its *sequence
 //!   numbers* `s = 0, 1, 2, ...` name them (`position = K-1 + N*s`); workers
 //!   take interleaved slices of the sequence, and resume records progress in
 //!   it, so neither depends on how many workers ran.
 //! - [`Done`] is the set of sequence numbers already finished (a resumed run
 //!   skips them), kept as sorted ranges.
-//! - [`Schedule`] puts the three together for the engine.
+//! - [`Schedule`] puts them together for the engine: the probe index of a
+//!   sequence number, each host's [`Quotas`] in this run (for the per-host
+//!   outputs), and the workers' [`Stride`]s, held together by a [`Gate`]
+//!   (the threads engine's counter by [`Claims`]) so they span at most two
+//!   windows of the sequence.
 
 use std::cell::Cell;
 use std::fmt;
