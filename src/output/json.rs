@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::{Sink, Writer};
-use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
 
@@ -36,18 +35,17 @@ impl From<&ProbeResult> for JsonLine {
 
 pub struct JsonLinesSink {
     out: Writer,
-    show: Show,
 }
 
 impl JsonLinesSink {
-    pub fn new(out: Writer, show: Show) -> Self {
-        JsonLinesSink { out, show }
+    pub fn new(out: Writer) -> Self {
+        JsonLinesSink { out }
     }
 }
 
 impl Sink for JsonLinesSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        if !self.show.contains(r.reason.state()) {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        if !shown {
             return Ok(());
         }
         serde_json::to_writer(&mut self.out, &JsonLine::from(r))?;
