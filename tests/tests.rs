@@ -10,6 +10,7 @@ mod faults;
 mod lab;
 mod order;
 mod output;
+mod reliability;
 mod scale;
 mod scan;
 mod timing;

@@ -19,7 +19,11 @@ pub struct CsvSink {
 
 impl CsvSink {
     pub fn new(out: Writer) -> Self {
-        CsvSink { out, begun: false }
+        CsvSink {
+            // A continued file has its header.
+            begun: out.continued(),
+            out,
+        }
     }
 
     fn begin(&mut self) -> io::Result<()> {

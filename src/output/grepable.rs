@@ -33,11 +33,12 @@ pub struct GrepableSink {
 impl GrepableSink {
     pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
         GrepableSink {
+            // A continued file has its header.
+            begun: out.continued(),
             out,
             hosts: PendingHosts::new(&run.schedule, show),
             run: run.clone(),
             now: SystemTime::now,
-            begun: false,
             finished: false,
         }
     }

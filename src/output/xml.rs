@@ -48,11 +48,13 @@ pub struct XmlSink {
 impl XmlSink {
     pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
         XmlSink {
+            // A continued file has its prologue and `<scaninfo>`: hosts
+            // follow where the earlier run's `<runstats>` was cut off.
+            begun: out.continued(),
             xml: quick_xml::Writer::new(out),
             hosts: PendingHosts::new(&run.schedule, show),
             run: run.clone(),
             now: SystemTime::now,
-            begun: false,
             finished: false,
         }
     }
@@ -271,7 +273,8 @@ impl HostDocument for XmlSink {
                 "error",
                 Some(format!(
                     "interrupted after {} of {} probes",
-                    self.hosts.results(),
+                    // The summary's count: a resumed run's counts every part.
+                    summary.stats.results(),
                     summary.planned
                 )),
             )
@@ -441,10 +444,11 @@ mod tests {
             Show::OPEN,
             &result(4, "[::1]:80", Reason::NoResponse, None),
         );
-        sink.abandon(&summary(true, 6, Duration::from_millis(500)))
-            .unwrap();
-        sink.finish(&summary(true, 6, Duration::from_millis(500)))
-            .unwrap(); // a second close writes nothing
+        let mut interrupted = summary(true, 6, Duration::from_millis(500));
+        interrupted.stats.record(Reason::SynAck, Some(100));
+        interrupted.stats.record(Reason::NoResponse, None);
+        sink.abandon(&interrupted).unwrap();
+        sink.finish(&interrupted).unwrap(); // a second close writes nothing
         let want = HEAD.to_string()
             + r#"<host starttime="1795959142" endtime="1795959142" timedout="true" comment="incomplete: 1 of 3 ports scanned"><status state="up" reason="syn-ack" reason_ttl="0"/>
 <address addr="127.0.0.1" addrtype="ipv4"/>
