@@ -240,6 +240,19 @@ impl Blocks {
         self.total.div_ceil(self.size())
     }
 
+    /// The host of probe `index`.
+    #[inline]
+    pub fn host(&self, index: u64) -> u64 {
+        index / self.ports
+    }
+
+    /// The block of `host`, and the host's offset in it (what
+    /// [`Quotas::get`] takes).
+    #[inline]
+    pub fn host_in_block(&self, host: u64) -> (u64, u64) {
+        (host / self.hosts, host % self.hosts)
+    }
+
     /// The block holding index (or position) `x`.
     #[inline]
     pub fn of(&self, x: u64) -> u64 {

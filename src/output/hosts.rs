@@ -166,21 +166,19 @@ impl PendingHosts {
     /// This run's quota of `host`: its block's quotas are counted on the
     /// block's first result (one step of the order per probe of the block).
     fn quota(&mut self, host: u64) -> u64 {
-        let blocks = self.schedule.blocks();
-        let per_block = blocks.hosts_per_block();
-        let block = host / per_block;
+        let (block, offset) = self.schedule.blocks().host_in_block(host);
         let schedule = &self.schedule;
         let entry = self.blocks.entry(block).or_insert_with(|| {
             let quotas = schedule.quotas(block);
             let open = quotas.hosts();
             BlockQuotas { quotas, open }
         });
-        u64::from(entry.quotas.get(host - block * per_block))
+        u64::from(entry.quotas.get(offset))
     }
 
     /// A host's record was handed out: its block closes with its last host.
     fn close_host(&mut self, host: u64) {
-        let block = host / self.schedule.blocks().hosts_per_block();
+        let (block, _) = self.schedule.blocks().host_in_block(host);
         if let Some(entry) = self.blocks.get_mut(&block) {
             entry.open = entry.open.saturating_sub(1);
             if entry.open == 0 {
@@ -199,7 +197,7 @@ impl PendingHosts {
         now: impl FnOnce() -> u64,
     ) -> Option<HostRecord> {
         self.results += 1;
-        let host_index = r.index / self.schedule.blocks().ports_per_host();
+        let host_index = self.schedule.blocks().host(r.index);
         if !self.pending.contains_key(&host_index) {
             // A result the schedule did not plan for (it cannot happen)
             // still gets a record: it completes with this one result.
