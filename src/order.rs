@@ -827,7 +827,7 @@ impl Gate {
 }
 
 /// A stride's place at its gate.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Held {
     gate: Arc<Gate>,
     lane: usize,
@@ -846,8 +846,9 @@ impl Held {
 /// The sequence numbers a worker owns: `next, next + step, ...` below `end`
 /// (see [`Schedule`]: a sequence number becomes a probe index through the
 /// shard and the order), held back at block boundaries by the workers'
-/// [`Gate`] when made by [`Schedule::strides`].
-#[derive(Debug, Clone)]
+/// [`Gate`] when made by [`Schedule::strides`]. Dropping a stride lets the
+/// others past it (a worker that ends early, even by a panic, holds no one).
+#[derive(Debug)]
 pub struct Stride {
     start: u64,
     next: u64,
@@ -913,6 +914,14 @@ impl Stride {
                 held.block(self.next)
             };
             held.gate.lanes[held.lane].store(block, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Stride {
+    fn drop(&mut self) {
+        if let Some(held) = &self.gate {
+            held.gate.lanes[held.lane].store(u64::MAX, Ordering::Release);
         }
     }
 }

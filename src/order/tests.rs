@@ -536,3 +536,14 @@ fn a_held_stride_is_not_exhausted() {
     assert_eq!(strides[0].next(), Some(2));
     assert_eq!(strides[1].peek(), Some(9), "worker 0 has left window 0");
 }
+
+#[test]
+fn a_dropped_stride_holds_no_one() {
+    // Worker 0 ends before taking anything (its thread failed to start):
+    // worker 1 still runs to the end.
+    let s = blocked(20, 1, 20, 3, Shard::WHOLE, Done::none());
+    let mut strides = s.strides_in_windows(2, 4);
+    let lone = strides.pop().unwrap();
+    drop(strides);
+    assert_eq!(lone.count(), 10);
+}
