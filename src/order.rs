@@ -703,7 +703,7 @@ impl Schedule {
         self.order.index(self.shard.position(s))
     }
 
-    /// The position block of sequence number `s`: what the gate counts in.
+    /// The position block of sequence number `s` (what [`Claims`] counts in).
     #[inline]
     pub fn block_of_seq(&self, s: u64) -> u64 {
         self.blocks.of(self.shard.position(s))
