@@ -416,11 +416,23 @@ pub fn is_stats_file(path: &Path) -> Result<bool, MergeError> {
     if first != Some(&b'{') {
         return Ok(false);
     }
-    // A result line is one line; a summary is pretty-printed over many.
-    let first_line = head
+    // A summary is pretty-printed over many lines (or, reformatted, one
+    // object with its version); a result line is one object with an addr.
+    let Some(first_line) = head
         .split(|&b| b == b'\n')
-        .find(|l| !l.trim_ascii().is_empty());
-    Ok(first_line.is_some_and(|l| l.trim_ascii() == b"{"))
+        .find(|l| !l.trim_ascii().is_empty())
+    else {
+        return Ok(false);
+    };
+    if first_line.trim_ascii() == b"{" {
+        return Ok(true);
+    }
+    Ok(
+        serde_json::from_slice::<serde_json::Value>(first_line).is_ok_and(|v| {
+            v.get("addr").is_none()
+                && (v.get("fastport_stats").is_some() || v.get("states").is_some())
+        }),
+    )
 }
 
 fn read_stats(path: &Path) -> Result<StatsDocument, MergeError> {
@@ -483,6 +495,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(check_results(&[good]).unwrap(), 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn summaries_and_result_files_are_told_apart_by_content() {
+        let d = dir("kinds");
+        let cases = [
+            ("{\n  \"fastport_stats\": 1\n}\n", true),
+            ("{\"fastport_stats\":1,\"states\":{}}\n", true),
+            ("{\"addr\":\"127.0.0.1\",\"port\":22}\n", false),
+            ("", false),
+        ];
+        for (i, (text, stats)) in cases.into_iter().enumerate() {
+            let p = d.join(format!("{i}"));
+            std::fs::write(&p, text).unwrap();
+            assert_eq!(is_stats_file(&p).unwrap(), stats, "{text:?}");
+        }
         let _ = std::fs::remove_dir_all(&d);
     }
 
