@@ -39,6 +39,16 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return clap_error(&e),
     };
+    // First: a signal while the run starts up (names resolving, outputs
+    // opening) must stop it as cleanly as one during the scan.
+    let stop = Arc::new(AtomicBool::new(false));
+    let shutdown = match install_signal_handlers(&stop) {
+        Ok(ids) => ids,
+        Err(e) => {
+            eprintln!("fastport: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // `--resume FILE`: the interrupted run's options, seed and progress.
     let (args, resumed) = match resume::resolve(args, &argv) {
         Ok(resolved) => resolved,
@@ -79,14 +89,15 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let shutdown = match install_signal_handlers(&stop) {
-        Ok(ids) => ids,
-        Err(e) => {
-            eprintln!("fastport: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
+    // Until this run ends and rewrites it, its resume file must not be
+    // resumed: the outputs are about to grow past what it records (a kill
+    // or a crash would otherwise let a later resume write results twice).
+    if let Some(r) = &resumed {
+        if let Err(e) = r.make_stale(resume::UNFINISHED_RESUME) {
+            return usage_error(&e);
         }
-    };
+    }
+
 
     match scan::run(&config, &mut outputs, &stop, earlier.as_ref()) {
         Ok(outcome) => {
@@ -122,10 +133,13 @@ fn main() -> ExitCode {
             } else if let Some(r) = &resumed {
                 let marked = match &outcome.output_error {
                     // The outputs were continued and then failed: the file
-                    // no longer matches them.
-                    Some(e) => r.make_stale(&e.to_string()),
+                    // no longer matches them (it stays stale, saying why).
+                    Some(e) => {
+                        r.make_stale(&format!("the run that resumed it failed to write ({e})"))
+                    }
                     None if !outcome.summary.interrupted => r.finish(),
-                    None => Ok(()),
+                    // Ended early without a signal: as above.
+                    None => r.make_stale("the run that resumed it ended before its last probe"),
                 };
                 if let Err(e) = marked {
                     eprintln!("fastport: {e}");

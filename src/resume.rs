@@ -57,6 +57,10 @@ use crate::output::{Continue, Format};
 use crate::stats::{OrderName, StatsDocument};
 use crate::targets::TargetSpace;
 
+/// What a resume file says while a run that resumed it has not ended (or
+/// after it was killed or crashed): its outputs may be ahead of it.
+pub const UNFINISHED_RESUME: &str = "a run that resumed it is still running, or was killed or crashed after appending to the outputs";
+
 /// The format's version, first field of every file.
 pub const VERSION: u32 = 2;
 
@@ -75,7 +79,7 @@ pub enum ResumeError {
     #[error("{path} is a finished run: every probe was reported, there is nothing to resume")]
     Finished { path: PathBuf },
     #[error(
-        "{path} cannot be resumed: a run that resumed it appended to its outputs and then failed ({why}), so they no longer match it; run the scan again"
+        "{path} cannot be resumed: {why}, so the outputs may be ahead of it and a resume could write results twice; run the scan again"
     )]
     Stale { path: PathBuf, why: String },
     #[error("{path} is being resumed by another fastport right now")]

@@ -358,3 +358,30 @@ fn a_fifo_whose_reader_left_ended_the_run_quietly() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("results.fifo"), "{err}");
 }
+
+/// A resumed run killed (or crashed: the release build aborts on a panic)
+/// after appending to the outputs used to leave its resume file as it was,
+/// so resuming it again wrote those results a second time.
+#[test]
+fn a_resumed_run_killed_mid_way_let_a_later_resume_write_results_twice() {
+    if !in_netns!(a_resumed_run_killed_mid_way_let_a_later_resume_write_results_twice) {
+        return;
+    }
+    let dir = temp_dir("resume-killed");
+    let mut args = SLOW.to_vec();
+    args.extend(["-oJ", "scan.jsonl", "127.0.0.1"]);
+    let o = signal_after(start(&dir, &args), "INT", Duration::from_millis(300));
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let first = read_jsonl(&dir.join("scan.jsonl")).len();
+    let o = signal_after(
+        start(&dir, &["--resume", "fastport.resume"]),
+        "KILL",
+        Duration::from_millis(400),
+    );
+    assert_eq!(o.status.code(), None, "killed");
+    assert!(read_jsonl(&dir.join("scan.jsonl")).len() > first);
+    let o = finish(&dir, &["--resume", "fastport.resume"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("was killed or crashed"), "{err}");
+}
