@@ -98,7 +98,6 @@ fn main() -> ExitCode {
         }
     }
 
-
     match scan::run(&config, &mut outputs, &stop, earlier.as_ref()) {
         Ok(outcome) => {
             // From here a second signal must not cut the resume file short:

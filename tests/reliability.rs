@@ -83,6 +83,8 @@ fn resume_overwrote_the_first_part_of_its_outputs() {
         "scan.gnmap",
         "-oC",
         "scan.csv",
+        "-oN",
+        "scan.txt",
         "127.0.0.1",
     ]);
     let o = signal_after(start(&dir, &args), "INT", Duration::from_millis(500));
@@ -124,6 +126,13 @@ fn resume_overwrote_the_first_part_of_its_outputs() {
             .last()
             .unwrap()
             .starts_with("# FastPort done")
+    );
+    let txt = std::fs::read_to_string(dir.join("scan.txt")).unwrap();
+    assert_eq!(txt.lines().filter(|l| l.starts_with('[')).count(), 1500);
+    assert_eq!(count(&txt, "Interrupted after"), 0, "{txt}");
+    assert_eq!(
+        count(&txt, "\nScanned 1 host x 1500 ports: 1500 results"),
+        1
     );
 
     // Finished: resuming again is refused, nothing rescanned.
