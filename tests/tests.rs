@@ -11,5 +11,6 @@ mod lab;
 mod order;
 mod output;
 mod reliability;
+mod scale;
 mod scan;
 mod timing;

@@ -32,6 +32,7 @@ pub use text::{TextSink, write_summary};
 pub use xml::XmlSink;
 
 use crate::config::{Dest, OutputPlan, ScanConfig};
+use crate::order::Schedule;
 use crate::probe::ProbeResult;
 use crate::stats::{RunRecord, StatsDocument, Summary};
 use std::sync::Arc;
@@ -244,6 +245,10 @@ pub struct RunInfo {
     /// The probe order, for the record: `order random, seed N[, shard K/N]`
     /// (a random seed is in no command line).
     pub order: String,
+    /// The run's order, shard and what earlier runs did: how many results
+    /// each host gets in this run, so per-host formats know when a host is
+    /// complete.
+    pub schedule: Schedule,
 }
 
 impl RunInfo {
@@ -264,6 +269,7 @@ impl RunInfo {
             timeout: config.engine.timeout,
             started: SystemTime::now(),
             order: order_note(config),
+            schedule: config.schedule.clone(),
         }
     }
 }
@@ -699,6 +705,12 @@ pub(crate) mod tests {
             timeout: Duration::from_secs(1),
             started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_959_140),
             order: "order random, seed 42".into(),
+            schedule: Schedule::new(
+                crate::order::Blocks::new(6, 3),
+                crate::order::Order::Sequential,
+                crate::order::Shard::WHOLE,
+                crate::order::Done::none(),
+            ),
         }
     }
 
