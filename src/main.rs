@@ -106,7 +106,9 @@ fn main() -> ExitCode {
                 signal_hook::low_level::unregister(id);
             }
             let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
-            if stopped && outcome.output_error.is_none() {
+            // A signal after the last probe reported leaves nothing to resume.
+            let complete = outcome.summary.stats.results() >= outcome.summary.planned;
+            if stopped && !complete && outcome.output_error.is_none() {
                 let so_far = StatsDocument::new(&outcome.summary, Some(outcome.record.clone()));
                 let file = resume::file_for(
                     &args,
@@ -136,7 +138,7 @@ fn main() -> ExitCode {
                     Some(e) => {
                         r.make_stale(&format!("the run that resumed it failed to write ({e})"))
                     }
-                    None if !outcome.summary.interrupted => r.finish(),
+                    None if complete => r.finish(),
                     // Ended early without a signal: as above.
                     None => r.make_stale("the run that resumed it ended before its last probe"),
                 };

@@ -304,7 +304,9 @@ pub fn merge_stats(inputs: &[PathBuf]) -> Result<MergedStats, MergeError> {
         };
         let summary = doc.to_summary().map_err(bad)?;
         let shard = summary.shard;
-        if summary.interrupted || summary.stats.results() != summary.planned {
+        // Every probe reported is complete, even if a signal came after
+        // the last one.
+        if summary.stats.results() != summary.planned {
             return Err(MergeError::Incomplete {
                 path: path.clone(),
                 shard: shard.to_string(),
@@ -369,7 +371,6 @@ pub fn merge_stats(inputs: &[PathBuf]) -> Result<MergedStats, MergeError> {
                 m.stats.merge(&summary.stats);
                 m.planned += summary.planned;
                 m.elapsed = m.elapsed.max(summary.elapsed);
-                m.interrupted |= summary.interrupted;
                 m.concurrency += summary.concurrency;
                 m.threads += summary.threads;
                 (m, record)
@@ -377,6 +378,7 @@ pub fn merge_stats(inputs: &[PathBuf]) -> Result<MergedStats, MergeError> {
         });
     }
     let (mut summary, record) = merged.ok_or(MergeError::NoInputs)?;
+    summary.interrupted = false; // every shard given is complete
     let n = shards.first().map_or(1, Shard::n);
     if shards.iter().any(|s| s.n() != n) {
         return Err(MergeError::Mismatch(
