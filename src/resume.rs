@@ -282,14 +282,21 @@ impl ResumeFile {
     }
 }
 
-/// Options that name an output file, and `--stats-every`: the only ones a
-/// resume may give.
+/// The options a resume may give (by clap id): output files, and how often
+/// to print status lines. Everything else is the interrupted run's.
+const MAY_CHANGE: [&str; 8] = [
+    "output_normal",
+    "output_json",
+    "output_xml",
+    "output_grepable",
+    "output_csv",
+    "output_all",
+    "stats",
+    "stats_every",
+];
+
 fn may_change(arg: &clap::Arg) -> bool {
-    arg.get_id() == "stats_every"
-        || arg.get_help_heading() == Some("Output")
-            && arg
-                .get_value_names()
-                .is_some_and(|v| v.iter().any(|n| n == "FILE" || n == "BASENAME"))
+    MAY_CHANGE.contains(&arg.get_id().as_str())
 }
 
 /// Reads, checks and locks the file of `--resume FILE`.
@@ -700,6 +707,17 @@ mod tests {
         let e = resolve_line(&format!("--resume {p} -p 1-50 -oJ b.jsonl")).unwrap_err();
         assert!(e.to_string().ends_with("not --ports"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_options_a_resume_may_give_are_flags() {
+        let command = Args::command();
+        for id in MAY_CHANGE {
+            assert!(
+                command.get_arguments().any(|a| a.get_id() == id),
+                "no flag {id}"
+            );
+        }
     }
 
     #[test]
