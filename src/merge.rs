@@ -195,7 +195,9 @@ pub fn copy_results(
 }
 
 /// Writes `path` whole or not at all: `fill` writes into a temporary file
-/// in the same directory, renamed over `path` once it succeeded.
+/// in the same directory, renamed over `path` once it succeeded. A path
+/// that is not a regular file (a FIFO, `/dev/stdout`, a device) is written
+/// in place: renaming over it would replace it.
 pub fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> Result<(), MergeError>,
@@ -204,6 +206,15 @@ pub fn write_atomically(
         path: path.to_path_buf(),
         source,
     };
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(write)?;
+        let mut out = io::BufWriter::new(file);
+        fill(&mut out)?;
+        return out.flush().map_err(write);
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -553,6 +564,25 @@ mod tests {
         .unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "new\n");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_device_named_as_the_output_is_written_not_replaced() {
+        let e = write_atomically(Path::new("/dev/full"), |w| {
+            copy_results(&[], w, Path::new("/dev/full"))?;
+            w.write_all(&[b'x'; 1 << 17])
+                .map_err(|source| MergeError::Write {
+                    path: "/dev/full".into(),
+                    source,
+                })
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot write \"/dev/full\""),
+            "{e}"
+        );
+        let m = std::fs::metadata("/dev/full").unwrap();
+        assert!(!m.is_file(), "/dev/full is still a device");
     }
 
     #[test]
