@@ -84,19 +84,27 @@ fn main() -> ExitCode {
         .as_ref()
         .map(resume::Resumed::continuing)
         .unwrap_or_default();
-    let mut outputs = match Outputs::open_continuing(&config.outputs, &run, &continuing) {
-        Ok(outputs) => outputs,
-        Err(e) => return usage_error(&e),
-    };
-
     // Until this run ends and rewrites it, its resume file must not be
-    // resumed: the outputs are about to grow past what it records (a kill
-    // or a crash would otherwise let a later resume write results twice).
+    // resumed: the outputs are about to be cut back and grow past what it
+    // records (a kill or a crash would otherwise let a later resume write
+    // results twice).
     if let Some(r) = &resumed {
         if let Err(e) = r.make_stale(resume::UNFINISHED_RESUME) {
             return usage_error(&e);
         }
     }
+    let mut outputs = match Outputs::open_continuing(&config.outputs, &run, &continuing) {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            // Nothing was written: the file may be resumed as it was.
+            if let Some(r) = &resumed {
+                if let Err(e) = r.restore() {
+                    eprintln!("fastport: {e}");
+                }
+            }
+            return usage_error(&e);
+        }
+    };
 
     match scan::run(&config, &mut outputs, &stop, earlier.as_ref()) {
         Ok(outcome) => {

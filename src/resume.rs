@@ -440,6 +440,12 @@ impl Resumed {
         write(&self.path, &file)
     }
 
+    /// Writes the file back as it was read (after [`make_stale`](Self::make_stale),
+    /// when the run stopped before it touched an output).
+    pub fn restore(&self) -> Result<(), ResumeError> {
+        write(&self.path, &self.file)
+    }
+
     /// Marks the file stale: this run appended to its outputs and then
     /// failed (`why`), so resuming it again would write results twice.
     pub fn make_stale(&self, why: &str) -> Result<(), ResumeError> {

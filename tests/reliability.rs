@@ -161,6 +161,20 @@ fn a_second_interrupted_scan_replaced_the_first_resume_file() {
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(stderr(&o).contains("fastport-2.resume"), "{}", stderr(&o));
     assert_eq!(std::fs::read(dir.join("fastport.resume")).unwrap(), first);
+
+    // The first run's output is gone: its resume says so and stays usable.
+    std::fs::remove_file(dir.join("a.jsonl")).unwrap();
+    let o = finish(&dir, &["--resume", "fastport.resume"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("a.jsonl") && err.contains("it is gone"),
+        "{err}"
+    );
+    let o = finish(&dir, &["--resume", "fastport.resume", "-oJ", "rest.jsonl"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!read_jsonl(&dir.join("rest.jsonl")).is_empty());
 }
 
 /// SIGHUP (a closed terminal) used to end the run with 129, no resume file
