@@ -114,51 +114,60 @@ fn main() -> ExitCode {
                 signal_hook::low_level::unregister(id);
             }
             let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
-            // A signal after the last probe reported leaves nothing to resume.
-            let complete = outcome.summary.stats.results() >= outcome.summary.planned;
-            if stopped && !complete && outcome.output_error.is_none() {
-                let so_far = StatsDocument::new(&outcome.summary, Some(outcome.record.clone()));
-                let file = resume::file_for(
-                    &args,
-                    &config,
-                    &outcome.done,
-                    &outcome.in_flight,
-                    outcome.record.parts,
-                    so_far,
-                );
-                let written = match &resumed {
-                    Some(r) => resume::write(&r.path, &file).map(|()| r.path.clone()),
-                    None => {
-                        resume::write_new(resume::candidate_paths(config.schedule.shard), &file)
-                    }
-                };
-                match written {
-                    Ok(path) => eprintln!(
-                        "fastport: interrupted; continue with: fastport --resume {} (it continues the output files)",
-                        path.display()
-                    ),
-                    Err(e) => eprintln!("fastport: {e}"),
-                }
-            } else if let Some(r) = &resumed {
-                let marked = match &outcome.output_error {
-                    // The outputs were continued and then failed: the file
-                    // no longer matches them (it stays stale, saying why).
-                    Some(e) => {
-                        r.make_stale(&format!("the run that resumed it failed to write ({e})"))
-                    }
-                    None if complete => r.finish(),
-                    // Ended early without a signal: as above.
-                    None => r.make_stale("the run that resumed it ended before its last probe"),
-                };
-                if let Err(e) = marked {
-                    eprintln!("fastport: {e}");
-                }
-            }
+            save_progress(&args, &config, resumed.as_ref(), &outcome, stopped);
             exit_status(outcome)
         }
         Err(e) => {
             eprintln!("fastport: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// After the scan: an interrupted run writes its resume file (a new name,
+/// or the file it resumed); a resumed run that ended marks its file
+/// finished, or stale when its outputs may now be ahead of it.
+fn save_progress(
+    args: &cli::Args,
+    config: &ScanConfig,
+    resumed: Option<&resume::Resumed>,
+    outcome: &scan::ScanOutcome,
+    stopped: bool,
+) {
+    // A signal after the last probe reported leaves nothing to resume.
+    let complete = outcome.summary.stats.results() >= outcome.summary.planned;
+    if stopped && !complete && outcome.output_error.is_none() {
+        let so_far = StatsDocument::new(&outcome.summary, Some(outcome.record.clone()));
+        let file = resume::file_for(
+            args,
+            config,
+            &outcome.done,
+            &outcome.in_flight,
+            outcome.record.parts,
+            so_far,
+        );
+        let written = match resumed {
+            Some(r) => resume::write(&r.path, &file).map(|()| r.path.clone()),
+            None => resume::write_new(resume::candidate_paths(config.schedule.shard), &file),
+        };
+        match written {
+            Ok(path) => eprintln!(
+                "fastport: interrupted; continue with: fastport --resume {} (it continues the output files)",
+                path.display()
+            ),
+            Err(e) => eprintln!("fastport: {e}"),
+        }
+    } else if let Some(r) = resumed {
+        let marked = match &outcome.output_error {
+            // The outputs were continued and then failed: the file no
+            // longer matches them (it stays stale, saying why).
+            Some(e) => r.make_stale(&format!("the run that resumed it failed to write ({e})")),
+            None if complete => r.finish(),
+            // Ended early without a signal: as above.
+            None => r.make_stale("the run that resumed it ended before its last probe"),
+        };
+        if let Err(e) = marked {
+            eprintln!("fastport: {e}");
         }
     }
 }
