@@ -408,3 +408,57 @@ fn a_resumed_run_killed_mid_way_let_a_later_resume_write_results_twice() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("was killed or crashed"), "{err}");
 }
+
+/// A second Ctrl-C while the run stopped used to end it at once, without
+/// its resume file (2 of 8 tries with the second signal 10-30 ms after the
+/// first). Now a second signal is ignored while the stop is under way.
+#[test]
+fn a_second_signal_while_stopping_lost_the_resume_file() {
+    if !in_netns!(a_second_signal_while_stopping_lost_the_resume_file) {
+        return;
+    }
+    let dir = temp_dir("second-signal");
+    let mut args = SLOW.to_vec();
+    args.extend(["-oJ", "scan.jsonl", "127.0.0.1"]);
+    let child = start(&dir, &args);
+    let pid = child.id().to_string();
+    std::thread::sleep(Duration::from_millis(400));
+    for gap in [0, 2, 5, 10] {
+        std::thread::sleep(Duration::from_millis(gap));
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(dir.join("fastport.resume").exists(), "{}", stderr(&o));
+    let o = finish(&dir, &["--resume", "fastport.resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(read_jsonl(&dir.join("scan.jsonl")).len(), 1500);
+}
+
+/// A run stuck before it could stop (an output FIFO nobody reads blocks
+/// its opening) still ends on a second signal once a stop has had time.
+#[test]
+fn a_stuck_run_ends_on_a_second_signal() {
+    if !in_netns!(a_stuck_run_ends_on_a_second_signal) {
+        return;
+    }
+    let dir = temp_dir("stuck");
+    let fifo = dir.join("nobody.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let child = start(&dir, &["-oJ", fifo.to_str().unwrap(), "127.0.0.1"]);
+    let pid = child.id().to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    std::thread::sleep(Duration::from_millis(1300));
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("did not stop"), "{err}");
+}
