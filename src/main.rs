@@ -73,6 +73,15 @@ fn main() -> ExitCode {
             return usage_error(&e);
         }
     }
+    // `--shard auto` is resolved once: a resumed run (resubmitted outside
+    // the job array) keeps this K/N, whatever its own environment.
+    let args = cli::Args {
+        shard: args
+            .shard
+            .as_ref()
+            .map(|_| config.schedule.shard.to_string()),
+        ..args
+    };
     for note in &config.notes {
         eprintln!("fastport: note: {note}");
     }
@@ -267,8 +276,27 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
             }
         }
     }
+    // -oN/-oX/-oG/-oC: checked whole before anything is written.
+    let formats = match fastport::merge::formats::FormatPlan::from_args(&args, argv) {
+        Ok(plan) => plan,
+        Err(e) => return usage_error(&e),
+    };
+    for dest in [&formats.text, &formats.xml, &formats.grepable, &formats.csv] {
+        if let Some(fastport::config::Dest::File(target)) = dest {
+            if let Err(e) = check_not_an_input(target, &args.inputs) {
+                return usage_error(&e);
+            }
+        }
+    }
+    if formats.any() {
+        let summary = merged.as_ref().map(|m| &m.summary);
+        if let Err(e) = fastport::merge::formats::write(&results, &formats, summary) {
+            return usage_error(&e);
+        }
+    }
     let written = match out {
         Some(p) => write_atomically(p, |w| copy_results(&results, w, p)),
+        None if formats.any() && args.output_json.is_none() => Ok(()),
         None => {
             let mut stdout = io::BufWriter::new(io::stdout().lock());
             match copy_results(&results, &mut stdout, std::path::Path::new("stdout")) {

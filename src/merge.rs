@@ -26,6 +26,8 @@
 //! so the merged percentiles are those of the whole scan. Elapsed time is
 //! the longest shard's (shards run side by side).
 
+pub mod formats;
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};

@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime};
 
 pub use csv::CsvSink;
 pub use grepable::GrepableSink;
+pub use hosts::port_ranges;
 pub use json::JsonLinesSink;
 pub use text::{TextSink, write_summary};
 pub use xml::XmlSink;
