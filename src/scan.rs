@@ -11,7 +11,7 @@ use crate::engine::{self, EngineEnd, EngineError, EngineKind};
 use crate::order::Done;
 use crate::output::Outputs;
 use crate::output::progress::Progress;
-use crate::stats::{Stats, Summary};
+use crate::stats::Summary;
 
 /// How a scan ended.
 #[derive(Debug)]
@@ -49,14 +49,7 @@ pub fn run(
 
     let (end, output_error) = match result {
         Ok(end) => (end, None),
-        Err(EngineError::Output(e)) => (
-            EngineEnd {
-                stats: Stats::new(),
-                lanes: Vec::new(),
-                in_flight: Vec::new(),
-            },
-            Some(e),
-        ),
+        Err(EngineError::Output(e, end)) => (*end, Some(e)),
         Err(e) => return Err(e),
     };
     let EngineEnd {

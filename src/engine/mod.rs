@@ -19,6 +19,7 @@
 //! vectors travel back, so steady state allocates nothing.
 
 pub mod event_loop;
+pub mod machine;
 pub mod threads;
 
 use std::io;
@@ -31,6 +32,7 @@ use crate::probe::ProbeResult;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
 use crate::timing::AdaptiveTiming;
+use machine::{Next, Source};
 
 /// How many results a worker gathers before handing them to the writer.
 const BATCH: usize = 512;
@@ -99,9 +101,11 @@ pub enum EngineError {
     /// A worker could not set up its poller.
     #[error("cannot start a worker: {0}")]
     Worker(#[source] io::Error),
-    /// The result callback failed (an output could not be written).
+    /// The result callback failed (an output could not be written). The
+    /// engine's end is kept: the summary and a resume still count what was
+    /// written before.
     #[error("{0}")]
-    Output(#[source] io::Error),
+    Output(#[source] io::Error, Box<EngineEnd>),
 }
 
 /// The sequence numbers a worker owns: `next, next + step, ...` below `end`
@@ -132,6 +136,12 @@ impl Stride {
     /// The next sequence number, without taking it.
     pub fn peek(&self) -> Option<u64> {
         (self.next < self.end).then_some(self.next)
+    }
+
+    /// Whether the stride is at its real end (a `None` from
+    /// [`Stride::peek`] may only mean "not now").
+    pub fn is_exhausted(&self) -> bool {
+        self.next >= self.end
     }
 
     /// What this stride has handed out so far.
@@ -229,22 +239,43 @@ impl Collector {
     }
 }
 
-/// Everything one event-loop worker gets.
-pub struct WorkerCtx<'a> {
-    pub id: usize,
+/// A worker's share of the sequence as the machine's [`Source`]: skips what
+/// the resumed run finished, and maps a sequence number to its probe.
+pub struct StrideSource<'a> {
     pub space: &'a TargetSpace,
-    /// Maps the worker's sequence numbers to probe indices.
     pub schedule: &'a Schedule,
-    pub indices: Stride,
-    /// This worker's share of `--rate`.
-    pub bucket: Option<crate::rate::TokenBucket>,
-    /// This worker's share of the concurrency.
-    pub concurrency: usize,
-    pub timeout: Duration,
-    pub retries: u32,
-    pub adaptive: Option<AdaptiveTiming>,
-    pub stop: &'a AtomicBool,
-    pub out: ResultTx,
+    pub stride: Stride,
+}
+
+impl Source for StrideSource<'_> {
+    fn peek(&mut self) -> Next {
+        loop {
+            let Some(seq) = self.stride.peek() else {
+                return if self.stride.is_exhausted() {
+                    Next::Exhausted
+                } else {
+                    Next::Gated
+                };
+            };
+            if self.schedule.done.contains(seq) {
+                self.stride.next(); // finished by the run we resume
+                continue;
+            }
+            let index = self.schedule.index(seq);
+            let Some(target) = self.space.get(index) else {
+                // The stride stays below `space.len()`, so this cannot
+                // happen; skipping is the safe answer if it ever did.
+                debug_assert!(false, "index {index} outside the space");
+                self.stride.next();
+                continue;
+            };
+            return Next::Probe { seq, index, target };
+        }
+    }
+
+    fn take(&mut self) {
+        self.stride.next();
+    }
 }
 
 /// A running engine, as the driver sees it.
@@ -346,9 +377,17 @@ where
         }
     }
     let end = running.join();
-    match output_error {
-        Some(e) => Err(EngineError::Output(e)),
-        None => end,
+    match (output_error, end) {
+        (Some(e), Ok(end)) => Err(EngineError::Output(e, Box::new(end))),
+        (Some(e), Err(_)) => Err(EngineError::Output(
+            e,
+            Box::new(EngineEnd {
+                stats: Stats::new(),
+                lanes: Vec::new(),
+                in_flight: Vec::new(),
+            }),
+        )),
+        (None, end) => end,
     }
 }
 
