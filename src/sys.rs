@@ -97,6 +97,14 @@ pub fn reserve_fd_table(highest: u64) {
     }
 }
 
+/// Descriptors this process has open now (`/proc/self/fd`), `None` when it
+/// cannot be read.
+pub fn open_fds() -> Option<u64> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    // The listing's own descriptor is in it.
+    Some((dir.count() as u64).saturating_sub(1))
+}
+
 /// How many threads this process can start with room to spare: each thread
 /// takes about four memory mappings (stack, its guard page, the signal stack
 /// and its guard), and `vm.max_map_count` caps mappings per process (65530
@@ -116,6 +124,16 @@ pub fn thread_budget() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_fds_counts_a_new_descriptor() {
+        let before = open_fds().unwrap();
+        assert!(before >= 3, "stdio at least: {before}");
+        let file = std::fs::File::open("/dev/null").unwrap();
+        // Other test threads open files too: at least one more.
+        assert!(open_fds().unwrap() >= 1);
+        drop(file);
+    }
 
     #[test]
     fn raising_never_lowers() {

@@ -104,6 +104,46 @@ fn open_file_limit_of_64() {
     }
 }
 
+/// `ulimit -n 6`: stdio and the outputs take the descriptors a probe would
+/// need, so every connect would fail with EMFILE; the scan spun on it
+/// forever without a word. Now it is one clear error and exit 1, for both
+/// engines, before any probe.
+#[test]
+fn open_file_limit_of_6_is_one_clear_error() {
+    if !in_netns!(open_file_limit_of_6_is_one_clear_error) {
+        return;
+    }
+    let dir = temp_dir("fd6");
+    for engine in ["mio", "threads"] {
+        let out = dir.join(format!("{engine}.jsonl"));
+        let o = fastport_after(
+            "ulimit -n 6",
+            &[
+                "--engine",
+                engine,
+                "-p",
+                "1-100",
+                "-oJ",
+                out.to_str().unwrap(),
+                "127.0.0.1",
+            ],
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{engine}: {err}");
+        assert!(
+            err.contains("open-file limit (6) is too small"),
+            "{engine}: {err}"
+        );
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.contains("open-file limit"))
+                .count(),
+            1,
+            "{engine}: one message: {err}"
+        );
+    }
+}
+
 /// Sixteen ephemeral ports (the range is per namespace) on a 65535-port
 /// scan with 100 silent ports holding local ports. Linux shares a local
 /// port between connections to different destinations, so a one-host scan

@@ -57,7 +57,7 @@ use crate::classify::{LocalError, Reason, Report, State, Verdict, classify};
 use crate::probe::{self, ProbeResult};
 use crate::rate::Gcra;
 use crate::stats::Stats;
-use crate::timing::{AdaptiveTiming, HostRef, KERNEL_SYN_RTO, Timing, TimingSummary};
+use crate::timing::{AdaptiveTiming, HostRef, KERNEL_SYN_RTO, TimingSummary, WorkerTiming};
 use crate::wheel::Wheel;
 
 /// How long a worker whose source is held back (the order's gate) sleeps
@@ -315,7 +315,7 @@ pub struct Machine {
     grow_credit: usize,
     backoff: Backoff,
     /// Adaptive timing (`None`: `--timeout` fixed it).
-    timing: Option<Timing>,
+    timing: Option<WorkerTiming>,
     rate: Option<Arc<Gcra>>,
     /// Probes whose wait is over, to launch again first.
     ready: VecDeque<usize>,
@@ -339,7 +339,7 @@ impl Machine {
             limit: cap,
             grow_credit: 0,
             backoff: Backoff::default(),
-            timing: cfg.adaptive.map(|p| Timing::new(p, cfg.retries, cap)),
+            timing: cfg.adaptive.map(|p| WorkerTiming::new(p, cfg.retries, cap)),
             rate,
             ready: VecDeque::with_capacity(cap),
             results: VecDeque::with_capacity(cap.min(4096)),

@@ -101,6 +101,13 @@ pub enum EngineError {
     /// A worker could not set up its poller.
     #[error("cannot start a worker: {0}")]
     Worker(#[source] io::Error),
+    /// The open-file limit leaves no descriptor for a probe: every connect
+    /// would fail with `EMFILE` and the scan would back off forever.
+    #[error(
+        "the open-file limit ({limit}) is too small: {open} descriptors are open already and \
+         the scan needs {needed} (raise it with ulimit -n)"
+    )]
+    Descriptors { limit: u64, open: u64, needed: u64 },
     /// The result callback failed (an output could not be written). The
     /// engine's end is kept: the summary and a resume still count what was
     /// written before.
@@ -307,11 +314,12 @@ pub fn run<F>(
 where
     F: FnMut(&[ProbeResult]) -> io::Result<()>,
 {
+    check_descriptors(cfg)?;
     // One growth of the descriptor table now, before any worker shares it,
     // instead of a stall of every thread at each doubling (see `sys`).
     // Room for the descriptors beyond the probes' own (stdio, outputs, epoll
     // instances): the most the configuration keeps back for them.
-    crate::sys::reserve_fd_table(cfg.concurrency as u64 + crate::config::RESERVED_FDS.1);
+    crate::sys::reserve_fd_table(cfg.concurrency as u64 + crate::config::RESERVED_FDS_MAX);
     let (tx, rx) = mpsc::sync_channel::<Vec<ProbeResult>>(CHANNEL_DEPTH);
     let mut collector = Collector {
         tx,
@@ -330,6 +338,28 @@ where
             })
         }
     }
+}
+
+/// Fails at once, with one clear error, when the open-file limit leaves no
+/// descriptor for a probe beside those already open (stdio, outputs) and
+/// each event-loop worker's poll: `ulimit -n 6` spun on `EMFILE` forever.
+fn check_descriptors(cfg: &EngineConfig) -> Result<(), EngineError> {
+    let (Ok(limit), Some(open)) = (crate::sys::fd_limit(), crate::sys::open_fds()) else {
+        return Ok(()); // cannot tell: the back-off copes
+    };
+    let polls = match cfg.kind {
+        EngineKind::Mio => cfg.threads.max(1) as u64,
+        EngineKind::Threads => 0,
+    };
+    let needed = open + polls + 1;
+    if limit.soft < needed {
+        return Err(EngineError::Descriptors {
+            limit: limit.soft,
+            open,
+            needed,
+        });
+    }
+    Ok(())
 }
 
 /// The writer loop: this thread. Batches go back round-robin; a worker that
