@@ -144,6 +144,43 @@ fn open_file_limit_of_6_is_one_clear_error() {
     }
 }
 
+/// `ulimit -v` too small for `--concurrency` threads: the threads engine
+/// exited ("cannot start thread 696 of 5000") instead of scanning with the
+/// threads it could start.
+#[test]
+fn threads_engine_under_ulimit_v_shrinks_its_pool() {
+    if !in_netns!(threads_engine_under_ulimit_v_shrinks_its_pool) {
+        return;
+    }
+    let ls = listeners("127.0.0.1", &[22, 80], 2);
+    let open: Vec<u16> = addrs(&ls).iter().map(|a| a.port()).collect();
+    let dir = temp_dir("ulimit-v");
+    let out = dir.join("threads.jsonl");
+    let o = fastport_after(
+        "ulimit -v 200000",
+        &[
+            "--engine",
+            "threads",
+            "--concurrency",
+            "5000",
+            "-p",
+            "1-5000",
+            "--timeout",
+            "500ms",
+            "--show",
+            "all",
+            "-oJ",
+            out.to_str().unwrap(),
+            "127.0.0.1",
+        ],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("scanning with"), "{err}");
+    let open: Vec<u16> = open.into_iter().filter(|p| *p <= 5000).collect();
+    assert_truth("threads", &read_jsonl(&out), 1..=5000, &open, 0..=0); // nothing dropped
+}
+
 /// Sixteen ephemeral ports (the range is per namespace) on a 65535-port
 /// scan with 100 silent ports holding local ports. Linux shares a local
 /// port between connections to different destinations, so a one-host scan

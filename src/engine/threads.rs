@@ -38,6 +38,9 @@ use crate::targets::TargetSpace;
 
 /// Stack of each probing thread.
 const STACK_SIZE: usize = 64 * 1024;
+/// Address space one thread takes: its stack and guard page, and the
+/// signal stack and guard Rust's runtime maps for it.
+const THREAD_SPACE: u64 = STACK_SIZE as u64 + 4096 + 64 * 1024;
 /// Results wait at most this long in a partly filled batch while reports
 /// keep coming (the writer's idle flush covers a quiet pool).
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -165,7 +168,24 @@ pub fn start<'scope, 'env>(
     pool: &'env Pool<'env>,
     _cfg: &EngineConfig,
 ) -> Result<Threads<'scope, 'env>, EngineError> {
-    let threads = pool.threads;
+    let mut threads = pool.threads;
+    // Under `ulimit -v`, threads could take every byte of address space and
+    // leave none for the rest of the process (an allocation, or a new
+    // thread's signal stack, then aborts): start no more than half of what
+    // is left allows.
+    if let Some(limit) = crate::sys::address_space_limit() {
+        crate::sys::single_malloc_arena();
+        let used = crate::sys::address_space_used().unwrap_or(limit);
+        let fit = (limit.saturating_sub(used) / 2 / THREAD_SPACE).max(1);
+        let fit = usize::try_from(fit).unwrap_or(usize::MAX);
+        if fit < threads {
+            eprintln!(
+                "fastport: note: --engine threads: ulimit -v leaves room for {fit} of {threads} \
+                 threads; scanning with {fit}"
+            );
+            threads = fit;
+        }
+    }
     let mut handles = Vec::with_capacity(threads);
     for id in 0..threads {
         let spawned = std::thread::Builder::new()
