@@ -298,6 +298,10 @@ impl Driver<'_> {
     fn expire(&mut self, now: Instant) {
         while let Some(key) = self.machine.poll_expired(now) {
             let Some(socket) = self.sockets.get_mut(key).and_then(Option::take) else {
+                // No socket to look at (cannot happen: a connecting probe
+                // always has one); still let the machine move it on.
+                let report = crate::classify::Report::InProgress;
+                self.machine.handle_deadline(key, report, now, || None);
                 continue;
             };
             // An answer may have landed after the last poll returned.

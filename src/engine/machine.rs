@@ -475,10 +475,15 @@ impl Machine {
                 self.backoff.reset();
                 let looking = self.eager.should_try();
                 probe.phase = Phase::Connecting { started, looking };
+                if looking {
+                    // The deadline goes in only if the look misses: a hit
+                    // (most probes on loopback) costs the wheel nothing.
+                    return Fate::Look;
+                }
                 if self.cfg.deadlines == Deadlines::Wheel {
                     self.wheel.insert(key, started + probe.wait);
                 }
-                if looking { Fate::Look } else { Fate::Wait }
+                Fate::Wait
             }
             // Answered by this machine (a route), not the network: no RTT
             // sample.
@@ -514,6 +519,9 @@ impl Machine {
             Verdict::Pending => {
                 if looking {
                     self.eager.miss();
+                    if self.cfg.deadlines == Deadlines::Wheel {
+                        self.wheel.insert(key, started + probe.wait);
+                    }
                 }
                 Fate::Wait // spurious wake-up, or not answered yet
             }

@@ -424,6 +424,70 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::Reason;
+
+    /// An engine that has finished: `results` probes, already sent.
+    struct Finished {
+        results: u64,
+    }
+
+    impl Running for Finished {
+        fn flush_idle(&self) {}
+
+        fn finished(&self) -> bool {
+            true
+        }
+
+        fn join(self) -> Result<EngineEnd, EngineError> {
+            let mut stats = Stats::new();
+            for _ in 0..self.results {
+                stats.record(Reason::ConnRefused, Some(10));
+            }
+            Ok(EngineEnd {
+                stats,
+                lanes: vec![Lane {
+                    start: 0,
+                    step: 1,
+                    next: self.results,
+                }],
+                in_flight: vec![7],
+            })
+        }
+    }
+
+    /// A failed write threw the engine's end away: the summary then said 0
+    /// results and a resume knew nothing of the lanes.
+    #[test]
+    fn a_failed_write_keeps_the_engines_end() {
+        let (tx, rx) = mpsc::sync_channel(CHANNEL_DEPTH);
+        let mut collector = Collector {
+            tx,
+            recyclers: Vec::new(),
+        };
+        let mut out = collector.sender();
+        for index in 0..3 {
+            out.push(ProbeResult {
+                index,
+                target: "127.0.0.1:1".parse().unwrap(),
+                reason: Reason::ConnRefused,
+                rtt_us: Some(10),
+            });
+        }
+        out.flush();
+        drop(out);
+        let stop = AtomicBool::new(false);
+        let result = drive(Ok(Finished { results: 3 }), collector, rx, &stop, |_| {
+            Err(io::Error::from(io::ErrorKind::StorageFull))
+        });
+        let Err(EngineError::Output(e, end)) = result else {
+            panic!("expected an output error: {result:?}");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(end.stats.results(), 3);
+        assert_eq!(end.lanes.len(), 1);
+        assert_eq!(end.in_flight, vec![7]);
+        assert!(stop.load(Ordering::SeqCst), "a failed write stops the scan");
+    }
 
     #[test]
     fn strides_partition_the_space() {

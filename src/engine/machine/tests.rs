@@ -91,7 +91,11 @@ fn no_retransmits() -> Option<u32> {
 fn launch_all(m: &mut Machine, src: &mut Script, now: Instant) -> Vec<Launch> {
     let mut out = Vec::new();
     while let Some(l) = m.poll_launch(now, src) {
-        m.handle_connect(l.key, Report::InProgress, now);
+        if m.handle_connect(l.key, Report::InProgress, now) == Fate::Look {
+            // The eager look finds nothing yet.
+            let fate = m.handle_look(l.key, Report::InProgress, now, no_retransmits);
+            assert_eq!(fate, Fate::Wait);
+        }
         out.push(l);
     }
     out
