@@ -26,9 +26,7 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::Socket;
 
 use super::machine::{Deadlines, Fate, Launch, Machine, MachineConfig};
-use super::{
-    Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, Stride, StrideSource,
-};
+use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, StrideSource};
 use crate::classify::LocalError;
 use crate::order::{Lane, Schedule};
 use crate::probe;
@@ -98,11 +96,12 @@ pub fn start<'scope, 'env>(
     let mut handles = Vec::with_capacity(threads);
     let now = Instant::now();
     let rate = cfg.rate.map(|rate| Arc::new(Gcra::new(rate, now)));
-    for id in 0..threads {
+    // One stride per worker, held together by the order's block gate.
+    for (id, stride) in schedule.strides(threads).into_iter().enumerate() {
         let source = StrideSource {
             space,
             schedule,
-            stride: Stride::for_worker(id, threads, schedule.done.below(), schedule.seq_len()),
+            stride,
         };
         let machine_cfg = MachineConfig {
             concurrency: per_worker,

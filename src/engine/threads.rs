@@ -27,9 +27,7 @@ use socket2::{SockAddr, Socket};
 
 use super::event_loop::retransmits;
 use super::machine::{Deadlines, Fate, Launch, Machine, MachineConfig};
-use super::{
-    Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, Stride, StrideSource,
-};
+use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, StrideSource};
 use crate::classify::{LocalError, Report, Verdict, classify};
 use crate::order::Schedule;
 use crate::probe;
@@ -144,7 +142,8 @@ impl<'a> Pool<'a> {
                 source: StrideSource {
                     space,
                     schedule,
-                    stride: Stride::for_worker(0, 1, schedule.done.below(), schedule.seq_len()),
+                    // One lane of step 1 from the first number not done.
+                    stride: schedule.strides(1).pop().expect("one stride"),
                 },
                 out: collector.sender(),
                 last_flush: now,
