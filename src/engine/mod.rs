@@ -73,7 +73,7 @@ pub struct EngineConfig {
     /// the first attempts' wait until answers teach better (adaptive).
     pub timeout: Duration,
     /// Extra attempts after no response: exactly this many when fixed, at
-    /// most this many when adaptive (see [`crate::timing::Timing::retries`]).
+    /// most this many when adaptive (see [`crate::timing::WorkerTiming::retries`]).
     pub retries: u32,
     /// Adaptive timing; `None` when `--timeout` fixed it.
     pub adaptive: Option<AdaptiveTiming>,

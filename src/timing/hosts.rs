@@ -46,7 +46,7 @@ pub struct HostTimingTable {
 
 impl HostTimingTable {
     /// A table of at least `slots` slots (rounded up to a power of two
-    /// buckets of [`WAYS`]), each host window starting from `window`.
+    /// buckets of `WAYS`), each host window starting from `window`.
     pub fn new(slots: usize, window: WindowParams) -> HostTimingTable {
         let buckets = slots.div_ceil(WAYS).max(1).next_power_of_two();
         let empty = HostSlot {

@@ -204,7 +204,7 @@ impl WorkerTiming {
     /// more than one beyond the most this host ever needed (nmap's rule: a
     /// host that never answered a retry gets one retry). An untracked host
     /// gets what the scan's measured loss calls for
-    /// ([`RetryEvidence::retries`]).
+    /// (`RetryEvidence::retries`).
     pub fn retries(&self, host: HostRef) -> u32 {
         match host.slot() {
             Some(s) => self.max_retries.min(self.hosts.get(s).max_ok_try + 1),
