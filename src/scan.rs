@@ -12,7 +12,7 @@ use crate::order::Done;
 use crate::output::Outputs;
 use crate::output::progress::Progress;
 use crate::resume::targets_hash;
-use crate::stats::{RunRecord, Stats, Summary};
+use crate::stats::{RunRecord, Summary};
 
 /// How a scan ended.
 #[derive(Debug)]
@@ -67,14 +67,7 @@ pub fn run(
 
     let (end, output_error) = match result {
         Ok(end) => (end, None),
-        Err(EngineError::Output(e)) => (
-            EngineEnd {
-                stats: Stats::new(),
-                lanes: Vec::new(),
-                in_flight: Vec::new(),
-            },
-            Some(e),
-        ),
+        Err(EngineError::Output(e, end)) => (*end, Some(e)),
         Err(e) => return Err(e),
     };
     let EngineEnd {
