@@ -20,6 +20,9 @@
 //!   `poll_transmit(now)` when answers fall due, from a timer queue. It keeps
 //!   no connection state; the [`Record`] of what it injected (latency
 //!   histograms, counts, SYNs per target) comes out at the end.
+//! - [`oracle`]: the yardstick. For a run, the wall time a scanner that knew
+//!   every latency (and every loss) would have needed at the launch rate the
+//!   run sustained, and the accuracy the loss model allows at k tries.
 //! - [`tun`], [`netns`] and [`sim`]: the device, the namespace plumbing, and
 //!   the single-threaded mio loop joining them to the responder, which stops
 //!   by itself when the scanner exits or at a deadline. `sys.rs` holds the
@@ -48,6 +51,7 @@ mod error;
 mod hash;
 pub mod model;
 pub mod netns;
+pub mod oracle;
 pub mod record;
 pub mod responder;
 pub mod sim;
@@ -60,6 +64,7 @@ pub use config::{Cidr, Fractions, Latency, Loss, ModelConfig, PortSet, Preset};
 pub use error::{ConfigError, ConfigErrorKind, NetsimError};
 pub use model::{Model, PortState, Reason, ReplyKind, State, Truth};
 pub use netns::NetConfig;
+pub use oracle::{Accuracy, Oracle, OracleReport};
 pub use record::{Counters, Fate, LogEntry, Record, Summary};
 pub use responder::{Action, Responder};
 pub use sim::{Options, RunOutcome, RunningSim, Simulator, Stop, run_command, start};

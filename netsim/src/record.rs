@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ReplyKind;
+use crate::oracle::OracleReport;
 
 /// Packet counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +204,14 @@ pub struct Record {
     /// How much later than intended the answers left (timer resolution
     /// and scheduling).
     pub lateness_us: Summary,
+    /// The launch rate the scanner sustained: the most SYNs received in
+    /// any one second of the run.
+    #[serde(default)]
+    pub launch_rate: f64,
+    /// What a scanner that knew the network could have done at that rate
+    /// (see [`crate::oracle`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oracle: Option<OracleReport>,
     /// Every SYN and its fate, when asked for (`--record-log`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<LogEntry>,
@@ -276,6 +285,28 @@ impl Recorder {
 }
 
 impl Record {
+    /// The oracle's line of the summary (empty without an oracle).
+    fn oracle_line(&self) -> String {
+        let Some(o) = &self.oracle else {
+            return String::new();
+        };
+        let acc: Vec<String> = o
+            .accuracy
+            .iter()
+            .map(|a| format!("{}: {:.5} ({:.5})", a.tries, a.exact, a.model))
+            .collect();
+        format!(
+            "\nnetsim: oracle at {:.0} SYNs/s (the run's busiest second), up to {} tries: \
+             {:.2} s knowing every loss, {:.2} s knowing latencies only; \
+             accuracy by tries, this seed (loss model): {}",
+            o.launch_rate,
+            o.tries,
+            o.lower_bound_ms / 1000.0,
+            o.blind_lower_bound_ms / 1000.0,
+            acc.join(", ")
+        )
+    }
+
     /// A few lines for people: what was injected.
     pub fn summary(&self) -> String {
         let c = &self.counters;
@@ -293,7 +324,7 @@ impl Record {
              netsim: latency applied p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
              timer lateness p99 {:.2} ms\n\
              netsim: SYNs per target (targets×SYNs): {}; consumed {} ACKs, {} RSTs; \
-             reset {} FIN/data; {} other, {} malformed; {} answers abandoned at exit{}",
+             reset {} FIN/data; {} other, {} malformed; {} answers abandoned at exit{}{}",
             self.profile,
             self.seed,
             self.hosts,
@@ -323,6 +354,7 @@ impl Record {
             c.other,
             c.malformed,
             c.abandoned,
+            self.oracle_line(),
             if c.device_drops > 0 {
                 format!(
                     "\nnetsim: WARNING: the kernel dropped {} packets at the full TUN queue: \

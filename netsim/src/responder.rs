@@ -16,6 +16,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use crate::model::{Model, ReplyKind};
+use crate::oracle::Oracle;
 use crate::record::{Counters, Fate, LogEntry, Record, Recorder, micros};
 use crate::wire::{self, Incoming, Stray, Syn};
 
@@ -91,7 +92,15 @@ pub struct Responder {
     recorder: Recorder,
     /// The first packet's arrival: the log's time origin.
     origin: Option<Instant>,
+    /// SYNs received per [`LAUNCH_BUCKET`] since `origin`: the launch rate
+    /// the scanner sustained, for the oracle.
+    launches: Vec<u32>,
+    /// SYNs per target for the oracle's bounds; none, no oracle.
+    oracle_tries: Option<u32>,
 }
+
+/// The resolution of the launch-rate record.
+pub const LAUNCH_BUCKET: Duration = Duration::from_millis(10);
 
 impl Responder {
     /// The hosts of `model`. With `log`, every answer is kept for the record.
@@ -104,6 +113,28 @@ impl Responder {
             counters: Counters::default(),
             recorder: Recorder::new(log),
             origin: None,
+            launches: Vec::new(),
+            oracle_tries: None,
+        }
+    }
+
+    /// Adds the oracle's report at `tries` SYNs per target to the record
+    /// (see [`crate::oracle`]).
+    pub fn with_oracle(mut self, tries: u32) -> Responder {
+        self.oracle_tries = Some(tries);
+        self
+    }
+
+    /// The most SYNs received in any one second, per second; over a run
+    /// shorter than a second, the SYNs over the time they took.
+    pub fn launch_rate(&self) -> f64 {
+        let per_second = (Duration::from_secs(1).as_nanos() / LAUNCH_BUCKET.as_nanos()) as usize;
+        if self.launches.len() >= per_second {
+            crate::oracle::busiest(&self.launches, per_second) as f64
+        } else {
+            let syns: u64 = self.launches.iter().map(|&n| u64::from(n)).sum();
+            let span = (self.launches.len().max(1) as f64) * LAUNCH_BUCKET.as_secs_f64();
+            syns as f64 / span
         }
     }
 
@@ -163,6 +194,11 @@ impl Responder {
             Entry::Vacant(e) => *e.insert(0),
         };
         let at = self.since_origin(now);
+        let bucket = (at.as_nanos() / LAUNCH_BUCKET.as_nanos()) as usize;
+        if self.launches.len() <= bucket {
+            self.launches.resize(bucket + 1, 0);
+        }
+        self.launches[bucket] += 1;
         if self.model.syn_lost(addr, port, attempt) {
             self.counters.syns_lost += 1;
             self.log_unanswered(addr, port, attempt, at, Fate::SynLost);
@@ -282,8 +318,14 @@ impl Responder {
         for &n in self.attempts.values() {
             *syns_per_target.entry(n + 1).or_insert(0) += 1;
         }
+        let launch_rate = self.launch_rate();
+        let oracle = self
+            .oracle_tries
+            .map(|k| Oracle::new(&self.model).report(k, launch_rate));
         let config = self.model.config();
         Record {
+            launch_rate,
+            oracle,
             profile: config.name.clone(),
             seed: self.model.seed(),
             hosts: config.hosts.to_string(),
