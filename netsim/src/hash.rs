@@ -19,6 +19,8 @@ pub(crate) enum Stream {
     SynLoss = 5,
     ReplyLoss = 6,
     Isn = 7,
+    Middlebox = 8,
+    SubnetSpread = 9,
 }
 
 /// SplitMix64's step: add the golden gamma, then mix.

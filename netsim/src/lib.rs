@@ -60,7 +60,7 @@ mod sys;
 pub mod tun;
 pub mod wire;
 
-pub use config::{Cidr, Fractions, Latency, Loss, ModelConfig, PortSet, Preset};
+pub use config::{Cidr, Fractions, Hazards, Latency, Loss, ModelConfig, PortSet, Preset};
 pub use error::{ConfigError, ConfigErrorKind, NetsimError};
 pub use model::{Model, PortState, Reason, ReplyKind, State, Truth};
 pub use netns::NetConfig;

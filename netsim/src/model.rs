@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ModelConfig;
+use crate::config::{MAX_LATENCY_MS, ModelConfig};
 use crate::error::ConfigError;
 use crate::hash::{Stream, draw, unit, unit_open0};
 
@@ -238,6 +238,9 @@ impl Model {
         if !self.config.hosts.contains(addr) {
             return State::Filtered;
         }
+        if self.middlebox(addr) {
+            return State::Open;
+        }
         let u = unit(draw(self.seed, Stream::State, key(addr, port), 0));
         let [open, filtered, host_unreach, admin] = self.thresholds;
         if u < open {
@@ -253,13 +256,46 @@ impl Model {
         }
     }
 
+    /// Whether `addr` sits behind a middlebox that answers SYN-ACK on every
+    /// port (the `syn_ack_all_ports` hazard): a scan sees all its ports open,
+    /// which says nothing about the host.
+    pub fn middlebox(&self, addr: Ipv4Addr) -> bool {
+        let p = self.config.hazards.syn_ack_all_ports;
+        p > 0.0
+            && self.config.hosts.contains(addr)
+            && unit(draw(
+                self.seed,
+                Stream::Middlebox,
+                u64::from(u32::from(addr)),
+                0,
+            )) < p
+    }
+
+    /// The hosts behind such middleboxes, ascending.
+    pub fn middleboxes(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let any = self.config.hazards.syn_ack_all_ports > 0.0;
+        self.config
+            .hosts
+            .iter()
+            .filter(move |&a| any && self.middlebox(a))
+    }
+
     /// The host's base round-trip time, drawn once per address from the
-    /// latency distribution.
+    /// latency distribution; with `subnet_latency_spread`, drawn once per
+    /// /24 and spread by a per-host factor.
     pub fn host_latency(&self, addr: Ipv4Addr) -> Duration {
         let a = u64::from(u32::from(addr));
-        let u1 = unit_open0(draw(self.seed, Stream::HostLatency, a, 0));
-        let u2 = unit(draw(self.seed, Stream::HostLatencyAngle, a, 0));
-        ms(self.config.latency.sample_ms(u1, u2))
+        let Some(spread) = self.config.hazards.subnet_latency_spread else {
+            let u1 = unit_open0(draw(self.seed, Stream::HostLatency, a, 0));
+            let u2 = unit(draw(self.seed, Stream::HostLatencyAngle, a, 0));
+            return ms(self.config.latency.sample_ms(u1, u2));
+        };
+        let net = a >> 8;
+        let u1 = unit_open0(draw(self.seed, Stream::HostLatency, net, 24));
+        let u2 = unit(draw(self.seed, Stream::HostLatencyAngle, net, 24));
+        let u = unit(draw(self.seed, Stream::SubnetSpread, a, 0));
+        let factor = 1.0 + spread * (2.0 * u - 1.0);
+        ms((self.config.latency.sample_ms(u1, u2) * factor).clamp(0.0, MAX_LATENCY_MS))
     }
 
     /// How long the `attempt`-th SYN (counting from 0) to `addr:port` waits

@@ -57,6 +57,13 @@ pub struct Counters {
     /// (the responder fell behind the scanner).
     #[serde(default)]
     pub device_drops: u64,
+    /// ICMP unreachables not sent: the /24's router was over its
+    /// `icmp_unreach_per_s`.
+    #[serde(default)]
+    pub icmp_rate_limited: u64,
+    /// RSTs not sent: the host was over its `rst_per_s`.
+    #[serde(default)]
+    pub rst_rate_limited: u64,
 }
 
 impl Counters {
@@ -132,6 +139,8 @@ pub enum Fate {
     ReplyLost,
     /// A filtered port: no answer.
     Silent,
+    /// An answer the rate limit of the host or its router held back.
+    RateLimited,
 }
 
 impl Fate {
@@ -142,7 +151,7 @@ impl Fate {
             Fate::Rst => Some(ReplyKind::Rst),
             Fate::IcmpHostUnreach => Some(ReplyKind::IcmpHostUnreach),
             Fate::IcmpAdminProhibited => Some(ReplyKind::IcmpAdminProhibited),
-            Fate::SynLost | Fate::ReplyLost | Fate::Silent => None,
+            Fate::SynLost | Fate::ReplyLost | Fate::Silent | Fate::RateLimited => None,
         }
     }
 }
@@ -212,6 +221,11 @@ pub struct Record {
     /// (see [`crate::oracle`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oracle: Option<OracleReport>,
+    /// Hosts behind a middlebox answering SYN-ACK on every port (the
+    /// `syn_ack_all_ports` hazard): a scanner should flag them, not report
+    /// every port open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middleboxes: Vec<Ipv4Addr>,
     /// Every SYN and its fate, when asked for (`--record-log`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<LogEntry>,
@@ -307,6 +321,38 @@ impl Record {
         )
     }
 
+    /// The hazards' line of the summary (empty when none acted).
+    fn hazard_line(&self) -> String {
+        let c = &self.counters;
+        if c.icmp_rate_limited == 0 && c.rst_rate_limited == 0 && self.middleboxes.is_empty() {
+            return String::new();
+        }
+        let shown: Vec<String> = self
+            .middleboxes
+            .iter()
+            .take(5)
+            .map(ToString::to_string)
+            .collect();
+        let more = if self.middleboxes.len() > shown.len() {
+            format!(" and {} more", self.middleboxes.len() - shown.len())
+        } else {
+            String::new()
+        };
+        format!(
+            "\nnetsim: hazards: {} ICMP unreachables and {} RSTs held back by rate limits; \
+             {} hosts answer SYN-ACK on every port (middleboxes){}{}",
+            c.icmp_rate_limited,
+            c.rst_rate_limited,
+            self.middleboxes.len(),
+            if shown.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", shown.join(", "))
+            },
+            more
+        )
+    }
+
     /// A few lines for people: what was injected.
     pub fn summary(&self) -> String {
         let c = &self.counters;
@@ -324,7 +370,7 @@ impl Record {
              netsim: latency applied p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
              timer lateness p99 {:.2} ms\n\
              netsim: SYNs per target (targets×SYNs): {}; consumed {} ACKs, {} RSTs; \
-             reset {} FIN/data; {} other, {} malformed; {} answers abandoned at exit{}{}",
+             reset {} FIN/data; {} other, {} malformed; {} answers abandoned at exit{}{}{}",
             self.profile,
             self.seed,
             self.hosts,
@@ -355,6 +401,7 @@ impl Record {
             c.malformed,
             c.abandoned,
             self.oracle_line(),
+            self.hazard_line(),
             if c.device_drops > 0 {
                 format!(
                     "\nnetsim: WARNING: the kernel dropped {} packets at the full TUN queue: \

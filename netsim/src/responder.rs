@@ -31,6 +31,8 @@ pub enum Action {
     ReplyLost(ReplyKind),
     /// A filtered port: no answer.
     Silent,
+    /// The host (RST) or its router (ICMP) was over its rate limit: no answer.
+    RateLimited(ReplyKind),
     /// A bare ACK or a RST: nothing to do.
     Consumed,
     /// A FIN or data: a RST is due now.
@@ -97,6 +99,28 @@ pub struct Responder {
     launches: Vec<u32>,
     /// SYNs per target for the oracle's bounds; none, no oracle.
     oracle_tries: Option<u32>,
+    /// Rate-limit windows: (second of the run, answers sent in it) per
+    /// /24 for ICMP and per host for RSTs, keyed by the address's bits.
+    icmp_windows: HashMap<u32, (u64, u32)>,
+    rst_windows: HashMap<u32, (u64, u32)>,
+}
+
+/// Counts one answer against `limit` per second in `key`'s window; false
+/// when the window is full. Windows are whole seconds of the run, by when
+/// the SYN arrived (when the host makes its answer).
+fn within_limit(windows: &mut HashMap<u32, (u64, u32)>, key: u32, second: u64, limit: u32) -> bool {
+    if limit == 0 {
+        return true;
+    }
+    let w = windows.entry(key).or_insert((second, 0));
+    if w.0 != second {
+        *w = (second, 0);
+    }
+    if w.1 >= limit {
+        return false;
+    }
+    w.1 += 1;
+    true
 }
 
 /// The resolution of the launch-rate record.
@@ -115,6 +139,8 @@ impl Responder {
             origin: None,
             launches: Vec::new(),
             oracle_tries: None,
+            icmp_windows: HashMap::new(),
+            rst_windows: HashMap::new(),
         }
     }
 
@@ -209,6 +235,10 @@ impl Responder {
             self.log_unanswered(addr, port, attempt, at, Fate::Silent);
             return Action::Silent;
         };
+        if !self.rate_allows(kind, addr, at) {
+            self.log_unanswered(addr, port, attempt, at, Fate::RateLimited);
+            return Action::RateLimited(kind);
+        }
         if self.model.reply_lost(addr, port, attempt) {
             self.counters.replies_lost += 1;
             self.log_unanswered(addr, port, attempt, at, Fate::ReplyLost);
@@ -227,6 +257,26 @@ impl Responder {
             },
         );
         Action::Scheduled(kind, due)
+    }
+
+    /// Whether the hazards' rate limits let this answer out (and counts it).
+    fn rate_allows(&mut self, kind: ReplyKind, addr: Ipv4Addr, at: Duration) -> bool {
+        let h = self.model.config().hazards;
+        let second = at.as_secs();
+        let a = u32::from(addr);
+        match kind {
+            ReplyKind::IcmpHostUnreach | ReplyKind::IcmpAdminProhibited => {
+                let ok = within_limit(&mut self.icmp_windows, a >> 8, second, h.icmp_unreach_per_s);
+                self.counters.icmp_rate_limited += u64::from(!ok);
+                ok
+            }
+            ReplyKind::Rst => {
+                let ok = within_limit(&mut self.rst_windows, a, second, h.rst_per_s);
+                self.counters.rst_rate_limited += u64::from(!ok);
+                ok
+            }
+            ReplyKind::SynAck => true,
+        }
     }
 
     fn log_unanswered(
@@ -323,9 +373,11 @@ impl Responder {
             .oracle_tries
             .map(|k| Oracle::new(&self.model).report(k, launch_rate));
         let config = self.model.config();
+        let middleboxes = self.model.middleboxes().collect();
         Record {
             launch_rate,
             oracle,
+            middleboxes,
             profile: config.name.clone(),
             seed: self.model.seed(),
             hosts: config.hosts.to_string(),
@@ -560,5 +612,201 @@ mod tests {
         assert_eq!(seq(&sent[0]), seq(&sent[1]));
         let rec = r.finish(Duration::from_secs(1));
         assert_eq!(rec.syns_per_target, BTreeMap::from([(2, 1)]));
+    }
+}
+
+/// The hazards of [`crate::config::Hazards`], each driven through the
+/// responder with made-up instants.
+#[cfg(test)]
+mod hazards {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::time::{Duration, Instant};
+
+    use etherparse::{PacketBuilder, TcpOptionElement};
+
+    use super::*;
+    use crate::config::{Fractions, Hazards, Latency, ModelConfig, Preset};
+
+    fn syn(server: SocketAddrV4, sport: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4([198, 19, 255, 254], server.ip().octets(), 64)
+            .tcp(sport, server.port(), 1, 64240)
+            .syn()
+            .options(&[TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap()
+            .write_to_vec(&mut v, &[])
+            .unwrap();
+        v
+    }
+
+    /// A far world on 198.18.0.0/22 where every port does the same thing.
+    fn world(fractions: Fractions, hazards: Hazards) -> Model {
+        let mut c: ModelConfig = Preset::Far.config();
+        c.hosts = "198.18.0.0/22".parse().unwrap();
+        c.fractions = fractions;
+        c.hazards = hazards;
+        Model::new(c, 3).unwrap()
+    }
+
+    fn target(a: u32, port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(0xC612_0000 + a), port)
+    }
+
+    #[test]
+    fn a_routers_icmp_unreachables_stop_after_the_limit_each_second_per_24() {
+        let unreach = Fractions {
+            host_unreach: 1.0,
+            ..Fractions::default()
+        };
+        let limits = Hazards {
+            icmp_unreach_per_s: 5,
+            ..Hazards::default()
+        };
+        let mut r = Responder::new(world(unreach, limits), false);
+        let t0 = Instant::now();
+        let sent = |r: &mut Responder, at: Duration, net: u32| {
+            (0..20u16)
+                .filter(|&i| {
+                    let a = r.handle(t0 + at, &syn(target(net * 256 + 1 + u32::from(i), 80), i));
+                    matches!(a, Action::Scheduled(ReplyKind::IcmpHostUnreach, _))
+                })
+                .count()
+        };
+        // 20 SYNs to hosts of one /24 within a second: 5 answered.
+        assert_eq!(sent(&mut r, Duration::ZERO, 0), 5);
+        assert_eq!(sent(&mut r, Duration::from_millis(900), 0), 0);
+        // Another /24 has its own router.
+        assert_eq!(sent(&mut r, Duration::from_millis(900), 1), 5);
+        // The next second, the first router answers again.
+        assert_eq!(sent(&mut r, Duration::from_millis(1000), 0), 5);
+        assert_eq!(r.counters().icmp_rate_limited, 80 - 15);
+        // Without the hazard, every SYN is answered.
+        let mut free = Responder::new(world(unreach, Hazards::default()), false);
+        assert_eq!(sent(&mut free, Duration::ZERO, 0), 20);
+    }
+
+    #[test]
+    fn a_hosts_rsts_stop_after_the_limit_each_second_and_other_hosts_are_unaffected() {
+        let limits = Hazards {
+            rst_per_s: 3,
+            ..Hazards::default()
+        };
+        let mut r = Responder::new(world(Fractions::default(), limits), false);
+        let t0 = Instant::now();
+        let answered = |r: &mut Responder, host: u32, at_ms: u64| {
+            (1..=10u16)
+                .filter(|&p| {
+                    matches!(
+                        r.handle(t0 + Duration::from_millis(at_ms), &syn(target(host, p), p)),
+                        Action::Scheduled(ReplyKind::Rst, _)
+                    )
+                })
+                .count()
+        };
+        assert_eq!(answered(&mut r, 7, 0), 3);
+        assert_eq!(answered(&mut r, 8, 10), 3);
+        assert_eq!(answered(&mut r, 7, 999), 0);
+        assert_eq!(answered(&mut r, 7, 1500), 3);
+        assert_eq!(r.counters().rst_rate_limited, 7 + 7 + 10 + 7);
+        let rec = r.finish(Duration::from_secs(2));
+        assert!(
+            rec.summary().contains("31 RSTs held back"),
+            "{}",
+            rec.summary()
+        );
+    }
+
+    #[test]
+    fn middlebox_hosts_answer_syn_ack_on_every_port_and_are_listed() {
+        let closed = Fractions::default();
+        let hazards = Hazards {
+            syn_ack_all_ports: 0.1,
+            ..Hazards::default()
+        };
+        let m = world(closed, hazards);
+        let boxes: Vec<Ipv4Addr> = m.middleboxes().collect();
+        // 1024 hosts, 10 %: about 102.
+        assert!((70..140).contains(&boxes.len()), "{}", boxes.len());
+        for a in m.config().hosts.iter() {
+            let all_open = (1..=2000u16).all(|p| m.state(a, p) == crate::model::State::Open);
+            let none_open = (1..=2000u16).all(|p| m.state(a, p) == crate::model::State::Closed);
+            assert_eq!(all_open, boxes.contains(&a), "{a}");
+            assert_eq!(none_open, !boxes.contains(&a), "{a}");
+        }
+        let mut r = Responder::new(m, false);
+        let t0 = Instant::now();
+        let b = SocketAddrV4::new(boxes[0], 31337);
+        assert!(matches!(
+            r.handle(t0, &syn(b, 1)),
+            Action::Scheduled(ReplyKind::SynAck, _)
+        ));
+        let rec = r.finish(Duration::ZERO);
+        assert_eq!(rec.middleboxes, boxes);
+        assert!(rec.summary().contains("answer SYN-ACK on every port"));
+    }
+
+    #[test]
+    fn subnet_latency_is_shared_by_a_24_within_its_spread() {
+        let spread = 0.1;
+        let hazards = Hazards {
+            subnet_latency_spread: Some(spread),
+            ..Hazards::default()
+        };
+        let mut c = Preset::InternetLike.config();
+        c.hosts = "198.18.0.0/22".parse().unwrap();
+        c.latency = Latency::Lognormal {
+            median_ms: 80.0,
+            sigma: 0.8,
+        };
+        c.hazards = hazards;
+        let m = Model::new(c.clone(), 5).unwrap();
+        let mut centres = Vec::new();
+        for net in 0..4u32 {
+            let lats: Vec<f64> = (0..256)
+                .map(|h| {
+                    m.host_latency(Ipv4Addr::from(0xC612_0000 + net * 256 + h))
+                        .as_secs_f64()
+                })
+                .collect();
+            let (lo, hi) = lats
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), &l| (lo.min(l), hi.max(l)));
+            // All within ±10 % of one centre: max/min ≤ 1.1/0.9.
+            assert!(hi / lo <= 1.1 / 0.9 + 1e-6, "{net}: {lo} {hi}");
+            assert!(hi > lo, "hosts still differ");
+            centres.push((lo + hi) / 2.0);
+        }
+        centres.sort_by(f64::total_cmp);
+        centres.dedup();
+        assert_eq!(centres.len(), 4, "each /24 draws its own");
+        // Without the hazard, one /24's hosts spread over the whole distribution.
+        c.hazards = Hazards::default();
+        let free = Model::new(c, 5).unwrap();
+        let lats: Vec<f64> = (0..256)
+            .map(|h| {
+                free.host_latency(Ipv4Addr::from(0xC612_0000 + h))
+                    .as_secs_f64()
+            })
+            .collect();
+        let (lo, hi) = lats
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), &l| (lo.min(l), hi.max(l)));
+        assert!(hi / lo > 5.0);
+    }
+
+    #[test]
+    fn hazards_round_trip_through_toml_and_bad_ones_are_refused() {
+        let mut c = Preset::Lossy.config();
+        c.hazards = Hazards {
+            icmp_unreach_per_s: 10,
+            rst_per_s: 50,
+            syn_ack_all_ports: 0.01,
+            subnet_latency_spread: Some(0.1),
+        };
+        assert_eq!(ModelConfig::from_toml(&c.to_toml()).unwrap(), c);
+        // A preset's TOML has no [hazards] table.
+        assert!(!Preset::Lossy.config().to_toml().contains("hazards"));
+        c.hazards.syn_ack_all_ports = 1.5;
+        assert!(c.validate().is_err());
     }
 }
