@@ -184,6 +184,39 @@ impl<'a> Oracle<'a> {
         }
     }
 
+    /// The fewest SYNs per target that miss an answering port less than
+    /// once in `1/miss` under the one-SYN loss model: the smallest k with
+    /// `q^k ≤ miss` (FastPort's adaptive retries aim at 10⁻⁴).
+    pub fn tries_for(&self, miss: f64) -> u32 {
+        let c = self.model.config();
+        let q = 1.0 - (1.0 - c.loss.syn) * (1.0 - c.loss.reply);
+        (1..=64).find(|&k| q.powi(k as i32) <= miss).unwrap_or(64)
+    }
+
+    /// The slowest round trip of any configured host (its base plus the
+    /// whole jitter band).
+    pub fn slowest_rtt(&self) -> Duration {
+        let m = self.model;
+        let jitter = Duration::from_secs_f64(m.config().jitter_ms / 1000.0);
+        m.config()
+            .hosts
+            .iter()
+            .map(|a| m.host_latency(a))
+            .max()
+            .unwrap_or_default()
+            + jitter
+    }
+
+    /// How long the last 10 % of a scan may take, by the model: the blind
+    /// scanner's chain for the slowest host (`tries` round trips), doubled
+    /// for a real scanner's timeout margin (an adaptive timeout is up to
+    /// 1.5 round trips, and the kernel retransmits a SYN only on whole
+    /// seconds), plus one second of the kernel's initial RTO. A scan's tail
+    /// beyond this is the scanner's doing, not the network's.
+    pub fn tail_bound(&self, tries: u32) -> Duration {
+        self.slowest_rtt() * tries * 2 + Duration::from_secs(1)
+    }
+
     /// The one-SYN loss model's accuracy at `k` SYNs per target.
     pub fn model_accuracy(&self, k: u32) -> f64 {
         let c = self.model.config();
@@ -307,6 +340,18 @@ mod tests {
         }
         assert!(r.accuracy[0].missed > r.accuracy[2].missed);
         assert!((r.accuracy[1].model - (1.0 - 0.51f64.powi(2))).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_tail_bound_follows_the_slowest_host_and_the_tries_the_loss_calls_for() {
+        let m = Model::new(config(0.05, 0.0), 1).unwrap();
+        let o = Oracle::new(&m);
+        // q = 1 − 0.95² = 0.0975: q³ = 9.3e-4, q⁴ = 9.0e-5.
+        assert_eq!(o.tries_for(1e-4), 4);
+        assert_eq!(o.slowest_rtt(), Duration::from_millis(100));
+        assert_eq!(o.tail_bound(4), Duration::from_millis(1800));
+        let lossless = Model::new(config(0.0, 0.0), 1).unwrap();
+        assert_eq!(Oracle::new(&lossless).tries_for(1e-4), 1);
     }
 
     #[test]

@@ -299,6 +299,26 @@ impl Recorder {
 }
 
 impl Record {
+    /// The time (after the first packet) by which a share `q` of the
+    /// targets had seen their last SYN: a scan's progress as the network
+    /// saw it. `None` without a log (`--record-log`) or with no SYN in it.
+    /// `progress(1.0) − progress(0.9)` is the scan's tail.
+    pub fn progress(&self, q: f64) -> Option<Duration> {
+        let mut last: std::collections::HashMap<(Ipv4Addr, u16), u64> =
+            std::collections::HashMap::new();
+        for e in &self.log {
+            let t = last.entry((e.addr, e.port)).or_insert(0);
+            *t = (*t).max(e.at_us);
+        }
+        let mut times: Vec<u64> = last.into_values().collect();
+        if times.is_empty() {
+            return None;
+        }
+        times.sort_unstable();
+        let rank = ((q.clamp(0.0, 1.0) * times.len() as f64).ceil() as usize).clamp(1, times.len());
+        Some(Duration::from_micros(times[rank - 1]))
+    }
+
     /// The oracle's line of the summary (empty without an oracle).
     fn oracle_line(&self) -> String {
         let Some(o) = &self.oracle else {
