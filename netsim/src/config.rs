@@ -24,7 +24,13 @@
 //! [loss]                    # probability that each packet is dropped
 //! syn = 0.005               # our SYN never reaches the host
 //! reply = 0.005             # its answer never reaches us
+//!
+//! [services]                # open ports that complete the handshake and speak
+//! share = 0.5               # (ssh, smtp, ftp, pop3, imap greet; http, redis answer)
 //! ```
+//!
+//! A `[hazards]` table (see [`Hazards`]) adds rate limits, middleboxes and
+//! per-/24 latency.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -429,6 +435,20 @@ impl Hazards {
     }
 }
 
+/// Which open ports complete the handshake and speak (see
+/// [`crate::services`]).
+///
+/// ```toml
+/// [services]
+/// share = 0.5   # half the open ports play a banner from the catalogue
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Services {
+    /// The share of open ports (middleboxes excepted) that speak.
+    pub share: f64,
+}
+
 /// A simulated network, as configured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -455,6 +475,9 @@ pub struct ModelConfig {
     /// Real-network hazards (all off unless asked for).
     #[serde(default, skip_serializing_if = "is_default")]
     pub hazards: Hazards,
+    /// Open ports that speak.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub services: Services,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -522,6 +545,7 @@ impl Preset {
                 reply: 0.005,
             },
             hazards: Hazards::default(),
+            services: Services { share: 0.5 },
         };
         match self {
             Preset::InternetLike => internet,
@@ -624,6 +648,7 @@ impl ModelConfig {
             ));
         }
         prob("hazards.syn_ack_all_ports", self.hazards.syn_ack_all_ports)?;
+        prob("services.share", self.services.share)?;
         if let Some(spread) = self.hazards.subnet_latency_spread {
             prob("hazards.subnet_latency_spread", spread)?;
         }

@@ -21,6 +21,9 @@ pub(crate) enum Stream {
     Isn = 7,
     Middlebox = 8,
     SubnetSpread = 9,
+    Speaks = 10,
+    Service = 11,
+    DataLoss = 12,
 }
 
 /// SplitMix64's step: add the golden gamma, then mix.

@@ -280,6 +280,40 @@ impl Model {
             .filter(move |&a| any && self.middlebox(a))
     }
 
+    /// The service `addr:port` plays once its handshake completes: a seeded
+    /// share of open ports (not middleboxes') speak, a well-known port its
+    /// own service, any other one drawn from the catalogue.
+    pub fn service(&self, addr: Ipv4Addr, port: u16) -> Option<&'static crate::services::Service> {
+        let share = self.config.services.share;
+        if share <= 0.0 || self.middlebox(addr) || self.state(addr, port) != State::Open {
+            return None;
+        }
+        let k = key(addr, port);
+        if unit(draw(self.seed, Stream::Speaks, k, 0)) >= share {
+            return None;
+        }
+        crate::services::well_known(port).or_else(|| {
+            let n = crate::services::CATALOGUE.len() as u64;
+            let i = draw(self.seed, Stream::Service, k, 0) % n;
+            Some(&crate::services::CATALOGUE[i as usize])
+        })
+    }
+
+    /// Whether the `send`-th transmission (from 0) of the data a service
+    /// sends on the connection from `client` to `addr:port` is lost (the
+    /// profile's reply loss).
+    pub fn data_lost(&self, addr: Ipv4Addr, port: u16, client: SocketAddrV4, send: u32) -> bool {
+        let p = self.config.loss.reply;
+        let c = (u64::from(u32::from(*client.ip())) << 16) | u64::from(client.port());
+        p > 0.0
+            && unit(draw(
+                self.seed,
+                Stream::DataLoss,
+                key(addr, port) ^ (c << 1),
+                send.into(),
+            )) < p
+    }
+
     /// The host's base round-trip time, drawn once per address from the
     /// latency distribution; with `subnet_latency_spread`, drawn once per
     /// /24 and spread by a per-host factor.

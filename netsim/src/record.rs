@@ -64,6 +64,18 @@ pub struct Counters {
     /// RSTs not sent: the host was over its `rst_per_s`.
     #[serde(default)]
     pub rst_rate_limited: u64,
+    /// Handshakes completed on a service that talks first (a greeting due).
+    #[serde(default)]
+    pub greetings: u64,
+    /// Client data a service answered (an answer due).
+    #[serde(default)]
+    pub requests_answered: u64,
+    /// Service data segments sent (greetings and answers).
+    #[serde(default)]
+    pub data_sent: u64,
+    /// Service data transmissions lost (each resent a second later).
+    #[serde(default)]
+    pub data_lost: u64,
 }
 
 impl Counters {
@@ -390,7 +402,8 @@ impl Record {
              netsim: latency applied p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
              timer lateness p99 {:.2} ms\n\
              netsim: SYNs per target (targets×SYNs): {}; consumed {} ACKs, {} RSTs; \
-             reset {} FIN/data; {} other, {} malformed; {} answers abandoned at exit{}{}{}",
+             reset {} FIN/data; {} other, {} malformed; {} answers abandoned at exit; \
+             services: {} greetings, {} requests answered, {} data segments sent, {} lost{}{}{}",
             self.profile,
             self.seed,
             self.hosts,
@@ -420,6 +433,10 @@ impl Record {
             c.other,
             c.malformed,
             c.abandoned,
+            c.greetings,
+            c.requests_answered,
+            c.data_sent,
+            c.data_lost,
             self.oracle_line(),
             self.hazard_line(),
             if c.device_drops > 0 {

@@ -12,13 +12,14 @@
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use crate::model::{Model, ReplyKind};
 use crate::oracle::Oracle;
 use crate::record::{Counters, Fate, LogEntry, Record, Recorder, micros};
-use crate::wire::{self, Incoming, Stray, Syn};
+use crate::services;
+use crate::wire::{self, AckSegment, Incoming, Stray, Syn};
 
 /// What [`Responder::handle`] did with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,11 @@ pub enum Action {
     Consumed,
     /// A FIN or data: a RST is due now.
     Reset,
+    /// A speaking service's greeting or answer will be due at this instant
+    /// (after the transmissions the reply loss took).
+    Speaks(Instant),
+    /// A speaking service's data was lost on every transmission.
+    Unheard,
     /// Not IPv4 TCP, or malformed.
     Ignored,
 }
@@ -50,6 +56,14 @@ enum Job {
         intended: Duration,
     },
     Reset(Stray),
+    /// A speaking service's greeting or answer.
+    Data {
+        client: std::net::SocketAddrV4,
+        server: std::net::SocketAddrV4,
+        seq: u32,
+        ack: u32,
+        payload: &'static [u8],
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -185,15 +199,15 @@ impl Responder {
         self.origin.get_or_insert(now);
         match wire::parse(packet) {
             Incoming::Syn(syn) => self.syn(now, syn),
-            Incoming::Ack => {
-                self.counters.acks_consumed += 1;
-                Action::Consumed
-            }
+            Incoming::Ack(seg) => self.ack(now, seg),
             Incoming::Rst => {
                 self.counters.rsts_consumed += 1;
                 Action::Consumed
             }
             Incoming::Stray(stray) => {
+                if let Some(action) = self.request(now, stray) {
+                    return action;
+                }
                 self.push(now, now, Job::Reset(stray));
                 Action::Reset
             }
@@ -257,6 +271,88 @@ impl Responder {
             },
         );
         Action::Scheduled(kind, due)
+    }
+
+    /// The server's ISN on the connection `seg` belongs to, when the
+    /// client has sent no data yet (its sequence number is its ISN + 1).
+    fn server_isn(&self, client: SocketAddrV4, server: SocketAddrV4, seq: u32) -> u32 {
+        self.model.isn(client, server, seq.wrapping_sub(1))
+    }
+
+    /// A bare ACK: the handshake's final one starts a greeting service's
+    /// banner; any other is consumed.
+    fn ack(&mut self, now: Instant, seg: AckSegment) -> Action {
+        self.counters.acks_consumed += 1;
+        let (addr, port) = (*seg.server.ip(), seg.server.port());
+        let Some(greeting) = self.model.service(addr, port).and_then(|s| s.greeting) else {
+            return Action::Consumed;
+        };
+        let isn = self.server_isn(seg.client, seg.server, seg.seq);
+        if seg.ack != isn.wrapping_add(1) {
+            return Action::Consumed;
+        }
+        self.counters.greetings += 1;
+        self.send_data(now, seg.client, seg.server, seg.ack, seg.seq, greeting)
+    }
+
+    /// The client's first data to a service that answers it; `None` when
+    /// the port does not answer data (it gets a RST).
+    fn request(&mut self, now: Instant, stray: Stray) -> Option<Action> {
+        if stray.fin {
+            return None;
+        }
+        let (addr, port) = (*stray.server.ip(), stray.server.port());
+        let service = self.model.service(addr, port)?;
+        let reply = service.reply?;
+        let isn = self.server_isn(stray.client, stray.server, stray.seq);
+        let sent = service.greeting.map_or(0, |g| g.len() as u32);
+        let ours = isn.wrapping_add(1).wrapping_add(sent);
+        if stray.ack != Some(ours) {
+            return None;
+        }
+        self.counters.requests_answered += 1;
+        Some(self.send_data(
+            now,
+            stray.client,
+            stray.server,
+            ours,
+            stray.seq.wrapping_add(stray.len),
+            reply,
+        ))
+    }
+
+    /// Schedules `payload` one round trip after `now`, resent after
+    /// [`services::RESEND`] for each transmission the reply loss takes.
+    fn send_data(
+        &mut self,
+        now: Instant,
+        client: SocketAddrV4,
+        server: SocketAddrV4,
+        seq: u32,
+        ack: u32,
+        payload: &'static [u8],
+    ) -> Action {
+        let (addr, port) = (*server.ip(), server.port());
+        let Some(send) =
+            (0..services::SENDS).find(|&n| !self.model.data_lost(addr, port, client, n))
+        else {
+            self.counters.data_lost += u64::from(services::SENDS);
+            return Action::Unheard;
+        };
+        self.counters.data_lost += u64::from(send);
+        let due = now + self.model.latency(addr, port, 0) + services::RESEND * send;
+        self.push(
+            due,
+            now,
+            Job::Data {
+                client,
+                server,
+                seq,
+                ack,
+                payload,
+            },
+        );
+        Action::Speaks(due)
     }
 
     /// Whether the hazards' rate limits let this answer out (and counts it).
@@ -352,6 +448,16 @@ impl Responder {
                 self.counters.strays_reset += 1;
                 wire::build_reset(&stray, buf)
             }
+            Job::Data {
+                client,
+                server,
+                seq,
+                ack,
+                payload,
+            } => {
+                self.counters.data_sent += 1;
+                wire::build_data(server, client, seq, ack, payload, buf)
+            }
         })
     }
 
@@ -369,8 +475,11 @@ impl Responder {
             *syns_per_target.entry(n + 1).or_insert(0) += 1;
         }
         let launch_rate = self.launch_rate();
+        // The oracle walks every configured target (a /16 × 100 ports is
+        // 6.5 M): only for a run that scanned.
         let oracle = self
             .oracle_tries
+            .filter(|_| self.counters.syns > 0)
             .map(|k| Oracle::new(&self.model).report(k, launch_rate));
         let config = self.model.config();
         let middleboxes = self.model.middleboxes().collect();
@@ -808,5 +917,161 @@ mod hazards {
         assert!(!Preset::Lossy.config().to_toml().contains("hazards"));
         c.hazards.syn_ack_all_ports = 1.5;
         assert!(c.validate().is_err());
+    }
+}
+
+/// Speaking services, driven through the responder with made-up instants.
+#[cfg(test)]
+mod speaking {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::time::{Duration, Instant};
+
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+    use super::*;
+    use crate::config::{Fractions, Loss, Preset, Services};
+
+    const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 19, 255, 254), 40000);
+
+    fn model(loss: f64) -> Model {
+        let mut c = Preset::Far.config();
+        c.hosts = "198.18.0.0/24".parse().unwrap();
+        c.fractions = Fractions {
+            open: 1.0,
+            ..Fractions::default()
+        };
+        c.services = Services { share: 1.0 };
+        c.loss = Loss {
+            syn: 0.0,
+            reply: loss,
+        };
+        Model::new(c, 2).unwrap()
+    }
+
+    fn segment(server: SocketAddrV4, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(CLIENT.ip().octets(), server.ip().octets(), 64)
+            .tcp(CLIENT.port(), server.port(), seq, 64240)
+            .ack(ack)
+            .write_to_vec(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn payload_of(p: &[u8]) -> (u32, u32, Vec<u8>) {
+        match SlicedPacket::from_ip(p).unwrap().transport {
+            Some(TransportSlice::Tcp(t)) => (
+                t.sequence_number(),
+                t.acknowledgment_number(),
+                t.payload().to_vec(),
+            ),
+            _ => panic!("not TCP"),
+        }
+    }
+
+    #[test]
+    fn the_handshakes_ack_starts_the_greeting_one_round_trip_later() {
+        let m = model(0.0);
+        let ssh = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 9), 22);
+        assert_eq!(m.service(*ssh.ip(), 22).unwrap().name, "ssh");
+        let isn = m.isn(CLIENT, ssh, 1000);
+        let mut r = Responder::new(m, false);
+        let t0 = Instant::now();
+        // Not the handshake's ACK (wrong acknowledgment): consumed.
+        assert_eq!(
+            r.handle(t0, &segment(ssh, 1001, isn, &[])),
+            Action::Consumed
+        );
+        let lat = Duration::from_millis(250);
+        assert_eq!(
+            r.handle(t0, &segment(ssh, 1001, isn.wrapping_add(1), &[])),
+            Action::Speaks(t0 + lat)
+        );
+        let mut buf = [0u8; wire::MAX_REPLY];
+        assert!(
+            r.poll_transmit(t0 + lat - Duration::from_nanos(1), &mut buf)
+                .is_none()
+        );
+        let n = r.poll_transmit(t0 + lat, &mut buf).unwrap();
+        assert!(wire::checksums_valid(&buf[..n]));
+        let (seq, ack, data) = payload_of(&buf[..n]);
+        assert_eq!((seq, ack), (isn.wrapping_add(1), 1001));
+        assert!(data.starts_with(b"SSH-2.0-"));
+        // The kernel's ACK of the banner starts nothing more.
+        let after = isn.wrapping_add(1 + data.len() as u32);
+        assert_eq!(
+            r.handle(t0 + lat, &segment(ssh, 1001, after, &[])),
+            Action::Consumed
+        );
+        assert_eq!(r.counters().greetings, 1);
+        assert_eq!(r.counters().data_sent, 1);
+    }
+
+    #[test]
+    fn http_answers_a_get_and_redis_a_ping_and_other_ports_reset_data() {
+        let m = model(0.0);
+        let host = Ipv4Addr::new(198, 18, 0, 3);
+        let http = SocketAddrV4::new(host, 80);
+        let redis = SocketAddrV4::new(host, 6379);
+        let mut r = Responder::new(m.clone(), false);
+        let t0 = Instant::now();
+        let lat = Duration::from_millis(250);
+        let mut buf = [0u8; wire::MAX_REPLY];
+        for (target, request, want) in [
+            (
+                http,
+                &b"GET / HTTP/1.0\r\n\r\n"[..],
+                &b"HTTP/1.1 200 OK\r\n"[..],
+            ),
+            (redis, b"PING\r\n", b"+PONG\r\n"),
+        ] {
+            let isn = m.isn(CLIENT, target, 5000);
+            let seg = segment(target, 5001, isn.wrapping_add(1), request);
+            assert_eq!(r.handle(t0, &seg), Action::Speaks(t0 + lat));
+            let n = r.poll_transmit(t0 + lat, &mut buf).unwrap();
+            let (seq, ack, data) = payload_of(&buf[..n]);
+            assert_eq!(seq, isn.wrapping_add(1));
+            assert_eq!(ack, 5001 + request.len() as u32);
+            assert!(data.starts_with(want), "{}", String::from_utf8_lossy(&data));
+        }
+        // Data that does not belong to a handshake of ours gets a RST.
+        assert_eq!(
+            r.handle(t0, &segment(http, 5001, 7, b"GET /\r\n")),
+            Action::Reset
+        );
+        assert_eq!(r.counters().requests_answered, 2);
+    }
+
+    #[test]
+    fn lost_service_data_is_resent_a_second_later_and_the_share_is_seeded() {
+        let m = model(0.5);
+        let t0 = Instant::now();
+        let mut r = Responder::new(m.clone(), false);
+        let mut delays = Vec::new();
+        for i in 0..64u8 {
+            let ssh = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, i), 22);
+            let isn = m.isn(CLIENT, ssh, 1);
+            match r.handle(t0, &segment(ssh, 2, isn.wrapping_add(1), &[])) {
+                Action::Speaks(due) => delays.push(due - t0),
+                Action::Unheard => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        let lat = Duration::from_millis(250);
+        assert!(delays.contains(&lat));
+        assert!(delays.contains(&(lat + services::RESEND)));
+        assert!(
+            delays
+                .iter()
+                .all(|d| (*d - lat).as_millis() % 1000 == 0 && *d < lat + services::RESEND * 4)
+        );
+        // Half the open ports of a world with share 0.5 speak.
+        let mut c = m.config().clone();
+        c.services.share = 0.5;
+        let half = Model::new(c, 2).unwrap();
+        let speaking = (1..=2000u16)
+            .filter(|&p| half.service(Ipv4Addr::new(198, 18, 0, 1), p).is_some())
+            .count();
+        assert!((900..1100).contains(&speaking), "{speaking}");
     }
 }
