@@ -65,7 +65,7 @@ pub mod wire;
 
 pub use config::{Cidr, Fractions, Hazards, Latency, Loss, ModelConfig, PortSet, Preset, Services};
 pub use error::{ConfigError, ConfigErrorKind, NetsimError};
-pub use model::{Model, PortState, Reason, ReplyKind, State, Truth};
+pub use model::{Model, PortState, Reason, ReplyKind, SeenByConnect, State, Truth};
 pub use netns::NetConfig;
 pub use oracle::{Accuracy, Oracle, OracleReport};
 pub use record::{Counters, Fate, LogEntry, Record, Summary};

@@ -2,7 +2,6 @@
 //! port), so 2^17 hosts × 65535 ports cost no memory and a scorer can ask
 //! the [`Model`] directly what any probe should find.
 
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -62,80 +61,30 @@ impl State {
     }
 }
 
-/// A port's state as a scanner reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PortState {
-    /// The handshake completed.
-    Open,
-    /// A reset came back.
-    Closed,
-    /// Nothing, or an ICMP error, came back.
-    Filtered,
-}
+/// A port's state as a scanner reports it: FastPort's, from the shared
+/// `fastport-reasons` crate.
+pub use fastport_reasons::State as PortState;
 
-impl PortState {
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PortState::Open => "open",
-            PortState::Closed => "closed",
-            PortState::Filtered => "filtered",
-        }
-    }
-}
+/// Why a port has its state: FastPort's reason names, from the shared
+/// `fastport-reasons` crate. netsim's truth uses `syn-ack`, `conn-refused`,
+/// `no-response`, `host-unreach` and `admin-prohibited` (ICMP code 13).
+pub use fastport_reasons::Reason;
 
-impl fmt::Display for PortState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a port has its state: FastPort's reason names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reason {
-    /// `syn-ack`.
-    SynAck,
-    /// `conn-refused`.
-    ConnRefused,
-    /// `no-response`.
-    NoResponse,
-    /// `host-unreach`.
-    HostUnreach,
-    /// `admin-prohibited`. Linux reports ICMP code 13 to `connect()` as
-    /// `EHOSTUNREACH`, the same errno as code 1, so a plain connect scan
-    /// sees `host-unreach` here: see [`Reason::as_seen_by_connect`].
-    AdminProhibited,
-}
-
-impl Reason {
-    /// The name in FastPort's output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::SynAck => "syn-ack",
-            Reason::ConnRefused => "conn-refused",
-            Reason::NoResponse => "no-response",
-            Reason::HostUnreach => "host-unreach",
-            Reason::AdminProhibited => "admin-prohibited",
-        }
-    }
-
+/// What a connect scan can see of a [`Reason`].
+pub trait SeenByConnect {
     /// The reason a connect scan on Linux can report: `connect()` fails
     /// with `EHOSTUNREACH` for both ICMP codes netsim sends, so only a
     /// scanner that reads the ICMP code itself (`IP_RECVERR`) can tell
     /// admin-prohibited apart. Measured in `tests/netsim.rs`.
-    pub fn as_seen_by_connect(self) -> Reason {
-        match self {
+    fn as_seen_by_connect(&self) -> Reason;
+}
+
+impl SeenByConnect for Reason {
+    fn as_seen_by_connect(&self) -> Reason {
+        match *self {
             Reason::AdminProhibited => Reason::HostUnreach,
             r => r,
         }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use fastport_netsim::{Model, ModelConfig, Oracle, Record};
+use fastport_netsim::{Model, ModelConfig, Oracle, Record, SeenByConnect};
 
 use crate::util::{TempDir, can_simulate, fastport_bin, json_lines, netsim, stderr};
 
