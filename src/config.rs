@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::classify::State;
 use crate::cli::{Args, EngineArg, OrderArg};
 use crate::engine::{EngineConfig, EngineKind};
-use crate::order::{Done, Order, Permutation, Schedule, Shard, ShardError};
+use crate::order::{Blocks, Done, Order, Schedule, Shard, ShardError};
 use crate::targets::{self, TargetArgs, TargetError, TargetSpace};
 use crate::timing::{AdaptiveTiming, Template, TemplateError};
 
@@ -52,6 +52,8 @@ pub enum ConfigError {
     StatsEvery(String),
     #[error(transparent)]
     Shard(#[from] ShardError),
+    #[error(transparent)]
+    ShardEnv(#[from] crate::shard_env::ShardEnvError),
 }
 
 /// Which states get a line in the outputs.
@@ -194,8 +196,17 @@ impl ScanConfig {
                 });
             }
         }
+        let mut notes = Vec::new();
         let shard = match &args.shard {
-            Some(s) => Shard::parse(s)?,
+            // `--shard auto[/N]`: K/N from the job engine's environment.
+            Some(s) => match crate::shard_env::parse_auto(s)? {
+                Some(count) => {
+                    let auto = crate::shard_env::detect(count, |k| std::env::var(k).ok())?;
+                    notes.push(auto.to_string());
+                    auto.shard
+                }
+                None => Shard::parse(s)?,
+            },
             None => Shard::WHOLE,
         };
         let seed = args.seed.unwrap_or_else(crate::order::random_seed);
@@ -211,7 +222,6 @@ impl ScanConfig {
             exclude_ports: args.exclude_ports.as_deref(),
         })?;
 
-        let mut notes = Vec::new();
         let budget = fd_budget(fd_limit);
         let concurrency = match args.concurrency.or(timing.max_concurrency) {
             Some(n) if n as u64 > budget => {
@@ -242,11 +252,12 @@ impl ScanConfig {
             .min(usize::try_from(space.len()).unwrap_or(usize::MAX))
             .max(1);
         let threads = args.threads.unwrap_or(cores).clamp(1, concurrency);
+        let blocks = Blocks::new(space.len(), space.ports().len() as u64);
         let order = match args.order {
-            OrderArg::Random => Order::Random(Permutation::new(space.len(), seed)),
+            OrderArg::Random => Order::random(blocks, seed),
             OrderArg::Sequential => Order::Sequential,
         };
-        let schedule = Schedule::new(space.len(), order, shard, Done::none());
+        let schedule = Schedule::new(blocks, order, shard, Done::none());
 
         Ok(ScanConfig {
             space,
