@@ -3,7 +3,7 @@
 //! summary, also when the scan is interrupted.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::config::ScanConfig;
@@ -83,7 +83,9 @@ pub fn run(
         in_flight,
     } = end;
     let mut summary = Summary {
-        interrupted: stop.load(Ordering::SeqCst) || done < total,
+        // A signal after the last probe reported interrupts nothing: the
+        // scan is whole (and its resume file, if any, finished).
+        interrupted: done < total,
         elapsed: started.elapsed(),
         hosts: config.space.host_count(),
         ports_per_host: config.space.ports().len() as u64,

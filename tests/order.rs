@@ -345,8 +345,8 @@ fn interrupted_threads_runs_resume_to_the_exact_result() {
 }
 
 #[test]
-fn a_resume_refuses_to_overwrite_the_first_results() {
-    if !in_netns!(a_resume_refuses_to_overwrite_the_first_results) {
+fn a_file_that_is_not_a_resume_file_is_refused() {
+    if !in_netns!(a_file_that_is_not_a_resume_file_is_refused) {
         return;
     }
     let dir = temp_dir("resume-refuse");

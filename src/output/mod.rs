@@ -186,6 +186,28 @@ fn continue_at(file: &mut File, format: Format) -> io::Result<Result<u64, String
                 }
             }
         },
+        // The interrupted run's summary (a blank line, `Interrupted after
+        // ...`, indented lines) goes: the last part prints the whole scan's.
+        Format::Text => {
+            let end = after_last_line.ok_or_else(|| "its last line is too long".to_string());
+            let start: Option<u64> = if tail.starts_with(b"\nInterrupted after ") && base == 0 {
+                Some(0)
+            } else {
+                find_last(b"\n\nInterrupted after ").map(|at| at - base + 1)
+            };
+            match (start, end) {
+                (Some(at), Ok(end)) => {
+                    let summary = &tail[at as usize..(end - base) as usize];
+                    let indented = summary
+                        .split(|&b| b == b'\n')
+                        .skip(2)
+                        .all(|l| l.is_empty() || l.starts_with(b"  "));
+                    Ok(if indented { base + at } else { end })
+                }
+                (None, end) => end,
+                (Some(_), Err(e)) => Err(e),
+            }
+        }
         _ => after_last_line.ok_or_else(|| "its last line is too long".into()),
     })
 }
