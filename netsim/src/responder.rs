@@ -4,8 +4,12 @@
 //! made-up instants and no sleeps; [`crate::sim`] feeds it the TUN device.
 //!
 //! It keeps no connection state: a SYN-ACK's sequence number is a hash of
-//! the 4-tuple, the final ACK and the scanner's RST are consumed, a FIN or
-//! data gets a stateless RST. The only memory per target is how many SYNs it
+//! the 4-tuple, the final ACK and the scanner's RST are consumed (the final
+//! ACK to a speaking service also starts its greeting, and a speaking
+//! service answers the client's first data: see [`crate::services`]), and
+//! any other FIN or data gets a stateless RST. With hazards on, it also
+//! keeps a one-second window per /24 (ICMP) and per host (RST) for the
+//! rate limits. The only memory per target is how many SYNs it
 //! has seen, so that the n-th SYN's loss and jitter draws are the same in
 //! every run with the same seed, whatever the kernel's ISNs and ports.
 
