@@ -23,7 +23,7 @@
 //!
 //! The accuracy side: a target whose answer is lost on all of its first
 //! `k` SYNs is missed (reported filtered) by any scanner that sends `k`.
-//! [`Oracle::accuracy`] counts them exactly for this seed and gives the
+//! [`OracleReport::accuracy`] counts them exactly for this seed and gives the
 //! one-SYN loss model's expectation, `1 − a·q^k` with `a` the share of
 //! targets that answer and `q = 1 − (1 − syn)(1 − reply)`.
 
