@@ -13,9 +13,11 @@
 //!   addressed by a dense `u64` index, so nothing proportional to
 //!   targets × ports is ever materialised.
 //! - **Order** — [`order`] decides which probe comes when: a seeded
-//!   permutation of the index space (`--seed`, `--order`), the positions one
-//!   shard of a split scan owns (`--shard K/N`), and what a resumed run
-//!   skips; [`rate`] caps new connects per second (`--rate`).
+//!   permutation of host blocks and of the probes within each (`--seed`,
+//!   `--order`), so hosts finish within a bounded window; the positions one
+//!   shard of a split scan owns (`--shard K/N`), how many results each host
+//!   gets in this run, and what a resumed run skips; [`rate`] caps new
+//!   connects per second (`--rate`).
 //! - **Engine** — [`engine`] splits the shard's sequence between workers and
 //!   gathers their results. A probe is *born* in a worker
 //!   ([`engine::event_loop`]): a non-blocking socket and a connect
