@@ -42,9 +42,35 @@ pub struct Args {
     #[arg(long = "exclude-file", value_name = "FILE", help_heading = "Targets")]
     pub exclude_file: Option<PathBuf>,
 
-    /// Never resolve hostnames.
-    #[arg(short = 'n', help_heading = "Targets")]
+    /// Never resolve hostnames: a name is then an error. (nmap's -n, which
+    /// only turns off reverse lookups, is accepted too: FastPort never does
+    /// reverse lookups.)
+    #[arg(long = "no-resolve", help_heading = "Targets")]
     pub no_resolve: bool,
+
+    /// nmap's "no reverse DNS": FastPort never looks names up in reverse,
+    /// so -n changes nothing; accepted so nmap command lines work.
+    #[arg(short = 'n', help_heading = "Targets")]
+    #[serde(default)]
+    pub nmap_no_dns: bool,
+
+    /// nmap's "skip host discovery": FastPort never pings, it scans every
+    /// target, so -Pn changes nothing. Other -P probes are refused.
+    #[arg(short = 'P', value_name = "n", help_heading = "Targets")]
+    #[serde(default)]
+    pub ping: Option<String>,
+
+    /// Scan type: only `T`, TCP connect (what FastPort always does), as in
+    /// nmap's -sT. -sS, -sU and the others need raw sockets and are refused
+    /// with a word on what to use instead.
+    #[arg(short = 's', value_name = "T", help_heading = "Ports")]
+    #[serde(default)]
+    pub scan_type: Option<String>,
+
+    /// Fast mode, as nmap's -F: the 100 highest-ranked ports (--top-ports 100).
+    #[arg(short = 'F', help_heading = "Ports")]
+    #[serde(default)]
+    pub fast: bool,
 
     /// Ports: 22,80,1000-2000; `-p-` for 1-65535. Default: 1-1024.
     #[arg(
@@ -55,7 +81,9 @@ pub struct Args {
     )]
     pub ports: Option<String>,
 
-    /// Scan the N ports most often found open (nmap's frequency table).
+    /// Scan the N ports most likely open: ranked by an installed nmap-services
+    /// file ($NMAPDIR, /usr/local/share/nmap, /usr/share/nmap) when there is
+    /// one, else by FastPort's built-in list. The summary says which.
     #[arg(long = "top-ports", value_name = "N", help_heading = "Ports")]
     pub top_ports: Option<usize>,
 
@@ -137,6 +165,28 @@ pub struct Args {
     )]
     pub rate: Option<f64>,
 
+    /// nmap's --min-rate: accepted, but FastPort has no floor to enforce; it
+    /// sends as fast as --concurrency, --rate and the answers allow.
+    #[arg(long = "min-rate", value_name = "PPS", help_heading = "Timing")]
+    #[serde(default)]
+    pub min_rate: Option<f64>,
+
+    /// nmap's --scan-delay: wait at least DURATION between connects, i.e.
+    /// --rate 1/DURATION (for all hosts together, stricter than nmap's per host).
+    #[arg(long = "scan-delay", value_name = "DURATION", help_heading = "Timing")]
+    #[serde(default)]
+    pub scan_delay: Option<String>,
+
+    /// nmap's --max-scan-delay: accepted and has nothing to cap; FastPort's
+    /// adaptive timing slows down by shrinking its window, not by delays.
+    #[arg(
+        long = "max-scan-delay",
+        value_name = "DURATION",
+        help_heading = "Timing"
+    )]
+    #[serde(default)]
+    pub max_scan_delay: Option<String>,
+
     /// Probe order: `random`, a seeded permutation of hosts × ports that
     /// spreads the load over hosts (default), or `sequential`, each host's
     /// ports in turn.
@@ -177,6 +227,13 @@ pub struct Args {
     #[arg(long = "output-csv", value_name = "FILE", help_heading = "Output")]
     pub output_csv: Option<PathBuf>,
 
+    /// Write one `addr:port` line per shown port (`host:port` for a target
+    /// given by name) to FILE (`-` for stdout), nothing else: for `| sort`,
+    /// `| wc -l`, `| xargs`. With `-oL -` the summary goes to stderr. Also -oL.
+    #[arg(long = "output-list", value_name = "FILE", help_heading = "Output")]
+    #[serde(default)]
+    pub output_list: Option<PathBuf>,
+
     /// Write BASENAME.txt, BASENAME.xml, BASENAME.gnmap and BASENAME.jsonl. Also -oA.
     #[arg(long = "output-all", value_name = "BASENAME", help_heading = "Output")]
     pub output_all: Option<PathBuf>,
@@ -193,6 +250,23 @@ pub struct Args {
         help_heading = "Output"
     )]
     pub show: String,
+
+    /// Show only open ports, as nmap's --open: hosts without one are left out
+    /// of the XML and grepable outputs too.
+    #[arg(long, help_heading = "Output")]
+    #[serde(default)]
+    pub open: bool,
+
+    /// More detail: -v prints notes about nmap flags that change nothing;
+    /// -vv also adds the reason and latency to the text (like --reason).
+    #[arg(short = 'v', action = clap::ArgAction::Count, help_heading = "Output")]
+    #[serde(default)]
+    pub verbose: u8,
+
+    /// Quiet: no progress bar, status lines or notes on stderr; errors still.
+    #[arg(short = 'q', long = "quiet", help_heading = "Output")]
+    #[serde(default)]
+    pub quiet: bool,
 
     /// Add the reason (syn-ack, conn-refused, ...) and latency to the text output.
     #[arg(long, help_heading = "Output")]
@@ -253,11 +327,18 @@ pub enum OrderArg {
 
 const AFTER_HELP: &str = "\
 nmap spellings also work: -iL FILE, -oN FILE, -oJ FILE, -oX FILE, -oG FILE,
--oC FILE, -oA BASENAME, -p- (all ports).
+-oC FILE, -oL FILE, -oA BASENAME, -p- (all ports), -sT, -Pn, -n, -F, --open,
+-v, --min-rate, --scan-delay, --max-scan-delay. Flags that need raw packets
+(-sS, -sU, -O, -A, --script...) are refused with what to use instead.
+
+Unlike nmap (its 1000 most common ports), FastPort scans ports 1-1024 by
+default; -F or --top-ports N pick ranked ports instead.
 
 Examples:
   fastport                                 localhost, ports 1-1024
   fastport -p- 127.0.0.1                   every port of one host
+  fastport -sT -Pn -T4 --open -p 1-1000 127.0.0.1   as nmap users type it
+  fastport -oL - 10.0.0.0/24 | sort        addr:port lines only, summary on stderr
   fastport -p 22,80,443 10.0.0.0/24        three ports on a /24
   fastport --top-ports 100 -oJ out.jsonl example.org
   fastport -p- --show all --reason -oJ - 127.0.0.1 | jq .
@@ -273,6 +354,7 @@ const NMAP_SPELLINGS: &[(&str, &str)] = &[
     ("-oX", "--output-xml"),
     ("-oG", "--output-grepable"),
     ("-oC", "--output-csv"),
+    ("-oL", "--output-list"),
     ("-oA", "--output-all"),
 ];
 
@@ -321,11 +403,63 @@ where
 }
 
 /// Parses the process's command line (after nmap-style normalisation).
+/// An nmap flag FastPort cannot honour is refused with one line saying why
+/// and what to use instead, before clap could call it unexpected.
 pub fn parse_from<I>(args: I) -> Result<Args, clap::Error>
 where
     I: IntoIterator<Item = OsString>,
 {
-    Args::try_parse_from(normalize_args(args))
+    let argv = normalize_args(args);
+    let words = argv
+        .iter()
+        .skip(1)
+        .map_while(|a| a.to_str().filter(|&w| w != "--"));
+    for word in words {
+        if let Some(why) = nmap_refusal(word) {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{why}\n"),
+            ));
+        }
+    }
+    Args::try_parse_from(argv)
+}
+
+/// Why FastPort refuses an nmap flag it cannot honour, and what to use
+/// instead; `None` for any other word. `word` is one command-line word
+/// (`-sS`, `-O`, `--script=vuln`).
+pub fn nmap_refusal(word: &str) -> Option<String> {
+    const RAW: &str =
+        "needs raw packets, and FastPort makes only full TCP connects (-sT, its one scan type)";
+    let flag = word.split_once('=').map_or(word, |(flag, _)| flag);
+    let why = match flag {
+        "-sS" => format!("-sS (SYN scan) {RAW}: drop -sS or write -sT; for a SYN scan use nmap -sS"),
+        "-sU" => "-sU: FastPort scans TCP only; for UDP use nmap -sU".to_string(),
+        "-sA" | "-sW" | "-sM" | "-sN" | "-sF" | "-sX" | "-sY" | "-sZ" | "-sO" | "-sI" => {
+            format!("{flag} {RAW}; use nmap {flag} for that scan")
+        }
+        "-sn" => "-sn (host discovery without a port scan): FastPort never pings and always scans ports; use nmap -sn".to_string(),
+        "-sL" => "-sL (list the targets): FastPort has no list scan; use nmap -sL".to_string(),
+        "-sV" => "-sV (version detection) is not done by FastPort; run nmap -sV -p PORTS on the open ports it finds (fastport --list gives them)".to_string(),
+        "-sC" | "--script" | "--script-args" => format!(
+            "{flag}: NSE scripts are nmap's; run nmap --script on the open ports FastPort finds (fastport --list gives them)"
+        ),
+        "-O" | "--osscan-guess" | "--osscan-limit" => {
+            format!("{flag} (OS detection) {RAW}; use nmap -O")
+        }
+        "-A" => "-A means -O -sV -sC --traceroute, none of which FastPort does; run nmap -A on the open ports FastPort finds".to_string(),
+        "--traceroute" => format!("--traceroute {RAW}; use nmap --traceroute or traceroute"),
+        "-D" | "-S" | "-f" | "--mtu" | "--spoof-mac" | "--badsum" | "--data-length" | "--ttl"
+        | "-g" | "--source-port" | "--ip-options" => {
+            format!("{flag} shapes packets, which {RAW}")
+        }
+        f if f.starts_with("-P") && f != "-Pn" && f.len() > 2 => format!(
+            "{f}: FastPort sends no discovery probes; it never pings and scans every target (as nmap -Pn): drop {f}"
+        ),
+        "--host-timeout" => "--host-timeout: FastPort does not give up on a host part-way; bound each probe with --max-rtt-timeout and --max-retries, or the whole run with timeout(1)".to_string(),
+        _ => return None,
+    };
+    Some(why)
 }
 
 /// A document about FastPort itself, asked for by the first word.
@@ -433,7 +567,68 @@ mod tests {
         let b = parse("-oJout.jsonl -p 22,80 -n");
         assert_eq!(b.output_json, Some(PathBuf::from("out.jsonl")));
         assert_eq!(b.ports.as_deref(), Some("22,80"));
-        assert!(b.no_resolve);
+        assert!(
+            b.nmap_no_dns && !b.no_resolve,
+            "-n is nmap's: no reverse DNS"
+        );
+    }
+
+    /// `fastport -sT -Pn -T4 --open -p 1-1000 127.0.0.1` once failed on `-s`.
+    #[test]
+    fn nmap_command_line_failed_on_dash_s() {
+        let a = parse("-sT -Pn -T4 --open -p 1-1000 127.0.0.1");
+        assert_eq!(a.scan_type.as_deref(), Some("T"));
+        assert_eq!(a.ping.as_deref(), Some("n"));
+        assert_eq!(a.timing.as_deref(), Some("4"));
+        assert!(a.open);
+        assert_eq!(a.ports.as_deref(), Some("1-1000"));
+        let b = parse("-F -vv -n --min-rate 100 --scan-delay 10ms --max-scan-delay 1s");
+        assert!(b.fast && b.nmap_no_dns);
+        assert_eq!(b.verbose, 2);
+        assert_eq!(b.min_rate, Some(100.0));
+        assert_eq!(b.scan_delay.as_deref(), Some("10ms"));
+        assert_eq!(b.max_scan_delay.as_deref(), Some("1s"));
+        assert!(parse("-q").quiet && parse("--quiet").quiet);
+        assert_eq!(parse("-v").verbose, 1);
+        let c = parse("-oL - --no-resolve 127.0.0.1");
+        assert_eq!(c.output_list, Some(PathBuf::from("-")));
+        assert!(c.no_resolve);
+    }
+
+    #[test]
+    fn nmap_flags_fastport_cannot_honour_say_why_in_one_line() {
+        for (line, needle) in [
+            ("-sS 127.0.0.1", "-sS (SYN scan) needs raw packets"),
+            ("-sU 127.0.0.1", "FastPort scans TCP only"),
+            ("-O 127.0.0.1", "-O (OS detection)"),
+            ("-A 127.0.0.1", "-A means -O -sV -sC --traceroute"),
+            (
+                "--script vuln 127.0.0.1",
+                "--script: NSE scripts are nmap's",
+            ),
+            (
+                "--script=vuln 127.0.0.1",
+                "--script: NSE scripts are nmap's",
+            ),
+            ("-sV 127.0.0.1", "-sV (version detection)"),
+            (
+                "-PS22 127.0.0.1",
+                "-PS22: FastPort sends no discovery probes",
+            ),
+            ("--host-timeout 5m 127.0.0.1", "--host-timeout"),
+            ("-sn 127.0.0.1", "never pings"),
+        ] {
+            let argv = std::iter::once("fastport")
+                .chain(line.split_whitespace())
+                .map(OsString::from);
+            let e = parse_from(argv).unwrap_err().to_string();
+            assert!(e.contains(needle), "{line}: {e}");
+            assert_eq!(e.trim_end().lines().count(), 1, "{line}: {e}");
+            assert!(!e.contains("unexpected argument"), "{line}: {e}");
+        }
+        // After `--` a word is a target, whatever it looks like.
+        let argv = ["fastport", "--", "-O"].map(OsString::from);
+        assert!(parse_from(argv).is_ok());
     }
 
     #[test]

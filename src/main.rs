@@ -60,8 +60,10 @@ fn main() -> ExitCode {
             return usage_error(&e);
         }
     }
-    for note in &config.notes {
-        eprintln!("fastport: note: {note}");
+    if !config.outputs.quiet {
+        for note in &config.notes {
+            eprintln!("fastport: note: {note}");
+        }
     }
     let run = RunInfo::new(&config, argv);
     let mut outputs = match Outputs::open(&config.outputs, &run) {

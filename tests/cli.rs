@@ -40,7 +40,7 @@ fn bad_input_is_named_and_exits_2() {
         "/nonexistent/targets.txt",
     );
     rejects(&["no-such-host.invalid"], "no-such-host.invalid");
-    rejects(&["-n", "localhost"], "localhost");
+    rejects(&["--no-resolve", "localhost"], "localhost");
     rejects(
         &["-oJ", "/nonexistent/dir/out.jsonl", "127.0.0.1"],
         "/nonexistent/dir/out.jsonl",

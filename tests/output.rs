@@ -130,7 +130,7 @@ fn every_format_reads_back_in_its_consumer() {
 
     let file = |ext: &str| dir.join(format!("scan.{ext}"));
     let text = std::fs::read_to_string(file("txt")).unwrap();
-    assert!(text.contains("[OPEN] [::1]:8080 http-proxy"), "{text}");
+    assert!(text.contains("[OPEN] [::1]:8080 http-alt"), "{text}");
     let jsonl = read_jsonl(&file("jsonl"));
     assert_eq!(jsonl.len(), 4, "{jsonl:?}");
 

@@ -15,6 +15,7 @@ mod dates;
 mod grepable;
 mod hosts;
 mod json;
+mod list;
 pub mod progress;
 mod text;
 mod xml;
@@ -28,7 +29,8 @@ use std::time::{Duration, SystemTime};
 pub use csv::CsvSink;
 pub use grepable::GrepableSink;
 pub use json::JsonLinesSink;
-pub use text::{TextSink, write_summary};
+pub use list::ListSink;
+pub use text::{TextSink, TextStyle, write_summary};
 pub use xml::XmlSink;
 
 use crate::config::{Dest, OutputPlan, ScanConfig};
@@ -78,6 +80,10 @@ pub struct RunInfo {
     /// The probe order, for the record: `order random, seed N[, shard K/N]`
     /// (a random seed is in no command line).
     pub order: String,
+    /// Where `--top-ports`/`-F` took its ranking from, when used.
+    pub ranking: Option<String>,
+    /// `--open`: hosts without an open port are not written (XML, grepable).
+    pub open_only: bool,
 }
 
 impl RunInfo {
@@ -98,6 +104,8 @@ impl RunInfo {
             timeout: config.engine.timeout,
             started: SystemTime::now(),
             order: order_note(config),
+            ranking: config.ranking.as_ref().map(ToString::to_string),
+            open_only: config.outputs.open_only,
         }
     }
 }
@@ -261,6 +269,7 @@ impl Outputs {
             .chain(&plan.xml)
             .chain(&plan.grepable)
             .chain(&plan.csv)
+            .chain(&plan.list)
             .chain(&plan.stats)
             .collect();
         let mut opened = Opened(
@@ -270,11 +279,26 @@ impl Outputs {
                 .collect::<Result<_, _>>()?,
         );
         let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
-        for _ in &plan.text {
+        for dest in &plan.text {
+            let style = match dest {
+                Dest::Stdout => TextStyle {
+                    color: TextStyle::color_for(
+                        io::IsTerminal::is_terminal(&io::stdout()),
+                        std::env::var_os("NO_COLOR").as_deref(),
+                    ),
+                    header: false,
+                },
+                Dest::File(_) => TextStyle {
+                    color: false,
+                    header: true,
+                },
+            };
             sinks.push(Box::new(TextSink::new(
                 opened.next()?,
                 plan.show,
                 plan.reason,
+                run,
+                style,
             )));
         }
         if plan.json.is_some() {
@@ -288,6 +312,9 @@ impl Outputs {
         }
         if plan.csv.is_some() {
             sinks.push(Box::new(CsvSink::new(opened.next()?, plan.show)));
+        }
+        if plan.list.is_some() {
+            sinks.push(Box::new(ListSink::new(opened.next()?, plan.show)));
         }
         let stats = plan.stats.as_ref().map(|_| opened.next()).transpose()?;
         Ok(Outputs {
@@ -383,6 +410,8 @@ pub(crate) mod tests {
             timeout: Duration::from_secs(1),
             started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_959_140),
             order: "order random, seed 42".into(),
+            ranking: None,
+            open_only: false,
         }
     }
 

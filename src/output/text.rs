@@ -1,26 +1,224 @@
 //! Human text, in the spirit of the tool FastPort grew from: a line per
-//! shown port as soon as it is found (`[OPEN] 127.0.0.1:22 ssh`), then a
+//! shown port as soon as it is found (`[OPEN] 127.0.0.1:22 ssh`), then, at
+//! the end, each host's ports sorted in nmap's shape (`PORT STATE SERVICE`
+//! under a "Not shown: 1019 closed tcp ports (conn-refused)" line), then a
 //! summary of counts, rate and latency percentiles.
+//!
+//! Written to a file (`-oN`), the text starts with the command line and the
+//! date and ends with nmap's "done at" line, as nmap's normal output does:
+//! reports quote them. On a terminal the states are coloured, unless
+//! `NO_COLOR` is set; never in a file or a pipe.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::net::IpAddr;
+use std::time::SystemTime;
 
-use super::{Sink, Writer};
+use super::dates::ctime;
+use super::{RunInfo, Sink, Writer};
 use crate::classify::{LocalError, Reason, State};
 use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
 use crate::targets::service_name;
 
+/// How the text looks where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TextStyle {
+    /// ANSI colours (a terminal without `NO_COLOR`).
+    pub color: bool,
+    /// nmap's `#` header and footer lines (`-oN FILE`).
+    pub header: bool,
+}
+
+impl TextStyle {
+    /// Colour when `terminal` and `NO_COLOR` is unset or empty
+    /// (<https://no-color.org>).
+    pub fn color_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        terminal && no_color.is_none_or(|v| v.is_empty())
+    }
+}
+
+/// What the end-of-run table needs to know about one host.
+#[derive(Debug, Default)]
+struct HostPorts {
+    /// Results per reason, every state.
+    counts: [u32; Reason::COUNT],
+    /// The shown ports, as they came.
+    shown: Vec<(u16, Reason)>,
+    /// The quickest answer, in microseconds.
+    min_rtt_us: Option<u32>,
+}
+
 pub struct TextSink {
     out: Writer,
     show: Show,
     reason: bool,
+    style: TextStyle,
+    run: RunInfo,
+    now: fn() -> SystemTime,
+    begun: bool,
+    /// Hosts that answered or have a shown port, by address: the table.
+    hosts: BTreeMap<IpAddr, HostPorts>,
 }
 
 impl TextSink {
-    pub fn new(out: Writer, show: Show, reason: bool) -> Self {
-        TextSink { out, show, reason }
+    pub fn new(out: Writer, show: Show, reason: bool, run: &RunInfo, style: TextStyle) -> Self {
+        TextSink {
+            out,
+            show,
+            reason,
+            style,
+            run: run.clone(),
+            now: SystemTime::now,
+            begun: false,
+            hosts: BTreeMap::new(),
+        }
     }
+
+    /// The same sink with a fixed clock, for exact tests.
+    #[cfg(test)]
+    fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
+        self.now = now;
+        self
+    }
+
+    fn begin(&mut self) -> io::Result<()> {
+        if self.begun {
+            return Ok(());
+        }
+        self.begun = true;
+        if self.style.header {
+            writeln!(
+                self.out,
+                "# FastPort {} scan initiated {} as: {}\n# {}",
+                env!("CARGO_PKG_VERSION"),
+                ctime(self.run.started),
+                self.run.command_line.replace(['\n', '\r'], " "),
+                self.run.order,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn paint(&self, state: State, text: &str) -> String {
+        if !self.style.color {
+            return text.to_string();
+        }
+        let code = match state {
+            State::Open => "32",
+            State::Closed => "31",
+            State::Filtered => "33",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+
+    /// Each host's ports, sorted, in nmap's shape.
+    /// After an interruption the ports never probed are not counted.
+    fn write_table(&mut self, interrupted: bool) -> io::Result<()> {
+        let hosts = std::mem::take(&mut self.hosts);
+        for (ip, mut h) in hosts {
+            // A host's silent ports that came before its first answer were
+            // not counted one by one: they are the rest.
+            let counted: u64 = h.counts.iter().map(|&n| u64::from(n)).sum();
+            if !interrupted {
+                let rest = self.run.ports_per_host.saturating_sub(counted);
+                h.counts[Reason::NoResponse.index()] += u32::try_from(rest).unwrap_or(u32::MAX);
+            }
+            let up = h.counts.iter().enumerate().any(|(i, &n)| {
+                n > 0 && matches!(Reason::ALL[i].state(), State::Open | State::Closed)
+            });
+            let has_open = h.shown.iter().any(|(_, r)| r.state() == State::Open);
+            if self.run.open_only && !has_open {
+                continue;
+            }
+            writeln!(self.out, "\nFastPort scan report for {ip}")?;
+            match (up, h.min_rtt_us) {
+                (true, Some(us)) => writeln!(
+                    self.out,
+                    "Host is up ({:.6}s latency).",
+                    f64::from(us) / 1e6
+                )?,
+                (true, None) => writeln!(self.out, "Host is up.")?,
+                (false, _) => writeln!(self.out, "Host did not answer.")?,
+            }
+            let hidden = not_shown(&h.counts, self.show);
+            if !hidden.is_empty() {
+                writeln!(self.out, "Not shown: {hidden}")?;
+            }
+            if h.shown.is_empty() {
+                writeln!(
+                    self.out,
+                    "All {} scanned ports on {ip} are in ignored states.",
+                    self.run.ports_per_host
+                )?;
+                continue;
+            }
+            h.shown.sort_unstable();
+            let width = h
+                .shown
+                .iter()
+                .map(|(p, _)| p.to_string().len() + 4)
+                .max()
+                .unwrap_or(0)
+                .max(4);
+            let state_width = h
+                .shown
+                .iter()
+                .map(|(_, r)| r.state().as_str().len())
+                .max()
+                .unwrap_or(5)
+                .max(5);
+            write!(
+                self.out,
+                "{:<width$} {:<state_width$} SERVICE",
+                "PORT", "STATE"
+            )?;
+            if self.reason {
+                write!(self.out, " REASON")?;
+            }
+            writeln!(self.out)?;
+            for &(port, reason) in &h.shown {
+                let state = reason.state();
+                let padded = format!("{:<state_width$}", state.as_str());
+                write!(
+                    self.out,
+                    "{:<width$} {} {}",
+                    format!("{port}/tcp"),
+                    self.paint(state, &padded),
+                    service_name(port).unwrap_or("unknown"),
+                )?;
+                if self.reason {
+                    write!(self.out, " {reason}")?;
+                }
+                writeln!(self.out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `1019 closed tcp ports (conn-refused), 2 filtered tcp ports (no-response)`:
+/// the states not shown, each with its most frequent reason.
+fn not_shown(counts: &[u32; Reason::COUNT], show: Show) -> String {
+    let mut parts = Vec::new();
+    for state in State::ALL {
+        if show.contains(state) {
+            continue;
+        }
+        let of_state = || Reason::ALL.iter().filter(move |r| r.state() == state);
+        let n: u32 = of_state().map(|r| counts[r.index()]).sum();
+        if n == 0 {
+            continue;
+        }
+        let main = of_state()
+            .max_by_key(|r| (counts[r.index()], std::cmp::Reverse(r.index())))
+            .copied()
+            .unwrap_or(Reason::NoResponse);
+        let ports = if n == 1 { "port" } else { "ports" };
+        parts.push(format!("{n} {} tcp {ports} ({main})", state.as_str()));
+    }
+    parts.join(", ")
 }
 
 fn tag(state: State) -> &'static str {
@@ -33,12 +231,31 @@ fn tag(state: State) -> &'static str {
 
 impl Sink for TextSink {
     fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
+        self.begin()?;
         let state = r.reason.state();
-        if !self.show.contains(state) {
+        let shown = self.show.contains(state);
+        let answered = matches!(state, State::Open | State::Closed);
+        let ip = r.target.ip();
+        // Only hosts that answered or have a shown port get a table entry,
+        // so a sweep of silent addresses holds no memory per address.
+        if shown || answered || self.hosts.contains_key(&ip) {
+            let h = self.hosts.entry(ip).or_default();
+            h.counts[r.reason.index()] += 1;
+            if shown {
+                h.shown.push((r.target.port(), r.reason));
+            }
+            if answered {
+                if let Some(us) = r.rtt_us {
+                    h.min_rtt_us = Some(h.min_rtt_us.map_or(us, |m| m.min(us)));
+                }
+            }
+        }
+        if !shown {
             return Ok(());
         }
         let service = service_name(r.target.port()).unwrap_or("unknown");
-        write!(self.out, "{} {} {}", tag(state), r.target, service)?;
+        let tag = self.paint(state, tag(state));
+        write!(self.out, "{tag} {} {service}", r.target)?;
         if self.reason {
             write!(self.out, " reason={}", r.reason)?;
             if let Some(us) = r.rtt_us {
@@ -53,7 +270,42 @@ impl Sink for TextSink {
     }
 
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        self.begin()?;
+        let up = self
+            .hosts
+            .values()
+            .filter(|h| {
+                h.counts.iter().enumerate().any(|(i, &n)| {
+                    n > 0 && matches!(Reason::ALL[i].state(), State::Open | State::Closed)
+                })
+            })
+            .count();
+        self.write_table(summary.interrupted)?;
         write_summary(&mut self.out, summary)?;
+        writeln!(
+            self.out,
+            "  hosts up: {up} of {} (answered on at least one port)",
+            summary.hosts
+        )?;
+        if let Some(ranking) = &self.run.ranking {
+            writeln!(self.out, "  port ranking: {ranking}")?;
+        }
+        if self.style.header {
+            writeln!(
+                self.out,
+                "# FastPort {} at {} -- {} IP address{} ({up} host{} up) scanned in {:.2} seconds",
+                if summary.interrupted {
+                    "interrupted"
+                } else {
+                    "done"
+                },
+                ctime((self.now)()),
+                summary.hosts,
+                if summary.hosts == 1 { "" } else { "es" },
+                if up == 1 { "" } else { "s" },
+                summary.elapsed.as_secs_f64(),
+            )?;
+        }
         self.out.flush()
     }
 }
@@ -154,4 +406,127 @@ pub fn write_summary(w: &mut dyn Write, s: &Summary) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::tests::{capture, run_info, summary};
+    use std::time::Duration;
+
+    fn fixed_clock() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_959_142)
+    }
+
+    fn result(target: &str, reason: Reason, rtt_us: Option<u32>) -> ProbeResult {
+        ProbeResult {
+            index: 0,
+            target: target.parse().unwrap(),
+            reason,
+            rtt_us,
+        }
+    }
+
+    fn feed(sink: &mut TextSink) {
+        for (t, r, rtt) in [
+            ("127.0.0.1:443", Reason::ConnRefused, Some(40)),
+            ("127.0.0.1:80", Reason::SynAck, Some(50)),
+            ("[::1]:22", Reason::NoResponse, None),
+            ("127.0.0.1:22", Reason::SynAck, Some(30)),
+            ("[::1]:80", Reason::NoResponse, None),
+            ("[::1]:443", Reason::NoResponse, None),
+        ] {
+            sink.result(&result(t, r, rtt)).unwrap();
+        }
+    }
+
+    /// Results came out only as live lines, unsorted, with no per-host view.
+    #[test]
+    fn results_are_sorted_per_host_in_nmaps_shape_after_the_live_lines() {
+        let (out, text) = capture();
+        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), TextStyle::default());
+        feed(&mut sink);
+        sink.finish(&summary(false, 6, Duration::from_millis(20)))
+            .unwrap();
+        let text = text();
+        let want = "[OPEN] 127.0.0.1:80 http\n\
+                    [OPEN] 127.0.0.1:22 ssh\n\
+                    \n\
+                    FastPort scan report for 127.0.0.1\n\
+                    Host is up (0.000030s latency).\n\
+                    Not shown: 1 closed tcp port (conn-refused)\n\
+                    PORT   STATE SERVICE\n\
+                    22/tcp open  ssh\n\
+                    80/tcp open  http\n";
+        assert!(text.starts_with(want), "{text}");
+        assert!(!text.contains("::1"), "a silent host is not listed: {text}");
+        assert!(
+            text.contains("  hosts up: 1 of 2 (answered on at least one port)\n"),
+            "{text}"
+        );
+        assert!(!text.contains('#') && !text.contains('\x1b'), "{text}");
+    }
+
+    #[test]
+    fn normal_output_file_starts_with_the_command_line_and_date() {
+        let (out, text) = capture();
+        let style = TextStyle {
+            color: false,
+            header: true,
+        };
+        let mut sink =
+            TextSink::new(out, Show::ALL, true, &run_info(), style).with_clock(fixed_clock);
+        feed(&mut sink);
+        sink.finish(&summary(false, 6, Duration::from_millis(20)))
+            .unwrap();
+        let text = text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "# FastPort 0.1.0 scan initiated Sun Nov 29 13:32:20 2026 as: fastport -p 22,80,443 --show open,filtered -oX - 127.0.0.1 ::1"
+        );
+        assert_eq!(lines[1], "# order random, seed 42");
+        assert_eq!(
+            *lines.last().unwrap(),
+            "# FastPort done at Sun Nov 29 13:32:22 2026 -- 2 IP addresses (1 host up) scanned in 0.02 seconds"
+        );
+        assert!(text.contains("FastPort scan report for ::1\nHost did not answer.\nPORT    STATE    SERVICE REASON\n22/tcp  filtered ssh no-response\n"), "{text}");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(TextStyle::color_for(true, None));
+        assert!(TextStyle::color_for(true, Some(OsStr::new(""))));
+        assert!(!TextStyle::color_for(true, Some(OsStr::new("1"))));
+        assert!(!TextStyle::color_for(false, None));
+        let (out, text) = capture();
+        let style = TextStyle {
+            color: true,
+            header: false,
+        };
+        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), style);
+        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)))
+            .unwrap();
+        sink.flush().unwrap();
+        assert_eq!(text(), "\x1b[32m[OPEN]\x1b[0m 127.0.0.1:22 ssh\n");
+    }
+
+    #[test]
+    fn open_only_leaves_hosts_without_an_open_port_out_of_the_table() {
+        let (out, text) = capture();
+        let mut run = run_info();
+        run.open_only = true;
+        let mut sink = TextSink::new(out, Show::OPEN, false, &run, TextStyle::default());
+        sink.result(&result("127.0.0.2:22", Reason::ConnRefused, Some(5)))
+            .unwrap();
+        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(5)))
+            .unwrap();
+        sink.finish(&summary(false, 6, Duration::from_millis(20)))
+            .unwrap();
+        let text = text();
+        assert!(text.contains("report for 127.0.0.1\n"), "{text}");
+        assert!(!text.contains("127.0.0.2"), "{text}");
+        assert!(text.contains("hosts up: 2 of 2"), "{text}");
+    }
 }

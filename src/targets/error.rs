@@ -181,10 +181,9 @@ impl fmt::Display for TargetError {
                 f,
                 "invalid target {token:?}{at}: expands to too many separate ranges"
             ),
-            K::HostnameNotAllowed => write!(
-                f,
-                "cannot use hostname {token:?}{at} with -n (no name resolution)"
-            ),
+            K::HostnameNotAllowed => {
+                write!(f, "cannot use hostname {token:?}{at} with --no-resolve")
+            }
             K::Unresolvable(None) => write!(f, "cannot resolve hostname {token:?}{at}"),
             K::Unresolvable(Some(e)) => {
                 let reason = io_reason(e);

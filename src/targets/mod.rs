@@ -14,7 +14,7 @@
 //! - `addr`: target syntax, hostname resolution, list files.
 //! - `set`: interval sets (merge, subtract, count).
 //! - `ports`: port syntax and selection.
-//! - `services`: nmap's service names and open frequencies (generated).
+//! - `services`: IANA's service names and the `--top-ports` ranking.
 //! - `error`: [`TargetError`], one line naming what the user typed.
 
 mod addr;
@@ -33,7 +33,7 @@ use set::{Point, Span};
 pub use addr::for_each_token as for_each_list_token;
 pub use error::{Origin, TargetError, TargetErrorKind};
 pub use ports::{DEFAULT_PORTS, parse_ports};
-pub use services::{SERVICES, TOP_PORTS, open_frequency, service_name, top_ports};
+pub use services::{Ranking, RankingSource, SERVICES, service_name};
 
 /// Everything the user typed about targets and ports, raw, as clap gives it.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +54,8 @@ pub struct TargetArgs<'a> {
     pub top_ports: Option<usize>,
     /// `--exclude-ports SPEC`.
     pub exclude_ports: Option<&'a str>,
+    /// How `--top-ports` ranks ports; `None`: the built-in ranking.
+    pub ranking: Option<&'a Ranking>,
 }
 
 impl Default for TargetArgs<'_> {
@@ -68,6 +70,7 @@ impl Default for TargetArgs<'_> {
             ports: None,
             top_ports: None,
             exclude_ports: None,
+            ranking: None,
         }
     }
 }
@@ -80,7 +83,7 @@ pub fn build(args: &TargetArgs) -> Result<TargetSpace, TargetError> {
 }
 
 fn build_with(args: &TargetArgs, names: &mut Names<'_>) -> Result<TargetSpace, TargetError> {
-    let ports = ports::select_ports(args.ports, args.top_ports, args.exclude_ports)?;
+    let ports = ports::select_ports(args.ports, args.top_ports, args.exclude_ports, args.ranking)?;
 
     let mut include = AddrSet::default();
     if args.targets.is_empty() && args.input_list.is_none() {

@@ -111,12 +111,13 @@ fn parse_port(s: &str) -> Result<u16, TargetError> {
 
 /// Resolves `-p`, `--top-ports` and `--exclude-ports` into the port list.
 ///
-/// `--top-ports N` picks the N most frequently open ports that are not
-/// excluded, as nmap does; the result is ascending in every case.
+/// `--top-ports N` picks the N highest-ranked ports of `ranking` (the
+/// built-in one when `None`) that are not excluded, as nmap does; the result is ascending in every case.
 pub(crate) fn select_ports(
     ports: Option<&str>,
     top_ports: Option<usize>,
     exclude_ports: Option<&str>,
+    ranking: Option<&services::Ranking>,
 ) -> Result<Vec<u16>, TargetError> {
     match (ports, top_ports) {
         (Some(_), Some(_)) => return Err(TargetError::new(Kind::PortsAndTopPorts, "")),
@@ -129,16 +130,10 @@ pub(crate) fn select_ports(
     let is_excluded = |p: u16| excluded.as_ref().is_some_and(|x| x.contains(p));
     let selected = match (ports, top_ports) {
         (Some(spec), _) => parse_port_set(spec, "-p")?.to_vec(),
-        (None, Some(n)) => {
-            let mut top: Vec<u16> = services::TOP_PORTS
-                .iter()
-                .copied()
-                .filter(|&p| !is_excluded(p))
-                .take(n)
-                .collect();
-            top.sort_unstable();
-            top
-        }
+        (None, Some(n)) => match ranking {
+            Some(r) => r.top(n, is_excluded),
+            None => services::Ranking::built_in().top(n, is_excluded),
+        },
         (None, None) => DEFAULT_PORTS.collect(),
     };
     let kept: Vec<u16> = selected.into_iter().filter(|&p| !is_excluded(p)).collect();
@@ -278,18 +273,19 @@ mod tests {
 
     #[test]
     fn default_is_1_to_1024() {
-        let ports = select_ports(None, None, None).unwrap();
+        let ports = select_ports(None, None, None, None).unwrap();
         assert_eq!(ports, (1..=1024).collect::<Vec<u16>>());
     }
 
     #[test]
     fn top_ports_are_ascending_and_most_frequent() {
-        assert_eq!(select_ports(None, Some(1), None).unwrap(), [80]);
+        // The built-in ranking (no nmap-services given).
+        assert_eq!(select_ports(None, Some(1), None, None).unwrap(), [80]);
         assert_eq!(
-            select_ports(None, Some(5), None).unwrap(),
-            [21, 22, 23, 80, 443]
+            select_ports(None, Some(5), None, None).unwrap(),
+            [21, 22, 25, 80, 443]
         );
-        let top100 = select_ports(None, Some(100), None).unwrap();
+        let top100 = select_ports(None, Some(100), None, None).unwrap();
         assert_eq!(top100.len(), 100);
         assert!(top100.windows(2).all(|w| w[0] < w[1]));
         assert!(top100.contains(&3389) && top100.contains(&8080));
@@ -297,34 +293,34 @@ mod tests {
 
     #[test]
     fn top_ports_beyond_the_table_gives_all_known_ports() {
-        let all = select_ports(None, Some(usize::MAX), None).unwrap();
-        assert_eq!(all.len(), services::TOP_PORTS.len());
+        let all = select_ports(None, Some(usize::MAX), None, None).unwrap();
+        assert_eq!(all.len(), services::Ranking::built_in().ports.len());
         assert!(all.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
     fn top_ports_zero_and_both_flags_are_errors() {
-        let e = select_ports(None, Some(0), None).unwrap_err();
+        let e = select_ports(None, Some(0), None, None).unwrap_err();
         assert_eq!(
             e.to_string(),
             r#"invalid --top-ports "0": must be at least 1"#
         );
-        let e = select_ports(Some("22"), Some(10), None).unwrap_err();
+        let e = select_ports(Some("22"), Some(10), None, None).unwrap_err();
         assert_eq!(e.to_string(), "-p and --top-ports cannot be used together");
     }
 
     #[test]
     fn exclude_ports_removes_and_top_ports_skips_excluded() {
         assert_eq!(
-            select_ports(Some("20-25"), None, Some("21,23-24")).unwrap(),
+            select_ports(Some("20-25"), None, Some("21,23-24"), None).unwrap(),
             [20, 22, 25]
         );
         assert_eq!(
-            select_ports(None, Some(3), Some("80")).unwrap(),
-            [21, 23, 443]
+            select_ports(None, Some(3), Some("80"), None).unwrap(),
+            [21, 22, 443]
         );
-        assert_eq!(select_ports(None, None, Some("2-1024")).unwrap(), [1]);
-        let e = select_ports(Some("22"), None, Some("70000")).unwrap_err();
+        assert_eq!(select_ports(None, None, Some("2-1024"), None).unwrap(), [1]);
+        let e = select_ports(Some("22"), None, Some("70000"), None).unwrap_err();
         assert_eq!(
             e.to_string(),
             r#"invalid port "70000" in "--exclude-ports 70000": ports are 1-65535"#
@@ -333,7 +329,7 @@ mod tests {
 
     #[test]
     fn excluding_every_port_is_an_error() {
-        let e = select_ports(Some("22,80"), None, Some("-")).unwrap_err();
+        let e = select_ports(Some("22,80"), None, Some("-"), None).unwrap_err();
         assert!(matches!(e.kind(), Kind::NoPorts));
         assert_eq!(
             e.to_string(),

@@ -349,7 +349,7 @@ fn hostnames_are_refused_with_no_resolve() {
     assert!(matches!(e.kind(), TargetErrorKind::HostnameNotAllowed));
     assert_eq!(
         e.to_string(),
-        r#"cannot use hostname "v4.test" with -n (no name resolution)"#
+        r#"cannot use hostname "v4.test" with --no-resolve"#
     );
     // Literals need no resolver.
     let targets = strings(&["10.0.0.1", "::1", "10.0.0.0/30"]);
