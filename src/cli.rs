@@ -22,7 +22,7 @@ use clap::{CommandFactory, Parser};
 /// With no arguments it scans localhost ports 1-1024 and prints each open port.
 // Serde: a resume file records every option (see `crate::resume`).
 #[derive(Debug, Clone, Parser, serde::Serialize, serde::Deserialize)]
-#[command(name = "fastport", version, about, long_about = None)]
+#[command(name = "fastport", version = VERSION, about, long_about = None)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
     /// Targets: addresses, CIDR blocks (10.0.0.0/24), ranges (10.0.0.1-20,
@@ -277,9 +277,18 @@ pub struct Args {
     pub stats: Option<PathBuf>,
 }
 
+/// `fastport --version`: the crate version and the commit it was built from
+/// (see build.rs), e.g. `0.1.0 (commit 1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FASTPORT_COMMIT"),
+    ")"
+);
+
 /// `fastport merge`: join shards' results and summaries into one.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "fastport merge", version)]
+#[command(name = "fastport merge", version = VERSION)]
 #[command(
     about = "Join the -oJ results and --stats summaries of shards (--shard K/N) into one scan's result"
 )]

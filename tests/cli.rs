@@ -3,7 +3,7 @@
 //! regression could not send a packet anywhere.
 
 use crate::in_netns;
-use crate::util::{run, stderr, temp_dir};
+use crate::util::{listeners, run, stderr, stdout, temp_dir};
 
 /// Runs fastport with `args` and checks the usage-error contract.
 fn rejects(args: &[&str], needle: &str) {
@@ -90,5 +90,105 @@ fn help_and_version_exit_0() {
     }
     let out = run(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("fastport "));
+    let version = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(version.starts_with("fastport 0."), "{version}");
+    assert!(
+        version.contains(" (commit "),
+        "--version names the commit it was built from: {version}"
+    );
+}
+
+/// `fastport -sT -Pn -T4 --open -p 1-1000 127.0.0.1` failed on `-s`.
+#[test]
+fn an_nmap_command_line_scans() {
+    if !in_netns!(an_nmap_command_line_scans) {
+        return;
+    }
+    let _ls = listeners("127.0.0.1", &[22, 80], 0);
+    let dir = temp_dir("nmap-line");
+    let gnmap = dir.join("out.gnmap");
+    let out = run(&[
+        "-sT",
+        "-Pn",
+        "-n",
+        "-T4",
+        "--open",
+        "-p",
+        "1-1000",
+        "-oG",
+        gnmap.to_str().unwrap(),
+        "127.0.0.1",
+        "127.0.0.2",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "no notes without -v: {err}");
+    let text = stdout(&out);
+    assert!(text.contains("22/tcp open  ssh"), "{text}");
+    assert!(
+        text.contains("Not shown: 998 closed tcp ports (conn-refused)"),
+        "{text}"
+    );
+    let gnmap = std::fs::read_to_string(&gnmap).unwrap();
+    assert!(
+        gnmap.contains("Host: 127.0.0.1 ()\tStatus: Up\n"),
+        "{gnmap}"
+    );
+    assert!(
+        !gnmap.contains("127.0.0.2 ()"),
+        "--open leaves out a host without an open port: {gnmap}"
+    );
+    // -v says what the accepted flags did not change.
+    let out = run(&["-v", "-sT", "-Pn", "-p", "22", "127.0.0.1"]);
+    assert!(
+        stderr(&out).contains("note: -Pn: FastPort never pings"),
+        "{}",
+        stderr(&out)
+    );
+    // -q: no notes.
+    let out = run(&["-q", "--concurrency", "100000", "-p", "22", "127.0.0.1"]);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn nmap_flags_fastport_cannot_honour_are_one_line_each() {
+    if !in_netns!(nmap_flags_fastport_cannot_honour_are_one_line_each) {
+        return;
+    }
+    rejects(&["-sS", "127.0.0.1"], "-sS (SYN scan) needs raw packets");
+    rejects(&["-sU", "127.0.0.1"], "-sU");
+    rejects(&["-O", "127.0.0.1"], "-O (OS detection)");
+    rejects(&["-A", "127.0.0.1"], "-A means");
+    rejects(
+        &["--script", "default", "127.0.0.1"],
+        "NSE scripts are nmap's",
+    );
+    rejects(
+        &["-PE", "127.0.0.1"],
+        "-PE: FastPort sends no discovery probes",
+    );
+    rejects(
+        &["--open", "--show", "all", "127.0.0.1"],
+        "--open and --show",
+    );
+}
+
+/// `fastport -oL - ... | sort` gets results only; the summary goes to stderr.
+#[test]
+fn list_output_is_for_pipes() {
+    if !in_netns!(list_output_is_for_pipes) {
+        return;
+    }
+    let _ls = listeners("127.0.0.1", &[22, 80], 0);
+    let out = run(&["-oL", "-", "-p", "1-100", "127.0.0.1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["127.0.0.1:22", "127.0.0.1:80"], "{text}");
+    assert!(
+        stderr(&out).contains("1 host x 100 ports"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -84,6 +84,36 @@ pub struct RunInfo {
     pub ranking: Option<String>,
     /// `--open`: hosts without an open port are not written (XML, grepable).
     pub open_only: bool,
+    /// Adaptive timing's bounds on an attempt's wait; `None` when
+    /// `--timeout` fixed it to [`timeout`](Self::timeout).
+    pub rtt_bounds: Option<(Duration, Duration)>,
+    /// The XSL stylesheet the XML names, so a browser renders it.
+    pub stylesheet: String,
+}
+
+/// nmap's stylesheet where nmap installs it, else its published copy.
+pub fn stylesheet_href(installed: bool) -> String {
+    if installed {
+        "file:///usr/share/nmap/nmap.xsl".to_string()
+    } else {
+        "https://svn.nmap.org/nmap/docs/nmap.xsl".to_string()
+    }
+}
+
+impl RunInfo {
+    /// The wait an attempt on a host with this smoothed round-trip time
+    /// (microseconds) got: RFC 6298's `srtt + 4 rttvar` within the adaptive
+    /// bounds, or the fixed `--timeout`. nmap's `<times to>`.
+    pub fn timeout_for(&self, srtt_us: u64, rttvar_us: u64) -> u64 {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        match self.rtt_bounds {
+            None => micros(self.timeout),
+            Some((min, max)) => {
+                let to = srtt_us.saturating_add(rttvar_us.saturating_mul(4));
+                to.clamp(micros(min), micros(max).max(micros(min)))
+            }
+        }
+    }
 }
 
 impl RunInfo {
@@ -106,6 +136,8 @@ impl RunInfo {
             order: order_note(config),
             ranking: config.ranking.as_ref().map(ToString::to_string),
             open_only: config.outputs.open_only,
+            rtt_bounds: config.engine.adaptive.map(|a| (a.min_rtt, a.max_rtt)),
+            stylesheet: stylesheet_href(std::path::Path::new("/usr/share/nmap/nmap.xsl").exists()),
         }
     }
 }
@@ -412,7 +444,21 @@ pub(crate) mod tests {
             order: "order random, seed 42".into(),
             ranking: None,
             open_only: false,
+            rtt_bounds: None,
+            stylesheet: stylesheet_href(false),
         }
+    }
+
+    /// `<times to>` once said 1 000 000 µs (the initial timeout) while the
+    /// adaptive timing had waited 100 ms.
+    #[test]
+    fn times_to_is_the_timeout_actually_used() {
+        let mut run = run_info();
+        assert_eq!(run.timeout_for(47, 30), 1_000_000, "fixed --timeout");
+        run.rtt_bounds = Some((Duration::from_millis(100), Duration::from_secs(10)));
+        assert_eq!(run.timeout_for(47, 30), 100_000, "the floor");
+        assert_eq!(run.timeout_for(300_000, 50_000), 500_000);
+        assert_eq!(run.timeout_for(20_000_000, 0), 10_000_000, "the ceiling");
     }
 
     pub fn summary(interrupted: bool, planned: u64, elapsed: Duration) -> Summary {
