@@ -48,6 +48,13 @@ pub struct Args {
     #[arg(long = "no-resolve", help_heading = "Targets")]
     pub no_resolve: bool,
 
+    /// Scan only the first address of a name that has several, as nmap does
+    /// by default. Default: every address of the name's family (IPv4 when
+    /// it has any), as nmap's --resolve-all.
+    #[arg(long = "resolve-first", help_heading = "Targets")]
+    #[serde(default)]
+    pub resolve_first: bool,
+
     /// nmap's "no reverse DNS": FastPort never looks names up in reverse,
     /// so -n changes nothing; accepted so nmap command lines work.
     #[arg(short = 'n', help_heading = "Targets")]

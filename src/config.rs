@@ -180,6 +180,10 @@ pub struct ScanConfig {
     /// Where the `--top-ports` (or `-F`) ranking came from; `None` when
     /// ports were listed or left at the default.
     pub ranking: Option<RankingSource>,
+    /// The names targets were given by, for the outputs.
+    pub names: std::sync::Arc<targets::HostNames>,
+    /// How many target names did not resolve (reported in `notes`, skipped).
+    pub unresolved: usize,
 }
 
 impl ScanConfig {
@@ -255,19 +259,24 @@ impl ScanConfig {
             let nmapdir = std::env::var_os("NMAPDIR").map(PathBuf::from);
             Ranking::find(nmapdir.as_deref())
         });
-        let space = targets::build(&TargetArgs {
+        let built = targets::build_named(&TargetArgs {
             targets: &args.targets,
             input_list: args.input_list.as_deref(),
             exclude: &args.exclude,
             exclude_file: args.exclude_file.as_deref(),
             resolve: !args.no_resolve,
+            first_address_only: args.resolve_first,
             ports: args.ports.as_deref(),
             top_ports,
             exclude_ports: args.exclude_ports.as_deref(),
             ranking: ranking.as_ref(),
         })?;
+        let space = built.space;
 
         let mut notes = Vec::new();
+        for e in &built.unresolved {
+            notes.push(format!("{e}: skipped"));
+        }
         if args.verbose > 0 {
             for (given, note) in [
                 (
@@ -369,6 +378,8 @@ impl ScanConfig {
             fd_limit,
             notes,
             ranking: ranking.map(|r| r.source),
+            names: std::sync::Arc::new(built.names),
+            unresolved: built.unresolved.len(),
         })
     }
 }

@@ -192,3 +192,80 @@ fn list_output_is_for_pipes() {
         stderr(&out)
     );
 }
+
+/// A target given by name lost its name in every output.
+#[test]
+fn names_are_kept_in_every_output() {
+    if !in_netns!(names_are_kept_in_every_output) {
+        return;
+    }
+    let _ls = listeners("127.0.0.1", &[22], 0);
+    let dir = temp_dir("names");
+    let base = dir.join("scan");
+    let csv = dir.join("scan.csv");
+    let out = run(&[
+        "-p",
+        "22,23",
+        "-oA",
+        base.to_str().unwrap(),
+        "-oC",
+        csv.to_str().unwrap(),
+        "localhost",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let file = |ext: &str| std::fs::read_to_string(dir.join(format!("scan.{ext}"))).unwrap();
+    let xml = file("xml");
+    assert!(
+        xml.contains(r#"<hostname name="localhost" type="user"/>"#),
+        "{xml}"
+    );
+    assert!(
+        file("jsonl").contains(r#""addr":"127.0.0.1","host":"localhost","port":22"#),
+        "{}",
+        file("jsonl")
+    );
+    assert!(
+        file("gnmap").contains("Host: 127.0.0.1 (localhost)\tStatus: Up\n"),
+        "{}",
+        file("gnmap")
+    );
+    assert!(
+        std::fs::read_to_string(&csv)
+            .unwrap()
+            .contains(",localhost\n"),
+        "{}",
+        std::fs::read_to_string(&csv).unwrap()
+    );
+    let text = file("txt");
+    assert!(
+        text.starts_with("# FastPort "),
+        "-oN opens with nmap's header: {text}"
+    );
+    assert!(
+        text.contains("FastPort scan report for localhost (127.0.0.1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[OPEN] 127.0.0.1:22 ssh (localhost)"),
+        "{text}"
+    );
+}
+
+/// A name that did not resolve stopped the whole scan.
+#[test]
+fn an_unresolvable_name_is_reported_and_skipped() {
+    if !in_netns!(an_unresolvable_name_is_reported_and_skipped) {
+        return;
+    }
+    let _ls = listeners("127.0.0.1", &[22], 0);
+    let out = run(&["-p", "22", "no-such-host.invalid", "127.0.0.1"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("cannot resolve hostname \"no-such-host.invalid\"") && err.contains("skipped"),
+        "{err}"
+    );
+    let text = stdout(&out);
+    assert!(text.contains("[OPEN] 127.0.0.1:22"), "{text}");
+    assert!(text.contains("names not resolved (skipped): 1"), "{text}");
+}

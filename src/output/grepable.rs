@@ -88,13 +88,14 @@ impl HostDocument for GrepableSink {
             return Ok(());
         }
         // nmap's status line, the one scripts grep for up hosts.
+        let name = self.run.names.get(h.addr).unwrap_or("");
         writeln!(
             self.out,
-            "Host: {} ()\tStatus: {}",
+            "Host: {} ({name})\tStatus: {}",
             h.addr,
             if h.status().up { "Up" } else { "Down" }
         )?;
-        write!(self.out, "Host: {} ()\tPorts: ", h.addr)?;
+        write!(self.out, "Host: {} ({name})\tPorts: ", h.addr)?;
         for (i, &(port, reason)) in h.shown.iter().enumerate() {
             write!(
                 self.out,

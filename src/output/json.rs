@@ -1,9 +1,11 @@
 //! JSON lines (`-oJ`): one object per result, exactly
 //! `{"addr":"127.0.0.1","port":22,"state":"open","reason":"syn-ack","rtt_us":53}`,
-//! for jq and scripts.
+//! for jq and scripts; a target given by name also has a `host` key beside
+//! `addr`: `{"addr":"127.0.0.1","host":"localhost","port":22,...}`.
 
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -11,21 +13,26 @@ use super::{Sink, Writer};
 use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
+use crate::targets::HostNames;
 
 /// One line of `-oJ` output.
 #[derive(Serialize)]
-pub struct JsonLine {
+pub struct JsonLine<'a> {
     pub addr: IpAddr,
+    /// The name the target was given by, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<&'a str>,
     pub port: u16,
     pub state: &'static str,
     pub reason: &'static str,
     pub rtt_us: Option<u32>,
 }
 
-impl From<&ProbeResult> for JsonLine {
+impl From<&ProbeResult> for JsonLine<'_> {
     fn from(r: &ProbeResult) -> Self {
         JsonLine {
             addr: r.target.ip(),
+            host: None,
             port: r.target.port(),
             state: r.reason.state().as_str(),
             reason: r.reason.as_str(),
@@ -37,11 +44,22 @@ impl From<&ProbeResult> for JsonLine {
 pub struct JsonLinesSink {
     out: Writer,
     show: Show,
+    names: Arc<HostNames>,
 }
 
 impl JsonLinesSink {
     pub fn new(out: Writer, show: Show) -> Self {
-        JsonLinesSink { out, show }
+        JsonLinesSink {
+            out,
+            show,
+            names: Arc::default(),
+        }
+    }
+
+    /// Writes `host` for the targets given by name.
+    pub fn with_names(mut self, names: &Arc<HostNames>) -> Self {
+        self.names = Arc::clone(names);
+        self
     }
 }
 
@@ -50,7 +68,9 @@ impl Sink for JsonLinesSink {
         if !self.show.contains(r.reason.state()) {
             return Ok(());
         }
-        serde_json::to_writer(&mut self.out, &JsonLine::from(r))?;
+        let mut line = JsonLine::from(r);
+        line.host = self.names.get(r.target.ip());
+        serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")
     }
 
@@ -89,6 +109,31 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&JsonLine::from(&silent)).unwrap(),
             r#"{"addr":"::1","port":8080,"state":"filtered","reason":"no-response","rtt_us":null}"#
+        );
+    }
+
+    #[test]
+    fn a_target_given_by_name_has_a_host_key_beside_addr() {
+        let (out, text) = crate::output::tests::capture();
+        let names = Arc::new(HostNames::new(&[(
+            "localhost".into(),
+            vec!["127.0.0.1".parse().unwrap()],
+        )]));
+        let mut sink = JsonLinesSink::new(out, Show::OPEN).with_names(&names);
+        for target in ["127.0.0.1:22", "127.0.0.2:22"] {
+            sink.result(&ProbeResult {
+                index: 0,
+                target: target.parse().unwrap(),
+                reason: Reason::SynAck,
+                rtt_us: Some(5),
+            })
+            .unwrap();
+        }
+        sink.flush().unwrap();
+        assert_eq!(
+            text(),
+            "{\"addr\":\"127.0.0.1\",\"host\":\"localhost\",\"port\":22,\"state\":\"open\",\"reason\":\"syn-ack\",\"rtt_us\":5}\n\
+             {\"addr\":\"127.0.0.2\",\"port\":22,\"state\":\"open\",\"reason\":\"syn-ack\",\"rtt_us\":5}\n"
         );
     }
 }

@@ -89,6 +89,10 @@ pub struct RunInfo {
     pub rtt_bounds: Option<(Duration, Duration)>,
     /// The XSL stylesheet the XML names, so a browser renders it.
     pub stylesheet: String,
+    /// The names targets were given by: written beside their addresses.
+    pub names: std::sync::Arc<crate::targets::HostNames>,
+    /// How many target names did not resolve (skipped; the summary counts them).
+    pub unresolved: usize,
 }
 
 /// nmap's stylesheet where nmap installs it, else its published copy.
@@ -138,6 +142,8 @@ impl RunInfo {
             open_only: config.outputs.open_only,
             rtt_bounds: config.engine.adaptive.map(|a| (a.min_rtt, a.max_rtt)),
             stylesheet: stylesheet_href(std::path::Path::new("/usr/share/nmap/nmap.xsl").exists()),
+            names: std::sync::Arc::clone(&config.names),
+            unresolved: config.unresolved,
         }
     }
 }
@@ -334,7 +340,9 @@ impl Outputs {
             )));
         }
         if plan.json.is_some() {
-            sinks.push(Box::new(JsonLinesSink::new(opened.next()?, plan.show)));
+            sinks.push(Box::new(
+                JsonLinesSink::new(opened.next()?, plan.show).with_names(&run.names),
+            ));
         }
         if plan.xml.is_some() {
             sinks.push(Box::new(XmlSink::new(opened.next()?, plan.show, run)));
@@ -343,7 +351,9 @@ impl Outputs {
             sinks.push(Box::new(GrepableSink::new(opened.next()?, plan.show, run)));
         }
         if plan.csv.is_some() {
-            sinks.push(Box::new(CsvSink::new(opened.next()?, plan.show)));
+            sinks.push(Box::new(
+                CsvSink::new(opened.next()?, plan.show).with_names(&run.names),
+            ));
         }
         if plan.list.is_some() {
             sinks.push(Box::new(ListSink::new(opened.next()?, plan.show)));
@@ -446,6 +456,8 @@ pub(crate) mod tests {
             open_only: false,
             rtt_bounds: None,
             stylesheet: stylesheet_href(false),
+            names: std::sync::Arc::default(),
+            unresolved: 0,
         }
     }
 

@@ -132,7 +132,10 @@ impl TextSink {
             if self.run.open_only && !has_open {
                 continue;
             }
-            writeln!(self.out, "\nFastPort scan report for {ip}")?;
+            match self.run.names.get(ip) {
+                Some(name) => writeln!(self.out, "\nFastPort scan report for {name} ({ip})")?,
+                None => writeln!(self.out, "\nFastPort scan report for {ip}")?,
+            }
             match (up, h.min_rtt_us) {
                 (true, Some(us)) => writeln!(
                     self.out,
@@ -256,6 +259,9 @@ impl Sink for TextSink {
         let service = service_name(r.target.port()).unwrap_or("unknown");
         let tag = self.paint(state, tag(state));
         write!(self.out, "{tag} {} {service}", r.target)?;
+        if let Some(name) = self.run.names.get(ip) {
+            write!(self.out, " ({name})")?;
+        }
         if self.reason {
             write!(self.out, " reason={}", r.reason)?;
             if let Some(us) = r.rtt_us {
@@ -287,6 +293,13 @@ impl Sink for TextSink {
             "  hosts up: {up} of {} (answered on at least one port)",
             summary.hosts
         )?;
+        if self.run.unresolved > 0 {
+            writeln!(
+                self.out,
+                "  names not resolved (skipped): {}",
+                self.run.unresolved
+            )?;
+        }
         if let Some(ranking) = &self.run.ranking {
             writeln!(self.out, "  port ranking: {ranking}")?;
         }

@@ -216,6 +216,16 @@ impl HostDocument for XmlSink {
         };
         self.empty("address", &[("addr", &addr), ("addrtype", addrtype)])?;
         self.nl()?;
+        if let Some(name) = self.run.names.get(h.addr) {
+            // The name the user gave, as nmap records it (type="user").
+            let name = name.to_string();
+            self.start("hostnames", &[])?;
+            self.nl()?;
+            self.empty("hostname", &[("name", &name), ("type", "user")])?;
+            self.nl()?;
+            self.end("hostnames")?;
+            self.nl()?;
+        }
 
         self.start("ports", &[])?;
         for ignored in h.ignored(show) {
