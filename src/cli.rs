@@ -7,9 +7,12 @@
 //! declare. [`normalize_args`] rewrites them to their long spellings before
 //! clap sees them, so both spellings work and `--help` shows both.
 //!
-//! Two first words ask for a document instead of a scan ([`document_request`]):
-//! `fastport completions SHELL` and `fastport manpage`, both generated from
-//! this very definition.
+//! The first word decides the mode at parse time ([`mode`], as ripgrep
+//! decides its own): `fastport merge FILE...` joins shards,
+//! `fastport completions SHELL` and `fastport manpage` print documents
+//! generated from this very definition ([`command`], which lists every
+//! mode, so `--help`, the man page and the completions name them all), and
+//! anything else is a scan.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -350,6 +353,11 @@ nmap spellings also work: -iL FILE, -oN FILE, -oJ FILE, -oX FILE, -oG FILE,
 Unlike nmap (its 1000 most common ports), FastPort scans ports 1-1024 by
 default; -F or --top-ports N pick ranked ports instead.
 
+Commands (as the first word):
+  fastport merge FILE...                   join shards' -oJ results and --stats summaries
+  fastport completions SHELL               bash, zsh, fish, elvish or powershell
+  fastport manpage                         the manual page (roff)
+
 Examples:
   fastport                                 localhost, ports 1-1024
   fastport -p- 127.0.0.1                   every port of one host
@@ -359,7 +367,7 @@ Examples:
   fastport --top-ports 100 -oJ out.jsonl example.org
   fastport -p- --show all --reason -oJ - 127.0.0.1 | jq .
   fastport -oA scan 10.0.0.0/24            scan.txt, .xml, .gnmap and .jsonl
-  fastport completions bash                also zsh, fish, elvish, powershell
+  fastport merge -oJ all.jsonl --stats all.json s1.jsonl s1.json s2.jsonl s2.json
   fastport manpage | man -l -              this help as a manual page";
 
 /// nmap's single-dash words and the long flags they stand for.
@@ -478,6 +486,32 @@ pub fn nmap_refusal(word: &str) -> Option<String> {
     Some(why)
 }
 
+/// What the command line asks for, decided by its first word.
+#[derive(Debug)]
+pub enum Mode {
+    /// A scan (any first word but the ones below).
+    Scan(Box<Args>),
+    /// `fastport merge FILE...`.
+    Merge(MergeArgs),
+    /// `fastport completions SHELL`, `fastport manpage`.
+    Document(Document),
+}
+
+/// Parses the process's command line into its [`Mode`]. Only the very first
+/// word selects a mode, so a host named like one is scanned when anything
+/// comes before it: `fastport -- merge`.
+pub fn mode(argv: &[OsString]) -> Result<Mode, clap::Error> {
+    if let Some(request) = document_request(argv) {
+        return request.map(Mode::Document);
+    }
+    if argv.get(1).and_then(|a| a.to_str()) == Some("merge") {
+        let words =
+            std::iter::once(OsString::from("fastport merge")).chain(argv[2..].iter().cloned());
+        return MergeArgs::parse_from(words).map(Mode::Merge);
+    }
+    parse_from(argv.iter().cloned()).map(|args| Mode::Scan(Box::new(args)))
+}
+
 /// A document about FastPort itself, asked for by the first word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Document {
@@ -522,14 +556,77 @@ pub fn write_document(doc: Document, out: &mut dyn Write) -> io::Result<()> {
             clap_complete::generate(shell, &mut cmd, "fastport", out);
             Ok(())
         }
-        Document::Manpage => clap_mangen::Man::new(cmd).render(out),
+        Document::Manpage => manpage(cmd, out),
     }
 }
 
-/// The whole command line interface: the scan's flags, and the document
-/// words as subcommands so completions and the man page show them.
+/// The manual page: clap_mangen's sections, except that the commands are
+/// described here instead of pointing at fastport-merge(1) and the like,
+/// pages that do not exist.
+fn manpage(cmd: clap::Command, out: &mut dyn Write) -> io::Result<()> {
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    writeln!(out, ".SH COMMANDS")?;
+    writeln!(
+        out,
+        "The first word may name a command instead of a target (write \\fB\\-\\-\\fR before a host named like one)."
+    )?;
+    for sub in cmd.get_subcommands() {
+        let usage = sub
+            .get_arguments()
+            .filter(|a| a.is_positional())
+            .map(|a| {
+                let name = a.get_value_names().and_then(|v| v.first()).map_or_else(
+                    || a.get_id().to_string().to_uppercase(),
+                    ToString::to_string,
+                );
+                format!(" \\fI{name}\\fR")
+            })
+            .collect::<String>();
+        writeln!(out, ".TP\n\\fBfastport {}\\fR{usage}", sub.get_name())?;
+        if let Some(about) = sub.get_about() {
+            writeln!(out, "{}", roff_text(&about.to_string()))?;
+        }
+        for opt in sub
+            .get_arguments()
+            .filter(|a| a.get_long().is_some_and(|l| l != "help" && l != "version"))
+        {
+            let long = opt.get_long().unwrap_or_default();
+            let help = opt.get_help().map(|h| h.to_string()).unwrap_or_default();
+            writeln!(
+                out,
+                ".RS\n.TP\n\\fB\\-\\-{}\\fR\n{}\n.RE",
+                roff_text(long),
+                roff_text(&help)
+            )?;
+        }
+    }
+    man.render_extra_section(out)?;
+    man.render_version_section(out)?;
+    man.render_authors_section(out)
+}
+
+/// Text safe in a roff paragraph: backslashes and hyphens escaped, no line
+/// starting with a control character.
+fn roff_text(s: &str) -> String {
+    let s = s.replace('\\', "\\e").replace('-', "\\-");
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
+/// The whole command line interface: the scan's flags, and the words
+/// `merge`, `completions` and `manpage` as subcommands so completions and
+/// the man page show them.
 pub fn command() -> clap::Command {
     Args::command()
+        .subcommand(MergeArgs::command().name("merge"))
         .subcommands(document_commands())
         .disable_help_subcommand(true)
 }
@@ -713,6 +810,51 @@ mod tests {
         );
         let mut out = Vec::new();
         write_document(Document::Completions(clap_complete::Shell::Bash), &mut out).unwrap();
-        assert!(String::from_utf8(out).unwrap().contains("--output-all"));
+        let bash = String::from_utf8(out).unwrap();
+        assert!(bash.contains("--output-all"));
+        assert!(bash.contains("merge"), "completions offer merge");
+    }
+
+    /// The man page named fastport-completions(1) and fastport-manpage(1),
+    /// pages that do not exist, and no command listed merge.
+    #[test]
+    fn man_page_lists_every_command_and_names_no_missing_page() {
+        let mut out = Vec::new();
+        write_document(Document::Manpage, &mut out).unwrap();
+        let man = String::from_utf8(out).unwrap();
+        assert!(
+            !man.contains("fastport\\-merge(1)") && !man.contains("(1)\n"),
+            "{man}"
+        );
+        for word in ["merge", "completions", "manpage"] {
+            assert!(
+                man.contains(&format!("\\fBfastport {word}\\fR")),
+                "{word}: {man}"
+            );
+        }
+        assert!(
+            man.contains("\\-\\-output\\-json"),
+            "merge's options: {man}"
+        );
+        let help = command().render_long_help().to_string();
+        assert!(help.contains("fastport merge FILE..."), "{help}");
+    }
+
+    #[test]
+    fn the_first_word_decides_the_mode() {
+        let argv = |line: &str| -> Vec<OsString> {
+            std::iter::once("fastport")
+                .chain(line.split_whitespace())
+                .map(OsString::from)
+                .collect()
+        };
+        assert!(matches!(mode(&argv("merge a.jsonl")), Ok(Mode::Merge(m)) if m.inputs.len() == 1));
+        assert!(matches!(
+            mode(&argv("manpage")),
+            Ok(Mode::Document(Document::Manpage))
+        ));
+        assert!(matches!(mode(&argv("-p 22 127.0.0.1")), Ok(Mode::Scan(_))));
+        assert!(matches!(mode(&argv("-- merge")), Ok(Mode::Scan(a)) if a.targets == ["merge"]));
+        assert!(mode(&argv("merge")).is_err(), "merge needs files");
     }
 }

@@ -17,24 +17,19 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // `fastport completions SHELL`, `fastport manpage`: a document, no scan.
-    if let Some(request) = cli::document_request(&argv) {
-        return match request {
-            Ok(doc) => match cli::write_document(doc, &mut io::stdout().lock()) {
+    // The first word decides: a document, a merge, or a scan.
+    let args = match cli::mode(&argv) {
+        Ok(cli::Mode::Document(doc)) => {
+            return match cli::write_document(doc, &mut io::stdout().lock()) {
                 Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
                     eprintln!("fastport: cannot write: {e}");
                     ExitCode::FAILURE
                 }
                 _ => ExitCode::SUCCESS,
-            },
-            Err(e) => clap_error(&e),
-        };
-    }
-    if argv.get(1).and_then(|a| a.to_str()) == Some("merge") {
-        return merge(&argv);
-    }
-    let args = match cli::parse_from(argv.iter().cloned()) {
-        Ok(args) => args,
+            };
+        }
+        Ok(cli::Mode::Merge(args)) => return merge(&args),
+        Ok(cli::Mode::Scan(args)) => *args,
         Err(e) => return clap_error(&e),
     };
     // `--resume FILE`: the interrupted run's options, seed and progress.
@@ -131,14 +126,8 @@ fn clap_error(e: &clap::Error) -> ExitCode {
 }
 
 /// `fastport merge FILE...`: joins shards' results and summaries.
-fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
+fn merge(args: &cli::MergeArgs) -> ExitCode {
     use fastport::merge::{is_stats_file, merge_results, merge_stats};
-    let words = std::iter::once(std::ffi::OsString::from("fastport merge"))
-        .chain(argv[2..].iter().cloned());
-    let args = match cli::MergeArgs::parse_from(words) {
-        Ok(args) => args,
-        Err(e) => return clap_error(&e),
-    };
     let mut results = Vec::new();
     let mut summaries = Vec::new();
     for path in &args.inputs {
