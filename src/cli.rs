@@ -213,6 +213,13 @@ pub struct Args {
     #[arg(long, value_name = "K/N", help_heading = "Scan order")]
     pub shard: Option<String>,
 
+    /// The same as --shard, numbered from 0 (`I/N` is shard I+1 of N), for
+    /// the index Kubernetes gives each pod of an Indexed Job:
+    /// `--shard-index $(JOB_COMPLETION_INDEX)/8` needs no shell arithmetic.
+    #[arg(long = "shard-index", value_name = "I/N", help_heading = "Scan order")]
+    #[serde(default)]
+    pub shard_index: Option<String>,
+
     /// Continue the run that was interrupted and wrote FILE (with its options).
     #[arg(long, value_name = "FILE", help_heading = "Scan order")]
     pub resume: Option<PathBuf>,

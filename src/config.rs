@@ -247,9 +247,11 @@ impl ScanConfig {
                 });
             }
         }
-        let shard = match &args.shard {
-            Some(s) => Shard::parse(s)?,
-            None => Shard::WHOLE,
+        let shard = match (&args.shard, &args.shard_index) {
+            (Some(_), Some(_)) => return Err(ConfigError::Conflict("--shard", "--shard-index")),
+            (Some(s), None) => Shard::parse(s)?,
+            (None, Some(s)) => shard_from_index(s)?,
+            (None, None) => Shard::WHOLE,
         };
         let seed = args.seed.unwrap_or_else(crate::order::random_seed);
 
@@ -382,6 +384,20 @@ impl ScanConfig {
             unresolved: built.unresolved.len(),
         })
     }
+}
+
+/// `--shard-index I/N`: the 0-based index Kubernetes gives an Indexed Job's
+/// pod (`$(JOB_COMPLETION_INDEX)`), as the shard `I+1/N`.
+fn shard_from_index(s: &str) -> Result<Shard, ConfigError> {
+    let bad = || ConfigError::Number {
+        flag: "--shard-index",
+        value: s.to_string(),
+        why: "expected I/N with 0 <= I < N, the 0-based index of a shard",
+    };
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let i: u64 = i.trim().parse().map_err(|_| bad())?;
+    let one_based = i.checked_add(1).ok_or_else(bad)?;
+    Shard::parse(&format!("{one_based}/{}", n.trim())).map_err(|_| bad())
 }
 
 /// `--scan-delay D` as a rate: one connect per D, all hosts together.
@@ -830,6 +846,10 @@ mod tests {
         assert_eq!(c.engine.rate, Some(50.0));
         assert!(config("-vv 127.0.0.1").unwrap().outputs.reason);
         assert!(config("-q 127.0.0.1").unwrap().outputs.quiet);
+        let c = config("--shard-index 0/8 127.0.0.1").unwrap();
+        assert_eq!(c.schedule.shard, Shard::parse("1/8").unwrap());
+        let c = config("--shard-index 7/8 127.0.0.1").unwrap();
+        assert_eq!(c.schedule.shard, Shard::parse("8/8").unwrap());
         let c = config("-oL - 127.0.0.1").unwrap();
         assert_eq!(c.outputs.list, Some(Dest::Stdout));
         assert!(c.outputs.text.is_empty() && c.outputs.summary_to_stderr);
