@@ -106,14 +106,16 @@ pub fn stylesheet_href(installed: bool) -> String {
 
 impl RunInfo {
     /// The wait an attempt on a host with this smoothed round-trip time
-    /// (microseconds) got: RFC 6298's `srtt + 4 rttvar` within the adaptive
-    /// bounds, or the fixed `--timeout`. nmap's `<times to>`.
+    /// (microseconds) got: the adaptive rule `srtt + max(4·rttvar, srtt/2)`
+    /// within its bounds (as `timing::rtt` computes it), or the fixed
+    /// `--timeout`. nmap's `<times to>`.
     pub fn timeout_for(&self, srtt_us: u64, rttvar_us: u64) -> u64 {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         match self.rtt_bounds {
             None => micros(self.timeout),
             Some((min, max)) => {
-                let to = srtt_us.saturating_add(rttvar_us.saturating_mul(4));
+                let margin = rttvar_us.saturating_mul(4).max(srtt_us / 2);
+                let to = srtt_us.saturating_add(margin);
                 to.clamp(micros(min), micros(max).max(micros(min)))
             }
         }
@@ -470,6 +472,7 @@ pub(crate) mod tests {
         run.rtt_bounds = Some((Duration::from_millis(100), Duration::from_secs(10)));
         assert_eq!(run.timeout_for(47, 30), 100_000, "the floor");
         assert_eq!(run.timeout_for(300_000, 50_000), 500_000);
+        assert_eq!(run.timeout_for(400_000, 10_000), 600_000, "srtt/2 floor");
         assert_eq!(run.timeout_for(20_000_000, 0), 10_000_000, "the ceiling");
     }
 
