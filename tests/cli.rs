@@ -269,3 +269,128 @@ fn an_unresolvable_name_is_reported_and_skipped() {
     assert!(text.contains("[OPEN] 127.0.0.1:22"), "{text}");
     assert!(text.contains("names not resolved (skipped): 1"), "{text}");
 }
+
+/// The XML hosts (address, user-given names, open ports) and the grepable
+/// `Status: Up` hosts of one output pair, for comparing FastPort with nmap.
+fn hosts_seen(xml: &str, gnmap: &str) -> (Vec<String>, Vec<String>) {
+    let mut records = Vec::new();
+    for host in xml.split("<host ").skip(1) {
+        let host = host.split("</host>").next().unwrap_or_default();
+        let field = |tag: &str, attr: &str| -> Vec<String> {
+            host.split(&format!("<{tag} "))
+                .skip(1)
+                .filter_map(|t| {
+                    let rest = t.split(&format!("{attr}=\"")).nth(1)?;
+                    Some(rest.split('"').next()?.to_string())
+                })
+                .collect()
+        };
+        let open: Vec<String> = host
+            .split("<port ")
+            .skip(1)
+            .filter(|p| p.contains("state=\"open\""))
+            .filter_map(|p| {
+                p.split("portid=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()
+                    .map(String::from)
+            })
+            .collect();
+        records.push(format!(
+            "{} names={:?} types={:?} open={open:?}",
+            field("address", "addr").join(","),
+            field("hostname", "name"),
+            field("hostname", "type"),
+        ));
+    }
+    records.sort();
+    let mut up: Vec<String> = gnmap
+        .lines()
+        .filter(|l| l.ends_with("\tStatus: Up"))
+        .filter_map(|l| {
+            l.strip_prefix("Host: ")?
+                .split(' ')
+                .next()
+                .map(String::from)
+        })
+        .collect();
+    up.sort();
+    (records, up)
+}
+
+/// nmap and FastPort, same flags, same world: `--open` leaves out the same
+/// hosts, a name given on the command line is recorded the same way in the
+/// XML, and the grepable `Status: Up` lines name the same hosts.
+#[test]
+fn open_and_hostnames_match_nmap() {
+    let nmap_found = std::process::Command::new("nmap")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nmap_found {
+        eprintln!("skipped: nmap is not installed (../shared/peers/install.sh)");
+        return;
+    }
+    if !in_netns!(open_and_hostnames_match_nmap) {
+        return;
+    }
+    let _ls = listeners("127.0.0.1", &[22, 80], 0);
+    let dir = temp_dir("vs-nmap");
+    let outputs = |who: &str| -> (String, String) {
+        let (xml, gnmap) = (
+            dir.join(format!("{who}.xml")),
+            dir.join(format!("{who}.gnmap")),
+        );
+        let args = [
+            "-sT",
+            "-Pn",
+            "-n",
+            "--open",
+            "-p",
+            "1-100",
+            "-oX",
+            xml.to_str().unwrap(),
+            "-oG",
+            gnmap.to_str().unwrap(),
+            "localhost",
+            "127.0.0.2",
+        ];
+        let out = if who == "nmap" {
+            std::process::Command::new("nmap")
+                .args(args)
+                .output()
+                .unwrap()
+        } else {
+            run(&args)
+        };
+        assert!(out.status.success(), "{who}: {}", stderr(&out));
+        (
+            std::fs::read_to_string(xml).unwrap(),
+            std::fs::read_to_string(gnmap).unwrap(),
+        )
+    };
+    let (nmap_xml, nmap_gnmap) = outputs("nmap");
+    let (fp_xml, fp_gnmap) = outputs("fastport");
+    let (nmap_hosts, nmap_up) = hosts_seen(&nmap_xml, &nmap_gnmap);
+    let (fp_hosts, fp_up) = hosts_seen(&fp_xml, &fp_gnmap);
+    assert_eq!(
+        nmap_hosts,
+        [r#"127.0.0.1 names=["localhost"] types=["user"] open=["22", "80"]"#],
+        "the world is as expected: {nmap_xml}"
+    );
+    assert_eq!(
+        fp_hosts, nmap_hosts,
+        "XML hosts differ:\n{fp_xml}\n{nmap_xml}"
+    );
+    assert_eq!(
+        fp_up, nmap_up,
+        "grepable hosts differ:\n{fp_gnmap}\n{nmap_gnmap}"
+    );
+    // nmap's grepable puts a reverse-DNS name in the parentheses (none with
+    // -n); FastPort puts the name the user gave, as its XML does.
+    assert!(
+        fp_gnmap.contains("Host: 127.0.0.1 (localhost)\tStatus: Up"),
+        "{fp_gnmap}"
+    );
+}
