@@ -209,16 +209,11 @@ pub struct Args {
     pub seed: Option<u64>,
 
     /// Probe only shard K of N (1-based, masscan's spelling): N runs with the
-    /// same --seed, on N machines, cover the scan exactly once.
+    /// same --seed, on N machines, cover the scan exactly once. `auto` (or
+    /// `auto/N`) reads K/N from a Slurm job array, a Kubernetes Indexed Job
+    /// or GNU parallel (docs/SHARDING.md).
     #[arg(long, value_name = "K/N", help_heading = "Scan order")]
     pub shard: Option<String>,
-
-    /// The same as --shard, numbered from 0 (`I/N` is shard I+1 of N), for
-    /// the index Kubernetes gives each pod of an Indexed Job:
-    /// `--shard-index $(JOB_COMPLETION_INDEX)/8` needs no shell arithmetic.
-    #[arg(long = "shard-index", value_name = "I/N", help_heading = "Scan order")]
-    #[serde(default)]
-    pub shard_index: Option<String>,
 
     /// Continue the run that was interrupted and wrote FILE (with its options).
     #[arg(long, value_name = "FILE", help_heading = "Scan order")]
@@ -321,6 +316,36 @@ pub struct MergeArgs {
     /// Where the merged --stats summary goes.
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
+
+    // The scan's other formats, written from the shards' JSON lines (see
+    // merge::formats): one document for the whole scan, hosts merged.
+    /// Write the human-readable text to FILE (`-` for stdout). Also -oN.
+    #[arg(long = "output-normal", value_name = "FILE")]
+    pub output_normal: Option<PathBuf>,
+
+    /// Write one nmap XML document to FILE (`-` for stdout); needs the
+    /// shards' --stats files and every result (--show all). Also -oX.
+    #[arg(long = "output-xml", value_name = "FILE")]
+    pub output_xml: Option<PathBuf>,
+
+    /// Write nmap's grepable format to FILE (`-` for stdout); needs what
+    /// -oX needs. Also -oG.
+    #[arg(long = "output-grepable", value_name = "FILE")]
+    pub output_grepable: Option<PathBuf>,
+
+    /// Write CSV to FILE (`-` for stdout). Also -oC.
+    #[arg(long = "output-csv", value_name = "FILE")]
+    pub output_csv: Option<PathBuf>,
+
+    /// Which results -oN, -oX, -oG and -oC write (-oJ keeps every line):
+    /// a comma list of open, closed, filtered, or `all`.
+    #[arg(long, value_name = "STATES", default_value = "open")]
+    pub show: String,
+
+    /// Where the results are sorted on disk for those formats (default: the
+    /// temporary directory, TMPDIR).
+    #[arg(long = "sort-dir", value_name = "DIR")]
+    pub sort_dir: Option<PathBuf>,
 }
 
 impl MergeArgs {
@@ -499,7 +524,7 @@ pub enum Mode {
     /// A scan (any first word but the ones below).
     Scan(Box<Args>),
     /// `fastport merge FILE...`.
-    Merge(MergeArgs),
+    Merge(Box<MergeArgs>),
     /// `fastport completions SHELL`, `fastport manpage`.
     Document(Document),
 }
@@ -514,7 +539,7 @@ pub fn mode(argv: &[OsString]) -> Result<Mode, clap::Error> {
     if argv.get(1).and_then(|a| a.to_str()) == Some("merge") {
         let words =
             std::iter::once(OsString::from("fastport merge")).chain(argv[2..].iter().cloned());
-        return MergeArgs::parse_from(words).map(Mode::Merge);
+        return MergeArgs::parse_from(words).map(|m| Mode::Merge(Box::new(m)));
     }
     parse_from(argv.iter().cloned()).map(|args| Mode::Scan(Box::new(args)))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::classify::State;
 use crate::cli::{Args, EngineArg, OrderArg};
 use crate::engine::{EngineConfig, EngineKind};
-use crate::order::{Done, Order, Permutation, Schedule, Shard, ShardError};
+use crate::order::{Blocks, Done, Order, Schedule, Shard, ShardError};
 use crate::targets::{self, Ranking, RankingSource, TargetArgs, TargetError, TargetSpace};
 use crate::timing::{AdaptiveTiming, Template, TemplateError};
 
@@ -52,6 +52,8 @@ pub enum ConfigError {
     StatsEvery(String),
     #[error(transparent)]
     Shard(#[from] ShardError),
+    #[error(transparent)]
+    ShardEnv(#[from] crate::shard_env::ShardEnvError),
     /// An nmap flag FastPort cannot honour: why, and what to use instead.
     #[error("{0}")]
     Nmap(String),
@@ -247,11 +249,18 @@ impl ScanConfig {
                 });
             }
         }
-        let shard = match (&args.shard, &args.shard_index) {
-            (Some(_), Some(_)) => return Err(ConfigError::Conflict("--shard", "--shard-index")),
-            (Some(s), None) => Shard::parse(s)?,
-            (None, Some(s)) => shard_from_index(s)?,
-            (None, None) => Shard::WHOLE,
+        let mut notes = Vec::new();
+        let shard = match &args.shard {
+            // `--shard auto[/N]`: K/N from the job engine's environment.
+            Some(s) => match crate::shard_env::parse_auto(s)? {
+                Some(count) => {
+                    let auto = crate::shard_env::detect(count, |k| std::env::var(k).ok())?;
+                    notes.push(auto.to_string());
+                    auto.shard
+                }
+                None => Shard::parse(s)?,
+            },
+            None => Shard::WHOLE,
         };
         let seed = args.seed.unwrap_or_else(crate::order::random_seed);
 
@@ -275,7 +284,6 @@ impl ScanConfig {
         })?;
         let space = built.space;
 
-        let mut notes = Vec::new();
         for e in &built.unresolved {
             notes.push(format!("{e}: skipped"));
         }
@@ -351,11 +359,12 @@ impl ScanConfig {
             .min(usize::try_from(space.len()).unwrap_or(usize::MAX))
             .max(1);
         let threads = args.threads.unwrap_or(cores).clamp(1, concurrency);
+        let blocks = Blocks::new(space.len(), space.ports().len() as u64);
         let order = match args.order {
-            OrderArg::Random => Order::Random(Permutation::new(space.len(), seed)),
+            OrderArg::Random => Order::random(blocks, seed),
             OrderArg::Sequential => Order::Sequential,
         };
-        let schedule = Schedule::new(space.len(), order, shard, Done::none());
+        let schedule = Schedule::new(blocks, order, shard, Done::none());
 
         Ok(ScanConfig {
             space,
@@ -384,20 +393,6 @@ impl ScanConfig {
             unresolved: built.unresolved.len(),
         })
     }
-}
-
-/// `--shard-index I/N`: the 0-based index Kubernetes gives an Indexed Job's
-/// pod (`$(JOB_COMPLETION_INDEX)`), as the shard `I+1/N`.
-fn shard_from_index(s: &str) -> Result<Shard, ConfigError> {
-    let bad = || ConfigError::Number {
-        flag: "--shard-index",
-        value: s.to_string(),
-        why: "expected I/N with 0 <= I < N, the 0-based index of a shard",
-    };
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let i: u64 = i.trim().parse().map_err(|_| bad())?;
-    let one_based = i.checked_add(1).ok_or_else(bad)?;
-    Shard::parse(&format!("{one_based}/{}", n.trim())).map_err(|_| bad())
 }
 
 /// `--scan-delay D` as a rate: one connect per D, all hosts together.
@@ -846,10 +841,6 @@ mod tests {
         assert_eq!(c.engine.rate, Some(50.0));
         assert!(config("-vv 127.0.0.1").unwrap().outputs.reason);
         assert!(config("-q 127.0.0.1").unwrap().outputs.quiet);
-        let c = config("--shard-index 0/8 127.0.0.1").unwrap();
-        assert_eq!(c.schedule.shard, Shard::parse("1/8").unwrap());
-        let c = config("--shard-index 7/8 127.0.0.1").unwrap();
-        assert_eq!(c.schedule.shard, Shard::parse("8/8").unwrap());
         let c = config("-oL - 127.0.0.1").unwrap();
         assert_eq!(c.outputs.list, Some(Dest::Stdout));
         assert!(c.outputs.text.is_empty() && c.outputs.summary_to_stderr);

@@ -32,9 +32,12 @@
 //!   arrive; each worker's [`stats`] (counts and HdrHistograms of connect
 //!   latency per reason) are merged into the run's summary at the end.
 //! - **Shards** — [`order`] gives the seeded permutation of the index space
-//!   that `--shard K/N` splits, [`rate`] the `--rate` token buckets,
-//!   [`resume`] the resume file written on Ctrl-C, and [`merge`] joins
-//!   shards' results (`fastport merge`).
+//!   that `--shard K/N` splits ([`shard_env`] reads K/N from Slurm,
+//!   Kubernetes or GNU parallel for `--shard auto`), [`rate`] the `--rate`
+//!   token buckets, [`resume`] the resume file written on Ctrl-C (a resumed
+//!   run continues the first run's output files), and [`merge`] joins
+//!   shards' results (`fastport merge`), checked against their `--stats`
+//!   documents, into every output format.
 //! - **Timing** — [`timing`] learns from the answers how long an attempt
 //!   waits (RFC 6298's RTT estimate, per host and per scan), how many probes
 //!   go out at once (a congestion window) and how often a silent port is
@@ -56,6 +59,7 @@ pub mod probe;
 pub mod rate;
 pub mod resume;
 pub mod scan;
+pub mod shard_env;
 pub mod stats;
 pub mod sys;
 pub mod targets;

@@ -6,6 +6,7 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -45,6 +46,9 @@ pub struct JsonLinesSink {
     out: Writer,
     show: Show,
     names: Arc<HostNames>,
+    /// Lines written (for the `--stats` document: merge checks a shard's
+    /// file against it).
+    lines: Arc<AtomicU64>,
 }
 
 impl JsonLinesSink {
@@ -53,6 +57,7 @@ impl JsonLinesSink {
             out,
             show,
             names: Arc::default(),
+            lines: Arc::default(),
         }
     }
 
@@ -60,6 +65,11 @@ impl JsonLinesSink {
     pub fn with_names(mut self, names: &Arc<HostNames>) -> Self {
         self.names = Arc::clone(names);
         self
+    }
+
+    /// A shared count of the lines written.
+    pub fn lines(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.lines)
     }
 }
 
@@ -71,7 +81,9 @@ impl Sink for JsonLinesSink {
         let mut line = JsonLine::from(r);
         line.host = self.names.get(r.target.ip());
         serde_json::to_writer(&mut self.out, &line)?;
-        self.out.write_all(b"\n")
+        self.out.write_all(b"\n")?;
+        self.lines.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -65,13 +65,14 @@ pub struct TextSink {
 impl TextSink {
     pub fn new(out: Writer, show: Show, reason: bool, run: &RunInfo, style: TextStyle) -> Self {
         TextSink {
+            // A continued file (a resume) has its header already.
+            begun: out.continued(),
             out,
             show,
             reason,
             style,
             run: run.clone(),
             now: SystemTime::now,
-            begun: false,
             hosts: BTreeMap::new(),
         }
     }

@@ -119,9 +119,25 @@ pub(crate) fn select_ports(
     exclude_ports: Option<&str>,
     ranking: Option<&services::Ranking>,
 ) -> Result<Vec<u16>, TargetError> {
+    let built_in;
+    let ranking = match ranking {
+        Some(r) => r,
+        None => {
+            built_in = services::Ranking::built_in();
+            &built_in
+        }
+    };
     match (ports, top_ports) {
         (Some(_), Some(_)) => return Err(TargetError::new(Kind::PortsAndTopPorts, "")),
         (_, Some(0)) => return Err(TargetError::new(Kind::InvalidTopPorts, "0")),
+        (_, Some(n)) if n > ranking.ports.len() => {
+            return Err(TargetError::new(
+                Kind::TopPortsBeyondTable {
+                    table: ranking.ports.len(),
+                },
+                n.to_string(),
+            ));
+        }
         _ => {}
     }
     let excluded = exclude_ports
@@ -130,10 +146,7 @@ pub(crate) fn select_ports(
     let is_excluded = |p: u16| excluded.as_ref().is_some_and(|x| x.contains(p));
     let selected = match (ports, top_ports) {
         (Some(spec), _) => parse_port_set(spec, "-p")?.to_vec(),
-        (None, Some(n)) => match ranking {
-            Some(r) => r.top(n, is_excluded),
-            None => services::Ranking::built_in().top(n, is_excluded),
-        },
+        (None, Some(n)) => ranking.top(n, is_excluded),
         (None, None) => DEFAULT_PORTS.collect(),
     };
     let kept: Vec<u16> = selected.into_iter().filter(|&p| !is_excluded(p)).collect();
@@ -292,10 +305,18 @@ mod tests {
     }
 
     #[test]
-    fn top_ports_beyond_the_table_gives_all_known_ports() {
-        let all = select_ports(None, Some(usize::MAX), None, None).unwrap();
-        assert_eq!(all.len(), services::Ranking::built_in().ports.len());
+    fn top_ports_beyond_the_table_silently_scanned_the_table() {
+        let table = services::Ranking::built_in().ports.len();
+        let all = select_ports(None, Some(table), None, None).unwrap();
+        assert_eq!(all.len(), table);
         assert!(all.windows(2).all(|w| w[0] < w[1]));
+        let e = select_ports(None, Some(99_999), None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "--top-ports 99999: the port ranking ranks only {table} ports; give at most {table}, or -p- for every port"
+            )
+        );
     }
 
     #[test]
