@@ -9,12 +9,11 @@
 //! reports quote them. On a terminal the states are coloured, unless
 //! `NO_COLOR` is set; never in a file or a pipe.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::net::IpAddr;
 use std::time::SystemTime;
 
 use super::dates::ctime;
+use super::hosts::{HostRecord, PendingHosts};
 use super::{RunInfo, Sink, Writer};
 use crate::classify::{LocalError, Reason, State};
 use crate::config::Show;
@@ -39,17 +38,6 @@ impl TextStyle {
     }
 }
 
-/// What the end-of-run table needs to know about one host.
-#[derive(Debug, Default)]
-struct HostPorts {
-    /// Results per reason, every state.
-    counts: [u32; Reason::COUNT],
-    /// The shown ports, as they came.
-    shown: Vec<(u16, Reason)>,
-    /// The quickest answer, in microseconds.
-    min_rtt_us: Option<u32>,
-}
-
 pub struct TextSink {
     out: Writer,
     show: Show,
@@ -58,8 +46,13 @@ pub struct TextSink {
     run: RunInfo,
     now: fn() -> SystemTime,
     begun: bool,
-    /// Hosts that answered or have a shown port, by address: the table.
-    hosts: BTreeMap<IpAddr, HostPorts>,
+    /// Hosts whose results are still coming (bounded by the probe order's
+    /// blocks, as for the XML).
+    pending: PendingHosts,
+    /// Complete hosts with ports to show: the end-of-run table. Hosts with
+    /// nothing to show are only counted, so a sweep of a /8 that answers
+    /// everywhere holds no memory per address.
+    table: Vec<HostRecord>,
 }
 
 impl TextSink {
@@ -73,7 +66,8 @@ impl TextSink {
             style,
             run: run.clone(),
             now: SystemTime::now,
-            hosts: BTreeMap::new(),
+            pending: PendingHosts::new(&run.schedule, show),
+            table: Vec::new(),
         }
     }
 
@@ -114,51 +108,52 @@ impl TextSink {
         format!("\x1b[{code}m{text}\x1b[0m")
     }
 
-    /// Each host's ports, sorted, in nmap's shape.
-    /// After an interruption the ports never probed are not counted.
-    fn write_table(&mut self, interrupted: bool) -> io::Result<()> {
-        let hosts = std::mem::take(&mut self.hosts);
-        for (ip, mut h) in hosts {
-            // A host's silent ports that came before its first answer were
-            // not counted one by one: they are the rest.
-            let counted: u64 = h.counts.iter().map(|&n| u64::from(n)).sum();
-            if !interrupted {
-                let rest = self.run.ports_per_host.saturating_sub(counted);
-                h.counts[Reason::NoResponse.index()] += u32::try_from(rest).unwrap_or(u32::MAX);
-            }
-            let up = h.counts.iter().enumerate().any(|(i, &n)| {
-                n > 0 && matches!(Reason::ALL[i].state(), State::Open | State::Closed)
-            });
-            let has_open = h.shown.iter().any(|(_, r)| r.state() == State::Open);
-            if self.run.open_only && !has_open {
-                continue;
-            }
+    /// Keeps a complete host's record for the table if it has ports to
+    /// show (with `--open`: an open port).
+    fn keep(&mut self, record: HostRecord) {
+        let keep = if self.run.open_only {
+            record.shown.iter().any(|(_, r)| r.state() == State::Open)
+        } else {
+            !record.shown.is_empty()
+        };
+        if keep {
+            self.table.push(record);
+        }
+    }
+
+    /// Each host with ports to show, by address, its ports sorted, in
+    /// nmap's shape.
+    fn write_table(&mut self) -> io::Result<()> {
+        for record in self.pending.drain_partial() {
+            self.keep(record);
+        }
+        let mut table = std::mem::take(&mut self.table);
+        table.sort_by_key(|h| h.addr);
+        for h in &table {
+            let ip = h.addr;
             match self.run.names.get(ip) {
                 Some(name) => writeln!(self.out, "\nFastPort scan report for {name} ({ip})")?,
                 None => writeln!(self.out, "\nFastPort scan report for {ip}")?,
             }
-            match (up, h.min_rtt_us) {
-                (true, Some(us)) => writeln!(
-                    self.out,
-                    "Host is up ({:.6}s latency).",
-                    f64::from(us) / 1e6
-                )?,
+            match (h.status().up, h.rtt_us()) {
+                (true, Some((srtt, _))) => {
+                    writeln!(self.out, "Host is up ({:.6}s latency).", srtt as f64 / 1e6)?
+                }
                 (true, None) => writeln!(self.out, "Host is up.")?,
                 (false, _) => writeln!(self.out, "Host did not answer.")?,
             }
-            let hidden = not_shown(&h.counts, self.show);
+            if h.remaining > 0 {
+                writeln!(
+                    self.out,
+                    "Incomplete: {} of {} ports scanned (interrupted).",
+                    h.results(),
+                    h.results() + h.remaining
+                )?;
+            }
+            let hidden = not_shown(&h.reasons, self.show);
             if !hidden.is_empty() {
                 writeln!(self.out, "Not shown: {hidden}")?;
             }
-            if h.shown.is_empty() {
-                writeln!(
-                    self.out,
-                    "All {} scanned ports on {ip} are in ignored states.",
-                    self.run.ports_per_host
-                )?;
-                continue;
-            }
-            h.shown.sort_unstable();
             let width = h
                 .shown
                 .iter()
@@ -204,14 +199,14 @@ impl TextSink {
 
 /// `1019 closed tcp ports (conn-refused), 2 filtered tcp ports (no-response)`:
 /// the states not shown, each with its most frequent reason.
-fn not_shown(counts: &[u32; Reason::COUNT], show: Show) -> String {
+fn not_shown(counts: &[u64; Reason::COUNT], show: Show) -> String {
     let mut parts = Vec::new();
     for state in State::ALL {
         if show.contains(state) {
             continue;
         }
         let of_state = || Reason::ALL.iter().filter(move |r| r.state() == state);
-        let n: u32 = of_state().map(|r| counts[r.index()]).sum();
+        let n: u64 = of_state().map(|r| counts[r.index()]).sum();
         if n == 0 {
             continue;
         }
@@ -238,21 +233,10 @@ impl Sink for TextSink {
         self.begin()?;
         let state = r.reason.state();
         let shown = self.show.contains(state);
-        let answered = matches!(state, State::Open | State::Closed);
         let ip = r.target.ip();
-        // Only hosts that answered or have a shown port get a table entry,
-        // so a sweep of silent addresses holds no memory per address.
-        if shown || answered || self.hosts.contains_key(&ip) {
-            let h = self.hosts.entry(ip).or_default();
-            h.counts[r.reason.index()] += 1;
-            if shown {
-                h.shown.push((r.target.port(), r.reason));
-            }
-            if answered {
-                if let Some(us) = r.rtt_us {
-                    h.min_rtt_us = Some(h.min_rtt_us.map_or(us, |m| m.min(us)));
-                }
-            }
+        let started = self.run.started;
+        if let Some(record) = self.pending.add(r, || super::dates::unix_secs(started)) {
+            self.keep(record);
         }
         if !shown {
             return Ok(());
@@ -278,16 +262,8 @@ impl Sink for TextSink {
 
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         self.begin()?;
-        let up = self
-            .hosts
-            .values()
-            .filter(|h| {
-                h.counts.iter().enumerate().any(|(i, &n)| {
-                    n > 0 && matches!(Reason::ALL[i].state(), State::Open | State::Closed)
-                })
-            })
-            .count();
-        self.write_table(summary.interrupted)?;
+        self.write_table()?;
+        let (_, up) = self.pending.counts();
         write_summary(&mut self.out, summary)?;
         writeln!(
             self.out,
@@ -432,10 +408,18 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_959_142)
     }
 
+    /// Host 0 is 127.0.0.1 (ports 22, 80, 443 at indices 0-2), host 1 ::1
+    /// (3-5), as `run_info()`'s schedule numbers them.
     fn result(target: &str, reason: Reason, rtt_us: Option<u32>) -> ProbeResult {
+        let target: std::net::SocketAddr = target.parse().unwrap();
+        let host = u64::from(target.is_ipv6());
+        let port = [22, 80, 443]
+            .iter()
+            .position(|&p| p == target.port())
+            .unwrap() as u64;
         ProbeResult {
-            index: 0,
-            target: target.parse().unwrap(),
+            index: host * 3 + port,
+            target,
             reason,
             rtt_us,
         }
@@ -467,7 +451,7 @@ mod tests {
                     [OPEN] 127.0.0.1:22 ssh\n\
                     \n\
                     FastPort scan report for 127.0.0.1\n\
-                    Host is up (0.000030s latency).\n\
+                    Host is up (0.000039s latency).\n\
                     Not shown: 1 closed tcp port (conn-refused)\n\
                     PORT   STATE SERVICE\n\
                     22/tcp open  ssh\n\
@@ -532,15 +516,22 @@ mod tests {
         let mut run = run_info();
         run.open_only = true;
         let mut sink = TextSink::new(out, Show::OPEN, false, &run, TextStyle::default());
-        sink.result(&result("127.0.0.2:22", Reason::ConnRefused, Some(5)))
-            .unwrap();
-        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(5)))
-            .unwrap();
+        // ::1 answers but has no open port; 127.0.0.1 has one.
+        for (t, r) in [
+            ("[::1]:22", Reason::ConnRefused),
+            ("[::1]:80", Reason::ConnRefused),
+            ("[::1]:443", Reason::ConnRefused),
+            ("127.0.0.1:22", Reason::SynAck),
+            ("127.0.0.1:80", Reason::ConnRefused),
+            ("127.0.0.1:443", Reason::ConnRefused),
+        ] {
+            sink.result(&result(t, r, Some(5))).unwrap();
+        }
         sink.finish(&summary(false, 6, Duration::from_millis(20)))
             .unwrap();
         let text = text();
         assert!(text.contains("report for 127.0.0.1\n"), "{text}");
-        assert!(!text.contains("127.0.0.2"), "{text}");
+        assert!(!text.contains("::1"), "{text}");
         assert!(text.contains("hosts up: 2 of 2"), "{text}");
     }
 }
