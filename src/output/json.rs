@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use super::{Sink, Writer};
-use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
 use crate::targets::HostNames;
@@ -44,7 +43,6 @@ impl From<&ProbeResult> for JsonLine<'_> {
 
 pub struct JsonLinesSink {
     out: Writer,
-    show: Show,
     names: Arc<HostNames>,
     /// Lines written (for the `--stats` document: merge checks a shard's
     /// file against it).
@@ -52,10 +50,9 @@ pub struct JsonLinesSink {
 }
 
 impl JsonLinesSink {
-    pub fn new(out: Writer, show: Show) -> Self {
+    pub fn new(out: Writer) -> Self {
         JsonLinesSink {
             out,
-            show,
             names: Arc::default(),
             lines: Arc::default(),
         }
@@ -74,8 +71,8 @@ impl JsonLinesSink {
 }
 
 impl Sink for JsonLinesSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        if !self.show.contains(r.reason.state()) {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        if !shown {
             return Ok(());
         }
         let mut line = JsonLine::from(r);
@@ -131,15 +128,15 @@ mod tests {
             "localhost".into(),
             vec!["127.0.0.1".parse().unwrap()],
         )]));
-        let mut sink = JsonLinesSink::new(out, Show::OPEN).with_names(&names);
+        let mut sink = JsonLinesSink::new(out).with_names(&names);
         for target in ["127.0.0.1:22", "127.0.0.2:22"] {
-            sink.result(&ProbeResult {
+            let r = ProbeResult {
                 index: 0,
                 target: target.parse().unwrap(),
                 reason: Reason::SynAck,
                 rtt_us: Some(5),
-            })
-            .unwrap();
+            };
+            sink.result(&r, true).unwrap();
         }
         sink.flush().unwrap();
         assert_eq!(

@@ -6,24 +6,22 @@
 use std::io::{self, Write};
 
 use super::{Sink, Writer};
-use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
 
 pub struct ListSink {
     out: Writer,
-    show: Show,
 }
 
 impl ListSink {
-    pub fn new(out: Writer, show: Show) -> Self {
-        ListSink { out, show }
+    pub fn new(out: Writer) -> Self {
+        ListSink { out }
     }
 }
 
 impl Sink for ListSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        if !self.show.contains(r.reason.state()) {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        if !shown {
             return Ok(());
         }
         writeln!(self.out, "{}", r.target)
@@ -56,13 +54,13 @@ mod tests {
     #[test]
     fn list_is_one_address_and_port_per_shown_result() {
         let (out, text) = capture();
-        let mut sink = ListSink::new(out, Show::OPEN);
+        let mut sink = ListSink::new(out);
         for (t, r) in [
             ("127.0.0.1:22", Reason::SynAck),
             ("127.0.0.1:23", Reason::ConnRefused),
             ("[::1]:80", Reason::SynAck),
         ] {
-            sink.result(&result(t, r)).unwrap();
+            sink.result(&result(t, r), r == Reason::SynAck).unwrap();
         }
         sink.flush().unwrap();
         assert_eq!(text(), "127.0.0.1:22\n[::1]:80\n");

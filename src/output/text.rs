@@ -229,18 +229,20 @@ fn tag(state: State) -> &'static str {
 }
 
 impl Sink for TextSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
         self.begin()?;
-        let state = r.reason.state();
-        let shown = self.show.contains(state);
         let ip = r.target.ip();
         let started = self.run.started;
-        if let Some(record) = self.pending.add(r, || super::dates::unix_secs(started)) {
+        if let Some(record) = self
+            .pending
+            .add(r, shown, || super::dates::unix_secs(started))
+        {
             self.keep(record);
         }
         if !shown {
             return Ok(());
         }
+        let state = r.reason.state();
         let service = service_name(r.target.port()).unwrap_or("unknown");
         let tag = self.paint(state, tag(state));
         write!(self.out, "{tag} {} {service}", r.target)?;
@@ -434,7 +436,9 @@ mod tests {
             ("[::1]:80", Reason::NoResponse, None),
             ("[::1]:443", Reason::NoResponse, None),
         ] {
-            sink.result(&result(t, r, rtt)).unwrap();
+            let res = result(t, r, rtt);
+            let shown = sink.show.contains(r.state());
+            sink.result(&res, shown).unwrap();
         }
     }
 
@@ -504,7 +508,7 @@ mod tests {
             header: false,
         };
         let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), style);
-        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)))
+        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)), true)
             .unwrap();
         sink.flush().unwrap();
         assert_eq!(text(), "\x1b[32m[OPEN]\x1b[0m 127.0.0.1:22 ssh\n");
@@ -525,7 +529,8 @@ mod tests {
             ("127.0.0.1:80", Reason::ConnRefused),
             ("127.0.0.1:443", Reason::ConnRefused),
         ] {
-            sink.result(&result(t, r, Some(5))).unwrap();
+            sink.result(&result(t, r, Some(5)), r == Reason::SynAck)
+                .unwrap();
         }
         sink.finish(&summary(false, 6, Duration::from_millis(20)))
             .unwrap();
