@@ -11,7 +11,9 @@
 
 mod common;
 
-use common::{COLORS, axes, env_or, human, list, svg_open, text_middle, write};
+use common::{
+    COLORS, axes, env_or, human, linear_ticks, list, svg_open, text_middle, write, y_scale,
+};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -458,11 +460,7 @@ fn line_chart(
         12,
         "concurrency (probes in flight)",
     );
-    let _ = writeln!(
-        s,
-        r#"<text x="10" y="{top}" font-size="11">{} {label}</text>"#,
-        human(max)
-    );
+    y_scale(&mut s, left, top, h, &linear_ticks(max), ly, label);
     for (i, engine) in ["mio", "threads"].iter().enumerate() {
         let line: Vec<String> = pts
             .iter()

@@ -3,8 +3,10 @@
 //!
 //! The layers, in the order a probe goes through them:
 //!
-//! - **Input** — [`cli`] holds the raw flags as typed (nmap spellings such as
-//!   `-iL`, `-oJ`, `-p-` included); [`config`] validates them once into a
+//! - **Input** — [`cli`] decides the mode from the first word (scan, merge,
+//!   completions, manpage) and holds the raw flags as typed (nmap spellings
+//!   such as `-iL`, `-oJ`, `-p-`, `-sT`, `-Pn` included, and a one-line
+//!   refusal for those it cannot honour); [`config`] validates them once into a
 //!   [`config::ScanConfig`]. Every usage error is found here, before any
 //!   probe, and names the token the user typed.
 //! - **Targets** — [`targets`] turns addresses, ranges, CIDR blocks,

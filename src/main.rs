@@ -21,24 +21,19 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // `fastport completions SHELL`, `fastport manpage`: a document, no scan.
-    if let Some(request) = cli::document_request(&argv) {
-        return match request {
-            Ok(doc) => match cli::write_document(doc, &mut io::stdout().lock()) {
+    // The first word decides: a document, a merge, or a scan.
+    let args = match cli::mode(&argv) {
+        Ok(cli::Mode::Document(doc)) => {
+            return match cli::write_document(doc, &mut io::stdout().lock()) {
                 Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
                     eprintln!("fastport: cannot write: {e}");
                     ExitCode::FAILURE
                 }
                 _ => ExitCode::SUCCESS,
-            },
-            Err(e) => clap_error(&e),
-        };
-    }
-    if argv.get(1).and_then(|a| a.to_str()) == Some("merge") {
-        return merge(&argv);
-    }
-    let args = match cli::parse_from(argv.iter().cloned()) {
-        Ok(args) => args,
+            };
+        }
+        Ok(cli::Mode::Merge(args)) => return merge(&args, &argv),
+        Ok(cli::Mode::Scan(args)) => *args,
         Err(e) => return clap_error(&e),
     };
     // First: a signal while the run starts up (names resolving, outputs
@@ -82,8 +77,10 @@ fn main() -> ExitCode {
             .map(|_| config.schedule.shard.to_string()),
         ..args
     };
-    for note in &config.notes {
-        eprintln!("fastport: note: {note}");
+    if !config.outputs.quiet {
+        for note in &config.notes {
+            eprintln!("fastport: note: {note}");
+        }
     }
     let earlier = match resumed.as_ref().map(resumed_earlier).transpose() {
         Ok(e) => e.flatten(),
@@ -227,16 +224,10 @@ fn clap_error(e: &clap::Error) -> ExitCode {
 /// `fastport merge FILE...`: joins shards' results and summaries. Every
 /// check runs before a byte is written; files are written whole or not at
 /// all.
-fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
+fn merge(args: &cli::MergeArgs, argv: &[std::ffi::OsString]) -> ExitCode {
     use fastport::merge::{
         check_not_an_input, check_results, copy_results, is_stats_file, merge_stats,
         write_atomically,
-    };
-    let words = std::iter::once(std::ffi::OsString::from("fastport merge"))
-        .chain(argv[2..].iter().cloned());
-    let args = match cli::MergeArgs::parse_from(words) {
-        Ok(args) => args,
-        Err(e) => return clap_error(&e),
     };
     let mut results = Vec::new();
     let mut summaries = Vec::new();
@@ -282,7 +273,7 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
     }
     // -oN/-oX/-oG/-oC: the results sorted by host and replayed through the
     // scan's writers (merge::formats), checked whole before they are written.
-    let formats = match fastport::merge::formats::FormatPlan::from_args(&args, argv) {
+    let formats = match fastport::merge::formats::FormatPlan::from_args(args, argv) {
         Ok(plan) => plan,
         Err(e) => return usage_error(&e),
     };

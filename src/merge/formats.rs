@@ -516,6 +516,14 @@ pub fn write(
             Shard::WHOLE,
             Done::none(),
         ),
+        ranking: None,
+        open_only: false,
+        rtt_bounds: None,
+        stylesheet: crate::output::stylesheet_href(
+            std::path::Path::new("/usr/share/nmap/nmap.xsl").exists(),
+        ),
+        names: std::sync::Arc::default(),
+        unresolved: 0,
     };
     let outputs = OutputPlan {
         text: plan.text.iter().cloned().collect(),
@@ -528,6 +536,9 @@ pub fn write(
         reason: false,
         summary_to_stderr: false,
         stats_every: None,
+        open_only: false,
+        quiet: false,
+        list: None,
     };
     let mut outputs = Outputs::open(&outputs, &run)?;
 
@@ -748,14 +759,20 @@ mod tests {
         assert_eq!(
             rows,
             [
-                "127.0.0.1,22,open,syn-ack,122",
-                "127.0.0.3,22,open,syn-ack,122",
-                "::1,22,open,syn-ack,122",
-                "::1,80,open,syn-ack,180"
+                "127.0.0.1,22,open,syn-ack,122,",
+                "127.0.0.3,22,open,syn-ack,122,",
+                "::1,22,open,syn-ack,122,",
+                "::1,80,open,syn-ack,180,"
             ]
         );
         let text = std::fs::read_to_string(dir.join("m.txt")).unwrap();
-        assert!(text.starts_with("[OPEN] 127.0.0.1:22"), "{text}");
+        // An -oN file opens with nmap's header, then the results.
+        assert!(text.starts_with("# FastPort "), "{text}");
+        let first = text
+            .lines()
+            .find(|l| !l.starts_with('#'))
+            .unwrap_or_default();
+        assert!(first.starts_with("[OPEN] 127.0.0.1:22"), "{text}");
     }
 
     #[test]
