@@ -201,6 +201,23 @@ pub struct Args {
     /// Write the run summary as JSON to FILE (`-` for stdout).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub stats: Option<PathBuf>,
+
+    /// Record every probe's life (launch, connect, readiness, SO_ERROR,
+    /// deadline, retry, close) and the engine's decisions to FILE, with
+    /// microsecond timestamps; `fastport report` draws it.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    #[serde(default)]
+    pub trace: Option<PathBuf>,
+
+    /// Trace only this fraction of the probes (0.01: one in a hundred),
+    /// chosen by a hash of the probe index seeded with --seed. Default: 1.
+    #[arg(
+        long = "trace-sample",
+        value_name = "FRACTION",
+        help_heading = "Output"
+    )]
+    #[serde(default)]
+    pub trace_sample: Option<f64>,
 }
 
 /// `fastport merge`: join shards' results and summaries into one.
@@ -230,6 +247,38 @@ impl MergeArgs {
         I: IntoIterator<Item = OsString>,
     {
         MergeArgs::try_parse_from(normalize_args(args))
+    }
+}
+
+/// `fastport report`: draw summaries, results and traces into one HTML page.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fastport report", version)]
+#[command(
+    about = "Draw --stats summaries, -oJ results and --trace files into one self-contained HTML page"
+)]
+pub struct ReportArgs {
+    /// --stats summaries (each starts a run; several are overlaid), and the
+    /// -oJ results and --trace files that belong to the summary before them.
+    #[arg(value_name = "FILE", required = true)]
+    pub inputs: Vec<PathBuf>,
+
+    /// Where the page goes (`-` for stdout).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        default_value = "report.html"
+    )]
+    pub output: PathBuf,
+}
+
+impl ReportArgs {
+    /// Parses the words after `fastport report`.
+    pub fn parse_from<I>(args: I) -> Result<ReportArgs, clap::Error>
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        ReportArgs::try_parse_from(args)
     }
 }
 

@@ -147,6 +147,9 @@ pub struct OutputPlan {
     /// `--stats-every`: a status line on stderr this often, when stderr is
     /// not a terminal (a terminal gets a progress bar).
     pub stats_every: Option<Duration>,
+    /// `--trace FILE` and the probes it keeps (`--trace-sample`), in parts
+    /// per million.
+    pub trace: Option<(PathBuf, u32)>,
 }
 
 /// A scan, ready to run.
@@ -441,7 +444,30 @@ fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
         show: Show::parse(&args.show)?,
         reason: args.reason,
         stats_every,
+        trace: trace_plan(args)?,
     })
+}
+
+/// `--trace FILE` with its `--trace-sample` fraction (10⁻⁶ ≤ fraction ≤ 1),
+/// in parts per million.
+fn trace_plan(args: &Args) -> Result<Option<(PathBuf, u32)>, ConfigError> {
+    let sample = args.trace_sample.unwrap_or(1.0);
+    if !(1e-6..=1.0).contains(&sample) {
+        return Err(ConfigError::Number {
+            flag: "--trace-sample",
+            value: sample.to_string(),
+            why: "expected a fraction of the probes, from 0.000001 to 1",
+        });
+    }
+    match &args.trace {
+        Some(path) => Ok(Some((path.clone(), (sample * 1e6).round() as u32))),
+        None if args.trace_sample.is_some() => Err(ConfigError::Number {
+            flag: "--trace-sample",
+            value: sample.to_string(),
+            why: "samples the --trace: give --trace FILE too",
+        }),
+        None => Ok(None),
+    }
 }
 
 /// Descriptors available for sockets.

@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicBool;
 
 use fastport::config::ScanConfig;
 use fastport::output::{Outputs, RunInfo};
-use fastport::{cli, resume, scan, sys};
+use fastport::trace::{Sampler, TraceSink};
+use fastport::{cli, report, resume, scan, sys};
 
 /// Exit status for bad input (as clap and nmap use).
 const EXIT_USAGE: u8 = 2;
@@ -32,6 +33,9 @@ fn main() -> ExitCode {
     }
     if argv.get(1).and_then(|a| a.to_str()) == Some("merge") {
         return merge(&argv);
+    }
+    if argv.get(1).and_then(|a| a.to_str()) == Some("report") {
+        return report(&argv);
     }
     let args = match cli::parse_from(argv.iter().cloned()) {
         Ok(args) => args,
@@ -69,13 +73,30 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
 
+    // `--trace FILE`: created with the outputs, before any probe.
+    let trace = match &config.outputs.trace {
+        Some((path, sample)) => {
+            match TraceSink::create(path, Sampler::from_ppm(*sample, config.seed)) {
+                Ok(sink) => Some(sink),
+                Err(e) => {
+                    return usage_error(&format_args!("cannot write \"{}\": {e}", path.display()));
+                }
+            }
+        }
+        None => None,
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
     if let Err(e) = install_signal_handlers(&stop) {
         eprintln!("fastport: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
 
-    match scan::run(&config, &mut outputs, &stop) {
+    let scanned = scan::run(&config, &mut outputs, &stop);
+    if let Some(Err(e)) = trace.as_ref().map(|t| t.flush()) {
+        eprintln!("fastport: cannot write the trace: {e}");
+    }
+    match scanned {
         Ok(outcome) => {
             let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
             if stopped && outcome.output_error.is_none() {
@@ -189,6 +210,24 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
         summaries.len()
     );
     ExitCode::SUCCESS
+}
+
+/// `fastport report FILE... -o PAGE`: one self-contained HTML page.
+fn report(argv: &[std::ffi::OsString]) -> ExitCode {
+    let words = std::iter::once(std::ffi::OsString::from("fastport report"))
+        .chain(argv[2..].iter().cloned());
+    let args = match cli::ReportArgs::parse_from(words) {
+        Ok(args) => args,
+        Err(e) => return clap_error(&e),
+    };
+    match report::write_report(&args.inputs, &args.output) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ report::ReportError::Write { .. }) => {
+            eprintln!("fastport: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => usage_error(&e),
+    }
 }
 
 fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {

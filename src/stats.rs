@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::classify::{LocalError, Reason, State};
 use crate::order::Shard;
+use crate::report::series::Series;
 use crate::timing::TimingSummary;
 
 /// Highest latency a histogram tracks exactly: one hour, in microseconds.
@@ -31,6 +32,9 @@ pub struct Stats {
     pub latency: Vec<Histogram<u64>>,
     /// Where adaptive timing ended (or the fixed timeout).
     pub timing: TimingSummary,
+    /// Launches, completions, in flight and window per 100 ms (the `series`
+    /// of `--stats`, drawn by `fastport report`).
+    pub series: Series,
 }
 
 impl Default for Stats {
@@ -55,6 +59,7 @@ impl Stats {
             attempts: 0,
             latency,
             timing: TimingSummary::default(),
+            series: Series::new(),
         }
     }
 
@@ -81,6 +86,7 @@ impl Stats {
         }
         self.attempts += other.attempts;
         self.timing.merge(&other.timing);
+        self.series.merge(&other.series);
         for (a, b) in self.latency.iter_mut().zip(&other.latency) {
             // Same bounds on both sides: add cannot fail.
             a.add(b).expect("histograms share their bounds");
@@ -199,7 +205,7 @@ impl Summary {
         for (r, p) in self.latencies() {
             latency.insert(format!("{}/{}", r.state(), r), json!(p));
         }
-        json!({
+        let mut doc = json!({
             "engine": self.engine,
             "threads": self.threads,
             "concurrency": self.concurrency,
@@ -222,7 +228,11 @@ impl Summary {
             "order": self.order,
             "shard": self.shard.to_string(),
             "histograms": Value::Object(histograms(&self.stats)),
-        })
+        });
+        if !self.stats.series.is_empty() {
+            doc["series"] = json!(self.stats.series.to_doc());
+        }
+        doc
     }
 }
 

@@ -10,5 +10,6 @@ mod faults;
 mod lab;
 mod order;
 mod output;
+mod report;
 mod scan;
 mod timing;
