@@ -266,6 +266,8 @@ impl ScanConfig {
                 concurrency,
                 threads,
                 rate: args.rate.or(timing.rate),
+                // Opened by the binary with the outputs (`--trace FILE`).
+                trace: None,
             },
             outputs,
             fd_limit,

@@ -85,6 +85,7 @@ fn main() -> ExitCode {
         }
         None => None,
     };
+    config.engine.trace = trace.clone();
 
     let stop = Arc::new(AtomicBool::new(false));
     if let Err(e) = install_signal_handlers(&stop) {

@@ -11,7 +11,6 @@ use crate::engine::{self, EngineEnd, EngineError, EngineKind};
 use crate::order::Done;
 use crate::output::Outputs;
 use crate::output::progress::Progress;
-use crate::report::series::Series;
 use crate::stats::{Stats, Summary};
 
 /// How a scan ended.
@@ -40,15 +39,8 @@ pub fn run(
     let total = schedule.remaining();
     let mut progress = Progress::new(total, config.outputs.stats_every);
     let started = Instant::now();
-    // Completions are counted where results arrive, at 100 ms resolution;
-    // the engine records launches and in-flight samples in its own stats.
-    let mut completions = Series::new();
 
     let result = engine::run(&config.space, schedule, &config.engine, stop, |batch| {
-        let now = started.elapsed();
-        for r in batch.iter() {
-            completions.record_completion(r.reason, now);
-        }
         progress.advance(batch.len() as u64);
         progress.suspend(|| outputs.write_batch(batch))
     });
@@ -68,11 +60,10 @@ pub fn run(
         Err(e) => return Err(e),
     };
     let EngineEnd {
-        mut stats,
+        stats,
         lanes,
         in_flight,
     } = end;
-    stats.series.merge(&completions);
     let summary = Summary {
         interrupted: stop.load(Ordering::SeqCst) || done < total,
         elapsed: started.elapsed(),

@@ -357,3 +357,101 @@ fn report_of_a_file_that_is_no_input_is_a_usage_error() {
     let o = run(&["report"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// `--trace` on a loopback scan: every probe's launch, connect and close
+/// are in the file, a sample keeps exactly the probes its seeded hash
+/// picks, and the `--stats` series counts every launch and result.
+#[test]
+fn trace_and_series_record_every_probe_of_a_scan() {
+    if !in_netns!(trace_and_series_record_every_probe_of_a_scan) {
+        return;
+    }
+    let dir = temp_dir("report-trace");
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = open.local_addr().unwrap().port();
+    let ports = format!("{open_port},1-299");
+    for (sample, name) in [("1", "all"), ("0.1", "tenth")] {
+        let trace_file = dir.join(format!("{name}.trace"));
+        let stats = dir.join(format!("{name}.json"));
+        let o = run(&[
+            "127.0.0.1",
+            "-p",
+            &ports,
+            "--seed",
+            "7",
+            "--trace",
+            trace_file.to_str().unwrap(),
+            "--trace-sample",
+            sample,
+            "--stats",
+            stats.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let t = trace::read(std::fs::File::open(&trace_file).unwrap()).unwrap();
+        let mut launched = std::collections::BTreeSet::new();
+        let mut closed = std::collections::BTreeMap::new();
+        for r in &t.records {
+            match r.event {
+                TraceEvent::Launch { probe, target, .. } => {
+                    assert_eq!(target.ip().to_string(), "127.0.0.1");
+                    launched.insert(probe);
+                }
+                TraceEvent::Close { probe, reason } => {
+                    assert!(
+                        closed.insert(probe, reason).is_none(),
+                        "probe {probe} closed twice"
+                    );
+                }
+                _ => {}
+            }
+        }
+        let sampler = Sampler::new(sample.parse().unwrap(), 7);
+        let expected: std::collections::BTreeSet<u64> =
+            (0..300).filter(|&i| sampler.keeps(i)).collect();
+        assert_eq!(launched, expected, "sample {sample}");
+        assert_eq!(
+            closed
+                .keys()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>(),
+            expected
+        );
+        if sample == "1" {
+            assert_eq!(closed.values().filter(|&&r| r == Reason::SynAck).count(), 1);
+            assert_eq!(
+                closed
+                    .values()
+                    .filter(|&&r| r == Reason::ConnRefused)
+                    .count(),
+                299
+            );
+            assert!(t.records.iter().any(|r| matches!(
+                r.event,
+                TraceEvent::SockName {
+                    self_connect: false,
+                    ..
+                }
+            )));
+            assert!(
+                t.records
+                    .iter()
+                    .any(|r| matches!(r.event, TraceEvent::InFlightCap { .. }))
+            );
+        }
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let series = &doc["series"];
+        let sum = |v: &serde_json::Value| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .sum::<u64>()
+        };
+        assert_eq!(sum(&series["launches"]), doc["attempts"].as_u64().unwrap());
+        assert_eq!(sum(&series["completions"]["open/syn-ack"]), 1);
+        assert_eq!(sum(&series["completions"]["closed/conn-refused"]), 299);
+        assert_eq!(series["bucket_ms"], 100.0);
+    }
+    drop(open);
+}

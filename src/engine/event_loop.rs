@@ -42,6 +42,7 @@ use crate::rate::TokenBucket;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
 use crate::timing::{HostRef, KERNEL_SYN_RTO, Timing, TimingSummary};
+use crate::trace::TraceEvent;
 use crate::wheel::Wheel;
 
 /// New probes launched per turn of the loop before events are looked at.
@@ -187,6 +188,8 @@ struct Worker<'a> {
     /// Completions since the cap last grew.
     grow_credit: usize,
     backoff: Duration,
+    /// The window last written to the trace.
+    traced_window: usize,
 }
 
 /// What a worker hands back: its stats, how far it got, and the sequence
@@ -256,6 +259,8 @@ pub fn start<'scope, 'env>(
             adaptive: cfg.adaptive,
             stop,
             out: collector.sender(),
+            epoch: now,
+            tracer: cfg.trace.as_ref().map(|sink| sink.tracer(id as u8)),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("fastport-loop-{id}"))
@@ -288,9 +293,15 @@ pub fn run(ctx: WorkerCtx<'_>) -> io::Result<WorkerEnd> {
         ports_per_host: (ctx.space.ports().len() as u64).max(1),
         grow_credit: 0,
         backoff: BACKOFF_MIN,
+        traced_window: 0,
         ctx,
     };
+    worker.trace_engine(TraceEvent::InFlightCap { cap: cap as u64 });
     let in_flight = worker.run(&mut events);
+    if let Some(tracer) = worker.ctx.tracer.take() {
+        // A failed trace write loses the trace, not the scan.
+        let _ = tracer.finish();
+    }
     worker.stats.timing = match &worker.timing {
         Some(timing) => timing.summary(),
         None => TimingSummary::fixed(worker.ctx.timeout, worker.limit),
@@ -316,6 +327,7 @@ impl Worker<'_> {
             }
 
             let now = Instant::now();
+            self.sample(now);
             let can_launch_now = more && self.slab.len() < self.cap();
             // Under --rate, a worker with room waits for its next token.
             let token_wait = match &mut self.ctx.bucket {
@@ -440,7 +452,27 @@ impl Worker<'_> {
             Err(e) => return self.conclude_error(key, probe::errno(&e), None),
         };
         let started = Instant::now();
-        let verdict = classify(probe::start_connect(&socket, &target));
+        let report = probe::start_connect(&socket, &target);
+        let (index, attempt) = (probe.index, probe.timeouts);
+        self.stats
+            .series
+            .record_launch(started.saturating_duration_since(self.ctx.epoch));
+        if self.ctx.tracer.is_some() {
+            self.trace(TraceEvent::Launch {
+                probe: index,
+                attempt,
+                target,
+            });
+            let errno = match report {
+                Report::Error(e) => e,
+                _ => 0,
+            };
+            self.trace(TraceEvent::Connect {
+                probe: index,
+                errno,
+            });
+        }
+        let verdict = classify(report);
         match verdict {
             Verdict::Pending => {}
             Verdict::Done(reason) => {
@@ -454,7 +486,20 @@ impl Worker<'_> {
         self.backoff = BACKOFF_MIN;
 
         if self.eager.should_try() {
-            match classify(probe::check(&socket)) {
+            let report = probe::check(&socket);
+            if self.ctx.tracer.is_some() {
+                let errno = match report {
+                    Report::Error(e) => e,
+                    Report::InProgress => libc::EINPROGRESS,
+                    Report::Connected { .. } => 0,
+                };
+                self.trace(TraceEvent::EagerLook {
+                    probe: index,
+                    errno,
+                });
+                self.trace_check(index, report);
+            }
+            match classify(report) {
                 Verdict::Done(reason) => {
                     self.eager.hit();
                     return self.finish(key, reason, Some(started), Some(socket), true);
@@ -484,13 +529,19 @@ impl Worker<'_> {
     fn on_ready(&mut self, key: usize) {
         let Some(Probe {
             phase: Phase::Connecting { socket, started },
+            index,
             ..
         }) = self.slab.get_mut(key)
         else {
             return; // stale token: the slot moved on
         };
-        let started = *started;
-        match classify(probe::check(socket)) {
+        let (started, index) = (*started, *index);
+        let report = probe::check(socket);
+        if self.ctx.tracer.is_some() {
+            self.trace(TraceEvent::Ready { probe: index });
+            self.trace_check(index, report);
+        }
+        match classify(report) {
             Verdict::Pending => {} // spurious wake-up: keep waiting
             Verdict::Done(reason) => {
                 self.wheel.cancel(key);
@@ -516,7 +567,8 @@ impl Worker<'_> {
             };
             let started = *started;
             // An answer may have landed after the last poll returned.
-            let late = classify(probe::check(socket));
+            let report = probe::check(socket);
+            let late = classify(report);
             // A late answer was to this attempt: it did not go unanswered.
             if !matches!(late, Verdict::Done(_)) {
                 probe.timeouts += 1;
@@ -526,6 +578,21 @@ impl Worker<'_> {
                 _ => self.ctx.retries,
             };
             let retry = probe.timeouts <= retries;
+            let (index, attempt) = (probe.index, probe.timeouts);
+            if self.ctx.tracer.is_some() {
+                self.trace(TraceEvent::Deadline {
+                    probe: index,
+                    attempt,
+                });
+                self.trace_check(index, report);
+                if retry && matches!(late, Verdict::Pending) {
+                    self.trace(TraceEvent::Retry {
+                        probe: index,
+                        attempt,
+                        delay: Duration::ZERO,
+                    });
+                }
+            }
             let socket = self.take_socket(key);
             match late {
                 Verdict::Done(reason) => self.finish(key, reason, Some(started), socket, true),
@@ -565,12 +632,30 @@ impl Worker<'_> {
     /// system just showed it can hold.
     fn back_off(&mut self, key: usize, e: LocalError) {
         self.stats.record_local_error(e);
+        if self.ctx.tracer.is_some() {
+            if let Some(probe) = self.slab.get_mut(key) {
+                let index = probe.index;
+                self.trace(TraceEvent::LocalError {
+                    probe: index,
+                    errno: local_errno(e),
+                });
+            }
+            self.trace_engine(TraceEvent::BackOff {
+                delay: self.backoff,
+            });
+        }
+        let before = self.limit;
         drop(self.take_socket(key));
         let connecting = self.slab.len().saturating_sub(1);
         self.limit = connecting.clamp(1, self.ctx.concurrency.max(1));
         self.grow_credit = 0;
         self.wheel.insert(key, Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        if self.limit != before {
+            self.trace_engine(TraceEvent::InFlightCap {
+                cap: self.limit as u64,
+            });
+        }
     }
 
     /// Reports the probe's result and frees its slot. `from_network`: the
@@ -619,7 +704,28 @@ impl Worker<'_> {
         let Some(probe) = self.slab.remove(key) else {
             return;
         };
+        if self.ctx.tracer.is_some() {
+            self.trace(TraceEvent::Close {
+                probe: probe.index,
+                reason,
+            });
+            if let Some(window) = self.timing.as_ref().map(Timing::window) {
+                // Every drop, and growth by an eighth: slow start grows the
+                // window by one per answer, which would be one event each.
+                if window < self.traced_window
+                    || window > self.traced_window + self.traced_window / 8
+                {
+                    self.traced_window = window;
+                    self.trace_engine(TraceEvent::Window {
+                        window: window as u64,
+                    });
+                }
+            }
+        }
         self.stats.record(reason, rtt_us);
+        self.stats
+            .series
+            .record_completion(reason, now.saturating_duration_since(self.ctx.epoch));
         self.ctx.out.push(ProbeResult {
             index: probe.index,
             target: probe.target,
@@ -639,7 +745,63 @@ impl Worker<'_> {
         if self.grow_credit >= self.limit {
             self.limit += 1;
             self.grow_credit = 0;
+            self.trace_engine(TraceEvent::InFlightCap {
+                cap: self.limit as u64,
+            });
         }
+    }
+
+    /// Records a probe event in the trace (the tracer samples it).
+    #[inline]
+    fn trace(&mut self, event: TraceEvent) {
+        if let Some(tracer) = &mut self.ctx.tracer {
+            tracer.record(event, self.ctx.epoch.elapsed());
+        }
+    }
+
+    /// Records an engine event.
+    fn trace_engine(&mut self, event: TraceEvent) {
+        self.trace(event);
+    }
+
+    /// What `probe::check` asked the kernel, as trace events: `SO_ERROR`,
+    /// then `getpeername`, then `getsockname` (a self-connect or not).
+    fn trace_check(&mut self, index: u64, report: Report) {
+        if !self.ctx.tracer.as_ref().is_some_and(|t| t.keeps(index)) {
+            return;
+        }
+        let probe = index;
+        match report {
+            Report::Error(errno) => self.trace(TraceEvent::SoError { probe, errno }),
+            Report::InProgress => {
+                self.trace(TraceEvent::SoError { probe, errno: 0 });
+                self.trace(TraceEvent::PeerName {
+                    probe,
+                    errno: libc::ENOTCONN,
+                });
+            }
+            Report::Connected { local, peer } => {
+                self.trace(TraceEvent::SoError { probe, errno: 0 });
+                self.trace(TraceEvent::PeerName { probe, errno: 0 });
+                self.trace(TraceEvent::SockName {
+                    probe,
+                    self_connect: local == peer,
+                });
+            }
+        }
+    }
+
+    /// The series' in-flight and window sample, once per turn of the loop.
+    fn sample(&mut self, now: Instant) {
+        let window = match &self.timing {
+            Some(timing) => timing.window(),
+            None => self.limit,
+        };
+        self.stats.series.sample(
+            self.slab.len() as u64,
+            window as u64,
+            now.saturating_duration_since(self.ctx.epoch),
+        );
     }
 
     /// On a stop request: close every in-flight socket, report nothing, and
@@ -649,6 +811,17 @@ impl Worker<'_> {
             self.wheel.cancel(key);
         }
         self.slab.drain().map(|probe| probe.seq).collect()
+    }
+}
+
+/// The errno behind a local error, for the trace.
+fn local_errno(e: LocalError) -> i32 {
+    match e {
+        LocalError::Emfile => libc::EMFILE,
+        LocalError::Enfile => libc::ENFILE,
+        LocalError::AddrNotAvail => libc::EADDRNOTAVAIL,
+        LocalError::NoBufs => libc::ENOBUFS,
+        LocalError::Again => libc::EAGAIN,
     }
 }
 

@@ -81,6 +81,8 @@ pub struct EngineConfig {
     pub threads: usize,
     /// `--rate`: new connects per second, all workers together.
     pub rate: Option<f64>,
+    /// `--trace`: where each worker's tracer writes (the mio engine).
+    pub trace: Option<std::sync::Arc<crate::trace::TraceSink>>,
 }
 
 /// How the engine ended: the merged stats, and what a resume needs to know
@@ -245,6 +247,9 @@ pub struct WorkerCtx<'a> {
     pub adaptive: Option<AdaptiveTiming>,
     pub stop: &'a AtomicBool,
     pub out: ResultTx,
+    /// The scan's time zero: trace timestamps and the series count from it.
+    pub epoch: std::time::Instant,
+    pub tracer: Option<crate::trace::Tracer>,
 }
 
 /// A running engine, as the driver sees it.

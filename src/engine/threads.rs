@@ -70,6 +70,8 @@ pub struct Pool<'a> {
     timing: Option<Mutex<SharedTiming>>,
     threads: usize,
     stop: &'a AtomicBool,
+    /// Time zero of the stats' series.
+    epoch: Instant,
 }
 
 /// The running thread pool.
@@ -169,6 +171,7 @@ impl<'a> Pool<'a> {
                 .map(|params| Mutex::new(SharedTiming::new(params, cfg.retries))),
             threads,
             stop,
+            epoch: Instant::now(),
         }
     }
 }
@@ -252,6 +255,8 @@ impl Pool<'_> {
                 return self.abandon(seq); // a stopped scan reports nothing that was in flight
             }
             shard.stats.record(answer.reason, answer.rtt_us);
+            let now = self.epoch.elapsed();
+            shard.stats.series.record_completion(answer.reason, now);
             shard.out.push(ProbeResult {
                 index,
                 target,

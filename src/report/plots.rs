@@ -17,7 +17,7 @@ const HEIGHT: f64 = 300.0;
 /// Histogram bins per decade of latency.
 const BINS_PER_DECADE: f64 = 10.0;
 /// Most probes drawn in a waterfall.
-const MAX_WATERFALL: usize = 120;
+const MAX_WATERFALL: usize = 60;
 /// Most hosts drawn individually.
 const MAX_HOSTS: usize = 60;
 
@@ -403,7 +403,10 @@ fn reason_color(r: Reason) -> &'static str {
     }
 }
 
-/// One row per sampled probe: launch to close, with its events marked.
+/// One row per sampled probe, on its own clock: time since its first
+/// launch, log scale, so a 5 µs loopback refusal and a 3 s silence read on
+/// one page. The bar runs from launch to close, coloured by outcome; each
+/// event is a tick.
 pub fn waterfall(runs: &[Run]) -> String {
     let traced: Vec<&Run> = runs.iter().filter(|r| r.trace.is_some()).collect();
     if traced.is_empty() {
@@ -412,7 +415,7 @@ pub fn waterfall(runs: &[Run]) -> String {
     let mut out = String::new();
     for run in traced {
         let trace = run.trace.as_ref().expect("filtered on trace");
-        // Each probe's events, in time order, first launches first.
+        // Each probe's events, in time order.
         let mut probes: BTreeMap<u64, Vec<(Duration, TraceEvent)>> = BTreeMap::new();
         let mut first: Vec<(Duration, u64)> = Vec::new();
         for r in &trace.records {
@@ -436,36 +439,37 @@ pub fn waterfall(runs: &[Run]) -> String {
         // An even spread over the run rather than its first probes only.
         let step = total.div_ceil(MAX_WATERFALL);
         let shown: Vec<u64> = first.iter().step_by(step).map(|&(_, p)| p).collect();
-        let t0 = shown
+        // Offsets from each probe's launch, in µs (at least 1: log axis).
+        let life = |p: &u64| -> Vec<(f64, TraceEvent)> {
+            let evs = &probes[p];
+            let t0 = evs[0].0;
+            evs.iter()
+                .map(|&(t, e)| (((t - t0).as_secs_f64() * 1e6).max(1.0), e))
+                .collect()
+        };
+        let longest = shown
             .iter()
-            .filter_map(|p| probes[p].first())
-            .map(|e| e.0)
-            .min()
-            .unwrap_or_default();
-        let t1 = shown
-            .iter()
-            .filter_map(|p| probes[p].last())
-            .map(|e| e.0)
-            .max()
-            .unwrap_or_default();
-        let ms = |t: Duration| t.as_secs_f64() * 1000.0;
+            .flat_map(|p| life(p).last().map(|e| e.0))
+            .fold(10.0, f64::max);
         let rows = shown.len() as f64;
         let mut c = Chart::new(
             &format!("waterfall-{}", run.label),
-            &format!("Sampled probes: {}", run.label),
-            Axis::linear(
-                "time since the scan started (ms)",
-                ms(t0),
-                ms(t1).max(ms(t0) + 0.001),
-                Unit::Count,
+            &format!("Sampled probes, each from its launch: {}", run.label),
+            Axis::log(
+                "time since the probe's launch (log scale)",
+                1.0,
+                longest * 1.5,
+                Unit::Micros,
             ),
-            Axis::linear("probe, by launch", 0.0, rows + 1.0, Unit::Count),
+            Axis::linear("probe, by launch time", 0.0, rows + 1.0, Unit::Count),
             WIDTH,
-            90.0 + 16.0 * rows.max(6.0),
+            90.0 + 15.0 * rows.max(6.0),
         );
+        c.set_left(170.0);
         for (row, p) in shown.iter().enumerate() {
-            let evs = &probes[p];
+            let evs = life(p);
             let y = rows - row as f64;
+            let launched = probes[p][0].0;
             let target = evs.iter().find_map(|(_, e)| match e {
                 TraceEvent::Launch { target, .. } => Some(*target),
                 _ => None,
@@ -474,47 +478,43 @@ pub fn waterfall(runs: &[Run]) -> String {
                 TraceEvent::Close { reason, .. } => Some(*reason),
                 _ => None,
             });
-            let start = evs.first().map_or(t0, |e| e.0);
-            let end = evs.last().map_or(t0, |e| e.0);
+            let end = evs.last().map_or(1.0, |e| e.0);
             let label = target.map_or_else(|| format!("probe {p}"), |t| t.to_string());
-            c.label_left(y, &label);
+            c.label_left(
+                y,
+                &format!("{label} @{:.1} ms", launched.as_secs_f64() * 1e3),
+            );
             let col = reason.map_or("#777777", reason_color);
             let outcome = reason.map_or("no close".to_string(), |r| format!("{}/{}", r.state(), r));
             c.rect(
-                ms(start),
-                ms(end),
-                y - 0.3,
-                y + 0.3,
+                1.0,
+                end,
+                y - 0.25,
+                y + 0.25,
                 col,
-                &format!(
-                    "{label}: {outcome}, {} from launch to close",
-                    micros((end - start).as_secs_f64() * 1e6)
-                ),
+                &format!("{label}: {outcome}, {} from launch to close", micros(end)),
             );
-            for (t, e) in evs {
-                let mark = match e {
-                    TraceEvent::Ready { .. } => Some("#000000"),
-                    TraceEvent::Deadline { .. } => Some(COLORS[1]),
-                    TraceEvent::Retry { .. } | TraceEvent::Launch { .. } => Some(COLORS[4]),
-                    TraceEvent::LocalError { .. } => Some(COLORS[3]),
-                    _ => None,
-                };
-                if let Some(mc) = mark {
+            for (t, e) in &evs {
+                if let Some(mc) = event_color(e) {
                     c.tick(
-                        ms(*t),
+                        *t,
                         y,
-                        5.0,
+                        6.0,
                         mc,
-                        &format!("{label}: {} at {:.3} ms", describe(e), ms(*t)),
+                        &format!("{label}: {} at +{}", describe(e), micros(*t)),
                     );
                 }
             }
         }
-        c.legend("open", COLORS[2], "");
-        c.legend("closed", COLORS[0], "");
-        c.legend("filtered", COLORS[1], "");
+        c.legend("bar: open", COLORS[2], "");
+        c.legend("bar: closed", COLORS[0], "");
+        c.legend("bar: filtered", COLORS[1], "");
+        c.legend("tick: connect() returned", COLORS[5], "");
+        c.legend("tick: eager look / readiness", "#000000", "");
+        c.legend("tick: deadline", COLORS[4], "");
+        c.legend("tick: retry or local error", COLORS[3], "");
         c.note(&format!(
-            "{} of {} traced probes (trace kept {:.2} % of all). Bar: launch to close, coloured by outcome; ticks: launch/retry (orange), readiness (black), deadline (red), local error (pink). Hover for each event.",
+            "{} of {} traced probes (the trace kept {} % of all probes), spread over the run; the label gives the target and when it was launched. Hover for each event.",
             shown.len(),
             total,
             trace.sample * 100.0
@@ -522,6 +522,18 @@ pub fn waterfall(runs: &[Run]) -> String {
         out.push_str(&c.finish(true));
     }
     out
+}
+
+/// The tick colour of a probe event (`None`: not drawn; the bar shows it).
+fn event_color(e: &TraceEvent) -> Option<&'static str> {
+    use TraceEvent::*;
+    match e {
+        Connect { .. } => Some(COLORS[5]),
+        EagerLook { .. } | Ready { .. } => Some("#000000"),
+        Deadline { .. } => Some(COLORS[4]),
+        Retry { .. } | LocalError { .. } => Some(COLORS[3]),
+        _ => None,
+    }
 }
 
 /// A trace event in words, errno names included.

@@ -185,6 +185,8 @@ pub struct Chart {
     body: String,
     legend: Vec<(String, String, String)>,
     note: Option<String>,
+    /// Left margin: room for the y tick labels (or row labels).
+    left: f64,
 }
 
 const LEFT: f64 = 78.0;
@@ -205,11 +207,17 @@ impl Chart {
             body: String::new(),
             legend: Vec::new(),
             note: None,
+            left: LEFT,
         }
     }
 
+    /// Widens the left margin (for long row labels).
+    pub fn set_left(&mut self, px: f64) {
+        self.left = px;
+    }
+
     fn plot_w(&self) -> f64 {
-        self.width - LEFT - RIGHT
+        self.width - self.left - RIGHT
     }
 
     fn plot_h(&self) -> f64 {
@@ -218,7 +226,7 @@ impl Chart {
 
     /// Pixel x of a data value.
     pub fn px(&self, v: f64) -> f64 {
-        LEFT + self.x.frac(v) * self.plot_w()
+        self.left + self.x.frac(v) * self.plot_w()
     }
 
     /// Pixel y of a data value.
@@ -316,7 +324,7 @@ impl Chart {
         let _ = write!(
             self.body,
             r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="end">{}</text>"#,
-            LEFT - 4.0,
+            self.left - 4.0,
             self.py(y) + 3.0,
             esc(text)
         );
@@ -324,6 +332,7 @@ impl Chart {
 
     /// The chart as a `<figure>`: SVG with axes, ticks, labels, legend.
     pub fn finish(self, hide_y_ticks: bool) -> String {
+        let left = self.left;
         let (w, h) = (self.width, self.height);
         let (pw, ph) = (self.plot_w(), self.plot_h());
         let mut s = String::new();
@@ -353,9 +362,9 @@ impl Chart {
                 let y = self.py(v);
                 let _ = write!(
                     s,
-                    r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text class="tick" x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
-                    LEFT + pw,
-                    LEFT - 6.0,
+                    r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text class="tick" x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+                    self.left + pw,
+                    self.left - 6.0,
                     y + 4.0,
                     esc(&self.y.format(v))
                 );
@@ -364,13 +373,13 @@ impl Chart {
         s.push_str("</g>");
         let _ = write!(
             s,
-            r#"<rect x="{LEFT}" y="{TOP}" width="{pw:.1}" height="{ph:.1}" fill="none" stroke="black"/>"#
+            r#"<rect x="{left}" y="{TOP}" width="{pw:.1}" height="{ph:.1}" fill="none" stroke="black"/>"#
         );
         s.push_str(&self.body);
         let _ = write!(
             s,
             r#"<text class="axis-label x" x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
-            LEFT + pw / 2.0,
+            self.left + pw / 2.0,
             h - 12.0,
             esc(&self.x.label)
         );
