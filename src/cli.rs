@@ -270,6 +270,11 @@ pub struct ReportArgs {
         default_value = "report.html"
     )]
     pub output: PathBuf,
+
+    /// Write only the plot NAME, as a standalone SVG image (for documents;
+    /// a wrong NAME lists the plots these inputs make).
+    #[arg(long, value_name = "NAME")]
+    pub plot: Option<String>,
 }
 
 impl ReportArgs {

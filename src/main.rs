@@ -221,7 +221,7 @@ fn report(argv: &[std::ffi::OsString]) -> ExitCode {
         Ok(args) => args,
         Err(e) => return clap_error(&e),
     };
-    match report::write_report(&args.inputs, &args.output) {
+    match report::write_report(&args.inputs, &args.output, args.plot.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ report::ReportError::Write { .. }) => {
             eprintln!("fastport: {e}");

@@ -59,6 +59,8 @@ pub enum ReportError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("no plot \"{name}\" in these inputs (they make: {known})")]
+    NoPlot { name: String, known: String },
     #[error("no input: give at least one --stats summary, results or trace file")]
     NoInput,
 }
@@ -377,15 +379,15 @@ p.empty {{ color: #555; font-style: italic; }}
     page.push_str("<h2>Runs</h2>\n");
     page.push_str(&run_table(runs));
     page.push_str("<h2>Connect latency per outcome</h2>\n");
-    page.push_str(&plots::latency(runs));
+    push_blocks(&mut page, plots::latency(runs));
     page.push_str("<h2>The run over time</h2>\n");
-    page.push_str(&plots::over_time(runs));
+    push_blocks(&mut page, plots::over_time(runs));
     page.push_str("<h2>Per-host RTT</h2>\n");
-    page.push_str(&plots::host_rtt(runs));
+    push_blocks(&mut page, plots::host_rtt(runs));
     page.push_str("<h2>Trace: sampled probes</h2>\n");
-    page.push_str(&plots::waterfall(runs));
+    push_blocks(&mut page, plots::waterfall(runs));
     page.push_str("<h2>Trace: engine events</h2>\n");
-    page.push_str(&plots::engine_events(runs));
+    push_blocks(&mut page, plots::engine_events(runs));
     let findings: Vec<(&Run, &Finding)> = runs
         .iter()
         .flat_map(|r| r.findings.iter().map(move |f| (r, f)))
@@ -414,6 +416,44 @@ p.empty {{ color: #555; font-style: italic; }}
     }
     page.push_str("<p><small>Made by fastport report: inline SVG, no script, no network access.</small></p>\n</body></html>\n");
     page
+}
+
+fn push_blocks(page: &mut String, blocks: Vec<plots::Block>) {
+    for b in blocks {
+        page.push_str(&b.html());
+    }
+}
+
+/// Every chart the page would draw, by its `data-plot` name.
+fn charts(runs: &[Run]) -> Vec<svg::Chart> {
+    [
+        plots::latency(runs),
+        plots::over_time(runs),
+        plots::host_rtt(runs),
+        plots::waterfall(runs),
+        plots::engine_events(runs),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|b| match b {
+        plots::Block::Chart(c, _) => Some(*c),
+        plots::Block::Html(_) => None,
+    })
+    .collect()
+}
+
+/// The names of the plots the page would draw (`--plot` takes one).
+pub fn plot_names(runs: &[Run]) -> Vec<String> {
+    charts(runs).iter().map(|c| c.id().to_string()).collect()
+}
+
+/// One plot as a standalone SVG file (its legend inside), for documents
+/// that embed images: the same drawing as the page's.
+pub fn render_plot(runs: &[Run], name: &str) -> Option<String> {
+    charts(runs)
+        .into_iter()
+        .find(|c| c.id() == name)
+        .map(|c| c.standalone())
 }
 
 fn run_table(runs: &[Run]) -> String {
@@ -466,10 +506,17 @@ fn run_table(runs: &[Run]) -> String {
     s
 }
 
-/// Reads `paths` and writes the page to `out` (`-` for stdout).
-pub fn write_report(paths: &[PathBuf], out: &Path) -> Result<(), ReportError> {
+/// Reads `paths` and writes the page to `out` (`-` for stdout), or only
+/// the plot named `plot`, as a standalone SVG.
+pub fn write_report(paths: &[PathBuf], out: &Path, plot: Option<&str>) -> Result<(), ReportError> {
     let runs = load(paths)?;
-    let page = render(&runs);
+    let page = match plot {
+        None => render(&runs),
+        Some(name) => render_plot(&runs, name).ok_or_else(|| ReportError::NoPlot {
+            name: name.into(),
+            known: plot_names(&runs).join(", "),
+        })?,
+    };
     let written = if out == Path::new("-") {
         use std::io::Write as _;
         std::io::stdout().lock().write_all(page.as_bytes())

@@ -25,46 +25,103 @@ fn color(i: usize) -> &'static str {
     COLORS[i % COLORS.len()]
 }
 
+/// A piece of the page: a chart, or HTML (a table, a note).
+pub enum Block {
+    /// A chart, and whether its y ticks are hidden (row charts).
+    Chart(Box<Chart>, bool),
+    Html(String),
+}
+
+impl Block {
+    /// The block as page HTML.
+    pub fn html(self) -> String {
+        match self {
+            Block::Chart(c, hide) => c.finish(hide),
+            Block::Html(h) => h,
+        }
+    }
+}
+
+fn html(text: String) -> Vec<Block> {
+    vec![Block::Html(text)]
+}
+
 fn empty(what: &str) -> String {
     format!("<p class=\"empty\">{}</p>\n", esc(what))
 }
 
-/// Share of samples per log-spaced bin: (bin centre µs, percent).
+/// Lower edge of log bin `b`, rounded up to a whole microsecond: the
+/// histograms count whole microseconds, so below ~40 µs several bins would
+/// hold no value at all and the outline would show false gaps.
+fn bin_edge(b: i64) -> f64 {
+    10f64.powf(b as f64 / BINS_PER_DECADE).ceil()
+}
+
+/// The lowest bin with the same whole-microsecond edge as `b` (bins that
+/// hold the same integers are one bin).
+fn canonical_bin(mut b: i64) -> i64 {
+    while b > 0 && bin_edge(b - 1) == bin_edge(b) {
+        b -= 1;
+    }
+    b
+}
+
+/// The next bin holding other values than `b`.
+fn next_bin(b: i64) -> i64 {
+    let mut n = b + 1;
+    while bin_edge(n) == bin_edge(b) {
+        n += 1;
+    }
+    n
+}
+
+/// Share of samples per log-spaced bin, as a step outline: (µs, percent).
 fn log_bins(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     let total = h.len() as f64;
     let mut bins: BTreeMap<i64, u64> = BTreeMap::new();
     for v in h.iter_recorded() {
         let value = h.median_equivalent(v.value_iterated_to()).max(1) as f64;
-        let bin = (value.log10() * BINS_PER_DECADE).floor() as i64;
-        *bins.entry(bin).or_default() += v.count_at_value();
+        let mut bin = (value.log10() * BINS_PER_DECADE).floor() as i64;
+        // Float rounding at an edge: keep the value inside its bin.
+        while bin_edge(bin) > value {
+            bin -= 1;
+        }
+        *bins.entry(canonical_bin(bin)).or_default() += v.count_at_value();
     }
     let (Some(&first), Some(&last)) = (bins.keys().next(), bins.keys().next_back()) else {
         return Vec::new();
     };
-    // Step outline: each bin's left and right edge at its height, and zero
-    // on both sides so the shape closes on the axis.
-    let edge = |b: i64| 10f64.powf(b as f64 / BINS_PER_DECADE);
-    let mut pts = vec![(edge(first), 0.0)];
-    for b in first..=last {
+    // Each bin's left and right edge at its height, and zero on both sides
+    // so the shape closes on the axis.
+    let mut pts = vec![(bin_edge(first), 0.0)];
+    let mut b = first;
+    while b <= last {
         let pct = bins.get(&b).copied().unwrap_or(0) as f64 * 100.0 / total;
-        pts.push((edge(b), pct));
-        pts.push((edge(b + 1), pct));
+        let next = next_bin(b);
+        pts.push((bin_edge(b), pct));
+        pts.push((bin_edge(next), pct));
+        b = next;
     }
-    pts.push((edge(last + 1), 0.0));
+    pts.push((bin_edge(b), 0.0));
     pts
+}
+
+#[cfg(test)]
+pub(crate) fn log_bins_for_test(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    log_bins(h)
 }
 
 /// One chart per outcome seen in any run: every run's histogram overlaid,
 /// with its p50/p90/p99.
-pub fn latency(runs: &[Run]) -> String {
+pub fn latency(runs: &[Run]) -> Vec<Block> {
     let outcomes: BTreeSet<&String> = runs
         .iter()
         .flat_map(|r| r.summary.iter().flat_map(|s| s.histograms.keys()))
         .collect();
     if outcomes.is_empty() {
-        return empty("No latency histograms: give a --stats summary.");
+        return html(empty("No latency histograms: give a --stats summary."));
     }
-    let mut out = String::new();
+    let mut out: Vec<Block> = Vec::new();
     for outcome in outcomes {
         let hists: Vec<(usize, &Run, &Histogram<u64>)> = runs
             .iter()
@@ -114,13 +171,13 @@ pub fn latency(runs: &[Run]) -> String {
             "{} bins per decade; dashed lines: p50, p90, p99 of each run.",
             BINS_PER_DECADE
         ));
-        out.push_str(&c.finish(false));
+        out.push(Block::Chart(Box::new(c), false));
     }
     out
 }
 
 /// In flight (and window), launch rate, completion rate against time.
-pub fn over_time(runs: &[Run]) -> String {
+pub fn over_time(runs: &[Run]) -> Vec<Block> {
     let series: Vec<(usize, &Run, &super::SeriesDoc)> = runs
         .iter()
         .enumerate()
@@ -133,7 +190,7 @@ pub fn over_time(runs: &[Run]) -> String {
         })
         .collect();
     if series.is_empty() {
-        return empty("No time series: the summaries carry no \"series\".");
+        return html(empty("No time series: the summaries carry no \"series\"."));
     }
     let tmax = series
         .iter()
@@ -142,7 +199,7 @@ pub fn over_time(runs: &[Run]) -> String {
     let time = || Axis::linear("time since the scan started (s)", 0.0, tmax, Unit::Seconds);
     // x of bucket i: its middle, in seconds.
     let at = |s: &super::SeriesDoc, i: usize| (i as f64 + 0.5) * s.bucket_ms / 1000.0;
-    let mut out = String::new();
+    let mut out: Vec<Block> = Vec::new();
 
     // In flight and window.
     let sampled = series
@@ -184,11 +241,11 @@ pub fn over_time(runs: &[Run]) -> String {
     }
     c.note("Mean of the samples taken in each bucket.");
     if sampled {
-        out.push_str(&c.finish(false));
+        out.push(Block::Chart(Box::new(c), false));
     } else {
-        out.push_str(&empty(
+        out.push(Block::Html(empty(
             "In flight and window: the engine took no samples in this run.",
-        ));
+        )));
     }
 
     // Launch rate.
@@ -222,11 +279,11 @@ pub fn over_time(runs: &[Run]) -> String {
     let widths: Vec<String> = widths.into_iter().collect();
     c.note(&format!("Buckets of {}.", widths.join(", ")));
     if ymax > 0.0 {
-        out.push_str(&c.finish(false));
+        out.push(Block::Chart(Box::new(c), false));
     } else {
-        out.push_str(&empty(
+        out.push(Block::Html(empty(
             "Launch rate: the engine recorded no launches in this run.",
-        ));
+        )));
     }
 
     // Completion rate: by outcome for one run, the total per run for several.
@@ -276,7 +333,7 @@ pub fn over_time(runs: &[Run]) -> String {
         c.line(pts, col, dash, label);
         c.legend(label, col, dash);
     }
-    out.push_str(&c.finish(false));
+    out.push(Block::Chart(Box::new(c), false));
     out
 }
 
@@ -284,16 +341,18 @@ pub fn over_time(runs: &[Run]) -> String {
 type Line = (String, &'static str, &'static str, Vec<(f64, f64)>);
 
 /// Each host's min–max range with its p50 and p90, hosts by median.
-pub fn host_rtt(runs: &[Run]) -> String {
+pub fn host_rtt(runs: &[Run]) -> Vec<Block> {
     let with: Vec<(usize, &Run)> = runs
         .iter()
         .enumerate()
         .filter(|(_, r)| !r.host_rtt().is_empty())
         .collect();
     if with.is_empty() {
-        return empty("No per-host RTTs: give -oJ results, or a summary with \"host_rtt\".");
+        return html(empty(
+            "No per-host RTTs: give -oJ results, or a summary with \"host_rtt\".",
+        ));
     }
-    let mut out = String::new();
+    let mut out: Vec<Block> = Vec::new();
     let hmax = with
         .iter()
         .map(|(_, r)| r.host_rtt().len().min(MAX_HOSTS))
@@ -369,15 +428,16 @@ pub fn host_rtt(runs: &[Run]) -> String {
         note.push('.');
     }
     c.note(&note);
-    out.push_str(&c.finish(false));
+    out.push(Block::Chart(Box::new(c), false));
     // The hosts by name, so the ranks can be read.
-    out.push_str("<table class=\"hosts\"><tr><th>run</th><th>rank</th><th>host</th><th>answers</th><th>min</th><th>p50</th><th>p90</th><th>max</th></tr>\n");
+    let mut table = String::new();
+    table.push_str("<table class=\"hosts\"><tr><th>run</th><th>rank</th><th>host</th><th>answers</th><th>min</th><th>p50</th><th>p90</th><th>max</th></tr>\n");
     for (_, run) in &with {
         let mut hosts: Vec<_> = run.host_rtt().iter().collect();
         hosts.sort_by_key(|h| (h.p50, h.max));
         for (rank, h) in hosts.iter().enumerate().take(20) {
             let _ = writeln!(
-                out,
+                table,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 esc(&run.label),
                 rank + 1,
@@ -390,7 +450,8 @@ pub fn host_rtt(runs: &[Run]) -> String {
             );
         }
     }
-    out.push_str("</table>\n");
+    table.push_str("</table>\n");
+    out.push(Block::Html(table));
     out
 }
 
@@ -407,12 +468,14 @@ fn reason_color(r: Reason) -> &'static str {
 /// launch, log scale, so a 5 µs loopback refusal and a 3 s silence read on
 /// one page. The bar runs from launch to close, coloured by outcome; each
 /// event is a tick.
-pub fn waterfall(runs: &[Run]) -> String {
+pub fn waterfall(runs: &[Run]) -> Vec<Block> {
     let traced: Vec<&Run> = runs.iter().filter(|r| r.trace.is_some()).collect();
     if traced.is_empty() {
-        return empty("No trace: run with --trace FILE and give FILE to the report.");
+        return html(empty(
+            "No trace: run with --trace FILE and give FILE to the report.",
+        ));
     }
-    let mut out = String::new();
+    let mut out: Vec<Block> = Vec::new();
     for run in traced {
         let trace = run.trace.as_ref().expect("filtered on trace");
         // Each probe's events, in time order.
@@ -428,10 +491,10 @@ pub fn waterfall(runs: &[Run]) -> String {
             }
         }
         if first.is_empty() {
-            out.push_str(&empty(&format!(
+            out.push(Block::Html(empty(&format!(
                 "{}: the trace holds no probe events.",
                 run.label
-            )));
+            ))));
             continue;
         }
         first.sort();
@@ -519,7 +582,7 @@ pub fn waterfall(runs: &[Run]) -> String {
             total,
             trace.sample * 100.0
         ));
-        out.push_str(&c.finish(true));
+        out.push(Block::Chart(Box::new(c), true));
     }
     out
 }
@@ -600,16 +663,18 @@ pub fn errno_name(e: i32) -> String {
 }
 
 /// The engine's cap and window as steps over time; back-offs as spans.
-pub fn engine_events(runs: &[Run]) -> String {
+pub fn engine_events(runs: &[Run]) -> Vec<Block> {
     let traced: Vec<(usize, &Run)> = runs
         .iter()
         .enumerate()
         .filter(|(_, r)| r.trace.is_some())
         .collect();
     if traced.is_empty() {
-        return empty("No trace: run with --trace FILE and give FILE to the report.");
+        return html(empty(
+            "No trace: run with --trace FILE and give FILE to the report.",
+        ));
     }
-    let mut out = String::new();
+    let mut out: Vec<Block> = Vec::new();
     for (i, run) in traced {
         let trace = run.trace.as_ref().expect("filtered on trace");
         let engine: Vec<_> = trace
@@ -618,10 +683,10 @@ pub fn engine_events(runs: &[Run]) -> String {
             .filter(|r| r.event.probe().is_none())
             .collect();
         if engine.is_empty() {
-            out.push_str(&empty(&format!(
+            out.push(Block::Html(empty(&format!(
                 "{}: the trace holds no engine events.",
                 run.label
-            )));
+            ))));
             continue;
         }
         let end = trace.records.last().map_or(0.0, |r| r.t.as_secs_f64());
@@ -684,7 +749,7 @@ pub fn engine_events(runs: &[Run]) -> String {
             window.len().saturating_sub(1),
             backoffs.len()
         ));
-        out.push_str(&c.finish(false));
+        out.push(Block::Chart(Box::new(c), false));
     }
     out
 }

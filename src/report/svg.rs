@@ -211,6 +211,59 @@ impl Chart {
         }
     }
 
+    /// The plot's name (`data-plot`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The chart as a standalone SVG document: the legend drawn under the
+    /// axis label, inside the image.
+    pub fn standalone(mut self) -> String {
+        let entries = std::mem::take(&mut self.legend);
+        self.note = None;
+        let rows = entries.len();
+        let extra = if rows == 0 {
+            0.0
+        } else {
+            8.0 + 16.0 * rows as f64
+        };
+        let (w, h) = (self.width, self.height);
+        let mut legend = String::new();
+        for (i, (label, color, dash)) in entries.iter().enumerate() {
+            let y = h + 10.0 + 16.0 * i as f64;
+            let _ = write!(
+                legend,
+                r#"<g class="legend"><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="3"{}/><text x="{:.1}" y="{:.1}" font-size="12">{}</text></g>"#,
+                self.left,
+                y - 4.0,
+                self.left + 26.0,
+                y - 4.0,
+                dash_attr(dash),
+                self.left + 32.0,
+                y,
+                esc(label)
+            );
+        }
+        let mut s = self.finish(false);
+        // The page's figure, reshaped: the <svg> alone, taller, legend inside.
+        let start = s.find("<svg").unwrap_or(0);
+        let end = s.rfind("</svg>").map_or(s.len(), |i| i + "</svg>".len());
+        s = s[start..end].to_string();
+        debug_assert!(
+            !s[4..].contains("<svg"),
+            "one svg: legend and caption were taken out"
+        );
+        let old = format!(r#"viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}""#);
+        let new = format!(
+            r#"viewBox="0 0 {w:.0} {t:.0}" width="{w:.0}" height="{t:.0}""#,
+            t = h + extra
+        );
+        s = s.replacen(&old, &new, 1);
+        let body_end = s.rfind("</svg>").unwrap_or(s.len());
+        s.insert_str(body_end, &legend);
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{s}\n")
+    }
+
     /// Widens the left margin (for long row labels).
     pub fn set_left(&mut self, px: f64) {
         self.left = px;
@@ -338,7 +391,7 @@ impl Chart {
         let mut s = String::new();
         let _ = write!(
             s,
-            r#"<figure class="plot" data-plot="{id}"><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{t}"><rect width="100%" height="100%" fill="white"/><text class="title" x="{:.1}" y="18" font-size="14" font-weight="bold" text-anchor="middle">{t}</text>"#,
+            r#"<figure class="plot" data-plot="{id}"><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{t}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text class="title" x="{:.1}" y="18" font-size="14" font-weight="bold" text-anchor="middle">{t}</text>"#,
             w / 2.0,
             id = esc(&self.id),
             t = esc(&self.title),

@@ -218,3 +218,41 @@ fn a_summary_without_series_or_trace_says_what_is_missing() {
     assert!(page.contains("No per-host RTTs"));
     assert!(page.contains("data-plot=\"latency-closed/conn-refused\""));
 }
+
+#[test]
+fn one_plot_is_a_standalone_svg_with_its_legend_inside() {
+    let d = dir("plot");
+    let a = d.join("mio.json");
+    let b = d.join("threads.json");
+    std::fs::write(&a, stats_doc("mio", 1).to_string()).unwrap();
+    std::fs::write(&b, stats_doc("threads", 3).to_string()).unwrap();
+    let runs = load(&[a, b]).unwrap();
+    let names = plot_names(&runs);
+    assert!(
+        names.contains(&"latency-closed/conn-refused".to_string()),
+        "{names:?}"
+    );
+    let svg = render_plot(&runs, "latency-closed/conn-refused").unwrap();
+    assert!(svg.starts_with("<?xml"));
+    assert_eq!(svg.matches("<svg").count(), 1);
+    assert!(
+        svg.contains("mio.json (mio) (n=1000)") && svg.contains("threads.json (threads) (n=1000)")
+    );
+    assert!(svg.contains(r#"class="axis-label x""#));
+    assert!(!svg.contains("<figure") && !svg.contains("<div"));
+    assert!(render_plot(&runs, "no-such-plot").is_none());
+}
+
+#[test]
+fn histogram_bins_of_whole_microseconds_leave_no_gaps() {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+    for us in 1..=40u64 {
+        h.record(us).unwrap();
+    }
+    let pts = plots::log_bins_for_test(&h);
+    // Every bin from the first to the last has samples: no zero inside.
+    let inner = &pts[1..pts.len() - 1];
+    assert!(inner.iter().all(|&(_, y)| y > 0.0), "{pts:?}");
+    let total: f64 = inner.iter().step_by(2).map(|&(_, y)| y).sum();
+    assert!((total - 100.0).abs() < 1e-9, "{total}");
+}
