@@ -457,12 +457,17 @@ impl Worker<'_> {
         self.stats
             .series
             .record_launch(started.saturating_duration_since(self.ctx.epoch));
-        if self.ctx.tracer.is_some() {
-            self.trace(TraceEvent::Launch {
+        if let Some(tracer) = &mut self.ctx.tracer {
+            // Stamped with the time before connect(): the gap to the
+            // Connect event is what connect() itself took.
+            let launch = TraceEvent::Launch {
                 probe: index,
                 attempt,
                 target,
-            });
+            };
+            if tracer.keeps(index) {
+                tracer.record(launch, started.saturating_duration_since(self.ctx.epoch));
+            }
             let errno = match report {
                 Report::Error(e) => e,
                 _ => 0,
@@ -755,7 +760,11 @@ impl Worker<'_> {
     #[inline]
     fn trace(&mut self, event: TraceEvent) {
         if let Some(tracer) = &mut self.ctx.tracer {
-            tracer.record(event, self.ctx.epoch.elapsed());
+            // Ask the sampler before reading the clock: an unsampled probe
+            // costs a hash, not a clock read.
+            if event.probe().is_none_or(|p| tracer.keeps(p)) {
+                tracer.record(event, self.ctx.epoch.elapsed());
+            }
         }
     }
 
