@@ -436,7 +436,10 @@ fn charts(runs: &[Run]) -> Vec<svg::Chart> {
     .into_iter()
     .flatten()
     .filter_map(|b| match b {
-        plots::Block::Chart(c, _) => Some(*c),
+        plots::Block::Chart(mut c, hide_y) => {
+            c.hide_y |= hide_y;
+            Some(*c)
+        }
         plots::Block::Html(_) => None,
     })
     .collect()

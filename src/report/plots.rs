@@ -224,20 +224,25 @@ pub fn over_time(runs: &[Run]) -> Vec<Block> {
                 .filter_map(|(k, v)| v.map(|v| (at(s, k), v)))
                 .collect()
         };
-        c.line(
-            &pts(&s.in_flight),
-            color(*i),
-            "",
-            &format!("{}: in flight", run.name()),
-        );
-        c.line(
-            &pts(&s.window),
-            color(*i),
-            DASHES[1],
-            &format!("{}: window", run.name()),
-        );
-        c.legend(&format!("{}: in flight", run.name()), color(*i), "");
-        c.legend(&format!("{}: window", run.name()), color(*i), DASHES[1]);
+        let (in_flight, window) = (pts(&s.in_flight), pts(&s.window));
+        if !in_flight.is_empty() {
+            c.line(
+                &in_flight,
+                color(*i),
+                "",
+                &format!("{}: in flight", run.name()),
+            );
+            c.legend(&format!("{}: in flight", run.name()), color(*i), "");
+        }
+        if !window.is_empty() {
+            c.line(
+                &window,
+                color(*i),
+                DASHES[1],
+                &format!("{}: window", run.name()),
+            );
+            c.legend(&format!("{}: window", run.name()), color(*i), DASHES[1]);
+        }
     }
     c.note("Mean of the samples taken in each bucket.");
     if sampled {

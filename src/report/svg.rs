@@ -187,6 +187,8 @@ pub struct Chart {
     note: Option<String>,
     /// Left margin: room for the y tick labels (or row labels).
     left: f64,
+    /// No y tick labels (rows are labelled instead).
+    pub hide_y: bool,
 }
 
 const LEFT: f64 = 78.0;
@@ -208,6 +210,7 @@ impl Chart {
             legend: Vec::new(),
             note: None,
             left: LEFT,
+            hide_y: false,
         }
     }
 
@@ -385,6 +388,7 @@ impl Chart {
 
     /// The chart as a `<figure>`: SVG with axes, ticks, labels, legend.
     pub fn finish(self, hide_y_ticks: bool) -> String {
+        let hide_y_ticks = hide_y_ticks || self.hide_y;
         let left = self.left;
         let (w, h) = (self.width, self.height);
         let (pw, ph) = (self.plot_w(), self.plot_h());
