@@ -287,6 +287,23 @@ pub struct Args {
     /// Write the run summary as JSON to FILE (`-` for stdout).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub stats: Option<PathBuf>,
+
+    /// Record every probe's life (launch, connect, readiness, SO_ERROR,
+    /// deadline, retry, close) and the engine's decisions to FILE, with
+    /// microsecond timestamps; `fastport report` draws it.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    #[serde(default)]
+    pub trace: Option<PathBuf>,
+
+    /// Trace only this fraction of the probes (0.01: one in a hundred),
+    /// chosen by a hash of the probe index seeded with --seed. Default: 1.
+    #[arg(
+        long = "trace-sample",
+        value_name = "FRACTION",
+        help_heading = "Output"
+    )]
+    #[serde(default)]
+    pub trace_sample: Option<f64>,
 }
 
 /// `fastport --version`: the crate version and the commit it was built from
@@ -355,6 +372,43 @@ impl MergeArgs {
         I: IntoIterator<Item = OsString>,
     {
         MergeArgs::try_parse_from(normalize_args(args))
+    }
+}
+
+/// `fastport report`: draw summaries, results and traces into one HTML page.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fastport report", version)]
+#[command(
+    about = "Draw --stats summaries, -oJ results and --trace files into one self-contained HTML page"
+)]
+pub struct ReportArgs {
+    /// --stats summaries (each starts a run; several are overlaid), and the
+    /// -oJ results and --trace files that belong to the summary before them.
+    #[arg(value_name = "FILE", required = true)]
+    pub inputs: Vec<PathBuf>,
+
+    /// Where the page goes (`-` for stdout).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        default_value = "report.html"
+    )]
+    pub output: PathBuf,
+
+    /// Write only the plot NAME, as a standalone SVG image (for documents;
+    /// a wrong NAME lists the plots these inputs make).
+    #[arg(long, value_name = "NAME")]
+    pub plot: Option<String>,
+}
+
+impl ReportArgs {
+    /// Parses the words after `fastport report`.
+    pub fn parse_from<I>(args: I) -> Result<ReportArgs, clap::Error>
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        ReportArgs::try_parse_from(args)
     }
 }
 
@@ -525,6 +579,8 @@ pub enum Mode {
     Scan(Box<Args>),
     /// `fastport merge FILE...`.
     Merge(Box<MergeArgs>),
+    /// `fastport report FILE... -o PAGE.html`.
+    Report(Box<ReportArgs>),
     /// `fastport completions SHELL`, `fastport manpage`.
     Document(Document),
 }
@@ -540,6 +596,11 @@ pub fn mode(argv: &[OsString]) -> Result<Mode, clap::Error> {
         let words =
             std::iter::once(OsString::from("fastport merge")).chain(argv[2..].iter().cloned());
         return MergeArgs::parse_from(words).map(|m| Mode::Merge(Box::new(m)));
+    }
+    if argv.get(1).and_then(|a| a.to_str()) == Some("report") {
+        let words =
+            std::iter::once(OsString::from("fastport report")).chain(argv[2..].iter().cloned());
+        return ReportArgs::parse_from(words).map(|r| Mode::Report(Box::new(r)));
     }
     parse_from(argv.iter().cloned()).map(|args| Mode::Scan(Box::new(args)))
 }

@@ -169,6 +169,9 @@ pub struct OutputPlan {
     pub quiet: bool,
     /// `-oL`: one `addr:port` (or `host:port`) line per shown port, for pipes.
     pub list: Option<Dest>,
+    /// `--trace FILE` and the probes it keeps (`--trace-sample`), in parts
+    /// per million.
+    pub trace: Option<(PathBuf, u32)>,
 }
 
 /// A scan, ready to run.
@@ -604,7 +607,30 @@ fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
         open_only: args.open,
         quiet: args.quiet,
         list,
+        trace: trace_plan(args)?,
     })
+}
+
+/// `--trace FILE` with its `--trace-sample` fraction (10⁻⁶ ≤ fraction ≤ 1),
+/// in parts per million.
+fn trace_plan(args: &Args) -> Result<Option<(PathBuf, u32)>, ConfigError> {
+    let sample = args.trace_sample.unwrap_or(1.0);
+    if !(1e-6..=1.0).contains(&sample) {
+        return Err(ConfigError::Number {
+            flag: "--trace-sample",
+            value: sample.to_string(),
+            why: "expected a fraction of the probes, from 0.000001 to 1",
+        });
+    }
+    match &args.trace {
+        Some(path) => Ok(Some((path.clone(), (sample * 1e6).round() as u32))),
+        None if args.trace_sample.is_some() => Err(ConfigError::Number {
+            flag: "--trace-sample",
+            value: sample.to_string(),
+            why: "samples the --trace: give --trace FILE too",
+        }),
+        None => Ok(None),
+    }
 }
 
 /// Descriptors available for sockets.

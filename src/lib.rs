@@ -47,6 +47,11 @@
 //!   waits (RFC 6298's RTT estimate, per host and per scan), how many probes
 //!   go out at once (a congestion window) and how often a silent port is
 //!   retried; `-T0`…`-T5` are nmap's templates for it.
+//! - **Seeing the run** — [`trace`] records every probe's life and the
+//!   engine's decisions (`--trace`, sampled by a seeded hash);
+//!   [`report::series`] counts launches, completions and in-flight per
+//!   100 ms for `--stats`; [`report`] draws summaries, results and traces
+//!   into one self-contained HTML page (`fastport report`).
 //! - **System** — [`sys`] is the one module allowed `unsafe`: process limits
 //!   and the `TCP_INFO` read that neither std nor socket2 wrap.
 //!
@@ -62,6 +67,7 @@ pub mod order;
 pub mod output;
 pub mod probe;
 pub mod rate;
+pub mod report;
 pub mod resume;
 pub mod scan;
 pub mod shard_env;
@@ -69,4 +75,5 @@ pub mod stats;
 pub mod sys;
 pub mod targets;
 pub mod timing;
+pub mod trace;
 pub mod wheel;

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use fastport::config::ScanConfig;
 use fastport::output::{Outputs, RunInfo};
 use fastport::stats::StatsDocument;
-use fastport::{cli, resume, scan, sys};
+use fastport::trace::{Sampler, TraceSink};
+use fastport::{cli, report, resume, scan, sys};
 
 /// Exit status for bad input (as clap and nmap use).
 const EXIT_USAGE: u8 = 2;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             };
         }
         Ok(cli::Mode::Merge(args)) => return merge(&args, &argv),
+        Ok(cli::Mode::Report(args)) => return report(&args),
         Ok(cli::Mode::Scan(args)) => *args,
         Err(e) => return clap_error(&e),
     };
@@ -112,8 +114,25 @@ fn main() -> ExitCode {
             return usage_error(&e);
         }
     };
+    // `--trace FILE`: created with the outputs, before any probe. (The
+    // engine's drivers hand it to the machine's events: not connected yet.)
+    let trace = match &config.outputs.trace {
+        Some((path, sample)) => {
+            match TraceSink::create(path, Sampler::from_ppm(*sample, config.seed)) {
+                Ok(sink) => Some(sink),
+                Err(e) => {
+                    return usage_error(&format_args!("cannot write \"{}\": {e}", path.display()));
+                }
+            }
+        }
+        None => None,
+    };
 
-    match scan::run(&config, &mut outputs, &signals.stop, earlier.as_ref()) {
+    let scanned = scan::run(&config, &mut outputs, &signals.stop, earlier.as_ref());
+    if let Some(Err(e)) = trace.as_ref().map(|t| t.flush()) {
+        eprintln!("fastport: cannot write the trace: {e}");
+    }
+    match scanned {
         Ok(outcome) => {
             // From here no signal ends the process: the resume file is saved.
             signals.saving();
@@ -343,6 +362,18 @@ fn merge(args: &cli::MergeArgs, argv: &[std::ffi::OsString]) -> ExitCode {
         summaries.len()
     );
     ExitCode::SUCCESS
+}
+
+/// `fastport report FILE... -o PAGE`: one self-contained HTML page.
+fn report(args: &cli::ReportArgs) -> ExitCode {
+    match report::write_report(&args.inputs, &args.output, args.plot.as_deref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ report::ReportError::Write { .. }) => {
+            eprintln!("fastport: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => usage_error(&e),
+    }
 }
 
 fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {

@@ -12,6 +12,7 @@ mod order;
 mod output;
 mod parallel;
 mod reliability;
+mod report;
 mod scale;
 mod scan;
 mod slurm;

@@ -539,6 +539,7 @@ pub fn write(
         open_only: false,
         quiet: false,
         list: None,
+        trace: None,
     };
     let mut outputs = Outputs::open(&outputs, &run)?;
 
