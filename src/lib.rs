@@ -37,6 +37,11 @@
 //!   waits (RFC 6298's RTT estimate, per host and per scan), how many probes
 //!   go out at once (a congestion window) and how often a silent port is
 //!   retried; `-T0`…`-T5` are nmap's templates for it.
+//! - **Services** — [`service`] (`-sV`) keeps talking to an open port: a
+//!   pure per-connection machine waits for a banner, sends probes from a
+//!   database in the nmap-service-probes format (FastPort's own, or a file the
+//!   user loads), matches the answers and names the service and version,
+//!   through a TLS tunnel when the port speaks TLS.
 //! - **System** — [`sys`] is the one module allowed `unsafe`: process limits
 //!   and the `TCP_INFO` read that neither std nor socket2 wrap.
 //!
@@ -54,6 +59,7 @@ pub mod probe;
 pub mod rate;
 pub mod resume;
 pub mod scan;
+pub mod service;
 pub mod stats;
 pub mod sys;
 pub mod targets;
