@@ -15,7 +15,7 @@
 //!
 //! docs/SERVICES.md tells how a service is decided and why the database is FastPort's own.
 
-// pub mod conversation;
+pub mod conversation;
 pub mod escape;
 pub mod matcher;
 pub mod probes;
