@@ -19,7 +19,7 @@ pub mod conversation;
 pub mod escape;
 pub mod matcher;
 pub mod probes;
-// pub mod tls;
+pub mod tls;
 
 pub use matcher::{Matcher, ServiceMatch};
 pub use probes::{ParseError, ProbeFile};
