@@ -11,4 +11,5 @@ mod lab;
 mod order;
 mod output;
 mod scan;
+mod service;
 mod timing;

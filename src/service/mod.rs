@@ -11,6 +11,8 @@
 //!   send, wait, close, verdict). It never touches a socket or reads a clock.
 //! - [`tls`] drives rustls without a socket to open a TLS tunnel inside which the probes run
 //!   again, and reads the server certificate's fields.
+//! - [`options`] validates the `-sV`, `--version-intensity`, `--banners` and
+//!   `--service-probes` flags into the database and settings a scan uses.
 //! - [`escape`] makes banners (hostile input) safe for a terminal, JSON, XML and CSV.
 //!
 //! docs/SERVICES.md tells how a service is decided and why the database is FastPort's own.
@@ -18,6 +20,7 @@
 pub mod conversation;
 pub mod escape;
 pub mod matcher;
+pub mod options;
 pub mod probes;
 pub mod tls;
 
