@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::classify::State;
 use crate::cli::{Args, EngineArg, OrderArg};
 use crate::engine::{EngineConfig, EngineKind};
-use crate::order::{Done, Order, Permutation, Schedule, Shard, ShardError};
+use crate::order::{Blocks, Done, Order, Schedule, Shard, ShardError};
 use crate::targets::{self, TargetArgs, TargetError, TargetSpace};
 use crate::timing::{AdaptiveTiming, Template, TemplateError};
 
@@ -242,11 +242,12 @@ impl ScanConfig {
             .min(usize::try_from(space.len()).unwrap_or(usize::MAX))
             .max(1);
         let threads = args.threads.unwrap_or(cores).clamp(1, concurrency);
+        let blocks = Blocks::new(space.len(), space.ports().len() as u64);
         let order = match args.order {
-            OrderArg::Random => Order::Random(Permutation::new(space.len(), seed)),
+            OrderArg::Random => Order::random(blocks, seed),
             OrderArg::Sequential => Order::Sequential,
         };
-        let schedule = Schedule::new(space.len(), order, shard, Done::none());
+        let schedule = Schedule::new(blocks, order, shard, Done::none());
 
         Ok(ScanConfig {
             space,

@@ -31,8 +31,9 @@
 //!   latency per reason) are merged into the run's summary at the end.
 //! - **Shards** — [`order`] gives the seeded permutation of the index space
 //!   that `--shard K/N` splits, [`rate`] the `--rate` token buckets,
-//!   [`resume`] the resume file written on Ctrl-C, and [`merge`] joins
-//!   shards' results (`fastport merge`).
+//!   [`resume`] the resume file written on Ctrl-C (a resumed run continues
+//!   the first run's output files), and [`merge`] joins shards' results
+//!   (`fastport merge`), checked against their `--stats` documents.
 //! - **Timing** — [`timing`] learns from the answers how long an attempt
 //!   waits (RFC 6298's RTT estimate, per host and per scan), how many probes
 //!   go out at once (a congestion window) and how often a silent port is

@@ -8,11 +8,13 @@ use std::sync::atomic::AtomicBool;
 
 use fastport::config::ScanConfig;
 use fastport::output::{Outputs, RunInfo};
+use fastport::stats::StatsDocument;
 use fastport::{cli, resume, scan, sys};
 
 /// Exit status for bad input (as clap and nmap use).
 const EXIT_USAGE: u8 = 2;
-/// Exit status after Ctrl-C (128 + SIGINT).
+/// Exit status after Ctrl-C (128 + SIGINT), also after SIGTERM or SIGHUP:
+/// an interrupted run, whichever signal stopped it.
 const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
@@ -63,33 +65,70 @@ fn main() -> ExitCode {
     for note in &config.notes {
         eprintln!("fastport: note: {note}");
     }
+    let earlier = match resumed.as_ref().map(resumed_earlier).transpose() {
+        Ok(e) => e.flatten(),
+        Err(e) => return usage_error(&e),
+    };
     let run = RunInfo::new(&config, argv);
-    let mut outputs = match Outputs::open(&config.outputs, &run) {
+    let continuing = resumed
+        .as_ref()
+        .map(resume::Resumed::continuing)
+        .unwrap_or_default();
+    let mut outputs = match Outputs::open_continuing(&config.outputs, &run, &continuing) {
         Ok(outputs) => outputs,
         Err(e) => return usage_error(&e),
     };
 
     let stop = Arc::new(AtomicBool::new(false));
-    if let Err(e) = install_signal_handlers(&stop) {
-        eprintln!("fastport: cannot install signal handlers: {e}");
-        return ExitCode::FAILURE;
-    }
+    let shutdown = match install_signal_handlers(&stop) {
+        Ok(ids) => ids,
+        Err(e) => {
+            eprintln!("fastport: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
 
-    match scan::run(&config, &mut outputs, &stop) {
+    match scan::run(&config, &mut outputs, &stop, earlier.as_ref()) {
         Ok(outcome) => {
+            // From here a second signal must not cut the resume file short:
+            // it no longer ends the process at once.
+            for id in shutdown {
+                signal_hook::low_level::unregister(id);
+            }
             let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
             if stopped && outcome.output_error.is_none() {
-                let path = resumed.as_ref().map_or_else(
-                    || resume::default_path(config.schedule.shard),
-                    |r| r.path.clone(),
+                let so_far = StatsDocument::new(&outcome.summary, Some(outcome.record.clone()));
+                let file = resume::file_for(
+                    &args,
+                    &config,
+                    &outcome.done,
+                    &outcome.in_flight,
+                    outcome.record.parts,
+                    so_far,
                 );
-                let file = resume::file_for(&args, &config, &outcome.done, &outcome.in_flight);
-                match resume::write(&path, &file) {
-                    Ok(()) => eprintln!(
-                        "fastport: interrupted; continue with: fastport --resume {} (and new output files)",
+                let written = match &resumed {
+                    Some(r) => resume::write(&r.path, &file).map(|()| r.path.clone()),
+                    None => {
+                        resume::write_new(resume::candidate_paths(config.schedule.shard), &file)
+                    }
+                };
+                match written {
+                    Ok(path) => eprintln!(
+                        "fastport: interrupted; continue with: fastport --resume {} (it continues the output files)",
                         path.display()
                     ),
                     Err(e) => eprintln!("fastport: {e}"),
+                }
+            } else if let Some(r) = &resumed {
+                let marked = match &outcome.output_error {
+                    // The outputs were continued and then failed: the file
+                    // no longer matches them.
+                    Some(e) => r.make_stale(&e.to_string()),
+                    None if !outcome.summary.interrupted => r.finish(),
+                    None => Ok(()),
+                };
+                if let Err(e) = marked {
+                    eprintln!("fastport: {e}");
                 }
             }
             exit_status(outcome)
@@ -99,6 +138,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The earlier parts of a resumed scan, from its resume file.
+fn resumed_earlier(r: &resume::Resumed) -> Result<Option<scan::Earlier>, resume::ResumeError> {
+    let Some(doc) = &r.file.so_far else {
+        return Ok(None);
+    };
+    let summary = doc
+        .to_summary()
+        .map_err(|why| resume::ResumeError::Format {
+            path: r.path.clone(),
+            why: format!("its \"so_far\" summary: {why}"),
+        })?;
+    Ok(Some(scan::Earlier {
+        summary,
+        parts: r.file.parts,
+        json_lines: doc.run.as_ref().and_then(|run| run.json_lines),
+    }))
 }
 
 /// The exit status of a scan that ran.
@@ -128,9 +185,14 @@ fn clap_error(e: &clap::Error) -> ExitCode {
     usage_error(&format_args!("{first} (see --help)"))
 }
 
-/// `fastport merge FILE...`: joins shards' results and summaries.
+/// `fastport merge FILE...`: joins shards' results and summaries. Every
+/// check runs before a byte is written; files are written whole or not at
+/// all.
 fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
-    use fastport::merge::{is_stats_file, merge_results, merge_stats};
+    use fastport::merge::{
+        check_not_an_input, check_results, copy_results, is_stats_file, merge_stats,
+        write_atomically,
+    };
     let words = std::iter::once(std::ffi::OsString::from("fastport merge"))
         .chain(argv[2..].iter().cloned());
     let args = match cli::MergeArgs::parse_from(words) {
@@ -146,7 +208,16 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
             Err(e) => return usage_error(&e),
         }
     }
-    // Check the summaries first: a mismatch writes nothing.
+    let out = args
+        .output_json
+        .as_deref()
+        .filter(|p| *p != std::path::Path::new("-"));
+    for target in out.iter().chain(args.stats.as_deref().iter()) {
+        if let Err(e) = check_not_an_input(target, &args.inputs) {
+            return usage_error(&e);
+        }
+    }
+    // Check everything first: a refusal writes nothing.
     let merged = if summaries.is_empty() {
         None
     } else {
@@ -155,22 +226,48 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
             Err(e) => return usage_error(&e),
         }
     };
-    let written = match args.output_json.as_deref() {
-        Some(p) if p != std::path::Path::new("-") => match std::fs::File::create(p) {
-            Ok(f) => merge_results(&results, &mut io::BufWriter::new(f)),
-            Err(e) => return usage_error(&format_args!("cannot write \"{}\": {e}", p.display())),
-        },
-        _ => merge_results(&results, &mut io::BufWriter::new(io::stdout().lock())),
-    };
-    let lines = match written {
+    let lines = match check_results(&results) {
         Ok(n) => n,
         Err(e) => return usage_error(&e),
     };
     if let Some(m) = &merged {
+        if !results.is_empty() {
+            if let Err(e) = m.check_lines(lines) {
+                return usage_error(&e);
+            }
+        }
+    }
+    let written = match out {
+        Some(p) => write_atomically(p, |w| copy_results(&results, w, p)),
+        None => {
+            let mut stdout = io::BufWriter::new(io::stdout().lock());
+            match copy_results(&results, &mut stdout, std::path::Path::new("stdout")) {
+                Err(fastport::merge::MergeError::Write { source, .. })
+                    if source.kind() == io::ErrorKind::BrokenPipe =>
+                {
+                    Ok(())
+                }
+                r => r,
+            }
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("fastport: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(m) = &merged {
         if let Some(path) = &args.stats {
-            let text = serde_json::to_string_pretty(&m.to_json()).unwrap_or_default();
-            if let Err(e) = std::fs::write(path, text + "\n") {
-                eprintln!("fastport: cannot write \"{}\": {e}", path.display());
+            let text = serde_json::to_string_pretty(&m.to_document()).unwrap_or_default();
+            let r = write_atomically(path, |w| {
+                w.write_all(text.as_bytes())
+                    .and_then(|()| w.write_all(b"\n"))
+                    .map_err(|source| fastport::merge::MergeError::Write {
+                        path: path.clone(),
+                        source,
+                    })
+            });
+            if let Err(e) = r {
+                eprintln!("fastport: {e}");
                 return ExitCode::FAILURE;
             }
         }
@@ -182,6 +279,10 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
                 m.shards[0].n()
             );
         }
+    } else if !results.is_empty() {
+        eprintln!(
+            "fastport: note: without the shards' --stats files, merge cannot check that the results are complete"
+        );
     }
     eprintln!(
         "fastport: merged {lines} result lines from {} files and {} summaries",
@@ -196,14 +297,22 @@ fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-/// Ctrl-C or SIGTERM asks the scan to stop cleanly; a second Ctrl-C while
-/// it stops exits at once.
-fn install_signal_handlers(stop: &Arc<AtomicBool>) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+/// Ctrl-C, SIGTERM or SIGHUP (the terminal closed) asks the scan to stop
+/// cleanly: outputs closed, a resume file written. A second one while the
+/// scan stops exits at once; the returned ids are those exits, unregistered
+/// once the scan has stopped so that a signal during the save of the resume
+/// file cannot lose it.
+fn install_signal_handlers(stop: &Arc<AtomicBool>) -> io::Result<Vec<signal_hook::SigId>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::flag;
-    for sig in [SIGINT, SIGTERM] {
-        flag::register_conditional_shutdown(sig, i32::from(EXIT_INTERRUPTED), Arc::clone(stop))?;
+    let mut shutdown = Vec::new();
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        shutdown.push(flag::register_conditional_shutdown(
+            sig,
+            i32::from(EXIT_INTERRUPTED),
+            Arc::clone(stop),
+        )?);
         flag::register(sig, Arc::clone(stop))?;
     }
-    Ok(())
+    Ok(shutdown)
 }

@@ -20,8 +20,11 @@
 //!   skips them), kept as sorted ranges.
 //! - [`Schedule`] puts the three together for the engine.
 
+use std::cell::Cell;
 use std::fmt;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Feistel rounds. Four rounds of a full 64-bit mixer spread neighbouring
 /// positions over the whole space; the order needs spread, not secrecy.
@@ -160,22 +163,192 @@ impl Permutation {
     }
 }
 
+/// How the index space splits into *host blocks*: block `b` is the hosts
+/// `b*G .. (b+1)*G`, that is the probe indices `b*B .. (b+1)*B` with
+/// `B = G * ports_per_host` (a host's ports are consecutive indices, see
+/// [`crate::targets`]). The last block is shorter when the hosts do not
+/// divide evenly. The order finishes a block's probes before it goes far
+/// into the next one, so the hosts in progress (and the per-host records of
+/// `-oX`/`-oG`) are those of about two blocks, whatever the scan's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocks {
+    total: u64,
+    ports: u64,
+    hosts: u64,
+}
+
+/// A block aims at this many probes: large against the concurrency, so
+/// each worker's interleaved share of a block is long and the order within
+/// it is well mixed...
+pub const BLOCK_PROBES: u64 = 1 << 16;
+/// ...but holds at most this many hosts, which bounds the host records
+/// open at once (about two blocks' worth).
+pub const BLOCK_HOSTS: u64 = 1 << 14;
+
+impl Blocks {
+    /// The blocks of a space of `total` probes, `ports_per_host` per host.
+    pub fn new(total: u64, ports_per_host: u64) -> Blocks {
+        let ports = ports_per_host.max(1);
+        let hosts = BLOCK_PROBES.div_ceil(ports).clamp(1, BLOCK_HOSTS);
+        Blocks::with_hosts(total, ports, hosts)
+    }
+
+    /// Blocks of `hosts` hosts each (tests use small ones).
+    pub fn with_hosts(total: u64, ports_per_host: u64, hosts: u64) -> Blocks {
+        Blocks {
+            total,
+            ports: ports_per_host.max(1),
+            hosts: hosts.max(1),
+        }
+    }
+
+    /// Probes in the whole space.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn ports_per_host(&self) -> u64 {
+        self.ports
+    }
+
+    /// `G`: hosts in a full block.
+    pub fn hosts_per_block(&self) -> u64 {
+        self.hosts
+    }
+
+    /// `B`: probes in a full block.
+    pub fn size(&self) -> u64 {
+        self.hosts * self.ports
+    }
+
+    /// Full blocks.
+    pub fn full(&self) -> u64 {
+        self.total / self.size()
+    }
+
+    /// Blocks, the short last one included.
+    pub fn count(&self) -> u64 {
+        self.total.div_ceil(self.size())
+    }
+
+    /// The block holding index (or position) `x`.
+    #[inline]
+    pub fn of(&self, x: u64) -> u64 {
+        x / self.size()
+    }
+
+    /// The indices (or positions) of block `b`.
+    pub fn range(&self, b: u64) -> Range<u64> {
+        let start = b.saturating_mul(self.size()).min(self.total);
+        start..start.saturating_add(self.size()).min(self.total)
+    }
+}
+
+/// The seeded pseudo-random order over host blocks: a [`Permutation`] of the
+/// full blocks, then within each block a permutation of its offsets keyed
+/// by the block, so every probe of a block comes before any of the next
+/// block's. The short last block (if any) stays last, permuted within
+/// itself: keeping it in place keeps every block the same size, so one
+/// Feistel domain serves them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockOrder {
+    blocks: Blocks,
+    seed: u64,
+    /// Over the full blocks: position block to index block.
+    outer: Permutation,
+    /// Within the short last block.
+    last: Permutation,
+}
+
+impl BlockOrder {
+    pub fn new(blocks: Blocks, seed: u64) -> BlockOrder {
+        let full = blocks.full();
+        BlockOrder {
+            blocks,
+            seed,
+            outer: Permutation::new(full, seed),
+            last: Permutation::new(blocks.total - full * blocks.size(), mix(seed ^ 0x1a57)),
+        }
+    }
+
+    /// The order within index block `c`: its own key, so blocks do not
+    /// repeat one pattern.
+    #[inline]
+    fn inner(&self, c: u64) -> Permutation {
+        Permutation::new(self.blocks.size(), mix(self.seed ^ mix(c ^ 0xb10c)))
+    }
+
+    /// The index at `position` (`position < total`).
+    #[inline]
+    pub fn apply(&self, position: u64) -> u64 {
+        let size = self.blocks.size();
+        let b = position / size;
+        let offset = position % size;
+        if b >= self.blocks.full() {
+            return b * size + self.last.apply(offset);
+        }
+        let c = self.outer.apply(b);
+        c * size + self.inner(c).apply(offset)
+    }
+
+    /// The position of `index`: the inverse of [`apply`](Self::apply).
+    pub fn invert(&self, index: u64) -> u64 {
+        let size = self.blocks.size();
+        let c = index / size;
+        let offset = index % size;
+        if c >= self.blocks.full() {
+            return c * size + self.last.invert(offset);
+        }
+        self.outer.invert(c) * size + self.inner(c).invert(offset)
+    }
+
+    /// The position block whose probes are index block `c`.
+    pub fn position_block(&self, c: u64) -> u64 {
+        if c >= self.blocks.full() {
+            c
+        } else {
+            self.outer.invert(c)
+        }
+    }
+}
+
 /// `--order`: which permutation the positions go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
     /// Host-major index order: a host's ports one after another.
     Sequential,
-    /// The seeded pseudo-random permutation.
-    Random(Permutation),
+    /// The seeded pseudo-random order of host blocks.
+    Random(BlockOrder),
 }
 
 impl Order {
+    /// The seeded random order over `blocks`.
+    pub fn random(blocks: Blocks, seed: u64) -> Order {
+        Order::Random(BlockOrder::new(blocks, seed))
+    }
+
     /// The index at `position` (`position < n`).
     #[inline]
     pub fn index(&self, position: u64) -> u64 {
         match self {
             Order::Sequential => position,
             Order::Random(p) => p.apply(position),
+        }
+    }
+
+    /// The position of `index`.
+    pub fn position(&self, index: u64) -> u64 {
+        match self {
+            Order::Sequential => index,
+            Order::Random(p) => p.invert(index),
+        }
+    }
+
+    /// The position block that holds index block `c`'s probes.
+    pub fn position_block(&self, c: u64) -> u64 {
+        match self {
+            Order::Sequential => c,
+            Order::Random(p) => p.position_block(c),
         }
     }
 
@@ -264,6 +437,11 @@ impl Shard {
     pub fn position(&self, s: u64) -> u64 {
         self.index + self.count * s
     }
+
+    /// The first sequence number whose position is at least `position`.
+    pub fn seq_at(&self, position: u64) -> u64 {
+        position.saturating_sub(self.index).div_ceil(self.count)
+    }
 }
 
 impl fmt::Display for Shard {
@@ -327,31 +505,74 @@ impl Done {
     /// This set plus what a run that was stopped has finished: each lane
     /// claimed its arithmetic progression up to its `next`, and finished all
     /// of it but the probes it had in flight.
+    ///
+    /// `O(lanes + in flight + ranges + spread)`: when the lanes interleave
+    /// one sequence (the engines' lanes do: `W` lanes of step `W` starting
+    /// at `W` consecutive numbers, or one lane of step 1), everything below
+    /// the slowest lane's `next` was claimed, and only the spread between
+    /// the slowest and the fastest lane is walked number by number (the
+    /// block gate, see [`Stride`], keeps it within about two blocks).
     pub fn after(&self, lanes: &[Lane], in_flight: &[u64]) -> Done {
         let mut in_flight = in_flight.to_vec();
         in_flight.sort_unstable();
-        let from = self.below();
-        let to = lanes.iter().map(|l| l.next).max().unwrap_or(0).max(from);
-        let claimed = |s: u64| {
-            lanes
-                .iter()
-                .any(|l| s >= l.start && s < l.next && (s - l.start) % l.step.max(1) == 0)
-        };
         let mut ranges = self.ranges.clone();
-        let mut run: Option<u64> = None;
-        for s in from..to {
-            let done = self.contains(s) || (claimed(s) && in_flight.binary_search(&s).is_err());
-            match (done, run) {
-                (true, None) => run = Some(s),
-                (false, Some(start)) => {
-                    ranges.push(start..s);
-                    run = None;
-                }
-                _ => {}
+        let mut lanes = lanes.to_vec();
+        lanes.sort_unstable_by_key(|l| l.start);
+        let step = lanes.first().map_or(1, |l| l.step.max(1));
+        let dense = !lanes.is_empty()
+            && lanes.len() as u64 == step
+            && lanes
+                .iter()
+                .enumerate()
+                .all(|(i, l)| l.step.max(1) == step && l.start == lanes[0].start + i as u64);
+        // Claimed numbers, minus those in flight, as ranges.
+        let claimed = |from: u64, to: u64, ranges: &mut Vec<Range<u64>>| {
+            let lo = in_flight.partition_point(|&s| s < from);
+            let hi = in_flight.partition_point(|&s| s < to);
+            let mut start = from;
+            for &s in &in_flight[lo..hi] {
+                ranges.push(start..s);
+                start = s + 1;
             }
-        }
-        if let Some(start) = run {
             ranges.push(start..to);
+        };
+        if dense {
+            let from = lanes[0].start;
+            let low = lanes.iter().map(|l| l.next).min().unwrap_or(from);
+            let high = lanes.iter().map(|l| l.next).max().unwrap_or(from);
+            claimed(from, low, &mut ranges);
+            // The spread: `s` belongs to lane `(s - from) % step`.
+            let mut run: Option<u64> = None;
+            for s in low..high {
+                let lane = &lanes[((s - from) % step) as usize];
+                let done = s < lane.next && in_flight.binary_search(&s).is_err();
+                match (done, run) {
+                    (true, None) => run = Some(s),
+                    (false, Some(start)) => {
+                        ranges.push(start..s);
+                        run = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(start) = run {
+                ranges.push(start..high);
+            }
+        } else {
+            // Any other lanes (only tests make them): each one's numbers.
+            for l in &lanes {
+                if l.step <= 1 {
+                    claimed(l.start, l.next, &mut ranges);
+                } else {
+                    let mut s = l.start;
+                    while s < l.next {
+                        if in_flight.binary_search(&s).is_err() {
+                            ranges.push(s..s + 1);
+                        }
+                        s += l.step;
+                    }
+                }
+            }
         }
         Done::from_ranges(ranges)
     }
@@ -366,36 +587,80 @@ pub struct Lane {
     pub next: u64,
 }
 
+/// How many results each host of one block gets in a run, by the host's
+/// offset in the block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quotas {
+    /// One count per host of the block.
+    Dense(Vec<u32>),
+    /// `(host offset, count)` of the hosts with a count, sorted: for
+    /// blocks this run has few probes in.
+    Sparse(Vec<(u64, u32)>),
+}
+
+impl Quotas {
+    /// The quota of the host at `offset` in the block.
+    pub fn get(&self, offset: u64) -> u32 {
+        match self {
+            Quotas::Dense(v) => usize::try_from(offset)
+                .ok()
+                .and_then(|i| v.get(i))
+                .copied()
+                .unwrap_or(0),
+            Quotas::Sparse(v) => v
+                .binary_search_by_key(&offset, |&(h, _)| h)
+                .map_or(0, |i| v[i].1),
+        }
+    }
+
+    /// Hosts with a quota above zero.
+    pub fn hosts(&self) -> u64 {
+        match self {
+            Quotas::Dense(v) => v.iter().filter(|&&q| q > 0).count() as u64,
+            Quotas::Sparse(v) => v.len() as u64,
+        }
+    }
+}
+
 /// Everything the engine needs to know about order: which sequence numbers
-/// to probe, and the probe index of each.
+/// to probe, the probe index of each, and how many results each host gets
+/// in this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     pub order: Order,
     pub shard: Shard,
     /// Finished by earlier runs (`--resume`): skipped.
     pub done: Done,
-    /// Size of the whole index space.
-    total: u64,
+    blocks: Blocks,
 }
 
 impl Schedule {
-    pub fn new(total: u64, order: Order, shard: Shard, done: Done) -> Schedule {
+    pub fn new(blocks: Blocks, order: Order, shard: Shard, done: Done) -> Schedule {
         Schedule {
             order,
             shard,
             done,
-            total,
+            blocks,
         }
     }
 
-    /// The whole space in index order, nothing done: today's behaviour.
+    /// The whole space in index order, one port per host, nothing done.
     pub fn sequential(total: u64) -> Schedule {
-        Schedule::new(total, Order::Sequential, Shard::WHOLE, Done::none())
+        Schedule::new(
+            Blocks::new(total, 1),
+            Order::Sequential,
+            Shard::WHOLE,
+            Done::none(),
+        )
+    }
+
+    pub fn blocks(&self) -> Blocks {
+        self.blocks
     }
 
     /// Sequence numbers of this shard: `0..seq_len()`.
     pub fn seq_len(&self) -> u64 {
-        self.shard.len(self.total)
+        self.shard.len(self.blocks.total)
     }
 
     /// Probes this run still has to make.
@@ -414,6 +679,331 @@ impl Schedule {
     #[inline]
     pub fn index(&self, s: u64) -> u64 {
         self.order.index(self.shard.position(s))
+    }
+
+    /// The position block of sequence number `s`: what the gate counts in.
+    #[inline]
+    pub fn block_of_seq(&self, s: u64) -> u64 {
+        self.blocks.of(self.shard.position(s))
+    }
+
+    /// The sequence numbers whose probes fall in index block `c`: this
+    /// shard's positions of the matching position block.
+    pub fn seqs_of_block(&self, c: u64) -> Range<u64> {
+        let positions = self.blocks.range(self.order.position_block(c));
+        self.shard.seq_at(positions.start)..self.shard.seq_at(positions.end)
+    }
+
+    /// How many results each host of index block `c` gets in this run.
+    /// Counts this shard's positions of the block that earlier runs have
+    /// not done, so it costs one step of the order per probe of the block
+    /// this run makes, and its memory follows those probes too (a block
+    /// that a shard of many touches only here and there is kept sparse).
+    pub fn quotas(&self, c: u64) -> Quotas {
+        let indices = self.blocks.range(c);
+        let ports = self.blocks.ports;
+        let hosts = (indices.end - indices.start) / ports;
+        let seqs = self.seqs_of_block(c);
+        let host_of = |s: u64| {
+            let index = self.index(s);
+            debug_assert!(indices.contains(&index), "{index} outside block {c}");
+            index.saturating_sub(indices.start) / ports
+        };
+        let len = seqs.end - seqs.start;
+        let todo = seqs.filter(|&s| !self.done.contains(s));
+        if len >= hosts {
+            let mut dense = vec![0u32; hosts as usize];
+            for s in todo {
+                if let Some(q) = dense.get_mut(host_of(s) as usize) {
+                    *q += 1;
+                }
+            }
+            Quotas::Dense(dense)
+        } else {
+            let mut sparse: Vec<(u64, u32)> = todo.map(|s| (host_of(s), 1)).collect();
+            sparse.sort_unstable_by_key(|&(h, _)| h);
+            sparse.dedup_by(|next, kept| {
+                let same = next.0 == kept.0;
+                if same {
+                    kept.1 += next.1;
+                }
+                same
+            });
+            Quotas::Sparse(sparse)
+        }
+    }
+
+    /// One stride per worker: worker `id` takes `from + id, from + id + W,
+    /// ...` (from the first number not done), all held by one [`Gate`] in
+    /// windows of [`GATE_SEQS`] numbers.
+    pub fn strides(&self, workers: usize) -> Vec<Stride> {
+        self.strides_in_windows(workers, GATE_SEQS)
+    }
+
+    /// [`strides`](Self::strides) with windows of `window` numbers.
+    pub fn strides_in_windows(&self, workers: usize, window: u64) -> Vec<Stride> {
+        let workers = workers.max(1);
+        let gate = Arc::new(Gate {
+            lanes: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        });
+        (0..workers)
+            .map(|id| {
+                let mut stride = Stride::for_worker(id, workers, self.done.below(), self.seq_len());
+                stride.gate = Some(Held {
+                    gate: Arc::clone(&gate),
+                    lane: id,
+                    window: window.max(1),
+                    allowed: Cell::new(0),
+                });
+                stride.publish();
+                stride
+            })
+            .collect()
+    }
+
+    /// The threads engine's shared counter, held by the same bound.
+    pub fn claims(&self) -> Claims {
+        let first = self.done.below();
+        Claims {
+            first,
+            end: self.seq_len(),
+            shard: self.shard,
+            block_size: self.blocks.size(),
+            state: Mutex::new(ClaimState {
+                next: first,
+                running: [0; 4],
+            }),
+            moved: Condvar::new(),
+        }
+    }
+}
+
+/// How many sequence numbers a gate window holds: the workers together
+/// span at most two windows, which keeps them within about two host blocks
+/// (a block is [`BLOCK_PROBES`] probes, a window a sixteenth of that) and
+/// keeps a stopped run's resume bookkeeping short (the numbers between the
+/// slowest and the fastest worker are recorded one by one).
+pub const GATE_SEQS: u64 = 4096;
+
+/// Which window of the sequence each worker is in (by the number it takes
+/// next; `u64::MAX` once it has none left). A worker may enter window `w`
+/// only when no worker is still before window `w - 1`: the slowest worker
+/// is never held, and the workers together span at most two windows.
+#[derive(Debug)]
+pub struct Gate {
+    lanes: Vec<AtomicU64>,
+}
+
+impl Gate {
+    fn lowest(&self) -> u64 {
+        self.lanes
+            .iter()
+            .map(|l| l.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+}
+
+/// A stride's place at its gate.
+#[derive(Debug, Clone)]
+struct Held {
+    gate: Arc<Gate>,
+    lane: usize,
+    /// Sequence numbers per window.
+    window: u64,
+    /// Windows up to this one are open to this worker (a cache of the gate).
+    allowed: Cell<u64>,
+}
+
+impl Held {
+    fn block(&self, s: u64) -> u64 {
+        s / self.window
+    }
+}
+
+/// The sequence numbers a worker owns: `next, next + step, ...` below `end`
+/// (see [`Schedule`]: a sequence number becomes a probe index through the
+/// shard and the order), held back at block boundaries by the workers'
+/// [`Gate`] when made by [`Schedule::strides`].
+#[derive(Debug, Clone)]
+pub struct Stride {
+    start: u64,
+    next: u64,
+    step: u64,
+    end: u64,
+    gate: Option<Held>,
+}
+
+impl Stride {
+    /// Worker `id` of `workers` over `from..len`, with no gate: interleaved
+    /// slices of one sequence, so every worker sees every part of the space
+    /// and they finish together.
+    pub fn for_worker(id: usize, workers: usize, from: u64, len: u64) -> Stride {
+        let start = from.saturating_add(id as u64);
+        Stride {
+            start,
+            next: start,
+            step: workers.max(1) as u64,
+            end: len,
+            gate: None,
+        }
+    }
+
+    /// The next sequence number, without taking it: `None` at the end, and
+    /// also while the gate holds this worker at a block boundary (then
+    /// [`is_exhausted`](Self::is_exhausted) is false: ask again later).
+    pub fn peek(&self) -> Option<u64> {
+        if self.next >= self.end {
+            return None;
+        }
+        if let Some(held) = &self.gate {
+            let block = held.block(self.next);
+            if block > held.allowed.get() {
+                held.allowed.set(held.gate.lowest().saturating_add(1));
+                if block > held.allowed.get() {
+                    return None;
+                }
+            }
+        }
+        Some(self.next)
+    }
+
+    /// Whether every number of this stride has been handed out.
+    pub fn is_exhausted(&self) -> bool {
+        self.next >= self.end
+    }
+
+    /// What this stride has handed out so far.
+    pub fn lane(&self) -> Lane {
+        Lane {
+            start: self.start,
+            step: self.step,
+            next: self.next.min(self.end.max(self.start)),
+        }
+    }
+
+    /// Tells the gate which block this worker is in.
+    fn publish(&self) {
+        if let Some(held) = &self.gate {
+            let block = if self.is_exhausted() {
+                u64::MAX
+            } else {
+                held.block(self.next)
+            };
+            held.gate.lanes[held.lane].store(block, Ordering::Release);
+        }
+    }
+}
+
+impl Iterator for Stride {
+    type Item = u64;
+
+    /// Takes the next number: `None` at the end or while held (as
+    /// [`peek`](Stride::peek)).
+    fn next(&mut self) -> Option<u64> {
+        let index = self.peek()?;
+        // Saturating: an index past `end` simply ends the stride.
+        self.next = self.next.saturating_add(self.step);
+        if let Some(held) = &self.gate {
+            if self.next >= self.end || held.block(self.next) != held.block(index) {
+                self.publish();
+            }
+        }
+        Some(index)
+    }
+}
+
+/// The threads engine's shared counter: numbers are claimed in order, and a
+/// number in block `b` only once no probe of block `b - 2` or earlier is
+/// still running (the same two-block bound as [`Gate`]).
+#[derive(Debug)]
+pub struct Claims {
+    first: u64,
+    end: u64,
+    shard: Shard,
+    block_size: u64,
+    state: Mutex<ClaimState>,
+    moved: Condvar,
+}
+
+#[derive(Debug)]
+struct ClaimState {
+    next: u64,
+    /// Probes running per block, by block number modulo 4 (only the two
+    /// newest blocks can have any).
+    running: [u64; 4],
+}
+
+/// One claimed sequence number; its block's count drops when it is dropped
+/// (the probe finished, or was abandoned).
+#[derive(Debug)]
+pub struct Claim<'a> {
+    claims: &'a Claims,
+    seq: u64,
+}
+
+impl Claim<'_> {
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let block = self.claims.block(self.seq);
+        let mut state = self.claims.lock();
+        let running = &mut state.running[(block % 4) as usize];
+        *running = running.saturating_sub(1);
+        if *running == 0 {
+            self.claims.moved.notify_all();
+        }
+    }
+}
+
+impl Claims {
+    fn block(&self, s: u64) -> u64 {
+        self.shard.position(s) / self.block_size
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClaimState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The next number, waiting while block `b - 2` still runs; `None` at
+    /// the end or once `stop` is set.
+    pub fn claim(&self, stop: &AtomicBool) -> Option<Claim<'_>> {
+        let mut state = self.lock();
+        loop {
+            if stop.load(Ordering::Relaxed) || state.next >= self.end {
+                return None;
+            }
+            let block = self.block(state.next);
+            let old = block
+                .checked_sub(2)
+                .map_or(0, |b| state.running[(b % 4) as usize]);
+            if old == 0 {
+                break;
+            }
+            state = self
+                .moved
+                .wait_timeout(state, std::time::Duration::from_millis(50))
+                .map_or_else(|poisoned| poisoned.into_inner().0, |(s, _)| s);
+        }
+        let seq = state.next;
+        state.next += 1;
+        state.running[(self.block(seq) % 4) as usize] += 1;
+        Some(Claim { claims: self, seq })
+    }
+
+    /// What was claimed so far, as one lane of step 1.
+    pub fn lane(&self) -> Lane {
+        Lane {
+            start: self.first,
+            step: 1,
+            next: self.lock().next.min(self.end.max(self.first)),
+        }
     }
 }
 

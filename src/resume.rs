@@ -1,30 +1,48 @@
 //! Resume files: what an interrupted run leaves behind so that
-//! `fastport --resume FILE` continues it, and together the two runs report
-//! every probe exactly once.
+//! `fastport --resume FILE` continues it, and together the runs report
+//! every probe exactly once, into the same output files.
 //!
-//! The file is JSON:
+//! The file is one versioned serde type, [`ResumeFile`], written and read
+//! here only:
 //!
 //! ```json
 //! {
-//!   "fastport_resume": 1,
+//!   "fastport_resume": 2,
+//!   "check": "9c4e0d3b1f2a7e65",
+//!   "identity": { "seed": 1234, "order": "random", "shard": "2/3",
+//!                 "space": 67108864, "targets": "5be1f3a0c2d4e6f8" },
+//!   "finished": false,
+//!   "parts": 1,
 //!   "options": { "targets": ["10.0.0.0/16"], "ports": "1-1024", ... },
-//!   "seed": 1234, "order": "random", "shard": "2/3", "space": 67108864,
-//!   "done_below": 81234,
-//!   "done_ranges": [[81236, 81300], [81301, 82011]],
-//!   "in_flight": [81234, 81235, 81300]
+//!   "outputs": { "json": "/home/me/part1.jsonl", "xml": "/home/me/scan.xml" },
+//!   "progress": { "done_below": 81234,
+//!                 "done_ranges": [[81236, 81300], [81301, 82011]],
+//!                 "in_flight": [81234, 81235, 81300] },
+//!   "so_far": { "fastport_stats": 1, ... }
 //! }
 //! ```
 //!
-//! `options` is every option of the run as parsed ([`Args`]); `space` the
-//! number of probes the targets made (a resume refuses a space that
-//! changed, say because a name now resolves elsewhere). Progress counts in
-//! the shard's *sequence numbers* `s` (the probe at position `K-1 + N*s` of
-//! the seeded order, see [`crate::order`]): every `s < done_below` is
-//! finished and written, so are the half-open `done_ranges` above it;
-//! `in_flight` lists the probes the interrupt caught unanswered, which were
-//! not written and are probed again.
+//! - `check` is a hash of everything else: an edited or damaged file is
+//!   refused, not trusted. `identity` is the scan (seed, order, shard, the
+//!   number of probes and a hash of the targets and ports); a resume
+//!   refuses targets that now make another scan.
+//! - Progress counts in the shard's *sequence numbers* `s` (the probe at
+//!   position `K-1 + N*s` of the seeded order, see [`crate::order`]): every
+//!   `s < done_below` is finished and written, so are the half-open
+//!   `done_ranges` above it; `in_flight` lists the probes the interrupt
+//!   caught unanswered, which were not written and are probed again.
+//! - `outputs` are the files the run wrote (absolute paths). A resumed run
+//!   continues each one it is not given a new file for: whole records
+//!   appended, XML reopened before its `<runstats>` (see
+//!   [`crate::output::Continue`]). `so_far` is the `--stats` document of
+//!   the parts so far, so the last part's summary counts the whole scan.
+//! - A run that ends marks the file it resumed `finished`: resuming it
+//!   again says so. A resumed run holds a lock on its file, so two resumes
+//!   of one file cannot run at once. A new interrupted run never replaces
+//!   another run's unfinished file: it picks the next free name.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -33,11 +51,14 @@ use clap::parser::ValueSource;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{self, Args};
-use crate::config::ScanConfig;
+use crate::config::{Dest, OutputPlan, ScanConfig};
 use crate::order::{Done, Shard};
+use crate::output::{Continue, Format};
+use crate::stats::{OrderName, StatsDocument};
+use crate::targets::TargetSpace;
 
 /// The format's version, first field of every file.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Why a run cannot be resumed, or its resume file not written.
 #[derive(Debug, thiserror::Error)]
@@ -48,17 +69,29 @@ pub enum ResumeError {
     #[error("{path} is not a FastPort resume file: {why}")]
     Format { path: PathBuf, why: String },
     #[error(
-        "--resume continues with the options of the interrupted run; only output files may be given with it, not {flag}"
+        "{path} was changed or damaged after FastPort wrote it (its check does not match): it cannot be trusted to skip what was done"
+    )]
+    Damaged { path: PathBuf },
+    #[error("{path} is a finished run: every probe was reported, there is nothing to resume")]
+    Finished { path: PathBuf },
+    #[error(
+        "{path} cannot be resumed: a run that resumed it appended to its outputs and then failed ({why}), so they no longer match it; run the scan again"
+    )]
+    Stale { path: PathBuf, why: String },
+    #[error("{path} is being resumed by another fastport right now")]
+    Locked { path: PathBuf },
+    #[error(
+        "--resume continues with the options of the interrupted run; only output files and --stats-every may be given with it, not {flag}"
     )]
     ExtraOption { flag: String },
-    #[error(
-        "the interrupted run wrote {path}: give the resumed run its own output files (such as -oJ part2.jsonl) so the first results are kept"
-    )]
-    WouldOverwrite { path: PathBuf },
     #[error(
         "the targets of {path} now make a different scan ({now} probes, not {then}): a resume needs the same targets and ports"
     )]
     SpaceChanged { path: PathBuf, now: u64, then: u64 },
+    #[error(
+        "the targets or ports of {path} now resolve differently than when it was written: a resume needs the same scan"
+    )]
+    TargetsChanged { path: PathBuf },
     #[error("cannot write the resume file {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
 }
@@ -67,29 +100,220 @@ pub enum ResumeError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResumeFile {
     pub fastport_resume: u32,
+    /// FNV-1a 64 (hex) of the file as written with `"check": ""`.
+    pub check: String,
+    pub identity: Identity,
+    /// The run that resumed this file reported every probe.
+    pub finished: bool,
+    /// A run that resumed this file wrote to the outputs and then failed
+    /// (a write error): the outputs are ahead of `progress`, so resuming
+    /// would write results twice. Why, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
+    /// Runs so far: 1, plus one per resume.
+    pub parts: u32,
+    /// Every option of the run, as parsed (output paths made absolute).
     pub options: serde_json::Value,
+    pub outputs: SavedOutputs,
+    pub progress: Progress,
+    /// The `--stats` document of the parts so far.
+    pub so_far: Option<StatsDocument>,
+}
+
+/// Which scan a file belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
     pub seed: u64,
-    pub order: String,
+    pub order: OrderName,
+    /// `K/N`.
     pub shard: String,
+    /// Probes of the whole scan (every shard).
     pub space: u64,
+    /// [`targets_hash`] of the scanned addresses and ports.
+    pub targets: String,
+}
+
+/// The files the run wrote, absolute.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedOutputs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normal: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xml: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grepable: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<PathBuf>,
+}
+
+/// What is finished, in the shard's sequence numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
     pub done_below: u64,
     pub done_ranges: Vec<[u64; 2]>,
     pub in_flight: Vec<u64>,
 }
 
-/// A run being resumed: where its file is and what it finished.
-#[derive(Debug, Clone)]
+/// A run being resumed: its file (locked while this value lives) and what
+/// it finished.
+#[derive(Debug)]
 pub struct Resumed {
     pub path: PathBuf,
     pub file: ResumeFile,
+    _lock: File,
 }
 
-/// Options that name an output file: the only ones a resume may change.
-fn is_destination(arg: &clap::Arg) -> bool {
-    arg.get_help_heading() == Some("Output")
-        && arg
-            .get_value_names()
-            .is_some_and(|v| v.iter().any(|n| n == "FILE" || n == "BASENAME"))
+/// FNV-1a, 64 bits: a stable hash (std's `Hasher`s may change between
+/// releases, and these hashes are stored in files).
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A hash of the scanned addresses and ports, in hex: two runs that agree
+/// on it (and on the size) probe the same sockets.
+pub fn targets_hash(space: &TargetSpace) -> String {
+    let mut bytes = Vec::new();
+    for (a, b) in space.intervals() {
+        for ip in [a, b] {
+            match ip {
+                std::net::IpAddr::V4(v4) => bytes.extend_from_slice(&v4.octets()),
+                std::net::IpAddr::V6(v6) => bytes.extend_from_slice(&v6.octets()),
+            }
+        }
+        bytes.push(b'|');
+    }
+    for p in space.ports() {
+        bytes.extend_from_slice(&p.to_be_bytes());
+    }
+    format!("{:016x}", fnv(&bytes))
+}
+
+/// The check field as it appears in the text (pretty-printed).
+fn check_field(value: &str) -> String {
+    format!("\"check\": \"{value}\"")
+}
+
+impl ResumeFile {
+    /// The file's text, with its check filled in.
+    pub fn to_text(&self) -> String {
+        let mut blank = self.clone();
+        blank.check = String::new();
+        let text = serde_json::to_string_pretty(&blank).unwrap_or_default() + "\n";
+        let sum = format!("{:016x}", fnv(text.as_bytes()));
+        text.replacen(&check_field(""), &check_field(&sum), 1)
+    }
+
+    /// Parses and checks a file's text: version, hash, and progress that
+    /// fits the scan.
+    pub fn from_text(path: &Path, text: &str) -> Result<ResumeFile, ResumeError> {
+        let format = |why: String| ResumeError::Format {
+            path: path.to_path_buf(),
+            why,
+        };
+        let head: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
+        match head
+            .get("fastport_resume")
+            .and_then(serde_json::Value::as_u64)
+        {
+            Some(v) if v == u64::from(VERSION) => {}
+            Some(v) => {
+                return Err(format(format!(
+                    "it is format {v}, this FastPort reads format {VERSION}"
+                )));
+            }
+            None => return Err(format("no \"fastport_resume\" version".into())),
+        }
+        let file: ResumeFile = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
+        let blank = text.replacen(&check_field(&file.check), &check_field(""), 1);
+        if file.check.is_empty() || format!("{:016x}", fnv(blank.as_bytes())) != file.check {
+            return Err(ResumeError::Damaged {
+                path: path.to_path_buf(),
+            });
+        }
+        file.validate().map_err(format)?;
+        Ok(file)
+    }
+
+    /// Progress that fits the shard: ranges ascending, disjoint, non-empty,
+    /// inside the shard's sequence numbers.
+    fn validate(&self) -> Result<(), String> {
+        let shard = Shard::parse(&self.identity.shard).map_err(|e| e.to_string())?;
+        let len = shard.len(self.identity.space);
+        let p = &self.progress;
+        if p.done_below > len {
+            return Err(format!(
+                "done_below {} is past the shard's {len} probes",
+                p.done_below
+            ));
+        }
+        let mut floor = p.done_below;
+        for &[a, b] in &p.done_ranges {
+            if a <= floor || a >= b || b > len {
+                return Err(format!(
+                    "done range [{a}, {b}) is not ascending, disjoint and inside 0..{len}"
+                ));
+            }
+            floor = b;
+        }
+        if let Some(s) = p.in_flight.iter().find(|&&s| s >= len) {
+            return Err(format!("in_flight {s} is past the shard's {len} probes"));
+        }
+        if self.parts == 0 {
+            return Err("parts is 0".into());
+        }
+        Ok(())
+    }
+
+    /// Every finished sequence number.
+    pub fn done(&self) -> Done {
+        let p = &self.progress;
+        Done::from_ranges(
+            std::iter::once(0..p.done_below).chain(p.done_ranges.iter().map(|&[a, b]| a..b)),
+        )
+    }
+}
+
+/// Options that name an output file, and `--stats-every`: the only ones a
+/// resume may give.
+fn may_change(arg: &clap::Arg) -> bool {
+    arg.get_id() == "stats_every"
+        || arg.get_help_heading() == Some("Output")
+            && arg
+                .get_value_names()
+                .is_some_and(|v| v.iter().any(|n| n == "FILE" || n == "BASENAME"))
+}
+
+/// Reads, checks and locks the file of `--resume FILE`.
+fn open(path: &Path) -> Result<(ResumeFile, File), ResumeError> {
+    let read = |source| ResumeError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let lock = File::open(path).map_err(read)?;
+    if !crate::sys::try_lock_exclusive(&lock).map_err(read)? {
+        return Err(ResumeError::Locked {
+            path: path.to_path_buf(),
+        });
+    }
+    let text = io::read_to_string(&lock).map_err(read)?;
+    let file = ResumeFile::from_text(path, &text)?;
+    if file.finished {
+        return Err(ResumeError::Finished {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Some(why) = &file.stale {
+        return Err(ResumeError::Stale {
+            path: path.to_path_buf(),
+            why: why.clone(),
+        });
+    }
+    Ok((file, lock))
 }
 
 /// With `--resume FILE`: the options of the interrupted run (and its seed),
@@ -99,18 +323,11 @@ pub fn resolve(args: Args, argv: &[OsString]) -> Result<(Args, Option<Resumed>),
     let Some(path) = args.resume.clone() else {
         return Ok((args, None));
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ResumeError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let (file, lock) = open(&path)?;
     let format = |why: String| ResumeError::Format {
         path: path.clone(),
         why,
     };
-    let file: ResumeFile = serde_json::from_str(&text).map_err(|e| format(e.to_string()))?;
-    if file.fastport_resume != VERSION {
-        return Err(format(format!("version {}", file.fastport_resume)));
-    }
     let mut options = file.options.clone();
     let given = serde_json::to_value(&args).map_err(|e| format(e.to_string()))?;
 
@@ -119,116 +336,269 @@ pub fn resolve(args: Args, argv: &[OsString]) -> Result<(Args, Option<Resumed>),
         .ignore_errors(true)
         .get_matches_from(cli::normalize_args(argv.iter().cloned()));
     let command = Args::command();
-    let mut outputs_given = false;
     for arg in command.get_arguments() {
         let id = arg.get_id().as_str();
         if id == "resume" || matches.value_source(id) != Some(ValueSource::CommandLine) {
             continue;
         }
-        if !is_destination(arg) {
+        if !may_change(arg) {
             let flag = arg
                 .get_long()
                 .map_or_else(|| id.to_string(), |l| format!("--{l}"));
             return Err(ResumeError::ExtraOption { flag });
         }
-        outputs_given = true;
-    }
-    for arg in command.get_arguments().filter(|a| is_destination(a)) {
-        let id = arg.get_id().as_str();
-        if outputs_given {
-            options[id] = given[id].clone();
-        } else if let Some(p) = options[id].as_str().filter(|p| *p != "-") {
-            return Err(ResumeError::WouldOverwrite { path: p.into() });
+        if id == "output_all" {
+            // -oA stands for these four: the inherited ones give way.
+            for taken in [
+                "output_normal",
+                "output_xml",
+                "output_grepable",
+                "output_json",
+            ] {
+                options[taken] = serde_json::Value::Null;
+            }
         }
+        options[id] = given[id].clone();
     }
-    options["seed"] = file.seed.into();
+    options["seed"] = file.identity.seed.into();
     options["resume"] = serde_json::Value::Null;
     let args: Args = serde_json::from_value(options).map_err(|e| format(e.to_string()))?;
-    Ok((args, Some(Resumed { path, file })))
+    Ok((
+        args,
+        Some(Resumed {
+            path,
+            file,
+            _lock: lock,
+        }),
+    ))
 }
 
 impl Resumed {
     /// Makes `config` skip what the interrupted run finished.
     pub fn apply(&self, config: &mut ScanConfig) -> Result<(), ResumeError> {
-        let f = &self.file;
-        if config.space.len() != f.space {
+        let id = &self.file.identity;
+        if config.space.len() != id.space {
             return Err(ResumeError::SpaceChanged {
                 path: self.path.clone(),
                 now: config.space.len(),
-                then: f.space,
+                then: id.space,
+            });
+        }
+        if targets_hash(&config.space) != id.targets {
+            return Err(ResumeError::TargetsChanged {
+                path: self.path.clone(),
             });
         }
         let schedule = &config.schedule;
-        if schedule.order.name() != f.order || schedule.shard.to_string() != f.shard {
+        if schedule.order.name() != id.order.as_str() || schedule.shard.to_string() != id.shard {
             return Err(ResumeError::Format {
                 path: self.path.clone(),
                 why: format!(
                     "its order {} {} does not match its options",
-                    f.order, f.shard
+                    id.order.as_str(),
+                    id.shard
                 ),
             });
         }
-        config.schedule.done = Done::from_ranges(
-            std::iter::once(0..f.done_below).chain(f.done_ranges.iter().map(|&[a, b]| a..b)),
-        );
+        config.schedule.done = self.file.done();
         Ok(())
+    }
+
+    /// The first run's files this run continues.
+    pub fn continuing(&self) -> Continue {
+        let o = &self.file.outputs;
+        let mut c = Continue::default();
+        for (format, path) in [
+            (Format::Text, &o.normal),
+            (Format::Json, &o.json),
+            (Format::Xml, &o.xml),
+            (Format::Grepable, &o.grepable),
+            (Format::Csv, &o.csv),
+        ] {
+            if let Some(path) = path {
+                c.add(format, path.clone());
+            }
+        }
+        c
+    }
+
+    /// Marks the file finished: resuming it again says so.
+    pub fn finish(&self) -> Result<(), ResumeError> {
+        let mut file = self.file.clone();
+        file.finished = true;
+        write(&self.path, &file)
+    }
+
+    /// Marks the file stale: this run appended to its outputs and then
+    /// failed (`why`), so resuming it again would write results twice.
+    pub fn make_stale(&self, why: &str) -> Result<(), ResumeError> {
+        let mut file = self.file.clone();
+        file.stale = Some(why.to_string());
+        write(&self.path, &file)
     }
 }
 
-/// Where an interrupted run that was not itself resumed writes its file.
-pub fn default_path(shard: Shard) -> PathBuf {
-    if shard == Shard::WHOLE {
-        PathBuf::from("fastport.resume")
+/// Where an interrupted run that was not itself resumed writes its file:
+/// `fastport.resume` (`fastport-K-of-N.resume` for a shard), or the first
+/// `fastport-2.resume`, `fastport-3.resume`, ... that is free, so another
+/// run's unfinished file is never replaced.
+pub fn candidate_paths(shard: Shard) -> impl Iterator<Item = PathBuf> {
+    let stem = if shard == Shard::WHOLE {
+        "fastport".to_string()
     } else {
-        PathBuf::from(format!("fastport-{}-of-{}.resume", shard.k(), shard.n()))
+        format!("fastport-{}-of-{}", shard.k(), shard.n())
+    };
+    (1u32..).map(move |i| match i {
+        1 => PathBuf::from(format!("{stem}.resume")),
+        i => PathBuf::from(format!("{stem}-{i}.resume")),
+    })
+}
+
+/// The absolute form of a destination file.
+fn absolute(dest: Option<&Dest>) -> Option<PathBuf> {
+    match dest? {
+        Dest::Stdout => None,
+        Dest::File(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+    }
+}
+
+fn path_value(dest: Option<&Dest>) -> serde_json::Value {
+    match dest {
+        None => serde_json::Value::Null,
+        Some(Dest::Stdout) => "-".into(),
+        Some(d) => absolute(Some(d)).map_or(serde_json::Value::Null, |p| {
+            serde_json::Value::String(p.to_string_lossy().into_owned())
+        }),
+    }
+}
+
+/// The outputs of a plan, absolute, by format.
+pub fn saved_outputs(plan: &OutputPlan) -> SavedOutputs {
+    SavedOutputs {
+        normal: plan
+            .text
+            .iter()
+            .find(|d| matches!(d, Dest::File(_)))
+            .and_then(|d| absolute(Some(d))),
+        json: absolute(plan.json.as_ref()),
+        xml: absolute(plan.xml.as_ref()),
+        grepable: absolute(plan.grepable.as_ref()),
+        csv: absolute(plan.csv.as_ref()),
     }
 }
 
 /// The file for a run of `args` (as resolved) that stopped with `done`
-/// finished and `in_flight` abandoned.
-pub fn file_for(args: &Args, config: &ScanConfig, done: &Done, in_flight: &[u64]) -> ResumeFile {
+/// finished and `in_flight` abandoned; `parts` runs made it, `so_far` is
+/// the `--stats` document of all of them.
+pub fn file_for(
+    args: &Args,
+    config: &ScanConfig,
+    done: &Done,
+    in_flight: &[u64],
+    parts: u32,
+    so_far: StatsDocument,
+) -> ResumeFile {
     let mut options = serde_json::to_value(args).unwrap_or_default();
     options["seed"] = config.seed.into();
     options["resume"] = serde_json::Value::Null;
-    let below = done.below();
+    // Output paths absolute (a resume may run elsewhere), -oA spelled out.
+    let plan = &config.outputs;
+    let normal = plan.text.iter().find(|d| matches!(d, Dest::File(_)));
+    options["output_all"] = serde_json::Value::Null;
+    options["output_normal"] = path_value(normal);
+    options["output_json"] = path_value(plan.json.as_ref());
+    options["output_xml"] = path_value(plan.xml.as_ref());
+    options["output_grepable"] = path_value(plan.grepable.as_ref());
+    options["output_csv"] = path_value(plan.csv.as_ref());
+    options["stats"] = path_value(plan.stats.as_ref());
     let mut in_flight = in_flight.to_vec();
     in_flight.sort_unstable();
+    in_flight.dedup();
+    let schedule = &config.schedule;
     ResumeFile {
         fastport_resume: VERSION,
+        check: String::new(),
+        identity: Identity {
+            seed: config.seed,
+            order: OrderName::of(schedule.order.name()),
+            shard: schedule.shard.to_string(),
+            space: config.space.len(),
+            targets: targets_hash(&config.space),
+        },
+        finished: false,
+        stale: None,
+        parts,
         options,
-        seed: config.seed,
-        order: config.schedule.order.name().into(),
-        shard: config.schedule.shard.to_string(),
-        space: config.space.len(),
-        done_below: below,
-        done_ranges: done
-            .ranges()
-            .iter()
-            .filter(|r| r.start > 0)
-            .map(|r| [r.start, r.end])
-            .collect(),
-        in_flight,
+        outputs: saved_outputs(plan),
+        progress: Progress {
+            done_below: done.below(),
+            done_ranges: done
+                .ranges()
+                .iter()
+                .filter(|r| r.start > 0)
+                .map(|r| [r.start, r.end])
+                .collect(),
+            in_flight,
+        },
+        so_far: Some(so_far),
     }
 }
 
-/// Writes `file` to `path`, whole or not at all (a temporary file renamed).
+fn temporary(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    PathBuf::from(tmp)
+}
+
+/// Writes `file` to `path`, whole or not at all (a temporary file renamed),
+/// replacing what is there: for the file a run resumed.
 pub fn write(path: &Path, file: &ResumeFile) -> Result<(), ResumeError> {
     let err = |source| ResumeError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let text = serde_json::to_string_pretty(file)
-        .map_err(io::Error::other)
-        .map_err(err)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, text + "\n").map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    let tmp = temporary(path);
+    std::fs::write(&tmp, file.to_text()).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+/// Writes `file` under the first of `candidates` that does not exist yet
+/// (atomically: a link that fails if the name is taken), and returns it.
+pub fn write_new(
+    candidates: impl Iterator<Item = PathBuf>,
+    file: &ResumeFile,
+) -> Result<PathBuf, ResumeError> {
+    let mut candidates = candidates.peekable();
+    let first = candidates.peek().cloned().unwrap_or_default();
+    let tmp = temporary(&first);
+    std::fs::write(&tmp, file.to_text()).map_err(|source| ResumeError::Write {
+        path: first.clone(),
+        source,
+    })?;
+    let result = loop {
+        let Some(path) = candidates.next() else {
+            break Err(ResumeError::Write {
+                path: first.clone(),
+                source: io::Error::other("no free name"),
+            });
+        };
+        match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => break Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(source) => break Err(ResumeError::Write { path, source }),
+        }
+    };
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::{Stats, Summary};
 
     fn argv(line: &str) -> Vec<OsString> {
         std::iter::once("fastport")
@@ -242,33 +612,71 @@ mod tests {
         resolve(cli::parse_from(argv.clone()).unwrap(), &argv)
     }
 
+    fn dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("fastport-resume-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn doc(config: &ScanConfig) -> StatsDocument {
+        let summary = Summary {
+            stats: Stats::new(),
+            elapsed: std::time::Duration::from_millis(1500),
+            hosts: config.space.host_count(),
+            ports_per_host: config.space.ports().len() as u64,
+            planned: config.schedule.seq_len(),
+            interrupted: true,
+            engine: "mio",
+            threads: 1,
+            concurrency: 1,
+            seed: config.seed,
+            order: config.schedule.order.name(),
+            shard: config.schedule.shard,
+        };
+        StatsDocument::new(&summary, None)
+    }
+
     fn saved(dir: &Path, line: &str) -> PathBuf {
-        let argv = argv(line);
-        let args = cli::parse_from(argv).unwrap();
+        let args = cli::parse_from(argv(line)).unwrap();
         let config = ScanConfig::from_args(&args, 1024, 2).unwrap();
         let done = Done::from_ranges([0..10, 12..20]);
         let path = dir.join("run.resume");
-        write(&path, &file_for(&args, &config, &done, &[10, 11])).unwrap();
+        write(
+            &path,
+            &file_for(&args, &config, &done, &[10, 11], 1, doc(&config)),
+        )
+        .unwrap();
         path
     }
 
     #[test]
     fn a_resume_keeps_every_option_and_the_seed() {
-        let dir = std::env::temp_dir().join(format!("fastport-resume-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = dir("keeps");
+        let out = dir.join("a.jsonl");
         let path = saved(
             &dir,
-            "-p 1-100 --retries 3 --show all -oJ a.jsonl 127.0.0.1",
+            &format!(
+                "-p 1-100 --retries 3 --show all -oJ {} 127.0.0.1",
+                out.display()
+            ),
         );
         let p = path.to_str().unwrap();
 
-        let e = resolve_line(&format!("--resume {p}")).unwrap_err();
-        assert!(matches!(e, ResumeError::WouldOverwrite { .. }), "{e}");
         let e = resolve_line(&format!("--resume {p} --retries 1")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "--resume continues with the options of the interrupted run; only output files may be given with it, not --retries"
+            "--resume continues with the options of the interrupted run; only output files and --stats-every may be given with it, not --retries"
         );
+
+        // No output given: the first run's -oJ is continued.
+        let (args, resumed) = resolve_line(&format!("--resume {p} --stats-every 5s")).unwrap();
+        assert_eq!(args.output_json.as_deref(), Some(out.as_path()));
+        assert_eq!(args.stats_every.as_deref(), Some("5s"));
+        let resumed = resumed.unwrap();
+        assert_eq!(resumed.file.outputs.json.as_deref(), Some(out.as_path()));
+        drop(resumed);
 
         let (args, resumed) = resolve_line(&format!("--resume {p} -oJ b.jsonl")).unwrap();
         assert_eq!(args.ports.as_deref(), Some("1-100"));
@@ -277,12 +685,13 @@ mod tests {
         assert_eq!(args.output_json, Some(PathBuf::from("b.jsonl")));
         assert_eq!(args.resume, None);
         let resumed = resumed.unwrap();
-        assert_eq!(args.seed, Some(resumed.file.seed));
+        assert_eq!(args.seed, Some(resumed.file.identity.seed));
         let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
         resumed.apply(&mut config).unwrap();
         assert_eq!(config.schedule.done.ranges(), [0..10, 12..20]);
         assert_eq!(config.schedule.remaining(), 100 - 18);
-        assert_eq!(resumed.file.in_flight, [10, 11]);
+        assert_eq!(resumed.file.progress.in_flight, [10, 11]);
+        drop(resumed);
 
         let e = resolve_line(&format!("--resume {p} -p 1-50 -oJ b.jsonl")).unwrap_err();
         assert!(e.to_string().ends_with("not --ports"), "{e}");
@@ -290,11 +699,116 @@ mod tests {
     }
 
     #[test]
-    fn default_paths_name_the_shard() {
-        assert_eq!(default_path(Shard::WHOLE), PathBuf::from("fastport.resume"));
-        assert_eq!(
-            default_path(Shard::new(2, 3).unwrap()),
-            PathBuf::from("fastport-2-of-3.resume")
+    fn an_edited_resume_file_is_refused() {
+        let dir = dir("edited");
+        let path = saved(&dir, "-p 1-100 127.0.0.1");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = ResumeFile::from_text(&path, &text).unwrap();
+        // The seed, the progress: any change is caught by the check.
+        for (from, to) in [
+            (
+                format!("\"seed\": {}", file.identity.seed),
+                "\"seed\": 7".to_string(),
+            ),
+            ("\"done_below\": 10".into(), "\"done_below\": 99".into()),
+        ] {
+            let edited = text.replacen(&from, &to, 1);
+            assert_ne!(edited, text, "{from}");
+            let e = ResumeFile::from_text(&path, &edited).unwrap_err();
+            assert!(matches!(e, ResumeError::Damaged { .. }), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn progress_outside_the_shard_is_refused_even_with_a_good_check() {
+        let dir = dir("range");
+        let path = saved(&dir, "-p 1-100 127.0.0.1");
+        let good = ResumeFile::from_text(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut cases = Vec::new();
+        let mut f = good.clone();
+        f.progress.done_below = 101;
+        cases.push(f);
+        let mut f = good.clone();
+        f.progress.done_ranges = vec![[15, 12]];
+        cases.push(f);
+        let mut f = good.clone();
+        f.progress.done_ranges = vec![[30, 40], [20, 25]];
+        cases.push(f);
+        let mut f = good.clone();
+        f.progress.done_ranges = vec![[90, 101]];
+        cases.push(f);
+        let mut f = good.clone();
+        f.progress.in_flight = vec![100];
+        cases.push(f);
+        for f in cases {
+            let e = ResumeFile::from_text(&path, &f.to_text()).unwrap_err();
+            assert!(matches!(e, ResumeError::Format { .. }), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_finished_resume_file_says_so() {
+        let dir = dir("finished");
+        let path = saved(&dir, "-p 1-100 127.0.0.1");
+        let p = path.to_str().unwrap();
+        let (_, resumed) = resolve_line(&format!("--resume {p}")).unwrap();
+        resumed.unwrap().finish().unwrap();
+        let e = resolve_line(&format!("--resume {p}")).unwrap_err();
+        assert!(matches!(e, ResumeError::Finished { .. }), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_resume_after_a_failed_resume_would_write_results_twice() {
+        let dir = dir("stale");
+        let path = saved(&dir, "-p 1-100 127.0.0.1");
+        let p = path.to_str().unwrap();
+        let (_, resumed) = resolve_line(&format!("--resume {p}")).unwrap();
+        resumed
+            .unwrap()
+            .make_stale("No space left on device")
+            .unwrap();
+        let e = resolve_line(&format!("--resume {p}")).unwrap_err();
+        assert!(matches!(e, ResumeError::Stale { .. }), "{e}");
+        assert!(e.to_string().contains("No space left on device"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn two_resumes_of_one_file_cannot_run_at_once() {
+        let dir = dir("locked");
+        let path = saved(&dir, "-p 1-100 127.0.0.1");
+        let p = path.to_str().unwrap();
+        let (_, first) = resolve_line(&format!("--resume {p}")).unwrap();
+        let e = resolve_line(&format!("--resume {p}")).unwrap_err();
+        assert!(matches!(e, ResumeError::Locked { .. }), "{e}");
+        drop(first);
+        assert!(resolve_line(&format!("--resume {p}")).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_second_interrupted_run_does_not_replace_the_first_resume_file() {
+        let dir = dir("names");
+        let path = saved(&dir, "-p 1-100 127.0.0.1");
+        let file = ResumeFile::from_text(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let names = |shard| {
+            let dir = dir.clone();
+            candidate_paths(shard).map(move |p| dir.join(p))
+        };
+        let a = write_new(names(Shard::WHOLE), &file).unwrap();
+        let b = write_new(names(Shard::WHOLE), &file).unwrap();
+        assert_eq!(a.file_name().unwrap(), "fastport.resume");
+        assert_eq!(b.file_name().unwrap(), "fastport-2.resume");
+        let c = write_new(names(Shard::new(2, 3).unwrap()), &file).unwrap();
+        assert_eq!(c.file_name().unwrap(), "fastport-2-of-3.resume");
+        assert!(
+            std::fs::read_dir(a.parent().unwrap())
+                .unwrap()
+                .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".tmp") })
         );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

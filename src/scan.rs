@@ -11,7 +11,8 @@ use crate::engine::{self, EngineEnd, EngineError, EngineKind};
 use crate::order::Done;
 use crate::output::Outputs;
 use crate::output::progress::Progress;
-use crate::stats::{Stats, Summary};
+use crate::resume::targets_hash;
+use crate::stats::{RunRecord, Stats, Summary};
 
 /// How a scan ended.
 #[derive(Debug)]
@@ -25,15 +26,32 @@ pub struct ScanOutcome {
     pub done: Done,
     /// Sequence numbers a stop caught in flight (not reported).
     pub in_flight: Vec<u64>,
+    /// The scan's identity and what its parts wrote, as `--stats` records it.
+    pub record: RunRecord,
+}
+
+/// The parts of a resumed scan that ran before this one.
+#[derive(Debug, Clone)]
+pub struct Earlier {
+    /// Their summary, all of them together.
+    pub summary: Summary,
+    /// How many runs they were.
+    pub parts: u32,
+    /// Result lines they wrote to `-oJ` (`None`: a part wrote none).
+    pub json_lines: Option<u64>,
 }
 
 /// Runs the scan described by `config`, writing to `outputs`. `stop` is set
 /// by signal handlers; the scan then stops issuing probes, closes what is in
 /// flight and returns with `summary.interrupted` set.
+///
+/// With `earlier` (a resumed scan), the summary and the `--stats` document
+/// count the earlier parts too: the last part's summary is the whole scan's.
 pub fn run(
     config: &ScanConfig,
     outputs: &mut Outputs,
     stop: &AtomicBool,
+    earlier: Option<&Earlier>,
 ) -> Result<ScanOutcome, EngineError> {
     let schedule = &config.schedule;
     let total = schedule.remaining();
@@ -64,12 +82,12 @@ pub fn run(
         lanes,
         in_flight,
     } = end;
-    let summary = Summary {
+    let mut summary = Summary {
         interrupted: stop.load(Ordering::SeqCst) || done < total,
         elapsed: started.elapsed(),
         hosts: config.space.host_count(),
         ports_per_host: config.space.ports().len() as u64,
-        planned: total,
+        planned: schedule.seq_len(),
         engine: config.engine.kind.as_str(),
         threads: match config.engine.kind {
             EngineKind::Mio => config.engine.threads,
@@ -81,6 +99,26 @@ pub fn run(
         shard: schedule.shard,
         stats,
     };
+    let json_lines = outputs.json_lines();
+    let record = match earlier {
+        None => RunRecord {
+            space: config.space.len(),
+            targets: targets_hash(&config.space),
+            parts: 1,
+            json_lines,
+        },
+        Some(e) => {
+            summary.stats.merge(&e.summary.stats);
+            summary.elapsed += e.summary.elapsed;
+            RunRecord {
+                space: config.space.len(),
+                targets: targets_hash(&config.space),
+                parts: e.parts + 1,
+                json_lines: e.json_lines.zip(json_lines).map(|(a, b)| a + b),
+            }
+        }
+    };
+    outputs.set_run_record(record.clone());
     let done = schedule.done.after(&lanes, &in_flight);
     let output_error = match output_error {
         Some(e) => {
@@ -95,5 +133,6 @@ pub fn run(
         output_error,
         done,
         in_flight,
+        record,
     })
 }

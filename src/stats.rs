@@ -6,10 +6,11 @@
 //! workers' stats into one [`Summary`] when they finish; HdrHistograms add
 //! exactly, so the merged percentiles are those of the whole scan.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::classify::{LocalError, Reason, State};
 use crate::order::Shard;
@@ -136,7 +137,7 @@ pub struct Summary {
 }
 
 /// Latency percentiles of one outcome, in microseconds.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Percentiles {
     pub count: u64,
     pub p50: u64,
@@ -179,60 +180,239 @@ impl Summary {
 
     /// The `--stats` JSON document.
     pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::{Map, Value, json};
-        let mut states = Map::new();
-        for s in State::ALL {
-            states.insert(s.as_str().into(), json!(self.stats.state_count(s)));
+        serde_json::to_value(StatsDocument::new(self, None)).unwrap_or_default()
+    }
+}
+
+/// The `--stats` file's format version (`"fastport_stats"`).
+pub const STATS_VERSION: u32 = 1;
+
+/// The `--stats` file: one versioned serde type, written by
+/// [`StatsDocument::new`] and read back by `fastport merge` (and by a
+/// resumed run, which continues the counts of the parts before it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsDocument {
+    pub fastport_stats: u32,
+    pub engine: EngineName,
+    pub threads: usize,
+    pub concurrency: usize,
+    pub hosts: u64,
+    pub ports_per_host: u64,
+    /// Probes of this shard (all parts of a resumed run together).
+    pub planned: u64,
+    /// Probes reported (all parts together).
+    pub results: u64,
+    pub attempts: u64,
+    pub probes_per_port: f64,
+    pub timing: TimingSummary,
+    pub interrupted: bool,
+    pub elapsed_s: f64,
+    pub probes_per_s: f64,
+    pub states: BTreeMap<String, u64>,
+    pub reasons: BTreeMap<String, u64>,
+    pub local_error_retries: u64,
+    pub local_errors: BTreeMap<String, u64>,
+    pub latency_us: BTreeMap<String, Percentiles>,
+    pub seed: u64,
+    pub order: OrderName,
+    pub shard: String,
+    /// HdrHistogram V2 in base64, by `state/reason`: they add exactly.
+    pub histograms: BTreeMap<String, String>,
+    /// Which scan this is and what it wrote: what `fastport merge` checks
+    /// a shard's results against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunRecord>,
+    /// In a document `fastport merge` wrote: the shards it joined (`K/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_shards: Option<Vec<String>>,
+    /// In a document `fastport merge` wrote: the shards no input covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_shards: Option<Vec<u64>>,
+}
+
+/// `--engine`, as the stats document names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineName {
+    Mio,
+    Threads,
+}
+
+/// `--order`, as the stats document names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderName {
+    Random,
+    Sequential,
+}
+
+impl EngineName {
+    pub fn of(name: &str) -> EngineName {
+        if name == "threads" {
+            EngineName::Threads
+        } else {
+            EngineName::Mio
         }
-        let mut reasons = Map::new();
-        for r in Reason::ALL {
-            let n = self.stats.reasons[r.index()];
-            if n > 0 {
-                reasons.insert(format!("{}/{}", r.state(), r), json!(n));
-            }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineName::Mio => "mio",
+            EngineName::Threads => "threads",
         }
-        let mut local = Map::new();
+    }
+}
+
+impl OrderName {
+    pub fn of(name: &str) -> OrderName {
+        if name == "sequential" {
+            OrderName::Sequential
+        } else {
+            OrderName::Random
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderName::Random => "random",
+            OrderName::Sequential => "sequential",
+        }
+    }
+}
+
+/// The run's identity and what it wrote, recorded in its `--stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Probes of the whole scan (every shard).
+    pub space: u64,
+    /// A hash of the targets and ports (hex): shards of one scan agree.
+    pub targets: String,
+    /// How many runs made this result: 1, plus one per resume.
+    pub parts: u32,
+    /// Result lines written to `-oJ` by all parts together; `None` when a
+    /// part wrote none (no `-oJ`, or to stdout).
+    pub json_lines: Option<u64>,
+}
+
+impl StatsDocument {
+    /// The document of `summary`, with `run` when known.
+    pub fn new(s: &Summary, run: Option<RunRecord>) -> StatsDocument {
+        let states = State::ALL
+            .iter()
+            .map(|&st| (st.as_str().to_string(), s.stats.state_count(st)))
+            .collect();
+        let reasons = Reason::ALL
+            .iter()
+            .filter(|r| s.stats.reasons[r.index()] > 0)
+            .map(|r| (format!("{}/{}", r.state(), r), s.stats.reasons[r.index()]))
+            .collect();
+        let local_errors = LocalError::ALL
+            .iter()
+            .map(|e| (e.as_str().to_string(), s.stats.local_errors[e.index()]))
+            .collect();
+        let latency_us = s
+            .latencies()
+            .map(|(r, p)| (format!("{}/{}", r.state(), r), p))
+            .collect();
+        StatsDocument {
+            fastport_stats: STATS_VERSION,
+            engine: EngineName::of(s.engine),
+            threads: s.threads,
+            concurrency: s.concurrency,
+            hosts: s.hosts,
+            ports_per_host: s.ports_per_host,
+            planned: s.planned,
+            results: s.stats.results(),
+            attempts: s.stats.attempts,
+            probes_per_port: s.stats.probes_per_port(),
+            timing: s.stats.timing,
+            interrupted: s.interrupted,
+            elapsed_s: s.elapsed.as_secs_f64(),
+            probes_per_s: s.probes_per_sec(),
+            states,
+            reasons,
+            local_error_retries: s.stats.local_error_total(),
+            local_errors,
+            latency_us,
+            seed: s.seed,
+            order: OrderName::of(s.order),
+            shard: s.shard.to_string(),
+            histograms: histograms(&s.stats),
+            run,
+            merged_shards: None,
+            missing_shards: None,
+        }
+    }
+
+    /// The summary this document was written from (counts, histograms and
+    /// timing exactly; rates are recomputed). The error says which field
+    /// is wrong.
+    pub fn to_summary(&self) -> Result<Summary, String> {
+        if self.fastport_stats != STATS_VERSION {
+            return Err(format!(
+                "format version {} (this FastPort reads {STATS_VERSION})",
+                self.fastport_stats
+            ));
+        }
+        let mut stats = Stats::new();
+        stats.attempts = self.attempts;
+        stats.timing = self.timing;
+        for (name, &count) in &self.reasons {
+            let reason = reason_named(name).ok_or_else(|| format!("unknown reason \"{name}\""))?;
+            stats.reasons[reason.index()] = count;
+        }
         for e in LocalError::ALL {
-            local.insert(e.as_str().into(), json!(self.stats.local_errors[e.index()]));
+            stats.local_errors[e.index()] = self.local_errors.get(e.as_str()).copied().unwrap_or(0);
         }
-        let mut latency = Map::new();
-        for (r, p) in self.latencies() {
-            latency.insert(format!("{}/{}", r.state(), r), json!(p));
+        for (name, encoded) in &self.histograms {
+            let reason =
+                reason_named(name).ok_or_else(|| format!("unknown histogram \"{name}\""))?;
+            let h = histogram_from_base64(encoded)
+                .ok_or_else(|| format!("histogram \"{name}\" does not decode"))?;
+            stats.latency[reason.index()]
+                .add(&h)
+                .map_err(|_| format!("histogram \"{name}\" is out of range"))?;
         }
-        json!({
-            "engine": self.engine,
-            "threads": self.threads,
-            "concurrency": self.concurrency,
-            "hosts": self.hosts,
-            "ports_per_host": self.ports_per_host,
-            "planned": self.planned,
-            "results": self.stats.results(),
-            "attempts": self.stats.attempts,
-            "probes_per_port": self.stats.probes_per_port(),
-            "timing": self.stats.timing,
-            "interrupted": self.interrupted,
-            "elapsed_s": self.elapsed.as_secs_f64(),
-            "probes_per_s": self.probes_per_sec(),
-            "states": Value::Object(states),
-            "reasons": Value::Object(reasons),
-            "local_error_retries": self.stats.local_error_total(),
-            "local_errors": Value::Object(local),
-            "latency_us": Value::Object(latency),
-            "seed": self.seed,
-            "order": self.order,
-            "shard": self.shard.to_string(),
-            "histograms": Value::Object(histograms(&self.stats)),
+        if stats.results() != self.results {
+            return Err(format!(
+                "its reasons add up to {} results, not the {} it says",
+                stats.results(),
+                self.results
+            ));
+        }
+        let shard = Shard::parse(&self.shard).map_err(|e| e.to_string())?;
+        if !(self.elapsed_s.is_finite() && self.elapsed_s >= 0.0) {
+            return Err(format!("elapsed_s {} is not a duration", self.elapsed_s));
+        }
+        Ok(Summary {
+            stats,
+            elapsed: Duration::from_secs_f64(self.elapsed_s),
+            hosts: self.hosts,
+            ports_per_host: self.ports_per_host,
+            planned: self.planned,
+            interrupted: self.interrupted,
+            engine: self.engine.as_str(),
+            threads: self.threads,
+            concurrency: self.concurrency,
+            seed: self.seed,
+            order: self.order.as_str(),
+            shard,
         })
     }
+}
+
+/// `open/syn-ack` to its reason; the state must be the reason's.
+fn reason_named(name: &str) -> Option<Reason> {
+    let (state, reason) = name.split_once('/')?;
+    let reason = Reason::from_str_name(reason)?;
+    (reason.state().as_str() == state).then_some(reason)
 }
 
 /// Each non-empty latency histogram, HdrHistogram's V2 serialisation in
 /// base64, by `state/reason`: shards' histograms then add exactly
 /// (`fastport merge`).
-fn histograms(stats: &Stats) -> serde_json::Map<String, serde_json::Value> {
+fn histograms(stats: &Stats) -> BTreeMap<String, String> {
     use base64::Engine;
     use hdrhistogram::serialization::{Serializer, V2Serializer};
-    let mut out = serde_json::Map::new();
+    let mut out = BTreeMap::new();
     let mut serializer = V2Serializer::new();
     let mut buf = Vec::new();
     for r in Reason::ALL {
@@ -245,7 +425,7 @@ fn histograms(stats: &Stats) -> serde_json::Map<String, serde_json::Value> {
         // (none of ours): leave that one out rather than fail the summary.
         if serializer.serialize(h, &mut buf).is_ok() {
             let text = base64::engine::general_purpose::STANDARD.encode(&buf);
-            out.insert(format!("{}/{}", r.state(), r), text.into());
+            out.insert(format!("{}/{}", r.state(), r), text);
         }
     }
     out

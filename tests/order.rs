@@ -363,3 +363,119 @@ fn a_resume_refuses_to_overwrite_the_first_results() {
         stderr(&o)
     );
 }
+
+/// The `<host>` records of an `-oX` file: address, `<port>` elements, and
+/// whether the record says it is incomplete.
+fn xml_hosts(path: &Path) -> Vec<(String, usize, bool)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.trim_end().ends_with("</nmaprun>"), "{text}");
+    text.split("<host ")
+        .skip(1)
+        .map(|h| {
+            let h = &h[..h.find("</host>").expect("a closed <host>")];
+            let addr = h
+                .split("<address addr=\"")
+                .nth(1)
+                .and_then(|a| a.split('"').next())
+                .expect("an address")
+                .to_string();
+            (addr, h.matches("<port ").count(), h.contains("incomplete"))
+        })
+        .collect()
+}
+
+/// Adds one file's host records to `ports` (address → `<port>`s), failing
+/// on a host written twice in one file.
+fn add_hosts(ports: &mut BTreeMap<String, usize>, hosts: &[(String, usize, bool)]) {
+    let mut once = std::collections::BTreeSet::new();
+    for (addr, n, _) in hosts {
+        assert!(once.insert(addr.clone()), "{addr} written twice");
+        *ports.entry(addr.clone()).or_default() += n;
+    }
+}
+
+/// Under `--shard` no host used to be complete (each shard gets only some
+/// of its ports), so every host waited for the end and was written
+/// `timedout="true" comment="incomplete ..."`. A shard knows each host's
+/// share now and writes it whole.
+#[test]
+fn sharded_xml_writes_whole_hosts_not_incomplete_ones() {
+    if !in_netns!(sharded_xml_writes_whole_hosts_not_incomplete_ones) {
+        return;
+    }
+    let _ls = world();
+    let dir = temp_dir("shard-xml");
+    let mut ports = BTreeMap::new();
+    for k in 1..=3 {
+        let xml = dir.join(format!("shard{k}.xml"));
+        let shard = format!("{k}/3");
+        let (_, o) = scan(
+            &dir,
+            &format!("shard{k}"),
+            &[
+                "--seed",
+                "7",
+                "--shard",
+                &shard,
+                "-oX",
+                xml.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let hosts = xml_hosts(&xml);
+        assert_eq!(hosts.len(), 8, "every host has ports to show");
+        assert!(
+            hosts.iter().all(|(_, _, incomplete)| !incomplete),
+            "{hosts:?}"
+        );
+        add_hosts(&mut ports, &hosts);
+    }
+    assert_eq!(ports.len(), 8);
+    assert!(ports.values().all(|&n| n == 202), "{ports:?}");
+}
+
+/// A resumed run used to hold every host to the end for the same reason:
+/// it knows now which of each host's ports the first run finished.
+#[test]
+fn resumed_xml_writes_whole_hosts_not_incomplete_ones() {
+    if !in_netns!(resumed_xml_writes_whole_hosts_not_incomplete_ones) {
+        return;
+    }
+    let _ls = world();
+    let dir = temp_dir("resume-xml");
+    let first = dir.join("first.xml");
+    let child = fastport()
+        .args(SCAN)
+        .args(["--concurrency", "20", "-oX", first.to_str().unwrap()])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let mut ports = BTreeMap::new();
+    add_hosts(&mut ports, &xml_hosts(&first));
+
+    let rest = dir.join("rest.xml");
+    let o = fastport()
+        .arg("--resume")
+        .arg(dir.join("fastport.resume"))
+        .args(["-oX", rest.to_str().unwrap()])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hosts = xml_hosts(&rest);
+    assert!(
+        hosts.iter().all(|(_, _, incomplete)| !incomplete),
+        "{hosts:?}"
+    );
+    add_hosts(&mut ports, &hosts);
+    assert_eq!(ports.len(), 8);
+    assert!(ports.values().all(|&n| n == 202), "{ports:?}");
+}

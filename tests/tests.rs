@@ -10,6 +10,8 @@ mod faults;
 mod lab;
 mod order;
 mod output;
+mod reliability;
+mod scale;
 mod scan;
 mod service;
 mod timing;

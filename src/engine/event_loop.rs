@@ -34,7 +34,7 @@ use socket2::Socket;
 use std::sync::atomic::AtomicBool;
 use std::thread::{Scope, ScopedJoinHandle};
 
-use super::{Collector, EngineConfig, EngineEnd, EngineError, Running, Stride, WorkerCtx};
+use super::{Collector, EngineConfig, EngineEnd, EngineError, Running, WorkerCtx};
 use crate::classify::{LocalError, Reason, Report, State, Verdict, classify};
 use crate::order::{Lane, Schedule};
 use crate::probe::{self, ProbeResult};
@@ -48,6 +48,9 @@ use crate::wheel::Wheel;
 const LAUNCH_BURST: usize = 256;
 /// Longest sleep in `poll`, so a stop request is seen promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// Longest sleep while the block gate holds the worker: the slowest
+/// worker is about to let it through.
+const HELD_SLEEP: Duration = Duration::from_millis(1);
 /// Back-off after a local resource error: first and largest delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(256);
@@ -241,12 +244,12 @@ pub fn start<'scope, 'env>(
     let per_worker = (cfg.concurrency / threads).max(1);
     let mut handles = Vec::with_capacity(threads);
     let now = Instant::now();
-    for id in 0..threads {
+    for (id, indices) in schedule.strides(threads).into_iter().enumerate() {
         let ctx = WorkerCtx {
             id,
             space,
             schedule,
-            indices: Stride::for_worker(id, threads, schedule.done.below(), schedule.seq_len()),
+            indices,
             bucket: cfg
                 .rate
                 .map(|rate| TokenBucket::new(rate / threads as f64, now)),
@@ -316,7 +319,9 @@ impl Worker<'_> {
             }
 
             let now = Instant::now();
-            let can_launch_now = more && self.slab.len() < self.cap();
+            // Held by the block gate: sleep until a probe ends (or briefly).
+            let held = more && self.ctx.indices.peek().is_none();
+            let can_launch_now = more && !held && self.slab.len() < self.cap();
             // Under --rate, a worker with room waits for its next token.
             let token_wait = match &mut self.ctx.bucket {
                 Some(bucket) if can_launch_now => bucket.wait(now),
@@ -334,6 +339,7 @@ impl Worker<'_> {
                 } else {
                     wheel
                 };
+                let wheel = if held { wheel.min(HELD_SLEEP) } else { wheel };
                 wheel.min(MAX_SLEEP)
             };
             if !sleep.is_zero() {
@@ -364,7 +370,8 @@ impl Worker<'_> {
                 return true;
             }
             let Some(seq) = self.ctx.indices.peek() else {
-                return false;
+                // At the end, or held at a block boundary for a while.
+                return !self.ctx.indices.is_exhausted();
             };
             if self.ctx.schedule.done.contains(seq) {
                 self.ctx.indices.next(); // finished by the run we resume

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::time::Duration;
 
+pub use crate::order::Stride;
 use crate::order::{Lane, Schedule};
 use crate::probe::ProbeResult;
 use crate::stats::Stats;
@@ -102,60 +103,6 @@ pub enum EngineError {
     /// The result callback failed (an output could not be written).
     #[error("{0}")]
     Output(#[source] io::Error),
-}
-
-/// The sequence numbers a worker owns: `next, next + step, ...` below `end`
-/// (see [`Schedule`]: a sequence number becomes a probe index through the
-/// shard and the permutation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stride {
-    start: u64,
-    next: u64,
-    step: u64,
-    end: u64,
-}
-
-impl Stride {
-    /// Worker `id` of `workers` over `from..len`: interleaved slices of one
-    /// sequence, so every worker sees every part of the space and they
-    /// finish together.
-    pub fn for_worker(id: usize, workers: usize, from: u64, len: u64) -> Stride {
-        let start = from.saturating_add(id as u64);
-        Stride {
-            start,
-            next: start,
-            step: workers.max(1) as u64,
-            end: len,
-        }
-    }
-
-    /// The next sequence number, without taking it.
-    pub fn peek(&self) -> Option<u64> {
-        (self.next < self.end).then_some(self.next)
-    }
-
-    /// What this stride has handed out so far.
-    pub fn lane(&self) -> Lane {
-        Lane {
-            start: self.start,
-            step: self.step,
-            next: self.next.min(self.end.max(self.start)),
-        }
-    }
-}
-
-impl Iterator for Stride {
-    type Item = u64;
-
-    fn next(&mut self) -> Option<u64> {
-        if self.next >= self.end {
-            return None;
-        }
-        let index = self.next;
-        // Saturating: an index past `end` simply ends the stride.
-        self.next = self.next.saturating_add(self.step);
-        Some(index)
-    }
 }
 
 /// A worker's end of the result channel: fills a batch, sends it when full,
@@ -349,37 +296,5 @@ where
     match output_error {
         Some(e) => Err(EngineError::Output(e)),
         None => end,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strides_partition_the_space() {
-        for len in [0u64, 1, 2, 7, 100, 65535] {
-            for workers in 1..=5 {
-                let mut seen = vec![0u8; len as usize];
-                for id in 0..workers {
-                    for i in Stride::for_worker(id, workers, 0, len) {
-                        seen[i as usize] += 1;
-                    }
-                }
-                assert!(seen.iter().all(|&n| n == 1), "len {len} workers {workers}");
-            }
-        }
-    }
-
-    #[test]
-    fn stride_near_u64_max_ends() {
-        let mut s = Stride {
-            start: u64::MAX - 1,
-            next: u64::MAX - 1,
-            step: 3,
-            end: u64::MAX,
-        };
-        assert_eq!(s.next(), Some(u64::MAX - 1));
-        assert_eq!(s.next(), None);
     }
 }

@@ -21,7 +21,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use socket2::SockAddr;
 
 use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running};
 use crate::classify::{LocalError, Reason, Report, Verdict, classify};
-use crate::order::{Lane, Schedule};
+use crate::order::{Claims, Schedule};
 use crate::probe::{self, ProbeResult};
 use crate::rate::TokenBucket;
 use crate::stats::Stats;
@@ -56,9 +56,9 @@ struct Shard {
 pub struct Pool<'a> {
     space: &'a TargetSpace,
     schedule: &'a Schedule,
-    /// Where the shared counter started (a resume starts past what is done).
-    first: u64,
-    next: AtomicU64,
+    /// The shared counter (a resume starts past what is done), held to
+    /// about two blocks of the order at once.
+    claims: Claims,
     shards: Vec<Mutex<Shard>>,
     /// `--rate`, one bucket for all threads.
     bucket: Option<Mutex<TokenBucket>>,
@@ -113,7 +113,6 @@ impl Running for Threads<'_, '_> {
                 .summary(pool.threads),
             None => TimingSummary::fixed(pool.timeout, pool.threads),
         };
-        let next = pool.next.load(Ordering::SeqCst);
         let in_flight = std::mem::take(
             &mut *pool
                 .abandoned
@@ -122,11 +121,7 @@ impl Running for Threads<'_, '_> {
         );
         Ok(EngineEnd {
             stats: total,
-            lanes: vec![Lane {
-                start: pool.first,
-                step: 1,
-                next: next.min(pool.schedule.seq_len().max(pool.first)),
-            }],
+            lanes: vec![pool.claims.lane()],
             in_flight,
         })
     }
@@ -151,12 +146,10 @@ impl<'a> Pool<'a> {
                 })
             })
             .collect();
-        let first = schedule.done.below();
         Pool {
             space,
             schedule,
-            first,
-            next: AtomicU64::new(first),
+            claims: schedule.claims(),
             shards,
             bucket: cfg
                 .rate
@@ -215,16 +208,14 @@ impl Pool<'_> {
     /// A thread's life: take the next sequence number, probe it to the end,
     /// record.
     fn work(&self, shard: usize) {
-        let total = self.schedule.seq_len();
         let mut local_errors = Vec::new();
         loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let seq = self.next.fetch_add(1, Ordering::Relaxed);
-            if seq >= total {
-                return;
-            }
+            // Held while this number's probe runs: the claim's drop lets
+            // threads into the blocks after it.
+            let Some(claim) = self.claims.claim(self.stop) else {
+                return; // the end, or a stop
+            };
+            let seq = claim.seq();
             if self.schedule.done.contains(seq) {
                 continue; // finished by the run we resume
             }

@@ -1,9 +1,11 @@
 //! The permutation's math, exhaustively where the domain is small and on
 //! samples where it is not, plus property tests for the bijection, the
-//! shards and the resume bookkeeping.
+//! block order and its window, the per-host quotas, the gate, the shards
+//! and the resume bookkeeping.
 
 use super::*;
 use proptest::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Every index of `0..n` exactly once over all positions.
 fn assert_bijection(p: &Permutation) {
@@ -160,7 +162,12 @@ fn done_sets_merge_and_answer() {
     assert!(d.contains(0) && d.contains(3) && !d.contains(4) && d.contains(7));
     assert!(!d.contains(8) && !d.contains(u64::MAX));
     assert_eq!(Done::none().below(), 0);
-    let s = Schedule::new(20, Order::Sequential, Shard::new(1, 2).unwrap(), d);
+    let s = Schedule::new(
+        Blocks::new(20, 1),
+        Order::Sequential,
+        Shard::new(1, 2).unwrap(),
+        d,
+    );
     assert_eq!(s.seq_len(), 10);
     assert_eq!(s.remaining(), 3);
     assert_eq!(s.index(3), 6);
@@ -199,10 +206,11 @@ proptest! {
         shards in 1u64..9,
         workers in 1u64..5,
     ) {
-        let order = Order::Random(Permutation::new(n, seed));
+        let blocks = Blocks::new(n, 1);
+        let order = Order::random(blocks, seed);
         let mut seen = vec![0u8; n as usize];
         for k in 1..=shards {
-            let sched = Schedule::new(n, order, Shard::new(k, shards).unwrap(), Done::none());
+            let sched = Schedule::new(blocks, order, Shard::new(k, shards).unwrap(), Done::none());
             // Workers take interleaved slices of the shard's sequence.
             for w in 0..workers {
                 let mut s = w;
@@ -262,5 +270,222 @@ proptest! {
         }
         prop_assert!(count.iter().all(|&c| c == 1), "{:?}", count);
         prop_assert_eq!(done.count(), len);
+    }
+}
+
+/// A schedule over `hosts` hosts of `ports` ports in blocks of `per_block`
+/// hosts, random order.
+fn blocked(
+    hosts: u64,
+    ports: u64,
+    per_block: u64,
+    seed: u64,
+    shard: Shard,
+    done: Done,
+) -> Schedule {
+    let blocks = Blocks::with_hosts(hosts * ports, ports, per_block);
+    Schedule::new(blocks, Order::random(blocks, seed), shard, done)
+}
+
+#[test]
+fn block_sizes_follow_the_port_count() {
+    // -p 22,80,443: as many hosts as the memory bound allows.
+    let b = Blocks::new(3 << 24, 3);
+    assert_eq!(
+        (b.hosts_per_block(), b.size()),
+        (BLOCK_HOSTS, 3 * BLOCK_HOSTS)
+    );
+    // -p-: one host is already a large block.
+    let b = Blocks::new(65535 * 10, 65535);
+    assert_eq!((b.hosts_per_block(), b.size()), (2, 131_070));
+    assert_eq!((b.full(), b.count()), (5, 5));
+    // 100 ports: 656 hosts a block; 1000 hosts are one full block and a short one.
+    let b = Blocks::new(100 * 1000, 100);
+    assert_eq!(b.hosts_per_block(), 656);
+    assert_eq!((b.full(), b.count()), (1, 2));
+    assert_eq!(b.range(1), 65_600..100_000);
+    assert_eq!(b.range(2), 100_000..100_000);
+}
+
+#[test]
+fn a_block_of_positions_is_a_block_of_hosts() {
+    // 50 hosts x 7 ports, 8 hosts a block (6 full blocks and a short one of
+    // 2 hosts): positions b*56..(b+1)*56 are exactly the ports of 8 hosts.
+    let s = blocked(50, 7, 8, 3, Shard::WHOLE, Done::none());
+    let blocks = s.blocks();
+    for b in 0..blocks.count() {
+        let range = blocks.range(b);
+        let mut hosts: Vec<u64> = range.clone().map(|p| s.order.index(p) / 7).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        assert_eq!(hosts.len() as u64 * 7, range.end - range.start, "block {b}");
+        let c = hosts[0] / 8;
+        assert!(
+            hosts.iter().all(|h| h / 8 == c),
+            "block {b}: one index block"
+        );
+        assert_eq!(s.order.position_block(c), b);
+    }
+    // The short last block stays last.
+    assert_eq!(s.order.index(349) / 7 / 8, 6);
+}
+
+#[test]
+fn the_order_within_a_block_is_still_mixed() {
+    // 16 Ki hosts x 3 ports in one block: as spread as the plain permutation.
+    let s = blocked(1 << 14, 3, 1 << 14, 11, Shard::WHOLE, Done::none());
+    let n = s.seq_len();
+    let same = (1..n)
+        .filter(|&i| s.index(i) / 3 == s.index(i - 1) / 3)
+        .count() as u64;
+    assert!(same < 3 * n / (1 << 14) + 10, "{same} back-to-back pairs");
+}
+
+#[test]
+fn claims_come_in_order_and_make_one_lane() {
+    let s = blocked(
+        10,
+        3,
+        2,
+        1,
+        Shard::WHOLE,
+        Done::from_ranges(std::iter::once(0..4)),
+    );
+    let claims = s.claims();
+    let stop = AtomicBool::new(false);
+    let mut got = Vec::new();
+    while let Some(c) = claims.claim(&stop) {
+        got.push(c.seq());
+    }
+    assert_eq!(got, (4..30).collect::<Vec<_>>());
+    assert_eq!(
+        claims.lane(),
+        Lane {
+            start: 4,
+            step: 1,
+            next: 30
+        }
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert!(claims.claim(&stop).is_none());
+}
+
+#[test]
+fn done_after_walks_only_the_spread() {
+    // A billion numbers claimed by two lanes, the odd one 5 ahead: only
+    // the 5 between them are walked (the odd ones there were claimed).
+    let lanes = [
+        Lane {
+            start: 0,
+            step: 2,
+            next: 1_000_000_000,
+        },
+        Lane {
+            start: 1,
+            step: 2,
+            next: 1_000_000_005,
+        },
+    ];
+    let after = Done::none().after(&lanes, &[17, 999_999_999]);
+    assert_eq!(
+        after.ranges(),
+        [
+            0..17,
+            18..999_999_999,
+            1_000_000_001..1_000_000_002,
+            1_000_000_003..1_000_000_004
+        ]
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The block order is a bijection for any size, block size, seed and
+    /// shard count, and a block's positions are one block's indices.
+    #[test]
+    fn block_order_is_a_bijection(
+        hosts in 0u64..300,
+        ports in 1u64..6,
+        per_block in 1u64..40,
+        seed in any::<u64>(),
+        shards in 1u64..5,
+    ) {
+        let n = hosts * ports;
+        let mut seen = vec![0u8; n as usize];
+        for k in 1..=shards {
+            let s = blocked(hosts, ports, per_block, seed, Shard::new(k, shards).unwrap(), Done::none());
+            for seq in 0..s.seq_len() {
+                let p = s.shard.position(seq);
+                let i = s.index(seq);
+                prop_assert_eq!(s.order.position(i), p);
+                prop_assert_eq!(s.blocks().of(i), s.blocks().of(s.order.index(s.blocks().range(s.block_of_seq(seq)).start)));
+                seen[i as usize] += 1;
+            }
+        }
+        prop_assert!(seen.iter().all(|&c| c == 1));
+    }
+
+    /// Quotas count exactly the probes this shard still makes for each
+    /// host, and sum to the run's remaining probes.
+    #[test]
+    fn quotas_sum_to_the_shards_remaining_probes(
+        hosts in 1u64..200,
+        ports in 1u64..6,
+        per_block in 1u64..30,
+        seed in any::<u64>(),
+        (k, shards) in (1u64..5).prop_flat_map(|n| (1..=n, Just(n))),
+        done in proptest::collection::vec((0u64..400, 0u64..40), 0..4),
+    ) {
+        let done = Done::from_ranges(done.into_iter().map(|(a, l)| a..a + l));
+        let s = blocked(hosts, ports, per_block, seed, Shard::new(k, shards).unwrap(), done.clone());
+        let mut want = vec![0u32; hosts as usize];
+        for seq in 0..s.seq_len() {
+            if !done.contains(seq) {
+                want[(s.index(seq) / ports) as usize] += 1;
+            }
+        }
+        let mut got = Vec::new();
+        for c in 0..s.blocks().count() {
+            let quotas = s.quotas(c);
+            let range = s.blocks().range(c);
+            let hosts = (range.end - range.start) / ports;
+            got.extend((0..hosts).map(|h| quotas.get(h)));
+            prop_assert_eq!(quotas.hosts(), (0..hosts).filter(|&h| quotas.get(h) > 0).count() as u64);
+        }
+        prop_assert_eq!(&got, &want);
+        prop_assert_eq!(got.iter().map(|&q| u64::from(q)).sum::<u64>(), s.remaining());
+    }
+
+    /// Workers run in any interleaving the gate allows; the windows in
+    /// progress never span more than two, and every number is taken once.
+    #[test]
+    fn the_gate_bounds_the_spread(
+        hosts in 1u64..120,
+        ports in 1u64..4,
+        per_block in 1u64..10,
+        workers in 1usize..6,
+        window in 1u64..12,
+        picks in proptest::collection::vec(any::<u8>(), 1..2000),
+    ) {
+        let s = blocked(hosts, ports, per_block, 5, Shard::WHOLE, Done::none());
+        let mut strides = s.strides_in_windows(workers, window);
+        let mut seen = vec![0u8; s.seq_len() as usize];
+        let mut pick = picks.iter().cycle();
+        while strides.iter().any(|st| !st.is_exhausted()) {
+            let open: Vec<usize> = (0..workers).filter(|&w| strides[w].peek().is_some()).collect();
+            prop_assert!(!open.is_empty(), "every worker held");
+            let w = open[*pick.next().unwrap() as usize % open.len()];
+            let seq = strides[w].next().unwrap();
+            seen[seq as usize] += 1;
+            let lowest = strides
+                .iter()
+                .filter(|st| !st.is_exhausted())
+                .map(|st| st.lane().next / window)
+                .min()
+                .unwrap_or(u64::MAX);
+            prop_assert!(seq / window <= lowest.saturating_add(1));
+        }
+        prop_assert!(seen.iter().all(|&c| c == 1));
     }
 }

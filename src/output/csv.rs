@@ -21,9 +21,10 @@ pub struct CsvSink {
 impl CsvSink {
     pub fn new(out: Writer, show: Show) -> Self {
         CsvSink {
+            // A continued file has its header.
+            begun: out.continued(),
             out,
             show,
-            begun: false,
         }
     }
 

@@ -1,6 +1,6 @@
 //! nmap's grepable format (`-oG`), for `grep` and `awk`: one `Host:` line
 //! per host with all its shown ports, written as soon as the host's last
-//! probe reports ([`HostTable`]), between `#` comment lines that say
+//! probe reports ([`PendingHosts`]), between `#` comment lines that say
 //! FastPort ran the scan.
 //!
 //! ```text
@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use std::time::SystemTime;
 
 use super::dates::ctime;
-use super::hosts::{HostDocument, HostRecord, HostTable};
+use super::hosts::{HostDocument, HostRecord, PendingHosts};
 use super::{RunInfo, Sink, Writer};
 use crate::config::Show;
 use crate::probe::ProbeResult;
@@ -23,7 +23,7 @@ use crate::targets::service_name;
 
 pub struct GrepableSink {
     out: Writer,
-    hosts: HostTable,
+    hosts: PendingHosts,
     run: RunInfo,
     now: fn() -> SystemTime,
     begun: bool,
@@ -33,11 +33,12 @@ pub struct GrepableSink {
 impl GrepableSink {
     pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
         GrepableSink {
+            // A continued file has its header.
+            begun: out.continued(),
             out,
-            hosts: HostTable::new(run.ports_per_host, show),
+            hosts: PendingHosts::new(&run.schedule, show),
             run: run.clone(),
             now: SystemTime::now,
-            begun: false,
             finished: false,
         }
     }
@@ -50,7 +51,7 @@ impl GrepableSink {
 }
 
 impl HostDocument for GrepableSink {
-    fn hosts(&mut self) -> &mut HostTable {
+    fn hosts(&mut self) -> &mut PendingHosts {
         &mut self.hosts
     }
 

@@ -1,58 +1,32 @@
 //! Gathering results into hosts, for the formats that write one record per
 //! host (nmap XML, grepable).
 //!
-//! Results reach the writer in any order, from several workers. A host's
-//! record is complete once all of its probes have reported, and each host
-//! has the same number of probes (the scan's port count), so a
-//! [`HostTable`] keeps only the hosts that are still *pending*: a count of
-//! probes not yet reported, counts per reason, the ports to be shown and a
-//! round-trip-time estimate, keyed by host index. A host leaves the table
-//! the moment its last probe reports, and the format writes its record
-//! then: output appears during a long scan and memory follows the hosts in
-//! progress, not the hosts scanned. An interrupted scan drains what is left
-//! with [`HostTable::drain_partial`].
+//! Results reach the writer in any order, from several workers. The
+//! [`Schedule`] says how many results each host gets in this run (its
+//! quota: all of its ports in a whole scan, fewer in a shard or a resumed
+//! run), one host block at a time, so [`PendingHosts`] keeps only the hosts
+//! that are still *pending*: a count of results still to come, counts per
+//! reason, the ports to be shown and a round-trip-time estimate, keyed by
+//! host index. A host leaves the table the moment its last result of the
+//! run arrives, and the format writes its record then: output appears
+//! during a long scan, and memory follows the hosts in progress (about two
+//! blocks of the order, see [`crate::order::Blocks`]), not the hosts
+//! scanned. An interrupted scan drains what is left with
+//! [`PendingHosts::drain_partial`].
 
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::classify::{Reason, State};
 use crate::config::Show;
+use crate::order::{Quotas, Schedule};
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
+use crate::timing::rtt::RttEstimator;
 
 use super::dates::unix_secs;
-
-/// Round-trip time of one host's answered probes, smoothed as TCP smooths
-/// it (RFC 6298: gains 1/8 and 1/4), in microseconds. nmap reports the same
-/// pair in `<times srtt rttvar>`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Rtt {
-    srtt: i64,
-    rttvar: i64,
-    samples: u32,
-}
-
-impl Rtt {
-    pub fn record(&mut self, rtt_us: u32) {
-        let r = i64::from(rtt_us);
-        if self.samples == 0 {
-            self.srtt = r;
-            self.rttvar = r / 2;
-        } else {
-            let delta = r - self.srtt;
-            self.rttvar += (delta.abs() - self.rttvar) / 4;
-            self.srtt += delta / 8;
-        }
-        self.samples = self.samples.saturating_add(1);
-    }
-
-    /// `(srtt, rttvar)`, or `None` when nothing answered.
-    pub fn get(&self) -> Option<(u64, u64)> {
-        (self.samples > 0).then(|| (self.srtt.max(0) as u64, self.rttvar.max(0) as u64))
-    }
-}
 
 /// Whether a host answered, and the reason given for it (nmap's `<status>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,12 +51,14 @@ pub struct HostRecord {
     pub addr: IpAddr,
     /// Unix seconds of the host's first result.
     pub first_seen: u64,
-    /// Probes not yet reported: zero for a complete record.
+    /// Results of this run still to come: zero for a complete record.
     pub remaining: u64,
     pub reasons: [u64; Reason::COUNT],
-    /// Shown ports; [`HostTable`] hands records out sorted by port.
+    /// Shown ports; [`PendingHosts`] hands records out sorted by port.
     pub shown: Vec<(u16, Reason)>,
-    pub rtt: Rtt,
+    /// The answered probes' round-trip times, smoothed as TCP smooths them
+    /// (nmap reports the pair in `<times srtt rttvar>`).
+    pub rtt: RttEstimator,
 }
 
 impl HostRecord {
@@ -112,6 +88,16 @@ impl HostRecord {
         self.reasons.iter().sum()
     }
 
+    /// `(srtt, rttvar)` in microseconds, or `None` when nothing answered.
+    pub fn rtt_us(&self) -> Option<(u64, u64)> {
+        (self.rtt.samples() > 0).then(|| {
+            (
+                self.rtt.srtt().as_micros() as u64,
+                self.rtt.rttvar().as_micros() as u64,
+            )
+        })
+    }
+
     /// The states not shown, each with its count and reasons, most ports
     /// first (ties in state order).
     pub fn ignored(&self, show: Show) -> Vec<Ignored> {
@@ -138,12 +124,23 @@ impl HostRecord {
     }
 }
 
+/// The quotas of one host block, while some of its hosts are pending.
+#[derive(Debug)]
+struct BlockQuotas {
+    /// Results each host of the block gets in this run.
+    quotas: Quotas,
+    /// Hosts with a quota whose record is not handed out yet.
+    open: u64,
+}
+
 /// The hosts with results still to come, and counts over every host seen.
 #[derive(Debug)]
-pub struct HostTable {
-    ports_per_host: u64,
+pub struct PendingHosts {
+    schedule: Schedule,
     show: Show,
     pending: HashMap<u64, HostRecord>,
+    /// Quotas of the blocks with hosts not yet handed out.
+    blocks: HashMap<u64, BlockQuotas>,
     /// Hosts with at least one result.
     seen: u64,
     /// Hosts handed out (complete or partial) whose status was up.
@@ -152,57 +149,91 @@ pub struct HostTable {
     results: u64,
 }
 
-impl HostTable {
-    /// `ports_per_host` is the number of probes each host gets.
-    pub fn new(ports_per_host: u64, show: Show) -> HostTable {
-        HostTable {
-            ports_per_host: ports_per_host.max(1),
+impl PendingHosts {
+    /// Hosts of the run `schedule` describes.
+    pub fn new(schedule: &Schedule, show: Show) -> PendingHosts {
+        PendingHosts {
+            schedule: schedule.clone(),
             show,
             pending: HashMap::new(),
+            blocks: HashMap::new(),
             seen: 0,
             up: 0,
             results: 0,
         }
     }
 
+    /// This run's quota of `host`: its block's quotas are counted on the
+    /// block's first result (one step of the order per probe of the block).
+    fn quota(&mut self, host: u64) -> u64 {
+        let blocks = self.schedule.blocks();
+        let per_block = blocks.hosts_per_block();
+        let block = host / per_block;
+        let schedule = &self.schedule;
+        let entry = self.blocks.entry(block).or_insert_with(|| {
+            let quotas = schedule.quotas(block);
+            let open = quotas.hosts();
+            BlockQuotas { quotas, open }
+        });
+        u64::from(entry.quotas.get(host - block * per_block))
+    }
+
+    /// A host's record was handed out: its block closes with its last host.
+    fn close_host(&mut self, host: u64) {
+        let block = host / self.schedule.blocks().hosts_per_block();
+        if let Some(entry) = self.blocks.get_mut(&block) {
+            entry.open = entry.open.saturating_sub(1);
+            if entry.open == 0 {
+                self.blocks.remove(&block);
+            }
+        }
+    }
+
     /// Takes one result; returns the host's record when this was its last
-    /// probe. `now` gives Unix seconds, asked only for a host's first result
-    /// (its first-seen time).
+    /// result of the run. `now` gives Unix seconds, asked only for a host's
+    /// first result (its first-seen time).
     pub fn add(&mut self, r: &ProbeResult, now: impl FnOnce() -> u64) -> Option<HostRecord> {
         self.results += 1;
-        let host_index = r.index / self.ports_per_host;
-        let ports_per_host = self.ports_per_host;
-        let seen = &mut self.seen;
-        let record = self.pending.entry(host_index).or_insert_with(|| {
-            *seen += 1;
-            HostRecord {
+        let host_index = r.index / self.schedule.blocks().ports_per_host();
+        if !self.pending.contains_key(&host_index) {
+            // A result the schedule did not plan for (it cannot happen)
+            // still gets a record: it completes with this one result.
+            let quota = self.quota(host_index).max(1);
+            self.seen += 1;
+            self.pending.insert(
                 host_index,
-                addr: r.target.ip(),
-                first_seen: now(),
-                remaining: ports_per_host,
-                reasons: [0; Reason::COUNT],
-                shown: Vec::new(),
-                rtt: Rtt::default(),
-            }
-        });
+                HostRecord {
+                    host_index,
+                    addr: r.target.ip(),
+                    first_seen: now(),
+                    remaining: quota,
+                    reasons: [0; Reason::COUNT],
+                    shown: Vec::new(),
+                    rtt: RttEstimator::new(),
+                },
+            );
+        }
+        let record = self.pending.get_mut(&host_index)?;
         record.remaining = record.remaining.saturating_sub(1);
         record.reasons[r.reason.index()] += 1;
         if self.show.contains(r.reason.state()) {
             record.shown.push((r.target.port(), r.reason));
         }
         if let Some(us) = r.rtt_us {
-            record.rtt.record(us);
+            record.rtt.sample(Duration::from_micros(u64::from(us)));
         }
         if record.remaining > 0 {
             return None;
         }
         let record = self.pending.remove(&host_index)?;
+        self.close_host(host_index);
         Some(self.hand_out(record))
     }
 
     /// Every host still pending (an interrupted scan), by host index.
     pub fn drain_partial(&mut self) -> Vec<HostRecord> {
         let mut records: Vec<HostRecord> = self.pending.drain().map(|(_, r)| r).collect();
+        self.blocks.clear();
         records.sort_by_key(|r| r.host_index);
         records.into_iter().map(|r| self.hand_out(r)).collect()
     }
@@ -219,9 +250,10 @@ impl HostTable {
         self.show
     }
 
+    /// Hosts pending, and blocks whose quotas are kept.
     #[cfg(test)]
-    pub fn pending(&self) -> usize {
-        self.pending.len()
+    pub fn pending(&self) -> (usize, usize) {
+        (self.pending.len(), self.blocks.len())
     }
 
     /// `(seen, up)`: hosts with a result, and those handed out up.
@@ -229,6 +261,9 @@ impl HostTable {
         (self.seen, self.up)
     }
 
+    /// Results taken (the XML footer counts the summary's instead: a
+    /// resumed run's counts every part).
+    #[cfg(test)]
     pub fn results(&self) -> u64 {
         self.results
     }
@@ -252,7 +287,7 @@ pub(super) trait HostDocument {
     fn write_host(&mut self, record: &HostRecord) -> io::Result<()>;
     /// Writes what follows the last host (run statistics, closing tags).
     fn write_footer(&mut self, summary: &Summary) -> io::Result<()>;
-    fn hosts(&mut self) -> &mut HostTable;
+    fn hosts(&mut self) -> &mut PendingHosts;
     fn clock(&self) -> fn() -> SystemTime;
     /// Whether the footer has been written (or is being written).
     fn finished(&mut self) -> &mut bool;
@@ -324,6 +359,17 @@ pub fn port_ranges(ports: &[u16]) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::order::{Blocks, Done, Lane, Order, Shard};
+
+    /// The whole scan of `total` probes, `ports` per host, in index order.
+    fn schedule(total: u64, ports: u64, done: Done) -> Schedule {
+        Schedule::new(
+            Blocks::new(total, ports),
+            Order::Sequential,
+            Shard::WHOLE,
+            done,
+        )
+    }
 
     pub fn result(index: u64, target: &str, reason: Reason, rtt_us: Option<u32>) -> ProbeResult {
         ProbeResult {
@@ -337,7 +383,7 @@ pub(crate) mod tests {
     #[test]
     fn a_host_is_handed_out_when_its_last_probe_reports() {
         // Two hosts x three ports (22, 80, 443), results interleaved and out of order.
-        let mut t = HostTable::new(3, Show::OPEN);
+        let mut t = PendingHosts::new(&schedule(6, 3, Done::none()), Show::OPEN);
         let a = "10.0.0.1";
         let b = "10.0.0.2";
         assert!(
@@ -361,7 +407,7 @@ pub(crate) mod tests {
             )
             .is_none()
         );
-        assert_eq!(t.pending(), 2);
+        assert_eq!(t.pending(), (2, 1));
         let done = t
             .add(
                 &result(0, &format!("{a}:22"), Reason::SynAck, Some(30)),
@@ -379,14 +425,14 @@ pub(crate) mod tests {
                 reason: Reason::SynAck
             }
         );
-        assert_eq!(t.pending(), 1, "only host b is still kept");
+        assert_eq!(t.pending(), (1, 1), "only host b is still kept");
         let partial = t.drain_partial();
         assert_eq!(partial.len(), 1);
         assert_eq!(partial[0].remaining, 2);
         assert_eq!(partial[0].results(), 1);
         assert_eq!(t.counts(), (2, 2));
         assert_eq!(t.results(), 4);
-        assert_eq!(t.pending(), 0);
+        assert_eq!(t.pending(), (0, 0));
     }
 
     #[test]
@@ -398,7 +444,7 @@ pub(crate) mod tests {
             remaining: 0,
             reasons: [0; Reason::COUNT],
             shown: Vec::new(),
-            rtt: Rtt::default(),
+            rtt: RttEstimator::new(),
         };
         r.reasons[Reason::NoResponse.index()] = 3;
         r.reasons[Reason::HostUnreach.index()] = 3;
@@ -446,20 +492,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn rtt_is_smoothed_like_tcp() {
-        let mut rtt = Rtt::default();
-        assert_eq!(rtt.get(), None);
-        rtt.record(100);
-        assert_eq!(rtt.get(), Some((100, 50)));
-        rtt.record(180);
-        // rttvar = 50 + (80 - 50) / 4 = 57; srtt = 100 + 80 / 8 = 110.
-        assert_eq!(rtt.get(), Some((110, 57)));
-        rtt.record(110);
-        // rttvar = 57 + (0 - 57) / 4, truncated toward zero = 43.
-        assert_eq!(rtt.get(), Some((110, 43)));
-    }
-
-    #[test]
     fn port_lists_become_ranges() {
         assert_eq!(port_ranges(&[]), "");
         assert_eq!(port_ranges(&[22]), "22");
@@ -467,5 +499,76 @@ pub(crate) mod tests {
         assert_eq!(port_ranges(&[65534, 65535]), "65534-65535");
         let all: Vec<u16> = (1..=65535).collect();
         assert_eq!(port_ranges(&all), "1-65535");
+    }
+
+    /// The result of probe `index` of a scan with `ports` ports per host.
+    fn probe(index: u64, ports: u64) -> ProbeResult {
+        let host = u32::try_from(index / ports).unwrap();
+        ProbeResult {
+            index,
+            target: std::net::SocketAddr::new(
+                std::net::Ipv4Addr::from(0x7f00_0000 + host).into(),
+                (index % ports + 1) as u16,
+            ),
+            reason: Reason::ConnRefused,
+            rtt_us: Some(10),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Split into shards, each interrupted anywhere and resumed: every
+        /// host's record is written whole exactly once by each run that
+        /// finishes it, and the records of all runs hold every result once.
+        #[test]
+        fn every_host_is_written_once_with_all_its_results(
+            hosts in 1u64..60,
+            ports in 1u64..5,
+            per_block in 1u64..8,
+            seed: u64,
+            shards in 1u64..4,
+            cut in 0u64..=100,
+        ) {
+            let blocked = |shard, done| {
+                let blocks = Blocks::with_hosts(hosts * ports, ports, per_block);
+                Schedule::new(blocks, Order::random(blocks, seed), shard, done)
+            };
+            let mut results = vec![0u64; hosts as usize];
+            for k in 1..=shards {
+                let shard = Shard::new(k, shards).unwrap();
+                // The first run stops after `cut` percent of its numbers.
+                let first = blocked(shard, Done::none());
+                let len = first.seq_len();
+                let stop = len * cut / 100;
+                let mut t = PendingHosts::new(&first, Show::ALL);
+                for s in (0..stop).rev() {
+                    if let Some(r) = t.add(&probe(first.index(s), ports), || 0) {
+                        proptest::prop_assert_eq!(r.remaining, 0);
+                        results[r.host_index as usize] += r.results();
+                    }
+                }
+                for r in t.drain_partial() {
+                    proptest::prop_assert!(r.remaining > 0 && stop < len);
+                    results[r.host_index as usize] += r.results();
+                }
+                // The resumed run does the rest, and finishes every host.
+                let lane = Lane { start: 0, step: 1, next: stop };
+                let rest = blocked(shard, Done::none().after(&[lane], &[]));
+                let mut t = PendingHosts::new(&rest, Show::ALL);
+                let mut written = vec![0u32; hosts as usize];
+                for s in stop..len {
+                    if let Some(r) = t.add(&probe(rest.index(s), ports), || 0) {
+                        proptest::prop_assert_eq!(r.remaining, 0);
+                        written[r.host_index as usize] += 1;
+                        results[r.host_index as usize] += r.results();
+                    }
+                }
+                proptest::prop_assert!(t.drain_partial().is_empty());
+                proptest::prop_assert_eq!(t.pending(), (0, 0));
+                proptest::prop_assert!(written.iter().all(|&w| w <= 1));
+            }
+            proptest::prop_assert!(results.iter().all(|&n| n == ports), "{:?}", results);
+        }
     }
 }

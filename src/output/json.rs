@@ -4,6 +4,8 @@
 
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -37,11 +39,23 @@ impl From<&ProbeResult> for JsonLine {
 pub struct JsonLinesSink {
     out: Writer,
     show: Show,
+    /// Lines written (for the `--stats` document: merge checks a shard's
+    /// file against it).
+    lines: Arc<AtomicU64>,
 }
 
 impl JsonLinesSink {
     pub fn new(out: Writer, show: Show) -> Self {
-        JsonLinesSink { out, show }
+        JsonLinesSink {
+            out,
+            show,
+            lines: Arc::default(),
+        }
+    }
+
+    /// A shared count of the lines written.
+    pub fn lines(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.lines)
     }
 }
 
@@ -51,7 +65,9 @@ impl Sink for JsonLinesSink {
             return Ok(());
         }
         serde_json::to_writer(&mut self.out, &JsonLine::from(r))?;
-        self.out.write_all(b"\n")
+        self.out.write_all(b"\n")?;
+        self.lines.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -22,7 +22,7 @@ mod xml;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use csv::CsvSink;
@@ -32,16 +32,161 @@ pub use text::{TextSink, write_summary};
 pub use xml::XmlSink;
 
 use crate::config::{Dest, OutputPlan, ScanConfig};
+use crate::order::Schedule;
 use crate::probe::ProbeResult;
-use crate::stats::Summary;
+use crate::stats::{RunRecord, StatsDocument, Summary};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
-/// An output could not be opened.
+/// An output could not be opened, or not continued.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write output file \"{}\": {source}", path.display())]
-pub struct OpenError {
-    pub path: PathBuf,
-    #[source]
-    pub source: io::Error,
+#[non_exhaustive]
+pub enum OpenError {
+    #[error("cannot write output file \"{}\": {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{first} and {second} both name \"{}\": give each output its own file", path.display())]
+    SameFile {
+        path: PathBuf,
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error("cannot continue \"{}\" (the interrupted run's {flag} output): {why}", path.display())]
+    Continue {
+        path: PathBuf,
+        flag: &'static str,
+        why: String,
+    },
+}
+
+impl OpenError {
+    fn io(path: &Path, source: io::Error) -> OpenError {
+        OpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The formats a file can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Xml,
+    Grepable,
+    Csv,
+    Stats,
+}
+
+impl Format {
+    /// The flag that asks for it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Format::Text => "-oN",
+            Format::Json => "-oJ",
+            Format::Xml => "-oX",
+            Format::Grepable => "-oG",
+            Format::Csv => "-oC",
+            Format::Stats => "--stats",
+        }
+    }
+}
+
+/// The files of an interrupted run that this run continues (a resume):
+/// when a destination is the same file (device and inode) as the
+/// interrupted run's output of the same format, it is not truncated but
+/// cut back to its last whole record and continued: lines appended, the
+/// XML reopened where its `<runstats>` began, the grepable footer dropped.
+/// Headers are not written again.
+#[derive(Debug, Clone, Default)]
+pub struct Continue {
+    files: Vec<(Format, PathBuf)>,
+}
+
+impl Continue {
+    pub fn add(&mut self, format: Format, path: PathBuf) {
+        self.files.push((format, path));
+    }
+
+    /// The earlier file this destination continues, if any.
+    fn of(&self, format: Format, id: FileId) -> Result<Option<&Path>, (Format, &Path)> {
+        for (f, path) in &self.files {
+            if file_id(path).ok() == Some(id) {
+                if *f != format {
+                    return Err((*f, path));
+                }
+                return Ok(Some(path));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether `path` is the earlier run's `format` file by name (a resume
+    /// that names no new file inherits the path).
+    fn names(&self, format: Format, path: &Path) -> bool {
+        self.files.iter().any(|(f, p)| *f == format && p == path)
+    }
+}
+
+/// A file's device and inode: two names of one file are the same file.
+type FileId = (u64, u64);
+
+fn file_id(path: &Path) -> io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Where the continued part of `format` starts in `file`: after the last
+/// whole record, before the closing of the earlier run. `None`: the file
+/// ends in a way FastPort does not write.
+fn continue_at(file: &mut File, format: Format) -> io::Result<Result<u64, String>> {
+    use std::io::Read;
+    let len = file.metadata()?.len();
+    // What is looked for is near the end: the closing, the last line end.
+    let tail_len = len.min(4 << 20);
+    let base = len - tail_len;
+    let mut tail = Vec::with_capacity(tail_len as usize);
+    file.seek(SeekFrom::Start(base))?;
+    file.take(tail_len).read_to_end(&mut tail)?;
+    let find_last = |needle: &[u8]| {
+        tail.windows(needle.len())
+            .rposition(|w| w == needle)
+            .map(|i| base + i as u64)
+    };
+    let after_last_line = tail
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(if base == 0 { Some(0) } else { None }, |i| {
+            Some(base + i as u64 + 1)
+        });
+    Ok(match format {
+        Format::Xml => find_last(b"<runstats>")
+            .or_else(|| find_last(b"</nmaprun>"))
+            .ok_or_else(|| "it does not end with the <runstats> FastPort writes".to_string()),
+        // The footer (`# FastPort done ...` or `# FastPort interrupted
+        // ...`) is the last whole line: it goes.
+        Format::Grepable => match after_last_line {
+            None => Err("its last line is too long".into()),
+            Some(end) => {
+                let body = &tail[..(end - base) as usize];
+                let last = body[..body.len().saturating_sub(1)]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
+                if body[last..].starts_with(b"# FastPort ") && !body[last..].contains(&b'\t') {
+                    Ok(base + last as u64)
+                } else {
+                    Ok(end)
+                }
+            }
+        },
+        _ => after_last_line.ok_or_else(|| "its last line is too long".into()),
+    })
 }
 
 /// One output format.
@@ -78,6 +223,10 @@ pub struct RunInfo {
     /// The probe order, for the record: `order random, seed N[, shard K/N]`
     /// (a random seed is in no command line).
     pub order: String,
+    /// The run's order, shard and what earlier runs did: how many results
+    /// each host gets in this run, so per-host formats know when a host is
+    /// complete.
+    pub schedule: Schedule,
 }
 
 impl RunInfo {
@@ -98,6 +247,7 @@ impl RunInfo {
             timeout: config.engine.timeout,
             started: SystemTime::now(),
             order: order_note(config),
+            schedule: config.schedule.clone(),
         }
     }
 }
@@ -129,6 +279,8 @@ pub struct Writer {
     good: u64,
     /// The file's path, for error messages.
     path: Option<PathBuf>,
+    /// The file continues an interrupted run's: its header is written.
+    continued: bool,
 }
 
 impl Writer {
@@ -140,17 +292,33 @@ impl Writer {
             file: None,
             good: 0,
             path: None,
+            continued: false,
         }
     }
 
-    /// A regular file, empty, that is cut back to its last whole batch when
-    /// a write fails.
-    fn for_file(file: File, path: PathBuf) -> io::Result<Writer> {
+    /// Whether this destination continues an interrupted run's file (its
+    /// header is there already).
+    pub fn continued(&self) -> bool {
+        self.continued
+    }
+
+    /// A regular file, whole up to `good` bytes (positioned there), that
+    /// is cut back to its last whole batch when a write fails.
+    fn for_file(file: File, path: PathBuf, good: u64) -> io::Result<Writer> {
         let handle = file.try_clone()?;
         let mut w = Writer::new(Box::new(file));
         w.file = Some(handle);
         w.path = Some(path);
+        w.good = good;
+        w.continued = good > 0;
         Ok(w)
+    }
+
+    /// A named file that is not regular (a FIFO, a device).
+    fn for_special(file: File, path: PathBuf) -> Writer {
+        let mut w = Writer::new(Box::new(file));
+        w.path = Some(path);
+        w
     }
 }
 
@@ -179,8 +347,13 @@ impl Write for Writer {
                     let _ = file.seek(SeekFrom::Start(self.good));
                 }
                 match &self.path {
+                    // A closed pipe is news for a named file (a FIFO whose
+                    // reader left): only stdout's reader may say "enough".
                     Some(path) => Err(io::Error::new(
-                        e.kind(),
+                        match e.kind() {
+                            io::ErrorKind::BrokenPipe => io::ErrorKind::Other,
+                            kind => kind,
+                        },
                         format!("\"{}\": {e}", path.display()),
                     )),
                     None => Err(e),
@@ -198,47 +371,97 @@ impl Drop for Writer {
     }
 }
 
-/// Opens a destination: stdout, or a file created if missing. The file is
-/// not truncated here: [`Outputs::open`] truncates only once every
-/// destination has opened, so a bad path never costs earlier results.
-fn open_untruncated(dest: &Dest) -> Result<(Option<File>, Option<PathBuf>), OpenError> {
-    match dest {
-        Dest::Stdout => Ok((None, None)),
-        Dest::File(path) => {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|source| OpenError {
-                    path: path.clone(),
-                    source,
-                })?;
-            Ok((Some(file), Some(path.clone())))
-        }
-    }
+/// A destination opened but not yet truncated: [`Outputs::open`] truncates
+/// only once every destination has opened, so a bad path never costs
+/// earlier results.
+enum Opened {
+    Stdout,
+    File {
+        file: File,
+        path: PathBuf,
+        format: Format,
+        regular: bool,
+        /// Where a continued file is cut and continued.
+        continue_at: Option<u64>,
+    },
 }
 
-/// Opened, not yet truncated destinations, in plan order.
-struct Opened(Vec<(Option<File>, Option<PathBuf>)>);
-
 impl Opened {
-    /// Truncates the next destination and wraps it in a buffer.
-    fn next(&mut self) -> Result<Writer, OpenError> {
-        let (file, path) = self.0.remove(0);
-        match (file, path) {
-            (Some(file), Some(path)) => {
-                // Only regular files are truncated: /dev/null, a FIFO or a
-                // terminal cannot be, and need not be.
-                let regular = file.metadata().is_ok_and(|m| m.is_file());
-                if !regular {
-                    return Ok(Writer::new(Box::new(file)));
+    /// Opens `dest` for `format`, created if missing, not truncated.
+    fn open(dest: &Dest, format: Format, cont: &Continue) -> Result<Opened, OpenError> {
+        let Dest::File(path) = dest else {
+            return Ok(Opened::Stdout);
+        };
+        // Write-only: a FIFO opened for reading too would be its own reader.
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| OpenError::io(path, e))?;
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        let mut cut = None;
+        if regular {
+            let id = file_id(path).map_err(|e| OpenError::io(path, e))?;
+            match cont.of(format, id) {
+                Err((theirs, _)) => {
+                    return Err(OpenError::Continue {
+                        path: path.clone(),
+                        flag: theirs.flag(),
+                        why: format!(
+                            "it cannot take {} output; give {} its own file",
+                            format.flag(),
+                            format.flag()
+                        ),
+                    });
                 }
-                file.set_len(0)
-                    .and_then(|()| Writer::for_file(file, path.clone()))
-                    .map_err(|source| OpenError { path, source })
+                Ok(Some(_)) => {
+                    let at = File::open(path)
+                        .and_then(|mut f| continue_at(&mut f, format))
+                        .map_err(|e| OpenError::io(path, e))?
+                        .map_err(|why| OpenError::Continue {
+                            path: path.clone(),
+                            flag: format.flag(),
+                            why,
+                        })?;
+                    cut = Some(at);
+                }
+                Ok(None) => {}
             }
-            _ => Ok(Writer::new(Box::new(io::stdout()))),
+        }
+        Ok(Opened::File {
+            file,
+            path: path.clone(),
+            format,
+            regular,
+            continue_at: cut,
+        })
+    }
+
+    /// Truncates (or cuts back, when continued) and wraps in a buffer.
+    fn into_writer(self) -> Result<Writer, OpenError> {
+        match self {
+            Opened::Stdout => Ok(Writer::new(Box::new(io::stdout()))),
+            // /dev/null, a FIFO or a terminal cannot be truncated, and need
+            // not be.
+            Opened::File {
+                file,
+                path,
+                regular: false,
+                ..
+            } => Ok(Writer::for_special(file, path)),
+            Opened::File {
+                mut file,
+                path,
+                continue_at,
+                ..
+            } => {
+                let at = continue_at.unwrap_or(0);
+                file.set_len(at)
+                    .and_then(|()| file.seek(SeekFrom::Start(at)))
+                    .and_then(|_| Writer::for_file(file, path.clone(), at))
+                    .map_err(|e| OpenError::io(&path, e))
+            }
         }
     }
 }
@@ -248,53 +471,129 @@ pub struct Outputs {
     sinks: Vec<Box<dyn Sink + Send>>,
     stats: Option<Writer>,
     summary_to_stderr: bool,
+    /// Lines the `-oJ` sink wrote.
+    json_lines: Option<Arc<AtomicU64>>,
+    run_record: Option<RunRecord>,
 }
 
 impl Outputs {
     /// Opens every destination of the plan. Nothing is probed before this
     /// succeeds.
     pub fn open(plan: &OutputPlan, run: &RunInfo) -> Result<Outputs, OpenError> {
-        let dests: Vec<&Dest> = plan
+        Outputs::open_continuing(plan, run, &Continue::default())
+    }
+
+    /// Opens every destination of the plan, continuing the files of `cont`
+    /// (see [`Continue`]). Two destinations naming one file are refused, so
+    /// is an earlier run's file given for another format, or gone: all
+    /// before a byte is written.
+    pub fn open_continuing(
+        plan: &OutputPlan,
+        run: &RunInfo,
+        cont: &Continue,
+    ) -> Result<Outputs, OpenError> {
+        let dests: Vec<(Format, &Dest)> = plan
             .text
             .iter()
-            .chain(&plan.json)
-            .chain(&plan.xml)
-            .chain(&plan.grepable)
-            .chain(&plan.csv)
-            .chain(&plan.stats)
+            .map(|d| (Format::Text, d))
+            .chain(plan.json.iter().map(|d| (Format::Json, d)))
+            .chain(plan.xml.iter().map(|d| (Format::Xml, d)))
+            .chain(plan.grepable.iter().map(|d| (Format::Grepable, d)))
+            .chain(plan.csv.iter().map(|d| (Format::Csv, d)))
+            .chain(plan.stats.iter().map(|d| (Format::Stats, d)))
             .collect();
-        let mut opened = Opened(
-            dests
-                .iter()
-                .map(|d| open_untruncated(d))
-                .collect::<Result<_, _>>()?,
-        );
+        let mut ids: Vec<(FileId, Format)> = Vec::new();
+        for (format, dest) in &dests {
+            if let Dest::File(path) = dest {
+                // The earlier run's file, to be continued, must still be
+                // there: a resume continues every output or says why not.
+                if cont.names(*format, path) && !path.exists() {
+                    return Err(OpenError::Continue {
+                        path: path.clone(),
+                        flag: format.flag(),
+                        why: format!(
+                            "it is gone; give {} FILE to write the rest elsewhere",
+                            format.flag()
+                        ),
+                    });
+                }
+                let Ok(id) = file_id(path) else { continue };
+                if let Some((_, first)) = ids.iter().find(|(i, _)| *i == id) {
+                    return Err(OpenError::SameFile {
+                        path: path.clone(),
+                        first: first.flag(),
+                        second: format.flag(),
+                    });
+                }
+                ids.push((id, *format));
+            }
+        }
+        let mut opened: Vec<Opened> = dests
+            .iter()
+            .map(|(format, dest)| Opened::open(dest, *format, cont))
+            .collect::<Result<_, _>>()?;
+        // A file created just now has an identity only now.
+        let mut ids: Vec<(FileId, Format)> = Vec::new();
+        for o in &opened {
+            if let Opened::File { path, format, .. } = o {
+                let id = file_id(path).map_err(|e| OpenError::io(path, e))?;
+                if let Some((_, first)) = ids.iter().find(|(i, _)| *i == id) {
+                    return Err(OpenError::SameFile {
+                        path: path.clone(),
+                        first: first.flag(),
+                        second: format.flag(),
+                    });
+                }
+                ids.push((id, *format));
+            }
+        }
+        opened.reverse();
+        let mut next = || {
+            opened
+                .pop()
+                .expect("one opened destination per plan entry")
+                .into_writer()
+        };
         let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
         for _ in &plan.text {
-            sinks.push(Box::new(TextSink::new(
-                opened.next()?,
-                plan.show,
-                plan.reason,
-            )));
+            sinks.push(Box::new(TextSink::new(next()?, plan.show, plan.reason)));
         }
+        let mut json_lines = None;
         if plan.json.is_some() {
-            sinks.push(Box::new(JsonLinesSink::new(opened.next()?, plan.show)));
+            let sink = JsonLinesSink::new(next()?, plan.show);
+            json_lines = Some(sink.lines());
+            sinks.push(Box::new(sink));
         }
         if plan.xml.is_some() {
-            sinks.push(Box::new(XmlSink::new(opened.next()?, plan.show, run)));
+            sinks.push(Box::new(XmlSink::new(next()?, plan.show, run)));
         }
         if plan.grepable.is_some() {
-            sinks.push(Box::new(GrepableSink::new(opened.next()?, plan.show, run)));
+            sinks.push(Box::new(GrepableSink::new(next()?, plan.show, run)));
         }
         if plan.csv.is_some() {
-            sinks.push(Box::new(CsvSink::new(opened.next()?, plan.show)));
+            sinks.push(Box::new(CsvSink::new(next()?, plan.show)));
         }
-        let stats = plan.stats.as_ref().map(|_| opened.next()).transpose()?;
+        let stats = plan.stats.as_ref().map(|_| next()).transpose()?;
         Ok(Outputs {
             sinks,
             stats,
             summary_to_stderr: plan.summary_to_stderr,
+            json_lines,
+            run_record: None,
         })
+    }
+
+    /// Result lines written to `-oJ` so far by this run (`None`: no `-oJ`).
+    pub fn json_lines(&self) -> Option<u64> {
+        self.json_lines
+            .as_ref()
+            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// What the `--stats` document records about the scan besides the
+    /// summary (identity, parts, lines written).
+    pub fn set_run_record(&mut self, record: RunRecord) {
+        self.run_record = Some(record);
     }
 
     /// Writes one batch of results to every sink, then flushes them.
@@ -324,7 +623,8 @@ impl Outputs {
             }
         }
         if let Some(w) = &mut self.stats {
-            let r = serde_json::to_writer_pretty(&mut *w, &summary.to_json())
+            let doc = StatsDocument::new(summary, self.run_record.clone());
+            let r = serde_json::to_writer_pretty(&mut *w, &doc)
                 .map_err(io::Error::from)
                 .and_then(|()| writeln!(w))
                 .and_then(|()| w.flush());
@@ -383,6 +683,12 @@ pub(crate) mod tests {
             timeout: Duration::from_secs(1),
             started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_959_140),
             order: "order random, seed 42".into(),
+            schedule: Schedule::new(
+                crate::order::Blocks::new(6, 3),
+                crate::order::Order::Sequential,
+                crate::order::Shard::WHOLE,
+                crate::order::Done::none(),
+            ),
         }
     }
 

@@ -86,17 +86,34 @@ fn bar(total: u64) -> ProgressBar {
         "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} probes ({percent}%), {rate} probes/s, ETA {eta}",
     )
     .map(|style| {
-        style.with_key(
-            "rate",
-            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0}", state.per_sec());
-            },
-        )
+        style
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}", state.per_sec());
+                },
+            )
+            .with_key("eta", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", eta_text(Some(state.eta())));
+            })
     })
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// Longest time left worth showing: beyond it (a rate measured over the
+/// first instant, a stalled scan) the figure means nothing.
+const MAX_ETA: Duration = Duration::from_secs(100 * 24 * 3600);
+
+/// The time left as `H:MM:SS`, or `unknown` when there is none worth
+/// showing.
+fn eta_text(eta: Option<Duration>) -> String {
+    match eta {
+        Some(d) if d <= MAX_ETA => clock(d),
+        _ => "unknown".to_string(),
+    }
 }
 
 /// One status line: elapsed time, results so far, rate, and the time left
@@ -112,9 +129,7 @@ pub fn status_line(elapsed: Duration, done: u64, total: u64) -> String {
     let eta = if done >= total {
         clock(Duration::ZERO)
     } else if rate > 0.0 {
-        clock(Duration::from_secs_f64(
-            ((total - done) as f64 / rate).min(1e9),
-        ))
+        eta_text(Duration::try_from_secs_f64((total - done) as f64 / rate).ok())
     } else {
         "unknown".to_string()
     };
@@ -141,6 +156,15 @@ mod tests {
         assert_eq!(
             status_line(Duration::from_secs(3725), 10, 10),
             "Stats: 1:02:05 elapsed; 10/10 probes (100.0%); 0 probes/s; ETA 0:00:00"
+        );
+    }
+
+    #[test]
+    fn eta_showed_a_million_years() {
+        // One probe in an hour, 10^9 to go: no ETA in years.
+        assert_eq!(
+            status_line(Duration::from_secs(3600), 1, 1_000_000_000),
+            "Stats: 1:00:00 elapsed; 1/1000000000 probes (0.0%); 0 probes/s; ETA unknown"
         );
     }
 }

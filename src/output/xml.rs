@@ -6,7 +6,7 @@
 //! with `<status>`, `<address>`, `<ports>` (an `<extraports>` per state not
 //! shown, then a `<port>` per shown port, its service from the built-in
 //! table) and `<times>` from the host's smoothed round-trip time. A host is
-//! written as soon as its last probe reports ([`HostTable`]); the run ends
+//! written as soon as its last probe reports ([`PendingHosts`]); the run ends
 //! with `<runstats>`, also when interrupted, so the file is always
 //! well-formed.
 //!
@@ -26,7 +26,7 @@ use std::time::SystemTime;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use super::dates::{ctime, unix_secs};
-use super::hosts::{HostDocument, HostRecord, HostTable};
+use super::hosts::{HostDocument, HostRecord, PendingHosts};
 use super::{RunInfo, Sink, Writer};
 use crate::config::Show;
 use crate::probe::ProbeResult;
@@ -38,7 +38,7 @@ const XML_OUTPUT_VERSION: &str = "1.05";
 
 pub struct XmlSink {
     xml: quick_xml::Writer<Writer>,
-    hosts: HostTable,
+    hosts: PendingHosts,
     run: RunInfo,
     now: fn() -> SystemTime,
     begun: bool,
@@ -48,11 +48,13 @@ pub struct XmlSink {
 impl XmlSink {
     pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
         XmlSink {
+            // A continued file has its prologue and `<scaninfo>`: hosts
+            // follow where the earlier run's `<runstats>` was cut off.
+            begun: out.continued(),
             xml: quick_xml::Writer::new(out),
-            hosts: HostTable::new(run.ports_per_host, show),
+            hosts: PendingHosts::new(&run.schedule, show),
             run: run.clone(),
             now: SystemTime::now,
-            begun: false,
             finished: false,
         }
     }
@@ -84,7 +86,7 @@ impl XmlSink {
 }
 
 impl HostDocument for XmlSink {
-    fn hosts(&mut self) -> &mut HostTable {
+    fn hosts(&mut self) -> &mut PendingHosts {
         &mut self.hosts
     }
 
@@ -239,7 +241,7 @@ impl HostDocument for XmlSink {
         self.end("ports")?;
         self.nl()?;
 
-        if let Some((srtt, rttvar)) = h.rtt.get() {
+        if let Some((srtt, rttvar)) = h.rtt_us() {
             let timeout_us = u64::try_from(self.run.timeout.as_micros()).unwrap_or(u64::MAX);
             let (srtt, rttvar, to) = (srtt.to_string(), rttvar.to_string(), timeout_us.to_string());
             self.empty(
@@ -271,7 +273,8 @@ impl HostDocument for XmlSink {
                 "error",
                 Some(format!(
                     "interrupted after {} of {} probes",
-                    self.hosts.results(),
+                    // The summary's count: a resumed run's counts every part.
+                    summary.stats.results(),
                     summary.planned
                 )),
             )
@@ -435,10 +438,11 @@ mod tests {
             .unwrap();
         sink.result(&result(4, "[::1]:80", Reason::NoResponse, None))
             .unwrap();
-        sink.abandon(&summary(true, 6, Duration::from_millis(500)))
-            .unwrap();
-        sink.finish(&summary(true, 6, Duration::from_millis(500)))
-            .unwrap(); // a second close writes nothing
+        let mut interrupted = summary(true, 6, Duration::from_millis(500));
+        interrupted.stats.record(Reason::SynAck, Some(100));
+        interrupted.stats.record(Reason::NoResponse, None);
+        sink.abandon(&interrupted).unwrap();
+        sink.finish(&interrupted).unwrap(); // a second close writes nothing
         let want = HEAD.to_string()
             + r#"<host starttime="1795959142" endtime="1795959142" timedout="true" comment="incomplete: 1 of 3 ports scanned"><status state="up" reason="syn-ack" reason_ttl="0"/>
 <address addr="127.0.0.1" addrtype="ipv4"/>

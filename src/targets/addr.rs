@@ -104,12 +104,20 @@ pub(crate) fn add_target(
         return add_cidr(token, base, prefix, names, out);
     }
     if token.contains(':') {
+        if token.contains('%') {
+            return Err(invalid(Kind::ZoneId));
+        }
         let (first, last) = parse_v6_range(token)?;
         out.v6.insert(Span::new(first, last));
         return Ok(());
     }
     if token.bytes().all(|b| b"0123456789.,-*".contains(&b)) {
         return add_v4(token, out);
+    }
+    if looks_numeric(token) {
+        // The resolver would read 0x7f.0.0.1 (inet_aton) where the parser
+        // refuses 017.0.0.1: neither is taken.
+        return Err(invalid(Kind::NotDottedDecimal));
     }
     if is_hostname(token) {
         let ip = names.resolve(token, token)?;
@@ -306,6 +314,23 @@ fn parse_decimal(s: &str) -> Option<u8> {
     s.parse::<u16>().ok().and_then(|n| u8::try_from(n).ok())
 }
 
+/// An IPv4 address in a form other than dotted decimal: every label a
+/// number (decimal or `0x` hex), at least one of them hex.
+fn looks_numeric(s: &str) -> bool {
+    let is_hex = |l: &str| {
+        let b = l.as_bytes();
+        b.len() > 2
+            && b[..2].eq_ignore_ascii_case(b"0x")
+            && b[2..].iter().all(u8::is_ascii_hexdigit)
+    };
+    let labels: Vec<&str> = s.split('.').collect();
+    labels.len() <= 4
+        && labels.iter().any(|l| is_hex(l))
+        && labels
+            .iter()
+            .all(|l| is_hex(l) || (!l.is_empty() && l.bytes().all(|b| b.is_ascii_digit())))
+}
+
 /// RFC 1123 host name syntax (underscores tolerated), with a letter somewhere
 /// so that mistyped addresses such as `10.0.0.300` are not sent to DNS.
 fn is_hostname(s: &str) -> bool {
@@ -380,10 +405,21 @@ pub fn for_each_token(
                     in_comment = true;
                     flush(&mut token, line)?;
                 }
+                // Binary data (`-iL /dev/zero`) would be read for ever.
+                0 => {
+                    return Err(TargetError::new(Kind::NotText, path.display().to_string())
+                        .in_file(flag, path, line));
+                }
                 b if b.is_ascii_whitespace() => flush(&mut token, line)?,
-                // One byte past the limit is enough to report the token as too long.
-                b if token.len() <= MAX_TOKEN => token.push(b),
-                _ => {}
+                b => {
+                    token.push(b);
+                    // One byte past the limit is enough to report the token
+                    // as too long, at once: a file with no line end is not
+                    // read to its end first.
+                    if token.len() > MAX_TOKEN {
+                        flush(&mut token, line)?;
+                    }
+                }
             }
         }
         let len = chunk.len();

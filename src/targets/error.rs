@@ -57,6 +57,18 @@ pub enum TargetErrorKind {
     PortsAndTopPorts,
     /// `--top-ports 0`.
     InvalidTopPorts,
+    /// `--top-ports N` beyond the ports the frequency table ranks.
+    TopPortsBeyondTable {
+        /// How many ports the table ranks.
+        table: usize,
+    },
+    /// An IPv6 address with a zone (`fe80::1%lo`).
+    ZoneId,
+    /// An IPv4 address in hex, octal or shortened form (`0x7f.0.0.1`),
+    /// which tools and resolvers read differently.
+    NotDottedDecimal,
+    /// A list file holding binary data (a NUL byte), such as `/dev/zero`.
+    NotText,
     /// `--exclude-ports` removed every port.
     NoPorts,
     /// No address is left to scan.
@@ -211,6 +223,22 @@ impl fmt::Display for TargetError {
             },
             K::PortsAndTopPorts => write!(f, "-p and --top-ports cannot be used together"),
             K::InvalidTopPorts => write!(f, "invalid --top-ports {token:?}: must be at least 1"),
+            K::TopPortsBeyondTable { table } => write!(
+                f,
+                "--top-ports {token}: the port frequency table ranks only {table} ports; give at most {table}, or -p- for every port"
+            ),
+            K::ZoneId => write!(
+                f,
+                "invalid target {token:?}{at}: IPv6 zone (scope) IDs such as %eth0 are not supported; give the address without it"
+            ),
+            K::NotDottedDecimal => write!(
+                f,
+                "invalid target {token:?}{at}: write IPv4 addresses in dotted decimal (hex, octal and shortened forms are read differently by different tools)"
+            ),
+            K::NotText => write!(
+                f,
+                "not a list of targets{at}: it holds binary data (a NUL byte)"
+            ),
             K::NoPorts => write!(f, "no ports left to scan after --exclude-ports {token:?}"),
             K::NothingToScan { all_excluded: true } => {
                 write!(f, "nothing to scan: every target address is excluded")

@@ -121,6 +121,14 @@ pub(crate) fn select_ports(
     match (ports, top_ports) {
         (Some(_), Some(_)) => return Err(TargetError::new(Kind::PortsAndTopPorts, "")),
         (_, Some(0)) => return Err(TargetError::new(Kind::InvalidTopPorts, "0")),
+        (_, Some(n)) if n > services::TOP_PORTS.len() => {
+            return Err(TargetError::new(
+                Kind::TopPortsBeyondTable {
+                    table: services::TOP_PORTS.len(),
+                },
+                n.to_string(),
+            ));
+        }
         _ => {}
     }
     let excluded = exclude_ports
@@ -296,10 +304,18 @@ mod tests {
     }
 
     #[test]
-    fn top_ports_beyond_the_table_gives_all_known_ports() {
-        let all = select_ports(None, Some(usize::MAX), None).unwrap();
-        assert_eq!(all.len(), services::TOP_PORTS.len());
+    fn top_ports_beyond_the_table_silently_scanned_the_table() {
+        let table = services::TOP_PORTS.len();
+        let all = select_ports(None, Some(table), None).unwrap();
+        assert_eq!(all.len(), table);
         assert!(all.windows(2).all(|w| w[0] < w[1]));
+        let e = select_ports(None, Some(99_999), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "--top-ports 99999: the port frequency table ranks only {table} ports; give at most {table}, or -p- for every port"
+            )
+        );
     }
 
     #[test]

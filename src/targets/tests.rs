@@ -1003,3 +1003,46 @@ proptest! {
         prop_assert_eq!(list_tokens(&text, capacity), list_tokens(&text, 1 << 16));
     }
 }
+
+#[test]
+fn a_zone_id_got_a_bare_invalid_target() {
+    assert_eq!(
+        err(&["fe80::1%lo"]).to_string(),
+        r#"invalid target "fe80::1%lo": IPv6 zone (scope) IDs such as %eth0 are not supported; give the address without it"#
+    );
+}
+
+#[test]
+fn hex_addresses_went_through_the_resolver_while_octal_was_refused() {
+    for t in ["0x7f.0.0.1", "0x7f000001", "0X7F.1", "127.0.0.0x1"] {
+        assert!(
+            err(&[t])
+                .to_string()
+                .contains("write IPv4 addresses in dotted decimal"),
+            "{t}"
+        );
+    }
+    // Names with hex-looking labels are still names.
+    assert!(
+        !err(&["0xdead.example"])
+            .to_string()
+            .contains("dotted decimal")
+    );
+}
+
+#[test]
+fn a_list_of_zeros_was_read_for_ever() {
+    let (tokens, end) = list_tokens(b"127.0.0.1\n\0\0\0", 4);
+    assert_eq!(tokens, ["127.0.0.1"]);
+    assert_eq!(
+        end.as_deref(),
+        Some(
+            r#"not a list of targets on line 2 of -iL file "list": it holds binary data (a NUL byte)"#
+        )
+    );
+    // An endless line with no NUL stops at the first token too long.
+    let long = vec![b'a'; 10_000];
+    let (tokens, end) = list_tokens(&long, 64);
+    assert!(tokens.is_empty());
+    assert!(end.unwrap().starts_with("invalid target"));
+}

@@ -534,7 +534,7 @@ impl SharedTiming {
 }
 
 /// The timing a scan ended with, as the summary reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TimingSummary {
     /// Adaptive timing (false: `--timeout` fixed every attempt's wait).
     pub adaptive: bool,
