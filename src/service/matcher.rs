@@ -38,6 +38,7 @@ pub struct ServiceMatch {
     pub hostname: Option<String>,
     pub os: Option<String>,
     pub device: Option<String>,
+    /// CPE names as nmap prints them: `cpe:/a:vendor:product:version`.
     pub cpe: Vec<String>,
     /// Index of the probe whose rule matched (in [`Matcher::probes`]).
     pub probe: usize,
@@ -280,7 +281,13 @@ impl Matcher {
             })
             .collect();
         let t = &m.templates;
-        let ex = |t: &Option<Template>| t.as_ref().map(|t| expand(t, &groups));
+        // A field that expands to nothing (an optional group that did not take part) is
+        // absent, as in nmap's output; a CPE loses the `:` left by an empty last part.
+        let ex = |t: &Option<Template>| {
+            t.as_ref()
+                .map(|t| expand(t, &groups))
+                .filter(|s| !s.trim().is_empty())
+        };
         ServiceMatch {
             service: m.service.clone(),
             soft: m.soft,
@@ -290,7 +297,11 @@ impl Matcher {
             hostname: ex(&t.hostname),
             os: ex(&t.os),
             device: ex(&t.device),
-            cpe: t.cpe.iter().map(|c| expand(c, &groups)).collect(),
+            cpe: t
+                .cpe
+                .iter()
+                .map(|c| format!("cpe:/{}", expand(c, &groups).trim_end_matches(':')))
+                .collect(),
             probe: p,
             line: m.line,
         }
@@ -536,6 +547,23 @@ mod tests {
         assert_eq!(soft.line, 2);
         assert!(m.match_response(0, b"hello", None).is_none());
         assert!(m.match_response(0, b"", None).is_none());
+    }
+
+    #[test]
+    fn optional_group_that_did_not_match_leaves_the_field_out() {
+        let m = matcher(
+            "Probe TCP NULL q||\nmatch ftp m|^220 ProFTPD(?: ([\\w.]+))? Server| p/ProFTPD/ v/$1/ cpe:/a:proftpd:proftpd:$1/\n",
+        );
+        let hit = m
+            .match_response(0, b"220 ProFTPD Server (Debian)\r\n", None)
+            .unwrap();
+        assert_eq!(hit.version, None);
+        assert_eq!(hit.cpe, vec!["cpe:/a:proftpd:proftpd".to_string()]);
+        let hit = m
+            .match_response(0, b"220 ProFTPD 1.3.8 Server\r\n", None)
+            .unwrap();
+        assert_eq!(hit.version.as_deref(), Some("1.3.8"));
+        assert_eq!(hit.cpe, vec!["cpe:/a:proftpd:proftpd:1.3.8".to_string()]);
     }
 
     #[test]
