@@ -17,6 +17,8 @@
 //!    still open, the first of them goes out on lane 0; every other probe gets a new lane, up
 //!    to [`Settings::parallel`] lanes at once (as naabu does: no waiting out one silent
 //!    probe before sending the next).
+//!    Only TCP probes are used (`Probe UDP` lines are parsed and left out), and none marked
+//!    `no-payload`.
 //! 3. Each answer is read up to [`Settings::read_limit`] bytes and matched as it arrives. The
 //!    **first hard match wins** and closes every lane. A **softmatch** names the service and
 //!    drops the queued probes that cannot name it ([`Matcher::can_name`]).
@@ -94,7 +96,9 @@ impl Default for Settings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Open a new connection to the same address and port (inside TLS: and handshake),
-    /// then call [`Conversation::handle_connected`] or [`Conversation::handle_closed`].
+    /// then call [`Conversation::handle_connected`], or [`Conversation::handle_closed`] if
+    /// the connect fails or outlasts the scan's own connect timeout (the machine sets no
+    /// deadline on connects). The connection counts in the scan's concurrency and rate.
     Connect(Lane),
     /// Send probe `probe`'s payload ([`Conversation::payload`]) on `lane`.
     Send { lane: Lane, probe: usize },
