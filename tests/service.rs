@@ -239,6 +239,8 @@ fn nmap_file_parses_every_directive() {
     assert!(probes.iter().any(|p| !p.sslports.is_empty()));
     assert!(probes.iter().any(|p| p.protocol == Protocol::Udp));
     assert!(m.file().exclude.is_some());
+    // nmap's file keeps printers' raw ports out of version detection.
+    assert!(m.is_excluded(9100) && !m.is_excluded(80));
     assert!(probes.iter().flat_map(|p| &p.matches).any(|r| r.soft));
     assert!(
         probes

@@ -172,6 +172,12 @@ impl Matcher {
         &self.file
     }
 
+    /// Whether the file's `Exclude` directive keeps TCP `port` from being version-probed
+    /// (the driver then reports the port without a conversation).
+    pub fn is_excluded(&self, port: u16) -> bool {
+        self.file.exclude_tcp.contains(port)
+    }
+
     /// Patterns that did not compile.
     pub fn skipped(&self) -> &[Skipped] {
         &self.skipped

@@ -188,6 +188,9 @@ pub struct ProbeFile {
     pub probes: Vec<Probe>,
     /// The `Exclude` directive, as written (ports never version-probed).
     pub exclude: Option<String>,
+    /// The TCP ports of `Exclude` (`T:9100-9107`; entries without a protocol count for
+    /// both, `U:` entries and the entries after them for UDP only).
+    pub exclude_tcp: PortSet,
 }
 
 /// What was wrong on a line of a probe file.
@@ -303,7 +306,12 @@ fn current<'a>(file: &'a mut ProbeFile, directive: &[u8]) -> Result<&'a mut Prob
 fn parse_line(file: &mut ProbeFile, raw: &[u8], line: usize) -> Result<(), ParseErrorKind> {
     let (directive, rest) = split_word(raw);
     match directive {
-        b"Exclude" => file.exclude = Some(text(rest)),
+        b"Exclude" => {
+            let spec = text(rest);
+            file.exclude_tcp =
+                exclude_tcp(&spec).ok_or_else(|| ParseErrorKind::BadPorts(spec.clone()))?;
+            file.exclude = Some(spec);
+        }
         b"Probe" => {
             let probe = parse_probe(rest, line)?;
             if file
@@ -349,6 +357,31 @@ fn parse_line(file: &mut ProbeFile, raw: &[u8], line: usize) -> Result<(), Parse
         other => return Err(ParseErrorKind::UnknownDirective(text(other))),
     }
     Ok(())
+}
+
+/// The TCP part of an `Exclude` port list, as nmap's `-p` syntax reads it: `T:` and `U:`
+/// switch the protocol for the entries that follow.
+fn exclude_tcp(spec: &str) -> Option<PortSet> {
+    let mut tcp = String::new();
+    let mut proto_tcp = true;
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let part = if let Some(p) = part.strip_prefix("T:") {
+            proto_tcp = true;
+            p
+        } else if let Some(p) = part.strip_prefix("U:") {
+            proto_tcp = false;
+            p
+        } else {
+            part
+        };
+        if proto_tcp {
+            if !tcp.is_empty() {
+                tcp.push(',');
+            }
+            tcp.push_str(part);
+        }
+    }
+    PortSet::parse(&tcp)
 }
 
 fn parse_probe(rest: &[u8], line: usize) -> Result<Probe, ParseErrorKind> {
@@ -648,6 +681,16 @@ mod tests {
         assert!(p.matches[1].soft);
         assert_eq!(p.matches[1].pattern, b"^HTTP/");
         assert!(f.probes[1].is_null());
+    }
+
+    #[test]
+    fn exclude_directive_tcp_ports() {
+        let f = parse(b"Exclude T:9100-9107,30,U:53,54\nProbe TCP NULL q||\n").unwrap();
+        assert!(f.exclude_tcp.contains(9100) && f.exclude_tcp.contains(9107));
+        assert!(f.exclude_tcp.contains(30));
+        assert!(!f.exclude_tcp.contains(53) && !f.exclude_tcp.contains(54));
+        let e = parse(b"Exclude T:9100-x\n").unwrap_err();
+        assert!(matches!(e.kind, ParseErrorKind::BadPorts(_)));
     }
 
     #[test]
