@@ -75,9 +75,10 @@ fn service_benches(c: &mut Criterion) {
             let file = probes::parse(&text).expect("nmap's file parses");
             let m = Matcher::new(file);
             eprintln!(
-                "{NMAP}: {} rules compiled ({} refused) in {:?}; VmHWM {:?} KiB before, {:?} KiB after loading",
+                "{NMAP}: {} rules compiled ({} refused, {} with a literal prefix) in {:?}; VmHWM {:?} KiB before, {:?} KiB after loading",
                 m.compiled_rules(),
                 m.skipped().len(),
+                m.prefixed_rules(1),
                 t.elapsed(),
                 before,
                 vm_hwm_kib()

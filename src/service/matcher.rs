@@ -188,6 +188,16 @@ impl Matcher {
         self.compiled.iter().map(|p| p.rules.len()).sum()
     }
 
+    /// Number of compiled rules with a literal prefix of at least `min_len` bytes (the ones
+    /// the prefilter can rule out without running PCRE2).
+    pub fn prefixed_rules(&self, min_len: usize) -> usize {
+        self.compiled
+            .iter()
+            .flat_map(|p| &p.rules)
+            .filter(|r| r.prefix.len() >= min_len)
+            .count()
+    }
+
     /// Index of the probe named `name` for `protocol`.
     pub fn probe_index(&self, protocol: Protocol, name: &str) -> Option<usize> {
         self.file
