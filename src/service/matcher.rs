@@ -57,6 +57,8 @@ struct Rule {
     regex: pcre2::bytes::Regex,
     prefix: Vec<u8>,
     caseless: bool,
+    /// Index into the probe's `literals`: a literal every match contains.
+    literal: Option<u32>,
     /// Index into the probe's `matches`.
     index: u32,
 }
@@ -70,6 +72,9 @@ struct CompiledProbe {
     empty: Vec<u32>,
     /// Probes whose rules are tried after this one's (explicit fallbacks, then NULL).
     fallback: Vec<usize>,
+    /// The rules' required literals (ASCII case folded), found in a response in one pass.
+    literals: Option<aho_corasick::AhoCorasick>,
+    literal_count: usize,
 }
 
 /// A probe file with every pattern compiled.
@@ -100,20 +105,46 @@ impl Matcher {
         let mut compiled = Vec::with_capacity(file.probes.len());
         for (pi, probe) in file.probes.iter().enumerate() {
             let mut rules = Vec::with_capacity(probe.matches.len());
+            let mut literal_ids: std::collections::HashMap<Vec<u8>, u32> = Default::default();
+            let mut literals: Vec<Vec<u8>> = Vec::new();
             for (index, m) in probe.matches.iter().enumerate() {
                 match compile(&m.pattern, m.caseless, m.dotall) {
-                    Ok(regex) => rules.push(Rule {
-                        regex,
-                        prefix: literal_prefix(&m.pattern),
-                        caseless: m.caseless,
-                        index: index as u32,
-                    }),
+                    Ok(regex) => {
+                        let prefix = literal_prefix(&m.pattern);
+                        let required = required_literal(&m.pattern).to_ascii_lowercase();
+                        // Worth a lookup only if it says more than the prefix already does.
+                        let literal = (required.len() >= MIN_LITERAL
+                            && required.len() > prefix.len())
+                        .then(|| {
+                            *literal_ids.entry(required.clone()).or_insert_with(|| {
+                                literals.push(required);
+                                literals.len() as u32 - 1
+                            })
+                        });
+                        rules.push(Rule {
+                            regex,
+                            prefix,
+                            caseless: m.caseless,
+                            literal,
+                            index: index as u32,
+                        })
+                    }
                     Err(error) => skipped.push(Skipped {
                         line: m.line,
                         error,
                     }),
                 }
             }
+            let literal_count = literals.len();
+            let literals = (!literals.is_empty())
+                .then(|| {
+                    aho_corasick::AhoCorasick::builder()
+                        .ascii_case_insensitive(true)
+                        .build(&literals)
+                        .ok()
+                })
+                .flatten();
+            let literal_count = if literals.is_some() { literal_count } else { 0 };
             let mut buckets = vec![Vec::new(); 256];
             let mut empty = Vec::new();
             for (ri, rule) in rules.iter().enumerate() {
@@ -153,6 +184,8 @@ impl Matcher {
                 buckets,
                 empty,
                 fallback,
+                literals,
+                literal_count,
             });
         }
         Matcher {
@@ -250,9 +283,22 @@ impl Matcher {
             Some(&b) => &cp.buckets[b as usize],
             None => &cp.empty,
         };
+        // Which required literals the response contains (one pass over it).
+        let mut present = vec![false; cp.literal_count];
+        if let Some(ac) = &cp.literals {
+            for hit in ac.find_overlapping_iter(response) {
+                present[hit.pattern().as_usize()] = true;
+            }
+        }
         for &ri in candidates {
             let rule = &cp.rules[ri as usize];
             if !starts_with(response, &rule.prefix, rule.caseless) {
+                continue;
+            }
+            if let Some(l) = rule.literal
+                && cp.literals.is_some()
+                && !present[l as usize]
+            {
                 continue;
             }
             let m = &self.file.probes[p].matches[rule.index as usize];
@@ -395,6 +441,163 @@ pub fn literal_prefix(pattern: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Shortest required literal worth looking up.
+const MIN_LITERAL: usize = 3;
+
+/// The longest run of literal bytes that every match of `pattern` contains, outside any
+/// group and not made optional by a quantifier; empty when there is none or the pattern
+/// is beyond this simple reading (top-level `|`, inline options, `\Q`, named references).
+/// It is looked up ASCII-caselessly, which is always safe.
+pub fn required_literal(pattern: &[u8]) -> Vec<u8> {
+    if has_top_level_alternation(pattern) {
+        return Vec::new();
+    }
+    let (mut best, mut cur) = (Vec::new(), Vec::new());
+    let flush = |best: &mut Vec<u8>, cur: &mut Vec<u8>| {
+        if cur.len() > best.len() {
+            *best = std::mem::take(cur);
+        } else {
+            cur.clear();
+        }
+    };
+    let mut i = 0;
+    while i < pattern.len() {
+        let (byte, used) = match pattern[i] {
+            b'\\' => {
+                let rest = &pattern[i + 1..];
+                match rest.first() {
+                    None => break,
+                    Some(b'Q' | b'E' | b'k' | b'g' | b'c' | b'p' | b'P' | b'o' | b'N') => {
+                        return Vec::new();
+                    }
+                    Some(b'x') if rest.get(1) == Some(&b'{') => {
+                        let Some(end) = rest.iter().position(|&b| b == b'}') else {
+                            return Vec::new();
+                        };
+                        flush(&mut best, &mut cur);
+                        i += end + 2;
+                        continue;
+                    }
+                    Some(d) if d.is_ascii_digit() && *d != b'0' => {
+                        // A back-reference.
+                        flush(&mut best, &mut cur);
+                        i += 1 + rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                        continue;
+                    }
+                    _ => {}
+                }
+                match escaped_literal(rest) {
+                    Some((b, n)) => (b, n + 1),
+                    None => {
+                        // \d, \s, \b, ...: not a literal byte.
+                        flush(&mut best, &mut cur);
+                        i += 2;
+                        continue;
+                    }
+                }
+            }
+            b'[' => {
+                flush(&mut best, &mut cur);
+                let Some(end) = class_end(pattern, i) else {
+                    return Vec::new();
+                };
+                i = end + 1;
+                continue;
+            }
+            b'(' => {
+                if pattern.get(i + 1) == Some(&b'?')
+                    && pattern
+                        .get(i + 2)
+                        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'-' || *b == b'^')
+                {
+                    // An inline option changes how the rest reads.
+                    return Vec::new();
+                }
+                flush(&mut best, &mut cur);
+                let Some(end) = group_end(pattern, i) else {
+                    return Vec::new();
+                };
+                i = end + 1;
+                continue;
+            }
+            b'{' => {
+                flush(&mut best, &mut cur);
+                let quant = pattern[i + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit() || **b == b',')
+                    .count();
+                i += 1;
+                if quant > 0 && pattern.get(i + quant) == Some(&b'}') {
+                    i += quant + 1;
+                }
+                continue;
+            }
+            b'.' | b'^' | b'$' | b'?' | b'*' | b'+' | b'|' | b')' | b']' => {
+                flush(&mut best, &mut cur);
+                i += 1;
+                continue;
+            }
+            b => (b, 1),
+        };
+        match pattern.get(i + used) {
+            Some(b'?' | b'*' | b'{') => flush(&mut best, &mut cur),
+            Some(b'+') => {
+                cur.push(byte);
+                flush(&mut best, &mut cur);
+            }
+            _ => cur.push(byte),
+        }
+        i += used;
+    }
+    flush(&mut best, &mut cur);
+    best
+}
+
+/// Index of the `]` closing the class that opens at `start`.
+fn class_end(p: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    if p.get(i) == Some(&b'^') {
+        i += 1;
+    }
+    if p.get(i) == Some(&b']') {
+        i += 1;
+    }
+    while i < p.len() {
+        match p[i] {
+            b'\\' => i += 2,
+            b'[' if p.get(i + 1) == Some(&b':') => {
+                let close = p[i + 2..].windows(2).position(|w| w == b":]")?;
+                i += close + 4;
+            }
+            b']' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Index of the `)` closing the group that opens at `start`.
+fn group_end(p: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < p.len() {
+        match p[i] {
+            b'\\' => i += 1,
+            b'[' => i = class_end(p, i)?,
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// The byte an escape (the text after a backslash) stands for, and its length, if it is one
 /// literal byte.
 fn escaped_literal(s: &[u8]) -> Option<(u8, usize)> {
@@ -521,6 +724,38 @@ mod tests {
     }
 
     #[test]
+    fn required_literal_extraction() {
+        let lit = |p: &[u8]| String::from_utf8(required_literal(p)).unwrap();
+        assert_eq!(
+            lit(br"^HTTP/1\.[01] \d\d\d .*\r\nServer: Apache/([\d.]+)"),
+            "\r\nServer: Apache/"
+        );
+        assert_eq!(lit(br"^SSH-([\d.]+)-OpenSSH_([\w.]+)"), "-OpenSSH_");
+        assert_eq!(lit(br"abc(?:longer literal)?de"), "abc");
+        assert_eq!(lit(br"^x[[:alpha:]]yyyy"), "yyyy");
+        assert_eq!(lit(br"^ab{2,3}cdef"), "cdef");
+        assert_eq!(lit(br"^abcd?ef"), "abc");
+        assert_eq!(lit(br"^a(?i)bcdef"), "");
+        assert_eq!(lit(br"^abc|defgh"), "");
+        assert_eq!(lit(br"^\x{41}\1zzz"), "zzz");
+        assert_eq!(lit(br"^\Qab\E"), "");
+    }
+
+    #[test]
+    fn required_literal_prefilter_keeps_file_order() {
+        let m = matcher(
+            "Probe TCP NULL q||\n\
+             match a m|^HTTP/1\\.[01] .*Server: Apache|s p/apache/\n\
+             match b m|^HTTP/1\\.[01] .*server: nginx|si p/nginx/\n\
+             match c m|^HTTP/1\\.[01] | p/generic/\n",
+        );
+        let name = |b: &[u8]| m.match_response(0, b, None).unwrap().product.unwrap();
+        assert_eq!(name(b"HTTP/1.1 200 OK\r\nServer: Apache\r\n"), "apache");
+        assert_eq!(name(b"HTTP/1.1 200 OK\r\nSERVER: NGINX\r\n"), "nginx");
+        assert_eq!(name(b"HTTP/1.1 200 OK\r\nServer: apache\r\n"), "generic");
+    }
+
+    #[test]
     fn templates_expand() {
         let g: Vec<Option<&[u8]>> = vec![
             None,
@@ -616,5 +851,9 @@ mod tests {
         let mut banner = vec![b'a'; 40];
         banner.push(b'!');
         assert!(m.match_response(0, &banner, None).is_none());
+        // The limit is what stopped it: PCRE2 reports the match limit, not a plain no-match.
+        let re = compile(b"^(a+)+$", false, false).unwrap();
+        let err = re.is_match(&banner).unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
     }
 }
