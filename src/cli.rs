@@ -149,7 +149,9 @@ pub struct Args {
     pub seed: Option<u64>,
 
     /// Probe only shard K of N (1-based, masscan's spelling): N runs with the
-    /// same --seed, on N machines, cover the scan exactly once.
+    /// same --seed, on N machines, cover the scan exactly once. `auto` (or
+    /// `auto/N`) reads K/N from a Slurm job array, a Kubernetes Indexed Job
+    /// or GNU parallel (docs/SHARDING.md).
     #[arg(long, value_name = "K/N", help_heading = "Scan order")]
     pub shard: Option<String>,
 
@@ -253,6 +255,36 @@ pub struct MergeArgs {
     /// Where the merged --stats summary goes.
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
+
+    // The scan's other formats, written from the shards' JSON lines (see
+    // merge::formats): one document for the whole scan, hosts merged.
+    /// Write the human-readable text to FILE (`-` for stdout). Also -oN.
+    #[arg(long = "output-normal", value_name = "FILE")]
+    pub output_normal: Option<PathBuf>,
+
+    /// Write one nmap XML document to FILE (`-` for stdout); needs the
+    /// shards' --stats files and every result (--show all). Also -oX.
+    #[arg(long = "output-xml", value_name = "FILE")]
+    pub output_xml: Option<PathBuf>,
+
+    /// Write nmap's grepable format to FILE (`-` for stdout); needs what
+    /// -oX needs. Also -oG.
+    #[arg(long = "output-grepable", value_name = "FILE")]
+    pub output_grepable: Option<PathBuf>,
+
+    /// Write CSV to FILE (`-` for stdout). Also -oC.
+    #[arg(long = "output-csv", value_name = "FILE")]
+    pub output_csv: Option<PathBuf>,
+
+    /// Which results -oN, -oX, -oG and -oC write (-oJ keeps every line):
+    /// a comma list of open, closed, filtered, or `all`.
+    #[arg(long, value_name = "STATES", default_value = "open")]
+    pub show: String,
+
+    /// Where the results are sorted on disk for those formats (default: the
+    /// temporary directory, TMPDIR).
+    #[arg(long = "sort-dir", value_name = "DIR")]
+    pub sort_dir: Option<PathBuf>,
 }
 
 impl MergeArgs {

@@ -15,9 +15,15 @@ use crate::targets::{self, TargetArgs, TargetError, TargetSpace};
 use crate::timing::{AdaptiveTiming, Template, TemplateError};
 
 /// File descriptors kept back from the concurrency budget: stdio, outputs,
-/// one epoll instance and its wake-up per worker, and some slack.
-/// A quarter of the limit, between 16 and 64.
-pub(crate) const RESERVED_FDS: (u64, u64) = (16, 64);
+/// one epoll instance per worker, and some slack. A quarter of the limit,
+/// at least this many...
+pub(crate) const RESERVED_FDS_MIN: u64 = 16;
+/// ...and at most this many.
+pub(crate) const RESERVED_FDS_MAX: u64 = 64;
+/// Event-loop workers per core, at most: more only cost memory (each has
+/// its poll, events, slab and wheel, ~2 MB with its stack) and switches;
+/// `--threads 100000` ran the machine out of memory.
+const WORKERS_PER_CORE: usize = 4;
 
 /// A bad command line, named precisely.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,8 @@ pub enum ConfigError {
     StatsEvery(String),
     #[error(transparent)]
     Shard(#[from] ShardError),
+    #[error(transparent)]
+    ShardEnv(#[from] crate::shard_env::ShardEnvError),
 }
 
 /// Which states get a line in the outputs.
@@ -194,8 +202,17 @@ impl ScanConfig {
                 });
             }
         }
+        let mut notes = Vec::new();
         let shard = match &args.shard {
-            Some(s) => Shard::parse(s)?,
+            // `--shard auto[/N]`: K/N from the job engine's environment.
+            Some(s) => match crate::shard_env::parse_auto(s)? {
+                Some(count) => {
+                    let auto = crate::shard_env::detect(count, |k| std::env::var(k).ok())?;
+                    notes.push(auto.to_string());
+                    auto.shard
+                }
+                None => Shard::parse(s)?,
+            },
             None => Shard::WHOLE,
         };
         let seed = args.seed.unwrap_or_else(crate::order::random_seed);
@@ -211,7 +228,6 @@ impl ScanConfig {
             exclude_ports: args.exclude_ports.as_deref(),
         })?;
 
-        let mut notes = Vec::new();
         let budget = fd_budget(fd_limit);
         let concurrency = match args.concurrency.or(timing.max_concurrency) {
             Some(n) if n as u64 > budget => {
@@ -241,7 +257,15 @@ impl ScanConfig {
         let concurrency = concurrency
             .min(usize::try_from(space.len()).unwrap_or(usize::MAX))
             .max(1);
-        let threads = args.threads.unwrap_or(cores).clamp(1, concurrency);
+        let max_workers = cores.max(1) * WORKERS_PER_CORE;
+        let asked = args.threads.unwrap_or(cores);
+        let mut threads = asked.clamp(1, concurrency);
+        if threads > max_workers {
+            notes.push(format!(
+                "--threads {asked} is more than {cores} cores can use; using {max_workers}"
+            ));
+            threads = max_workers;
+        }
         let blocks = Blocks::new(space.len(), space.ports().len() as u64);
         let order = match args.order {
             OrderArg::Random => Order::random(blocks, seed),
@@ -447,7 +471,7 @@ fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
 
 /// Descriptors available for sockets.
 pub fn fd_budget(fd_limit: u64) -> u64 {
-    let reserve = (fd_limit / 4).clamp(RESERVED_FDS.0, RESERVED_FDS.1);
+    let reserve = (fd_limit / 4).clamp(RESERVED_FDS_MIN, RESERVED_FDS_MAX);
     fd_limit.saturating_sub(reserve).max(1)
 }
 
@@ -615,6 +639,20 @@ mod tests {
         assert_eq!(c.engine.concurrency, 10);
         let c = config("--concurrency 1 --threads 8 127.0.0.1").unwrap();
         assert_eq!(c.engine.threads, 1);
+    }
+
+    /// `--threads 100000` started a worker each (~2 MB) until the kernel's
+    /// OOM killer ran.
+    #[test]
+    fn threads_100000_is_capped_to_what_the_cores_can_use() {
+        let c = config("--threads 100000 -p- 127.0.0.1").unwrap();
+        assert_eq!(c.engine.threads, 2 * WORKERS_PER_CORE);
+        assert_eq!(
+            c.notes,
+            vec!["--threads 100000 is more than 2 cores can use; using 8".to_string()]
+        );
+        let c = config("--threads 3 -p- 127.0.0.1").unwrap();
+        assert_eq!((c.engine.threads, c.notes.len()), (3, 0));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use fastport::config::ScanConfig;
 use fastport::output::{Outputs, RunInfo};
@@ -39,6 +41,15 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return clap_error(&e),
     };
+    // First: a signal while the run starts up (names resolving, outputs
+    // opening) must stop it as cleanly as one during the scan.
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("fastport: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // `--resume FILE`: the interrupted run's options, seed and progress.
     let (args, resumed) = match resume::resolve(args, &argv) {
         Ok(resolved) => resolved,
@@ -62,6 +73,15 @@ fn main() -> ExitCode {
             return usage_error(&e);
         }
     }
+    // `--shard auto` is resolved once: a resumed run (resubmitted outside
+    // the job array) keeps this K/N, whatever its own environment.
+    let args = cli::Args {
+        shard: args
+            .shard
+            .as_ref()
+            .map(|_| config.schedule.shard.to_string()),
+        ..args
+    };
     for note in &config.notes {
         eprintln!("fastport: note: {note}");
     }
@@ -74,68 +94,87 @@ fn main() -> ExitCode {
         .as_ref()
         .map(resume::Resumed::continuing)
         .unwrap_or_default();
+    // Until this run ends and rewrites it, its resume file must not be
+    // resumed: the outputs are about to be cut back and grow past what it
+    // records (a kill or a crash would otherwise let a later resume write
+    // results twice).
+    if let Some(r) = &resumed {
+        if let Err(e) = r.make_stale(resume::UNFINISHED_RESUME) {
+            return usage_error(&e);
+        }
+    }
     let mut outputs = match Outputs::open_continuing(&config.outputs, &run, &continuing) {
         Ok(outputs) => outputs,
-        Err(e) => return usage_error(&e),
-    };
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let shutdown = match install_signal_handlers(&stop) {
-        Ok(ids) => ids,
         Err(e) => {
-            eprintln!("fastport: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    match scan::run(&config, &mut outputs, &stop, earlier.as_ref()) {
-        Ok(outcome) => {
-            // From here a second signal must not cut the resume file short:
-            // it no longer ends the process at once.
-            for id in shutdown {
-                signal_hook::low_level::unregister(id);
-            }
-            let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
-            if stopped && outcome.output_error.is_none() {
-                let so_far = StatsDocument::new(&outcome.summary, Some(outcome.record.clone()));
-                let file = resume::file_for(
-                    &args,
-                    &config,
-                    &outcome.done,
-                    &outcome.in_flight,
-                    outcome.record.parts,
-                    so_far,
-                );
-                let written = match &resumed {
-                    Some(r) => resume::write(&r.path, &file).map(|()| r.path.clone()),
-                    None => {
-                        resume::write_new(resume::candidate_paths(config.schedule.shard), &file)
-                    }
-                };
-                match written {
-                    Ok(path) => eprintln!(
-                        "fastport: interrupted; continue with: fastport --resume {} (it continues the output files)",
-                        path.display()
-                    ),
-                    Err(e) => eprintln!("fastport: {e}"),
-                }
-            } else if let Some(r) = &resumed {
-                let marked = match &outcome.output_error {
-                    // The outputs were continued and then failed: the file
-                    // no longer matches them.
-                    Some(e) => r.make_stale(&e.to_string()),
-                    None if !outcome.summary.interrupted => r.finish(),
-                    None => Ok(()),
-                };
-                if let Err(e) = marked {
+            // Nothing was written: the file may be resumed as it was.
+            if let Some(r) = &resumed {
+                if let Err(e) = r.restore() {
                     eprintln!("fastport: {e}");
                 }
             }
+            return usage_error(&e);
+        }
+    };
+
+    match scan::run(&config, &mut outputs, &signals.stop, earlier.as_ref()) {
+        Ok(outcome) => {
+            // From here no signal ends the process: the resume file is saved.
+            signals.saving();
+            let stopped = signals.stop.load(std::sync::atomic::Ordering::SeqCst);
+            save_progress(&args, &config, resumed.as_ref(), &outcome, stopped);
             exit_status(outcome)
         }
         Err(e) => {
             eprintln!("fastport: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// After the scan: an interrupted run writes its resume file (a new name,
+/// or the file it resumed); a resumed run that ended marks its file
+/// finished, or stale when its outputs may now be ahead of it.
+fn save_progress(
+    args: &cli::Args,
+    config: &ScanConfig,
+    resumed: Option<&resume::Resumed>,
+    outcome: &scan::ScanOutcome,
+    stopped: bool,
+) {
+    // A signal after the last probe reported leaves nothing to resume.
+    let complete = outcome.summary.stats.results() >= outcome.summary.planned;
+    if stopped && !complete && outcome.output_error.is_none() {
+        let so_far = StatsDocument::new(&outcome.summary, Some(outcome.record.clone()));
+        let file = resume::file_for(
+            args,
+            config,
+            &outcome.done,
+            &outcome.in_flight,
+            outcome.record.parts,
+            so_far,
+        );
+        let written = match resumed {
+            Some(r) => resume::write(&r.path, &file).map(|()| r.path.clone()),
+            None => resume::write_new(resume::candidate_paths(config.schedule.shard), &file),
+        };
+        match written {
+            Ok(path) => eprintln!(
+                "fastport: interrupted; continue with: fastport --resume {} (it continues the output files)",
+                path.display()
+            ),
+            Err(e) => eprintln!("fastport: {e}"),
+        }
+    } else if let Some(r) = resumed {
+        let marked = match &outcome.output_error {
+            // The outputs were continued and then failed: the file no
+            // longer matches them (it stays stale, saying why).
+            Some(e) => r.make_stale(&format!("the run that resumed it failed to write ({e})")),
+            None if complete => r.finish(),
+            // Ended early without a signal: as above.
+            None => r.make_stale("the run that resumed it ended before its last probe"),
+        };
+        if let Err(e) = marked {
+            eprintln!("fastport: {e}");
         }
     }
 }
@@ -237,8 +276,27 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
             }
         }
     }
+    // -oN/-oX/-oG/-oC: checked whole before anything is written.
+    let formats = match fastport::merge::formats::FormatPlan::from_args(&args, argv) {
+        Ok(plan) => plan,
+        Err(e) => return usage_error(&e),
+    };
+    for dest in [&formats.text, &formats.xml, &formats.grepable, &formats.csv] {
+        if let Some(fastport::config::Dest::File(target)) = dest {
+            if let Err(e) = check_not_an_input(target, &args.inputs) {
+                return usage_error(&e);
+            }
+        }
+    }
+    if formats.any() {
+        let summary = merged.as_ref().map(|m| &m.summary);
+        if let Err(e) = fastport::merge::formats::write(&results, &formats, summary) {
+            return usage_error(&e);
+        }
+    }
     let written = match out {
         Some(p) => write_atomically(p, |w| copy_results(&results, w, p)),
+        None if formats.any() && args.output_json.is_none() => Ok(()),
         None => {
             let mut stdout = io::BufWriter::new(io::stdout().lock());
             match copy_results(&results, &mut stdout, std::path::Path::new("stdout")) {
@@ -297,22 +355,71 @@ fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
+/// How long a stop may take before a further signal ends the process at
+/// once (the run is stuck: a name that does not resolve, an output that
+/// blocks).
+const STUCK_AFTER: Duration = Duration::from_secs(1);
+
 /// Ctrl-C, SIGTERM or SIGHUP (the terminal closed) asks the scan to stop
-/// cleanly: outputs closed, a resume file written. A second one while the
-/// scan stops exits at once; the returned ids are those exits, unregistered
-/// once the scan has stopped so that a signal during the save of the resume
-/// file cannot lose it.
-fn install_signal_handlers(stop: &Arc<AtomicBool>) -> io::Result<Vec<signal_hook::SigId>> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    use signal_hook::flag;
-    let mut shutdown = Vec::new();
-    for sig in [SIGINT, SIGTERM, SIGHUP] {
-        shutdown.push(flag::register_conditional_shutdown(
-            sig,
-            i32::from(EXIT_INTERRUPTED),
-            Arc::clone(stop),
-        )?);
-        flag::register(sig, Arc::clone(stop))?;
+/// cleanly: outputs closed, a resume file written. Stopping takes
+/// milliseconds, and a second signal then is ignored, so an impatient
+/// second Ctrl-C never costs the resume file; one that comes when the run
+/// has not stopped after [`STUCK_AFTER`] ends it at once, unless the resume
+/// file is being saved.
+struct Signals {
+    /// Set by any of the three signals (and by the engine when an output
+    /// fails).
+    stop: Arc<AtomicBool>,
+    /// Held by the watchdog while it ends the process; set once saving
+    /// began.
+    saving: Arc<Mutex<bool>>,
+}
+
+impl Signals {
+    fn install() -> io::Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let stop = Arc::new(AtomicBool::new(false));
+        let again = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            flag::register(sig, Arc::clone(&stop))?;
+            flag::register(sig, Arc::clone(&again))?;
+        }
+        let saving = Arc::new(Mutex::new(false));
+        let (watch_stop, watch_saving) = (Arc::clone(&stop), Arc::clone(&saving));
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || watchdog(&watch_stop, &again, &watch_saving))?;
+        Ok(Signals { stop, saving })
     }
-    Ok(shutdown)
+
+    /// The resume file is being saved: no signal ends the process now.
+    fn saving(&self) {
+        *self.saving.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    }
+}
+
+/// Waits for a first signal, then ends the process on a later one if the
+/// run has not stopped within [`STUCK_AFTER`] and is not saving.
+fn watchdog(stop: &AtomicBool, again: &AtomicBool, saving: &Mutex<bool>) {
+    const TICK: Duration = Duration::from_millis(20);
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(TICK);
+    }
+    again.store(false, Ordering::SeqCst);
+    let first = Instant::now();
+    loop {
+        std::thread::sleep(TICK);
+        if again.swap(false, Ordering::SeqCst) && first.elapsed() >= STUCK_AFTER {
+            let saving = saving.lock().unwrap_or_else(PoisonError::into_inner);
+            if *saving {
+                return;
+            }
+            eprintln!(
+                "fastport: the run did not stop within {} s of the first signal; exiting without a resume file",
+                STUCK_AFTER.as_secs()
+            );
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    }
 }

@@ -26,6 +26,8 @@
 //! so the merged percentiles are those of the whole scan. Elapsed time is
 //! the longest shard's (shards run side by side).
 
+pub mod formats;
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
@@ -195,7 +197,9 @@ pub fn copy_results(
 }
 
 /// Writes `path` whole or not at all: `fill` writes into a temporary file
-/// in the same directory, renamed over `path` once it succeeded.
+/// in the same directory, renamed over `path` once it succeeded. A path
+/// that is not a regular file (a FIFO, `/dev/stdout`, a device) is written
+/// in place: renaming over it would replace it.
 pub fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> Result<(), MergeError>,
@@ -204,6 +208,15 @@ pub fn write_atomically(
         path: path.to_path_buf(),
         source,
     };
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(write)?;
+        let mut out = io::BufWriter::new(file);
+        fill(&mut out)?;
+        return out.flush().map_err(write);
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -304,7 +317,9 @@ pub fn merge_stats(inputs: &[PathBuf]) -> Result<MergedStats, MergeError> {
         };
         let summary = doc.to_summary().map_err(bad)?;
         let shard = summary.shard;
-        if summary.interrupted || summary.stats.results() != summary.planned {
+        // Every probe reported is complete, even if a signal came after
+        // the last one.
+        if summary.stats.results() != summary.planned {
             return Err(MergeError::Incomplete {
                 path: path.clone(),
                 shard: shard.to_string(),
@@ -369,7 +384,6 @@ pub fn merge_stats(inputs: &[PathBuf]) -> Result<MergedStats, MergeError> {
                 m.stats.merge(&summary.stats);
                 m.planned += summary.planned;
                 m.elapsed = m.elapsed.max(summary.elapsed);
-                m.interrupted |= summary.interrupted;
                 m.concurrency += summary.concurrency;
                 m.threads += summary.threads;
                 (m, record)
@@ -377,6 +391,7 @@ pub fn merge_stats(inputs: &[PathBuf]) -> Result<MergedStats, MergeError> {
         });
     }
     let (mut summary, record) = merged.ok_or(MergeError::NoInputs)?;
+    summary.interrupted = false; // every shard given is complete
     let n = shards.first().map_or(1, Shard::n);
     if shards.iter().any(|s| s.n() != n) {
         return Err(MergeError::Mismatch(
@@ -416,11 +431,23 @@ pub fn is_stats_file(path: &Path) -> Result<bool, MergeError> {
     if first != Some(&b'{') {
         return Ok(false);
     }
-    // A result line is one line; a summary is pretty-printed over many.
-    let first_line = head
+    // A summary is pretty-printed over many lines (or, reformatted, one
+    // object with its version); a result line is one object with an addr.
+    let Some(first_line) = head
         .split(|&b| b == b'\n')
-        .find(|l| !l.trim_ascii().is_empty());
-    Ok(first_line.is_some_and(|l| l.trim_ascii() == b"{"))
+        .find(|l| !l.trim_ascii().is_empty())
+    else {
+        return Ok(false);
+    };
+    if first_line.trim_ascii() == b"{" {
+        return Ok(true);
+    }
+    Ok(
+        serde_json::from_slice::<serde_json::Value>(first_line).is_ok_and(|v| {
+            v.get("addr").is_none()
+                && (v.get("fastport_stats").is_some() || v.get("states").is_some())
+        }),
+    )
 }
 
 fn read_stats(path: &Path) -> Result<StatsDocument, MergeError> {
@@ -487,6 +514,23 @@ mod tests {
     }
 
     #[test]
+    fn summaries_and_result_files_are_told_apart_by_content() {
+        let d = dir("kinds");
+        let cases = [
+            ("{\n  \"fastport_stats\": 1\n}\n", true),
+            ("{\"fastport_stats\":1,\"states\":{}}\n", true),
+            ("{\"addr\":\"127.0.0.1\",\"port\":22}\n", false),
+            ("", false),
+        ];
+        for (i, (text, stats)) in cases.into_iter().enumerate() {
+            let p = d.join(format!("{i}"));
+            std::fs::write(&p, text).unwrap();
+            assert_eq!(is_stats_file(&p).unwrap(), stats, "{text:?}");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn an_input_that_is_also_the_output_is_refused_by_inode() {
         let d = dir("same");
         let a = d.join("a.jsonl");
@@ -522,6 +566,25 @@ mod tests {
         .unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "new\n");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_device_named_as_the_output_is_written_not_replaced() {
+        let e = write_atomically(Path::new("/dev/full"), |w| {
+            copy_results(&[], w, Path::new("/dev/full"))?;
+            w.write_all(&[b'x'; 1 << 17])
+                .map_err(|source| MergeError::Write {
+                    path: "/dev/full".into(),
+                    source,
+                })
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot write \"/dev/full\""),
+            "{e}"
+        );
+        let m = std::fs::metadata("/dev/full").unwrap();
+        assert!(!m.is_file(), "/dev/full is still a device");
     }
 
     #[test]

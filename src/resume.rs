@@ -57,6 +57,10 @@ use crate::output::{Continue, Format};
 use crate::stats::{OrderName, StatsDocument};
 use crate::targets::TargetSpace;
 
+/// What a resume file says while a run that resumed it has not ended (or
+/// after it was killed or crashed): its outputs may be ahead of it.
+pub const UNFINISHED_RESUME: &str = "a run that resumed it is still running, or was killed or crashed after appending to the outputs";
+
 /// The format's version, first field of every file.
 pub const VERSION: u32 = 2;
 
@@ -75,7 +79,7 @@ pub enum ResumeError {
     #[error("{path} is a finished run: every probe was reported, there is nothing to resume")]
     Finished { path: PathBuf },
     #[error(
-        "{path} cannot be resumed: a run that resumed it appended to its outputs and then failed ({why}), so they no longer match it; run the scan again"
+        "{path} cannot be resumed: {why}, so the outputs may be ahead of it and a resume could write results twice; run the scan again"
     )]
     Stale { path: PathBuf, why: String },
     #[error("{path} is being resumed by another fastport right now")]
@@ -278,14 +282,21 @@ impl ResumeFile {
     }
 }
 
-/// Options that name an output file, and `--stats-every`: the only ones a
-/// resume may give.
+/// The options a resume may give (by clap id): output files, and how often
+/// to print status lines. Everything else is the interrupted run's.
+const MAY_CHANGE: [&str; 8] = [
+    "output_normal",
+    "output_json",
+    "output_xml",
+    "output_grepable",
+    "output_csv",
+    "output_all",
+    "stats",
+    "stats_every",
+];
+
 fn may_change(arg: &clap::Arg) -> bool {
-    arg.get_id() == "stats_every"
-        || arg.get_help_heading() == Some("Output")
-            && arg
-                .get_value_names()
-                .is_some_and(|v| v.iter().any(|n| n == "FILE" || n == "BASENAME"))
+    MAY_CHANGE.contains(&arg.get_id().as_str())
 }
 
 /// Reads, checks and locks the file of `--resume FILE`.
@@ -427,6 +438,12 @@ impl Resumed {
         let mut file = self.file.clone();
         file.finished = true;
         write(&self.path, &file)
+    }
+
+    /// Writes the file back as it was read (after [`make_stale`](Self::make_stale),
+    /// when the run stopped before it touched an output).
+    pub fn restore(&self) -> Result<(), ResumeError> {
+        write(&self.path, &self.file)
     }
 
     /// Marks the file stale: this run appended to its outputs and then
@@ -696,6 +713,17 @@ mod tests {
         let e = resolve_line(&format!("--resume {p} -p 1-50 -oJ b.jsonl")).unwrap_err();
         assert!(e.to_string().ends_with("not --ports"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_options_a_resume_may_give_are_flags() {
+        let command = Args::command();
+        for id in MAY_CHANGE {
+            assert!(
+                command.get_arguments().any(|a| a.get_id() == id),
+                "no flag {id}"
+            );
+        }
     }
 
     #[test]

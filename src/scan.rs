@@ -3,7 +3,7 @@
 //! summary, also when the scan is interrupted.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::config::ScanConfig;
@@ -12,7 +12,7 @@ use crate::order::Done;
 use crate::output::Outputs;
 use crate::output::progress::Progress;
 use crate::resume::targets_hash;
-use crate::stats::{RunRecord, Stats, Summary};
+use crate::stats::{RunRecord, Summary};
 
 /// How a scan ended.
 #[derive(Debug)]
@@ -67,14 +67,7 @@ pub fn run(
 
     let (end, output_error) = match result {
         Ok(end) => (end, None),
-        Err(EngineError::Output(e)) => (
-            EngineEnd {
-                stats: Stats::new(),
-                lanes: Vec::new(),
-                in_flight: Vec::new(),
-            },
-            Some(e),
-        ),
+        Err(EngineError::Output(e, end)) => (*end, Some(e)),
         Err(e) => return Err(e),
     };
     let EngineEnd {
@@ -83,7 +76,9 @@ pub fn run(
         in_flight,
     } = end;
     let mut summary = Summary {
-        interrupted: stop.load(Ordering::SeqCst) || done < total,
+        // A signal after the last probe reported interrupts nothing: the
+        // scan is whole (and its resume file, if any, finished).
+        interrupted: done < total,
         elapsed: started.elapsed(),
         hosts: config.space.host_count(),
         ports_per_host: config.space.ports().len() as u64,

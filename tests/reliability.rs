@@ -83,6 +83,8 @@ fn resume_overwrote_the_first_part_of_its_outputs() {
         "scan.gnmap",
         "-oC",
         "scan.csv",
+        "-oN",
+        "scan.txt",
         "127.0.0.1",
     ]);
     let o = signal_after(start(&dir, &args), "INT", Duration::from_millis(500));
@@ -125,6 +127,13 @@ fn resume_overwrote_the_first_part_of_its_outputs() {
             .unwrap()
             .starts_with("# FastPort done")
     );
+    let txt = std::fs::read_to_string(dir.join("scan.txt")).unwrap();
+    assert_eq!(txt.lines().filter(|l| l.starts_with('[')).count(), 1500);
+    assert_eq!(count(&txt, "Interrupted after"), 0, "{txt}");
+    assert_eq!(
+        count(&txt, "\nScanned 1 host x 1500 ports: 1500 results"),
+        1
+    );
 
     // Finished: resuming again is refused, nothing rescanned.
     let o = finish(&dir, &["--resume", "fastport.resume"]);
@@ -152,6 +161,20 @@ fn a_second_interrupted_scan_replaced_the_first_resume_file() {
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(stderr(&o).contains("fastport-2.resume"), "{}", stderr(&o));
     assert_eq!(std::fs::read(dir.join("fastport.resume")).unwrap(), first);
+
+    // The first run's output is gone: its resume says so and stays usable.
+    std::fs::remove_file(dir.join("a.jsonl")).unwrap();
+    let o = finish(&dir, &["--resume", "fastport.resume"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("a.jsonl") && err.contains("it is gone"),
+        "{err}"
+    );
+    let o = finish(&dir, &["--resume", "fastport.resume", "-oJ", "rest.jsonl"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!read_jsonl(&dir.join("rest.jsonl")).is_empty());
 }
 
 /// SIGHUP (a closed terminal) used to end the run with 129, no resume file
@@ -357,4 +380,85 @@ fn a_fifo_whose_reader_left_ended_the_run_quietly() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("results.fifo"), "{err}");
+}
+
+/// A resumed run killed (or crashed: the release build aborts on a panic)
+/// after appending to the outputs used to leave its resume file as it was,
+/// so resuming it again wrote those results a second time.
+#[test]
+fn a_resumed_run_killed_mid_way_let_a_later_resume_write_results_twice() {
+    if !in_netns!(a_resumed_run_killed_mid_way_let_a_later_resume_write_results_twice) {
+        return;
+    }
+    let dir = temp_dir("resume-killed");
+    let mut args = SLOW.to_vec();
+    args.extend(["-oJ", "scan.jsonl", "127.0.0.1"]);
+    let o = signal_after(start(&dir, &args), "INT", Duration::from_millis(300));
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let first = read_jsonl(&dir.join("scan.jsonl")).len();
+    let o = signal_after(
+        start(&dir, &["--resume", "fastport.resume"]),
+        "KILL",
+        Duration::from_millis(400),
+    );
+    assert_eq!(o.status.code(), None, "killed");
+    assert!(read_jsonl(&dir.join("scan.jsonl")).len() > first);
+    let o = finish(&dir, &["--resume", "fastport.resume"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("was killed or crashed"), "{err}");
+}
+
+/// A second Ctrl-C while the run stopped used to end it at once, without
+/// its resume file (2 of 8 tries with the second signal 10-30 ms after the
+/// first). Now a second signal is ignored while the stop is under way.
+#[test]
+fn a_second_signal_while_stopping_lost_the_resume_file() {
+    if !in_netns!(a_second_signal_while_stopping_lost_the_resume_file) {
+        return;
+    }
+    let dir = temp_dir("second-signal");
+    let mut args = SLOW.to_vec();
+    args.extend(["-oJ", "scan.jsonl", "127.0.0.1"]);
+    let child = start(&dir, &args);
+    let pid = child.id().to_string();
+    std::thread::sleep(Duration::from_millis(400));
+    for gap in [0, 2, 5, 10] {
+        std::thread::sleep(Duration::from_millis(gap));
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(dir.join("fastport.resume").exists(), "{}", stderr(&o));
+    let o = finish(&dir, &["--resume", "fastport.resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(read_jsonl(&dir.join("scan.jsonl")).len(), 1500);
+}
+
+/// A run stuck before it could stop (an output FIFO nobody reads blocks
+/// its opening) still ends on a second signal once a stop has had time.
+#[test]
+fn a_stuck_run_ends_on_a_second_signal() {
+    if !in_netns!(a_stuck_run_ends_on_a_second_signal) {
+        return;
+    }
+    let dir = temp_dir("stuck");
+    let fifo = dir.join("nobody.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let child = start(&dir, &["-oJ", fifo.to_str().unwrap(), "127.0.0.1"]);
+    let pid = child.id().to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    std::thread::sleep(Duration::from_millis(1300));
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("did not stop"), "{err}");
 }

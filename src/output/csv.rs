@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 
 use super::{Sink, Writer};
-use crate::config::Show;
+
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
 
@@ -14,17 +14,15 @@ pub const HEADER: &str = "addr,port,state,reason,rtt_us";
 
 pub struct CsvSink {
     out: Writer,
-    show: Show,
     begun: bool,
 }
 
 impl CsvSink {
-    pub fn new(out: Writer, show: Show) -> Self {
+    pub fn new(out: Writer) -> Self {
         CsvSink {
             // A continued file has its header.
             begun: out.continued(),
             out,
-            show,
         }
     }
 
@@ -38,9 +36,9 @@ impl CsvSink {
 }
 
 impl Sink for CsvSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
         self.begin()?;
-        if !self.show.contains(r.reason.state()) {
+        if !shown {
             return Ok(());
         }
         write!(
@@ -71,20 +69,21 @@ impl Sink for CsvSink {
 mod tests {
     use super::*;
     use crate::classify::Reason;
+    use crate::config::Show;
     use crate::output::hosts::tests::result;
-    use crate::output::tests::{capture, summary};
+    use crate::output::tests::{capture, feed, summary};
     use std::time::Duration;
 
     #[test]
     fn rows_follow_the_header() {
         let (out, text) = capture();
-        let mut sink = CsvSink::new(out, Show::parse("open,filtered").unwrap());
+        let mut sink = CsvSink::new(out);
         for r in [
             result(0, "127.0.0.1:22", Reason::SynAck, Some(53)),
             result(1, "127.0.0.1:23", Reason::ConnRefused, Some(40)),
             result(2, "[::1]:8080", Reason::NoResponse, None),
         ] {
-            sink.result(&r).unwrap();
+            feed(&mut sink, Show::parse("open,filtered").unwrap(), &r);
         }
         sink.finish(&summary(false, 3, Duration::ZERO)).unwrap();
         assert_eq!(
@@ -98,7 +97,7 @@ mod tests {
     #[test]
     fn an_empty_scan_has_a_header() {
         let (out, text) = capture();
-        let mut sink = CsvSink::new(out, Show::OPEN);
+        let mut sink = CsvSink::new(out);
         sink.finish(&summary(false, 0, Duration::ZERO)).unwrap();
         assert_eq!(text(), "addr,port,state,reason,rtt_us\n");
     }

@@ -121,8 +121,8 @@ impl HostDocument for GrepableSink {
 }
 
 impl Sink for GrepableSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        self.add_result(r)
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        self.add_result(r, shown)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -148,7 +148,7 @@ mod tests {
     use super::*;
     use crate::classify::Reason;
     use crate::output::hosts::tests::result;
-    use crate::output::tests::{capture, run_info, summary};
+    use crate::output::tests::{capture, feed, run_info, summary};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn fixed_clock() -> SystemTime {
@@ -167,7 +167,7 @@ mod tests {
             result(4, "[::1]:80", Reason::ConnRefused, Some(10)),
             result(5, "[::1]:443", Reason::NoResponse, None),
         ] {
-            sink.result(&r).unwrap();
+            feed(&mut sink, Show::OPEN, &r);
         }
         sink.finish(&summary(false, 6, Duration::from_millis(20)))
             .unwrap();
@@ -185,8 +185,11 @@ mod tests {
     fn interrupted_hosts_are_written_with_what_they_have() {
         let (out, text) = capture();
         let mut sink = GrepableSink::new(out, Show::ALL, &run_info()).with_clock(fixed_clock);
-        sink.result(&result(4, "[::1]:80", Reason::NoResponse, None))
-            .unwrap();
+        feed(
+            &mut sink,
+            Show::ALL,
+            &result(4, "[::1]:80", Reason::NoResponse, None),
+        );
         sink.abandon(&summary(true, 6, Duration::from_secs(3)))
             .unwrap();
         let text = text();

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use super::{Sink, Writer};
-use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
 
@@ -38,17 +37,15 @@ impl From<&ProbeResult> for JsonLine {
 
 pub struct JsonLinesSink {
     out: Writer,
-    show: Show,
     /// Lines written (for the `--stats` document: merge checks a shard's
     /// file against it).
     lines: Arc<AtomicU64>,
 }
 
 impl JsonLinesSink {
-    pub fn new(out: Writer, show: Show) -> Self {
+    pub fn new(out: Writer) -> Self {
         JsonLinesSink {
             out,
-            show,
             lines: Arc::default(),
         }
     }
@@ -60,8 +57,8 @@ impl JsonLinesSink {
 }
 
 impl Sink for JsonLinesSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        if !self.show.contains(r.reason.state()) {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        if !shown {
             return Ok(());
         }
         serde_json::to_writer(&mut self.out, &JsonLine::from(r))?;

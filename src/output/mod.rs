@@ -1,6 +1,7 @@
 //! Where results go: one [`Sink`] per format, fed every result by the writer
-//! thread as batches arrive, each deciding what to write. Formats share the
-//! `--show` filter and the destination handling (stdout or a file opened
+//! thread as batches arrive, each deciding what to write. `--show` is
+//! decided once per result, here, and handed to every sink with it; the
+//! formats share the destination handling too (stdout or a file opened
 //! before the first probe, so an unwritable path is a usage error).
 //!
 //! - `text` (`-oN`, and stdout by default) and `json` (`-oJ`) write a line
@@ -27,11 +28,12 @@ use std::time::{Duration, SystemTime};
 
 pub use csv::CsvSink;
 pub use grepable::GrepableSink;
+pub use hosts::port_ranges;
 pub use json::JsonLinesSink;
 pub use text::{TextSink, write_summary};
 pub use xml::XmlSink;
 
-use crate::config::{Dest, OutputPlan, ScanConfig};
+use crate::config::{Dest, OutputPlan, ScanConfig, Show};
 use crate::order::Schedule;
 use crate::probe::ProbeResult;
 use crate::stats::{RunRecord, StatsDocument, Summary};
@@ -185,15 +187,39 @@ fn continue_at(file: &mut File, format: Format) -> io::Result<Result<u64, String
                 }
             }
         },
+        // The interrupted run's summary (a blank line, `Interrupted after
+        // ...`, indented lines) goes: the last part prints the whole scan's.
+        Format::Text => {
+            let end = after_last_line.ok_or_else(|| "its last line is too long".to_string());
+            let start: Option<u64> = if tail.starts_with(b"\nInterrupted after ") && base == 0 {
+                Some(0)
+            } else {
+                find_last(b"\n\nInterrupted after ").map(|at| at - base + 1)
+            };
+            match (start, end) {
+                (Some(at), Ok(end)) => {
+                    let summary = &tail[at as usize..(end - base) as usize];
+                    let indented = summary
+                        .split(|&b| b == b'\n')
+                        .skip(2)
+                        .all(|l| l.is_empty() || l.starts_with(b"  "));
+                    Ok(if indented { base + at } else { end })
+                }
+                (None, end) => end,
+                (Some(_), Err(e)) => Err(e),
+            }
+        }
         _ => after_last_line.ok_or_else(|| "its last line is too long".into()),
     })
 }
 
 /// One output format.
 pub trait Sink {
-    /// Takes one result (already filtered by nothing: the sink applies
-    /// `--show` itself where it matters).
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()>;
+    /// Takes one result, every result of the run: `shown` says whether
+    /// `--show` lets its state through (decided once, in
+    /// [`Outputs::write_batch`]). A line per result formats write only the
+    /// shown ones; per-host formats count the others too.
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()>;
     /// Pushes buffered bytes out: called after each batch.
     fn flush(&mut self) -> io::Result<()>;
     /// Ends the output with the run's summary (also after Ctrl-C: then
@@ -469,6 +495,10 @@ impl Opened {
 /// Every output of the run.
 pub struct Outputs {
     sinks: Vec<Box<dyn Sink + Send>>,
+    /// `--show`: which states the outputs show.
+    show: Show,
+    /// Whether each result of the batch is shown (reused between batches).
+    shown: Vec<bool>,
     stats: Option<Writer>,
     summary_to_stderr: bool,
     /// Lines the `-oJ` sink wrote.
@@ -556,11 +586,11 @@ impl Outputs {
         };
         let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
         for _ in &plan.text {
-            sinks.push(Box::new(TextSink::new(next()?, plan.show, plan.reason)));
+            sinks.push(Box::new(TextSink::new(next()?, plan.reason)));
         }
         let mut json_lines = None;
         if plan.json.is_some() {
-            let sink = JsonLinesSink::new(next()?, plan.show);
+            let sink = JsonLinesSink::new(next()?);
             json_lines = Some(sink.lines());
             sinks.push(Box::new(sink));
         }
@@ -571,11 +601,13 @@ impl Outputs {
             sinks.push(Box::new(GrepableSink::new(next()?, plan.show, run)));
         }
         if plan.csv.is_some() {
-            sinks.push(Box::new(CsvSink::new(next()?, plan.show)));
+            sinks.push(Box::new(CsvSink::new(next()?)));
         }
         let stats = plan.stats.as_ref().map(|_| next()).transpose()?;
         Ok(Outputs {
             sinks,
+            show: plan.show,
+            shown: Vec::new(),
             stats,
             summary_to_stderr: plan.summary_to_stderr,
             json_lines,
@@ -601,10 +633,15 @@ impl Outputs {
     /// is returned.
     pub fn write_batch(&mut self, batch: &[ProbeResult]) -> io::Result<()> {
         let mut first_error = None;
+        let show = self.show;
+        self.shown.clear();
+        self.shown
+            .extend(batch.iter().map(|r| show.contains(r.reason.state())));
         for sink in &mut self.sinks {
             let r = batch
                 .iter()
-                .try_for_each(|r| sink.result(r))
+                .zip(&self.shown)
+                .try_for_each(|(r, &shown)| sink.result(r, shown))
                 .and_then(|()| sink.flush());
             if let Err(e) = r {
                 first_error.get_or_insert(e);
@@ -672,6 +709,12 @@ pub(crate) mod tests {
         let reader = shared.clone();
         let text = move || String::from_utf8(reader.0.lock().unwrap().clone()).unwrap();
         (Writer::new(Box::new(shared)), text)
+    }
+
+    /// Gives `sink` one result, shown as `show` says (what
+    /// [`Outputs::write_batch`] does).
+    pub fn feed(sink: &mut impl Sink, show: Show, r: &ProbeResult) {
+        sink.result(r, show.contains(r.reason.state())).unwrap();
     }
 
     /// The run the format tests describe: ports 22, 80 and 443 on two hosts.

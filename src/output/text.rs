@@ -6,20 +6,18 @@ use std::io::{self, Write};
 
 use super::{Sink, Writer};
 use crate::classify::{LocalError, Reason, State};
-use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
 use crate::targets::service_name;
 
 pub struct TextSink {
     out: Writer,
-    show: Show,
     reason: bool,
 }
 
 impl TextSink {
-    pub fn new(out: Writer, show: Show, reason: bool) -> Self {
-        TextSink { out, show, reason }
+    pub fn new(out: Writer, reason: bool) -> Self {
+        TextSink { out, reason }
     }
 }
 
@@ -32,11 +30,11 @@ fn tag(state: State) -> &'static str {
 }
 
 impl Sink for TextSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        let state = r.reason.state();
-        if !self.show.contains(state) {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        if !shown {
             return Ok(());
         }
+        let state = r.reason.state();
         let service = service_name(r.target.port()).unwrap_or("unknown");
         write!(self.out, "{} {} {}", tag(state), r.target, service)?;
         if self.reason {

@@ -312,8 +312,8 @@ impl HostDocument for XmlSink {
 }
 
 impl Sink for XmlSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        self.add_result(r)
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        self.add_result(r, shown)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -352,7 +352,7 @@ mod tests {
     use super::*;
     use crate::classify::Reason;
     use crate::output::hosts::tests::result;
-    use crate::output::tests::{capture, run_info, summary};
+    use crate::output::tests::{capture, feed, run_info, summary};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn fixed_clock() -> SystemTime {
@@ -382,7 +382,7 @@ mod tests {
             result(0, "127.0.0.1:22", Reason::SynAck, Some(100)),
             result(2, "127.0.0.1:443", Reason::NoResponse, None),
         ] {
-            sink.result(&r).unwrap();
+            feed(&mut sink, Show::parse("open,filtered").unwrap(), &r);
         }
         sink.flush().unwrap();
         let first = text();
@@ -399,7 +399,7 @@ mod tests {
             result(5, "[::1]:443", Reason::ConnRefused, Some(50)),
             result(4, "[::1]:80", Reason::SynAck, Some(70)),
         ] {
-            sink.result(&r).unwrap();
+            feed(&mut sink, Show::parse("open,filtered").unwrap(), &r);
         }
         sink.finish(&summary(false, 6, Duration::from_millis(1234)))
             .unwrap();
@@ -434,10 +434,16 @@ mod tests {
     fn an_interrupted_scan_still_closes_the_document() {
         let (out, text) = capture();
         let mut sink = XmlSink::new(out, Show::OPEN, &run_info()).with_clock(fixed_clock);
-        sink.result(&result(0, "127.0.0.1:22", Reason::SynAck, Some(100)))
-            .unwrap();
-        sink.result(&result(4, "[::1]:80", Reason::NoResponse, None))
-            .unwrap();
+        feed(
+            &mut sink,
+            Show::OPEN,
+            &result(0, "127.0.0.1:22", Reason::SynAck, Some(100)),
+        );
+        feed(
+            &mut sink,
+            Show::OPEN,
+            &result(4, "[::1]:80", Reason::NoResponse, None),
+        );
         let mut interrupted = summary(true, 6, Duration::from_millis(500));
         interrupted.stats.record(Reason::SynAck, Some(100));
         interrupted.stats.record(Reason::NoResponse, None);

@@ -19,9 +19,28 @@ macro_rules! in_netns {
     };
 }
 
+/// Like `in_netns!`, with a PID namespace and a private mount table too,
+/// for tests that start daemons (Slurm, munge): the test body is PID 1 and
+/// everything it started dies with it.
+#[macro_export]
+macro_rules! in_netns_with_daemons {
+    ($name:ident) => {
+        $crate::util::netns::enter_with(
+            module_path!(),
+            stringify!($name),
+            &["--net", "--pid", "--fork", "--mount-proc"],
+        )
+    };
+}
+
 /// Returns true when the caller is inside the namespace and should run its
 /// body; false when the body ran in a child (which passed) or was skipped.
 pub fn enter(module: &str, name: &str) -> bool {
+    enter_with(module, name, &["--net"])
+}
+
+/// [`enter`] with the namespaces `unshare` makes given as its flags.
+pub fn enter_with(module: &str, name: &str, namespaces: &[&str]) -> bool {
     // libtest names a test by its path without the crate name.
     let path = module.split_once("::").map_or("", |(_, rest)| rest);
     let test = if path.is_empty() {
@@ -45,7 +64,8 @@ pub fn enter(module: &str, name: &str) -> bool {
     if !is_root() {
         cmd.args(["--user", "--map-root-user"]);
     }
-    cmd.args(["--net", "--"])
+    cmd.args(namespaces)
+        .arg("--")
         .arg(exe)
         .args([test, "--exact", "--nocapture", "--test-threads", "1"])
         .env(MARKER, test);

@@ -36,7 +36,11 @@ fn attr(e: &BytesStart<'_>, name: &str) -> Result<Option<String>, ParseError> {
 }
 
 fn state(s: &str) -> Result<State, ParseError> {
-    s.parse().map_err(|message| ParseError { line: 0, message })
+    s.parse()
+        .map_err(|e: fastport_reasons::UnknownName| ParseError {
+            line: 0,
+            message: e.to_string(),
+        })
 }
 
 /// Parses `-oX` output. Hosts other than IPv4 are an error; `<hosthint>`
@@ -183,7 +187,9 @@ pub fn parse_grepable(text: &str, scanned: &PortSet) -> Result<Vec<Observation>,
                     out.push(Observation {
                         addr,
                         port,
-                        state: parts[1].parse().map_err(err)?,
+                        state: parts[1]
+                            .parse()
+                            .map_err(|e: fastport_reasons::UnknownName| err(e.to_string()))?,
                         reason: None,
                     });
                 }
