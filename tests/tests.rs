@@ -15,5 +15,6 @@ mod reliability;
 mod report;
 mod scale;
 mod scan;
+mod service;
 mod slurm;
 mod timing;
