@@ -126,6 +126,52 @@ impl ServiceRecord {
         }
         o
     }
+
+    /// nmap XML's `<service>` element (attributes as nmap writes them: name, product, version,
+    /// extrainfo, ostype, tunnel, method, conf; then `<cpe>` children). `None` when nothing
+    /// was named: the writer keeps its table entry (`method="table"`).
+    pub fn xml(&self) -> Option<String> {
+        let name = self.service.as_deref()?;
+        let mut out = format!("<service name=\"{}\"", escape::xml(name));
+        for (k, v) in [
+            ("product", &self.product),
+            ("version", &self.version),
+            ("extrainfo", &self.extrainfo),
+            ("ostype", &self.ostype),
+        ] {
+            if let Some(v) = v {
+                out.push_str(&format!(" {k}=\"{}\"", escape::xml(v)));
+            }
+        }
+        if let Some(t) = self.tunnel {
+            out.push_str(&format!(" tunnel=\"{t}\""));
+        }
+        out.push_str(" method=\"probed\" conf=\"10\"");
+        if self.cpe.is_empty() {
+            out.push_str("/>");
+        } else {
+            out.push('>');
+            for c in &self.cpe {
+                out.push_str(&format!("<cpe>{}</cpe>", escape::xml(c)));
+            }
+            out.push_str("</service>");
+        }
+        Some(out)
+    }
+
+    /// CSV cells, in the order `service,product,version,extrainfo,tunnel,banner`, each
+    /// quoted by [`escape::csv_cell`] (formulas defused).
+    pub fn csv_cells(&self) -> [String; 6] {
+        let cell = |v: Option<&str>| escape::csv_cell(v.unwrap_or(""));
+        [
+            cell(self.service.as_deref()),
+            cell(self.product.as_deref()),
+            cell(self.version.as_deref()),
+            cell(self.extrainfo.as_deref()),
+            cell(self.tunnel),
+            cell(self.banner.as_deref()),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +198,35 @@ mod tests {
             j,
             r#"{"cpe":["cpe:/a:openbsd:openssh:9.2p1"],"extrainfo":"protocol 2.0","product":"OpenSSH","service":"ssh","version":"9.2p1"}"#
         );
+    }
+
+    #[test]
+    fn xml_service_element_is_nmaps() {
+        let r = ServiceRecord::from_verdict(&Verdict::Matched(ssh()));
+        assert_eq!(
+            r.xml().unwrap(),
+            "<service name=\"ssh\" product=\"OpenSSH\" version=\"9.2p1\" extrainfo=\"protocol 2.0\" method=\"probed\" conf=\"10\"><cpe>cpe:/a:openbsd:openssh:9.2p1</cpe></service>"
+        );
+        let m = ServiceMatch {
+            service: "ssl/http".into(),
+            product: Some("a\"<b>&".into()),
+            ..ServiceMatch::default()
+        };
+        assert_eq!(
+            ServiceRecord::from_verdict(&Verdict::Matched(m))
+                .xml()
+                .unwrap(),
+            "<service name=\"http\" product=\"a&quot;&lt;b&gt;&amp;\" tunnel=\"ssl\" method=\"probed\" conf=\"10\"/>"
+        );
+        assert_eq!(ServiceRecord::from_verdict(&Verdict::Silent).xml(), None);
+    }
+
+    #[test]
+    fn csv_cells_defuse_formulas() {
+        let r = ServiceRecord::from_verdict(&Verdict::Banner(b"=cmd|' /C calc'!A0".to_vec()));
+        let cells = r.csv_cells();
+        assert_eq!(cells[5], "\"'=cmd|' /C calc'!A0\"");
+        assert_eq!(cells[0], "");
     }
 
     #[test]
