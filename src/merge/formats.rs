@@ -596,18 +596,8 @@ impl Staged {
         if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
             return dest.clone();
         }
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = path
-            .file_name()
-            .map_or_else(|| "merge".into(), |n| n.to_string_lossy().into_owned());
-        let tmp = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            self.files.len()
-        ));
+        // 0 is write_atomically's (the -oJ file).
+        let tmp = super::temp_beside(path, self.files.len() + 1);
         self.files.push((tmp.clone(), path.clone()));
         Dest::File(tmp)
     }
