@@ -266,6 +266,7 @@ mod live {
 
     use fastport::engine::services;
     use fastport::service::conversation::{Conversation, Settings, Verdict};
+    use fastport::service::record::ServiceRecord;
 
     use crate::in_netns;
 
@@ -421,6 +422,8 @@ mod live {
                 (service, product, version),
                 "port {port}"
             );
+            let line = ServiceRecord::from_verdict(&v).summary();
+            assert!(line.starts_with(&format!("{service} ")), "{line}");
         }
     }
 
