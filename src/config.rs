@@ -38,6 +38,10 @@ pub enum ConfigError {
     Template(#[from] TemplateError),
     #[error("--timeout fixes every attempt's wait and {0} adapts it: give only one of them")]
     FixedAndAdaptive(&'static str),
+    #[error(
+        "{0}: service detection is not yet run by the scan engine (its database, matcher and conversations are built, not wired); run nmap -sV -p PORTS on the open ports FastPort finds (-oL - lists them)"
+    )]
+    ServicesNotRun(&'static str),
     #[error("--min-rtt-timeout {min} is above --max-rtt-timeout {max}")]
     RttBounds { min: String, max: String },
     #[error("invalid --show \"{0}\": expected a comma list of open, closed, filtered, or all")]
@@ -201,6 +205,18 @@ impl ScanConfig {
     /// Validates everything. `fd_limit` is the open-file soft limit in force
     /// (after raising it), `cores` the default thread count.
     pub fn from_args(args: &Args, fd_limit: u64, cores: usize) -> Result<ScanConfig, ConfigError> {
+        // Refused rather than accepted and ignored: nothing would name a service.
+        let service_flag = [
+            (args.service_version, "-sV"),
+            (args.banners, "--banners"),
+            (args.version_intensity.is_some(), "--version-intensity"),
+            (args.service_probes.is_some(), "--service-probes"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag));
+        if let Some(flag) = service_flag {
+            return Err(ConfigError::ServicesNotRun(flag));
+        }
         let outputs = output_plan(args)?;
         let timing = timing_plan(args)?;
         if args.concurrency == Some(0) {
@@ -873,6 +889,23 @@ mod tests {
             ),
         ] {
             assert_eq!(config(line).unwrap_err().to_string(), msg, "{line}");
+        }
+    }
+
+    /// -sV parsed and then did nothing: service detection is refused, in
+    /// one line, until the scan engine runs it.
+    #[test]
+    fn service_flags_are_refused_not_ignored() {
+        for (line, flag) in [
+            ("-sV 127.0.0.1", "-sV"),
+            ("--service-version 127.0.0.1", "-sV"),
+            ("--banners 127.0.0.1", "--banners"),
+            ("--version-intensity 3 127.0.0.1", "--version-intensity"),
+        ] {
+            let e = config(line).unwrap_err().to_string();
+            assert!(e.starts_with(flag), "{line}: {e}");
+            assert!(e.contains("nmap -sV"), "{line}: {e}");
+            assert_eq!(e.lines().count(), 1, "{line}: {e}");
         }
     }
 

@@ -192,30 +192,64 @@ fn continue_at(file: &mut File, format: Format) -> io::Result<Result<u64, String
                 }
             }
         },
-        // The interrupted run's summary (a blank line, `Interrupted after
-        // ...`, indented lines) goes: the last part prints the whole scan's.
-        Format::Text => {
-            let end = after_last_line.ok_or_else(|| "its last line is too long".to_string());
-            let start: Option<u64> = if tail.starts_with(b"\nInterrupted after ") && base == 0 {
-                Some(0)
-            } else {
-                find_last(b"\n\nInterrupted after ").map(|at| at - base + 1)
-            };
-            match (start, end) {
-                (Some(at), Ok(end)) => {
-                    let summary = &tail[at as usize..(end - base) as usize];
-                    let indented = summary
-                        .split(|&b| b == b'\n')
-                        .skip(2)
-                        .all(|l| l.is_empty() || l.starts_with(b"  "));
-                    Ok(if indented { base + at } else { end })
-                }
-                (None, end) => end,
-                (Some(_), Err(e)) => Err(e),
-            }
-        }
+        // The interrupted run's end goes: its per-host table, summary and
+        // `#` footer all come after the last live line (`[OPEN] ...`); the
+        // last part prints the table of its own results and the whole
+        // scan's summary. Without a live line, everything after the `#`
+        // header goes.
+        Format::Text => text_continue_at(file, len).map(Ok)?,
         _ => after_last_line.ok_or_else(|| "its last line is too long".into()),
     })
+}
+
+/// Where a continued `-oN` text file resumes: just after its last live
+/// line (one starting with `[`), else after its leading `#` header lines.
+/// Read backwards in chunks, so a long per-host table costs no memory.
+fn text_continue_at(file: &mut File, len: u64) -> io::Result<u64> {
+    use std::io::Read;
+    const CHUNK: u64 = 1 << 20;
+    let mut end = len;
+    let mut carry: Vec<u8> = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let mut buf = Vec::with_capacity((end - start) as usize + carry.len());
+        file.seek(SeekFrom::Start(start))?;
+        file.take(end - start).read_to_end(&mut buf)?;
+        buf.extend_from_slice(&carry);
+        // A live line starts the file or follows a line end.
+        let hit = buf
+            .windows(2)
+            .rposition(|w| w == b"\n[")
+            .map(|i| i + 1)
+            .or_else(|| (start == 0 && buf.first() == Some(&b'[')).then_some(0));
+        if let Some(at) = hit {
+            let line_end = buf[at..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(buf.len(), |i| at + i + 1);
+            return Ok(start + line_end as u64);
+        }
+        // Keep this chunk's first line: a live line may start there after
+        // a line end that closes the chunk before it.
+        let first_line = buf
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |i| i + 1);
+        carry = buf[..first_line].to_vec();
+        end = start;
+    }
+    // No live line: keep the `#` header lines at the start.
+    file.seek(SeekFrom::Start(0))?;
+    let mut head = Vec::new();
+    file.take(len.min(CHUNK)).read_to_end(&mut head)?;
+    let mut at = 0;
+    while head[at..].starts_with(b"#") {
+        match head[at..].iter().position(|&b| b == b'\n') {
+            Some(i) => at += i + 1,
+            None => break,
+        }
+    }
+    Ok(at as u64)
 }
 
 /// One output format.
