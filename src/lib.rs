@@ -62,6 +62,7 @@ pub mod probe;
 pub mod rate;
 pub mod resume;
 pub mod scan;
+pub mod scanner;
 pub mod shard_env;
 pub mod stats;
 pub mod sys;
