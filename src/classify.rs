@@ -14,14 +14,19 @@ use std::net::SocketAddr;
 /// A port's state, as nmap names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {
+    /// The port accepted the connection.
     Open,
+    /// The host answered that nothing listens on the port.
     Closed,
+    /// No answer, or one that says something in between blocked the probe.
     Filtered,
 }
 
 impl State {
+    /// Every state, in the order summaries list them.
     pub const ALL: [State; 3] = [State::Open, State::Closed, State::Filtered];
 
+    /// The state's name as nmap writes it (`open`, `closed`, `filtered`).
     pub fn as_str(self) -> &'static str {
         match self {
             State::Open => "open",
@@ -84,8 +89,10 @@ impl Reason {
         Reason::AdminProhibited,
         Reason::Error,
     ];
+    /// How many reasons there are (the size of per-reason tables).
     pub const COUNT: usize = Self::ALL.len();
 
+    /// The port state this reason implies.
     pub fn state(self) -> State {
         match self {
             Reason::SynAck => State::Open,
@@ -123,6 +130,7 @@ impl Reason {
         self != Reason::NoResponse
     }
 
+    /// The reason spelled as [`Reason::as_str`] spells it, if it is one.
     pub fn from_str_name(s: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == s)
     }
@@ -152,6 +160,7 @@ pub enum LocalError {
 }
 
 impl LocalError {
+    /// Every local error, in the order summaries list them.
     pub const ALL: [LocalError; 5] = [
         LocalError::Emfile,
         LocalError::Enfile,
@@ -159,8 +168,10 @@ impl LocalError {
         LocalError::NoBufs,
         LocalError::Again,
     ];
+    /// How many kinds there are (the size of per-kind tables).
     pub const COUNT: usize = Self::ALL.len();
 
+    /// The local error an errno means, if it is one.
     pub fn from_errno(errno: i32) -> Option<LocalError> {
         match errno {
             libc::EMFILE => Some(LocalError::Emfile),
@@ -172,6 +183,7 @@ impl LocalError {
         }
     }
 
+    /// The errno's name (`EMFILE`, ...), as summaries print it.
     pub fn as_str(self) -> &'static str {
         match self {
             LocalError::Emfile => "EMFILE",
@@ -182,6 +194,7 @@ impl LocalError {
         }
     }
 
+    /// Dense index, for per-kind tables.
     pub fn index(self) -> usize {
         self as usize
     }
@@ -199,7 +212,12 @@ pub enum Report {
     /// `connect()` itself or `SO_ERROR` returned this errno.
     Error(i32),
     /// No error, and the socket has a peer: it is connected from `local`.
-    Connected { local: SocketAddr, peer: SocketAddr },
+    Connected {
+        /// Our end of the connection.
+        local: SocketAddr,
+        /// The target's end.
+        peer: SocketAddr,
+    },
     /// No error yet and no peer (`getpeername` said `ENOTCONN`): the SYN is
     /// still unanswered.
     InProgress,

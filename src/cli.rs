@@ -270,7 +270,9 @@ impl MergeArgs {
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 pub enum EngineArg {
+    /// One mio event loop per worker thread.
     Mio,
+    /// One blocking OS thread per probe in flight.
     Threads,
 }
 
@@ -279,7 +281,9 @@ pub enum EngineArg {
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 pub enum OrderArg {
+    /// A seeded random permutation of host blocks and of the probes within each.
     Random,
+    /// Address by address, port by port.
     Sequential,
 }
 

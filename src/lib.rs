@@ -50,19 +50,24 @@
 //!
 //! docs/ARCHITECTURE.md tells the same story with the reasons behind it.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod engine;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod merge;
 pub mod order;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod output;
 pub mod probe;
 pub mod rate;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod resume;
 pub mod scan;
 pub mod scanner;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod shard_env;
 pub mod stats;
 pub mod sys;
