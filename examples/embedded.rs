@@ -76,7 +76,12 @@ fn run() -> Result<(), fastport::scanner::Error> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = 0u64;
     let mut heartbeats = 0u32;
+    // How long the loop ever went between two turns: what "responsive" means.
+    let mut longest_turn = Duration::ZERO;
+    let mut last_turn = Instant::now();
     loop {
+        longest_turn = longest_turn.max(last_turn.elapsed());
+        last_turn = Instant::now();
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(result) => {
                 seen += 1;
@@ -95,10 +100,13 @@ fn run() -> Result<(), fastport::scanner::Error> {
     }
     let summary = worker.join().expect("the scan thread")?;
     println!(
-        "listener on {port}; {} results of {} planned, interrupted: {}, {heartbeats} idle heartbeats",
+        "listener on {port}; {} results of {} planned, interrupted: {}",
         summary.stats.results(),
         summary.planned,
         summary.interrupted
+    );
+    println!(
+        "the application's loop: {heartbeats} idle heartbeats, never more than {longest_turn:.1?} between turns"
     );
     Ok(())
 }

@@ -35,6 +35,7 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -192,11 +193,21 @@ pub struct ScannerBuilder {
     seed: Option<u64>,
 }
 
-/// Checks target specifications without resolving names: a syntax error is
-/// reported where the target was given, a hostname waits for `build`.
+/// Checks target specifications without resolving names, token by token:
+/// a syntax error is reported where the target was given, a hostname waits
+/// for `build` (which resolves it).
 fn check_specs(specs: &[String], excludes: bool) -> Result<(), TargetError> {
-    for spec in specs {
-        let one = [spec.clone()];
+    let separators: &[char] = if excludes {
+        &[',', ' ', '\t', '\n']
+    } else {
+        &[' ', '\t', '\n']
+    };
+    for token in specs
+        .iter()
+        .flat_map(|spec| spec.split(separators))
+        .filter(|t| !t.is_empty())
+    {
+        let one = [token.to_string()];
         let (targets, exclude): (&[String], &[String]) =
             if excludes { (&[], &one) } else { (&one, &[]) };
         let args = TargetArgs {
@@ -206,12 +217,11 @@ fn check_specs(specs: &[String], excludes: bool) -> Result<(), TargetError> {
             ports: Some("1"),
             ..TargetArgs::default()
         };
-        match targets::build(&args) {
-            Ok(_) => {}
-            Err(e) => match e.kind() {
+        if let Err(e) = targets::build(&args) {
+            match e.kind() {
                 TargetErrorKind::HostnameNotAllowed | TargetErrorKind::NothingToScan { .. } => {}
                 _ => return Err(e),
-            },
+            }
         }
     }
     Ok(())
@@ -538,19 +548,35 @@ impl Scanner {
 
     /// The engine's run, with a callback per batch; a failing callback
     /// stops the scan (that is how a dropped iterator stops it) and the
-    /// summary says interrupted.
-    fn run_batches<F>(self, on_batch: F) -> Result<Summary, Error>
+    /// summary says interrupted. A panicking callback stops the scan too,
+    /// and the panic goes on once the workers have ended.
+    fn run_batches<F>(self, mut on_batch: F) -> Result<Summary, Error>
     where
         F: FnMut(&[ProbeResult]) -> io::Result<()>,
     {
         let started = Instant::now();
-        let end = match engine::run(
+        let mut panicked = None;
+        let result = engine::run(
             &self.space,
             &self.schedule,
             &self.engine,
             &self.stop.0,
-            on_batch,
-        ) {
+            |batch| {
+                // Unwinding through the engine would leave its workers
+                // probing to the end with nobody reading.
+                match panic::catch_unwind(AssertUnwindSafe(|| on_batch(batch))) {
+                    Ok(written) => written,
+                    Err(payload) => {
+                        panicked = Some(payload);
+                        Err(io::Error::other("the result callback panicked"))
+                    }
+                }
+            },
+        );
+        if let Some(payload) = panicked {
+            panic::resume_unwind(payload);
+        }
+        let end = match result {
             Ok(end) => end,
             Err(EngineError::Output(_, end)) => *end,
             Err(e) => return Err(Error::Engine(e)),
@@ -640,5 +666,101 @@ impl Iterator for Scan {
 impl Drop for Scan {
     fn drop(&mut self) {
         let _ = self.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_command_lines() {
+        let scanner = Scanner::builder().build().unwrap();
+        assert_eq!(scanner.len(), 1024, "127.0.0.1, ports 1-1024");
+        assert_eq!(scanner.engine.kind, Engine::Mio);
+        assert!(scanner.engine.adaptive.is_some(), "adaptive timing");
+        assert_eq!(
+            scanner.engine.retries,
+            Template::Normal.values().max_retries
+        );
+        assert!((1..=1024).contains(&scanner.concurrency()));
+        assert_eq!(scanner.schedule.order.name(), "random");
+    }
+
+    #[test]
+    fn a_fixed_timeout_retries_once_unless_told() {
+        let b = Scanner::builder().timeout(Duration::from_millis(300));
+        let s = b.clone().build().unwrap();
+        assert_eq!(
+            (s.engine.timeout, s.engine.retries),
+            (Duration::from_millis(300), 1)
+        );
+        assert!(s.engine.adaptive.is_none());
+        assert_eq!(b.retries(0).build().unwrap().engine.retries, 0);
+    }
+
+    #[test]
+    fn concurrency_is_capped_by_the_probes() {
+        let s = Scanner::builder()
+            .ports("22,80")
+            .unwrap()
+            .concurrency(5000)
+            .threads(64)
+            .build()
+            .unwrap();
+        assert_eq!(s.concurrency(), 2);
+        assert_eq!(s.engine.threads, 2);
+    }
+
+    #[test]
+    fn the_last_of_ports_and_top_ports_counts() {
+        let s = Scanner::builder().ports("1-5").unwrap().top_ports(3);
+        assert_eq!(s.build().unwrap().len(), 3);
+        let s = Scanner::builder().top_ports(3).ports("7").unwrap();
+        assert_eq!(s.build().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_order() {
+        let order = |seed| {
+            let s = Scanner::builder().seed(seed).build().unwrap();
+            (0..1024).map(|i| s.schedule.index(i)).collect::<Vec<_>>()
+        };
+        assert_eq!(order(7), order(7));
+        assert_ne!(order(7), order(8));
+    }
+
+    #[test]
+    fn targets_and_excludes_are_checked_as_given_but_names_wait() {
+        assert!(Scanner::builder().targets(["not a target!"]).is_err());
+        assert!(Scanner::builder().exclude(["198.18.0.0/40"]).is_err());
+        // Excluding the only target is fine until build, which says so.
+        let b = Scanner::builder().exclude(["127.0.0.1"]).unwrap();
+        let Err(Error::Targets(e)) = b.build() else {
+            panic!("nothing to scan")
+        };
+        assert!(matches!(e.kind(), TargetErrorKind::NothingToScan { .. }));
+        assert!(Scanner::builder().targets(["some.host.invalid"]).is_ok());
+    }
+
+    #[test]
+    fn a_result_reads_like_the_text_output() {
+        let r = ScanResult::from(ProbeResult {
+            index: 0,
+            target: "[::1]:22".parse().unwrap(),
+            reason: Reason::SynAck,
+            rtt_us: Some(1500),
+        });
+        assert_eq!(r.to_string(), "[::1]:22 open syn-ack");
+        assert_eq!(r.state, State::Open);
+        assert_eq!(r.rtt, Some(Duration::from_micros(1500)));
+        let r = ScanResult::from(ProbeResult {
+            index: 0,
+            target: "198.18.0.1:80".parse().unwrap(),
+            reason: Reason::NoResponse,
+            rtt_us: None,
+        });
+        assert_eq!(r.to_string(), "198.18.0.1:80 filtered no-response");
+        assert_eq!(r.rtt, None);
     }
 }

@@ -272,3 +272,31 @@ fn the_one_host_example_reports_the_open_ports() {
     want.sort_unstable();
     assert_eq!(lines, want);
 }
+
+/// A callback that panicked unwound into the engine, whose workers then
+/// probed to the end of the scan with nobody reading (at 20 connects per
+/// second, an hour): the panic now stops the scan and then goes on.
+#[test]
+fn a_panicking_callback_stops_the_scan() {
+    if !in_netns!(a_panicking_callback_stops_the_scan) {
+        return;
+    }
+    let before = threads_of_this_process();
+    let scanner = builder("-").rate(20.0).build().unwrap();
+    let stop = scanner.stop_handle();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scanner.run(|r| panic!("the caller's bug at {r}"))
+    }));
+    let payload = panicked.expect_err("the panic goes on to the caller");
+    let message = payload.downcast_ref::<String>().unwrap();
+    assert!(
+        message.starts_with("the caller's bug at 127.0.0.1:"),
+        "{message}"
+    );
+    assert!(stop.is_stopped());
+    assert_eq!(
+        threads_of_this_process(),
+        before,
+        "the scan's threads ended"
+    );
+}
