@@ -9,7 +9,8 @@
 //! ([`ScanResult`]). Nothing here is async and nothing needs a runtime: the
 //! scan runs on OS threads, so an async application hands it to a thread of
 //! its own (`std::thread::spawn` or `tokio::task::spawn_blocking`) and awaits
-//! the results through a channel; `examples/embedded.rs` shows the pattern.
+//! the results through a channel; `examples/tokio_app.rs` and
+//! `examples/embedded.rs` show the pattern.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -300,3 +300,30 @@ fn a_panicking_callback_stops_the_scan() {
         "the scan's threads ended"
     );
 }
+
+/// `examples/embedded.rs` and `examples/tokio_app.rs` scan every port of
+/// 127.0.0.1 for a listener they open, and cancel when they find it: only
+/// ever in a namespace.
+#[test]
+fn the_embedding_examples_find_their_listener_and_cancel() {
+    if !in_netns!(the_embedding_examples_find_their_listener_and_cancel) {
+        return;
+    }
+    for name in ["embedded", "tokio_app"] {
+        let out = Command::new(example(name)).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let found = stdout
+            .lines()
+            .find(|l| l.starts_with("found "))
+            .unwrap_or_else(|| panic!("{name} found nothing: {stdout}"));
+        assert!(
+            found.starts_with("found 127.0.0.1:") && found.contains(" open syn-ack after "),
+            "{name}: {found}"
+        );
+    }
+}
