@@ -16,44 +16,44 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use fastport::scanner::{Engine, Scanner, State};
+use fastport::scanner::{Engine, Error, Scanner, State};
 
 fn main() -> ExitCode {
     let ports = std::env::args().nth(1).unwrap_or_else(|| "1-1024".into());
-    let scanner = match Scanner::builder()
-        .targets(["127.0.0.1"])
-        .and_then(|b| b.ports(&ports))
-        .and_then(|b| {
-            b.timeout(Duration::from_millis(500))
-                .engine(Engine::Mio)
-                .build()
-        }) {
-        Ok(scanner) => scanner,
-        Err(e) => {
+    match scan(&ports) {
+        Ok(()) => ExitCode::SUCCESS,
+        // Bad input is named: `invalid port "70000" in "-p 22,70000": ...`.
+        Err(e @ Error::Targets(_)) => {
             eprintln!("one_host: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let summary = scanner.run(|result| {
-        if result.state == State::Open {
-            println!("{result}");
-        }
-    });
-    match summary {
-        Ok(s) => {
-            println!(
-                "{} ports: {} open, {} closed, {} filtered in {:.2?}",
-                s.stats.results(),
-                s.stats.state_count(State::Open),
-                s.stats.state_count(State::Closed),
-                s.stats.state_count(State::Filtered),
-                s.elapsed
-            );
-            ExitCode::SUCCESS
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("one_host: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn scan(ports: &str) -> Result<(), Error> {
+    let scanner = Scanner::builder()
+        .targets(["127.0.0.1"])?
+        .ports(ports)?
+        .timeout(Duration::from_millis(500))
+        .engine(Engine::Mio)
+        .build()?;
+    let summary = scanner.run(|result| {
+        if result.state == State::Open {
+            println!("{result}");
+        }
+    })?;
+    let count = |state| summary.stats.state_count(state);
+    println!(
+        "{} ports: {} open, {} closed, {} filtered in {:.2?}",
+        summary.stats.results(),
+        count(State::Open),
+        count(State::Closed),
+        count(State::Filtered),
+        summary.elapsed
+    );
+    Ok(())
 }

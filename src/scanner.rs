@@ -522,6 +522,9 @@ impl Scanner {
     /// reads slowly slows the scan down, it never buffers the whole scan.
     /// Dropping the iterator early stops the scan and waits for its threads
     /// to end (in-flight probes are closed, not reported).
+    ///
+    /// A scan that cannot start (an open-file limit too small for a single
+    /// probe) ends the iterator at once; [`Scan::finish`] says why.
     pub fn scan(self) -> Result<Scan, Error> {
         let stop = self.stop.clone();
         let (tx, rx) = mpsc::sync_channel::<Vec<ScanResult>>(ITER_DEPTH);
@@ -663,6 +666,8 @@ impl Iterator for Scan {
         }
     }
 }
+
+impl std::iter::FusedIterator for Scan {}
 
 impl Drop for Scan {
     fn drop(&mut self) {
