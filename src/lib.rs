@@ -10,8 +10,10 @@
 //!
 //! The layers, in the order a probe goes through them:
 //!
-//! - **Input** — [`cli`] holds the raw flags as typed (nmap spellings such as
-//!   `-iL`, `-oJ`, `-p-` included); [`config`] validates them once into a
+//! - **Input** — [`cli`] decides the mode from the first word (scan, merge,
+//!   completions, manpage) and holds the raw flags as typed (nmap spellings
+//!   such as `-iL`, `-oJ`, `-p-`, `-sT`, `-Pn` included, and a one-line
+//!   refusal for those it cannot honour); [`config`] validates them once into a
 //!   [`config::ScanConfig`]. Every usage error is found here, before any
 //!   probe, and names the token the user typed.
 //! - **Targets** — [`targets`] turns addresses, ranges, CIDR blocks,
@@ -55,6 +57,11 @@
 //!   waits (RFC 6298's RTT estimate, per host and per scan), how many probes
 //!   go out at once (a congestion window) and how often a silent port is
 //!   retried; `-T0`…`-T5` are nmap's templates for it.
+//! - **Seeing the run** — [`trace`] records every probe's life and the
+//!   engine's decisions (`--trace`, sampled by a seeded hash);
+//!   [`report::series`] counts launches, completions and in-flight per
+//!   100 ms for `--stats`; [`report`] draws summaries, results and traces
+//!   into one self-contained HTML page (`fastport report`).
 //! - **System** — [`sys`] is the one module allowed `unsafe`: process limits
 //!   and the `TCP_INFO` read that neither std nor socket2 wrap.
 //!
@@ -74,6 +81,8 @@ pub mod output;
 pub mod probe;
 pub mod rate;
 #[doc(hidden)] // the binary's own: its files and formats
+pub mod report;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod resume;
 pub mod scan;
 pub mod scanner;
@@ -83,4 +92,6 @@ pub mod stats;
 pub mod sys;
 pub mod targets;
 pub mod timing;
+#[doc(hidden)] // the binary's own: its files and formats
+pub mod trace;
 pub mod wheel;

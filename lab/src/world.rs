@@ -32,7 +32,7 @@
 //! every (address, port) and that `netns.rs` serves from a TUN device with
 //! its latency and loss. Its truth is the model's, as a connect scan can see
 //! it: ICMP code 13 (admin-prohibited) reaches `connect()` as `EHOSTUNREACH`,
-//! so it is filtered/host-unreach ([`fastport_netsim::Reason::as_seen_by_connect`]).
+//! so it is filtered/host-unreach ([`fastport_netsim::SeenByConnect::as_seen_by_connect`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -138,7 +138,8 @@ pub fn route_expect(kind: RouteKind) -> Expect {
 
 /// The truth of a netsim (address, port), as a connect scan sees it.
 pub fn netsim_expect(t: fastport_netsim::Truth) -> Expect {
-    let reason = Reason::from(t.reason.as_seen_by_connect().as_str());
+    use fastport_netsim::SeenByConnect;
+    let reason = Reason::from(t.reason.as_seen_by_connect());
     match t.state {
         fastport_netsim::PortState::Open => Expect::OPEN,
         fastport_netsim::PortState::Closed => Expect::CLOSED,
