@@ -342,7 +342,9 @@ impl ScannerBuilder {
     }
 
     /// Resolves hostnames, checks every setting together and returns the
-    /// scanner. Nothing is sent yet.
+    /// scanner. Nothing is sent yet. A hostname that does not resolve is
+    /// skipped and listed in [`Scanner::unresolved`], unless it leaves
+    /// nothing to scan.
     pub fn build(self) -> Result<Scanner, Error> {
         let bad = |setting, value: String, why| Error::Setting {
             setting,
@@ -373,7 +375,9 @@ impl ScannerBuilder {
         if self.timeout.is_some() && self.template.is_some() {
             return Err(Error::FixedAndAdaptive);
         }
-        let space = targets::build(&TargetArgs {
+        let targets::Built {
+            space, unresolved, ..
+        } = targets::build_named(&TargetArgs {
             targets: &self.targets,
             exclude: &self.exclude,
             resolve: self.resolve,
@@ -440,6 +444,7 @@ impl ScannerBuilder {
                 rate: self.rate.or(values.rate),
             },
             stop: Stop::default(),
+            unresolved,
         })
     }
 }
@@ -454,6 +459,7 @@ pub struct Scanner {
     seed: u64,
     engine: EngineConfig,
     stop: Stop,
+    unresolved: Vec<TargetError>,
 }
 
 impl Scanner {
@@ -496,6 +502,13 @@ impl Scanner {
     /// The seed of the random order (to repeat it with [`ScannerBuilder::seed`]).
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// Hostnames that did not resolve: skipped, as the command line skips
+    /// them, while the other targets are scanned. (When no target is left,
+    /// [`ScannerBuilder::build`] fails with the first of them instead.)
+    pub fn unresolved(&self) -> &[TargetError] {
+        &self.unresolved
     }
 
     /// A handle that stops this scanner's scan from another thread.

@@ -327,3 +327,28 @@ fn the_embedding_examples_find_their_listener_and_cancel() {
         );
     }
 }
+
+/// A name that does not resolve beside one that does is skipped and listed;
+/// alone, it is the error. In a namespace: the resolver's query cannot
+/// leave it (`.invalid` never resolves anyway, RFC 6761).
+#[test]
+fn an_unresolved_name_is_listed_not_scanned() {
+    if !in_netns!(an_unresolved_name_is_listed_not_scanned) {
+        return;
+    }
+    let s = Scanner::builder()
+        .targets(["127.0.0.1", "nothing.invalid"])
+        .unwrap()
+        .ports("22")
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.unresolved().len(), 1);
+    assert_eq!(s.unresolved()[0].token(), "nothing.invalid");
+    let alone = Scanner::builder().targets(["nothing.invalid"]).unwrap();
+    let Err(Error::Targets(e)) = alone.build() else {
+        panic!("nothing left to scan")
+    };
+    assert_eq!(e.token(), "nothing.invalid");
+}
