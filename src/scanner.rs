@@ -538,6 +538,20 @@ impl Scanner {
     ///
     /// A scan that cannot start (an open-file limit too small for a single
     /// probe) ends the iterator at once; [`Scan::finish`] says why.
+    ///
+    /// ```no_run
+    /// use fastport::scanner::{Scanner, State};
+    ///
+    /// # fn main() -> Result<(), fastport::scanner::Error> {
+    /// let scanner = Scanner::builder().targets(["127.0.0.1"])?.ports("-")?.build()?;
+    /// let mut scan = scanner.scan()?;
+    /// // The first open port is enough: the rest of the scan is stopped.
+    /// let first_open = scan.by_ref().find(|r| r.state == State::Open);
+    /// let summary = scan.finish()?;
+    /// println!("{first_open:?} after {} results", summary.stats.results());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn scan(self) -> Result<Scan, Error> {
         let stop = self.stop.clone();
         let (tx, rx) = mpsc::sync_channel::<Vec<ScanResult>>(ITER_DEPTH);
