@@ -222,7 +222,7 @@ fn bad_input_is_a_typed_error_naming_it() {
     assert!(matches!(e, Error::FixedAndAdaptive), "{e}");
 }
 
-/// The example's binary, built now if `cargo test` did not build it (as
+/// The example's binary, built here if `cargo test` did not build it (as
 /// with `--test integration`), in the profile of this test binary.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -275,7 +275,7 @@ fn the_one_host_example_reports_the_open_ports() {
 
 /// A callback that panicked unwound into the engine, whose workers then
 /// probed to the end of the scan with nobody reading (at 20 connects per
-/// second, an hour): the panic now stops the scan and then goes on.
+/// second, an hour): the panic stops the scan, then goes on.
 #[test]
 fn a_panicking_callback_stops_the_scan() {
     if !in_netns!(a_panicking_callback_stops_the_scan) {
