@@ -33,6 +33,7 @@ pub enum LocalError {
 }
 
 impl LocalError {
+    /// Every local error, in the order summaries list them.
     pub const ALL: [LocalError; 5] = [
         LocalError::Emfile,
         LocalError::Enfile,
@@ -40,8 +41,10 @@ impl LocalError {
         LocalError::NoBufs,
         LocalError::Again,
     ];
+    /// How many kinds there are (the size of per-kind tables).
     pub const COUNT: usize = Self::ALL.len();
 
+    /// The local error an errno means, if it is one.
     pub fn from_errno(errno: i32) -> Option<LocalError> {
         match errno {
             libc::EMFILE => Some(LocalError::Emfile),
@@ -53,6 +56,7 @@ impl LocalError {
         }
     }
 
+    /// The errno's name (`EMFILE`, ...), as summaries print it.
     pub fn as_str(self) -> &'static str {
         match self {
             LocalError::Emfile => "EMFILE",
@@ -63,6 +67,7 @@ impl LocalError {
         }
     }
 
+    /// Dense index, for per-kind tables.
     pub fn index(self) -> usize {
         self as usize
     }
@@ -80,7 +85,12 @@ pub enum Report {
     /// `connect()` itself or `SO_ERROR` returned this errno.
     Error(i32),
     /// No error, and the socket has a peer: it is connected from `local`.
-    Connected { local: SocketAddr, peer: SocketAddr },
+    Connected {
+        /// Our end of the connection.
+        local: SocketAddr,
+        /// The target's end.
+        peer: SocketAddr,
+    },
     /// No error yet and no peer (`getpeername` said `ENOTCONN`): the SYN is
     /// still unanswered.
     InProgress,

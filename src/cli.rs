@@ -449,7 +449,9 @@ impl ReportArgs {
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 pub enum EngineArg {
+    /// One mio event loop per worker thread.
     Mio,
+    /// One blocking OS thread per probe in flight.
     Threads,
 }
 
@@ -458,7 +460,9 @@ pub enum EngineArg {
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 pub enum OrderArg {
+    /// A seeded random permutation of host blocks and of the probes within each.
     Random,
+    /// Address by address, port by port.
     Sequential,
 }
 

@@ -29,46 +29,81 @@ const WORKERS_PER_CORE: usize = 4;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(transparent)]
+    /// A target, exclude or port specification.
     Target(#[from] TargetError),
     #[error("invalid --timeout \"{0}\": expected a duration like 500ms, 2s or 1m")]
+    /// `--timeout` is not a duration.
     Duration(String),
+    /// A `--*-rtt-timeout` flag is not a duration.
     #[error("invalid {flag} \"{value}\": expected a duration like 500ms, 2s or 1m")]
-    FlagDuration { flag: &'static str, value: String },
+    FlagDuration {
+        /// The flag given it.
+        flag: &'static str,
+        /// The value, as typed.
+        value: String,
+    },
     #[error(transparent)]
+    /// `-T` is not a template.
     Template(#[from] TemplateError),
     #[error("--timeout fixes every attempt's wait and {0} adapts it: give only one of them")]
+    /// `--timeout` together with an adaptive-timing flag (named).
     FixedAndAdaptive(&'static str),
     #[error(
         "{0}: service detection is not yet run by the scan engine (its database, matcher and conversations are built, not wired); run nmap -sV -p PORTS on the open ports FastPort finds (-oL - lists them)"
     )]
+    /// A service-detection flag, which the scan does not run yet.
     ServicesNotRun(&'static str),
+    /// `--min-rtt-timeout` above `--max-rtt-timeout`.
     #[error("--min-rtt-timeout {min} is above --max-rtt-timeout {max}")]
-    RttBounds { min: String, max: String },
+    RttBounds {
+        /// The minimum, as typed.
+        min: String,
+        /// The maximum, as typed (or the template's).
+        max: String,
+    },
     #[error("invalid --show \"{0}\": expected a comma list of open, closed, filtered, or all")]
+    /// `--show` is not a list of states.
     Show(String),
     #[error("invalid {flag} {value}: {why}")]
+    /// A number out of its range.
     Number {
+        /// The flag given it.
         flag: &'static str,
+        /// The number, as typed.
         value: String,
+        /// What the number must be.
         why: &'static str,
     },
     #[error("{0} and {1} both write to stdout: give one of them a file")]
+    /// Two outputs (named) to stdout.
     StdoutTwice(&'static str, &'static str),
     #[error("{0} already writes the {1} output: give only one of them")]
+    /// An output given twice (by `-oA` and its own flag).
     OutputTwice(&'static str, &'static str),
     #[error("-oA writes four files named after its BASENAME: it cannot write to stdout (\"-\")")]
+    /// `-oA -`.
     OutputAllToStdout,
     #[error("invalid --stats-every \"{0}\": expected a duration like 5s or 1m")]
+    /// `--stats-every` is not a duration.
     StatsEvery(String),
     #[error(transparent)]
+    /// `--shard` is not `K/N` (nor `auto`).
     Shard(#[from] ShardError),
     #[error(transparent)]
+    /// `--shard auto` found no shard in the environment.
     ShardEnv(#[from] crate::shard_env::ShardEnvError),
     /// An nmap flag FastPort cannot honour: why, and what to use instead.
     #[error("{0}")]
     Nmap(String),
+    /// `--min-rate` above `--rate`.
     #[error("--min-rate {min} is above --rate {max}")]
-    RateBounds { min: f64, max: f64 },
+    RateBounds {
+        /// `--min-rate`.
+        min: f64,
+        /// `--rate`.
+        max: f64,
+    },
+    /// Two flags (named) that exclude each other.
     #[error("{0} and {1} cannot be used together")]
     Conflict(&'static str, &'static str),
 }
@@ -82,17 +117,20 @@ pub struct Show {
 }
 
 impl Show {
+    /// Only open ports (the default).
     pub const OPEN: Show = Show {
         open: true,
         closed: false,
         filtered: false,
     };
+    /// Every state.
     pub const ALL: Show = Show {
         open: true,
         closed: true,
         filtered: true,
     };
 
+    /// Whether results in `state` get a line.
     pub fn contains(self, state: State) -> bool {
         match state {
             State::Open => self.open,
@@ -124,7 +162,9 @@ impl Show {
 /// Where an output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dest {
+    /// Standard output (`-`).
     Stdout,
+    /// A file.
     File(PathBuf),
 }
 
@@ -152,14 +192,19 @@ impl fmt::Display for Dest {
 pub struct OutputPlan {
     /// Human text: stdout by default, unless another output took stdout.
     pub text: Vec<Dest>,
+    /// `-oJ`: JSON lines.
     pub json: Option<Dest>,
     /// nmap XML (`-oX`).
     pub xml: Option<Dest>,
     /// nmap's grepable format (`-oG`).
     pub grepable: Option<Dest>,
+    /// `-oC`: CSV.
     pub csv: Option<Dest>,
+    /// `--stats`: the run's summary as a JSON document.
     pub stats: Option<Dest>,
+    /// `--show`: which states get a line.
     pub show: Show,
+    /// `--reason`: the text output gives each port's reason.
     pub reason: bool,
     /// Where the text summary goes when no text output does (stderr).
     pub summary_to_stderr: bool,
@@ -181,12 +226,15 @@ pub struct OutputPlan {
 /// A scan, ready to run.
 #[derive(Debug)]
 pub struct ScanConfig {
+    /// The targets and ports.
     pub space: TargetSpace,
     /// Which probe comes when: order, shard, and what a resume skips.
     pub schedule: Schedule,
     /// The seed of the random order (`--seed`, or drawn from the OS).
     pub seed: u64,
+    /// How the engine runs.
     pub engine: EngineConfig,
+    /// Where the results go.
     pub outputs: OutputPlan,
     /// The open-file soft limit the concurrency was derived from.
     pub fd_limit: u64,

@@ -1,6 +1,13 @@
 //! FastPort: a TCP connect port scanner built on one non-blocking event loop
 //! per core.
 //!
+//! **As a library**, start at [`scanner`]: [`scanner::Scanner::builder`]
+//! takes targets, ports, timing and the engine, and the results come to a
+//! callback ([`scanner::Scanner::run`]) or through an iterator fed by a
+//! background thread ([`scanner::Scanner::scan`]); a [`scanner::Stop`]
+//! cancels. The modules below are the layers it drives, public for the
+//! binary, the benchmarks and anyone who wants one layer alone.
+//!
 //! The layers, in the order a probe goes through them:
 //!
 //! - **Input** — [`cli`] decides the mode from the first word (scan, merge,
@@ -36,6 +43,9 @@
 //!   feeds the [`output`] sinks (human text, JSON lines, ...) as results
 //!   arrive; each worker's [`stats`] (counts and HdrHistograms of connect
 //!   latency per reason) are merged into the run's summary at the end.
+//! - **Library** — [`scanner`] wraps the engine for programs: a builder with
+//!   the command line's checks and defaults, a callback or a streaming
+//!   iterator of [`scanner::ScanResult`]s, a stop handle, the summary.
 //! - **Shards** — [`order`] gives the seeded permutation of the index space
 //!   that `--shard K/N` splits ([`shard_env`] reads K/N from Slurm,
 //!   Kubernetes or GNU parallel for `--shard auto`), [`rate`] the shared
@@ -62,24 +72,32 @@
 //!
 //! docs/ARCHITECTURE.md tells the same story with the reasons behind it.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod engine;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod merge;
 pub mod order;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod output;
 pub mod probe;
 pub mod rate;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod report;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod resume;
 pub mod scan;
+pub mod scanner;
 pub mod service;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod shard_env;
 pub mod stats;
 pub mod sys;
 pub mod targets;
 pub mod timing;
+#[doc(hidden)] // the binary's own: its files and formats
 pub mod trace;
 pub mod wheel;

@@ -95,6 +95,7 @@ impl Permutation {
         self.n
     }
 
+    /// Whether the permutation is of nothing.
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
@@ -216,6 +217,7 @@ impl Blocks {
         self.total
     }
 
+    /// Ports per host.
     pub fn ports_per_host(&self) -> u64 {
         self.ports
     }
@@ -283,6 +285,7 @@ pub struct BlockOrder {
 }
 
 impl BlockOrder {
+    /// The block permutation for `blocks`, seeded.
     pub fn new(blocks: Blocks, seed: u64) -> BlockOrder {
         let full = blocks.full();
         BlockOrder {
@@ -374,6 +377,7 @@ impl Order {
         }
     }
 
+    /// The order's name as `--order` spells it.
     pub fn name(&self) -> &'static str {
         match self {
             Order::Sequential => "sequential",
@@ -397,6 +401,7 @@ pub struct Shard {
 pub struct ShardError {
     /// What the user typed.
     pub input: String,
+    /// Why it is not.
     pub why: &'static str,
 }
 
@@ -604,8 +609,11 @@ impl Done {
 /// sequence: `start, start + step, ...` below `next`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lane {
+    /// The lane's first sequence number.
     pub start: u64,
+    /// The distance between its sequence numbers (the number of lanes).
     pub step: u64,
+    /// The next sequence number it would claim.
     pub next: u64,
 }
 
@@ -649,7 +657,9 @@ impl Quotas {
 /// in this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
+    /// Random or sequential.
     pub order: Order,
+    /// The part of the sequence this run owns.
     pub shard: Shard,
     /// Finished by earlier runs (`--resume`): skipped.
     pub done: Done,
@@ -657,6 +667,7 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// A schedule over `blocks` in `order`, of `shard`, skipping `done`.
     pub fn new(blocks: Blocks, order: Order, shard: Shard, done: Done) -> Schedule {
         Schedule {
             order,
@@ -676,6 +687,7 @@ impl Schedule {
         )
     }
 
+    /// The host blocks the order permutes.
     pub fn blocks(&self) -> Blocks {
         self.blocks
     }
@@ -974,6 +986,7 @@ pub struct Claim<'a> {
 }
 
 impl Claim<'_> {
+    /// The sequence number claimed.
     pub fn seq(&self) -> u64 {
         self.seq
     }

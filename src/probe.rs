@@ -15,7 +15,9 @@ use crate::classify::{Reason, Report};
 pub struct ProbeResult {
     /// Position of the target in the scan's index space.
     pub index: u64,
+    /// The address and port probed.
     pub target: SocketAddr,
+    /// What the answer (or its absence) means.
     pub reason: Reason,
     /// Connect latency of the attempt that answered, in microseconds; `None`
     /// when nothing answered.

@@ -17,6 +17,7 @@ use crate::stats::{RunRecord, Summary};
 /// How a scan ended.
 #[derive(Debug)]
 pub struct ScanOutcome {
+    /// Counts, latencies and settings of the run (and of the runs it resumes).
     pub summary: Summary,
     /// The outputs failed; for a closed stdout (`| head`) this is
     /// `BrokenPipe`, which callers treat as a normal end.

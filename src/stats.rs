@@ -45,6 +45,7 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// Empty counts, histograms allocated.
     pub fn new() -> Self {
         let latency = Reason::ALL
             .iter()
@@ -73,6 +74,7 @@ impl Stats {
         }
     }
 
+    /// Counts one retry after a local error.
     pub fn record_local_error(&mut self, e: LocalError) {
         self.local_errors[e.index()] += 1;
     }
@@ -94,10 +96,12 @@ impl Stats {
         }
     }
 
+    /// Ports reported (each counted once).
     pub fn results(&self) -> u64 {
         self.reasons.iter().sum()
     }
 
+    /// Ports reported with `state`.
     pub fn state_count(&self, state: State) -> u64 {
         Reason::ALL
             .iter()
@@ -106,6 +110,7 @@ impl Stats {
             .sum()
     }
 
+    /// Local-error retries, every kind together.
     pub fn local_error_total(&self) -> u64 {
         self.local_errors.iter().sum()
     }
@@ -122,16 +127,23 @@ impl Stats {
 /// The whole run, as `--stats` writes it and the text summary prints it.
 #[derive(Debug, Clone)]
 pub struct Summary {
+    /// Counts and latencies of the run.
     pub stats: Stats,
+    /// Wall-clock time of the run.
     pub elapsed: Duration,
+    /// Addresses scanned.
     pub hosts: u64,
+    /// Ports per address.
     pub ports_per_host: u64,
     /// Size of the index space (hosts × ports).
     pub planned: u64,
     /// The run was stopped before it finished (Ctrl-C, a closed output).
     pub interrupted: bool,
+    /// The engine's name (`mio`, `threads`).
     pub engine: &'static str,
+    /// Worker threads (the threads engine: one per probe in flight).
     pub threads: usize,
+    /// Probes in flight, at most.
     pub concurrency: usize,
     /// Seed of the random order: with the same targets, ports, `--order`
     /// and `--shard`, the same seed gives the same probe order.
@@ -145,14 +157,20 @@ pub struct Summary {
 /// Latency percentiles of one outcome, in microseconds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Percentiles {
+    /// Samples.
     pub count: u64,
+    /// Median.
     pub p50: u64,
+    /// 90th percentile.
     pub p90: u64,
+    /// 99th percentile.
     pub p99: u64,
+    /// Highest.
     pub max: u64,
 }
 
 impl Percentiles {
+    /// The percentiles of one histogram.
     pub fn of(h: &Histogram<u64>) -> Percentiles {
         Percentiles {
             count: h.len(),
@@ -165,6 +183,7 @@ impl Percentiles {
 }
 
 impl Summary {
+    /// Ports reported per second of the run.
     pub fn probes_per_sec(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
@@ -198,29 +217,49 @@ pub const STATS_VERSION: u32 = 1;
 /// resumed run, which continues the counts of the parts before it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatsDocument {
+    /// The format version ([`STATS_VERSION`]).
     pub fastport_stats: u32,
+    /// `--engine`.
     pub engine: EngineName,
+    /// Worker threads.
     pub threads: usize,
+    /// Probes in flight, at most.
     pub concurrency: usize,
+    /// Addresses scanned.
     pub hosts: u64,
+    /// Ports per address.
     pub ports_per_host: u64,
     /// Probes of this shard (all parts of a resumed run together).
     pub planned: u64,
     /// Probes reported (all parts together).
     pub results: u64,
+    /// Connect attempts, retries included.
     pub attempts: u64,
+    /// Attempts per port reported.
     pub probes_per_port: f64,
+    /// Where adaptive timing ended.
     pub timing: TimingSummary,
+    /// The run was stopped before it finished.
     pub interrupted: bool,
+    /// Wall-clock seconds.
     pub elapsed_s: f64,
+    /// Ports reported per second.
     pub probes_per_s: f64,
+    /// Ports per state name.
     pub states: BTreeMap<String, u64>,
+    /// Ports per reason name.
     pub reasons: BTreeMap<String, u64>,
+    /// Local-error retries, all kinds.
     pub local_error_retries: u64,
+    /// Local-error retries per errno name.
     pub local_errors: BTreeMap<String, u64>,
+    /// Latency percentiles per `state/reason`.
     pub latency_us: BTreeMap<String, Percentiles>,
+    /// The random order's seed.
     pub seed: u64,
+    /// `--order`.
     pub order: OrderName,
+    /// `--shard` as `K/N`.
     pub shard: String,
     /// HdrHistogram V2 in base64, by `state/reason`: they add exactly.
     pub histograms: BTreeMap<String, String>,
@@ -244,7 +283,9 @@ pub struct StatsDocument {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineName {
+    /// `mio`.
     Mio,
+    /// `threads`.
     Threads,
 }
 
@@ -252,11 +293,14 @@ pub enum EngineName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderName {
+    /// `random`.
     Random,
+    /// `sequential`.
     Sequential,
 }
 
 impl EngineName {
+    /// The name the summary gives an engine (`threads`, or else `mio`).
     pub fn of(name: &str) -> EngineName {
         if name == "threads" {
             EngineName::Threads
@@ -264,6 +308,7 @@ impl EngineName {
             EngineName::Mio
         }
     }
+    /// The name as written.
     pub fn as_str(self) -> &'static str {
         match self {
             EngineName::Mio => "mio",
@@ -273,6 +318,7 @@ impl EngineName {
 }
 
 impl OrderName {
+    /// The name the summary gives an order (`sequential`, or else `random`).
     pub fn of(name: &str) -> OrderName {
         if name == "sequential" {
             OrderName::Sequential
@@ -280,6 +326,7 @@ impl OrderName {
             OrderName::Random
         }
     }
+    /// The name as written.
     pub fn as_str(self) -> &'static str {
         match self {
             OrderName::Random => "random",

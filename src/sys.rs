@@ -9,7 +9,9 @@ use std::os::fd::AsRawFd;
 /// The open-file limits of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdLimit {
+    /// The soft limit: what is enforced now.
     pub soft: u64,
+    /// The hard limit: how far the soft one can be raised.
     pub hard: u64,
 }
 

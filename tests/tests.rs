@@ -5,6 +5,7 @@
 
 mod util;
 
+mod api;
 mod cli;
 mod faults;
 mod lab;

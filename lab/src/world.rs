@@ -32,7 +32,7 @@
 //! every (address, port) and that `netns.rs` serves from a TUN device with
 //! its latency and loss. Its truth is the model's, as a connect scan can see
 //! it: ICMP code 13 (admin-prohibited) reaches `connect()` as `EHOSTUNREACH`,
-//! so it is filtered/host-unreach ([`fastport_netsim::Reason::as_seen_by_connect`]).
+//! so it is filtered/host-unreach ([`fastport_netsim::SeenByConnect::as_seen_by_connect`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

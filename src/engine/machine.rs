@@ -77,8 +77,11 @@ pub trait Source {
 pub enum Next {
     /// A probe: its sequence number, index in the space and address.
     Probe {
+        /// The probe's sequence number in the schedule.
         seq: u64,
+        /// The target's position in the index space.
         index: u64,
+        /// The address and port to connect to.
         target: SocketAddr,
     },
     /// Nothing now, but more later (the order keeps workers close to each
@@ -93,6 +96,7 @@ pub enum Next {
 pub struct Launch {
     /// The probe's slot: report back under it (and a mio token).
     pub key: usize,
+    /// The address and port probed.
     pub target: SocketAddr,
     /// How long this attempt waits for an answer.
     pub timeout: Duration,
@@ -115,6 +119,7 @@ pub enum Fate {
 
 /// Back-off after a local resource error: first and largest delay.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(1);
+/// The longest back-off after a local error (`EMFILE`, `EADDRNOTAVAIL`).
 pub const BACKOFF_MAX: Duration = Duration::from_millis(256);
 
 /// The delay before a probe that met a local resource error is reissued:
@@ -163,6 +168,7 @@ pub struct MachineConfig {
     pub timeout: Duration,
     /// Retries after silence (exactly, fixed; at most, adaptive).
     pub retries: u32,
+    /// Adaptive timing; `None` when the timeout is fixed.
     pub adaptive: Option<AdaptiveTiming>,
     /// Ports per host: a probe's host is `index / ports_per_host`.
     pub ports_per_host: u64,
@@ -175,7 +181,10 @@ pub struct MachineConfig {
 /// Who keeps an attempt's deadline (see [`MachineConfig::deadlines`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deadlines {
+    /// Timers in the machine's own wheel: the event loop's way.
     Wheel,
+    /// Timers kept by the driver (a blocking connect with its timeout):
+    /// the threads engine's way.
     Driver,
 }
 

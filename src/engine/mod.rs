@@ -52,6 +52,7 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// The engine's name as `--engine` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Mio => "mio",
@@ -69,6 +70,7 @@ impl std::fmt::Display for EngineKind {
 /// What the engine needs to know, all validated already.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// Which design waits for the probes.
     pub kind: EngineKind,
     /// How long one attempt waits for an answer: fixed (`--timeout`), or
     /// the first attempts' wait until answers teach better (adaptive).
@@ -92,8 +94,11 @@ pub struct EngineConfig {
 /// those were still in flight and are not reported).
 #[derive(Debug)]
 pub struct EngineEnd {
+    /// Every worker's counts and latencies, merged.
     pub stats: Stats,
+    /// Which sequence numbers each lane claimed (for a resume).
     pub lanes: Vec<Lane>,
+    /// Sequence numbers a stop caught in flight (not reported).
     pub in_flight: Vec<u64>,
 }
 
@@ -109,7 +114,14 @@ pub enum EngineError {
         "the open-file limit ({limit}) is too small: {open} descriptors are open already and \
          the scan needs {needed} (raise it with ulimit -n)"
     )]
-    Descriptors { limit: u64, open: u64, needed: u64 },
+    Descriptors {
+        /// The soft open-file limit.
+        limit: u64,
+        /// Descriptors open already.
+        open: u64,
+        /// Descriptors the scan needs at least.
+        needed: u64,
+    },
     /// The result callback failed (an output could not be written). The
     /// engine's end is kept: the summary and a resume still count what was
     /// written before.
@@ -126,6 +138,7 @@ pub struct ResultTx {
 }
 
 impl ResultTx {
+    /// Adds one result to the batch; sends the batch when it is full.
     pub fn push(&mut self, result: ProbeResult) {
         self.batch.push(result);
         if self.batch.len() >= BATCH {
@@ -177,6 +190,7 @@ pub struct Collector {
 }
 
 impl Collector {
+    /// A new worker's end of the channel.
     pub fn sender(&mut self) -> ResultTx {
         let (back_tx, back_rx) = mpsc::channel();
         self.recyclers.push(back_tx);
@@ -191,8 +205,11 @@ impl Collector {
 /// A worker's share of the sequence as the machine's [`Source`]: skips what
 /// the resumed run finished, and maps a sequence number to its probe.
 pub struct StrideSource<'a> {
+    /// The scan's targets.
     pub space: &'a TargetSpace,
+    /// The scan's order, shard and what a resume skips.
     pub schedule: &'a Schedule,
+    /// The worker's share of the sequence numbers.
     pub stride: Stride,
 }
 

@@ -115,6 +115,8 @@ impl Running for Threads<'_, '_> {
 }
 
 impl<'a> Pool<'a> {
+    /// The pool over `space` and `schedule`: one probe machine that every
+    /// thread shares, its results going to `collector`.
     pub fn new(
         space: &'a TargetSpace,
         schedule: &'a Schedule,

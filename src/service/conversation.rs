@@ -40,7 +40,9 @@ pub type Lane = usize;
 /// Whether the conversation runs over the plain connection or inside a TLS tunnel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tunnel {
+    /// Over the plain TCP connection.
     Plain,
+    /// Inside a TLS tunnel ([`super::tls`]).
     Tls,
 }
 
@@ -70,6 +72,7 @@ pub struct Settings {
     pub banners_only: bool,
     /// Whether a port found to speak TLS should be probed again inside the tunnel.
     pub tls: bool,
+    /// Whether this conversation runs over the plain connection or in a tunnel.
     pub tunnel: Tunnel,
 }
 
@@ -101,7 +104,12 @@ pub enum Action {
     /// deadline on connects). The connection counts in the scan's concurrency and rate.
     Connect(Lane),
     /// Send probe `probe`'s payload ([`Conversation::payload`]) on `lane`.
-    Send { lane: Lane, probe: usize },
+    Send {
+        /// The connection to send on.
+        lane: Lane,
+        /// The probe whose payload to send.
+        probe: usize,
+    },
     /// Close `lane` and forget it.
     Close(Lane),
 }
@@ -117,7 +125,12 @@ pub enum Verdict {
     /// ([`super::tls`]) and run a new conversation in it with [`Tunnel::Tls`].
     Tls(ServiceMatch),
     /// The service answered, nothing matched: the first answer, for a fingerprint.
-    Unrecognized { probe: usize, response: Vec<u8> },
+    Unrecognized {
+        /// The probe that got the answer.
+        probe: usize,
+        /// The answer, as received.
+        response: Vec<u8>,
+    },
     /// `--banners`: what the service said by itself (possibly nothing).
     Banner(Vec<u8>),
     /// The peer closed at once, before saying anything.

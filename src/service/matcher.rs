@@ -29,14 +29,21 @@ pub const DEPTH_LIMIT: u32 = 10_000;
 /// expanded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceMatch {
+    /// The service name (`ssh`, `http`, ...).
     pub service: String,
     /// Named by a `softmatch`: the service is known, the version is not.
     pub soft: bool,
+    /// The product name (`p/.../`).
     pub product: Option<String>,
+    /// The product's version (`v/.../`).
     pub version: Option<String>,
+    /// Extra information (`i/.../`).
     pub info: Option<String>,
+    /// The host's name, as the service gave it (`h/.../`).
     pub hostname: Option<String>,
+    /// The operating system (`o/.../`).
     pub os: Option<String>,
+    /// The device type (`d/.../`).
     pub device: Option<String>,
     /// CPE names as nmap prints them: `cpe:/a:vendor:product:version`.
     pub cpe: Vec<String>,
@@ -49,7 +56,9 @@ pub struct ServiceMatch {
 /// A pattern that PCRE2 refused, left out of matching.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skipped {
+    /// Line of the rule in its file.
     pub line: usize,
+    /// What PCRE2 said.
     pub error: String,
 }
 

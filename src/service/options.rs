@@ -19,15 +19,28 @@ pub const DEFAULT_INTENSITY: u8 = 7;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OptionsError {
+    /// The probe file could not be read.
     #[error("--service-probes {}: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The probe file has a bad line.
     #[error("--service-probes {}: {source}", path.display())]
-    Parse { path: PathBuf, source: ParseError },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The line and what is wrong on it.
+        source: ParseError,
+    },
+    /// The probe file holds no TCP probe.
     #[error("--service-probes {}: no TCP probe in the file", path.display())]
-    NoProbe { path: PathBuf },
+    NoProbe {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// Service detection as the flags asked for it.
@@ -35,7 +48,9 @@ pub enum OptionsError {
 pub struct ServiceOptions {
     /// `--banners` without `-sV`: listen to each open port and report what it says, unmatched.
     pub banners_only: bool,
+    /// `--version-intensity` (0-9): probes with rarity above it are sent only when hinted.
     pub intensity: u8,
+    /// The compiled probe file.
     pub matcher: Arc<Matcher>,
     /// A line for the user (the licence of a loaded probe file), if any.
     pub note: Option<String>,

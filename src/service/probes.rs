@@ -27,7 +27,9 @@ use std::fmt;
 /// Which transport a probe is sent over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
+    /// Over a TCP connection.
     Tcp,
+    /// As a UDP datagram.
     Udp,
 }
 
@@ -87,13 +89,16 @@ pub enum Piece {
 /// Byte order of a `$I()` template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endian {
+    /// Most significant byte first (`>`).
     Big,
+    /// Least significant byte first (`<`).
     Little,
 }
 
 /// A parsed version-info template.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Template {
+    /// Literal text and substitutions, in order.
     pub pieces: Vec<Piece>,
 }
 
@@ -146,6 +151,7 @@ pub struct MatchRule {
     pub caseless: bool,
     /// `s` flag: `.` matches newlines.
     pub dotall: bool,
+    /// The version fields to fill in from the match.
     pub templates: VersionTemplates,
     /// 1-based line in the file.
     pub line: usize,
@@ -154,7 +160,9 @@ pub struct MatchRule {
 /// A `Probe` line and the directives and matches that follow it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Probe {
+    /// TCP or UDP.
     pub protocol: Protocol,
+    /// The probe's name (`NULL`, `GetRequest`, ...).
     pub name: String,
     /// The bytes sent (escapes decoded). Empty for the NULL probe.
     pub payload: Vec<u8>,
@@ -162,7 +170,9 @@ pub struct Probe {
     pub no_payload: bool,
     /// 1 (common) to 9 (rare). A probe without a `rarity` line counts as 1.
     pub rarity: u8,
+    /// `ports`: where the probe is tried first.
     pub ports: PortSet,
+    /// `sslports`: the same, inside a TLS tunnel.
     pub sslports: PortSet,
     /// How long to wait for an answer, if the probe says.
     pub total_wait_ms: Option<u32>,
@@ -170,6 +180,7 @@ pub struct Probe {
     pub tcpwrapped_ms: Option<u32>,
     /// Probes whose matches are also tried on this probe's answer.
     pub fallback: Vec<String>,
+    /// The `match` and `softmatch` rules, in file order.
     pub matches: Vec<MatchRule>,
     /// 1-based line of the `Probe` directive.
     pub line: usize,
@@ -185,6 +196,7 @@ impl Probe {
 /// A whole probe file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProbeFile {
+    /// The probes, in file order.
     pub probes: Vec<Probe>,
     /// The `Exclude` directive, as written (ports never version-probed).
     pub exclude: Option<String>,
@@ -197,34 +209,49 @@ pub struct ProbeFile {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParseErrorKind {
+    /// A directive the format does not have.
     #[error("unknown directive {0:?}")]
     UnknownDirective(String),
+    /// A directive before the first `Probe` line.
     #[error("{0:?} before any Probe line")]
     OutsideProbe(String),
+    /// A `Probe` line of the wrong shape.
     #[error("Probe line needs `Probe TCP|UDP NAME q|PAYLOAD|`")]
     BadProbeLine,
+    /// A protocol other than TCP or UDP.
     #[error("unknown protocol {0:?} (TCP or UDP)")]
     BadProtocol(String),
+    /// A string or pattern without its closing delimiter.
     #[error("unterminated {0} (no closing delimiter)")]
     Unterminated(&'static str),
+    /// A bad escape in a probe string.
     #[error("bad escape in probe string: {0}")]
     BadEscape(String),
+    /// A `match` line of the wrong shape.
     #[error("match line needs `match SERVICE m/PATTERN/[si] [FIELDS]`")]
     BadMatchLine,
+    /// A pattern flag other than `s` and `i`.
     #[error("unknown pattern flag {0:?} (s or i)")]
     BadFlag(char),
+    /// An unknown version field.
     #[error("unknown version field starting {0:?}")]
     BadField(String),
+    /// A version template that does not parse.
     #[error("bad template: {0}")]
     BadTemplate(String),
+    /// A number that does not parse.
     #[error("bad number {0:?}")]
     BadNumber(String),
+    /// A rarity outside 1-9.
     #[error("rarity {0} out of range (1-9)")]
     BadRarity(u32),
+    /// A port list that does not parse.
     #[error("bad port list {0:?}")]
     BadPorts(String),
+    /// A probe name used twice for one protocol.
     #[error("probe name {0:?} used twice for one protocol")]
     DuplicateProbe(String),
+    /// A fallback naming no probe.
     #[error("fallback {0:?} names no probe")]
     UnknownFallback(String),
 }
@@ -234,6 +261,7 @@ pub enum ParseErrorKind {
 pub struct ParseError {
     /// 1-based line number.
     pub line: usize,
+    /// What is wrong on it.
     pub kind: ParseErrorKind,
 }
 

@@ -19,10 +19,15 @@ pub const BANNER_LIMIT: usize = 512;
 pub struct ServiceRecord {
     /// `ssh`, `http`, `tcpwrapped`; `None` when nothing named it.
     pub service: Option<String>,
+    /// The product name, escaped.
     pub product: Option<String>,
+    /// The product's version, escaped.
     pub version: Option<String>,
+    /// Extra information, escaped (nmap's `extrainfo`).
     pub extrainfo: Option<String>,
+    /// The operating system, escaped (nmap's `ostype`).
     pub ostype: Option<String>,
+    /// CPE names, escaped.
     pub cpe: Vec<String>,
     /// `Some("ssl")` when the service was found inside (or as) TLS.
     pub tunnel: Option<&'static str>,

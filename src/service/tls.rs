@@ -32,10 +32,13 @@ use super::matcher::ServiceMatch;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
+    /// rustls refused the client configuration.
     #[error("TLS configuration: {0}")]
     Config(rustls::Error),
+    /// The handshake or a record failed.
     #[error("TLS handshake or record: {0}")]
     Protocol(rustls::Error),
+    /// Moving bytes through rustls's buffers failed.
     #[error("TLS buffer: {0}")]
     Io(std::io::Error),
 }
@@ -117,11 +120,13 @@ pub struct TlsInfo {
 pub struct CertInfo {
     /// RFC 4514 style, e.g. `CN=example.org, O=Example`.
     pub subject: String,
+    /// The issuer, in the same style.
     pub issuer: String,
     /// `DNS:name`, `IP:address`, `email:…`, `URI:…`.
     pub sans: Vec<String>,
     /// Validity, in seconds since the Unix epoch.
     pub not_before: i64,
+    /// End of validity, in seconds since the Unix epoch.
     pub not_after: i64,
     /// Serial number, hex bytes separated by `:`.
     pub serial: String,

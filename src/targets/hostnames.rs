@@ -33,6 +33,7 @@ impl HostNames {
         Some(&self.by_addr[i].1)
     }
 
+    /// Whether no target was given by name.
     pub fn is_empty(&self) -> bool {
         self.by_addr.is_empty()
     }

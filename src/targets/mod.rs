@@ -92,6 +92,7 @@ pub fn build(args: &TargetArgs) -> Result<TargetSpace, TargetError> {
 /// The target space and what the outputs say about how it was named.
 #[derive(Debug)]
 pub struct Built {
+    /// The addresses and ports to scan.
     pub space: TargetSpace,
     /// The names targets were given by.
     pub names: HostNames,

@@ -28,7 +28,7 @@ pub fn service_name(port: u16) -> Option<&'static str> {
 pub enum RankingSource {
     /// An `nmap-services` file on this machine, by open frequency.
     NmapServices(PathBuf),
-    /// FastPort's own list, then IANA-named ports (see [`ranking`]).
+    /// FastPort's own list, then IANA-named ports (see the `ranking` module).
     BuiltIn,
 }
 
@@ -48,7 +48,9 @@ impl fmt::Display for RankingSource {
 /// TCP ports, most likely open first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ranking {
+    /// Where the ranking came from.
     pub source: RankingSource,
+    /// The ports, most likely open first.
     pub ports: Vec<u16>,
 }
 

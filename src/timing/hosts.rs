@@ -23,7 +23,9 @@ const EMPTY: u64 = u64::MAX;
 #[derive(Debug, Clone, Copy)]
 pub struct HostSlot {
     host: u64,
+    /// The host's own RTT estimate.
     pub rtt: RttEstimator,
+    /// The host's congestion window.
     pub window: Window,
     /// Probes of this host in flight (from first attempt to result).
     pub in_flight: u32,
@@ -65,6 +67,7 @@ impl HostTimingTable {
         }
     }
 
+    /// How many hosts the table tracks at once.
     pub fn capacity(&self) -> usize {
         self.slots.len()
     }
@@ -132,10 +135,12 @@ impl HostTimingTable {
         Some(i)
     }
 
+    /// The slot's state.
     pub fn get(&self, slot: usize) -> &HostSlot {
         &self.slots[slot]
     }
 
+    /// The slot's state, to update.
     pub fn get_mut(&mut self, slot: usize) -> &mut HostSlot {
         &mut self.slots[slot]
     }

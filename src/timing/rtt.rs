@@ -28,6 +28,7 @@ pub struct RttEstimator {
 }
 
 impl RttEstimator {
+    /// An estimator with no sample yet.
     pub const fn new() -> RttEstimator {
         RttEstimator {
             srtt_us: 0,
@@ -56,10 +57,12 @@ impl RttEstimator {
         self.samples
     }
 
+    /// The smoothed RTT (`SRTT`).
     pub fn srtt(&self) -> Duration {
         Duration::from_micros(self.srtt_us)
     }
 
+    /// The RTT variation (`RTTVAR`).
     pub fn rttvar(&self) -> Duration {
         Duration::from_micros(self.rttvar_us)
     }

@@ -6,8 +6,11 @@ use std::time::Duration;
 /// The validated adaptive-timing settings (absent: `--timeout` fixes it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdaptiveTiming {
+    /// The wait before any answer was measured.
     pub initial_rtt: Duration,
+    /// The shortest wait an attempt gets.
     pub min_rtt: Duration,
+    /// The longest wait an attempt gets.
     pub max_rtt: Duration,
     /// The scan-wide window at the start, per worker.
     pub initial_window: usize,

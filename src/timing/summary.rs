@@ -15,6 +15,7 @@ pub struct TimingSummary {
     pub adaptive: bool,
     /// Scan-wide smoothed RTT and variation (RFC 6298).
     pub srtt_us: u64,
+    /// The RTT variation at the end, in microseconds.
     pub rttvar_us: u64,
     /// The scan-wide estimate's timeout at the end (the fixed `--timeout`
     /// when not adaptive).

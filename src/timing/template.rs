@@ -9,11 +9,17 @@ use std::time::Duration;
 /// nmap's timing templates, `-T0` … `-T5`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Template {
+    /// `-T0`: one probe at a time, five minutes apart.
     Paranoid,
+    /// `-T1`: one probe at a time, 15 seconds apart.
     Sneaky,
+    /// `-T2`: one probe at a time, 0.4 seconds apart.
     Polite,
+    /// `-T3`: the default.
     Normal,
+    /// `-T4`: shorter waits, fewer retries.
     Aggressive,
+    /// `-T5`: shorter waits still, for fast networks.
     Insane,
 }
 
@@ -25,9 +31,13 @@ pub struct TemplateError(pub String);
 /// What a template sets (each can still be given by its own flag).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TemplateValues {
+    /// The wait before any answer was measured.
     pub initial_rtt: Duration,
+    /// The shortest wait an attempt gets.
     pub min_rtt: Duration,
+    /// The longest wait an attempt gets.
     pub max_rtt: Duration,
+    /// Retries of a silent port, at most.
     pub max_retries: u32,
     /// Probes in flight at most (nmap's `--max-parallelism`).
     pub max_concurrency: Option<usize>,
@@ -38,6 +48,7 @@ pub struct TemplateValues {
 }
 
 impl Template {
+    /// Every template, `-T0` first.
     pub const ALL: [Template; 6] = [
         Template::Paranoid,
         Template::Sneaky,
@@ -58,10 +69,12 @@ impl Template {
             .ok_or_else(|| TemplateError(s.to_string()))
     }
 
+    /// The template's number, 0-5.
     pub fn level(self) -> u8 {
         self as u8
     }
 
+    /// nmap's name for the template.
     pub fn name(self) -> &'static str {
         match self {
             Template::Paranoid => "paranoid",

@@ -57,6 +57,7 @@ pub struct Window {
 }
 
 impl Window {
+    /// A window at its initial size.
     pub fn new(p: WindowParams) -> Window {
         let max = p.max.max(1) as f64;
         let floor = (p.floor.max(1) as f64).min(max);

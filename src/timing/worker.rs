@@ -76,6 +76,7 @@ impl RetryEvidence {
 pub struct HostRef(u32);
 
 impl HostRef {
+    /// A probe whose host is not in the table: the scan-wide estimate applies.
     pub const UNTRACKED: HostRef = HostRef(u32::MAX);
 
     fn slot(self) -> Option<usize> {
