@@ -461,6 +461,7 @@ impl ScanConfig {
                 adaptive: timing.adaptive,
                 concurrency,
                 threads,
+                trace: None,
                 rate: scan_delay_rate(args)?
                     .into_iter()
                     .chain(args.rate.or(timing.rate))

@@ -114,8 +114,8 @@ fn main() -> ExitCode {
             return usage_error(&e);
         }
     };
-    // `--trace FILE`: created with the outputs, before any probe. (The
-    // engine's drivers hand it to the machine's events: not connected yet.)
+    // `--trace FILE`: created with the outputs, before any probe; each
+    // engine worker records into it.
     let trace = match &config.outputs.trace {
         Some((path, sample)) => {
             match TraceSink::create(path, Sampler::from_ppm(*sample, config.seed)) {
@@ -128,6 +128,8 @@ fn main() -> ExitCode {
         None => None,
     };
 
+    let mut config = config;
+    config.engine.trace = trace.clone();
     let scanned = scan::run(&config, &mut outputs, &signals.stop, earlier.as_ref());
     if let Some(Err(e)) = trace.as_ref().map(|t| t.flush()) {
         eprintln!("fastport: cannot write the trace: {e}");

@@ -366,7 +366,6 @@ fn report_of_a_file_that_is_no_input_is_a_usage_error() {
 /// are in the file, a sample keeps exactly the probes its seeded hash
 /// picks, and the `--stats` series counts every launch and result.
 #[test]
-#[ignore = "the engine's drivers do not yet hand the machine's events to trace::Tracer and Stats::series"]
 fn trace_and_series_record_every_probe_of_a_scan() {
     if !in_netns!(trace_and_series_record_every_probe_of_a_scan) {
         return;

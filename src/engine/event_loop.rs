@@ -27,12 +27,13 @@ use socket2::Socket;
 
 use super::machine::{Deadlines, Fate, Launch, Machine, MachineConfig};
 use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, StrideSource};
-use crate::classify::LocalError;
+use crate::classify::{LocalError, Report};
 use crate::order::{Lane, Schedule};
 use crate::probe;
 use crate::rate::Gcra;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
+use crate::trace::{TraceEvent, Tracer};
 
 /// New probes launched per turn of the loop before events are looked at.
 const LAUNCH_BURST: usize = 256;
@@ -113,11 +114,16 @@ pub fn start<'scope, 'env>(
         };
         let rate = rate.clone();
         let out = collector.sender();
+        let tracer = cfg.trace.as_ref().map(|sink| sink.tracer(id as u8));
         let spawned = std::thread::Builder::new()
             .name(format!("fastport-worker-{id}"))
             .spawn_scoped(scope, move || {
-                let machine = Machine::new(machine_cfg, rate, Instant::now());
-                run(machine, source, stop, out)
+                // Every worker counts from the same instant (trace, series).
+                let mut machine = Machine::new(machine_cfg, rate, now);
+                if tracer.is_some() {
+                    machine.enable_trace();
+                }
+                run(machine, source, stop, out, tracer, now)
             });
         match spawned {
             Ok(handle) => handles.push(handle),
@@ -137,6 +143,9 @@ struct Driver<'a> {
     poll: Poll,
     sockets: Vec<Option<Socket>>,
     out: ResultTx,
+    /// `--trace`: this worker's recorder, and the scan's time zero.
+    tracer: Option<Tracer>,
+    epoch: Instant,
 }
 
 /// Runs one worker to the end of its share of the space (or a stop request).
@@ -145,6 +154,8 @@ fn run(
     source: StrideSource<'_>,
     stop: &AtomicBool,
     out: ResultTx,
+    tracer: Option<Tracer>,
+    epoch: Instant,
 ) -> io::Result<WorkerEnd> {
     let cap = machine.capacity();
     let mut events = Events::with_capacity(cap.clamp(64, 1024));
@@ -154,8 +165,14 @@ fn run(
         poll: Poll::new()?,
         sockets: (0..cap).map(|_| None).collect(),
         out,
+        tracer,
+        epoch,
     };
     let in_flight = driver.run(&mut events, stop)?;
+    if let Some(tracer) = driver.tracer.take() {
+        // A failed trace write loses the trace, not the scan.
+        let _ = tracer.finish();
+    }
     Ok((
         driver.machine.stats(),
         driver.source.stride.lane(),
@@ -176,6 +193,7 @@ impl Driver<'_> {
                 return Ok(abandoned);
             }
             let now = Instant::now();
+            self.machine.sample_series(now);
             let mut launched = 0;
             while launched < LAUNCH_BURST {
                 let Some(launch) = self.machine.poll_launch(now, &mut self.source) else {
@@ -238,19 +256,35 @@ impl Driver<'_> {
         let socket = match probe::new_socket(&target, true) {
             Ok(socket) => socket,
             Err(e) => {
-                self.machine
-                    .handle_socket_error(key, probe::errno(&e), Instant::now());
+                let now = Instant::now();
+                self.machine.handle_socket_error(key, probe::errno(&e), now);
+                self.trace_machine(now);
                 return;
             }
         };
         let started = Instant::now();
+        // Trace hook: the machine's `Launch`, stamped before connect().
+        self.trace_machine(started);
         let report = probe::start_connect(&socket, &target);
-        match self.machine.handle_connect(key, report, started) {
+        self.trace_probe(key, |probe| TraceEvent::Connect {
+            probe,
+            errno: connect_errno(report),
+        });
+        let fate = self.machine.handle_connect(key, report, started);
+        self.trace_machine(started);
+        match fate {
             Fate::Look => {
                 let report = probe::check(&socket);
+                self.trace_probe(key, |probe| TraceEvent::EagerLook {
+                    probe,
+                    errno: look_errno(report),
+                });
+                self.trace_check(key, report);
+                let now = Instant::now();
                 let fate = self
                     .machine
-                    .handle_look(key, report, Instant::now(), || retransmits(&socket));
+                    .handle_look(key, report, now, || retransmits(&socket));
+                self.trace_machine(now);
                 self.apply(key, socket, fate, false);
             }
             fate => self.apply(key, socket, fate, false),
@@ -287,9 +321,13 @@ impl Driver<'_> {
             return; // stale token: the slot moved on
         };
         let report = probe::check(&socket);
+        self.trace_probe(key, |probe| TraceEvent::Ready { probe });
+        self.trace_check(key, report);
+        let now = Instant::now();
         let fate = self
             .machine
-            .handle_look(key, report, Instant::now(), || retransmits(&socket));
+            .handle_look(key, report, now, || retransmits(&socket));
+        self.trace_machine(now);
         self.apply(key, socket, fate, true);
     }
 
@@ -305,12 +343,101 @@ impl Driver<'_> {
             };
             // An answer may have landed after the last poll returned.
             let report = probe::check(&socket);
+            self.trace_machine(now); // the machine's `Deadline`
+            self.trace_check(key, report);
             let fate = self
                 .machine
                 .handle_deadline(key, report, now, || retransmits(&socket));
+            self.trace_machine(now);
             self.apply(key, socket, fate, true);
         }
+        self.trace_machine(now);
     }
+
+    // ---- Trace hooks: each is one untaken branch when tracing is off ----
+
+    /// Records the events the machine queued, at `now`.
+    #[inline]
+    fn trace_machine(&mut self, now: Instant) {
+        if let Some(tracer) = &mut self.tracer {
+            record_machine(
+                tracer,
+                &mut self.machine,
+                now.saturating_duration_since(self.epoch),
+            );
+        }
+    }
+
+    /// Records a syscall's event for the probe in slot `key`, now.
+    #[inline]
+    fn trace_probe(&mut self, key: usize, event: impl FnOnce(u64) -> TraceEvent) {
+        if let Some(tracer) = &mut self.tracer {
+            if let Some(probe) = self.machine.probe_index(key) {
+                tracer.record(event(probe), self.epoch.elapsed());
+            }
+        }
+    }
+
+    /// What `probe::check` asked the kernel: `SO_ERROR`, `getpeername`,
+    /// `getsockname`.
+    #[inline]
+    fn trace_check(&mut self, key: usize, report: Report) {
+        if let Some(tracer) = &mut self.tracer {
+            if let Some(probe) = self.machine.probe_index(key) {
+                record_check(tracer, probe, report, self.epoch.elapsed());
+            }
+        }
+    }
+}
+
+/// Hands the machine's queued events to `tracer`, stamped `at`.
+pub(crate) fn record_machine(tracer: &mut Tracer, machine: &mut Machine, at: Duration) {
+    while let Some(event) = machine.poll_trace() {
+        tracer.record(event, at);
+    }
+}
+
+/// The events of one look at a socket ([`probe::check`]): `SO_ERROR`, then
+/// `getpeername` (`ENOTCONN` while connecting), then `getsockname` compared
+/// with the peer (a self-connect or not).
+pub(crate) fn record_check(tracer: &mut Tracer, probe: u64, report: Report, at: Duration) {
+    if !tracer.keeps(probe) {
+        return;
+    }
+    match report {
+        Report::Error(errno) => tracer.record(TraceEvent::SoError { probe, errno }, at),
+        Report::InProgress => {
+            tracer.record(TraceEvent::SoError { probe, errno: 0 }, at);
+            let errno = libc::ENOTCONN;
+            tracer.record(TraceEvent::PeerName { probe, errno }, at);
+        }
+        Report::Connected { local, peer } => {
+            tracer.record(TraceEvent::SoError { probe, errno: 0 }, at);
+            tracer.record(TraceEvent::PeerName { probe, errno: 0 }, at);
+            let self_connect = local == peer;
+            tracer.record(
+                TraceEvent::SockName {
+                    probe,
+                    self_connect,
+                },
+                at,
+            );
+        }
+    }
+}
+
+/// What `connect()` returned, as an errno (0: connected at once).
+pub(crate) fn connect_errno(report: Report) -> i32 {
+    match report {
+        Report::Error(e) => e,
+        Report::InProgress => libc::EINPROGRESS,
+        Report::Connected { .. } => 0,
+    }
+}
+
+/// What a look showed, as an errno (`EINPROGRESS`: no answer yet).
+fn look_errno(report: Report) -> i32 {
+    connect_errno(report)
 }
 
 /// The SYN retransmissions of a probe's socket (`TCP_INFO`), for Karn's rule.

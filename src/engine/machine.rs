@@ -58,6 +58,7 @@ use crate::probe::{self, ProbeResult};
 use crate::rate::Gcra;
 use crate::stats::Stats;
 use crate::timing::{AdaptiveTiming, HostRef, KERNEL_SYN_RTO, TimingSummary, WorkerTiming};
+use crate::trace::TraceEvent;
 use crate::wheel::Wheel;
 
 /// How long a worker whose source is held back (the order's gate) sleeps
@@ -331,6 +332,14 @@ pub struct Machine {
     /// Finished probes, for `poll_result`.
     results: VecDeque<ProbeResult>,
     blocked: Blocked,
+    // Trace and series hooks (see `enable_trace`).
+    /// The events the machine decided, for the driver to record with its
+    /// clock (`None`: tracing is off, each hook is one untaken branch).
+    trace: Option<VecDeque<TraceEvent>>,
+    /// The window last traced.
+    traced_window: usize,
+    /// Time zero of the series (the `now` given to `new`).
+    epoch: Instant,
 }
 
 impl Machine {
@@ -353,6 +362,9 @@ impl Machine {
             ready: VecDeque::with_capacity(cap),
             results: VecDeque::with_capacity(cap.min(4096)),
             blocked: Blocked::Cap,
+            trace: None,
+            traced_window: 0,
+            epoch: now,
             cfg: MachineConfig {
                 concurrency: cap,
                 ..cfg
@@ -455,11 +467,18 @@ impl Machine {
         probe.waited = probe.wait;
         probe.wait = timeout;
         probe.phase = Phase::Launched;
-        Some(Launch {
+        let launch = Launch {
             key,
             target: probe.target,
             timeout,
-        })
+        };
+        let (index, attempt) = (probe.index, probe.timeouts);
+        self.emit(TraceEvent::Launch {
+            probe: index,
+            attempt,
+            target: launch.target,
+        });
+        Some(launch)
     }
 
     /// `socket()` failed for the launch in `key`.
@@ -475,6 +494,9 @@ impl Machine {
     /// What `connect()` answered for the launch in `key`; `started` is when
     /// it was called.
     pub fn handle_connect(&mut self, key: usize, report: Report, started: Instant) -> Fate {
+        self.stats
+            .series
+            .record_launch(started.saturating_duration_since(self.epoch));
         let Some(probe) = self.slab.get_mut(key) else {
             return Fate::Drop;
         };
@@ -565,7 +587,14 @@ impl Machine {
                 continue;
             };
             match probe.phase {
-                Phase::Connecting { .. } => return Some(key),
+                Phase::Connecting { .. } => {
+                    let (index, attempt) = (probe.index, probe.timeouts);
+                    self.emit(TraceEvent::Deadline {
+                        probe: index,
+                        attempt,
+                    });
+                    return Some(key);
+                }
                 Phase::Waiting => {
                     probe.phase = Phase::Ready;
                     self.ready.push_back(key);
@@ -590,6 +619,17 @@ impl Machine {
         let Phase::Connecting { started, .. } = probe.phase else {
             return Fate::Drop;
         };
+        let (index, attempt) = (probe.index, probe.timeouts);
+        if self.cfg.deadlines == Deadlines::Driver {
+            // The wheel's deadlines are traced by `poll_expired`.
+            self.emit(TraceEvent::Deadline {
+                probe: index,
+                attempt,
+            });
+        }
+        let Some(probe) = self.slab.get_mut(key) else {
+            return Fate::Drop;
+        };
         self.wheel.cancel(key);
         let late = classify(report);
         // A late answer was to this attempt: it did not go unanswered.
@@ -609,6 +649,11 @@ impl Machine {
             Verdict::Pending if probe.timeouts <= retries => {
                 probe.phase = Phase::Ready;
                 self.ready.push_back(key);
+                self.emit(TraceEvent::Retry {
+                    probe: index,
+                    attempt: attempt + 1,
+                    delay: Duration::ZERO,
+                });
                 Fate::Drop // a SYN_SENT socket closes silently
             }
             Verdict::Pending => self.finish(key, Reason::NoResponse, None, now, None),
@@ -663,10 +708,24 @@ impl Machine {
             return Fate::Drop;
         };
         probe.phase = Phase::Waiting;
+        let index = probe.index;
         let connecting = self.slab.len().saturating_sub(1);
+        let before = self.limit;
         self.limit = connecting.clamp(1, self.cfg.concurrency);
         self.grow_credit = 0;
-        self.wheel.insert(key, now + self.backoff.next_delay());
+        let delay = self.backoff.next_delay();
+        self.wheel.insert(key, now + delay);
+        if self.trace.is_some() {
+            self.emit(TraceEvent::LocalError {
+                probe: index,
+                errno: local_errno(e),
+            });
+            self.emit(TraceEvent::BackOff { delay });
+            if self.limit != before {
+                let cap = self.limit as u64;
+                self.emit(TraceEvent::InFlightCap { cap });
+            }
+        }
         Fate::Drop
     }
 
@@ -701,6 +760,12 @@ impl Machine {
             timing.leave(host);
         }
         self.stats.record(reason, rtt_us);
+        self.stats
+            .series
+            .record_completion(reason, now.saturating_duration_since(self.epoch));
+        if self.trace.is_some() {
+            self.trace_close(probe.index, reason);
+        }
         self.results.push_back(ProbeResult {
             index: probe.index,
             target: probe.target,
@@ -721,6 +786,66 @@ impl Machine {
         if self.grow_credit >= self.limit {
             self.limit += 1;
             self.grow_credit = 0;
+            let cap = self.limit as u64;
+            self.emit(TraceEvent::InFlightCap { cap });
+        }
+    }
+
+    // ---- Trace and series hooks ----
+
+    /// From now on the machine queues the events it decides (launch,
+    /// deadline, retry, local error and back-off, close, cap and window
+    /// changes) for [`Machine::poll_trace`]; the first is the in-flight cap.
+    pub fn enable_trace(&mut self) {
+        self.trace = Some(VecDeque::with_capacity(64));
+        let cap = self.limit as u64;
+        self.emit(TraceEvent::InFlightCap { cap });
+    }
+
+    /// The next event the machine decided, oldest first: the driver records
+    /// it with its clock.
+    #[inline]
+    pub fn poll_trace(&mut self) -> Option<TraceEvent> {
+        self.trace.as_mut()?.pop_front()
+    }
+
+    /// The probe index of the probe in slot `key` (for the driver's events).
+    pub fn probe_index(&self, key: usize) -> Option<u64> {
+        self.slab.slots.get(key)?.as_ref().map(|p| p.index)
+    }
+
+    /// The series' sample of probes in flight and of the window (the cap
+    /// with fixed timing), once per turn of the driver.
+    pub fn sample_series(&mut self, now: Instant) {
+        let window = match &self.timing {
+            Some(timing) => timing.window(),
+            None => self.limit,
+        };
+        let at = now.saturating_duration_since(self.epoch);
+        self.stats
+            .series
+            .sample(self.slab.len() as u64, window as u64, at);
+    }
+
+    #[inline]
+    fn emit(&mut self, event: TraceEvent) {
+        if let Some(queue) = &mut self.trace {
+            queue.push_back(event);
+        }
+    }
+
+    /// `Close`, and the window when it halved or grew by more than an
+    /// eighth (slow start grows it by one per answer: one event each would
+    /// drown the trace).
+    fn trace_close(&mut self, probe: u64, reason: Reason) {
+        self.emit(TraceEvent::Close { probe, reason });
+        if let Some(window) = self.timing.as_ref().map(WorkerTiming::window) {
+            let last = self.traced_window;
+            if window <= last / 2 || window > last + last / 8 {
+                self.traced_window = window;
+                let window = window as u64;
+                self.emit(TraceEvent::Window { window });
+            }
         }
     }
 
@@ -750,6 +875,17 @@ impl Machine {
             None => TimingSummary::fixed(self.cfg.timeout, self.limit),
         };
         stats
+    }
+}
+
+/// The errno behind a local error, for the trace.
+fn local_errno(e: LocalError) -> i32 {
+    match e {
+        LocalError::Emfile => libc::EMFILE,
+        LocalError::Enfile => libc::ENFILE,
+        LocalError::AddrNotAvail => libc::EADDRNOTAVAIL,
+        LocalError::NoBufs => libc::ENOBUFS,
+        LocalError::Again => libc::EAGAIN,
     }
 }
 

@@ -87,6 +87,8 @@ pub struct EngineConfig {
     pub threads: usize,
     /// `--rate`: new connects per second, all workers together.
     pub rate: Option<f64>,
+    /// `--trace`: the file each worker's [`crate::trace::Tracer`] writes to.
+    pub trace: Option<std::sync::Arc<crate::trace::TraceSink>>,
 }
 
 /// How the engine ended: the merged stats, and what a resume needs to know

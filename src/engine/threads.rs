@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
-use super::event_loop::retransmits;
+use super::event_loop::{connect_errno, record_check, record_machine, retransmits};
 use super::machine::{Deadlines, Fate, Launch, Machine, MachineConfig};
 use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, StrideSource};
 use crate::classify::{LocalError, Report, Verdict, classify};
@@ -33,6 +33,7 @@ use crate::order::Schedule;
 use crate::probe;
 use crate::rate::Gcra;
 use crate::targets::TargetSpace;
+use crate::trace::{TraceEvent, Tracer};
 
 /// Stack of each probing thread.
 const STACK_SIZE: usize = 64 * 1024;
@@ -51,11 +52,41 @@ struct Shared<'a> {
     source: StrideSource<'a>,
     out: ResultTx,
     last_flush: Instant,
+    /// `--trace`: the pool's one recorder (under the lock), and time zero.
+    tracer: Option<Tracer>,
+    epoch: Instant,
 }
 
 impl Shared<'_> {
     /// Hands finished results to the writer's batch, and the batch to the
     /// writer when it has waited long enough.
+    /// Records the machine's queued events at `now`.
+    #[inline]
+    fn trace_machine(&mut self, now: Instant) {
+        if let Some(tracer) = &mut self.tracer {
+            let at = now.saturating_duration_since(self.epoch);
+            record_machine(tracer, &mut self.machine, at);
+        }
+    }
+
+    /// Records what the driver saw of the probe in `key` at `now`: what the
+    /// blocking connect returned and, when it was answered, the look.
+    fn trace_attempt(&mut self, key: usize, connect: Report, look: Option<Report>, now: Instant) {
+        let Some(tracer) = &mut self.tracer else {
+            return;
+        };
+        let Some(probe) = self.machine.probe_index(key) else {
+            return;
+        };
+        let at = now.saturating_duration_since(self.epoch);
+        let errno = connect_errno(connect);
+        tracer.record(TraceEvent::Connect { probe, errno }, at);
+        if let Some(report) = look {
+            tracer.record(TraceEvent::Ready { probe }, at);
+            record_check(tracer, probe, report, at);
+        }
+    }
+
     fn drain(&mut self, now: Instant) {
         while let Some(result) = self.machine.poll_result() {
             self.out.push(result);
@@ -106,6 +137,10 @@ impl Running for Threads<'_, '_> {
         // The writer drained every batch before joining (see `finished`).
         let mut shared = self.pool.lock();
         let in_flight = shared.machine.abandon();
+        if let Some(tracer) = shared.tracer.take() {
+            // A failed trace write loses the trace, not the scan.
+            let _ = tracer.finish();
+        }
         Ok(EngineEnd {
             stats: shared.machine.stats(),
             lanes: vec![shared.source.stride.lane()],
@@ -126,7 +161,7 @@ impl<'a> Pool<'a> {
     ) -> Self {
         let threads = cfg.concurrency.max(1);
         let now = Instant::now();
-        let machine = Machine::new(
+        let mut machine = Machine::new(
             MachineConfig {
                 concurrency: threads,
                 timeout: cfg.timeout,
@@ -138,6 +173,10 @@ impl<'a> Pool<'a> {
             cfg.rate.map(|rate| Arc::new(Gcra::new(rate, now))),
             now,
         );
+        let tracer = cfg.trace.as_ref().map(|sink| sink.tracer(0));
+        if tracer.is_some() {
+            machine.enable_trace();
+        }
         Pool {
             shared: Mutex::new(Shared {
                 machine,
@@ -149,6 +188,8 @@ impl<'a> Pool<'a> {
                 },
                 out: collector.sender(),
                 last_flush: now,
+                tracer,
+                epoch: now,
             }),
             room: Condvar::new(),
             threads,
@@ -238,6 +279,7 @@ impl Pool<'_> {
                 break;
             }
             let now = Instant::now();
+            shared.machine.sample_series(now);
             shared.drain(now);
             let state = &mut *shared;
             let Some(launch) = state.machine.poll_launch(now, &mut state.source) else {
@@ -255,6 +297,8 @@ impl Pool<'_> {
                 };
                 continue;
             };
+            // Trace hook: the machine's `Launch`, stamped before connect().
+            shared.trace_machine(now);
             drop(shared);
             let (attempt, socket, started) = attempt(&launch);
             let now = Instant::now();
@@ -262,8 +306,19 @@ impl Pool<'_> {
             if self.stop.load(Ordering::Relaxed) {
                 break; // a stopped scan reports nothing that was in flight
             }
-            let machine = &mut shared.machine;
             let key = launch.key;
+            // Trace hook: what the driver saw (a failed socket() has no
+            // connect to show).
+            match attempt {
+                Attempt::NoSocket(_) => {}
+                Attempt::Local(report) => shared.trace_attempt(key, report, None, started),
+                Attempt::Answered(report) | Attempt::TimedOut(report) => {
+                    let inprogress = Report::InProgress;
+                    let look = matches!(attempt, Attempt::Answered(_)).then_some(report);
+                    shared.trace_attempt(key, inprogress, look, now);
+                }
+            }
+            let machine = &mut shared.machine;
             let fate = match attempt {
                 Attempt::NoSocket(errno) => machine.handle_socket_error(key, errno, now),
                 Attempt::Local(report) => machine.handle_connect(key, report, started),
@@ -280,6 +335,7 @@ impl Pool<'_> {
                     }
                 }
             };
+            shared.trace_machine(now);
             if let (Some(socket), Fate::Close(reason)) = (socket, fate) {
                 probe::close(socket, reason);
             }

@@ -4,6 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use super::*;
+use crate::trace::TraceEvent;
 
 const REFUSED: Report = Report::Error(libc::ECONNREFUSED);
 const EMFILE: Report = Report::Error(libc::EMFILE);
@@ -439,4 +440,146 @@ fn karn_allows_reads_the_socket_only_for_slow_answers() {
     assert!(!karn_allows(Duration::from_secs(1), || Some(2)));
     assert!(!karn_allows(Duration::from_secs(1), || None));
     assert!(karn_allows(Duration::from_secs(3), || Some(0)));
+}
+
+/// The events the machine queued, each stamped with the fake clock's `at`.
+fn drain_trace(m: &mut Machine, t0: Instant, at: Instant, log: &mut Vec<(Duration, TraceEvent)>) {
+    while let Some(event) = m.poll_trace() {
+        log.push((at - t0, event));
+    }
+}
+
+#[test]
+fn trace_events_come_out_in_order_for_a_scripted_probe() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(fixed(1, 100 * MS, 1), None, t0);
+    assert_eq!(
+        m.poll_trace(),
+        None,
+        "nothing is queued while tracing is off"
+    );
+    m.enable_trace();
+    let mut src = Script::new(1);
+    let mut log = Vec::new();
+    let t = target(0);
+
+    // EMFILE: a local error and a back-off of 1 ms.
+    let l = m.poll_launch(t0, &mut src).unwrap();
+    drain_trace(&mut m, t0, t0, &mut log);
+    assert_eq!(m.handle_connect(l.key, EMFILE, t0), Fate::Drop);
+    drain_trace(&mut m, t0, t0, &mut log);
+    // Reissued after the back-off; the eager look misses.
+    let now = t0 + MS;
+    assert_eq!(m.poll_expired(now), None);
+    let l = m.poll_launch(now, &mut src).expect("reissued");
+    drain_trace(&mut m, t0, now, &mut log);
+    assert_eq!(m.handle_connect(l.key, Report::InProgress, now), Fate::Look);
+    let fate = m.handle_look(l.key, Report::InProgress, now, no_retransmits);
+    assert_eq!(fate, Fate::Wait);
+    drain_trace(&mut m, t0, now, &mut log);
+    // Silent to the deadline: retried.
+    let now = now + 100 * MS;
+    let key = m.poll_expired(now).expect("deadline");
+    drain_trace(&mut m, t0, now, &mut log);
+    let fate = m.handle_deadline(key, Report::InProgress, now, no_retransmits);
+    assert_eq!(fate, Fate::Drop);
+    drain_trace(&mut m, t0, now, &mut log);
+    // The retry is refused.
+    let l = m.poll_launch(now, &mut src).expect("retry");
+    drain_trace(&mut m, t0, now, &mut log);
+    m.handle_connect(l.key, Report::InProgress, now);
+    let done = now + 2 * MS;
+    let fate = m.handle_look(l.key, REFUSED, done, no_retransmits);
+    assert_eq!(fate, Fate::Close(Reason::ConnRefused));
+    drain_trace(&mut m, t0, done, &mut log);
+
+    let expected = vec![
+        (Duration::ZERO, TraceEvent::InFlightCap { cap: 1 }),
+        (
+            Duration::ZERO,
+            TraceEvent::Launch {
+                probe: 0,
+                attempt: 0,
+                target: t,
+            },
+        ),
+        (
+            Duration::ZERO,
+            TraceEvent::LocalError {
+                probe: 0,
+                errno: libc::EMFILE,
+            },
+        ),
+        (Duration::ZERO, TraceEvent::BackOff { delay: BACKOFF_MIN }),
+        (
+            MS,
+            TraceEvent::Launch {
+                probe: 0,
+                attempt: 0,
+                target: t,
+            },
+        ),
+        (
+            101 * MS,
+            TraceEvent::Deadline {
+                probe: 0,
+                attempt: 0,
+            },
+        ),
+        (
+            101 * MS,
+            TraceEvent::Retry {
+                probe: 0,
+                attempt: 1,
+                delay: Duration::ZERO,
+            },
+        ),
+        (
+            101 * MS,
+            TraceEvent::Launch {
+                probe: 0,
+                attempt: 1,
+                target: t,
+            },
+        ),
+        (
+            103 * MS,
+            TraceEvent::Close {
+                probe: 0,
+                reason: Reason::ConnRefused,
+            },
+        ),
+    ];
+    assert_eq!(log, expected);
+    // The series counts the three connects and the one result.
+    let doc = m.stats().series.to_doc();
+    assert_eq!(doc.launches.iter().sum::<u64>(), 3);
+    assert_eq!(doc.completions_total().iter().sum::<u64>(), 1);
+}
+
+#[test]
+fn the_in_flight_cap_and_window_changes_are_traced() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(adaptive(4, 0, 1), None, t0);
+    m.enable_trace();
+    let mut src = Script::new(8);
+    let launches = launch_all(&mut m, &mut src, t0);
+    // A local error cuts the cap to what else is in flight.
+    let key = launches[3].key;
+    m.handle_local_error(key, LocalError::Emfile, t0);
+    let events: Vec<TraceEvent> = std::iter::from_fn(|| m.poll_trace()).collect();
+    assert!(events.contains(&TraceEvent::InFlightCap { cap: 4 }));
+    assert!(events.contains(&TraceEvent::InFlightCap { cap: 3 }));
+    // The first close traces the window; the series samples it.
+    m.handle_look(launches[0].key, REFUSED, t0 + MS, no_retransmits);
+    let events: Vec<TraceEvent> = std::iter::from_fn(|| m.poll_trace()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TraceEvent::Window { window } if *window > 0)),
+        "{events:?}"
+    );
+    m.sample_series(t0 + MS);
+    let doc = m.stats().series.to_doc();
+    assert_eq!(doc.in_flight, vec![Some(3.0)]);
 }
