@@ -3,8 +3,10 @@
 //!
 //! The layers, in the order a probe goes through them:
 //!
-//! - **Input** — [`cli`] holds the raw flags as typed (nmap spellings such as
-//!   `-iL`, `-oJ`, `-p-` included); [`config`] validates them once into a
+//! - **Input** — [`cli`] decides the mode from the first word (scan, merge,
+//!   completions, manpage) and holds the raw flags as typed (nmap spellings
+//!   such as `-iL`, `-oJ`, `-p-`, `-sT`, `-Pn` included, and a one-line
+//!   refusal for those it cannot honour); [`config`] validates them once into a
 //!   [`config::ScanConfig`]. Every usage error is found here, before any
 //!   probe, and names the token the user typed.
 //! - **Targets** — [`targets`] turns addresses, ranges, CIDR blocks,
@@ -45,6 +47,16 @@
 //!   waits (RFC 6298's RTT estimate, per host and per scan), how many probes
 //!   go out at once (a congestion window) and how often a silent port is
 //!   retried; `-T0`…`-T5` are nmap's templates for it.
+//! - **Seeing the run** — [`trace`] records every probe's life and the
+//!   engine's decisions (`--trace`, sampled by a seeded hash);
+//!   [`report::series`] counts launches, completions and in-flight per
+//!   100 ms for `--stats`; [`report`] draws summaries, results and traces
+//!   into one self-contained HTML page (`fastport report`).
+//! - **Services** — [`service`] (`-sV`) keeps talking to an open port: a
+//!   pure per-connection machine waits for a banner, sends probes from a
+//!   database in the nmap-service-probes format (FastPort's own, or a file the
+//!   user loads), matches the answers and names the service and version,
+//!   through a TLS tunnel when the port speaks TLS.
 //! - **System** — [`sys`] is the one module allowed `unsafe`: process limits
 //!   and the `TCP_INFO` read that neither std nor socket2 wrap.
 //!
@@ -60,11 +72,14 @@ pub mod order;
 pub mod output;
 pub mod probe;
 pub mod rate;
+pub mod report;
 pub mod resume;
 pub mod scan;
+pub mod service;
 pub mod shard_env;
 pub mod stats;
 pub mod sys;
 pub mod targets;
 pub mod timing;
+pub mod trace;
 pub mod wheel;

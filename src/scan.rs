@@ -55,12 +55,18 @@ pub fn run(
 ) -> Result<ScanOutcome, EngineError> {
     let schedule = &config.schedule;
     let total = schedule.remaining();
-    let mut progress = Progress::new(total, config.outputs.stats_every);
+    let mut progress = if config.outputs.quiet {
+        Progress::silent(total)
+    } else {
+        Progress::new(total, config.outputs.stats_every)
+    };
     let started = Instant::now();
 
     let result = engine::run(&config.space, schedule, &config.engine, stop, |batch| {
         progress.advance(batch.len() as u64);
-        progress.suspend(|| outputs.write_batch(batch))
+        let show = config.outputs.show;
+        let prints = batch.iter().any(|r| show.contains(r.reason.state()));
+        progress.suspend(prints, || outputs.write_batch(batch))
     });
     progress.finish();
     let done = progress.done();

@@ -79,7 +79,24 @@ impl HostDocument for GrepableSink {
     }
 
     fn write_host(&mut self, h: &HostRecord) -> io::Result<()> {
-        write!(self.out, "Host: {} ()\tPorts: ", h.addr)?;
+        // --open: nmap leaves out hosts without an open port.
+        if self.run.open_only
+            && !h
+                .shown
+                .iter()
+                .any(|(_, r)| r.state() == crate::classify::State::Open)
+        {
+            return Ok(());
+        }
+        // nmap's status line, the one scripts grep for up hosts.
+        let name = self.run.names.get(h.addr).unwrap_or("");
+        writeln!(
+            self.out,
+            "Host: {} ({name})\tStatus: {}",
+            h.addr,
+            if h.status().up { "Up" } else { "Down" }
+        )?;
+        write!(self.out, "Host: {} ({name})\tPorts: ", h.addr)?;
         for (i, &(port, reason)) in h.shown.iter().enumerate() {
             write!(
                 self.out,
@@ -175,7 +192,9 @@ mod tests {
             text(),
             "# FastPort 0.1.0 scan initiated Sun Nov 29 13:32:20 2026 as: fastport -p 22,80,443 --show open,filtered -oX - 127.0.0.1 ::1\n\
              # order random, seed 42\n\
+             Host: 127.0.0.1 ()\tStatus: Up\n\
              Host: 127.0.0.1 ()\tPorts: 22/open/tcp//ssh///, 80/open/tcp//http///\tIgnored State: closed (1)\n\
+             Host: ::1 ()\tStatus: Up\n\
              Host: ::1 ()\tPorts: \tIgnored State: closed (2)\n\
              # FastPort done at Sun Nov 29 13:32:22 2026 -- 2 IP addresses (2 hosts up) scanned in 0.02 seconds\n"
         );
@@ -194,11 +213,12 @@ mod tests {
             .unwrap();
         let text = text();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
         assert_eq!(lines[1], "# order random, seed 42");
-        assert_eq!(lines[2], "Host: ::1 ()\tPorts: 80/filtered/tcp//http///");
+        assert_eq!(lines[2], "Host: ::1 ()\tStatus: Down");
+        assert_eq!(lines[3], "Host: ::1 ()\tPorts: 80/filtered/tcp//http///");
         assert_eq!(
-            lines[3],
+            lines[4],
             "# FastPort interrupted at Sun Nov 29 13:32:22 2026 -- 1 IP address (0 hosts up) scanned in 3.00 seconds"
         );
     }

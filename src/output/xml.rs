@@ -112,6 +112,13 @@ impl HostDocument for XmlSink {
         self.xml
             .write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
         self.nl()?;
+        let stylesheet = format!(
+            "xml-stylesheet href=\"{}\" type=\"text/xsl\"",
+            self.run.stylesheet
+        );
+        self.xml
+            .write_event(Event::PI(quick_xml::events::BytesPI::new(stylesheet)))?;
+        self.nl()?;
         self.xml
             .write_event(Event::DocType(BytesText::from_escaped("nmaprun")))?;
         self.nl()?;
@@ -131,6 +138,12 @@ impl HostDocument for XmlSink {
                 &order,
             ))))?;
         self.nl()?;
+        if let Some(ranking) = &self.run.ranking {
+            let note = format!(" port ranking: {} ", xml_chars(ranking));
+            self.xml
+                .write_event(Event::Comment(BytesText::from_escaped(comment_safe(&note))))?;
+            self.nl()?;
+        }
         self.start(
             "nmaprun",
             &[
@@ -162,6 +175,15 @@ impl HostDocument for XmlSink {
     }
 
     fn write_host(&mut self, h: &HostRecord) -> io::Result<()> {
+        // --open: nmap leaves out hosts without an open port.
+        if self.run.open_only
+            && !h
+                .shown
+                .iter()
+                .any(|(_, r)| r.state() == crate::classify::State::Open)
+        {
+            return Ok(());
+        }
         let now = unix_secs((self.now)());
         let status = h.status();
         let show = self.hosts.show();
@@ -196,6 +218,16 @@ impl HostDocument for XmlSink {
         };
         self.empty("address", &[("addr", &addr), ("addrtype", addrtype)])?;
         self.nl()?;
+        if let Some(name) = self.run.names.get(h.addr) {
+            // The name the user gave, as nmap records it (type="user").
+            let name = name.to_string();
+            self.start("hostnames", &[])?;
+            self.nl()?;
+            self.empty("hostname", &[("name", &name), ("type", "user")])?;
+            self.nl()?;
+            self.end("hostnames")?;
+            self.nl()?;
+        }
 
         self.start("ports", &[])?;
         for ignored in h.ignored(show) {
@@ -242,8 +274,8 @@ impl HostDocument for XmlSink {
         self.nl()?;
 
         if let Some((srtt, rttvar)) = h.rtt_us() {
-            let timeout_us = u64::try_from(self.run.timeout.as_micros()).unwrap_or(u64::MAX);
-            let (srtt, rttvar, to) = (srtt.to_string(), rttvar.to_string(), timeout_us.to_string());
+            let to = self.run.timeout_for(srtt, rttvar).to_string();
+            let (srtt, rttvar) = (srtt.to_string(), rttvar.to_string());
             self.empty(
                 "times",
                 &[("srtt", &srtt), ("rttvar", &rttvar), ("to", &to)],
@@ -360,6 +392,7 @@ mod tests {
     }
 
     const HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<?xml-stylesheet href="https://svn.nmap.org/nmap/docs/nmap.xsl" type="text/xsl"?>
 <!DOCTYPE nmaprun>
 <!-- FastPort 0.1.0 scan initiated Sun Nov 29 13:32:20 2026 as: fastport -p 22,80,443 -&#45;show open,filtered -oX - 127.0.0.1 ::1 -->
 <!-- Written by FastPort, not Nmap, in Nmap's XML format: nmap.dtd allows only scanner="nmap" -->
