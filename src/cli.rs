@@ -849,7 +849,6 @@ mod tests {
                 "--script=vuln 127.0.0.1",
                 "--script: NSE scripts are nmap's",
             ),
-            ("-sV 127.0.0.1", "-sV (version detection)"),
             (
                 "-PS22 127.0.0.1",
                 "-PS22: FastPort sends no discovery probes",

@@ -255,3 +255,209 @@ fn nmap_file_parses_every_directive() {
             .any(|r| !r.templates.cpe.is_empty())
     );
 }
+
+/// Tiny daemons on loopback, each speaking (or refusing to speak) one way, and the
+/// conversation driven over real sockets by `engine::services::run`.
+mod live {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use fastport::engine::services;
+    use fastport::service::conversation::{Conversation, Settings, Verdict};
+    use fastport::service::record::ServiceRecord;
+
+    use crate::in_netns;
+
+    /// Starts a daemon on `port` (0: any) that runs `serve` on each connection, in a thread.
+    fn daemon(port: u16, serve: fn(TcpStream)) -> SocketAddr {
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || serve(s));
+            }
+        });
+        addr
+    }
+
+    /// Reads until the peer closes (or fails), so the connection stays open meanwhile.
+    fn drain(mut s: TcpStream) {
+        let mut buf = [0u8; 1024];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    }
+
+    /// Reads until `needle` has arrived; false if the peer closed first.
+    fn read_until(s: &mut TcpStream, needle: &[u8]) -> bool {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => return false,
+            }
+            if got.windows(needle.len()).any(|w| w == needle) {
+                return true;
+            }
+        }
+    }
+
+    fn ssh(mut s: TcpStream) {
+        let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n");
+        drain(s);
+    }
+
+    fn smtp(mut s: TcpStream) {
+        let _ = s
+            .write_all(b"220 mail.example.org ESMTP Exim 4.96 Tue, 01 Dec 2026 10:00:00 +0000\r\n");
+        drain(s);
+    }
+
+    fn http(mut s: TcpStream) {
+        if read_until(&mut s, b"\r\n\r\n") {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Length: 0\r\n\r\n");
+        }
+        drain(s);
+    }
+
+    fn redis(mut s: TcpStream) {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            let reply: &[u8] = if buf[..n].windows(4).any(|w| w == b"INFO") {
+                b"$120\r\n# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\nredis_mode:standalone\r\nos:Linux 6.1.0 x86_64\r\n"
+            } else {
+                b"-ERR unknown command\r\n"
+            };
+            if s.write_all(reply).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn silent(s: TcpStream) {
+        drain(s);
+    }
+
+    fn closes(s: TcpStream) {
+        drop(s);
+    }
+
+    fn trickle(mut s: TcpStream) {
+        while s.write_all(b"\x01").is_ok() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    fn flood(mut s: TcpStream) {
+        let mb = vec![0xabu8; 1 << 20];
+        let _ = s.write_all(&mb);
+        drain(s);
+    }
+
+    fn resets(mut s: TcpStream) {
+        let _ = s.write_all(b"hello from nothing known\r\n");
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        drop(s);
+    }
+
+    /// What the conversation decides about `addr`, and how long it took.
+    fn detect(addr: SocketAddr) -> (Verdict, Duration) {
+        let matcher = Arc::new(fastport::service::builtin());
+        let settings = Settings {
+            rtt: Duration::from_millis(1),
+            ..Settings::default()
+        };
+        let started = Instant::now();
+        let first = TcpStream::connect(addr).unwrap();
+        let conv = Conversation::new(matcher, addr.port(), settings, started);
+        let v = services::run(addr, first, conv, Duration::from_secs(1)).unwrap();
+        (v, started.elapsed())
+    }
+
+    fn named(v: &Verdict) -> (String, Option<String>, Option<String>) {
+        match v {
+            Verdict::Matched(m) => (m.service.clone(), m.product.clone(), m.version.clone()),
+            other => panic!("not a match: {other:?}"),
+        }
+    }
+
+    /// (port, daemon, service, product, version).
+    type Case = (
+        u16,
+        fn(TcpStream),
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
+    #[test]
+    fn speaking_daemons_are_named_exactly() {
+        if !in_netns!(speaking_daemons_are_named_exactly) {
+            return;
+        }
+        let cases: &[Case] = &[
+            (2222, ssh, "ssh", Some("OpenSSH"), Some("9.2p1")),
+            (2525, smtp, "smtp", Some("Exim smtpd"), Some("4.96")),
+            (8787, http, "http", Some("nginx"), Some("1.22.1")),
+            (
+                6379,
+                redis,
+                "redis",
+                Some("Redis key-value store"),
+                Some("7.0.15"),
+            ),
+        ];
+        for &(port, serve, service, product, version) in cases {
+            let addr = daemon(port, serve);
+            let (v, _) = detect(addr);
+            let (s, p, ver) = named(&v);
+            assert_eq!(
+                (s.as_str(), p.as_deref(), ver.as_deref()),
+                (service, product, version),
+                "port {port}"
+            );
+            let line = ServiceRecord::from_verdict(&v).summary();
+            assert!(line.starts_with(&format!("{service} ")), "{line}");
+        }
+    }
+
+    /// Each hostile daemon ends within the conversation's bounded waits; the bound here
+    /// (a minute) only catches a hang, the waits are the conversation's tests' business.
+    #[test]
+    fn hostile_daemons_end_within_their_bounded_waits() {
+        if !in_netns!(hostile_daemons_end_within_their_bounded_waits) {
+            return;
+        }
+        let bound = Duration::from_secs(60);
+        let (v, t) = detect(daemon(0, closes));
+        assert_eq!(v, Verdict::Tcpwrapped, "closes at once");
+        assert!(t < bound);
+        let (v, t) = detect(daemon(0, silent));
+        assert_eq!(v, Verdict::Silent, "never speaks");
+        assert!(t < bound, "silent took {t:?}");
+        let (v, t) = detect(daemon(0, trickle));
+        assert!(
+            matches!(v, Verdict::Unrecognized { .. }),
+            "one byte a second: {v:?}"
+        );
+        assert!(t < bound, "trickle took {t:?}");
+        let (v, t) = detect(daemon(0, flood));
+        match v {
+            Verdict::Unrecognized { response, .. } => assert!(response.len() <= 16 * 1024),
+            other => panic!("1 MB of binary: {other:?}"),
+        }
+        assert!(t < bound, "flood took {t:?}");
+        let (v, t) = detect(daemon(0, resets));
+        assert!(
+            matches!(v, Verdict::Unrecognized { .. } | Verdict::Silent),
+            "resets after the banner: {v:?}"
+        );
+        assert!(t < bound, "resets took {t:?}");
+    }
+}

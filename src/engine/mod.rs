@@ -20,6 +20,7 @@
 
 pub mod event_loop;
 pub mod machine;
+pub mod services;
 pub mod threads;
 
 use std::io;

@@ -13,6 +13,7 @@
 //!   again, and reads the server certificate's fields.
 //! - [`options`] validates the `-sV`, `--version-intensity`, `--banners` and
 //!   `--service-probes` flags into the database and settings a scan uses.
+//! - [`record`] turns a verdict into the fields the outputs write, escaped.
 //! - [`escape`] makes banners (hostile input) safe for a terminal, JSON, XML and CSV.
 //!
 //! docs/SERVICES.md tells how a service is decided and why the database is FastPort's own.
@@ -22,6 +23,7 @@ pub mod escape;
 pub mod matcher;
 pub mod options;
 pub mod probes;
+pub mod record;
 pub mod tls;
 
 pub use matcher::{Matcher, ServiceMatch};

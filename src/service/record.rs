@@ -1,0 +1,278 @@
+//! What an output writes about a port's service: a conversation's [`Verdict`] turned into
+//! the fields every format shares (nmap's `<service>` attributes), every string already
+//! made safe with [`super::escape`].
+//!
+//! The sinks (text, JSON lines, XML, grepable, CSV) take a [`ServiceRecord`] and only lay
+//! its fields out; none of them sees a raw banner.
+
+use super::conversation::Verdict;
+use super::escape;
+use super::matcher::ServiceMatch;
+
+/// Raw bytes of a banner kept for the outputs (escaped, it may be up to 4× longer).
+pub const BANNER_LIMIT: usize = 512;
+
+/// A port's service, as the outputs write it. Strings are escaped with [`escape::text`]
+/// (match fields) or [`escape::bytes`] (the banner): safe for a terminal; XML and CSV
+/// writers still apply their own quoting.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceRecord {
+    /// `ssh`, `http`, `tcpwrapped`; `None` when nothing named it.
+    pub service: Option<String>,
+    pub product: Option<String>,
+    pub version: Option<String>,
+    pub extrainfo: Option<String>,
+    pub ostype: Option<String>,
+    pub cpe: Vec<String>,
+    /// `Some("ssl")` when the service was found inside (or as) TLS.
+    pub tunnel: Option<&'static str>,
+    /// What the service said, escaped and bounded (`--banners`, or an unrecognized answer).
+    pub banner: Option<String>,
+}
+
+fn clean(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(escape::text)
+}
+
+fn banner(raw: &[u8]) -> Option<String> {
+    if raw.is_empty() {
+        return None;
+    }
+    Some(escape::bytes(&raw[..raw.len().min(BANNER_LIMIT)]))
+}
+
+impl ServiceRecord {
+    /// The fields for `verdict`.
+    pub fn from_verdict(verdict: &Verdict) -> ServiceRecord {
+        match verdict {
+            Verdict::Matched(m) | Verdict::Soft(m) | Verdict::Tls(m) => {
+                ServiceRecord::from_match(m)
+            }
+            Verdict::Unrecognized { response, .. } => ServiceRecord {
+                banner: banner(response),
+                ..ServiceRecord::default()
+            },
+            Verdict::Banner(raw) => ServiceRecord {
+                banner: banner(raw),
+                ..ServiceRecord::default()
+            },
+            Verdict::Tcpwrapped => ServiceRecord {
+                service: Some("tcpwrapped".to_owned()),
+                ..ServiceRecord::default()
+            },
+            Verdict::Silent => ServiceRecord::default(),
+        }
+    }
+
+    fn from_match(m: &ServiceMatch) -> ServiceRecord {
+        let (service, tunnel) = match m.service.strip_prefix("ssl/") {
+            Some(inner) => (inner.to_owned(), Some("ssl")),
+            None => (m.service.clone(), None),
+        };
+        ServiceRecord {
+            service: Some(escape::text(&service)),
+            product: clean(&m.product),
+            version: clean(&m.version),
+            extrainfo: clean(&m.info),
+            ostype: clean(&m.os),
+            cpe: m.cpe.iter().map(|c| escape::text(c)).collect(),
+            tunnel,
+            banner: None,
+        }
+    }
+
+    /// The service as one line's tail, nmap's way: `ssh OpenSSH 9.2p1 (protocol 2.0)`,
+    /// `ssl/http nginx 1.25.3`; the banner (quoted) when nothing was named.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(s) = &self.service {
+            parts.push(match self.tunnel {
+                Some(t) => format!("{t}/{s}"),
+                None => s.clone(),
+            });
+        }
+        parts.extend(self.product.iter().cloned());
+        parts.extend(self.version.iter().cloned());
+        parts.extend(self.extrainfo.iter().map(|e| format!("({e})")));
+        if parts.is_empty()
+            && let Some(b) = &self.banner
+        {
+            parts.push(format!("\"{b}\""));
+        }
+        parts.join(" ")
+    }
+
+    /// The JSON lines keys (`service`, `product`, `version`, `extrainfo`, `cpe`, `tunnel`,
+    /// `banner`), absent ones left out.
+    pub fn json(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
+        let mut o = serde_json::Map::new();
+        let mut put = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                o.insert(k.to_owned(), Value::String(v.clone()));
+            }
+        };
+        put("service", &self.service);
+        put("product", &self.product);
+        put("version", &self.version);
+        put("extrainfo", &self.extrainfo);
+        put("tunnel", &self.tunnel.map(str::to_owned));
+        put("banner", &self.banner);
+        if !self.cpe.is_empty() {
+            o.insert(
+                "cpe".to_owned(),
+                Value::Array(self.cpe.iter().cloned().map(Value::String).collect()),
+            );
+        }
+        o
+    }
+
+    /// nmap XML's `<service>` element (attributes as nmap writes them: name, product, version,
+    /// extrainfo, ostype, tunnel, method, conf; then `<cpe>` children). `None` when nothing
+    /// was named: the writer keeps its table entry (`method="table"`).
+    pub fn xml(&self) -> Option<String> {
+        let name = self.service.as_deref()?;
+        let mut out = format!("<service name=\"{}\"", escape::xml(name));
+        for (k, v) in [
+            ("product", &self.product),
+            ("version", &self.version),
+            ("extrainfo", &self.extrainfo),
+            ("ostype", &self.ostype),
+        ] {
+            if let Some(v) = v {
+                out.push_str(&format!(" {k}=\"{}\"", escape::xml(v)));
+            }
+        }
+        if let Some(t) = self.tunnel {
+            out.push_str(&format!(" tunnel=\"{t}\""));
+        }
+        out.push_str(" method=\"probed\" conf=\"10\"");
+        if self.cpe.is_empty() {
+            out.push_str("/>");
+        } else {
+            out.push('>');
+            for c in &self.cpe {
+                out.push_str(&format!("<cpe>{}</cpe>", escape::xml(c)));
+            }
+            out.push_str("</service>");
+        }
+        Some(out)
+    }
+
+    /// CSV cells, in the order `service,product,version,extrainfo,tunnel,banner`, each
+    /// quoted by [`escape::csv_cell`] (formulas defused).
+    pub fn csv_cells(&self) -> [String; 6] {
+        let cell = |v: Option<&str>| escape::csv_cell(v.unwrap_or(""));
+        [
+            cell(self.service.as_deref()),
+            cell(self.product.as_deref()),
+            cell(self.version.as_deref()),
+            cell(self.extrainfo.as_deref()),
+            cell(self.tunnel),
+            cell(self.banner.as_deref()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssh() -> ServiceMatch {
+        ServiceMatch {
+            service: "ssh".into(),
+            product: Some("OpenSSH".into()),
+            version: Some("9.2p1".into()),
+            info: Some("protocol 2.0".into()),
+            cpe: vec!["cpe:/a:openbsd:openssh:9.2p1".into()],
+            ..ServiceMatch::default()
+        }
+    }
+
+    #[test]
+    fn a_match_reads_as_nmap_prints_it() {
+        let r = ServiceRecord::from_verdict(&Verdict::Matched(ssh()));
+        assert_eq!(r.summary(), "ssh OpenSSH 9.2p1 (protocol 2.0)");
+        let j = serde_json::Value::Object(r.json()).to_string();
+        assert_eq!(
+            j,
+            r#"{"cpe":["cpe:/a:openbsd:openssh:9.2p1"],"extrainfo":"protocol 2.0","product":"OpenSSH","service":"ssh","version":"9.2p1"}"#
+        );
+    }
+
+    #[test]
+    fn xml_service_element_is_nmaps() {
+        let r = ServiceRecord::from_verdict(&Verdict::Matched(ssh()));
+        assert_eq!(
+            r.xml().unwrap(),
+            "<service name=\"ssh\" product=\"OpenSSH\" version=\"9.2p1\" extrainfo=\"protocol 2.0\" method=\"probed\" conf=\"10\"><cpe>cpe:/a:openbsd:openssh:9.2p1</cpe></service>"
+        );
+        let m = ServiceMatch {
+            service: "ssl/http".into(),
+            product: Some("a\"<b>&".into()),
+            ..ServiceMatch::default()
+        };
+        assert_eq!(
+            ServiceRecord::from_verdict(&Verdict::Matched(m))
+                .xml()
+                .unwrap(),
+            "<service name=\"http\" product=\"a&quot;&lt;b&gt;&amp;\" tunnel=\"ssl\" method=\"probed\" conf=\"10\"/>"
+        );
+        assert_eq!(ServiceRecord::from_verdict(&Verdict::Silent).xml(), None);
+    }
+
+    #[test]
+    fn csv_cells_defuse_formulas() {
+        let r = ServiceRecord::from_verdict(&Verdict::Banner(b"=cmd|' /C calc'!A0".to_vec()));
+        let cells = r.csv_cells();
+        assert_eq!(cells[5], "\"'=cmd|' /C calc'!A0\"");
+        assert_eq!(cells[0], "");
+    }
+
+    #[test]
+    fn a_tunnelled_match_names_its_tunnel() {
+        let m = ServiceMatch {
+            service: "ssl/http".into(),
+            product: Some("nginx".into()),
+            ..ServiceMatch::default()
+        };
+        let r = ServiceRecord::from_verdict(&Verdict::Matched(m));
+        assert_eq!(
+            (r.service.as_deref(), r.tunnel),
+            (Some("http"), Some("ssl"))
+        );
+        assert_eq!(r.summary(), "ssl/http nginx");
+    }
+
+    #[test]
+    fn hostile_banner_is_escaped_and_bounded() {
+        let mut raw = b"\x1b[2J=HYPERLINK(\"x\")\r\n".to_vec();
+        raw.extend(std::iter::repeat_n(b'A', 4096));
+        let r = ServiceRecord::from_verdict(&Verdict::Banner(raw));
+        let b = r.banner.as_deref().unwrap();
+        assert!(b.starts_with("\\x1b[2J=HYPERLINK(\"x\")\\r\\n"), "{b}");
+        assert!(!b.contains('\x1b'));
+        assert_eq!(b.matches('A').count(), BANNER_LIMIT - 21);
+        assert_eq!(r.service, None);
+    }
+
+    #[test]
+    fn control_characters_in_match_fields_are_escaped() {
+        let m = ServiceMatch {
+            service: "http".into(),
+            product: Some("evil\x1b]0;pwned\x07".into()),
+            ..ServiceMatch::default()
+        };
+        let r = ServiceRecord::from_verdict(&Verdict::Matched(m));
+        assert_eq!(r.product.as_deref(), Some("evil\\x1b]0;pwned\\x07"));
+    }
+
+    #[test]
+    fn tcpwrapped_and_silent() {
+        assert_eq!(
+            ServiceRecord::from_verdict(&Verdict::Tcpwrapped).summary(),
+            "tcpwrapped"
+        );
+        assert_eq!(ServiceRecord::from_verdict(&Verdict::Silent).summary(), "");
+    }
+}
