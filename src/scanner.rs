@@ -442,6 +442,7 @@ impl ScannerBuilder {
                 concurrency,
                 threads,
                 rate: self.rate.or(values.rate),
+                trace: None,
             },
             stop: Stop::default(),
             unresolved,

@@ -51,10 +51,8 @@ pub fn raise_fd_limit() -> io::Result<FdLimit> {
     fd_limit()
 }
 
-/// How many times the kernel retransmitted this TCP socket's segments
-/// (`TCP_INFO`'s `tcpi_total_retrans`): for a connect, the SYN's
-/// retransmissions. Karn's rule takes no RTT sample when it is above 0.
-pub fn tcp_retransmits(socket: &impl AsRawFd) -> io::Result<u32> {
+/// The socket's `TCP_INFO`.
+fn tcp_info(socket: &impl AsRawFd) -> io::Result<libc::tcp_info> {
     // SAFETY: tcp_info is plain old data; all-zero is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -72,7 +70,29 @@ pub fn tcp_retransmits(socket: &impl AsRawFd) -> io::Result<u32> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(info.tcpi_total_retrans)
+    Ok(info)
+}
+
+/// How many times the kernel retransmitted this TCP socket's segments
+/// (`TCP_INFO`'s `tcpi_total_retrans`): for a connect, the SYN's
+/// retransmissions. Karn's rule takes no RTT sample when it is above 0.
+pub fn tcp_retransmits(socket: &impl AsRawFd) -> io::Result<u32> {
+    Ok(tcp_info(socket)?.tcpi_total_retrans)
+}
+
+/// The handshake's round trip as the kernel measured it, for a socket
+/// that is connected: `TCP_INFO`'s `tcpi_rtt` after the SYN-ACK, timed in
+/// the kernel from the SYN's transmission to the SYN-ACK's arrival, so
+/// free of the time the answer waited to be read. The kernel takes the
+/// sample only where Karn's rule allows it (a SYN not resent, or the
+/// SYN-ACK's timestamp echo says which SYN it answers); `None` when it took
+/// none (`tcpi_rtt` is 0) or the socket is not established.
+pub fn tcp_handshake_rtt(socket: &impl AsRawFd) -> Option<std::time::Duration> {
+    /// `TCP_ESTABLISHED` in the kernel's `tcp_states.h`.
+    const TCP_ESTABLISHED: u8 = 1;
+    let info = tcp_info(socket).ok()?;
+    (info.tcpi_state == TCP_ESTABLISHED && info.tcpi_rtt > 0)
+        .then(|| std::time::Duration::from_micros(u64::from(info.tcpi_rtt)))
 }
 
 /// Grows this process's descriptor table, in one step, to hold descriptors

@@ -405,15 +405,19 @@ fn measure_syn_retransmissions() {
 /// A lossy world's tail: once 90 % of the targets have seen their last SYN,
 /// the rest must follow within what the model allows ([`Oracle::tail_bound`]:
 /// the slowest host's round trip, times the tries the loss calls for,
-/// doubled, plus the kernel's 1 s RTO). A scan of lossy /22 once spent
-/// five minutes at ~30 probes/s on its last 11 % (seed 935: 326.7 s).
-/// FastPort with its default (adaptive) timing, three seeds, netsim's lossy
-/// profile (5 % loss each way) on a /22 × its top 100 ports. Run it with a
-/// release FastPort on an otherwise idle machine:
-/// `FASTPORT_BIN=target/release/fastport cargo test -p fastport-netsim --test netsim -- --ignored --nocapture lossy_worlds_tail`.
+/// doubled, plus the kernel's 1 s RTO), plus the time the last 10 % of the
+/// targets take just to be launched at the rate this run sustained before
+/// its tail (netsim's log: SYNs up to the 90 % mark). The second term judges the
+/// tail in the run's own units: a debug build on a loaded 2-core machine
+/// launches ten times slower than a release build on an idle one, and only
+/// what the scanner adds beyond launching is its timing's doing. A scan of
+/// lossy /22 once spent five minutes at ~30 probes/s on its last 11 % (seed
+/// 935: 326.7 s). FastPort with its default (adaptive) timing, three seeds,
+/// netsim's lossy profile (5 % loss each way) on a /22 × its top 100 ports.
 #[test]
-#[ignore = "a wall-time bound: with a debug FastPort on a loaded machine the scan is CPU-bound \
-            (seed 17: tail 11.5 s > 8.9 s); release passes (3.0-8.0 s against 8.9-12.1 s)"]
+#[ignore = "passes (debug, loaded machine: tails 3.1/1.5/4.1 s against 13.6/10.5/11.3 s), but a \
+            lossy run sometimes crawls at ~30 connects/s for minutes (seen twice in seven runs, \
+            seeds 935 and 17; docs/TIMING.md, The lossy tail): until that is found, not in CI"]
 fn lossy_worlds_tail_stays_within_the_models_bound() {
     let test = "lossy_worlds_tail_stays_within_the_models_bound";
     if !can_simulate(test) {
@@ -447,16 +451,29 @@ fn lossy_worlds_tail_stays_within_the_models_bound() {
         config.hosts = "198.18.0.0/22".parse().unwrap();
         let model = Model::new(config, seed).unwrap();
         let oracle = Oracle::new(&model);
-        let bound = oracle.tail_bound(oracle.tries_for(1e-4));
+        let targets: u64 = record.syns_per_target.values().sum();
         let (p90, p100) = (record.progress(0.9).unwrap(), record.progress(1.0).unwrap());
+        // The rate this run launched at before its tail: SYNs per second
+        // up to the 90 % mark (a loaded machine's slowness is in it).
+        let syns_before = record
+            .log
+            .iter()
+            .filter(|e| u128::from(e.at_us) <= p90.as_micros())
+            .count();
+        let rate = syns_before as f64 / p90.as_secs_f64().max(1e-3);
+        let launching = Duration::from_secs_f64(0.1 * targets as f64 / rate.max(1.0));
+        let bound = oracle.tail_bound(oracle.tries_for(1e-4)) + launching;
         let tail = p100 - p90;
         eprintln!(
-            "{test}: seed {seed}: 90 % at {:.2} s, 100 % at {:.2} s: tail {:.2} s, bound {:.2} s (slowest host {:.0} ms)",
+            "{test}: seed {seed}: 90 % at {:.2} s, 100 % at {:.2} s: tail {:.2} s, bound {:.2} s \
+             (slowest host {:.0} ms; launching the last 10 % at {:.0}/s: {:.2} s)",
             p90.as_secs_f64(),
             p100.as_secs_f64(),
             tail.as_secs_f64(),
             bound.as_secs_f64(),
-            oracle.slowest_rtt().as_secs_f64() * 1000.0
+            oracle.slowest_rtt().as_secs_f64() * 1000.0,
+            rate,
+            launching.as_secs_f64()
         );
         if tail > bound {
             failures.push(format!(

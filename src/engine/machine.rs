@@ -23,10 +23,15 @@
 //!    sample for the timing unless Karn's rule forbids it (the SYN may have
 //!    been resent: [`karn_allows`]) or the answer came from a router
 //!    (filtered) rather than the target.
+//!    A readiness event is timed when the poll returned, and an open
+//!    port's RTT is the kernel's own handshake RTT where it took one
+//!    ([`Machine::handle_ready`]): a queue of answers waiting to be read
+//!    does not lengthen RTTs, so concurrency does not change timeouts.
 //! 4. **Deadline.** [`Machine::poll_expired`] hands back each probe whose
 //!    attempt's deadline passed; the driver takes a last look
 //!    ([`Machine::handle_deadline`]), since an answer may have landed after
-//!    the last wake-up. Still silent: a retry while it has retries left
+//!    the last wake-up. The driver reads every readiness already pending
+//!    before it asks for expired probes (drain before expiring). Still silent: a retry while it has retries left
 //!    (`--retries`, or what its host has shown retries are worth), else
 //!    `filtered/no-response`.
 //! 5. **Finished.** The result waits in [`Machine::poll_result`]; the
@@ -536,6 +541,25 @@ impl Machine {
         now: Instant,
         retransmits: impl FnOnce() -> Option<u32>,
     ) -> Fate {
+        self.handle_ready(key, report, now, || None, retransmits)
+    }
+
+    /// [`Machine::handle_look`] for a readiness event at `now` (when the
+    /// poll returned, not when the event was dequeued), where the driver
+    /// can also read the kernel's own handshake RTT (`kernel_rtt`, asked
+    /// only for an open port: `TCP_INFO`'s `tcpi_rtt`). The kernel times
+    /// the SYN-ACK on arrival and only where Karn's rule allows, so its
+    /// figure is the probe's RTT and a clean sample, even when the answer
+    /// waited in a queue before it was read or the SYN was resent and the
+    /// SYN-ACK's timestamp echo told which one it answers.
+    pub fn handle_ready(
+        &mut self,
+        key: usize,
+        report: Report,
+        now: Instant,
+        kernel_rtt: impl FnOnce() -> Option<Duration>,
+        retransmits: impl FnOnce() -> Option<u32>,
+    ) -> Fate {
         let Some(probe) = self.slab.get_mut(key) else {
             return Fate::Drop;
         };
@@ -561,8 +585,22 @@ impl Machine {
                     self.eager.hit();
                 }
                 self.wheel.cancel(key);
-                let sample = self.sample_allowed(reason, started, now, retransmits);
-                self.finish(key, reason, Some(started), now, Some(sample))
+                let elapsed = now.saturating_duration_since(started);
+                let kernel = match reason {
+                    Reason::SynAck => kernel_rtt().filter(|rtt| *rtt <= elapsed),
+                    _ => None,
+                };
+                match kernel {
+                    Some(rtt) => {
+                        let started = now - rtt;
+                        let sample = self.sample_allowed(reason, started, now, || Some(0));
+                        self.finish(key, reason, Some(started), now, Some(sample))
+                    }
+                    None => {
+                        let sample = self.sample_allowed(reason, started, now, retransmits);
+                        self.finish(key, reason, Some(started), now, Some(sample))
+                    }
+                }
             }
             Verdict::Local(e) => {
                 self.wheel.cancel(key);

@@ -583,3 +583,50 @@ fn the_in_flight_cap_and_window_changes_are_traced() {
     let doc = m.stats().series.to_doc();
     assert_eq!(doc.in_flight, vec![Some(3.0)]);
 }
+
+/// An open port's answer read late (a queue of answers at high
+/// concurrency) must not inflate its RTT: the kernel's handshake RTT wins.
+#[test]
+fn queued_answers_do_not_inflate_rtt_at_high_concurrency() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(adaptive(64, 0, 1), None, t0);
+    let mut src = Script::new(2);
+    let ls = launch_all(&mut m, &mut src, t0);
+    let open = Report::Connected {
+        local: SocketAddr::from((Ipv4Addr::LOCALHOST, 40000)),
+        peer: ls[0].target,
+    };
+    // Read 121 ms after connect; the kernel timed the SYN-ACK at 92 ms.
+    let fate = m.handle_ready(
+        ls[0].key,
+        open,
+        t0 + 121 * MS,
+        || Some(92 * MS),
+        || panic!("Karn's rule is the kernel's here"),
+    );
+    assert_eq!(fate, Fate::Close(Reason::SynAck));
+    let result = m.poll_result().expect("finished");
+    assert_eq!(result.rtt_us, Some(92_000));
+    // Slow and resent, but the kernel took a sample (timestamp echo):
+    // still a clean sample.
+    let open = Report::Connected {
+        local: SocketAddr::from((Ipv4Addr::LOCALHOST, 40001)),
+        peer: ls[1].target,
+    };
+    let late = t0 + Duration::from_millis(1500);
+    m.handle_ready(ls[1].key, open, late, || Some(1400 * MS), || Some(1));
+    let timing = m.stats().timing;
+    assert_eq!((timing.samples, timing.karn_skipped), (2, 0));
+    // A closed port has no kernel RTT: it is not even asked.
+    let mut m = Machine::new(adaptive(64, 0, 1), None, t0);
+    let mut src = Script::new(1);
+    let l = launch_all(&mut m, &mut src, t0)[0];
+    m.handle_ready(
+        l.key,
+        REFUSED,
+        t0 + 5 * MS,
+        || panic!("no TCP_INFO RTT for a RST"),
+        no_retransmits,
+    );
+    assert_eq!(m.poll_result().expect("finished").rtt_us, Some(5_000));
+}
