@@ -492,6 +492,7 @@ pub fn write(
             Shard::WHOLE,
             Done::none(),
         ),
+        held: None,
     };
     let outputs = OutputPlan {
         text: plan.text.iter().cloned().collect(),
