@@ -5,6 +5,7 @@
 
 mod util;
 
+mod at_scale;
 mod cli;
 mod faults;
 mod lab;
