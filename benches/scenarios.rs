@@ -7,11 +7,14 @@
 //! Knobs (environment): `FASTPORT_BENCH_REPEAT` (rounds: each runs every
 //! scanner once per scenario; medians over rounds; default 5), `FASTPORT_BENCH_SCENARIOS` (comma list),
 //! `FASTPORT_BENCH_SCANNERS`, `FASTPORT_BENCH_SWEEP` (`0` skips the sweep),
-//! `FASTPORT_BENCH_SWEEP_REPEAT` (default 3).
+//! `FASTPORT_BENCH_SWEEP_REPEAT` (default 3), `FASTPORT_BENCH_REPORT` (`0` skips
+//! the `fastport report` plots of one traced run per engine).
 
 mod common;
 
-use common::{COLORS, axes, env_or, human, list, svg_open, text_middle, write};
+use common::{
+    COLORS, axes, env_or, human, linear_ticks, list, svg_open, text_middle, write, y_scale,
+};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -132,6 +135,69 @@ fn main() {
     {
         rate(&out_dir, &fastport);
     }
+    if env_or("FASTPORT_BENCH_REPORT", "1") != "0"
+        && (filter.is_empty() || filter.iter().any(|f| f == "report"))
+    {
+        report_plots(&out_dir, &fastport);
+    }
+}
+
+/// The plots `fastport report` draws, from one loopback-65k run of each
+/// engine (mio traced at 1 %): the page itself, and its latency and
+/// over-time plots as SVG images for docs/img. The drawing is the report's
+/// own (`fastport report --plot`), not a second plotting path here.
+fn report_plots(out_dir: &Path, fastport: &Path) {
+    let file = |name: &str| out_dir.join(name).display().to_string();
+    let (mio, threads, trace) = (
+        file("report-mio.json"),
+        file("report-threads.json"),
+        file("report-mio.trace"),
+    );
+    let spec = RunSpec {
+        scenario: "loopback-65k".into(),
+        seed: 1,
+        scale: "full".into(),
+        fastport_bin: Some(fastport.to_path_buf()),
+        repeat: 1,
+        scanner_args: vec![
+            format!("fastport=--stats {mio} --trace {trace} --trace-sample 0.01"),
+            format!("fastport-threads=--stats {threads}"),
+        ],
+        ..RunSpec::default()
+    };
+    let scanners = ["fastport".to_string(), "fastport-threads".to_string()];
+    if let Err(e) = bench(&spec, &scanners) {
+        eprintln!("bench: report: {e}");
+        return;
+    }
+    let report = |extra: &[&str], out: &str| {
+        let o = std::process::Command::new(fastport)
+            .arg("report")
+            .args([&mio, &trace, &threads])
+            .args(extra)
+            .args(["-o", &file(out)])
+            .output();
+        match o {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "bench: fastport report {out}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("bench: fastport report: {e}"),
+        }
+    };
+    report(&[], "report-loopback-65k.html");
+    for (plot, out) in [
+        (
+            "latency-closed/conn-refused",
+            "report-loopback-65k-latency.svg",
+        ),
+        ("completion-rate", "report-loopback-65k-completions.svg"),
+        ("in-flight", "report-loopback-65k-in-flight.svg"),
+    ] {
+        report(&["--plot", plot], out);
+    }
+    println!("\nfastport report: target/bench/report-loopback-65k.html and its plots");
 }
 
 /// `--rate` accuracy: 10-second scans of closed loopback ports at 1 000,
@@ -458,11 +524,7 @@ fn line_chart(
         12,
         "concurrency (probes in flight)",
     );
-    let _ = writeln!(
-        s,
-        r#"<text x="10" y="{top}" font-size="11">{} {label}</text>"#,
-        human(max)
-    );
+    y_scale(&mut s, left, top, h, &linear_ticks(max), ly, label);
     for (i, engine) in ["mio", "threads"].iter().enumerate() {
         let line: Vec<String> = pts
             .iter()

@@ -1,103 +1,75 @@
 #!/usr/bin/env python3
-"""Generate src/targets/services/table.rs from nmap's nmap-services file.
+"""Generate src/targets/services/iana.rs from IANA's port registry.
 
-FastPort names open ports and picks --top-ports from nmap's published
-open-frequency table. Only TCP lines are kept. Run from the repository root:
+FastPort names ports after the IANA "Service Name and Transport Protocol
+Port Number Registry" (RFC 6335). IANA releases its protocol registries
+under CC0 1.0 (https://www.iana.org/help/licensing-terms), so the names may
+ship inside an MIT/Apache crate. Nothing here comes from nmap.
 
-    python3 scripts/gen-services.py [/usr/share/nmap/nmap-services] > src/targets/services/table.rs
+Download the registry's CSV and run from the repository root:
 
-The output is deterministic (sorted), so regenerating from the same input
-yields the same file.
+    curl -O https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.csv
+    python3 scripts/gen-services.py service-names-port-numbers.csv > src/targets/services/iana.rs
+
+For each TCP port the first registered name that is a valid service name
+(RFC 6335 section 5.1: letters, digits and hyphens) is kept; ranges such as
+x11's 6000-6063 name every port in them. The output is sorted, so the same
+CSV always gives the same file.
 """
 
+import csv
+import re
 import sys
 
-DEFAULT_INPUT = "/usr/share/nmap/nmap-services"
-PER_LINE_TABLE = 3  # entries per line in SERVICES
-PER_LINE_TOP = 12  # ports per line in TOP_PORTS
+PER_LINE = 4
+VALID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
 
 
 def parse(path):
-    """Return {port: (name, freq_text, freq)} for every tcp line."""
-    services = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
+    """Return ({port: name} for TCP, the newest registration or change date)."""
+    names = {}
+    newest = ""
+    with open(path, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            date = row.get("Modification Date") or row.get("Registration Date") or ""
+            newest = max(newest, date)
+            name = row["Service Name"].strip()
+            ports = row["Port Number"].strip()
+            if row["Transport Protocol"] != "tcp" or not name or not ports:
                 continue
-            fields = line.split()
-            if len(fields) < 3:
-                sys.exit(f"{path}:{lineno}: expected 'name port/proto freq'")
-            name, port_proto, freq_text = fields[:3]
-            port_text, _, proto = port_proto.partition("/")
-            if proto != "tcp":
+            if not VALID.match(name):
                 continue
-            port = int(port_text)
-            if not 0 <= port <= 65535:
-                sys.exit(f"{path}:{lineno}: port {port} out of range")
-            freq = float(freq_text)
-            if port in services:
-                # nmap-services lists each port/proto once; keep the more frequent.
-                if services[port][2] >= freq:
-                    continue
-            if '"' in name or "\\" in name:
-                sys.exit(f"{path}:{lineno}: unexpected character in name {name!r}")
-            services[port] = (name, freq_text, freq)
-    return services
-
-
-def rust_f32(text):
-    """A Rust float literal carrying exactly the decimal nmap wrote."""
-    value = float(text)
-    if value == 0.0:
-        return "0.0"
-    text = text.lstrip("+")
-    return text if "." in text or "e" in text.lower() else text + ".0"
+            lo, _, hi = ports.partition("-")
+            for port in range(int(lo), int(hi or lo) + 1):
+                if 1 <= port <= 65535:
+                    names.setdefault(port, name.lower())
+    return names, newest
 
 
 def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_INPUT
-    services = parse(path)
-    ports = sorted(p for p in services if p != 0)
-    ranked = sorted(
-        (p for p in ports if services[p][2] > 0.0),
-        key=lambda p: (-services[p][2], p),
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    names, newest = parse(sys.argv[1])
+    out = sys.stdout
+    out.write(
+        "//! TCP service names from IANA's Service Name and Transport Protocol\n"
+        "//! Port Number Registry, as static data.\n"
+        "//!\n"
+        "//! GENERATED FILE, DO NOT EDIT: produced by `scripts/gen-services.py` from\n"
+        "//! <https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.csv>\n"
+        f"//! (newest entry dated {newest}). IANA releases its protocol registries under\n"
+        "//! CC0 1.0 (<https://www.iana.org/help/licensing-terms>).\n"
+        "//!\n"
+        f"//! {len(names)} TCP ports are named.\n\n"
+        "/// Every TCP port IANA names, sorted by port: `(port, name)`.\n"
+        "#[rustfmt::skip]\n"
+        "pub static SERVICES: &[(u16, &str)] = &[\n"
     )
-
-    out = []
-    w = out.append
-    w("//! nmap's TCP service names and open frequencies, as static tables.")
-    w("//!")
-    w("//! GENERATED FILE, DO NOT EDIT: produced by `scripts/gen-services.py` from")
-    w("//! nmap's `nmap-services` (Debian package nmap-common, /usr/share/nmap/nmap-services).")
-    w("//! Only `tcp` lines are kept. The data is (C) Insecure.Com LLC, distributed under")
-    w("//! the Nmap Public Source License (<https://svn.nmap.org/nmap/LICENSE>).")
-    w("//!")
-    w(f"//! {len(ports)} TCP ports are named; {len(ranked)} have an open frequency above zero.")
-    w("")
-    w("/// Every TCP port nmap names, sorted by port: `(port, name, open frequency)`.")
-    w("///")
-    w("/// nmap calls ports without a registered service `unknown`; the frequency is")
-    w("/// the fraction of scanned hosts on which nmap's survey found the port open.")
-    w("#[rustfmt::skip]")
-    w("pub static SERVICES: &[(u16, &str, f32)] = &[")
-    for i in range(0, len(ports), PER_LINE_TABLE):
-        chunk = ports[i : i + PER_LINE_TABLE]
-        items = " ".join(
-            f'({p}, "{services[p][0]}", {rust_f32(services[p][1])}),' for p in chunk
-        )
-        w("    " + items)
-    w("];")
-    w("")
-    w("/// TCP ports with a non-zero open frequency, most frequently open first")
-    w("/// (ties broken by ascending port). `--top-ports N` takes a prefix of this.")
-    w("#[rustfmt::skip]")
-    w("pub static TOP_PORTS: &[u16] = &[")
-    for i in range(0, len(ranked), PER_LINE_TOP):
-        chunk = ranked[i : i + PER_LINE_TOP]
-        w("    " + " ".join(f"{p}," for p in chunk))
-    w("];")
-    sys.stdout.write("\n".join(out) + "\n")
+    items = sorted(names.items())
+    for i in range(0, len(items), PER_LINE):
+        chunk = items[i : i + PER_LINE]
+        out.write("    " + " ".join(f'({p}, "{n}"),' for p, n in chunk) + "\n")
+    out.write("];\n")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,12 @@
 //! declare. [`normalize_args`] rewrites them to their long spellings before
 //! clap sees them, so both spellings work and `--help` shows both.
 //!
-//! Two first words ask for a document instead of a scan ([`document_request`]):
-//! `fastport completions SHELL` and `fastport manpage`, both generated from
-//! this very definition.
+//! The first word decides the mode at parse time ([`mode`], as ripgrep
+//! decides its own): `fastport merge FILE...` joins shards,
+//! `fastport completions SHELL` and `fastport manpage` print documents
+//! generated from this very definition ([`command`], which lists every
+//! mode, so `--help`, the man page and the completions name them all), and
+//! anything else is a scan.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -22,7 +25,7 @@ use clap::{CommandFactory, Parser};
 /// With no arguments it scans localhost ports 1-1024 and prints each open port.
 // Serde: a resume file records every option (see `crate::resume`).
 #[derive(Debug, Clone, Parser, serde::Serialize, serde::Deserialize)]
-#[command(name = "fastport", version, about, long_about = None)]
+#[command(name = "fastport", version = VERSION, about, long_about = None)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
     /// Targets: addresses, CIDR blocks (10.0.0.0/24), ranges (10.0.0.1-20,
@@ -42,9 +45,42 @@ pub struct Args {
     #[arg(long = "exclude-file", value_name = "FILE", help_heading = "Targets")]
     pub exclude_file: Option<PathBuf>,
 
-    /// Never resolve hostnames.
-    #[arg(short = 'n', help_heading = "Targets")]
+    /// Never resolve hostnames: a name is then an error. (nmap's -n, which
+    /// only turns off reverse lookups, is accepted too: FastPort never does
+    /// reverse lookups.)
+    #[arg(long = "no-resolve", help_heading = "Targets")]
     pub no_resolve: bool,
+
+    /// Scan only the first address of a name that has several, as nmap does
+    /// by default. Default: every address of the name's family (IPv4 when
+    /// it has any), as nmap's --resolve-all.
+    #[arg(long = "resolve-first", help_heading = "Targets")]
+    #[serde(default)]
+    pub resolve_first: bool,
+
+    /// nmap's "no reverse DNS": FastPort never looks names up in reverse,
+    /// so -n changes nothing; accepted so nmap command lines work.
+    #[arg(short = 'n', help_heading = "Targets")]
+    #[serde(default)]
+    pub nmap_no_dns: bool,
+
+    /// nmap's "skip host discovery": FastPort never pings, it scans every
+    /// target, so -Pn changes nothing. Other -P probes are refused.
+    #[arg(short = 'P', value_name = "n", help_heading = "Targets")]
+    #[serde(default)]
+    pub ping: Option<String>,
+
+    /// Scan type: only `T`, TCP connect (what FastPort always does), as in
+    /// nmap's -sT. -sS, -sU and the others need raw sockets and are refused
+    /// with a word on what to use instead.
+    #[arg(short = 's', value_name = "T", help_heading = "Ports")]
+    #[serde(default)]
+    pub scan_type: Option<String>,
+
+    /// Fast mode, as nmap's -F: the 100 highest-ranked ports (--top-ports 100).
+    #[arg(short = 'F', help_heading = "Ports")]
+    #[serde(default)]
+    pub fast: bool,
 
     /// Ports: 22,80,1000-2000; `-p-` for 1-65535. Default: 1-1024.
     #[arg(
@@ -55,7 +91,9 @@ pub struct Args {
     )]
     pub ports: Option<String>,
 
-    /// Scan the N ports most often found open (nmap's frequency table).
+    /// Scan the N ports most likely open: ranked by an installed nmap-services
+    /// file ($NMAPDIR, /usr/local/share/nmap, /usr/share/nmap) when there is
+    /// one, else by FastPort's built-in list. The summary says which.
     #[arg(long = "top-ports", value_name = "N", help_heading = "Ports")]
     pub top_ports: Option<usize>,
 
@@ -137,6 +175,28 @@ pub struct Args {
     )]
     pub rate: Option<f64>,
 
+    /// nmap's --min-rate: accepted, but FastPort has no floor to enforce; it
+    /// sends as fast as --concurrency, --rate and the answers allow.
+    #[arg(long = "min-rate", value_name = "PPS", help_heading = "Timing")]
+    #[serde(default)]
+    pub min_rate: Option<f64>,
+
+    /// nmap's --scan-delay: wait at least DURATION between connects, i.e.
+    /// --rate 1/DURATION (for all hosts together, stricter than nmap's per host).
+    #[arg(long = "scan-delay", value_name = "DURATION", help_heading = "Timing")]
+    #[serde(default)]
+    pub scan_delay: Option<String>,
+
+    /// nmap's --max-scan-delay: accepted and has nothing to cap; FastPort's
+    /// adaptive timing slows down by shrinking its window, not by delays.
+    #[arg(
+        long = "max-scan-delay",
+        value_name = "DURATION",
+        help_heading = "Timing"
+    )]
+    #[serde(default)]
+    pub max_scan_delay: Option<String>,
+
     /// Probe order: `random`, a seeded permutation of hosts × ports that
     /// spreads the load over hosts (default), or `sequential`, each host's
     /// ports in turn.
@@ -179,6 +239,13 @@ pub struct Args {
     #[arg(long = "output-csv", value_name = "FILE", help_heading = "Output")]
     pub output_csv: Option<PathBuf>,
 
+    /// Write one `addr:port` line per shown port (`host:port` for a target
+    /// given by name) to FILE (`-` for stdout), nothing else: for `| sort`,
+    /// `| wc -l`, `| xargs`. With `-oL -` the summary goes to stderr. Also -oL.
+    #[arg(long = "output-list", value_name = "FILE", help_heading = "Output")]
+    #[serde(default)]
+    pub output_list: Option<PathBuf>,
+
     /// Write BASENAME.txt, BASENAME.xml, BASENAME.gnmap and BASENAME.jsonl. Also -oA.
     #[arg(long = "output-all", value_name = "BASENAME", help_heading = "Output")]
     pub output_all: Option<PathBuf>,
@@ -196,6 +263,23 @@ pub struct Args {
     )]
     pub show: String,
 
+    /// Show only open ports, as nmap's --open: hosts without one are left out
+    /// of the XML and grepable outputs too.
+    #[arg(long, help_heading = "Output")]
+    #[serde(default)]
+    pub open: bool,
+
+    /// More detail: -v prints notes about nmap flags that change nothing;
+    /// -vv also adds the reason and latency to the text (like --reason).
+    #[arg(short = 'v', action = clap::ArgAction::Count, help_heading = "Output")]
+    #[serde(default)]
+    pub verbose: u8,
+
+    /// Quiet: no progress bar, status lines or notes on stderr; errors still.
+    #[arg(short = 'q', long = "quiet", help_heading = "Output")]
+    #[serde(default)]
+    pub quiet: bool,
+
     /// Add the reason (syn-ack, conn-refused, ...) and latency to the text output.
     #[arg(long, help_heading = "Output")]
     pub reason: bool,
@@ -203,11 +287,37 @@ pub struct Args {
     /// Write the run summary as JSON to FILE (`-` for stdout).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub stats: Option<PathBuf>,
+
+    /// Record every probe's life (launch, connect, readiness, SO_ERROR,
+    /// deadline, retry, close) and the engine's decisions to FILE, with
+    /// microsecond timestamps; `fastport report` draws it.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    #[serde(default)]
+    pub trace: Option<PathBuf>,
+
+    /// Trace only this fraction of the probes (0.01: one in a hundred),
+    /// chosen by a hash of the probe index seeded with --seed. Default: 1.
+    #[arg(
+        long = "trace-sample",
+        value_name = "FRACTION",
+        help_heading = "Output"
+    )]
+    #[serde(default)]
+    pub trace_sample: Option<f64>,
 }
+
+/// `fastport --version`: the crate version and the commit it was built from
+/// (see build.rs), e.g. `0.1.0 (commit 1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FASTPORT_COMMIT"),
+    ")"
+);
 
 /// `fastport merge`: join shards' results and summaries into one.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "fastport merge", version)]
+#[command(name = "fastport merge", version = VERSION)]
 #[command(
     about = "Join the -oJ results and --stats summaries of shards (--shard K/N) into one scan's result"
 )]
@@ -265,6 +375,43 @@ impl MergeArgs {
     }
 }
 
+/// `fastport report`: draw summaries, results and traces into one HTML page.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fastport report", version)]
+#[command(
+    about = "Draw --stats summaries, -oJ results and --trace files into one self-contained HTML page"
+)]
+pub struct ReportArgs {
+    /// --stats summaries (each starts a run; several are overlaid), and the
+    /// -oJ results and --trace files that belong to the summary before them.
+    #[arg(value_name = "FILE", required = true)]
+    pub inputs: Vec<PathBuf>,
+
+    /// Where the page goes (`-` for stdout).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        default_value = "report.html"
+    )]
+    pub output: PathBuf,
+
+    /// Write only the plot NAME, as a standalone SVG image (for documents;
+    /// a wrong NAME lists the plots these inputs make).
+    #[arg(long, value_name = "NAME")]
+    pub plot: Option<String>,
+}
+
+impl ReportArgs {
+    /// Parses the words after `fastport report`.
+    pub fn parse_from<I>(args: I) -> Result<ReportArgs, clap::Error>
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        ReportArgs::try_parse_from(args)
+    }
+}
+
 /// `--engine` values.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
@@ -285,16 +432,28 @@ pub enum OrderArg {
 
 const AFTER_HELP: &str = "\
 nmap spellings also work: -iL FILE, -oN FILE, -oJ FILE, -oX FILE, -oG FILE,
--oC FILE, -oA BASENAME, -p- (all ports).
+-oC FILE, -oL FILE, -oA BASENAME, -p- (all ports), -sT, -Pn, -n, -F, --open,
+-v, --min-rate, --scan-delay, --max-scan-delay. Flags that need raw packets
+(-sS, -sU, -O, -A, --script...) are refused with what to use instead.
+
+Unlike nmap (its 1000 most common ports), FastPort scans ports 1-1024 by
+default; -F or --top-ports N pick ranked ports instead.
+
+Commands (as the first word):
+  fastport merge FILE...                   join shards' -oJ results and --stats summaries
+  fastport completions SHELL               bash, zsh, fish, elvish or powershell
+  fastport manpage                         the manual page (roff)
 
 Examples:
   fastport                                 localhost, ports 1-1024
   fastport -p- 127.0.0.1                   every port of one host
+  fastport -sT -Pn -T4 --open -p 1-1000 127.0.0.1   as nmap users type it
+  fastport -oL - 10.0.0.0/24 | sort        addr:port lines only, summary on stderr
   fastport -p 22,80,443 10.0.0.0/24        three ports on a /24
   fastport --top-ports 100 -oJ out.jsonl example.org
   fastport -p- --show all --reason -oJ - 127.0.0.1 | jq .
   fastport -oA scan 10.0.0.0/24            scan.txt, .xml, .gnmap and .jsonl
-  fastport completions bash                also zsh, fish, elvish, powershell
+  fastport merge -oJ all.jsonl --stats all.json s1.jsonl s1.json s2.jsonl s2.json
   fastport manpage | man -l -              this help as a manual page";
 
 /// nmap's single-dash words and the long flags they stand for.
@@ -305,6 +464,7 @@ const NMAP_SPELLINGS: &[(&str, &str)] = &[
     ("-oX", "--output-xml"),
     ("-oG", "--output-grepable"),
     ("-oC", "--output-csv"),
+    ("-oL", "--output-list"),
     ("-oA", "--output-all"),
 ];
 
@@ -353,11 +513,96 @@ where
 }
 
 /// Parses the process's command line (after nmap-style normalisation).
+/// An nmap flag FastPort cannot honour is refused with one line saying why
+/// and what to use instead, before clap could call it unexpected.
 pub fn parse_from<I>(args: I) -> Result<Args, clap::Error>
 where
     I: IntoIterator<Item = OsString>,
 {
-    Args::try_parse_from(normalize_args(args))
+    let argv = normalize_args(args);
+    let words = argv
+        .iter()
+        .skip(1)
+        .map_while(|a| a.to_str().filter(|&w| w != "--"));
+    for word in words {
+        if let Some(why) = nmap_refusal(word) {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{why}\n"),
+            ));
+        }
+    }
+    Args::try_parse_from(argv)
+}
+
+/// Why FastPort refuses an nmap flag it cannot honour, and what to use
+/// instead; `None` for any other word. `word` is one command-line word
+/// (`-sS`, `-O`, `--script=vuln`).
+pub fn nmap_refusal(word: &str) -> Option<String> {
+    const RAW: &str =
+        "needs raw packets, and FastPort makes only full TCP connects (-sT, its one scan type)";
+    let flag = word.split_once('=').map_or(word, |(flag, _)| flag);
+    let why = match flag {
+        "-sS" => format!("-sS (SYN scan) {RAW}: drop -sS or write -sT; for a SYN scan use nmap -sS"),
+        "-sU" => "-sU: FastPort scans TCP only; for UDP use nmap -sU".to_string(),
+        "-sA" | "-sW" | "-sM" | "-sN" | "-sF" | "-sX" | "-sY" | "-sZ" | "-sO" | "-sI" => {
+            format!("{flag} {RAW}; use nmap {flag} for that scan")
+        }
+        "-sn" => "-sn (host discovery without a port scan): FastPort never pings and always scans ports; use nmap -sn".to_string(),
+        "-sL" => "-sL (list the targets): FastPort has no list scan; use nmap -sL".to_string(),
+        "-sV" => "-sV (version detection) is not done by FastPort; run nmap -sV -p PORTS on the open ports it finds (fastport --list gives them)".to_string(),
+        "-sC" | "--script" | "--script-args" => format!(
+            "{flag}: NSE scripts are nmap's; run nmap --script on the open ports FastPort finds (fastport --list gives them)"
+        ),
+        "-O" | "--osscan-guess" | "--osscan-limit" => {
+            format!("{flag} (OS detection) {RAW}; use nmap -O")
+        }
+        "-A" => "-A means -O -sV -sC --traceroute, none of which FastPort does; run nmap -A on the open ports FastPort finds".to_string(),
+        "--traceroute" => format!("--traceroute {RAW}; use nmap --traceroute or traceroute"),
+        "-D" | "-S" | "-f" | "--mtu" | "--spoof-mac" | "--badsum" | "--data-length" | "--ttl"
+        | "-g" | "--source-port" | "--ip-options" => {
+            format!("{flag} shapes packets, which {RAW}")
+        }
+        f if f.starts_with("-P") && f != "-Pn" && f.len() > 2 => format!(
+            "{f}: FastPort sends no discovery probes; it never pings and scans every target (as nmap -Pn): drop {f}"
+        ),
+        "--host-timeout" => "--host-timeout: FastPort does not give up on a host part-way; bound each probe with --max-rtt-timeout and --max-retries, or the whole run with timeout(1)".to_string(),
+        _ => return None,
+    };
+    Some(why)
+}
+
+/// What the command line asks for, decided by its first word.
+#[derive(Debug)]
+pub enum Mode {
+    /// A scan (any first word but the ones below).
+    Scan(Box<Args>),
+    /// `fastport merge FILE...`.
+    Merge(Box<MergeArgs>),
+    /// `fastport report FILE... -o PAGE.html`.
+    Report(Box<ReportArgs>),
+    /// `fastport completions SHELL`, `fastport manpage`.
+    Document(Document),
+}
+
+/// Parses the process's command line into its [`Mode`]. Only the very first
+/// word selects a mode, so a host named like one is scanned when anything
+/// comes before it: `fastport -- merge`.
+pub fn mode(argv: &[OsString]) -> Result<Mode, clap::Error> {
+    if let Some(request) = document_request(argv) {
+        return request.map(Mode::Document);
+    }
+    if argv.get(1).and_then(|a| a.to_str()) == Some("merge") {
+        let words =
+            std::iter::once(OsString::from("fastport merge")).chain(argv[2..].iter().cloned());
+        return MergeArgs::parse_from(words).map(|m| Mode::Merge(Box::new(m)));
+    }
+    if argv.get(1).and_then(|a| a.to_str()) == Some("report") {
+        let words =
+            std::iter::once(OsString::from("fastport report")).chain(argv[2..].iter().cloned());
+        return ReportArgs::parse_from(words).map(|r| Mode::Report(Box::new(r)));
+    }
+    parse_from(argv.iter().cloned()).map(|args| Mode::Scan(Box::new(args)))
 }
 
 /// A document about FastPort itself, asked for by the first word.
@@ -404,14 +649,77 @@ pub fn write_document(doc: Document, out: &mut dyn Write) -> io::Result<()> {
             clap_complete::generate(shell, &mut cmd, "fastport", out);
             Ok(())
         }
-        Document::Manpage => clap_mangen::Man::new(cmd).render(out),
+        Document::Manpage => manpage(cmd, out),
     }
 }
 
-/// The whole command line interface: the scan's flags, and the document
-/// words as subcommands so completions and the man page show them.
+/// The manual page: clap_mangen's sections, except that the commands are
+/// described here instead of pointing at fastport-merge(1) and the like,
+/// pages that do not exist.
+fn manpage(cmd: clap::Command, out: &mut dyn Write) -> io::Result<()> {
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    writeln!(out, ".SH COMMANDS")?;
+    writeln!(
+        out,
+        "The first word may name a command instead of a target (write \\fB\\-\\-\\fR before a host named like one)."
+    )?;
+    for sub in cmd.get_subcommands() {
+        let usage = sub
+            .get_arguments()
+            .filter(|a| a.is_positional())
+            .map(|a| {
+                let name = a.get_value_names().and_then(|v| v.first()).map_or_else(
+                    || a.get_id().to_string().to_uppercase(),
+                    ToString::to_string,
+                );
+                format!(" \\fI{name}\\fR")
+            })
+            .collect::<String>();
+        writeln!(out, ".TP\n\\fBfastport {}\\fR{usage}", sub.get_name())?;
+        if let Some(about) = sub.get_about() {
+            writeln!(out, "{}", roff_text(&about.to_string()))?;
+        }
+        for opt in sub
+            .get_arguments()
+            .filter(|a| a.get_long().is_some_and(|l| l != "help" && l != "version"))
+        {
+            let long = opt.get_long().unwrap_or_default();
+            let help = opt.get_help().map(|h| h.to_string()).unwrap_or_default();
+            writeln!(
+                out,
+                ".RS\n.TP\n\\fB\\-\\-{}\\fR\n{}\n.RE",
+                roff_text(long),
+                roff_text(&help)
+            )?;
+        }
+    }
+    man.render_extra_section(out)?;
+    man.render_version_section(out)?;
+    man.render_authors_section(out)
+}
+
+/// Text safe in a roff paragraph: backslashes and hyphens escaped, no line
+/// starting with a control character.
+fn roff_text(s: &str) -> String {
+    let s = s.replace('\\', "\\e").replace('-', "\\-");
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
+/// The whole command line interface: the scan's flags, and the words
+/// `merge`, `completions` and `manpage` as subcommands so completions and
+/// the man page show them.
 pub fn command() -> clap::Command {
     Args::command()
+        .subcommand(MergeArgs::command().name("merge"))
         .subcommands(document_commands())
         .disable_help_subcommand(true)
 }
@@ -465,7 +773,68 @@ mod tests {
         let b = parse("-oJout.jsonl -p 22,80 -n");
         assert_eq!(b.output_json, Some(PathBuf::from("out.jsonl")));
         assert_eq!(b.ports.as_deref(), Some("22,80"));
-        assert!(b.no_resolve);
+        assert!(
+            b.nmap_no_dns && !b.no_resolve,
+            "-n is nmap's: no reverse DNS"
+        );
+    }
+
+    /// `fastport -sT -Pn -T4 --open -p 1-1000 127.0.0.1` once failed on `-s`.
+    #[test]
+    fn nmap_command_line_failed_on_dash_s() {
+        let a = parse("-sT -Pn -T4 --open -p 1-1000 127.0.0.1");
+        assert_eq!(a.scan_type.as_deref(), Some("T"));
+        assert_eq!(a.ping.as_deref(), Some("n"));
+        assert_eq!(a.timing.as_deref(), Some("4"));
+        assert!(a.open);
+        assert_eq!(a.ports.as_deref(), Some("1-1000"));
+        let b = parse("-F -vv -n --min-rate 100 --scan-delay 10ms --max-scan-delay 1s");
+        assert!(b.fast && b.nmap_no_dns);
+        assert_eq!(b.verbose, 2);
+        assert_eq!(b.min_rate, Some(100.0));
+        assert_eq!(b.scan_delay.as_deref(), Some("10ms"));
+        assert_eq!(b.max_scan_delay.as_deref(), Some("1s"));
+        assert!(parse("-q").quiet && parse("--quiet").quiet);
+        assert_eq!(parse("-v").verbose, 1);
+        let c = parse("-oL - --no-resolve 127.0.0.1");
+        assert_eq!(c.output_list, Some(PathBuf::from("-")));
+        assert!(c.no_resolve);
+    }
+
+    #[test]
+    fn nmap_flags_fastport_cannot_honour_say_why_in_one_line() {
+        for (line, needle) in [
+            ("-sS 127.0.0.1", "-sS (SYN scan) needs raw packets"),
+            ("-sU 127.0.0.1", "FastPort scans TCP only"),
+            ("-O 127.0.0.1", "-O (OS detection)"),
+            ("-A 127.0.0.1", "-A means -O -sV -sC --traceroute"),
+            (
+                "--script vuln 127.0.0.1",
+                "--script: NSE scripts are nmap's",
+            ),
+            (
+                "--script=vuln 127.0.0.1",
+                "--script: NSE scripts are nmap's",
+            ),
+            ("-sV 127.0.0.1", "-sV (version detection)"),
+            (
+                "-PS22 127.0.0.1",
+                "-PS22: FastPort sends no discovery probes",
+            ),
+            ("--host-timeout 5m 127.0.0.1", "--host-timeout"),
+            ("-sn 127.0.0.1", "never pings"),
+        ] {
+            let argv = std::iter::once("fastport")
+                .chain(line.split_whitespace())
+                .map(OsString::from);
+            let e = parse_from(argv).unwrap_err().to_string();
+            assert!(e.contains(needle), "{line}: {e}");
+            assert_eq!(e.trim_end().lines().count(), 1, "{line}: {e}");
+            assert!(!e.contains("unexpected argument"), "{line}: {e}");
+        }
+        // After `--` a word is a target, whatever it looks like.
+        let argv = ["fastport", "--", "-O"].map(OsString::from);
+        assert!(parse_from(argv).is_ok());
     }
 
     #[test]
@@ -534,6 +903,51 @@ mod tests {
         );
         let mut out = Vec::new();
         write_document(Document::Completions(clap_complete::Shell::Bash), &mut out).unwrap();
-        assert!(String::from_utf8(out).unwrap().contains("--output-all"));
+        let bash = String::from_utf8(out).unwrap();
+        assert!(bash.contains("--output-all"));
+        assert!(bash.contains("merge"), "completions offer merge");
+    }
+
+    /// The man page named fastport-completions(1) and fastport-manpage(1),
+    /// pages that do not exist, and no command listed merge.
+    #[test]
+    fn man_page_lists_every_command_and_names_no_missing_page() {
+        let mut out = Vec::new();
+        write_document(Document::Manpage, &mut out).unwrap();
+        let man = String::from_utf8(out).unwrap();
+        assert!(
+            !man.contains("fastport\\-merge(1)") && !man.contains("(1)\n"),
+            "{man}"
+        );
+        for word in ["merge", "completions", "manpage"] {
+            assert!(
+                man.contains(&format!("\\fBfastport {word}\\fR")),
+                "{word}: {man}"
+            );
+        }
+        assert!(
+            man.contains("\\-\\-output\\-json"),
+            "merge's options: {man}"
+        );
+        let help = command().render_long_help().to_string();
+        assert!(help.contains("fastport merge FILE..."), "{help}");
+    }
+
+    #[test]
+    fn the_first_word_decides_the_mode() {
+        let argv = |line: &str| -> Vec<OsString> {
+            std::iter::once("fastport")
+                .chain(line.split_whitespace())
+                .map(OsString::from)
+                .collect()
+        };
+        assert!(matches!(mode(&argv("merge a.jsonl")), Ok(Mode::Merge(m)) if m.inputs.len() == 1));
+        assert!(matches!(
+            mode(&argv("manpage")),
+            Ok(Mode::Document(Document::Manpage))
+        ));
+        assert!(matches!(mode(&argv("-p 22 127.0.0.1")), Ok(Mode::Scan(_))));
+        assert!(matches!(mode(&argv("-- merge")), Ok(Mode::Scan(a)) if a.targets == ["merge"]));
+        assert!(mode(&argv("merge")).is_err(), "merge needs files");
     }
 }

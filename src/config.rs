@@ -11,13 +11,19 @@ use crate::classify::State;
 use crate::cli::{Args, EngineArg, OrderArg};
 use crate::engine::{EngineConfig, EngineKind};
 use crate::order::{Blocks, Done, Order, Schedule, Shard, ShardError};
-use crate::targets::{self, TargetArgs, TargetError, TargetSpace};
+use crate::targets::{self, Ranking, RankingSource, TargetArgs, TargetError, TargetSpace};
 use crate::timing::{AdaptiveTiming, Template, TemplateError};
 
 /// File descriptors kept back from the concurrency budget: stdio, outputs,
-/// one epoll instance and its wake-up per worker, and some slack.
-/// A quarter of the limit, between 16 and 64.
-pub(crate) const RESERVED_FDS: (u64, u64) = (16, 64);
+/// one epoll instance per worker, and some slack. A quarter of the limit,
+/// at least this many...
+pub(crate) const RESERVED_FDS_MIN: u64 = 16;
+/// ...and at most this many.
+pub(crate) const RESERVED_FDS_MAX: u64 = 64;
+/// Event-loop workers per core, at most: more only cost memory (each has
+/// its poll, events, slab and wheel, ~2 MB with its stack) and switches;
+/// `--threads 100000` ran the machine out of memory.
+const WORKERS_PER_CORE: usize = 4;
 
 /// A bad command line, named precisely.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +60,13 @@ pub enum ConfigError {
     Shard(#[from] ShardError),
     #[error(transparent)]
     ShardEnv(#[from] crate::shard_env::ShardEnvError),
+    /// An nmap flag FastPort cannot honour: why, and what to use instead.
+    #[error("{0}")]
+    Nmap(String),
+    #[error("--min-rate {min} is above --rate {max}")]
+    RateBounds { min: f64, max: f64 },
+    #[error("{0} and {1} cannot be used together")]
+    Conflict(&'static str, &'static str),
 }
 
 /// Which states get a line in the outputs.
@@ -149,6 +162,16 @@ pub struct OutputPlan {
     /// `--stats-every`: a status line on stderr this often, when stderr is
     /// not a terminal (a terminal gets a progress bar).
     pub stats_every: Option<Duration>,
+    /// `--open`: hosts without an open port are left out of the XML and
+    /// grepable outputs, as nmap does.
+    pub open_only: bool,
+    /// `-q`: no progress bar, status lines or notes.
+    pub quiet: bool,
+    /// `-oL`: one `addr:port` (or `host:port`) line per shown port, for pipes.
+    pub list: Option<Dest>,
+    /// `--trace FILE` and the probes it keeps (`--trace-sample`), in parts
+    /// per million.
+    pub trace: Option<(PathBuf, u32)>,
 }
 
 /// A scan, ready to run.
@@ -165,6 +188,13 @@ pub struct ScanConfig {
     pub fd_limit: u64,
     /// Notes for the user about adjusted settings (printed on stderr).
     pub notes: Vec<String>,
+    /// Where the `--top-ports` (or `-F`) ranking came from; `None` when
+    /// ports were listed or left at the default.
+    pub ranking: Option<RankingSource>,
+    /// The names targets were given by, for the outputs.
+    pub names: std::sync::Arc<targets::HostNames>,
+    /// How many target names did not resolve (reported in `notes`, skipped).
+    pub unresolved: usize,
 }
 
 impl ScanConfig {
@@ -186,6 +216,38 @@ impl ScanConfig {
                 value: "0".into(),
                 why: "at least 1 thread",
             });
+        }
+        if let Some(t) = &args.scan_type {
+            if t != "T" {
+                let word = format!("-s{t}");
+                return Err(ConfigError::Nmap(
+                    crate::cli::nmap_refusal(&word).unwrap_or_else(|| {
+                        format!("{word}: FastPort makes only TCP connects (-sT, its one scan type)")
+                    }),
+                ));
+            }
+        }
+        if let Some(p) = args.ping.as_deref().filter(|&p| p != "n") {
+            let word = format!("-P{p}");
+            return Err(ConfigError::Nmap(
+                crate::cli::nmap_refusal(&word).unwrap_or_default(),
+            ));
+        }
+        if args.open && args.show != "open" {
+            return Err(ConfigError::Conflict("--open", "--show"));
+        }
+        if args.fast && (args.ports.is_some() || args.top_ports.is_some()) {
+            return Err(ConfigError::Conflict(
+                "-F",
+                if args.ports.is_some() {
+                    "-p"
+                } else {
+                    "--top-ports"
+                },
+            ));
+        }
+        if args.quiet && args.verbose > 0 {
+            return Err(ConfigError::Conflict("-q", "-v"));
         }
         if let Some(rate) = args.rate {
             if !(rate.is_finite() && rate >= 0.1) {
@@ -211,17 +273,71 @@ impl ScanConfig {
         };
         let seed = args.seed.unwrap_or_else(crate::order::random_seed);
 
-        let space = targets::build(&TargetArgs {
+        let top_ports = args.top_ports.or(args.fast.then_some(100));
+        // Read only when asked for: the ranking is a file on this machine.
+        let ranking = top_ports.map(|_| {
+            let nmapdir = std::env::var_os("NMAPDIR").map(PathBuf::from);
+            Ranking::find(nmapdir.as_deref())
+        });
+        let built = targets::build_named(&TargetArgs {
             targets: &args.targets,
             input_list: args.input_list.as_deref(),
             exclude: &args.exclude,
             exclude_file: args.exclude_file.as_deref(),
             resolve: !args.no_resolve,
+            first_address_only: args.resolve_first,
             ports: args.ports.as_deref(),
-            top_ports: args.top_ports,
+            top_ports,
             exclude_ports: args.exclude_ports.as_deref(),
+            ranking: ranking.as_ref(),
         })?;
+        let space = built.space;
 
+        for e in &built.unresolved {
+            notes.push(format!("{e}: skipped"));
+        }
+        if args.verbose > 0 {
+            for (given, note) in [
+                (
+                    args.nmap_no_dns,
+                    "-n: FastPort never does reverse DNS lookups anyway",
+                ),
+                (
+                    args.ping.is_some(),
+                    "-Pn: FastPort never pings; every target is scanned anyway",
+                ),
+                (
+                    args.scan_type.is_some(),
+                    "-sT: a TCP connect scan is what FastPort always does",
+                ),
+                (
+                    args.max_scan_delay.is_some(),
+                    "--max-scan-delay: FastPort adds no scan delays for it to cap",
+                ),
+            ] {
+                if given {
+                    notes.push(note.to_string());
+                }
+            }
+        }
+        if let Some(min) = args.min_rate {
+            if !(min.is_finite() && min > 0.0) {
+                return Err(ConfigError::Number {
+                    flag: "--min-rate",
+                    value: min.to_string(),
+                    why: "expected connects per second, above 0",
+                });
+            }
+            if let Some(max) = args.rate.filter(|&max| max < min) {
+                return Err(ConfigError::RateBounds { min, max });
+            }
+            if args.verbose > 0 {
+                notes.push(format!(
+                    "--min-rate {min}: FastPort has no floor to enforce; it sends as fast as \
+                     --concurrency, --rate and the answers allow"
+                ));
+            }
+        }
         let budget = fd_budget(fd_limit);
         let concurrency = match args.concurrency.or(timing.max_concurrency) {
             Some(n) if n as u64 > budget => {
@@ -251,7 +367,15 @@ impl ScanConfig {
         let concurrency = concurrency
             .min(usize::try_from(space.len()).unwrap_or(usize::MAX))
             .max(1);
-        let threads = args.threads.unwrap_or(cores).clamp(1, concurrency);
+        let max_workers = cores.max(1) * WORKERS_PER_CORE;
+        let asked = args.threads.unwrap_or(cores);
+        let mut threads = asked.clamp(1, concurrency);
+        if threads > max_workers {
+            notes.push(format!(
+                "--threads {asked} is more than {cores} cores can use; using {max_workers}"
+            ));
+            threads = max_workers;
+        }
         let blocks = Blocks::new(space.len(), space.ports().len() as u64);
         let order = match args.order {
             OrderArg::Random => Order::random(blocks, seed),
@@ -273,13 +397,33 @@ impl ScanConfig {
                 adaptive: timing.adaptive,
                 concurrency,
                 threads,
-                rate: args.rate.or(timing.rate),
+                rate: scan_delay_rate(args)?
+                    .into_iter()
+                    .chain(args.rate.or(timing.rate))
+                    .reduce(f64::min),
             },
             outputs,
             fd_limit,
             notes,
+            ranking: ranking.map(|r| r.source),
+            names: std::sync::Arc::new(built.names),
+            unresolved: built.unresolved.len(),
         })
     }
+}
+
+/// `--scan-delay D` as a rate: one connect per D, all hosts together.
+fn scan_delay_rate(args: &Args) -> Result<Option<f64>, ConfigError> {
+    let Some(text) = &args.scan_delay else {
+        return Ok(None);
+    };
+    let delay = parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| ConfigError::FlagDuration {
+            flag: "--scan-delay",
+            value: text.clone(),
+        })?;
+    Ok(Some(1.0 / delay.as_secs_f64()))
 }
 
 /// The timing flags, checked and combined with the `-T` template.
@@ -381,6 +525,7 @@ fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
     let mut xml = dest(&args.output_xml);
     let mut grepable = dest(&args.output_grepable);
     let csv = dest(&args.output_csv);
+    let list = dest(&args.output_list);
     let stats = dest(&args.stats);
     if let Some(base) = &args.output_all {
         // -oA BASE stands for -oN BASE.txt -oX BASE.xml -oG BASE.gnmap -oJ BASE.jsonl.
@@ -407,6 +552,7 @@ fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
         ("-oX", &xml),
         ("-oG", &grepable),
         ("-oC", &csv),
+        ("-oL", &list),
         ("--stats", &stats),
     ];
     let on_stdout: Vec<&'static str> = claims
@@ -421,6 +567,12 @@ fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
     let stdout_taken = claims
         .iter()
         .any(|(flag, d)| *flag != "-oN" && **d == Some(Dest::Stdout));
+    if let Some(text) = &args.max_scan_delay {
+        parse_duration(text).ok_or_else(|| ConfigError::FlagDuration {
+            flag: "--max-scan-delay",
+            value: text.clone(),
+        })?;
+    }
     let stats_every = match args.stats_every.as_deref() {
         Some(s) => Some(
             parse_duration(s)
@@ -450,14 +602,40 @@ fn output_plan(args: &Args) -> Result<OutputPlan, ConfigError> {
         csv,
         stats,
         show: Show::parse(&args.show)?,
-        reason: args.reason,
+        reason: args.reason || args.verbose >= 2,
         stats_every,
+        open_only: args.open,
+        quiet: args.quiet,
+        list,
+        trace: trace_plan(args)?,
     })
+}
+
+/// `--trace FILE` with its `--trace-sample` fraction (10⁻⁶ ≤ fraction ≤ 1),
+/// in parts per million.
+fn trace_plan(args: &Args) -> Result<Option<(PathBuf, u32)>, ConfigError> {
+    let sample = args.trace_sample.unwrap_or(1.0);
+    if !(1e-6..=1.0).contains(&sample) {
+        return Err(ConfigError::Number {
+            flag: "--trace-sample",
+            value: sample.to_string(),
+            why: "expected a fraction of the probes, from 0.000001 to 1",
+        });
+    }
+    match &args.trace {
+        Some(path) => Ok(Some((path.clone(), (sample * 1e6).round() as u32))),
+        None if args.trace_sample.is_some() => Err(ConfigError::Number {
+            flag: "--trace-sample",
+            value: sample.to_string(),
+            why: "samples the --trace: give --trace FILE too",
+        }),
+        None => Ok(None),
+    }
 }
 
 /// Descriptors available for sockets.
 pub fn fd_budget(fd_limit: u64) -> u64 {
-    let reserve = (fd_limit / 4).clamp(RESERVED_FDS.0, RESERVED_FDS.1);
+    let reserve = (fd_limit / 4).clamp(RESERVED_FDS_MIN, RESERVED_FDS_MAX);
     fd_limit.saturating_sub(reserve).max(1)
 }
 
@@ -505,7 +683,11 @@ mod tests {
         let argv = std::iter::once("fastport")
             .chain(line.split_whitespace())
             .map(OsString::from);
-        ScanConfig::from_args(&parse_from(argv).unwrap(), 1024, 2)
+        match parse_from(argv) {
+            Ok(args) => ScanConfig::from_args(&args, 1024, 2),
+            // A refusal at parse time reads the same to the user.
+            Err(e) => Err(ConfigError::Nmap(e.to_string())),
+        }
     }
 
     #[test]
@@ -627,6 +809,20 @@ mod tests {
         assert_eq!(c.engine.threads, 1);
     }
 
+    /// `--threads 100000` started a worker each (~2 MB) until the kernel's
+    /// OOM killer ran.
+    #[test]
+    fn threads_100000_is_capped_to_what_the_cores_can_use() {
+        let c = config("--threads 100000 -p- 127.0.0.1").unwrap();
+        assert_eq!(c.engine.threads, 2 * WORKERS_PER_CORE);
+        assert_eq!(
+            c.notes,
+            vec!["--threads 100000 is more than 2 cores can use; using 8".to_string()]
+        );
+        let c = config("--threads 3 -p- 127.0.0.1").unwrap();
+        assert_eq!((c.engine.threads, c.notes.len()), (3, 0));
+    }
+
     #[test]
     fn bad_numbers_are_named() {
         for (line, needle) in [
@@ -677,6 +873,66 @@ mod tests {
             ),
         ] {
             assert_eq!(config(line).unwrap_err().to_string(), msg, "{line}");
+        }
+    }
+
+    #[test]
+    fn nmap_flags_map_onto_fastports() {
+        let c = config("-sT -Pn -n -T4 --open -p 1-1000 127.0.0.1").unwrap();
+        assert_eq!(c.space.len(), 1000);
+        assert!(c.outputs.open_only);
+        assert_eq!(c.outputs.show, Show::OPEN);
+        assert!(c.notes.is_empty(), "quiet unless -v: {:?}", c.notes);
+        let c = config("-v -sT -Pn -n 127.0.0.1").unwrap();
+        assert_eq!(c.notes.len(), 3, "{:?}", c.notes);
+        let c = config("-F 127.0.0.1").unwrap();
+        assert_eq!(c.space.ports().len(), 100);
+        assert!(c.ranking.is_some());
+        assert_eq!(config("127.0.0.1").unwrap().ranking, None);
+        let c = config("--scan-delay 100ms --rate 50 127.0.0.1").unwrap();
+        assert_eq!(c.engine.rate, Some(10.0));
+        let c = config("--scan-delay 1ms --rate 50 127.0.0.1").unwrap();
+        assert_eq!(c.engine.rate, Some(50.0));
+        assert!(config("-vv 127.0.0.1").unwrap().outputs.reason);
+        assert!(config("-q 127.0.0.1").unwrap().outputs.quiet);
+        let c = config("-oL - 127.0.0.1").unwrap();
+        assert_eq!(c.outputs.list, Some(Dest::Stdout));
+        assert!(c.outputs.text.is_empty() && c.outputs.summary_to_stderr);
+        for (line, msg) in [
+            ("-sS 127.0.0.1", "-sS (SYN scan) needs raw packets"),
+            ("-s S 127.0.0.1", "-sS (SYN scan) needs raw packets"),
+            ("-s Q 127.0.0.1", "-sQ: FastPort makes only TCP connects"),
+            ("-P S 127.0.0.1", "-PS: FastPort sends no discovery probes"),
+            (
+                "--open --show all 127.0.0.1",
+                "--open and --show cannot be used together",
+            ),
+            ("-F -p 22 127.0.0.1", "-F and -p cannot be used together"),
+            (
+                "-F --top-ports 5 127.0.0.1",
+                "-F and --top-ports cannot be used together",
+            ),
+            ("-q -v 127.0.0.1", "-q and -v cannot be used together"),
+            (
+                "--min-rate 100 --rate 10 127.0.0.1",
+                "--min-rate 100 is above --rate 10",
+            ),
+            ("--min-rate 0 127.0.0.1", "invalid --min-rate 0"),
+            (
+                "--scan-delay soon 127.0.0.1",
+                "invalid --scan-delay \"soon\"",
+            ),
+            (
+                "--max-scan-delay soon 127.0.0.1",
+                "invalid --max-scan-delay \"soon\"",
+            ),
+            ("-oL - -oJ - 127.0.0.1", "-oJ and -oL both write to stdout"),
+        ] {
+            let e = match config(line) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{line}: accepted"),
+            };
+            assert!(e.contains(msg), "{line}: {e}");
         }
     }
 

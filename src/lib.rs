@@ -3,8 +3,10 @@
 //!
 //! The layers, in the order a probe goes through them:
 //!
-//! - **Input** — [`cli`] holds the raw flags as typed (nmap spellings such as
-//!   `-iL`, `-oJ`, `-p-` included); [`config`] validates them once into a
+//! - **Input** — [`cli`] decides the mode from the first word (scan, merge,
+//!   completions, manpage) and holds the raw flags as typed (nmap spellings
+//!   such as `-iL`, `-oJ`, `-p-`, `-sT`, `-Pn` included, and a one-line
+//!   refusal for those it cannot honour); [`config`] validates them once into a
 //!   [`config::ScanConfig`]. Every usage error is found here, before any
 //!   probe, and names the token the user typed.
 //! - **Targets** — [`targets`] turns addresses, ranges, CIDR blocks,
@@ -13,26 +15,31 @@
 //!   addressed by a dense `u64` index, so nothing proportional to
 //!   targets × ports is ever materialised.
 //! - **Order** — [`order`] decides which probe comes when: a seeded
-//!   permutation of the index space (`--seed`, `--order`), the positions one
-//!   shard of a split scan owns (`--shard K/N`), and what a resumed run
-//!   skips; [`rate`] caps new connects per second (`--rate`).
+//!   permutation of host blocks and of the probes within each (`--seed`,
+//!   `--order`), so hosts finish within a bounded window; the positions one
+//!   shard of a split scan owns (`--shard K/N`), how many results each host
+//!   gets in this run, and what a resumed run skips; [`rate`] caps new
+//!   connects per second (`--rate`).
 //! - **Engine** — [`engine`] splits the shard's sequence between workers and
-//!   gathers their results. A probe is *born* in a worker
-//!   ([`engine::event_loop`]): a non-blocking socket and a connect
-//!   ([`probe`]); it is *waited on* in the worker's mio poll under a token
-//!   that is its slab index, with its deadline in the worker's [`wheel`]; it
-//!   is *classified* by [`classify`] from what the kernel reports
-//!   (`SO_ERROR`, peer and local address) into a [`classify::Reason`] with
-//!   nmap's name. [`engine::threads`] is the same probe waited on by one
-//!   blocking OS thread each, for comparison.
+//!   gathers their results. Every rule a probe follows is in one sans-IO
+//!   state machine ([`engine::machine`]): it decides when a probe is *born*
+//!   (the in-flight cap, `--rate`, host windows), how long it is *waited
+//!   on* (its deadline in the machine's [`wheel`], under its slab index),
+//!   retries, back-off and timing. A worker of [`engine::event_loop`] drives
+//!   it with syscalls: a non-blocking socket and a connect ([`probe`]), a
+//!   mio poll under a token that is the slab index; the answer is
+//!   *classified* by [`classify`] from what the kernel reports (`SO_ERROR`,
+//!   peer and local address) into a [`classify::Reason`] with nmap's name.
+//!   [`engine::threads`] drives the same machine with one blocking OS
+//!   thread per probe, for comparison.
 //! - **Results** — batches travel to the writer thread ([`scan`]), which
 //!   feeds the [`output`] sinks (human text, JSON lines, ...) as results
 //!   arrive; each worker's [`stats`] (counts and HdrHistograms of connect
 //!   latency per reason) are merged into the run's summary at the end.
 //! - **Shards** — [`order`] gives the seeded permutation of the index space
 //!   that `--shard K/N` splits ([`shard_env`] reads K/N from Slurm,
-//!   Kubernetes or GNU parallel for `--shard auto`), [`rate`] the `--rate`
-//!   token buckets, [`resume`] the resume file written on Ctrl-C (a resumed
+//!   Kubernetes or GNU parallel for `--shard auto`), [`rate`] the shared
+//!   `--rate` limiter, [`resume`] the resume file written on Ctrl-C (a resumed
 //!   run continues the first run's output files), and [`merge`] joins
 //!   shards' results (`fastport merge`), checked against their `--stats`
 //!   documents, into every output format.
@@ -40,6 +47,11 @@
 //!   waits (RFC 6298's RTT estimate, per host and per scan), how many probes
 //!   go out at once (a congestion window) and how often a silent port is
 //!   retried; `-T0`…`-T5` are nmap's templates for it.
+//! - **Seeing the run** — [`trace`] records every probe's life and the
+//!   engine's decisions (`--trace`, sampled by a seeded hash);
+//!   [`report::series`] counts launches, completions and in-flight per
+//!   100 ms for `--stats`; [`report`] draws summaries, results and traces
+//!   into one self-contained HTML page (`fastport report`).
 //! - **System** — [`sys`] is the one module allowed `unsafe`: process limits
 //!   and the `TCP_INFO` read that neither std nor socket2 wrap.
 //!
@@ -55,6 +67,7 @@ pub mod order;
 pub mod output;
 pub mod probe;
 pub mod rate;
+pub mod report;
 pub mod resume;
 pub mod scan;
 pub mod shard_env;
@@ -62,4 +75,5 @@ pub mod stats;
 pub mod sys;
 pub mod targets;
 pub mod timing;
+pub mod trace;
 pub mod wheel;

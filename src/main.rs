@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use fastport::config::ScanConfig;
 use fastport::output::{Outputs, RunInfo};
 use fastport::stats::StatsDocument;
-use fastport::{cli, resume, scan, sys};
+use fastport::trace::{Sampler, TraceSink};
+use fastport::{cli, report, resume, scan, sys};
 
 /// Exit status for bad input (as clap and nmap use).
 const EXIT_USAGE: u8 = 2;
@@ -21,24 +22,20 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // `fastport completions SHELL`, `fastport manpage`: a document, no scan.
-    if let Some(request) = cli::document_request(&argv) {
-        return match request {
-            Ok(doc) => match cli::write_document(doc, &mut io::stdout().lock()) {
+    // The first word decides: a document, a merge, or a scan.
+    let args = match cli::mode(&argv) {
+        Ok(cli::Mode::Document(doc)) => {
+            return match cli::write_document(doc, &mut io::stdout().lock()) {
                 Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
                     eprintln!("fastport: cannot write: {e}");
                     ExitCode::FAILURE
                 }
                 _ => ExitCode::SUCCESS,
-            },
-            Err(e) => clap_error(&e),
-        };
-    }
-    if argv.get(1).and_then(|a| a.to_str()) == Some("merge") {
-        return merge(&argv);
-    }
-    let args = match cli::parse_from(argv.iter().cloned()) {
-        Ok(args) => args,
+            };
+        }
+        Ok(cli::Mode::Merge(args)) => return merge(&args, &argv),
+        Ok(cli::Mode::Report(args)) => return report(&args),
+        Ok(cli::Mode::Scan(args)) => *args,
         Err(e) => return clap_error(&e),
     };
     // First: a signal while the run starts up (names resolving, outputs
@@ -82,8 +79,10 @@ fn main() -> ExitCode {
             .map(|_| config.schedule.shard.to_string()),
         ..args
     };
-    for note in &config.notes {
-        eprintln!("fastport: note: {note}");
+    if !config.outputs.quiet {
+        for note in &config.notes {
+            eprintln!("fastport: note: {note}");
+        }
     }
     let earlier = match resumed.as_ref().map(resumed_earlier).transpose() {
         Ok(e) => e.flatten(),
@@ -116,8 +115,25 @@ fn main() -> ExitCode {
             return usage_error(&e);
         }
     };
+    // `--trace FILE`: created with the outputs, before any probe. (The
+    // engine's drivers hand it to the machine's events: not connected yet.)
+    let trace = match &config.outputs.trace {
+        Some((path, sample)) => {
+            match TraceSink::create(path, Sampler::from_ppm(*sample, config.seed)) {
+                Ok(sink) => Some(sink),
+                Err(e) => {
+                    return usage_error(&format_args!("cannot write \"{}\": {e}", path.display()));
+                }
+            }
+        }
+        None => None,
+    };
 
-    match scan::run(&config, &mut outputs, &signals.stop, earlier.as_ref()) {
+    let scanned = scan::run(&config, &mut outputs, &signals.stop, earlier.as_ref());
+    if let Some(Err(e)) = trace.as_ref().map(|t| t.flush()) {
+        eprintln!("fastport: cannot write the trace: {e}");
+    }
+    match scanned {
         Ok(outcome) => {
             // From here no signal ends the process: the resume file is saved.
             signals.saving();
@@ -241,16 +257,10 @@ fn clap_error(e: &clap::Error) -> ExitCode {
 /// `fastport merge FILE...`: joins shards' results and summaries. Every
 /// check runs before a byte is written; files are written whole or not at
 /// all.
-fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
+fn merge(args: &cli::MergeArgs, argv: &[std::ffi::OsString]) -> ExitCode {
     use fastport::merge::{
         check_not_an_input, check_results, copy_results, is_stats_file, merge_stats,
         write_atomically,
-    };
-    let words = std::iter::once(std::ffi::OsString::from("fastport merge"))
-        .chain(argv[2..].iter().cloned());
-    let args = match cli::MergeArgs::parse_from(words) {
-        Ok(args) => args,
-        Err(e) => return clap_error(&e),
     };
     let mut results = Vec::new();
     let mut summaries = Vec::new();
@@ -283,6 +293,10 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
         Ok(n) => n,
         Err(e) => return usage_error(&e),
     };
+    let sort_dir = args.sort_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if let Err(e) = fastport::merge::formats::check_overlaps(&results, &sort_dir) {
+        return usage_error(&e);
+    }
     if let Some(m) = &merged {
         if !results.is_empty() {
             if let Err(e) = m.check_lines(lines) {
@@ -290,16 +304,15 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
             }
         }
     }
-    // -oN/-oX/-oG/-oC: checked whole before anything is written.
-    let formats = match fastport::merge::formats::FormatPlan::from_args(&args, argv) {
+    // -oN/-oX/-oG/-oC: the results sorted by host and replayed through the
+    // scan's writers (merge::formats), checked whole before they are written.
+    let formats = match fastport::merge::formats::FormatPlan::from_args(args, argv) {
         Ok(plan) => plan,
         Err(e) => return usage_error(&e),
     };
-    for dest in [&formats.text, &formats.xml, &formats.grepable, &formats.csv] {
-        if let Some(fastport::config::Dest::File(target)) = dest {
-            if let Err(e) = check_not_an_input(target, &args.inputs) {
-                return usage_error(&e);
-            }
+    for target in formats.files() {
+        if let Err(e) = check_not_an_input(target, &args.inputs) {
+            return usage_error(&e);
         }
     }
     if formats.any() {
@@ -310,7 +323,8 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
     }
     let written = match out {
         Some(p) => write_atomically(p, |w| copy_results(&results, w, p)),
-        None if formats.any() && args.output_json.is_none() => Ok(()),
+        // Another format took the place of JSON lines on stdout.
+        None if args.output_json.is_none() && formats.any() => Ok(()),
         None => {
             let mut stdout = io::BufWriter::new(io::stdout().lock());
             match copy_results(&results, &mut stdout, std::path::Path::new("stdout")) {
@@ -362,6 +376,18 @@ fn merge(argv: &[std::ffi::OsString]) -> ExitCode {
         summaries.len()
     );
     ExitCode::SUCCESS
+}
+
+/// `fastport report FILE... -o PAGE`: one self-contained HTML page.
+fn report(args: &cli::ReportArgs) -> ExitCode {
+    match report::write_report(&args.inputs, &args.output, args.plot.as_deref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ report::ReportError::Write { .. }) => {
+            eprintln!("fastport: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => usage_error(&e),
+    }
 }
 
 fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {

@@ -5,20 +5,29 @@
 //! ZMap and masscan get load spreading, sharding and resume from one idea, a
 //! seeded bijection over the index space; so does FastPort:
 //!
-//! - [`Permutation`] maps a *position* `0..n` to a probe *index* `0..n`
-//!   ([`crate::targets::TargetSpace::get`] turns the index into an address
-//!   and port). It is a small Feistel cipher over the power-of-two domain just
-//!   above `n`, with cycle-walking back into `0..n` (masscan's BlackRock
-//!   idea): random access, `O(1)` memory, no allocation, a few nanoseconds
-//!   per position. The seed picks the round keys, so the same seed and the
-//!   same space give the same order on every machine.
+//! - [`Permutation`] maps a *position* `0..n` to an *index* `0..n`. It is
+//!   a small Feistel cipher over the power-of-two domain just above `n`,
+//!   with cycle-walking back into `0..n` (masscan's BlackRock idea): random
+//!   access, `O(1)` memory, no allocation, a few nanoseconds per position.
+//!   The seed picks the round keys, so the same seed and the same space give
+//!   the same order on every machine.
+//! - [`BlockOrder`] (`--order random`) uses it twice: over the [`Blocks`] of
+//!   consecutive hosts, and within each block, so every probe of a block
+//!   comes before the next block's. Hosts then finish within about a block
+//!   of probes, and what is kept per host in progress stays bounded
+//!   ([`crate::targets::TargetSpace::get`] turns an index into an address
+//!   and port).
 //! - [`Shard`] `K/N` owns positions `K-1, K-1+N, K-1+2N, ...`. Its *sequence
 //!   numbers* `s = 0, 1, 2, ...` name them (`position = K-1 + N*s`); workers
 //!   take interleaved slices of the sequence, and resume records progress in
 //!   it, so neither depends on how many workers ran.
 //! - [`Done`] is the set of sequence numbers already finished (a resumed run
 //!   skips them), kept as sorted ranges.
-//! - [`Schedule`] puts the three together for the engine.
+//! - [`Schedule`] puts them together for the engine: the probe index of a
+//!   sequence number, each host's [`Quotas`] in this run (for the per-host
+//!   outputs), and the workers' [`Stride`]s, held together by a [`Gate`]
+//!   (the threads engine's counter by [`Claims`]) so they span at most two
+//!   windows of the sequence.
 
 use std::cell::Cell;
 use std::fmt;
@@ -229,6 +238,19 @@ impl Blocks {
     /// Blocks, the short last one included.
     pub fn count(&self) -> u64 {
         self.total.div_ceil(self.size())
+    }
+
+    /// The host of probe `index`.
+    #[inline]
+    pub fn host(&self, index: u64) -> u64 {
+        index / self.ports
+    }
+
+    /// The block of `host`, and the host's offset in it (what
+    /// [`Quotas::get`] takes).
+    #[inline]
+    pub fn host_in_block(&self, host: u64) -> (u64, u64) {
+        (host / self.hosts, host % self.hosts)
     }
 
     /// The block holding index (or position) `x`.
@@ -681,7 +703,7 @@ impl Schedule {
         self.order.index(self.shard.position(s))
     }
 
-    /// The position block of sequence number `s`: what the gate counts in.
+    /// The position block of sequence number `s` (what [`Claims`] counts in).
     #[inline]
     pub fn block_of_seq(&self, s: u64) -> u64 {
         self.blocks.of(self.shard.position(s))
@@ -805,7 +827,7 @@ impl Gate {
 }
 
 /// A stride's place at its gate.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Held {
     gate: Arc<Gate>,
     lane: usize,
@@ -824,8 +846,9 @@ impl Held {
 /// The sequence numbers a worker owns: `next, next + step, ...` below `end`
 /// (see [`Schedule`]: a sequence number becomes a probe index through the
 /// shard and the order), held back at block boundaries by the workers'
-/// [`Gate`] when made by [`Schedule::strides`].
-#[derive(Debug, Clone)]
+/// [`Gate`] when made by [`Schedule::strides`]. Dropping a stride lets the
+/// others past it (a worker that ends early, even by a panic, holds no one).
+#[derive(Debug)]
 pub struct Stride {
     start: u64,
     next: u64,
@@ -891,6 +914,14 @@ impl Stride {
                 held.block(self.next)
             };
             held.gate.lanes[held.lane].store(block, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Stride {
+    fn drop(&mut self) {
+        if let Some(held) = &self.gate {
+            held.gate.lanes[held.lane].store(u64::MAX, Ordering::Release);
         }
     }
 }

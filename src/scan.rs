@@ -12,7 +12,7 @@ use crate::order::Done;
 use crate::output::progress::Progress;
 use crate::output::{HeldHosts, Outputs};
 use crate::resume::targets_hash;
-use crate::stats::{RunRecord, Stats, Summary};
+use crate::stats::{RunRecord, Summary};
 
 /// How a scan ended.
 #[derive(Debug)]
@@ -58,26 +58,25 @@ pub fn run(
 ) -> Result<ScanOutcome, EngineError> {
     let schedule = &config.schedule;
     let total = schedule.remaining();
-    let mut progress = Progress::new(total, config.outputs.stats_every);
+    let mut progress = if config.outputs.quiet {
+        Progress::silent(total)
+    } else {
+        Progress::new(total, config.outputs.stats_every)
+    };
     let started = Instant::now();
 
     let result = engine::run(&config.space, schedule, &config.engine, stop, |batch| {
         progress.advance(batch.len() as u64);
-        progress.suspend(|| outputs.write_batch(batch))
+        let show = config.outputs.show;
+        let prints = batch.iter().any(|r| show.contains(r.reason.state()));
+        progress.suspend(prints, || outputs.write_batch(batch))
     });
     progress.finish();
     let done = progress.done();
 
     let (end, output_error) = match result {
         Ok(end) => (end, None),
-        Err(EngineError::Output(e)) => (
-            EngineEnd {
-                stats: Stats::new(),
-                lanes: Vec::new(),
-                in_flight: Vec::new(),
-            },
-            Some(e),
-        ),
+        Err(EngineError::Output(e, end)) => (*end, Some(e)),
         Err(e) => return Err(e),
     };
     let EngineEnd {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::{LocalError, Reason, State};
 use crate::order::Shard;
+use crate::report::series::{Series, SeriesDoc};
 use crate::timing::TimingSummary;
 
 /// Highest latency a histogram tracks exactly: one hour, in microseconds.
@@ -32,6 +33,9 @@ pub struct Stats {
     pub latency: Vec<Histogram<u64>>,
     /// Where adaptive timing ended (or the fixed timeout).
     pub timing: TimingSummary,
+    /// Launches, completions, in flight and window per 100 ms (the `series`
+    /// of `--stats`, drawn by `fastport report`).
+    pub series: Series,
 }
 
 impl Default for Stats {
@@ -56,6 +60,7 @@ impl Stats {
             attempts: 0,
             latency,
             timing: TimingSummary::default(),
+            series: Series::new(),
         }
     }
 
@@ -82,6 +87,7 @@ impl Stats {
         }
         self.attempts += other.attempts;
         self.timing.merge(&other.timing);
+        self.series.merge(&other.series);
         for (a, b) in self.latency.iter_mut().zip(&other.latency) {
             // Same bounds on both sides: add cannot fail.
             a.add(b).expect("histograms share their bounds");
@@ -228,6 +234,10 @@ pub struct StatsDocument {
     /// In a document `fastport merge` wrote: the shards no input covered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_shards: Option<Vec<u64>>,
+    /// Launches, completions, in flight and window per 100 ms (drawn by
+    /// `fastport report`); absent when the engine recorded none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<SeriesDoc>,
 }
 
 /// `--engine`, as the stats document names it.
@@ -339,6 +349,7 @@ impl StatsDocument {
             run,
             merged_shards: None,
             missing_shards: None,
+            series: (!s.stats.series.is_empty()).then(|| s.stats.series.to_doc()),
         }
     }
 

@@ -97,6 +97,45 @@ pub fn reserve_fd_table(highest: u64) {
     }
 }
 
+/// The address-space limit (`RLIMIT_AS`, `ulimit -v`) in bytes, `None`
+/// when unlimited or unreadable.
+pub fn address_space_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit that outlives the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) };
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// The address space this process maps now, in bytes (`/proc/self/statm`).
+pub fn address_space_used() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().next()?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Keeps glibc's malloc to its main arena. Each thread that allocates may
+/// otherwise get an arena of its own, and each reserves 64 MiB of address
+/// space (128 MiB while it is being aligned): under `ulimit -v` that, not
+/// the memory used, is what runs out. Called only when such a limit is set.
+pub fn single_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes two integers and touches only malloc's settings.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Descriptors this process has open now (`/proc/self/fd`), `None` when it
+/// cannot be read.
+pub fn open_fds() -> Option<u64> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    // The listing's own descriptor is in it.
+    Some((dir.count() as u64).saturating_sub(1))
+}
+
 /// How many threads this process can start with room to spare: each thread
 /// takes about four memory mappings (stack, its guard page, the signal stack
 /// and its guard), and `vm.max_map_count` caps mappings per process (65530
@@ -133,6 +172,16 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_fds_counts_a_new_descriptor() {
+        let before = open_fds().unwrap();
+        assert!(before >= 3, "stdio at least: {before}");
+        let file = std::fs::File::open("/dev/null").unwrap();
+        // Other test threads open files too: at least one more.
+        assert!(open_fds().unwrap() >= 1);
+        drop(file);
+    }
 
     #[test]
     fn raising_never_lowers() {

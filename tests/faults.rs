@@ -104,6 +104,83 @@ fn open_file_limit_of_64() {
     }
 }
 
+/// `ulimit -n 6`: stdio and the outputs take the descriptors a probe would
+/// need, so every connect would fail with EMFILE; the scan spun on it
+/// forever without a word. Now it is one clear error and exit 1, for both
+/// engines, before any probe.
+#[test]
+fn open_file_limit_of_6_is_one_clear_error() {
+    if !in_netns!(open_file_limit_of_6_is_one_clear_error) {
+        return;
+    }
+    let dir = temp_dir("fd6");
+    for engine in ["mio", "threads"] {
+        let out = dir.join(format!("{engine}.jsonl"));
+        let o = fastport_after(
+            "ulimit -n 6",
+            &[
+                "--engine",
+                engine,
+                "-p",
+                "1-100",
+                "-oJ",
+                out.to_str().unwrap(),
+                "127.0.0.1",
+            ],
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{engine}: {err}");
+        assert!(
+            err.contains("open-file limit (6) is too small"),
+            "{engine}: {err}"
+        );
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.contains("open-file limit"))
+                .count(),
+            1,
+            "{engine}: one message: {err}"
+        );
+    }
+}
+
+/// `ulimit -v` too small for `--concurrency` threads: the threads engine
+/// exited ("cannot start thread 696 of 5000") instead of scanning with the
+/// threads it could start.
+#[test]
+fn threads_engine_under_ulimit_v_shrinks_its_pool() {
+    if !in_netns!(threads_engine_under_ulimit_v_shrinks_its_pool) {
+        return;
+    }
+    let ls = listeners("127.0.0.1", &[22, 80], 2);
+    let open: Vec<u16> = addrs(&ls).iter().map(|a| a.port()).collect();
+    let dir = temp_dir("ulimit-v");
+    let out = dir.join("threads.jsonl");
+    let o = fastport_after(
+        "ulimit -v 200000",
+        &[
+            "--engine",
+            "threads",
+            "--concurrency",
+            "5000",
+            "-p",
+            "1-5000",
+            "--timeout",
+            "500ms",
+            "--show",
+            "all",
+            "-oJ",
+            out.to_str().unwrap(),
+            "127.0.0.1",
+        ],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("scanning with"), "{err}");
+    let open: Vec<u16> = open.into_iter().filter(|p| *p <= 5000).collect();
+    assert_truth("threads", &read_jsonl(&out), 1..=5000, &open, 0..=0); // nothing dropped
+}
+
 /// Sixteen ephemeral ports (the range is per namespace) on a 65535-port
 /// scan with 100 silent ports holding local ports. Linux shares a local
 /// port between connections to different destinations, so a one-host scan

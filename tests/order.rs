@@ -296,6 +296,14 @@ fn interrupt_and_resume(name: &str, engine: &str) {
         // Interrupt the first few runs at a random moment; let the last finish.
         let stop_it = interrupts < 4;
         if stop_it {
+            // A moment of the scan, not of start-up: the signal handlers
+            // are installed once the outputs are open, and a debug build on
+            // a loaded machine can take longer than 20 ms to get there.
+            let started = Instant::now() + Duration::from_secs(10);
+            while !out.exists() && Instant::now() < started && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            std::thread::sleep(Duration::from_millis(5));
             let wait = Duration::from_millis(20 + rng.below(400));
             let deadline = Instant::now() + wait;
             while Instant::now() < deadline && child.try_wait().unwrap().is_none() {

@@ -130,7 +130,7 @@ fn every_format_reads_back_in_its_consumer() {
 
     let file = |ext: &str| dir.join(format!("scan.{ext}"));
     let text = std::fs::read_to_string(file("txt")).unwrap();
-    assert!(text.contains("[OPEN] [::1]:8080 http-proxy"), "{text}");
+    assert!(text.contains("[OPEN] [::1]:8080 http-alt"), "{text}");
     let jsonl = read_jsonl(&file("jsonl"));
     assert_eq!(jsonl.len(), 4, "{jsonl:?}");
 
@@ -151,26 +151,28 @@ fn every_format_reads_back_in_its_consumer() {
     );
     assert_eq!(
         ports("::1"),
-        serde_json::json!([[8080, "tcp", "open", "syn-ack", "http-proxy"]])
+        serde_json::json!([[8080, "tcp", "open", "syn-ack", "http-alt"]])
     );
 
     let gnmap = std::fs::read_to_string(file("gnmap")).unwrap();
     let lines: Vec<&str> = gnmap.lines().collect();
-    assert_eq!(lines.len(), 5, "{gnmap}");
+    assert_eq!(lines.len(), 7, "{gnmap}");
     assert!(lines[0].starts_with("# FastPort "), "{gnmap}");
     assert!(lines[1].starts_with("# order random, seed "), "{gnmap}");
-    let mut hosts = lines[2..4].to_vec();
+    let mut hosts = lines[2..6].to_vec();
     hosts.sort_unstable();
     assert_eq!(
         hosts,
         [
             "Host: 127.0.0.1 ()\tPorts: 22/open/tcp//ssh///, 80/open/tcp//http///, 443/open/tcp//https///\tIgnored State: closed (1022)",
-            "Host: ::1 ()\tPorts: 8080/open/tcp//http-proxy///\tIgnored State: closed (1024)",
+            "Host: 127.0.0.1 ()\tStatus: Up",
+            "Host: ::1 ()\tPorts: 8080/open/tcp//http-alt///\tIgnored State: closed (1024)",
+            "Host: ::1 ()\tStatus: Up",
         ]
     );
     assert!(
-        lines[4].starts_with("# FastPort done at ")
-            && lines[4].contains(" -- 2 IP addresses (2 hosts up) scanned in "),
+        lines[6].starts_with("# FastPort done at ")
+            && lines[6].contains(" -- 2 IP addresses (2 hosts up) scanned in "),
         "{gnmap}"
     );
 

@@ -119,6 +119,17 @@ pub fn scan_line(extra: &str) -> String {
     )
 }
 
+/// A fresh temporary directory for a test that runs as PID 1 of its
+/// namespace, where `util::temp_dir`'s process id would be 1 in every run:
+/// the clock makes it unique instead.
+fn pid1_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    crate::util::temp_dir(&format!("{name}-{nanos}"))
+}
+
 /// A one-node Slurm cluster in this namespace; its daemons die with it.
 struct Cluster {
     conf: PathBuf,
@@ -295,7 +306,7 @@ fn slurm_job_array_shards_merge_to_the_whole_scan() {
         return;
     }
     let _ls = world();
-    let dir = crate::util::temp_dir("slurm-array");
+    let dir = pid1_dir("slurm-array");
     let whole = whole_scan(&dir);
     let cluster = Cluster::start(&dir.join("cluster"));
 
@@ -456,7 +467,7 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
         return;
     }
     let _ls = world();
-    let dir = crate::util::temp_dir("slurm-resume");
+    let dir = pid1_dir("slurm-resume");
     let whole = whole_scan(&dir);
     let cluster = Cluster::start(&dir.join("cluster"));
 
@@ -468,7 +479,9 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
         &script,
         format!(
             "#!/bin/sh\n{}\n",
-            scan_line("--rate 200 --shard auto -oJ shard-$SLURM_ARRAY_TASK_ID.jsonl")
+            scan_line(
+                "--rate 200 --shard auto -oJ shard-$SLURM_ARRAY_TASK_ID.jsonl --stats shard-$SLURM_ARRAY_TASK_ID.json"
+            )
         ),
     )
     .unwrap();
@@ -522,7 +535,7 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
         std::fs::read_to_string(dir.join("task-2-resumed.log")).unwrap_or_default()
     );
 
-    let inputs: Vec<PathBuf> = ["1", "2", "2-resumed", "3"]
+    let mut inputs: Vec<PathBuf> = ["1", "2", "2-resumed", "3"]
         .iter()
         .map(|k| dir.join(format!("shard-{k}.jsonl")))
         .collect();
@@ -531,8 +544,21 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
         interrupted > 0 && interrupted < whole.len() / 3,
         "task 2 stopped mid-scan ({interrupted} results)"
     );
-    let (merged, _) = merge(&dir, &inputs);
+    // The resumed run rewrote shard-2.json with both parts' counts.
+    inputs.extend((1..=3).map(|k| dir.join(format!("shard-{k}.json"))));
+    let (merged, stats) = merge(&dir, &inputs);
     assert_eq!(read_jsonl(&merged), whole, "nothing lost, nothing twice");
+    assert_eq!(read_stats(&stats)["results"], whole.len() as u64);
+    let o = fastport()
+        .args(["merge", "--show", "all"])
+        .args(["-oX", "merged.xml", "-oG", "merged.gnmap"])
+        .args(["-oN", "merged.txt", "-oC", "merged.csv"])
+        .args(&inputs)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "merge: {}", stderr(&o));
+    assert_same_formats(&dir, "whole", "merged");
 }
 
 /// The `n`th (0-based) `sh` code block after `heading` in docs/SHARDING.md.
@@ -600,7 +626,7 @@ fn the_documented_slurm_example_runs_as_written() {
         return;
     }
     let _ls = listeners("127.0.0.1", &[22, 80], 0);
-    let dir = crate::util::temp_dir("slurm-doc");
+    let dir = pid1_dir("slurm-doc");
     let cluster = Cluster::start(&dir.join("cluster"));
     let block = doc_block("## Slurm job arrays", 0);
     run_doc_block(&block, &dir, &[("SLURM_CONF", &cluster.conf)]);

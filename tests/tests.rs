@@ -13,6 +13,7 @@ mod order;
 mod output;
 mod parallel;
 mod reliability;
+mod report;
 mod scale;
 mod scan;
 mod slurm;

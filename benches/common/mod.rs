@@ -56,13 +56,65 @@ pub fn text_middle(s: &mut String, x: f64, y: f64, size: u32, text: &str) {
     s.push('\n');
 }
 
+/// Tick values for a linear axis from 0 to `max`: multiples of 1, 2 or 5
+/// times a power of ten, four to eight of them.
+#[allow(dead_code)] // the scenarios bench's line charts
+pub fn linear_ticks(max: f64) -> Vec<f64> {
+    if max <= 0.0 || !max.is_finite() {
+        return vec![0.0];
+    }
+    let raw = max / 5.0;
+    let pow = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * pow)
+        .find(|&s| max / s <= 8.0)
+        .unwrap_or(10.0 * pow);
+    (0..)
+        .map(|i| f64::from(i) * step)
+        .take_while(|&v| v <= max * 1.0001)
+        .collect()
+}
+
+/// A y axis's scale: a tick and its value at each of `ticks`, placed by
+/// `y`, left of `left`; and the axis title, turned along it.
+#[allow(dead_code)] // the scenarios bench's line charts
+pub fn y_scale(
+    s: &mut String,
+    left: f64,
+    top: f64,
+    h: f64,
+    ticks: &[f64],
+    y: impl Fn(f64) -> f64,
+    title: &str,
+) {
+    for &v in ticks {
+        let ty = y(v);
+        s.push_str(&format!(
+            r#"<line x1="{:.1}" y1="{ty:.1}" x2="{left}" y2="{ty:.1}" stroke="black"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"#,
+            left - 4.0,
+            left - 6.0,
+            ty + 3.5,
+            human(v)
+        ));
+        s.push('\n');
+    }
+    let cy = top + h / 2.0;
+    s.push_str(&format!(
+        r#"<text x="14" y="{cy:.1}" font-size="12" text-anchor="middle" transform="rotate(-90 14 {cy:.1})">{title}</text>"#
+    ));
+    s.push('\n');
+}
+
 /// 1234567 → `1.2M`, 12345 → `12k`.
 pub fn human(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.1}M", v / 1e6)
     } else if v >= 1e3 {
         format!("{:.0}k", v / 1e3)
-    } else {
+    } else if v == v.trunc() || v >= 10.0 {
         format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
     }
 }

@@ -53,6 +53,9 @@ pub struct NetsimRun {
     pub latency_us: std::collections::BTreeMap<String, fastport_netsim::Summary>,
     /// How much later than intended the answers left.
     pub lateness_us: fastport_netsim::Summary,
+    /// What a scanner knowing the network could have done in this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oracle: Option<fastport_netsim::OracleReport>,
 }
 
 impl From<&fastport_netsim::Record> for NetsimRun {
@@ -63,6 +66,7 @@ impl From<&fastport_netsim::Record> for NetsimRun {
             syns_per_target: r.syns_per_target.iter().map(|(k, v)| (*k, *v)).collect(),
             latency_us: r.latency_us.clone(),
             lateness_us: r.lateness_us,
+            oracle: r.oracle.clone(),
         }
     }
 }
@@ -511,6 +515,7 @@ mod tests {
             syns_per_target: vec![(1, 10), (2, 1)],
             latency_us: [("rst".to_string(), fastport_netsim::Summary::default())].into(),
             lateness_us: fastport_netsim::Summary::default(),
+            oracle: None,
         };
         let run = RunRecord {
             wall_s: 1.0,

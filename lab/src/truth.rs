@@ -8,52 +8,16 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::str::FromStr;
 
+use fastport_reasons::Reason as Shared;
 use serde::{Deserialize, Serialize};
 
 use crate::targets::{AddrRange, PortSet};
 
-/// The state of a port, as a connect scan can tell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// A listener accepted the handshake.
-    Open,
-    /// The host answered with a reset.
-    Closed,
-    /// No answer, or an ICMP error / local routing verdict instead of one.
-    Filtered,
-}
-
-impl State {
-    /// The lowercase name used in every output format.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Open => "open",
-            State::Closed => "closed",
-            State::Filtered => "filtered",
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for State {
-    type Err = String;
-    fn from_str(s: &str) -> Result<State, String> {
-        match s {
-            "open" => Ok(State::Open),
-            "closed" => Ok(State::Closed),
-            "filtered" => Ok(State::Filtered),
-            other => Err(format!("unknown port state {other:?}")),
-        }
-    }
-}
+/// The state of a port, as a connect scan can tell it: FastPort's own
+/// (`fastport-reasons`, shared with the scanner and netsim; the lab still
+/// does not depend on the scanner crate).
+pub use fastport_reasons::State;
 
 /// Why a probe ended in its state.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,17 +43,27 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// The name used in FastPort's and nmap's output.
+    /// The shared name's value, for the reasons the lab's worlds produce.
+    fn known(&self) -> Option<Shared> {
+        Some(match self {
+            Reason::SynAck => Shared::SynAck,
+            Reason::ConnRefused => Shared::ConnRefused,
+            Reason::SelfConnect => Shared::SelfConnect,
+            Reason::NoResponse => Shared::NoResponse,
+            Reason::HostUnreach => Shared::HostUnreach,
+            Reason::NetUnreach => Shared::NetUnreach,
+            Reason::AdminProhibited => Shared::AdminProhibited,
+            Reason::Other(_) => return None,
+        })
+    }
+
+    /// The name used in FastPort's and nmap's output (spelled once, in
+    /// `fastport-reasons`).
     pub fn as_str(&self) -> &str {
-        match self {
-            Reason::SynAck => "syn-ack",
-            Reason::ConnRefused => "conn-refused",
-            Reason::SelfConnect => "self-connect",
-            Reason::NoResponse => "no-response",
-            Reason::HostUnreach => "host-unreach",
-            Reason::NetUnreach => "net-unreach",
-            Reason::AdminProhibited => "admin-prohibited",
-            Reason::Other(s) => s,
+        match (self, self.known()) {
+            (_, Some(r)) => r.as_str(),
+            (Reason::Other(s), None) => s,
+            (_, None) => unreachable!("only Other has no shared name"),
         }
     }
 }
@@ -102,15 +76,26 @@ impl fmt::Display for Reason {
 
 impl From<&str> for Reason {
     fn from(s: &str) -> Reason {
-        match s {
-            "syn-ack" => Reason::SynAck,
-            "conn-refused" => Reason::ConnRefused,
-            "self-connect" => Reason::SelfConnect,
-            "no-response" => Reason::NoResponse,
-            "host-unreach" => Reason::HostUnreach,
-            "net-unreach" => Reason::NetUnreach,
-            "admin-prohibited" => Reason::AdminProhibited,
-            other => Reason::Other(other.to_string()),
+        match Shared::from_str_name(s) {
+            Some(r) => Reason::from(r),
+            None => Reason::Other(s.to_string()),
+        }
+    }
+}
+
+impl From<Shared> for Reason {
+    /// The lab's reason for a shared one; `reset` and `error`, which no
+    /// world produces, stay as named [`Reason::Other`]s.
+    fn from(r: Shared) -> Reason {
+        match r {
+            Shared::SynAck => Reason::SynAck,
+            Shared::ConnRefused => Reason::ConnRefused,
+            Shared::SelfConnect => Reason::SelfConnect,
+            Shared::NoResponse => Reason::NoResponse,
+            Shared::HostUnreach => Reason::HostUnreach,
+            Shared::NetUnreach => Reason::NetUnreach,
+            Shared::AdminProhibited => Reason::AdminProhibited,
+            Shared::Reset | Shared::Error => Reason::Other(r.as_str().to_string()),
         }
     }
 }

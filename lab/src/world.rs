@@ -138,7 +138,8 @@ pub fn route_expect(kind: RouteKind) -> Expect {
 
 /// The truth of a netsim (address, port), as a connect scan sees it.
 pub fn netsim_expect(t: fastport_netsim::Truth) -> Expect {
-    let reason = Reason::from(t.reason.as_seen_by_connect().as_str());
+    use fastport_netsim::SeenByConnect;
+    let reason = Reason::from(t.reason.as_seen_by_connect());
     match t.state {
         fastport_netsim::PortState::Open => Expect::OPEN,
         fastport_netsim::PortState::Closed => Expect::CLOSED,

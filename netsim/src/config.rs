@@ -24,7 +24,13 @@
 //! [loss]                    # probability that each packet is dropped
 //! syn = 0.005               # our SYN never reaches the host
 //! reply = 0.005             # its answer never reaches us
+//!
+//! [services]                # open ports that complete the handshake and speak
+//! share = 0.5               # (ssh, smtp, ftp, pop3, imap greet; http, redis answer)
 //! ```
+//!
+//! A `[hazards]` table (see [`Hazards`]) adds rate limits, middleboxes and
+//! per-/24 latency.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -392,6 +398,57 @@ pub struct Loss {
     pub reply: f64,
 }
 
+/// What real networks do that a clean model would not: rate limits on
+/// answers, middleboxes and latency shared by a subnet. All off by default.
+///
+/// ```toml
+/// [hazards]
+/// icmp_unreach_per_s = 10       # each /24's router: at most 10 ICMP unreachables a second
+/// rst_per_s = 50                # each host: at most 50 RSTs a second
+/// syn_ack_all_ports = 0.01      # 1 % of hosts sit behind a middlebox answering SYN-ACK on every port
+/// subnet_latency_spread = 0.1   # a /24 shares one base latency; its hosts vary by ±10 %
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hazards {
+    /// The router in front of each /24 sends at most this many ICMP
+    /// unreachables per second (counted in whole seconds of the run, by the
+    /// time the answer leaves); the rest are not sent. 0: no limit.
+    pub icmp_unreach_per_s: u32,
+    /// Each host sends at most this many RSTs to SYNs per second; the rest
+    /// are not sent. 0: no limit.
+    pub rst_per_s: u32,
+    /// The share of hosts behind a middlebox that answers SYN-ACK on every
+    /// port (so a scan sees every port open: `Model::middlebox`).
+    pub syn_ack_all_ports: f64,
+    /// When set, the base latency is drawn once per /24 and each host's is
+    /// that times `1 + spread·u`, u uniform in [-1, 1): latency correlated
+    /// by subnet, as hosts behind one path are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet_latency_spread: Option<f64>,
+}
+
+impl Hazards {
+    /// Whether any hazard is on.
+    pub fn any(&self) -> bool {
+        *self != Hazards::default()
+    }
+}
+
+/// Which open ports complete the handshake and speak (see
+/// [`crate::services`]).
+///
+/// ```toml
+/// [services]
+/// share = 0.5   # half the open ports play a banner from the catalogue
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Services {
+    /// The share of open ports (middleboxes excepted) that speak.
+    pub share: f64,
+}
+
 /// A simulated network, as configured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -415,6 +472,16 @@ pub struct ModelConfig {
     /// Packet loss.
     #[serde(default)]
     pub loss: Loss,
+    /// Real-network hazards (all off unless asked for).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub hazards: Hazards,
+    /// Open ports that speak.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub services: Services,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn custom() -> String {
@@ -477,6 +544,8 @@ impl Preset {
                 syn: 0.005,
                 reply: 0.005,
             },
+            hazards: Hazards::default(),
+            services: Services { share: 0.5 },
         };
         match self {
             Preset::InternetLike => internet,
@@ -577,6 +646,11 @@ impl ModelConfig {
                 self.jitter_ms.to_string(),
                 ConfigErrorKind::OutOfRange("must be from 0 to 60000".into()),
             ));
+        }
+        prob("hazards.syn_ack_all_ports", self.hazards.syn_ack_all_ports)?;
+        prob("services.share", self.services.share)?;
+        if let Some(spread) = self.hazards.subnet_latency_spread {
+            prob("hazards.subnet_latency_spread", spread)?;
         }
         self.latency.validate()
     }

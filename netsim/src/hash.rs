@@ -19,6 +19,11 @@ pub(crate) enum Stream {
     SynLoss = 5,
     ReplyLoss = 6,
     Isn = 7,
+    Middlebox = 8,
+    SubnetSpread = 9,
+    Speaks = 10,
+    Service = 11,
+    DataLoss = 12,
 }
 
 /// SplitMix64's step: add the golden gamma, then mix.

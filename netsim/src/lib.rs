@@ -13,6 +13,8 @@
 //!   port): [`Model::state`], [`Model::latency`], the loss draws and the
 //!   ground truth in FastPort's JSON-lines shape. It costs no memory, so a
 //!   scorer asks it directly. Its randomness is the keyed hash of `hash.rs`.
+//! - [`services`]: what a speaking open port says (ssh, smtp, ftp, pop3,
+//!   imap greetings; http and redis answers), for service detection.
 //! - [`wire`]: parsing what the kernel sends (etherparse) and building the
 //!   answers: SYN-ACK, RST-ACK, ICMP destination unreachable (code 1 or 13)
 //!   quoting the SYN's IP header and 8 bytes.
@@ -20,6 +22,9 @@
 //!   `poll_transmit(now)` when answers fall due, from a timer queue. It keeps
 //!   no connection state; the [`Record`] of what it injected (latency
 //!   histograms, counts, SYNs per target) comes out at the end.
+//! - [`oracle`]: the yardstick. For a run, the wall time a scanner that knew
+//!   every latency (and every loss) would have needed at the launch rate the
+//!   run sustained, and the accuracy the loss model allows at k tries.
 //! - [`tun`], [`netns`] and [`sim`]: the device, the namespace plumbing, and
 //!   the single-threaded mio loop joining them to the responder, which stops
 //!   by itself when the scanner exits or at a deadline. `sys.rs` holds the
@@ -48,20 +53,24 @@ mod error;
 mod hash;
 pub mod model;
 pub mod netns;
+pub mod oracle;
 pub mod record;
 pub mod responder;
+pub mod services;
 pub mod sim;
 #[allow(unsafe_code)]
 mod sys;
 pub mod tun;
 pub mod wire;
 
-pub use config::{Cidr, Fractions, Latency, Loss, ModelConfig, PortSet, Preset};
+pub use config::{Cidr, Fractions, Hazards, Latency, Loss, ModelConfig, PortSet, Preset, Services};
 pub use error::{ConfigError, ConfigErrorKind, NetsimError};
-pub use model::{Model, PortState, Reason, ReplyKind, State, Truth};
+pub use model::{Model, PortState, Reason, ReplyKind, SeenByConnect, State, Truth};
 pub use netns::NetConfig;
+pub use oracle::{Accuracy, Oracle, OracleReport};
 pub use record::{Counters, Fate, LogEntry, Record, Summary};
 pub use responder::{Action, Responder};
+pub use services::Service;
 pub use sim::{Options, RunOutcome, RunningSim, Simulator, Stop, run_command, start};
 
 /// Exit code of `fastport-netsim run` when no namespace or TUN device can

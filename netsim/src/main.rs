@@ -68,6 +68,10 @@ struct RunArgs {
     /// Stop (and kill COMMAND) after this long: 90s, 500ms, 2m; a bare number is seconds.
     #[arg(long, value_name = "DURATION", default_value = "10m")]
     max_time: String,
+    /// SYNs per target for the oracle's bounds and accuracy in the summary
+    /// and record (0: no oracle).
+    #[arg(long, value_name = "K", default_value_t = fastport_netsim::sim::DEFAULT_ORACLE_TRIES)]
+    oracle_tries: u32,
     /// The TUN device's name.
     #[arg(long, value_name = "NAME", default_value = "fpsim0")]
     device: String,
@@ -190,6 +194,7 @@ fn cmd_run(args: &RunArgs) -> Result<u8, String> {
         net,
         log: args.record_log,
         max_time,
+        oracle_tries: args.oracle_tries,
     };
     let hosts = model.config().hosts.to_string();
     let ports = model.config().ports.to_string();

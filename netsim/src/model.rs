@@ -2,13 +2,12 @@
 //! port), so 2^17 hosts × 65535 ports cost no memory and a scorer can ask
 //! the [`Model`] directly what any probe should find.
 
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ModelConfig;
+use crate::config::{MAX_LATENCY_MS, ModelConfig};
 use crate::error::ConfigError;
 use crate::hash::{Stream, draw, unit, unit_open0};
 
@@ -62,80 +61,30 @@ impl State {
     }
 }
 
-/// A port's state as a scanner reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PortState {
-    /// The handshake completed.
-    Open,
-    /// A reset came back.
-    Closed,
-    /// Nothing, or an ICMP error, came back.
-    Filtered,
-}
+/// A port's state as a scanner reports it: FastPort's, from the shared
+/// `fastport-reasons` crate.
+pub use fastport_reasons::State as PortState;
 
-impl PortState {
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PortState::Open => "open",
-            PortState::Closed => "closed",
-            PortState::Filtered => "filtered",
-        }
-    }
-}
+/// Why a port has its state: FastPort's reason names, from the shared
+/// `fastport-reasons` crate. netsim's truth uses `syn-ack`, `conn-refused`,
+/// `no-response`, `host-unreach` and `admin-prohibited` (ICMP code 13).
+pub use fastport_reasons::Reason;
 
-impl fmt::Display for PortState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a port has its state: FastPort's reason names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reason {
-    /// `syn-ack`.
-    SynAck,
-    /// `conn-refused`.
-    ConnRefused,
-    /// `no-response`.
-    NoResponse,
-    /// `host-unreach`.
-    HostUnreach,
-    /// `admin-prohibited`. Linux reports ICMP code 13 to `connect()` as
-    /// `EHOSTUNREACH`, the same errno as code 1, so a plain connect scan
-    /// sees `host-unreach` here: see [`Reason::as_seen_by_connect`].
-    AdminProhibited,
-}
-
-impl Reason {
-    /// The name in FastPort's output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::SynAck => "syn-ack",
-            Reason::ConnRefused => "conn-refused",
-            Reason::NoResponse => "no-response",
-            Reason::HostUnreach => "host-unreach",
-            Reason::AdminProhibited => "admin-prohibited",
-        }
-    }
-
+/// What a connect scan can see of a [`Reason`].
+pub trait SeenByConnect {
     /// The reason a connect scan on Linux can report: `connect()` fails
     /// with `EHOSTUNREACH` for both ICMP codes netsim sends, so only a
     /// scanner that reads the ICMP code itself (`IP_RECVERR`) can tell
     /// admin-prohibited apart. Measured in `tests/netsim.rs`.
-    pub fn as_seen_by_connect(self) -> Reason {
-        match self {
+    fn as_seen_by_connect(&self) -> Reason;
+}
+
+impl SeenByConnect for Reason {
+    fn as_seen_by_connect(&self) -> Reason {
+        match *self {
             Reason::AdminProhibited => Reason::HostUnreach,
             r => r,
         }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -238,6 +187,9 @@ impl Model {
         if !self.config.hosts.contains(addr) {
             return State::Filtered;
         }
+        if self.middlebox(addr) {
+            return State::Open;
+        }
         let u = unit(draw(self.seed, Stream::State, key(addr, port), 0));
         let [open, filtered, host_unreach, admin] = self.thresholds;
         if u < open {
@@ -253,13 +205,80 @@ impl Model {
         }
     }
 
+    /// Whether `addr` sits behind a middlebox that answers SYN-ACK on every
+    /// port (the `syn_ack_all_ports` hazard): a scan sees all its ports open,
+    /// which says nothing about the host.
+    pub fn middlebox(&self, addr: Ipv4Addr) -> bool {
+        let p = self.config.hazards.syn_ack_all_ports;
+        p > 0.0
+            && self.config.hosts.contains(addr)
+            && unit(draw(
+                self.seed,
+                Stream::Middlebox,
+                u64::from(u32::from(addr)),
+                0,
+            )) < p
+    }
+
+    /// The hosts behind such middleboxes, ascending.
+    pub fn middleboxes(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let any = self.config.hazards.syn_ack_all_ports > 0.0;
+        self.config
+            .hosts
+            .iter()
+            .filter(move |&a| any && self.middlebox(a))
+    }
+
+    /// The service `addr:port` plays once its handshake completes: a seeded
+    /// share of open ports (not middleboxes') speak, a well-known port its
+    /// own service, any other one drawn from the catalogue.
+    pub fn service(&self, addr: Ipv4Addr, port: u16) -> Option<&'static crate::services::Service> {
+        let share = self.config.services.share;
+        if share <= 0.0 || self.middlebox(addr) || self.state(addr, port) != State::Open {
+            return None;
+        }
+        let k = key(addr, port);
+        if unit(draw(self.seed, Stream::Speaks, k, 0)) >= share {
+            return None;
+        }
+        crate::services::well_known(port).or_else(|| {
+            let n = crate::services::CATALOGUE.len() as u64;
+            let i = draw(self.seed, Stream::Service, k, 0) % n;
+            Some(&crate::services::CATALOGUE[i as usize])
+        })
+    }
+
+    /// Whether the `send`-th transmission (from 0) of the data a service
+    /// sends on the connection from `client` to `addr:port` is lost (the
+    /// profile's reply loss).
+    pub fn data_lost(&self, addr: Ipv4Addr, port: u16, client: SocketAddrV4, send: u32) -> bool {
+        let p = self.config.loss.reply;
+        let c = (u64::from(u32::from(*client.ip())) << 16) | u64::from(client.port());
+        p > 0.0
+            && unit(draw(
+                self.seed,
+                Stream::DataLoss,
+                key(addr, port) ^ (c << 1),
+                send.into(),
+            )) < p
+    }
+
     /// The host's base round-trip time, drawn once per address from the
-    /// latency distribution.
+    /// latency distribution; with `subnet_latency_spread`, drawn once per
+    /// /24 and spread by a per-host factor.
     pub fn host_latency(&self, addr: Ipv4Addr) -> Duration {
         let a = u64::from(u32::from(addr));
-        let u1 = unit_open0(draw(self.seed, Stream::HostLatency, a, 0));
-        let u2 = unit(draw(self.seed, Stream::HostLatencyAngle, a, 0));
-        ms(self.config.latency.sample_ms(u1, u2))
+        let Some(spread) = self.config.hazards.subnet_latency_spread else {
+            let u1 = unit_open0(draw(self.seed, Stream::HostLatency, a, 0));
+            let u2 = unit(draw(self.seed, Stream::HostLatencyAngle, a, 0));
+            return ms(self.config.latency.sample_ms(u1, u2));
+        };
+        let net = a >> 8;
+        let u1 = unit_open0(draw(self.seed, Stream::HostLatency, net, 24));
+        let u2 = unit(draw(self.seed, Stream::HostLatencyAngle, net, 24));
+        let u = unit(draw(self.seed, Stream::SubnetSpread, a, 0));
+        let factor = 1.0 + spread * (2.0 * u - 1.0);
+        ms((self.config.latency.sample_ms(u1, u2) * factor).clamp(0.0, MAX_LATENCY_MS))
     }
 
     /// How long the `attempt`-th SYN (counting from 0) to `addr:port` waits

@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ReplyKind;
+use crate::oracle::OracleReport;
 
 /// Packet counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,25 @@ pub struct Counters {
     /// (the responder fell behind the scanner).
     #[serde(default)]
     pub device_drops: u64,
+    /// ICMP unreachables not sent: the /24's router was over its
+    /// `icmp_unreach_per_s`.
+    #[serde(default)]
+    pub icmp_rate_limited: u64,
+    /// RSTs not sent: the host was over its `rst_per_s`.
+    #[serde(default)]
+    pub rst_rate_limited: u64,
+    /// Handshakes completed on a service that talks first (a greeting due).
+    #[serde(default)]
+    pub greetings: u64,
+    /// Client data a service answered (an answer due).
+    #[serde(default)]
+    pub requests_answered: u64,
+    /// Service data segments sent (greetings and answers).
+    #[serde(default)]
+    pub data_sent: u64,
+    /// Service data transmissions lost (each resent a second later).
+    #[serde(default)]
+    pub data_lost: u64,
 }
 
 impl Counters {
@@ -131,6 +151,8 @@ pub enum Fate {
     ReplyLost,
     /// A filtered port: no answer.
     Silent,
+    /// An answer the rate limit of the host or its router held back.
+    RateLimited,
 }
 
 impl Fate {
@@ -141,7 +163,7 @@ impl Fate {
             Fate::Rst => Some(ReplyKind::Rst),
             Fate::IcmpHostUnreach => Some(ReplyKind::IcmpHostUnreach),
             Fate::IcmpAdminProhibited => Some(ReplyKind::IcmpAdminProhibited),
-            Fate::SynLost | Fate::ReplyLost | Fate::Silent => None,
+            Fate::SynLost | Fate::ReplyLost | Fate::Silent | Fate::RateLimited => None,
         }
     }
 }
@@ -203,6 +225,19 @@ pub struct Record {
     /// How much later than intended the answers left (timer resolution
     /// and scheduling).
     pub lateness_us: Summary,
+    /// The launch rate the scanner sustained: the most SYNs received in
+    /// any one second of the run.
+    #[serde(default)]
+    pub launch_rate: f64,
+    /// What a scanner that knew the network could have done at that rate
+    /// (see [`crate::oracle`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oracle: Option<OracleReport>,
+    /// Hosts behind a middlebox answering SYN-ACK on every port (the
+    /// `syn_ack_all_ports` hazard): a scanner should flag them, not report
+    /// every port open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middleboxes: Vec<Ipv4Addr>,
     /// Every SYN and its fate, when asked for (`--record-log`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<LogEntry>,
@@ -276,6 +311,80 @@ impl Recorder {
 }
 
 impl Record {
+    /// The time (after the first packet) by which a share `q` of the
+    /// targets had seen their last SYN: a scan's progress as the network
+    /// saw it. `None` without a log (`--record-log`) or with no SYN in it.
+    /// `progress(1.0) − progress(0.9)` is the scan's tail.
+    pub fn progress(&self, q: f64) -> Option<Duration> {
+        let mut last: std::collections::HashMap<(Ipv4Addr, u16), u64> =
+            std::collections::HashMap::new();
+        for e in &self.log {
+            let t = last.entry((e.addr, e.port)).or_insert(0);
+            *t = (*t).max(e.at_us);
+        }
+        let mut times: Vec<u64> = last.into_values().collect();
+        if times.is_empty() {
+            return None;
+        }
+        times.sort_unstable();
+        let rank = ((q.clamp(0.0, 1.0) * times.len() as f64).ceil() as usize).clamp(1, times.len());
+        Some(Duration::from_micros(times[rank - 1]))
+    }
+
+    /// The oracle's line of the summary (empty without an oracle).
+    fn oracle_line(&self) -> String {
+        let Some(o) = &self.oracle else {
+            return String::new();
+        };
+        let acc: Vec<String> = o
+            .accuracy
+            .iter()
+            .map(|a| format!("{}: {:.5} ({:.5})", a.tries, a.exact, a.model))
+            .collect();
+        format!(
+            "\nnetsim: oracle at {:.0} SYNs/s (the run's busiest second), up to {} tries: \
+             {:.2} s knowing every loss, {:.2} s knowing latencies only; \
+             accuracy by tries, this seed (loss model): {}",
+            o.launch_rate,
+            o.tries,
+            o.lower_bound_ms / 1000.0,
+            o.blind_lower_bound_ms / 1000.0,
+            acc.join(", ")
+        )
+    }
+
+    /// The hazards' line of the summary (empty when none acted).
+    fn hazard_line(&self) -> String {
+        let c = &self.counters;
+        if c.icmp_rate_limited == 0 && c.rst_rate_limited == 0 && self.middleboxes.is_empty() {
+            return String::new();
+        }
+        let shown: Vec<String> = self
+            .middleboxes
+            .iter()
+            .take(5)
+            .map(ToString::to_string)
+            .collect();
+        let more = if self.middleboxes.len() > shown.len() {
+            format!(" and {} more", self.middleboxes.len() - shown.len())
+        } else {
+            String::new()
+        };
+        format!(
+            "\nnetsim: hazards: {} ICMP unreachables and {} RSTs held back by rate limits; \
+             {} hosts answer SYN-ACK on every port (middleboxes){}{}",
+            c.icmp_rate_limited,
+            c.rst_rate_limited,
+            self.middleboxes.len(),
+            if shown.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", shown.join(", "))
+            },
+            more
+        )
+    }
+
     /// A few lines for people: what was injected.
     pub fn summary(&self) -> String {
         let c = &self.counters;
@@ -293,7 +402,8 @@ impl Record {
              netsim: latency applied p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
              timer lateness p99 {:.2} ms\n\
              netsim: SYNs per target (targets×SYNs): {}; consumed {} ACKs, {} RSTs; \
-             reset {} FIN/data; {} other, {} malformed; {} answers abandoned at exit{}",
+             reset {} FIN/data; {} other, {} malformed; {} answers abandoned at exit; \
+             services: {} greetings, {} requests answered, {} data segments sent, {} lost{}{}{}",
             self.profile,
             self.seed,
             self.hosts,
@@ -323,6 +433,12 @@ impl Record {
             c.other,
             c.malformed,
             c.abandoned,
+            c.greetings,
+            c.requests_answered,
+            c.data_sent,
+            c.data_lost,
+            self.oracle_line(),
+            self.hazard_line(),
             if c.device_drops > 0 {
                 format!(
                     "\nnetsim: WARNING: the kernel dropped {} packets at the full TUN queue: \

@@ -34,6 +34,10 @@ const TIMER: Token = Token(3);
 /// Where no pidfd can be had, how often the loop checks on the child.
 const CHILD_CHECK: Duration = Duration::from_millis(20);
 
+/// The oracle's SYNs per target unless told otherwise: one try and two
+/// retries, the `--retries 2` netsim's tests and benchmarks scan with.
+pub const DEFAULT_ORACLE_TRIES: u32 = 3;
+
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -54,6 +58,9 @@ pub struct Options {
     pub log: bool,
     /// The loop stops after this long whatever happens.
     pub max_time: Duration,
+    /// SYNs per target for the oracle's report in the record (see
+    /// [`crate::oracle`]); 0 leaves the oracle out.
+    pub oracle_tries: u32,
 }
 
 impl Default for Options {
@@ -62,6 +69,7 @@ impl Default for Options {
             net: NetConfig::default(),
             log: false,
             max_time: Duration::from_secs(600),
+            oracle_tries: DEFAULT_ORACLE_TRIES,
         }
     }
 }
@@ -265,7 +273,7 @@ impl RunningSim {
 pub fn start(model: Model, options: &Options) -> Result<RunningSim, NetsimError> {
     check_source(&model, &options.net)?;
     let tun = netns::setup(&options.net)?;
-    let mut sim = Simulator::new(tun, Responder::new(model, options.log))?;
+    let mut sim = Simulator::new(tun, responder(model, options))?;
     let waker = sim.waker()?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -305,7 +313,7 @@ pub fn run_command(
 ) -> Result<RunOutcome, NetsimError> {
     check_source(&model, &options.net)?;
     let tun = netns::setup(&options.net)?;
-    let mut sim = Simulator::new(tun, Responder::new(model, options.log))?;
+    let mut sim = Simulator::new(tun, responder(model, options))?;
     let mut child = command
         .spawn()
         .map_err(|e| NetsimError::io(format!("running {:?}", command.get_program()), e))?;
@@ -322,6 +330,15 @@ pub fn run_command(
         stop,
         record: sim.finish(),
     })
+}
+
+fn responder(model: Model, options: &Options) -> Responder {
+    let r = Responder::new(model, options.log);
+    if options.oracle_tries > 0 {
+        r.with_oracle(options.oracle_tries)
+    } else {
+        r
+    }
 }
 
 fn check_source(model: &Model, net: &NetConfig) -> Result<(), NetsimError> {

@@ -19,9 +19,13 @@ use crate::model::ReplyKind;
 /// number), as RFC 792 asks and Linux needs to find the socket.
 pub const MAX_QUOTE: usize = 60 + 8;
 
-/// Room for any packet this module builds (the largest, an ICMP error with
-/// a full quote, is 20 + 8 + 68 = 96 bytes).
-pub const MAX_REPLY: usize = 128;
+/// Room for any packet this module builds: a 40-byte TCP/IP header and a
+/// service's banner of at most [`MAX_PAYLOAD`] bytes (an ICMP error with a
+/// full quote is 20 + 8 + 68 = 96 bytes).
+pub const MAX_REPLY: usize = 40 + MAX_PAYLOAD;
+
+/// The longest payload a simulated service sends in one segment.
+pub const MAX_PAYLOAD: usize = 472;
 
 /// The TTL of every simulated answer.
 pub const TTL: u8 = 64;
@@ -67,6 +71,22 @@ pub struct Stray {
     pub ack: Option<u32>,
     /// Its sequence space: payload bytes plus one for a FIN.
     pub len: u32,
+    /// Whether the FIN flag is set.
+    pub fin: bool,
+}
+
+/// A bare ACK from the scanner: the handshake's last step, or the kernel
+/// acknowledging a simulated service's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckSegment {
+    /// The scanner's end.
+    pub client: SocketAddrV4,
+    /// The simulated host's end.
+    pub server: SocketAddrV4,
+    /// Its sequence number.
+    pub seq: u32,
+    /// Its acknowledgment number.
+    pub ack: u32,
 }
 
 /// What one packet from the device is.
@@ -74,8 +94,9 @@ pub struct Stray {
 pub enum Incoming {
     /// A SYN to answer.
     Syn(Syn),
-    /// The handshake's final ACK (or any bare ACK): consumed.
-    Ack,
+    /// The handshake's final ACK (or any bare ACK): consumed, or the cue
+    /// for a speaking service's banner.
+    Ack(AckSegment),
     /// A RST (FastPort closes open probes with one): consumed.
     Rst,
     /// A FIN or data: answered with a RST.
@@ -124,7 +145,12 @@ pub fn parse(packet: &[u8]) -> Incoming {
     }
     let len = tcp.payload().len() as u32 + u32::from(tcp.fin());
     if len == 0 {
-        return Incoming::Ack;
+        return Incoming::Ack(AckSegment {
+            client,
+            server,
+            seq: tcp.sequence_number(),
+            ack: tcp.acknowledgment_number(),
+        });
     }
     Incoming::Stray(Stray {
         client,
@@ -132,6 +158,7 @@ pub fn parse(packet: &[u8]) -> Incoming {
         seq: tcp.sequence_number(),
         ack: tcp.ack().then(|| tcp.acknowledgment_number()),
         len,
+        fin: tcp.fin(),
     })
 }
 
@@ -185,6 +212,26 @@ pub fn build_reset(stray: &Stray, buf: &mut [u8]) -> usize {
     }
     .write_to_slice(buf, &[]);
     written.expect("the reply buffer holds MAX_REPLY bytes")
+}
+
+/// Writes a data segment from `server` to `client` (PSH-ACK, sequence
+/// `seq`, acknowledging `ack`) carrying `payload` (at most [`MAX_PAYLOAD`]
+/// bytes) into `buf` and returns its length: a simulated service talking.
+pub fn build_data(
+    server: SocketAddrV4,
+    client: SocketAddrV4,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+    buf: &mut [u8],
+) -> usize {
+    let payload = &payload[..payload.len().min(MAX_PAYLOAD)];
+    ipv4(*server.ip(), *client.ip())
+        .tcp(server.port(), client.port(), seq, WINDOW)
+        .psh()
+        .ack(ack)
+        .write_to_slice(buf, payload)
+        .expect("the reply buffer holds MAX_REPLY bytes")
 }
 
 /// Whether `packet` is an IPv4 packet whose IP checksum and TCP or ICMP
@@ -314,7 +361,10 @@ mod tests {
             .unwrap();
             v
         };
-        assert_eq!(parse(&seg(&|t| t.ack(9), &[])), Incoming::Ack);
+        assert!(matches!(
+            parse(&seg(&|t| t.ack(9), &[])),
+            Incoming::Ack(AckSegment { ack: 9, .. })
+        ));
         assert_eq!(parse(&seg(&|t| t.rst().ack(9), &[])), Incoming::Rst);
         assert_eq!(parse(&seg(&|t| t.syn().ack(9), &[])), Incoming::Other);
         let fin = parse(&seg(&|t| t.fin().ack(9), &[]));

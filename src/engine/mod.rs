@@ -19,6 +19,7 @@
 //! vectors travel back, so steady state allocates nothing.
 
 pub mod event_loop;
+pub mod machine;
 pub mod threads;
 
 use std::io;
@@ -32,6 +33,7 @@ use crate::probe::ProbeResult;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
 use crate::timing::AdaptiveTiming;
+use machine::{Next, Source};
 
 /// How many results a worker gathers before handing them to the writer.
 const BATCH: usize = 512;
@@ -71,7 +73,7 @@ pub struct EngineConfig {
     /// the first attempts' wait until answers teach better (adaptive).
     pub timeout: Duration,
     /// Extra attempts after no response: exactly this many when fixed, at
-    /// most this many when adaptive (see [`crate::timing::Timing::retries`]).
+    /// most this many when adaptive (see [`crate::timing::WorkerTiming::retries`]).
     pub retries: u32,
     /// Adaptive timing; `None` when `--timeout` fixed it.
     pub adaptive: Option<AdaptiveTiming>,
@@ -100,9 +102,18 @@ pub enum EngineError {
     /// A worker could not set up its poller.
     #[error("cannot start a worker: {0}")]
     Worker(#[source] io::Error),
-    /// The result callback failed (an output could not be written).
+    /// The open-file limit leaves no descriptor for a probe: every connect
+    /// would fail with `EMFILE` and the scan would back off forever.
+    #[error(
+        "the open-file limit ({limit}) is too small: {open} descriptors are open already and \
+         the scan needs {needed} (raise it with ulimit -n)"
+    )]
+    Descriptors { limit: u64, open: u64, needed: u64 },
+    /// The result callback failed (an output could not be written). The
+    /// engine's end is kept: the summary and a resume still count what was
+    /// written before.
     #[error("{0}")]
-    Output(#[source] io::Error),
+    Output(#[source] io::Error, Box<EngineEnd>),
 }
 
 /// A worker's end of the result channel: fills a batch, sends it when full,
@@ -176,22 +187,43 @@ impl Collector {
     }
 }
 
-/// Everything one event-loop worker gets.
-pub struct WorkerCtx<'a> {
-    pub id: usize,
+/// A worker's share of the sequence as the machine's [`Source`]: skips what
+/// the resumed run finished, and maps a sequence number to its probe.
+pub struct StrideSource<'a> {
     pub space: &'a TargetSpace,
-    /// Maps the worker's sequence numbers to probe indices.
     pub schedule: &'a Schedule,
-    pub indices: Stride,
-    /// This worker's share of `--rate`.
-    pub bucket: Option<crate::rate::TokenBucket>,
-    /// This worker's share of the concurrency.
-    pub concurrency: usize,
-    pub timeout: Duration,
-    pub retries: u32,
-    pub adaptive: Option<AdaptiveTiming>,
-    pub stop: &'a AtomicBool,
-    pub out: ResultTx,
+    pub stride: Stride,
+}
+
+impl Source for StrideSource<'_> {
+    fn peek(&mut self) -> Next {
+        loop {
+            let Some(seq) = self.stride.peek() else {
+                return if self.stride.is_exhausted() {
+                    Next::Exhausted
+                } else {
+                    Next::Gated
+                };
+            };
+            if self.schedule.done.contains(seq) {
+                self.stride.next(); // finished by the run we resume
+                continue;
+            }
+            let index = self.schedule.index(seq);
+            let Some(target) = self.space.get(index) else {
+                // The stride stays below `space.len()`, so this cannot
+                // happen; skipping is the safe answer if it ever did.
+                debug_assert!(false, "index {index} outside the space");
+                self.stride.next();
+                continue;
+            };
+            return Next::Probe { seq, index, target };
+        }
+    }
+
+    fn take(&mut self) {
+        self.stride.next();
+    }
 }
 
 /// A running engine, as the driver sees it.
@@ -223,11 +255,12 @@ pub fn run<F>(
 where
     F: FnMut(&[ProbeResult]) -> io::Result<()>,
 {
+    check_descriptors(cfg)?;
     // One growth of the descriptor table now, before any worker shares it,
     // instead of a stall of every thread at each doubling (see `sys`).
     // Room for the descriptors beyond the probes' own (stdio, outputs, epoll
     // instances): the most the configuration keeps back for them.
-    crate::sys::reserve_fd_table(cfg.concurrency as u64 + crate::config::RESERVED_FDS.1);
+    crate::sys::reserve_fd_table(cfg.concurrency as u64 + crate::config::RESERVED_FDS_MAX);
     let (tx, rx) = mpsc::sync_channel::<Vec<ProbeResult>>(CHANNEL_DEPTH);
     let mut collector = Collector {
         tx,
@@ -246,6 +279,28 @@ where
             })
         }
     }
+}
+
+/// Fails at once, with one clear error, when the open-file limit leaves no
+/// descriptor for a probe beside those already open (stdio, outputs) and
+/// each event-loop worker's poll: `ulimit -n 6` spun on `EMFILE` forever.
+fn check_descriptors(cfg: &EngineConfig) -> Result<(), EngineError> {
+    let (Ok(limit), Some(open)) = (crate::sys::fd_limit(), crate::sys::open_fds()) else {
+        return Ok(()); // cannot tell: the back-off copes
+    };
+    let polls = match cfg.kind {
+        EngineKind::Mio => cfg.threads.max(1) as u64,
+        EngineKind::Threads => 0,
+    };
+    let needed = open + polls + 1;
+    if limit.soft < needed {
+        return Err(EngineError::Descriptors {
+            limit: limit.soft,
+            open,
+            needed,
+        });
+    }
+    Ok(())
 }
 
 /// The writer loop: this thread. Batches go back round-robin; a worker that
@@ -293,8 +348,85 @@ where
         }
     }
     let end = running.join();
-    match output_error {
-        Some(e) => Err(EngineError::Output(e)),
-        None => end,
+    match (output_error, end) {
+        (Some(e), Ok(end)) => Err(EngineError::Output(e, Box::new(end))),
+        (Some(e), Err(_)) => Err(EngineError::Output(
+            e,
+            Box::new(EngineEnd {
+                stats: Stats::new(),
+                lanes: Vec::new(),
+                in_flight: Vec::new(),
+            }),
+        )),
+        (None, end) => end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Reason;
+
+    /// An engine that has finished: `results` probes, already sent.
+    struct Finished {
+        results: u64,
+    }
+
+    impl Running for Finished {
+        fn flush_idle(&self) {}
+
+        fn finished(&self) -> bool {
+            true
+        }
+
+        fn join(self) -> Result<EngineEnd, EngineError> {
+            let mut stats = Stats::new();
+            for _ in 0..self.results {
+                stats.record(Reason::ConnRefused, Some(10));
+            }
+            Ok(EngineEnd {
+                stats,
+                lanes: vec![Lane {
+                    start: 0,
+                    step: 1,
+                    next: self.results,
+                }],
+                in_flight: vec![7],
+            })
+        }
+    }
+
+    /// A failed write threw the engine's end away: the summary then said 0
+    /// results and a resume knew nothing of the lanes.
+    #[test]
+    fn a_failed_write_keeps_the_engines_end() {
+        let (tx, rx) = mpsc::sync_channel(CHANNEL_DEPTH);
+        let mut collector = Collector {
+            tx,
+            recyclers: Vec::new(),
+        };
+        let mut out = collector.sender();
+        for index in 0..3 {
+            out.push(ProbeResult {
+                index,
+                target: "127.0.0.1:1".parse().unwrap(),
+                reason: Reason::ConnRefused,
+                rtt_us: Some(10),
+            });
+        }
+        out.flush();
+        drop(out);
+        let stop = AtomicBool::new(false);
+        let result = drive(Ok(Finished { results: 3 }), collector, rx, &stop, |_| {
+            Err(io::Error::from(io::ErrorKind::StorageFull))
+        });
+        let Err(EngineError::Output(e, end)) = result else {
+            panic!("expected an output error: {result:?}");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(end.stats.results(), 3);
+        assert_eq!(end.lanes.len(), 1);
+        assert_eq!(end.in_flight, vec![7]);
+        assert!(stop.load(Ordering::SeqCst), "a failed write stops the scan");
     }
 }

@@ -120,6 +120,16 @@ impl FormatPlan {
         self.text.is_some() || self.xml.is_some() || self.grepable.is_some() || self.csv.is_some()
     }
 
+    /// The files it writes (not stdout).
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        [&self.text, &self.xml, &self.grepable, &self.csv]
+            .into_iter()
+            .filter_map(|d| match d {
+                Some(Dest::File(p)) => Some(p.as_path()),
+                _ => None,
+            })
+    }
+
     fn per_host(&self) -> bool {
         self.xml.is_some() || self.grepable.is_some()
     }
@@ -384,6 +394,21 @@ fn sort_into_runs(
     Ok(runs)
 }
 
+/// Refuses inputs that report one (address, port) twice (the shards
+/// overlap), in bounded memory: the lines sorted on disk under `sort_dir`,
+/// a port twice is two neighbours.
+pub fn check_overlaps(inputs: &[PathBuf], sort_dir: &Path) -> Result<(), FormatError> {
+    let mut dir = SortDir::new(sort_dir)?;
+    let runs = sort_into_runs(inputs, &mut dir, RUN_RECORDS)?;
+    check(
+        Merged::open(&runs).map_err(|e| dir.err(e))?,
+        inputs,
+        None,
+        &dir,
+    )?;
+    Ok(())
+}
+
 /// What the checking pass learnt about the sorted stream.
 struct Checked {
     hosts: u64,
@@ -469,10 +494,11 @@ pub fn write(
     )?;
 
     let summary = merged.map_or_else(|| summary_of(&checked), Summary::clone);
+    let per_host = ports_per_host.unwrap_or(checked.ports.len().max(1) as u64);
     let run = RunInfo {
         command_line: plan.command_line.clone(),
         services: port_ranges(&checked.ports),
-        ports_per_host: ports_per_host.unwrap_or(checked.ports.len().max(1) as u64),
+        ports_per_host: per_host,
         timeout: Duration::from_micros(summary.stats.timing.timeout_us),
         started: SystemTime::now()
             .checked_sub(summary.elapsed)
@@ -481,18 +507,24 @@ pub fn write(
             "merged shards of order {}, seed {}",
             summary.order, summary.seed
         ),
-        // Replayed host by host in index order: every host gets all of its
-        // ports, so each completes at its last one.
+        // The replay is one whole scan in index order: host after host,
+        // each with all of its ports, so every host's quota is its port
+        // count.
         schedule: Schedule::new(
-            Blocks::new(
-                checked.hosts * ports_per_host.unwrap_or(1).max(1),
-                ports_per_host.unwrap_or(1).max(1),
-            ),
+            Blocks::new(checked.hosts.max(1) * per_host, per_host),
             Order::Sequential,
             Shard::WHOLE,
             Done::none(),
         ),
         held: None,
+        ranking: None,
+        open_only: false,
+        rtt_bounds: None,
+        stylesheet: crate::output::stylesheet_href(
+            std::path::Path::new("/usr/share/nmap/nmap.xsl").exists(),
+        ),
+        names: std::sync::Arc::default(),
+        unresolved: 0,
     };
     let outputs = OutputPlan {
         text: plan.text.iter().cloned().collect(),
@@ -505,12 +537,15 @@ pub fn write(
         reason: false,
         summary_to_stderr: false,
         stats_every: None,
+        open_only: false,
+        quiet: false,
+        list: None,
+        trace: None,
     };
     let mut outputs = Outputs::open(&outputs, &run)?;
 
     // Results numbered host by host, so that each host's last port
     // completes its record in the per-host formats.
-    let per_host = run.ports_per_host;
     let mut batch: Vec<ProbeResult> = Vec::with_capacity(BATCH);
     let mut host = 0u64;
     let mut in_host = 0u64;
@@ -558,7 +593,7 @@ fn summary_of(c: &Checked) -> Summary {
         concurrency: 0,
         seed: 0,
         order: "random",
-        shard: crate::order::Shard::WHOLE,
+        shard: Shard::WHOLE,
     }
 }
 
@@ -726,14 +761,20 @@ mod tests {
         assert_eq!(
             rows,
             [
-                "127.0.0.1,22,open,syn-ack,122",
-                "127.0.0.3,22,open,syn-ack,122",
-                "::1,22,open,syn-ack,122",
-                "::1,80,open,syn-ack,180"
+                "127.0.0.1,22,open,syn-ack,122,",
+                "127.0.0.3,22,open,syn-ack,122,",
+                "::1,22,open,syn-ack,122,",
+                "::1,80,open,syn-ack,180,"
             ]
         );
         let text = std::fs::read_to_string(dir.join("m.txt")).unwrap();
-        assert!(text.starts_with("[OPEN] 127.0.0.1:22"), "{text}");
+        // An -oN file opens with nmap's header, then the results.
+        assert!(text.starts_with("# FastPort "), "{text}");
+        let first = text
+            .lines()
+            .find(|l| !l.starts_with('#'))
+            .unwrap_or_default();
+        assert!(first.starts_with("[OPEN] 127.0.0.1:22"), "{text}");
     }
 
     #[test]

@@ -489,3 +489,61 @@ proptest! {
         prop_assert!(seen.iter().all(|&c| c == 1));
     }
 }
+
+#[test]
+fn strides_partition_the_space() {
+    for len in [0u64, 1, 2, 7, 100, 65535] {
+        for workers in 1..=5 {
+            let mut seen = vec![0u8; len as usize];
+            for id in 0..workers {
+                for i in Stride::for_worker(id, workers, 0, len) {
+                    seen[i as usize] += 1;
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1), "len {len} workers {workers}");
+        }
+    }
+}
+
+#[test]
+fn stride_near_u64_max_ends() {
+    let mut s = Stride {
+        start: u64::MAX - 1,
+        next: u64::MAX - 1,
+        step: 3,
+        end: u64::MAX,
+        gate: None,
+    };
+    assert_eq!(s.next(), Some(u64::MAX - 1));
+    assert_eq!(s.next(), None);
+    assert!(s.is_exhausted());
+}
+
+#[test]
+fn a_held_stride_is_not_exhausted() {
+    // Two workers, windows of 4 numbers: worker 1 runs ahead to window 1
+    // (numbers 5, 7) and is held at 9 while worker 0 has not left window 0.
+    let s = blocked(20, 1, 20, 3, Shard::WHOLE, Done::none());
+    let mut strides = s.strides_in_windows(2, 4);
+    assert_eq!(
+        strides[1].by_ref().take(4).collect::<Vec<_>>(),
+        [1, 3, 5, 7]
+    );
+    assert_eq!(strides[1].peek(), None);
+    assert!(!strides[1].is_exhausted());
+    assert_eq!(strides[0].next(), Some(0));
+    assert_eq!(strides[1].peek(), None, "worker 0 is still in window 0");
+    assert_eq!(strides[0].next(), Some(2));
+    assert_eq!(strides[1].peek(), Some(9), "worker 0 has left window 0");
+}
+
+#[test]
+fn a_dropped_stride_holds_no_one() {
+    // Worker 0 ends before taking anything (its thread failed to start):
+    // worker 1 still runs to the end.
+    let s = blocked(20, 1, 20, 3, Shard::WHOLE, Done::none());
+    let mut strides = s.strides_in_windows(2, 4);
+    let lone = strides.pop().unwrap();
+    drop(strides);
+    assert_eq!(lone.count(), 10);
+}

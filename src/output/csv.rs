@@ -1,31 +1,41 @@
 //! CSV (`-oC`), for spreadsheets and Python's `csv` module: a header row
-//! `addr,port,state,reason,rtt_us`, then one row per shown result as it
-//! arrives. No field can hold a comma, a quote or a line break, so none is
-//! quoted; `rtt_us` is empty when nothing answered.
+//! `addr,port,state,reason,rtt_us,host`, then one row per shown result as
+//! it arrives. No field can hold a comma, a quote or a line break (a
+//! hostname is letters, digits, dots and hyphens), so none is quoted;
+//! `rtt_us` is empty when nothing answered, `host` when the target was not
+//! given by name. `host` is last so readers by position keep working.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use super::{Sink, Writer};
-use crate::config::Show;
+
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
+use crate::targets::HostNames;
 
-pub const HEADER: &str = "addr,port,state,reason,rtt_us";
+pub const HEADER: &str = "addr,port,state,reason,rtt_us,host";
 
 pub struct CsvSink {
     out: Writer,
-    show: Show,
     begun: bool,
+    names: Arc<HostNames>,
 }
 
 impl CsvSink {
-    pub fn new(out: Writer, show: Show) -> Self {
+    pub fn new(out: Writer) -> Self {
         CsvSink {
             // A continued file has its header.
             begun: out.continued(),
             out,
-            show,
+            names: Arc::default(),
         }
+    }
+
+    /// Fills `host` for the targets given by name.
+    pub fn with_names(mut self, names: &Arc<HostNames>) -> Self {
+        self.names = Arc::clone(names);
+        self
     }
 
     fn begin(&mut self) -> io::Result<()> {
@@ -38,9 +48,9 @@ impl CsvSink {
 }
 
 impl Sink for CsvSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
         self.begin()?;
-        if !self.show.contains(r.reason.state()) {
+        if !shown {
             return Ok(());
         }
         write!(
@@ -53,6 +63,10 @@ impl Sink for CsvSink {
         )?;
         if let Some(us) = r.rtt_us {
             write!(self.out, "{us}")?;
+        }
+        self.out.write_all(b",")?;
+        if let Some(host) = self.names.get(r.target.ip()) {
+            self.out.write_all(host.as_bytes())?;
         }
         self.out.write_all(b"\n")
     }
@@ -71,35 +85,40 @@ impl Sink for CsvSink {
 mod tests {
     use super::*;
     use crate::classify::Reason;
+    use crate::config::Show;
     use crate::output::hosts::tests::result;
-    use crate::output::tests::{capture, summary};
+    use crate::output::tests::{capture, feed, summary};
     use std::time::Duration;
 
     #[test]
     fn rows_follow_the_header() {
         let (out, text) = capture();
-        let mut sink = CsvSink::new(out, Show::parse("open,filtered").unwrap());
+        let names = Arc::new(HostNames::new(&[(
+            "localhost".into(),
+            vec!["127.0.0.1".parse().unwrap()],
+        )]));
+        let mut sink = CsvSink::new(out).with_names(&names);
         for r in [
             result(0, "127.0.0.1:22", Reason::SynAck, Some(53)),
             result(1, "127.0.0.1:23", Reason::ConnRefused, Some(40)),
             result(2, "[::1]:8080", Reason::NoResponse, None),
         ] {
-            sink.result(&r).unwrap();
+            feed(&mut sink, Show::parse("open,filtered").unwrap(), &r);
         }
         sink.finish(&summary(false, 3, Duration::ZERO)).unwrap();
         assert_eq!(
             text(),
-            "addr,port,state,reason,rtt_us\n\
-             127.0.0.1,22,open,syn-ack,53\n\
-             ::1,8080,filtered,no-response,\n"
+            "addr,port,state,reason,rtt_us,host\n\
+             127.0.0.1,22,open,syn-ack,53,localhost\n\
+             ::1,8080,filtered,no-response,,\n"
         );
     }
 
     #[test]
     fn an_empty_scan_has_a_header() {
         let (out, text) = capture();
-        let mut sink = CsvSink::new(out, Show::OPEN);
+        let mut sink = CsvSink::new(out);
         sink.finish(&summary(false, 0, Duration::ZERO)).unwrap();
-        assert_eq!(text(), "addr,port,state,reason,rtt_us\n");
+        assert_eq!(text(), "addr,port,state,reason,rtt_us,host\n");
     }
 }

@@ -80,7 +80,24 @@ impl HostDocument for GrepableSink {
     }
 
     fn write_host(&mut self, h: &HostRecord) -> io::Result<()> {
-        write!(self.out, "Host: {} ()\tPorts: ", h.addr)?;
+        // --open: nmap leaves out hosts without an open port.
+        if self.run.open_only
+            && !h
+                .shown
+                .iter()
+                .any(|(_, r)| r.state() == crate::classify::State::Open)
+        {
+            return Ok(());
+        }
+        // nmap's status line, the one scripts grep for up hosts.
+        let name = self.run.names.get(h.addr).unwrap_or("");
+        writeln!(
+            self.out,
+            "Host: {} ({name})\tStatus: {}",
+            h.addr,
+            if h.status().up { "Up" } else { "Down" }
+        )?;
+        write!(self.out, "Host: {} ({name})\tPorts: ", h.addr)?;
         for (i, &(port, reason)) in h.shown.iter().enumerate() {
             write!(
                 self.out,
@@ -122,8 +139,8 @@ impl HostDocument for GrepableSink {
 }
 
 impl Sink for GrepableSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        self.add_result(r)
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        self.add_result(r, shown)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -158,7 +175,7 @@ mod tests {
     use super::*;
     use crate::classify::Reason;
     use crate::output::hosts::tests::result;
-    use crate::output::tests::{capture, run_info, summary};
+    use crate::output::tests::{capture, feed, run_info, summary};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn fixed_clock() -> SystemTime {
@@ -177,7 +194,7 @@ mod tests {
             result(4, "[::1]:80", Reason::ConnRefused, Some(10)),
             result(5, "[::1]:443", Reason::NoResponse, None),
         ] {
-            sink.result(&r).unwrap();
+            feed(&mut sink, Show::OPEN, &r);
         }
         sink.finish(&summary(false, 6, Duration::from_millis(20)))
             .unwrap();
@@ -185,7 +202,9 @@ mod tests {
             text(),
             "# FastPort 0.1.0 scan initiated Sun Nov 29 13:32:20 2026 as: fastport -p 22,80,443 --show open,filtered -oX - 127.0.0.1 ::1\n\
              # order random, seed 42\n\
+             Host: 127.0.0.1 ()\tStatus: Up\n\
              Host: 127.0.0.1 ()\tPorts: 22/open/tcp//ssh///, 80/open/tcp//http///\tIgnored State: closed (1)\n\
+             Host: ::1 ()\tStatus: Up\n\
              Host: ::1 ()\tPorts: \tIgnored State: closed (2)\n\
              # FastPort done at Sun Nov 29 13:32:22 2026 -- 2 IP addresses (2 hosts up) scanned in 0.02 seconds\n"
         );
@@ -195,17 +214,21 @@ mod tests {
     fn interrupted_hosts_are_written_with_what_they_have() {
         let (out, text) = capture();
         let mut sink = GrepableSink::new(out, Show::ALL, &run_info()).with_clock(fixed_clock);
-        sink.result(&result(4, "[::1]:80", Reason::NoResponse, None))
-            .unwrap();
+        feed(
+            &mut sink,
+            Show::ALL,
+            &result(4, "[::1]:80", Reason::NoResponse, None),
+        );
         sink.abandon(&summary(true, 6, Duration::from_secs(3)))
             .unwrap();
         let text = text();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
         assert_eq!(lines[1], "# order random, seed 42");
-        assert_eq!(lines[2], "Host: ::1 ()\tPorts: 80/filtered/tcp//http///");
+        assert_eq!(lines[2], "Host: ::1 ()\tStatus: Down");
+        assert_eq!(lines[3], "Host: ::1 ()\tPorts: 80/filtered/tcp//http///");
         assert_eq!(
-            lines[3],
+            lines[4],
             "# FastPort interrupted at Sun Nov 29 13:32:22 2026 -- 1 IP address (0 hosts up) scanned in 3.00 seconds"
         );
     }

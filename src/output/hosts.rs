@@ -342,21 +342,19 @@ impl PendingHosts {
     /// This run's quota of `host`: its block's quotas are counted on the
     /// block's first result (one step of the order per probe of the block).
     fn quota(&mut self, host: u64) -> u64 {
-        let blocks = self.schedule.blocks();
-        let per_block = blocks.hosts_per_block();
-        let block = host / per_block;
+        let (block, offset) = self.schedule.blocks().host_in_block(host);
         let schedule = &self.schedule;
         let entry = self.blocks.entry(block).or_insert_with(|| {
             let quotas = schedule.quotas(block);
             let open = quotas.hosts();
             BlockQuotas { quotas, open }
         });
-        u64::from(entry.quotas.get(host - block * per_block))
+        u64::from(entry.quotas.get(offset))
     }
 
     /// A host's record was handed out: its block closes with its last host.
     fn close_host(&mut self, host: u64) {
-        let block = host / self.schedule.blocks().hosts_per_block();
+        let (block, _) = self.schedule.blocks().host_in_block(host);
         if let Some(entry) = self.blocks.get_mut(&block) {
             entry.open = entry.open.saturating_sub(1);
             if entry.open == 0 {
@@ -368,9 +366,14 @@ impl PendingHosts {
     /// Takes one result; returns the host's record when this was its last
     /// result of the run. `now` gives Unix seconds, asked only for a host's
     /// first result (its first-seen time).
-    pub fn add(&mut self, r: &ProbeResult, now: impl FnOnce() -> u64) -> Option<HostRecord> {
+    pub fn add(
+        &mut self,
+        r: &ProbeResult,
+        shown: bool,
+        now: impl FnOnce() -> u64,
+    ) -> Option<HostRecord> {
         self.results += 1;
-        let host_index = r.index / self.schedule.blocks().ports_per_host();
+        let host_index = self.schedule.blocks().host(r.index);
         if !self.pending.contains_key(&host_index) {
             // A result the schedule did not plan for (it cannot happen)
             // still gets a record: it completes with this one result.
@@ -392,7 +395,7 @@ impl PendingHosts {
         let record = self.pending.get_mut(&host_index)?;
         record.remaining = record.remaining.saturating_sub(1);
         record.reasons[r.reason.index()] += 1;
-        if self.show.contains(r.reason.state()) {
+        if shown {
             record.shown.push((r.target.port(), r.reason));
         }
         if let Some(us) = r.rtt_us {
@@ -476,10 +479,10 @@ pub(super) trait HostDocument {
     fn finished(&mut self) -> &mut bool;
 
     /// Takes one result; writes its host's record if that completed it.
-    fn add_result(&mut self, r: &ProbeResult) -> io::Result<()> {
+    fn add_result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
         self.begin()?;
         let clock = self.clock();
-        if let Some(record) = self.hosts().add(r, || unix_secs(clock())) {
+        if let Some(record) = self.hosts().add(r, shown, || unix_secs(clock())) {
             if worth_writing(&record) {
                 self.write_host(&record)?;
             }
@@ -544,6 +547,11 @@ pub(crate) mod tests {
     use super::*;
     use crate::order::{Blocks, Done, Lane, Order, Shard};
 
+    /// Adds `r` as the writer does under `--show open`.
+    fn add(t: &mut PendingHosts, r: &ProbeResult, now: impl FnOnce() -> u64) -> Option<HostRecord> {
+        t.add(r, Show::OPEN.contains(r.reason.state()), now)
+    }
+
     /// The whole scan of `total` probes, `ports` per host, in index order.
     fn schedule(total: u64, ports: u64, done: Done) -> Schedule {
         Schedule::new(
@@ -570,33 +578,36 @@ pub(crate) mod tests {
         let a = "10.0.0.1";
         let b = "10.0.0.2";
         assert!(
-            t.add(
+            add(
+                &mut t,
                 &result(4, &format!("{b}:80"), Reason::SynAck, Some(90)),
                 || 7
             )
             .is_none()
         );
         assert!(
-            t.add(
+            add(
+                &mut t,
                 &result(2, &format!("{a}:443"), Reason::ConnRefused, Some(10)),
                 || 7
             )
             .is_none()
         );
         assert!(
-            t.add(
+            add(
+                &mut t,
                 &result(1, &format!("{a}:80"), Reason::SynAck, Some(20)),
                 || 8
             )
             .is_none()
         );
         assert_eq!(t.pending(), (2, 1));
-        let done = t
-            .add(
-                &result(0, &format!("{a}:22"), Reason::SynAck, Some(30)),
-                || 9,
-            )
-            .expect("host a is complete");
+        let done = add(
+            &mut t,
+            &result(0, &format!("{a}:22"), Reason::SynAck, Some(30)),
+            || 9,
+        )
+        .expect("host a is complete");
         assert_eq!(done.addr, a.parse::<IpAddr>().unwrap());
         assert_eq!(done.first_seen, 7);
         assert_eq!(done.remaining, 0);
@@ -733,7 +744,7 @@ pub(crate) mod tests {
                 shown[r.host_index as usize].extend(r.shown.iter().map(|(p, _)| *p));
             };
             for s in start..stop {
-                if let Some(r) = t.add(&probe(schedule.index(s), ports), || 0) {
+                if let Some(r) = t.add(&probe(schedule.index(s), ports), true, || 0) {
                     take(r);
                 }
             }
@@ -796,7 +807,7 @@ pub(crate) mod tests {
                 let stop = len * cut / 100;
                 let mut t = PendingHosts::new(&first, Show::ALL);
                 for s in (0..stop).rev() {
-                    if let Some(r) = t.add(&probe(first.index(s), ports), || 0) {
+                    if let Some(r) = t.add(&probe(first.index(s), ports), true, || 0) {
                         proptest::prop_assert_eq!(r.remaining, 0);
                         results[r.host_index as usize] += r.results();
                     }
@@ -811,7 +822,7 @@ pub(crate) mod tests {
                 let mut t = PendingHosts::new(&rest, Show::ALL);
                 let mut written = vec![0u32; hosts as usize];
                 for s in stop..len {
-                    if let Some(r) = t.add(&probe(rest.index(s), ports), || 0) {
+                    if let Some(r) = t.add(&probe(rest.index(s), ports), true, || 0) {
                         proptest::prop_assert_eq!(r.remaining, 0);
                         written[r.host_index as usize] += 1;
                         results[r.host_index as usize] += r.results();

@@ -1,6 +1,7 @@
 //! JSON lines (`-oJ`): one object per result, exactly
 //! `{"addr":"127.0.0.1","port":22,"state":"open","reason":"syn-ack","rtt_us":53}`,
-//! for jq and scripts.
+//! for jq and scripts; a target given by name also has a `host` key beside
+//! `addr`: `{"addr":"127.0.0.1","host":"localhost","port":22,...}`.
 
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -10,24 +11,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use super::{Sink, Writer};
-use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
+use crate::targets::HostNames;
 
 /// One line of `-oJ` output.
 #[derive(Serialize)]
-pub struct JsonLine {
+pub struct JsonLine<'a> {
     pub addr: IpAddr,
+    /// The name the target was given by, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<&'a str>,
     pub port: u16,
     pub state: &'static str,
     pub reason: &'static str,
     pub rtt_us: Option<u32>,
 }
 
-impl From<&ProbeResult> for JsonLine {
+impl From<&ProbeResult> for JsonLine<'_> {
     fn from(r: &ProbeResult) -> Self {
         JsonLine {
             addr: r.target.ip(),
+            host: None,
             port: r.target.port(),
             state: r.reason.state().as_str(),
             reason: r.reason.as_str(),
@@ -38,19 +43,25 @@ impl From<&ProbeResult> for JsonLine {
 
 pub struct JsonLinesSink {
     out: Writer,
-    show: Show,
+    names: Arc<HostNames>,
     /// Lines written (for the `--stats` document: merge checks a shard's
     /// file against it).
     lines: Arc<AtomicU64>,
 }
 
 impl JsonLinesSink {
-    pub fn new(out: Writer, show: Show) -> Self {
+    pub fn new(out: Writer) -> Self {
         JsonLinesSink {
             out,
-            show,
+            names: Arc::default(),
             lines: Arc::default(),
         }
+    }
+
+    /// Writes `host` for the targets given by name.
+    pub fn with_names(mut self, names: &Arc<HostNames>) -> Self {
+        self.names = Arc::clone(names);
+        self
     }
 
     /// A shared count of the lines written.
@@ -60,11 +71,13 @@ impl JsonLinesSink {
 }
 
 impl Sink for JsonLinesSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        if !self.show.contains(r.reason.state()) {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        if !shown {
             return Ok(());
         }
-        serde_json::to_writer(&mut self.out, &JsonLine::from(r))?;
+        let mut line = JsonLine::from(r);
+        line.host = self.names.get(r.target.ip());
+        serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")?;
         self.lines.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -105,6 +118,31 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&JsonLine::from(&silent)).unwrap(),
             r#"{"addr":"::1","port":8080,"state":"filtered","reason":"no-response","rtt_us":null}"#
+        );
+    }
+
+    #[test]
+    fn a_target_given_by_name_has_a_host_key_beside_addr() {
+        let (out, text) = crate::output::tests::capture();
+        let names = Arc::new(HostNames::new(&[(
+            "localhost".into(),
+            vec!["127.0.0.1".parse().unwrap()],
+        )]));
+        let mut sink = JsonLinesSink::new(out).with_names(&names);
+        for target in ["127.0.0.1:22", "127.0.0.2:22"] {
+            let r = ProbeResult {
+                index: 0,
+                target: target.parse().unwrap(),
+                reason: Reason::SynAck,
+                rtt_us: Some(5),
+            };
+            sink.result(&r, true).unwrap();
+        }
+        sink.flush().unwrap();
+        assert_eq!(
+            text(),
+            "{\"addr\":\"127.0.0.1\",\"host\":\"localhost\",\"port\":22,\"state\":\"open\",\"reason\":\"syn-ack\",\"rtt_us\":5}\n\
+             {\"addr\":\"127.0.0.2\",\"port\":22,\"state\":\"open\",\"reason\":\"syn-ack\",\"rtt_us\":5}\n"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Where results go: one [`Sink`] per format, fed every result by the writer
-//! thread as batches arrive, each deciding what to write. Formats share the
-//! `--show` filter and the destination handling (stdout or a file opened
+//! thread as batches arrive, each deciding what to write. `--show` is
+//! decided once per result, here, and handed to every sink with it; the
+//! formats share the destination handling too (stdout or a file opened
 //! before the first probe, so an unwritable path is a usage error).
 //!
 //! - `text` (`-oN`, and stdout by default) and `json` (`-oJ`) write a line
@@ -15,6 +16,7 @@ mod dates;
 mod grepable;
 mod hosts;
 mod json;
+mod list;
 pub mod progress;
 mod text;
 mod xml;
@@ -29,10 +31,11 @@ pub use csv::CsvSink;
 pub use grepable::GrepableSink;
 pub use hosts::{HeldHost, HeldHosts, port_ranges};
 pub use json::JsonLinesSink;
-pub use text::{TextSink, write_summary};
+pub use list::ListSink;
+pub use text::{TextSink, TextStyle, write_summary};
 pub use xml::XmlSink;
 
-use crate::config::{Dest, OutputPlan, ScanConfig};
+use crate::config::{Dest, OutputPlan, ScanConfig, Show};
 use crate::order::Schedule;
 use crate::probe::ProbeResult;
 use crate::stats::{RunRecord, StatsDocument, Summary};
@@ -80,6 +83,8 @@ pub enum Format {
     Xml,
     Grepable,
     Csv,
+    /// `-oL`: `addr:port` lines.
+    List,
     Stats,
 }
 
@@ -92,6 +97,7 @@ impl Format {
             Format::Xml => "-oX",
             Format::Grepable => "-oG",
             Format::Csv => "-oC",
+            Format::List => "-oL",
             Format::Stats => "--stats",
         }
     }
@@ -214,9 +220,11 @@ fn continue_at(file: &mut File, format: Format) -> io::Result<Result<u64, String
 
 /// One output format.
 pub trait Sink {
-    /// Takes one result (already filtered by nothing: the sink applies
-    /// `--show` itself where it matters).
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()>;
+    /// Takes one result, every result of the run: `shown` says whether
+    /// `--show` lets its state through (decided once, in
+    /// [`Outputs::write_batch`]). A line per result formats write only the
+    /// shown ones; per-host formats count the others too.
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()>;
     /// Pushes buffered bytes out: called after each batch.
     fn flush(&mut self) -> io::Result<()>;
     /// Ends the output with the run's summary (also after Ctrl-C: then
@@ -255,6 +263,19 @@ pub struct RunInfo {
     /// The probe order, for the record: `order random, seed N[, shard K/N]`
     /// (a random seed is in no command line).
     pub order: String,
+    /// Where `--top-ports`/`-F` took its ranking from, when used.
+    pub ranking: Option<String>,
+    /// `--open`: hosts without an open port are not written (XML, grepable).
+    pub open_only: bool,
+    /// Adaptive timing's bounds on an attempt's wait; `None` when
+    /// `--timeout` fixed it to [`timeout`](Self::timeout).
+    pub rtt_bounds: Option<(Duration, Duration)>,
+    /// The XSL stylesheet the XML names, so a browser renders it.
+    pub stylesheet: String,
+    /// The names targets were given by: written beside their addresses.
+    pub names: std::sync::Arc<crate::targets::HostNames>,
+    /// How many target names did not resolve (skipped; the summary counts them).
+    pub unresolved: usize,
     /// The run's order, shard and what earlier runs did: how many results
     /// each host gets in this run, so per-host formats know when a host is
     /// complete.
@@ -262,6 +283,33 @@ pub struct RunInfo {
     /// The hosts an interrupted run held over (a resume): the per-host
     /// formats take them back.
     pub held: Option<Arc<HeldHosts>>,
+}
+
+/// nmap's stylesheet where nmap installs it, else its published copy.
+pub fn stylesheet_href(installed: bool) -> String {
+    if installed {
+        "file:///usr/share/nmap/nmap.xsl".to_string()
+    } else {
+        "https://svn.nmap.org/nmap/docs/nmap.xsl".to_string()
+    }
+}
+
+impl RunInfo {
+    /// The wait an attempt on a host with this smoothed round-trip time
+    /// (microseconds) got: the adaptive rule `srtt + max(4·rttvar, srtt/2)`
+    /// within its bounds (as `timing::rtt` computes it), or the fixed
+    /// `--timeout`. nmap's `<times to>`.
+    pub fn timeout_for(&self, srtt_us: u64, rttvar_us: u64) -> u64 {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        match self.rtt_bounds {
+            None => micros(self.timeout),
+            Some((min, max)) => {
+                let margin = rttvar_us.saturating_mul(4).max(srtt_us / 2);
+                let to = srtt_us.saturating_add(margin);
+                to.clamp(micros(min), micros(max).max(micros(min)))
+            }
+        }
+    }
 }
 
 impl RunInfo {
@@ -282,6 +330,12 @@ impl RunInfo {
             timeout: config.engine.timeout,
             started: SystemTime::now(),
             order: order_note(config),
+            ranking: config.ranking.as_ref().map(ToString::to_string),
+            open_only: config.outputs.open_only,
+            rtt_bounds: config.engine.adaptive.map(|a| (a.min_rtt, a.max_rtt)),
+            stylesheet: stylesheet_href(std::path::Path::new("/usr/share/nmap/nmap.xsl").exists()),
+            names: std::sync::Arc::clone(&config.names),
+            unresolved: config.unresolved,
             schedule: config.schedule.clone(),
             held: None,
         }
@@ -505,6 +559,10 @@ impl Opened {
 /// Every output of the run.
 pub struct Outputs {
     sinks: Vec<Box<dyn Sink + Send>>,
+    /// `--show`: which states the outputs show.
+    show: Show,
+    /// Whether each result of the batch is shown (reused between batches).
+    shown: Vec<bool>,
     stats: Option<Writer>,
     summary_to_stderr: bool,
     /// Lines the `-oJ` sink wrote.
@@ -536,6 +594,7 @@ impl Outputs {
             .chain(plan.xml.iter().map(|d| (Format::Xml, d)))
             .chain(plan.grepable.iter().map(|d| (Format::Grepable, d)))
             .chain(plan.csv.iter().map(|d| (Format::Csv, d)))
+            .chain(plan.list.iter().map(|d| (Format::List, d)))
             .chain(plan.stats.iter().map(|d| (Format::Stats, d)))
             .collect();
         let mut ids: Vec<(FileId, Format)> = Vec::new();
@@ -591,12 +650,31 @@ impl Outputs {
                 .into_writer()
         };
         let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
-        for _ in &plan.text {
-            sinks.push(Box::new(TextSink::new(next()?, plan.show, plan.reason)));
+        for dest in &plan.text {
+            let style = match dest {
+                Dest::Stdout => TextStyle {
+                    color: TextStyle::color_for(
+                        io::IsTerminal::is_terminal(&io::stdout()),
+                        std::env::var_os("NO_COLOR").as_deref(),
+                    ),
+                    header: false,
+                },
+                Dest::File(_) => TextStyle {
+                    color: false,
+                    header: true,
+                },
+            };
+            sinks.push(Box::new(TextSink::new(
+                next()?,
+                plan.show,
+                plan.reason,
+                run,
+                style,
+            )));
         }
         let mut json_lines = None;
         if plan.json.is_some() {
-            let sink = JsonLinesSink::new(next()?, plan.show);
+            let sink = JsonLinesSink::new(next()?).with_names(&run.names);
             json_lines = Some(sink.lines());
             sinks.push(Box::new(sink));
         }
@@ -607,11 +685,16 @@ impl Outputs {
             sinks.push(Box::new(GrepableSink::new(next()?, plan.show, run)));
         }
         if plan.csv.is_some() {
-            sinks.push(Box::new(CsvSink::new(next()?, plan.show)));
+            sinks.push(Box::new(CsvSink::new(next()?).with_names(&run.names)));
+        }
+        if plan.list.is_some() {
+            sinks.push(Box::new(ListSink::new(next()?)));
         }
         let stats = plan.stats.as_ref().map(|_| next()).transpose()?;
         Ok(Outputs {
             sinks,
+            show: plan.show,
+            shown: Vec::new(),
             stats,
             summary_to_stderr: plan.summary_to_stderr,
             json_lines,
@@ -664,10 +747,15 @@ impl Outputs {
     /// is returned.
     pub fn write_batch(&mut self, batch: &[ProbeResult]) -> io::Result<()> {
         let mut first_error = None;
+        let show = self.show;
+        self.shown.clear();
+        self.shown
+            .extend(batch.iter().map(|r| show.contains(r.reason.state())));
         for sink in &mut self.sinks {
             let r = batch
                 .iter()
-                .try_for_each(|r| sink.result(r))
+                .zip(&self.shown)
+                .try_for_each(|(r, &shown)| sink.result(r, shown))
                 .and_then(|()| sink.flush());
             if let Err(e) = r {
                 first_error.get_or_insert(e);
@@ -737,6 +825,12 @@ pub(crate) mod tests {
         (Writer::new(Box::new(shared)), text)
     }
 
+    /// Gives `sink` one result, shown as `show` says (what
+    /// [`Outputs::write_batch`] does).
+    pub fn feed(sink: &mut impl Sink, show: Show, r: &ProbeResult) {
+        sink.result(r, show.contains(r.reason.state())).unwrap();
+    }
+
     /// The run the format tests describe: ports 22, 80 and 443 on two hosts.
     pub fn run_info() -> RunInfo {
         RunInfo {
@@ -746,6 +840,12 @@ pub(crate) mod tests {
             timeout: Duration::from_secs(1),
             started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_959_140),
             order: "order random, seed 42".into(),
+            ranking: None,
+            open_only: false,
+            rtt_bounds: None,
+            stylesheet: stylesheet_href(false),
+            names: std::sync::Arc::default(),
+            unresolved: 0,
             schedule: Schedule::new(
                 crate::order::Blocks::new(6, 3),
                 crate::order::Order::Sequential,
@@ -754,6 +854,19 @@ pub(crate) mod tests {
             ),
             held: None,
         }
+    }
+
+    /// `<times to>` once said 1 000 000 µs (the initial timeout) while the
+    /// adaptive timing had waited 100 ms.
+    #[test]
+    fn times_to_is_the_timeout_actually_used() {
+        let mut run = run_info();
+        assert_eq!(run.timeout_for(47, 30), 1_000_000, "fixed --timeout");
+        run.rtt_bounds = Some((Duration::from_millis(100), Duration::from_secs(10)));
+        assert_eq!(run.timeout_for(47, 30), 100_000, "the floor");
+        assert_eq!(run.timeout_for(300_000, 50_000), 500_000);
+        assert_eq!(run.timeout_for(400_000, 10_000), 600_000, "srtt/2 floor");
+        assert_eq!(run.timeout_for(20_000_000, 0), 10_000_000, "the ceiling");
     }
 
     pub fn summary(interrupted: bool, planned: u64, elapsed: Duration) -> Summary {

@@ -1,26 +1,223 @@
 //! Human text, in the spirit of the tool FastPort grew from: a line per
-//! shown port as soon as it is found (`[OPEN] 127.0.0.1:22 ssh`), then a
+//! shown port as soon as it is found (`[OPEN] 127.0.0.1:22 ssh`), then, at
+//! the end, each host's ports sorted in nmap's shape (`PORT STATE SERVICE`
+//! under a "Not shown: 1019 closed tcp ports (conn-refused)" line), then a
 //! summary of counts, rate and latency percentiles.
+//!
+//! Written to a file (`-oN`), the text starts with the command line and the
+//! date and ends with nmap's "done at" line, as nmap's normal output does:
+//! reports quote them. On a terminal the states are coloured, unless
+//! `NO_COLOR` is set; never in a file or a pipe.
 
 use std::io::{self, Write};
+use std::time::SystemTime;
 
-use super::{Sink, Writer};
+use super::dates::ctime;
+use super::hosts::{HostRecord, PendingHosts};
+use super::{RunInfo, Sink, Writer};
 use crate::classify::{LocalError, Reason, State};
 use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
 use crate::targets::service_name;
 
+/// How the text looks where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TextStyle {
+    /// ANSI colours (a terminal without `NO_COLOR`).
+    pub color: bool,
+    /// nmap's `#` header and footer lines (`-oN FILE`).
+    pub header: bool,
+}
+
+impl TextStyle {
+    /// Colour when `terminal` and `NO_COLOR` is unset or empty
+    /// (<https://no-color.org>).
+    pub fn color_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        terminal && no_color.is_none_or(|v| v.is_empty())
+    }
+}
+
 pub struct TextSink {
     out: Writer,
     show: Show,
     reason: bool,
+    style: TextStyle,
+    run: RunInfo,
+    now: fn() -> SystemTime,
+    begun: bool,
+    /// Hosts whose results are still coming (bounded by the probe order's
+    /// blocks, as for the XML).
+    pending: PendingHosts,
+    /// Complete hosts with ports to show: the end-of-run table. Hosts with
+    /// nothing to show are only counted, so a sweep of a /8 that answers
+    /// everywhere holds no memory per address.
+    table: Vec<HostRecord>,
 }
 
 impl TextSink {
-    pub fn new(out: Writer, show: Show, reason: bool) -> Self {
-        TextSink { out, show, reason }
+    pub fn new(out: Writer, show: Show, reason: bool, run: &RunInfo, style: TextStyle) -> Self {
+        TextSink {
+            // A continued file (a resume) has its header already.
+            begun: out.continued(),
+            out,
+            show,
+            reason,
+            style,
+            run: run.clone(),
+            now: SystemTime::now,
+            pending: PendingHosts::new(&run.schedule, show),
+            table: Vec::new(),
+        }
     }
+
+    /// The same sink with a fixed clock, for exact tests.
+    #[cfg(test)]
+    fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
+        self.now = now;
+        self
+    }
+
+    fn begin(&mut self) -> io::Result<()> {
+        if self.begun {
+            return Ok(());
+        }
+        self.begun = true;
+        if self.style.header {
+            writeln!(
+                self.out,
+                "# FastPort {} scan initiated {} as: {}\n# {}",
+                env!("CARGO_PKG_VERSION"),
+                ctime(self.run.started),
+                self.run.command_line.replace(['\n', '\r'], " "),
+                self.run.order,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn paint(&self, state: State, text: &str) -> String {
+        if !self.style.color {
+            return text.to_string();
+        }
+        let code = match state {
+            State::Open => "32",
+            State::Closed => "31",
+            State::Filtered => "33",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+
+    /// Keeps a complete host's record for the table if it has ports to
+    /// show (with `--open`: an open port).
+    fn keep(&mut self, record: HostRecord) {
+        let keep = if self.run.open_only {
+            record.shown.iter().any(|(_, r)| r.state() == State::Open)
+        } else {
+            !record.shown.is_empty()
+        };
+        if keep {
+            self.table.push(record);
+        }
+    }
+
+    /// Each host with ports to show, by address, its ports sorted, in
+    /// nmap's shape.
+    fn write_table(&mut self) -> io::Result<()> {
+        for record in self.pending.drain_partial() {
+            self.keep(record);
+        }
+        let mut table = std::mem::take(&mut self.table);
+        table.sort_by_key(|h| h.addr);
+        for h in &table {
+            let ip = h.addr;
+            match self.run.names.get(ip) {
+                Some(name) => writeln!(self.out, "\nFastPort scan report for {name} ({ip})")?,
+                None => writeln!(self.out, "\nFastPort scan report for {ip}")?,
+            }
+            match (h.status().up, h.rtt_us()) {
+                (true, Some((srtt, _))) => {
+                    writeln!(self.out, "Host is up ({:.6}s latency).", srtt as f64 / 1e6)?
+                }
+                (true, None) => writeln!(self.out, "Host is up.")?,
+                (false, _) => writeln!(self.out, "Host did not answer.")?,
+            }
+            if h.remaining > 0 {
+                writeln!(
+                    self.out,
+                    "Incomplete: {} of {} ports scanned (interrupted).",
+                    h.results(),
+                    h.results() + h.remaining
+                )?;
+            }
+            let hidden = not_shown(&h.reasons, self.show);
+            if !hidden.is_empty() {
+                writeln!(self.out, "Not shown: {hidden}")?;
+            }
+            let width = h
+                .shown
+                .iter()
+                .map(|(p, _)| p.to_string().len() + 4)
+                .max()
+                .unwrap_or(0)
+                .max(4);
+            let state_width = h
+                .shown
+                .iter()
+                .map(|(_, r)| r.state().as_str().len())
+                .max()
+                .unwrap_or(5)
+                .max(5);
+            write!(
+                self.out,
+                "{:<width$} {:<state_width$} SERVICE",
+                "PORT", "STATE"
+            )?;
+            if self.reason {
+                write!(self.out, " REASON")?;
+            }
+            writeln!(self.out)?;
+            for &(port, reason) in &h.shown {
+                let state = reason.state();
+                let padded = format!("{:<state_width$}", state.as_str());
+                write!(
+                    self.out,
+                    "{:<width$} {} {}",
+                    format!("{port}/tcp"),
+                    self.paint(state, &padded),
+                    service_name(port).unwrap_or("unknown"),
+                )?;
+                if self.reason {
+                    write!(self.out, " {reason}")?;
+                }
+                writeln!(self.out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `1019 closed tcp ports (conn-refused), 2 filtered tcp ports (no-response)`:
+/// the states not shown, each with its most frequent reason.
+fn not_shown(counts: &[u64; Reason::COUNT], show: Show) -> String {
+    let mut parts = Vec::new();
+    for state in State::ALL {
+        if show.contains(state) {
+            continue;
+        }
+        let of_state = || Reason::ALL.iter().filter(move |r| r.state() == state);
+        let n: u64 = of_state().map(|r| counts[r.index()]).sum();
+        if n == 0 {
+            continue;
+        }
+        let main = of_state()
+            .max_by_key(|r| (counts[r.index()], std::cmp::Reverse(r.index())))
+            .copied()
+            .unwrap_or(Reason::NoResponse);
+        let ports = if n == 1 { "port" } else { "ports" };
+        parts.push(format!("{n} {} tcp {ports} ({main})", state.as_str()));
+    }
+    parts.join(", ")
 }
 
 fn tag(state: State) -> &'static str {
@@ -32,13 +229,26 @@ fn tag(state: State) -> &'static str {
 }
 
 impl Sink for TextSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        let state = r.reason.state();
-        if !self.show.contains(state) {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        self.begin()?;
+        let ip = r.target.ip();
+        let started = self.run.started;
+        if let Some(record) = self
+            .pending
+            .add(r, shown, || super::dates::unix_secs(started))
+        {
+            self.keep(record);
+        }
+        if !shown {
             return Ok(());
         }
+        let state = r.reason.state();
         let service = service_name(r.target.port()).unwrap_or("unknown");
-        write!(self.out, "{} {} {}", tag(state), r.target, service)?;
+        let tag = self.paint(state, tag(state));
+        write!(self.out, "{tag} {} {service}", r.target)?;
+        if let Some(name) = self.run.names.get(ip) {
+            write!(self.out, " ({name})")?;
+        }
         if self.reason {
             write!(self.out, " reason={}", r.reason)?;
             if let Some(us) = r.rtt_us {
@@ -53,7 +263,41 @@ impl Sink for TextSink {
     }
 
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        self.begin()?;
+        self.write_table()?;
+        let (_, up) = self.pending.counts();
         write_summary(&mut self.out, summary)?;
+        writeln!(
+            self.out,
+            "  hosts up: {up} of {} (answered on at least one port)",
+            summary.hosts
+        )?;
+        if self.run.unresolved > 0 {
+            writeln!(
+                self.out,
+                "  names not resolved (skipped): {}",
+                self.run.unresolved
+            )?;
+        }
+        if let Some(ranking) = &self.run.ranking {
+            writeln!(self.out, "  port ranking: {ranking}")?;
+        }
+        if self.style.header {
+            writeln!(
+                self.out,
+                "# FastPort {} at {} -- {} IP address{} ({up} host{} up) scanned in {:.2} seconds",
+                if summary.interrupted {
+                    "interrupted"
+                } else {
+                    "done"
+                },
+                ctime((self.now)()),
+                summary.hosts,
+                if summary.hosts == 1 { "" } else { "es" },
+                if up == 1 { "" } else { "s" },
+                summary.elapsed.as_secs_f64(),
+            )?;
+        }
         self.out.flush()
     }
 }
@@ -154,4 +398,145 @@ pub fn write_summary(w: &mut dyn Write, s: &Summary) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::tests::{capture, run_info, summary};
+    use std::time::Duration;
+
+    fn fixed_clock() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_959_142)
+    }
+
+    /// Host 0 is 127.0.0.1 (ports 22, 80, 443 at indices 0-2), host 1 ::1
+    /// (3-5), as `run_info()`'s schedule numbers them.
+    fn result(target: &str, reason: Reason, rtt_us: Option<u32>) -> ProbeResult {
+        let target: std::net::SocketAddr = target.parse().unwrap();
+        let host = u64::from(target.is_ipv6());
+        let port = [22, 80, 443]
+            .iter()
+            .position(|&p| p == target.port())
+            .unwrap() as u64;
+        ProbeResult {
+            index: host * 3 + port,
+            target,
+            reason,
+            rtt_us,
+        }
+    }
+
+    fn feed(sink: &mut TextSink) {
+        for (t, r, rtt) in [
+            ("127.0.0.1:443", Reason::ConnRefused, Some(40)),
+            ("127.0.0.1:80", Reason::SynAck, Some(50)),
+            ("[::1]:22", Reason::NoResponse, None),
+            ("127.0.0.1:22", Reason::SynAck, Some(30)),
+            ("[::1]:80", Reason::NoResponse, None),
+            ("[::1]:443", Reason::NoResponse, None),
+        ] {
+            let res = result(t, r, rtt);
+            let shown = sink.show.contains(r.state());
+            sink.result(&res, shown).unwrap();
+        }
+    }
+
+    /// Results came out only as live lines, unsorted, with no per-host view.
+    #[test]
+    fn results_are_sorted_per_host_in_nmaps_shape_after_the_live_lines() {
+        let (out, text) = capture();
+        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), TextStyle::default());
+        feed(&mut sink);
+        sink.finish(&summary(false, 6, Duration::from_millis(20)))
+            .unwrap();
+        let text = text();
+        let want = "[OPEN] 127.0.0.1:80 http\n\
+                    [OPEN] 127.0.0.1:22 ssh\n\
+                    \n\
+                    FastPort scan report for 127.0.0.1\n\
+                    Host is up (0.000039s latency).\n\
+                    Not shown: 1 closed tcp port (conn-refused)\n\
+                    PORT   STATE SERVICE\n\
+                    22/tcp open  ssh\n\
+                    80/tcp open  http\n";
+        assert!(text.starts_with(want), "{text}");
+        assert!(!text.contains("::1"), "a silent host is not listed: {text}");
+        assert!(
+            text.contains("  hosts up: 1 of 2 (answered on at least one port)\n"),
+            "{text}"
+        );
+        assert!(!text.contains('#') && !text.contains('\x1b'), "{text}");
+    }
+
+    #[test]
+    fn normal_output_file_starts_with_the_command_line_and_date() {
+        let (out, text) = capture();
+        let style = TextStyle {
+            color: false,
+            header: true,
+        };
+        let mut sink =
+            TextSink::new(out, Show::ALL, true, &run_info(), style).with_clock(fixed_clock);
+        feed(&mut sink);
+        sink.finish(&summary(false, 6, Duration::from_millis(20)))
+            .unwrap();
+        let text = text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "# FastPort 0.1.0 scan initiated Sun Nov 29 13:32:20 2026 as: fastport -p 22,80,443 --show open,filtered -oX - 127.0.0.1 ::1"
+        );
+        assert_eq!(lines[1], "# order random, seed 42");
+        assert_eq!(
+            *lines.last().unwrap(),
+            "# FastPort done at Sun Nov 29 13:32:22 2026 -- 2 IP addresses (1 host up) scanned in 0.02 seconds"
+        );
+        assert!(text.contains("FastPort scan report for ::1\nHost did not answer.\nPORT    STATE    SERVICE REASON\n22/tcp  filtered ssh no-response\n"), "{text}");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(TextStyle::color_for(true, None));
+        assert!(TextStyle::color_for(true, Some(OsStr::new(""))));
+        assert!(!TextStyle::color_for(true, Some(OsStr::new("1"))));
+        assert!(!TextStyle::color_for(false, None));
+        let (out, text) = capture();
+        let style = TextStyle {
+            color: true,
+            header: false,
+        };
+        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), style);
+        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)), true)
+            .unwrap();
+        sink.flush().unwrap();
+        assert_eq!(text(), "\x1b[32m[OPEN]\x1b[0m 127.0.0.1:22 ssh\n");
+    }
+
+    #[test]
+    fn open_only_leaves_hosts_without_an_open_port_out_of_the_table() {
+        let (out, text) = capture();
+        let mut run = run_info();
+        run.open_only = true;
+        let mut sink = TextSink::new(out, Show::OPEN, false, &run, TextStyle::default());
+        // ::1 answers but has no open port; 127.0.0.1 has one.
+        for (t, r) in [
+            ("[::1]:22", Reason::ConnRefused),
+            ("[::1]:80", Reason::ConnRefused),
+            ("[::1]:443", Reason::ConnRefused),
+            ("127.0.0.1:22", Reason::SynAck),
+            ("127.0.0.1:80", Reason::ConnRefused),
+            ("127.0.0.1:443", Reason::ConnRefused),
+        ] {
+            sink.result(&result(t, r, Some(5)), r == Reason::SynAck)
+                .unwrap();
+        }
+        sink.finish(&summary(false, 6, Duration::from_millis(20)))
+            .unwrap();
+        let text = text();
+        assert!(text.contains("report for 127.0.0.1\n"), "{text}");
+        assert!(!text.contains("::1"), "{text}");
+        assert!(text.contains("hosts up: 2 of 2"), "{text}");
+    }
 }

@@ -113,6 +113,13 @@ impl HostDocument for XmlSink {
         self.xml
             .write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
         self.nl()?;
+        let stylesheet = format!(
+            "xml-stylesheet href=\"{}\" type=\"text/xsl\"",
+            self.run.stylesheet
+        );
+        self.xml
+            .write_event(Event::PI(quick_xml::events::BytesPI::new(stylesheet)))?;
+        self.nl()?;
         self.xml
             .write_event(Event::DocType(BytesText::from_escaped("nmaprun")))?;
         self.nl()?;
@@ -132,6 +139,12 @@ impl HostDocument for XmlSink {
                 &order,
             ))))?;
         self.nl()?;
+        if let Some(ranking) = &self.run.ranking {
+            let note = format!(" port ranking: {} ", xml_chars(ranking));
+            self.xml
+                .write_event(Event::Comment(BytesText::from_escaped(comment_safe(&note))))?;
+            self.nl()?;
+        }
         self.start(
             "nmaprun",
             &[
@@ -163,6 +176,15 @@ impl HostDocument for XmlSink {
     }
 
     fn write_host(&mut self, h: &HostRecord) -> io::Result<()> {
+        // --open: nmap leaves out hosts without an open port.
+        if self.run.open_only
+            && !h
+                .shown
+                .iter()
+                .any(|(_, r)| r.state() == crate::classify::State::Open)
+        {
+            return Ok(());
+        }
         let now = unix_secs((self.now)());
         let status = h.status();
         let show = self.hosts.show();
@@ -197,6 +219,16 @@ impl HostDocument for XmlSink {
         };
         self.empty("address", &[("addr", &addr), ("addrtype", addrtype)])?;
         self.nl()?;
+        if let Some(name) = self.run.names.get(h.addr) {
+            // The name the user gave, as nmap records it (type="user").
+            let name = name.to_string();
+            self.start("hostnames", &[])?;
+            self.nl()?;
+            self.empty("hostname", &[("name", &name), ("type", "user")])?;
+            self.nl()?;
+            self.end("hostnames")?;
+            self.nl()?;
+        }
 
         self.start("ports", &[])?;
         for ignored in h.ignored(show) {
@@ -243,8 +275,8 @@ impl HostDocument for XmlSink {
         self.nl()?;
 
         if let Some((srtt, rttvar)) = h.rtt_us() {
-            let timeout_us = u64::try_from(self.run.timeout.as_micros()).unwrap_or(u64::MAX);
-            let (srtt, rttvar, to) = (srtt.to_string(), rttvar.to_string(), timeout_us.to_string());
+            let to = self.run.timeout_for(srtt, rttvar).to_string();
+            let (srtt, rttvar) = (srtt.to_string(), rttvar.to_string());
             self.empty(
                 "times",
                 &[("srtt", &srtt), ("rttvar", &rttvar), ("to", &to)],
@@ -321,8 +353,8 @@ impl HostDocument for XmlSink {
 }
 
 impl Sink for XmlSink {
-    fn result(&mut self, r: &ProbeResult) -> io::Result<()> {
-        self.add_result(r)
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        self.add_result(r, shown)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -370,7 +402,7 @@ mod tests {
     use super::*;
     use crate::classify::Reason;
     use crate::output::hosts::tests::result;
-    use crate::output::tests::{capture, run_info, summary};
+    use crate::output::tests::{capture, feed, run_info, summary};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn fixed_clock() -> SystemTime {
@@ -378,6 +410,7 @@ mod tests {
     }
 
     const HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<?xml-stylesheet href="https://svn.nmap.org/nmap/docs/nmap.xsl" type="text/xsl"?>
 <!DOCTYPE nmaprun>
 <!-- FastPort 0.1.0 scan initiated Sun Nov 29 13:32:20 2026 as: fastport -p 22,80,443 -&#45;show open,filtered -oX - 127.0.0.1 ::1 -->
 <!-- Written by FastPort, not Nmap, in Nmap's XML format: nmap.dtd allows only scanner="nmap" -->
@@ -400,7 +433,7 @@ mod tests {
             result(0, "127.0.0.1:22", Reason::SynAck, Some(100)),
             result(2, "127.0.0.1:443", Reason::NoResponse, None),
         ] {
-            sink.result(&r).unwrap();
+            feed(&mut sink, Show::parse("open,filtered").unwrap(), &r);
         }
         sink.flush().unwrap();
         let first = text();
@@ -417,7 +450,7 @@ mod tests {
             result(5, "[::1]:443", Reason::ConnRefused, Some(50)),
             result(4, "[::1]:80", Reason::SynAck, Some(70)),
         ] {
-            sink.result(&r).unwrap();
+            feed(&mut sink, Show::parse("open,filtered").unwrap(), &r);
         }
         sink.finish(&summary(false, 6, Duration::from_millis(1234)))
             .unwrap();
@@ -452,10 +485,16 @@ mod tests {
     fn an_interrupted_scan_still_closes_the_document() {
         let (out, text) = capture();
         let mut sink = XmlSink::new(out, Show::OPEN, &run_info()).with_clock(fixed_clock);
-        sink.result(&result(0, "127.0.0.1:22", Reason::SynAck, Some(100)))
-            .unwrap();
-        sink.result(&result(4, "[::1]:80", Reason::NoResponse, None))
-            .unwrap();
+        feed(
+            &mut sink,
+            Show::OPEN,
+            &result(0, "127.0.0.1:22", Reason::SynAck, Some(100)),
+        );
+        feed(
+            &mut sink,
+            Show::OPEN,
+            &result(4, "[::1]:80", Reason::NoResponse, None),
+        );
         let mut interrupted = summary(true, 6, Duration::from_millis(500));
         interrupted.stats.record(Reason::SynAck, Some(100));
         interrupted.stats.record(Reason::NoResponse, None);

@@ -36,60 +36,100 @@ impl AddrSet {
     }
 }
 
-/// Looks a hostname up; `Err(None)` when it resolves to no address.
-pub(crate) type Lookup<'a> = dyn FnMut(&str) -> Result<IpAddr, Option<io::Error>> + 'a;
+/// Looks a hostname up: its addresses in the resolver's order; `Err(None)`
+/// when it resolves to none.
+pub(crate) type Lookup<'a> = dyn FnMut(&str) -> Result<Vec<IpAddr>, Option<io::Error>> + 'a;
 
-/// The system resolver: the first IPv4 address if any, else the first IPv6.
-pub(crate) fn system_lookup(name: &str) -> Result<IpAddr, Option<io::Error>> {
-    let addrs = (name, 0u16).to_socket_addrs().map_err(Some)?;
-    prefer_v4(addrs.map(|sa| sa.ip())).ok_or(None)
-}
-
-/// The first IPv4 address, else the first IPv6 one: IPv4 is the family a
-/// name's users expect to be scanned when it has both.
-pub(crate) fn prefer_v4(addrs: impl IntoIterator<Item = IpAddr>) -> Option<IpAddr> {
-    let mut first_v6 = None;
-    for ip in addrs {
-        match ip {
-            IpAddr::V4(_) => return Some(ip),
-            IpAddr::V6(_) => {
-                first_v6.get_or_insert(ip);
-            }
+/// The system resolver: every address, in its order, each once.
+pub(crate) fn system_lookup(name: &str) -> Result<Vec<IpAddr>, Option<io::Error>> {
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for sa in (name, 0u16).to_socket_addrs().map_err(Some)? {
+        if !ips.contains(&sa.ip()) {
+            ips.push(sa.ip());
         }
     }
-    first_v6
+    if ips.is_empty() { Err(None) } else { Ok(ips) }
+}
+
+/// The addresses of a name that FastPort scans: every address of one
+/// family, IPv4 when the name has any (the family its users expect), else
+/// IPv6; with `first_only` (`--resolve-first`, nmap's default) only the
+/// first of them.
+pub(crate) fn pick(addrs: &[IpAddr], first_only: bool) -> Vec<IpAddr> {
+    let v4 = addrs.iter().any(IpAddr::is_ipv4);
+    let family = addrs.iter().copied().filter(|ip| ip.is_ipv4() == v4);
+    if first_only {
+        family.take(1).collect()
+    } else {
+        family.collect()
+    }
 }
 
 /// Hostname resolution policy plus a cache, so each name is looked up once.
+///
+/// A name that does not resolve is not an error: it is kept in
+/// [`unresolved`](Self::unresolved) (reported, and counted in the summary)
+/// and stands for no address, so the scan goes on with the others.
 pub(crate) struct Names<'a> {
     resolve: bool,
+    first_only: bool,
     lookup: Box<Lookup<'a>>,
-    cache: HashMap<String, IpAddr>,
+    cache: HashMap<String, Vec<IpAddr>>,
+    /// While true, resolved names are recorded in `given` (targets, not excludes).
+    pub(crate) record: bool,
+    /// Each target name and the addresses it stands for, in the order given.
+    pub(crate) given: Vec<(String, Vec<IpAddr>)>,
+    /// Names that did not resolve, each once, with why.
+    pub(crate) unresolved: Vec<TargetError>,
 }
 
 impl<'a> Names<'a> {
-    /// `resolve == false` is `-n`: every hostname is an error.
+    /// `resolve == false` is `--no-resolve`: every hostname is an error.
     pub(crate) fn new(
         resolve: bool,
-        lookup: impl FnMut(&str) -> Result<IpAddr, Option<io::Error>> + 'a,
+        lookup: impl FnMut(&str) -> Result<Vec<IpAddr>, Option<io::Error>> + 'a,
     ) -> Self {
         Names {
             resolve,
+            first_only: false,
             lookup: Box::new(lookup),
             cache: HashMap::new(),
+            record: false,
+            given: Vec::new(),
+            unresolved: Vec::new(),
         }
     }
 
-    fn resolve(&mut self, name: &str, token: &str) -> Result<IpAddr, TargetError> {
+    /// Only each name's first address (`--resolve-first`).
+    pub(crate) fn first_only(mut self, first_only: bool) -> Self {
+        self.first_only = first_only;
+        self
+    }
+
+    /// The addresses `name` stands for; none when it does not resolve.
+    fn resolve(&mut self, name: &str, token: &str) -> Result<Vec<IpAddr>, TargetError> {
         if !self.resolve {
             return Err(TargetError::new(Kind::HostnameNotAllowed, token));
         }
-        if let Some(&ip) = self.cache.get(name) {
-            return Ok(ip);
+        let ips = match self.cache.get(name) {
+            Some(ips) => ips.clone(),
+            None => {
+                let ips = match (self.lookup)(name) {
+                    Ok(all) => pick(&all, self.first_only),
+                    Err(e) => {
+                        self.unresolved
+                            .push(TargetError::new(Kind::Unresolvable(e), name));
+                        Vec::new()
+                    }
+                };
+                self.cache.insert(name.to_owned(), ips.clone());
+                ips
+            }
+        };
+        if self.record && !ips.is_empty() && !self.given.iter().any(|(n, _)| n == name) {
+            self.given.push((name.to_owned(), ips.clone()));
         }
-        let ip = (self.lookup)(name).map_err(|e| TargetError::new(Kind::Unresolvable(e), name))?;
-        self.cache.insert(name.to_owned(), ip);
-        Ok(ip)
+        Ok(ips)
     }
 }
 
@@ -120,8 +160,9 @@ pub(crate) fn add_target(
         return Err(invalid(Kind::NotDottedDecimal));
     }
     if is_hostname(token) {
-        let ip = names.resolve(token, token)?;
-        out.insert_ip(ip);
+        for ip in names.resolve(token, token)? {
+            out.insert_ip(ip);
+        }
         return Ok(());
     }
     Err(invalid(Kind::InvalidTarget))
@@ -147,7 +188,11 @@ fn add_cidr(
     let base_ip = match (v4, v6) {
         (Some(a), _) => IpAddr::V4(a),
         (_, Some(a)) => IpAddr::V6(a),
-        _ => names.resolve(base, token)?,
+        _ => match names.resolve(base, token)?.first() {
+            Some(&ip) => ip,
+            // Did not resolve: reported with the others, no addresses.
+            None => return Ok(()),
+        },
     };
     let max_prefix = if base_ip.is_ipv4() { 32 } else { 128 };
     if bits > max_prefix {

@@ -57,7 +57,7 @@ pub enum TargetErrorKind {
     PortsAndTopPorts,
     /// `--top-ports 0`.
     InvalidTopPorts,
-    /// `--top-ports N` beyond the ports the frequency table ranks.
+    /// `--top-ports N` beyond the ports the ranking in use ranks.
     TopPortsBeyondTable {
         /// How many ports the table ranks.
         table: usize,
@@ -193,10 +193,9 @@ impl fmt::Display for TargetError {
                 f,
                 "invalid target {token:?}{at}: expands to too many separate ranges"
             ),
-            K::HostnameNotAllowed => write!(
-                f,
-                "cannot use hostname {token:?}{at} with -n (no name resolution)"
-            ),
+            K::HostnameNotAllowed => {
+                write!(f, "cannot use hostname {token:?}{at} with --no-resolve")
+            }
             K::Unresolvable(None) => write!(f, "cannot resolve hostname {token:?}{at}"),
             K::Unresolvable(Some(e)) => {
                 let reason = io_reason(e);
@@ -225,7 +224,7 @@ impl fmt::Display for TargetError {
             K::InvalidTopPorts => write!(f, "invalid --top-ports {token:?}: must be at least 1"),
             K::TopPortsBeyondTable { table } => write!(
                 f,
-                "--top-ports {token}: the port frequency table ranks only {table} ports; give at most {table}, or -p- for every port"
+                "--top-ports {token}: the port ranking ranks only {table} ports; give at most {table}, or -p- for every port"
             ),
             K::ZoneId => write!(
                 f,

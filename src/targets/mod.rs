@@ -13,12 +13,14 @@
 //!
 //! - `addr`: target syntax, hostname resolution, list files.
 //! - `set`: interval sets (merge, subtract, count).
+//! - `hostnames`: the names targets were given by, for the outputs.
 //! - `ports`: port syntax and selection.
-//! - `services`: nmap's service names and open frequencies (generated).
+//! - `services`: IANA's service names and the `--top-ports` ranking.
 //! - `error`: [`TargetError`], one line naming what the user typed.
 
 mod addr;
 mod error;
+mod hostnames;
 mod ports;
 mod services;
 mod set;
@@ -32,8 +34,9 @@ use set::{Point, Span};
 
 pub use addr::for_each_token as for_each_list_token;
 pub use error::{Origin, TargetError, TargetErrorKind};
+pub use hostnames::HostNames;
 pub use ports::{DEFAULT_PORTS, parse_ports};
-pub use services::{SERVICES, TOP_PORTS, open_frequency, service_name, top_ports};
+pub use services::{Ranking, RankingSource, SERVICES, service_name};
 
 /// Everything the user typed about targets and ports, raw, as clap gives it.
 #[derive(Debug, Clone, Copy)]
@@ -46,14 +49,19 @@ pub struct TargetArgs<'a> {
     pub exclude: &'a [String],
     /// `--exclude-file FILE`; `-` is standard input.
     pub exclude_file: Option<&'a Path>,
-    /// False with `-n`: hostnames are then errors.
+    /// False with `--no-resolve`: hostnames are then errors.
     pub resolve: bool,
+    /// `--resolve-first`: scan only a name's first address (nmap's
+    /// default), not every address of its family.
+    pub first_address_only: bool,
     /// `-p SPEC` (`-p-` arrives as `"-"`).
     pub ports: Option<&'a str>,
     /// `--top-ports N`.
     pub top_ports: Option<usize>,
     /// `--exclude-ports SPEC`.
     pub exclude_ports: Option<&'a str>,
+    /// How `--top-ports` ranks ports; `None`: the built-in ranking.
+    pub ranking: Option<&'a Ranking>,
 }
 
 impl Default for TargetArgs<'_> {
@@ -65,9 +73,11 @@ impl Default for TargetArgs<'_> {
             exclude: &[],
             exclude_file: None,
             resolve: true,
+            first_address_only: false,
             ports: None,
             top_ports: None,
             exclude_ports: None,
+            ranking: None,
         }
     }
 }
@@ -76,11 +86,53 @@ impl Default for TargetArgs<'_> {
 ///
 /// With neither target operands nor `-iL`, the target is `127.0.0.1`.
 pub fn build(args: &TargetArgs) -> Result<TargetSpace, TargetError> {
-    build_with(args, &mut Names::new(args.resolve, addr::system_lookup))
+    build_named(args).map(|b| b.space)
+}
+
+/// The target space and what the outputs say about how it was named.
+#[derive(Debug)]
+pub struct Built {
+    pub space: TargetSpace,
+    /// The names targets were given by.
+    pub names: HostNames,
+    /// Names that did not resolve: reported and skipped, the scan goes on.
+    pub unresolved: Vec<TargetError>,
+}
+
+/// [`build`], keeping the names: a name that does not resolve is skipped
+/// (and listed in [`Built::unresolved`]); only when nothing is left to
+/// scan is it an error, the first such name's.
+pub fn build_named(args: &TargetArgs) -> Result<Built, TargetError> {
+    let mut names =
+        Names::new(args.resolve, addr::system_lookup).first_only(args.first_address_only);
+    build_names(args, &mut names)
+}
+
+fn build_names(args: &TargetArgs, names: &mut Names<'_>) -> Result<Built, TargetError> {
+    let space = build_with(args, names);
+    let mut unresolved = std::mem::take(&mut names.unresolved);
+    match space {
+        Ok(space) => Ok(Built {
+            space,
+            names: HostNames::new(&names.given),
+            unresolved,
+        }),
+        Err(e)
+            if matches!(
+                e.kind(),
+                TargetErrorKind::NothingToScan {
+                    all_excluded: false
+                }
+            ) && !unresolved.is_empty() =>
+        {
+            Err(unresolved.swap_remove(0))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn build_with(args: &TargetArgs, names: &mut Names<'_>) -> Result<TargetSpace, TargetError> {
-    let ports = ports::select_ports(args.ports, args.top_ports, args.exclude_ports)?;
+    let ports = ports::select_ports(args.ports, args.top_ports, args.exclude_ports, args.ranking)?;
 
     let mut include = AddrSet::default();
     if args.targets.is_empty() && args.input_list.is_none() {
@@ -89,6 +141,7 @@ fn build_with(args: &TargetArgs, names: &mut Names<'_>) -> Result<TargetSpace, T
             u32::from(Ipv4Addr::LOCALHOST),
         ));
     }
+    names.record = true;
     for operand in args.targets {
         for token in operand.split_whitespace() {
             addr::add_target(token, names, &mut include)?;
@@ -97,6 +150,7 @@ fn build_with(args: &TargetArgs, names: &mut Names<'_>) -> Result<TargetSpace, T
     if let Some(path) = args.input_list {
         addr::add_list_file("-iL", path, names, &mut include)?;
     }
+    names.record = false;
 
     let mut exclude = AddrSet::default();
     for value in args.exclude {

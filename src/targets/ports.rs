@@ -111,20 +111,29 @@ fn parse_port(s: &str) -> Result<u16, TargetError> {
 
 /// Resolves `-p`, `--top-ports` and `--exclude-ports` into the port list.
 ///
-/// `--top-ports N` picks the N most frequently open ports that are not
-/// excluded, as nmap does; the result is ascending in every case.
+/// `--top-ports N` picks the N highest-ranked ports of `ranking` (the
+/// built-in one when `None`) that are not excluded, as nmap does; the result is ascending in every case.
 pub(crate) fn select_ports(
     ports: Option<&str>,
     top_ports: Option<usize>,
     exclude_ports: Option<&str>,
+    ranking: Option<&services::Ranking>,
 ) -> Result<Vec<u16>, TargetError> {
+    let built_in;
+    let ranking = match ranking {
+        Some(r) => r,
+        None => {
+            built_in = services::Ranking::built_in();
+            &built_in
+        }
+    };
     match (ports, top_ports) {
         (Some(_), Some(_)) => return Err(TargetError::new(Kind::PortsAndTopPorts, "")),
         (_, Some(0)) => return Err(TargetError::new(Kind::InvalidTopPorts, "0")),
-        (_, Some(n)) if n > services::TOP_PORTS.len() => {
+        (_, Some(n)) if n > ranking.ports.len() => {
             return Err(TargetError::new(
                 Kind::TopPortsBeyondTable {
-                    table: services::TOP_PORTS.len(),
+                    table: ranking.ports.len(),
                 },
                 n.to_string(),
             ));
@@ -137,16 +146,7 @@ pub(crate) fn select_ports(
     let is_excluded = |p: u16| excluded.as_ref().is_some_and(|x| x.contains(p));
     let selected = match (ports, top_ports) {
         (Some(spec), _) => parse_port_set(spec, "-p")?.to_vec(),
-        (None, Some(n)) => {
-            let mut top: Vec<u16> = services::TOP_PORTS
-                .iter()
-                .copied()
-                .filter(|&p| !is_excluded(p))
-                .take(n)
-                .collect();
-            top.sort_unstable();
-            top
-        }
+        (None, Some(n)) => ranking.top(n, is_excluded),
         (None, None) => DEFAULT_PORTS.collect(),
     };
     let kept: Vec<u16> = selected.into_iter().filter(|&p| !is_excluded(p)).collect();
@@ -286,18 +286,19 @@ mod tests {
 
     #[test]
     fn default_is_1_to_1024() {
-        let ports = select_ports(None, None, None).unwrap();
+        let ports = select_ports(None, None, None, None).unwrap();
         assert_eq!(ports, (1..=1024).collect::<Vec<u16>>());
     }
 
     #[test]
     fn top_ports_are_ascending_and_most_frequent() {
-        assert_eq!(select_ports(None, Some(1), None).unwrap(), [80]);
+        // The built-in ranking (no nmap-services given).
+        assert_eq!(select_ports(None, Some(1), None, None).unwrap(), [80]);
         assert_eq!(
-            select_ports(None, Some(5), None).unwrap(),
-            [21, 22, 23, 80, 443]
+            select_ports(None, Some(5), None, None).unwrap(),
+            [21, 22, 25, 80, 443]
         );
-        let top100 = select_ports(None, Some(100), None).unwrap();
+        let top100 = select_ports(None, Some(100), None, None).unwrap();
         assert_eq!(top100.len(), 100);
         assert!(top100.windows(2).all(|w| w[0] < w[1]));
         assert!(top100.contains(&3389) && top100.contains(&8080));
@@ -305,42 +306,42 @@ mod tests {
 
     #[test]
     fn top_ports_beyond_the_table_silently_scanned_the_table() {
-        let table = services::TOP_PORTS.len();
-        let all = select_ports(None, Some(table), None).unwrap();
+        let table = services::Ranking::built_in().ports.len();
+        let all = select_ports(None, Some(table), None, None).unwrap();
         assert_eq!(all.len(), table);
         assert!(all.windows(2).all(|w| w[0] < w[1]));
-        let e = select_ports(None, Some(99_999), None).unwrap_err();
+        let e = select_ports(None, Some(99_999), None, None).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
-                "--top-ports 99999: the port frequency table ranks only {table} ports; give at most {table}, or -p- for every port"
+                "--top-ports 99999: the port ranking ranks only {table} ports; give at most {table}, or -p- for every port"
             )
         );
     }
 
     #[test]
     fn top_ports_zero_and_both_flags_are_errors() {
-        let e = select_ports(None, Some(0), None).unwrap_err();
+        let e = select_ports(None, Some(0), None, None).unwrap_err();
         assert_eq!(
             e.to_string(),
             r#"invalid --top-ports "0": must be at least 1"#
         );
-        let e = select_ports(Some("22"), Some(10), None).unwrap_err();
+        let e = select_ports(Some("22"), Some(10), None, None).unwrap_err();
         assert_eq!(e.to_string(), "-p and --top-ports cannot be used together");
     }
 
     #[test]
     fn exclude_ports_removes_and_top_ports_skips_excluded() {
         assert_eq!(
-            select_ports(Some("20-25"), None, Some("21,23-24")).unwrap(),
+            select_ports(Some("20-25"), None, Some("21,23-24"), None).unwrap(),
             [20, 22, 25]
         );
         assert_eq!(
-            select_ports(None, Some(3), Some("80")).unwrap(),
-            [21, 23, 443]
+            select_ports(None, Some(3), Some("80"), None).unwrap(),
+            [21, 22, 443]
         );
-        assert_eq!(select_ports(None, None, Some("2-1024")).unwrap(), [1]);
-        let e = select_ports(Some("22"), None, Some("70000")).unwrap_err();
+        assert_eq!(select_ports(None, None, Some("2-1024"), None).unwrap(), [1]);
+        let e = select_ports(Some("22"), None, Some("70000"), None).unwrap_err();
         assert_eq!(
             e.to_string(),
             r#"invalid port "70000" in "--exclude-ports 70000": ports are 1-65535"#
@@ -349,7 +350,7 @@ mod tests {
 
     #[test]
     fn excluding_every_port_is_an_error() {
-        let e = select_ports(Some("22,80"), None, Some("-")).unwrap_err();
+        let e = select_ports(Some("22,80"), None, Some("-"), None).unwrap_err();
         assert!(matches!(e.kind(), Kind::NoPorts));
         assert_eq!(
             e.to_string(),

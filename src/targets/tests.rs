@@ -9,11 +9,14 @@ use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
-/// Fake DNS: `v4.test`, `v6.test`, anything else fails.
-fn fake_lookup(name: &str) -> Result<IpAddr, Option<io::Error>> {
+/// Fake DNS: `v4.test`, `v6.test`, `multi.test` (two IPv4 addresses and
+/// one IPv6), anything else fails.
+fn fake_lookup(name: &str) -> Result<Vec<IpAddr>, Option<io::Error>> {
+    let ips = |list: &[&str]| Ok(list.iter().map(|s| s.parse().unwrap()).collect());
     match name {
-        "v4.test" => Ok("192.0.2.7".parse().unwrap()),
-        "v6.test" => Ok("2001:db8::7".parse().unwrap()),
+        "v4.test" => ips(&["192.0.2.7"]),
+        "v6.test" => ips(&["2001:db8::7"]),
+        "multi.test" => ips(&["2001:2::1", "198.18.0.9", "198.18.0.2"]),
         _ => Err(None),
     }
 }
@@ -315,7 +318,7 @@ fn hostname_cidr_blocks() {
     );
     // A bad prefix is reported without a lookup.
     let targets = strings(&["v4.test/x"]);
-    let mut names = Names::new(true, |_: &str| -> Result<IpAddr, Option<io::Error>> {
+    let mut names = Names::new(true, |_: &str| -> Result<Vec<IpAddr>, Option<io::Error>> {
         panic!("looked up")
     });
     let e = build_with(&args(&targets), &mut names).unwrap_err();
@@ -326,16 +329,93 @@ fn hostname_cidr_blocks() {
 fn hostname_resolution_prefers_ipv4() {
     let v6 = ip("::1");
     let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
-    assert_eq!(addr::prefer_v4([v6, a, b]), Some(a));
-    assert_eq!(addr::prefer_v4([v6, ip("::2")]), Some(v6));
-    assert_eq!(addr::prefer_v4([]), None);
+    assert_eq!(addr::pick(&[v6, a, b], true), [a]);
+    assert_eq!(addr::pick(&[v6, a, b], false), [a, b]);
+    assert_eq!(addr::pick(&[v6, ip("::2")], true), [v6]);
+    assert_eq!(addr::pick(&[v6, ip("::2")], false), [v6, ip("::2")]);
+    assert!(addr::pick(&[], false).is_empty());
+}
+
+/// Built from `targets` and `exclude` with the fake resolver, names kept.
+fn named(targets: &[&str], exclude: &[&str], first_only: bool) -> Result<Built, TargetError> {
+    let (targets, exclude) = (strings(targets), strings(exclude));
+    let a = TargetArgs {
+        exclude: &exclude,
+        first_address_only: first_only,
+        ..args(&targets)
+    };
+    build_names(
+        &a,
+        &mut Names::new(true, fake_lookup).first_only(first_only),
+    )
+}
+
+/// A name with several addresses was scanned at its first only, silently,
+/// and `--exclude NAME` dropped only the first.
+#[test]
+fn a_name_with_several_addresses_is_scanned_at_every_one() {
+    let b = named(&["multi.test"], &[], false).unwrap();
+    assert_eq!(
+        intervals(&b.space),
+        iv(&[("198.18.0.2", "198.18.0.2"), ("198.18.0.9", "198.18.0.9")])
+    );
+    assert_eq!(b.names.get(ip("198.18.0.2")), Some("multi.test"));
+    assert_eq!(b.names.get(ip("198.18.0.9")), Some("multi.test"));
+    // --resolve-first: nmap's default, the first address only.
+    let b = named(&["multi.test"], &[], true).unwrap();
+    assert_eq!(intervals(&b.space), iv(&[("198.18.0.9", "198.18.0.9")]));
+    // --exclude NAME drops every address it stands for.
+    let b = named(&["198.18.0.0/28"], &["multi.test"], false).unwrap();
+    assert_eq!(b.space.host_count(), 14);
+    assert!(b.names.is_empty(), "an exclude names no target");
 }
 
 #[test]
-fn unresolvable_hostnames_are_errors() {
-    let e = err(&["10.0.0.1", "foo.invalid"]);
-    assert!(matches!(e.kind(), TargetErrorKind::Unresolvable(None)));
+fn unresolvable_hostnames_are_reported_and_skipped() {
+    let b = named(
+        &["10.0.0.1", "foo.invalid", "v4.test", "foo.invalid"],
+        &[],
+        false,
+    )
+    .unwrap();
+    assert_eq!(b.space.host_count(), 2);
+    assert_eq!(b.unresolved.len(), 1, "each name once");
+    assert!(matches!(
+        b.unresolved[0].kind(),
+        TargetErrorKind::Unresolvable(None)
+    ));
+    assert_eq!(
+        b.unresolved[0].to_string(),
+        r#"cannot resolve hostname "foo.invalid""#
+    );
+    assert_eq!(b.names.get(ip("192.0.2.7")), Some("v4.test"));
+    assert_eq!(b.names.get(ip("10.0.0.1")), None);
+    // Nothing left to scan: the error is the name's.
+    let e = named(&["foo.invalid", "bar.invalid"], &[], false).unwrap_err();
     assert_eq!(e.to_string(), r#"cannot resolve hostname "foo.invalid""#);
+    // An unresolvable exclude excludes nothing, and is reported.
+    let b = named(&["10.0.0.1"], &["foo.invalid"], false).unwrap();
+    assert_eq!((b.space.host_count(), b.unresolved.len()), (1, 1));
+    // A name as a CIDR base is skipped the same way.
+    let b = named(&["10.0.0.1", "foo.invalid/30"], &[], false).unwrap();
+    assert_eq!((b.space.host_count(), b.unresolved.len()), (1, 1));
+}
+
+#[test]
+fn unresolvable_names_in_a_list_file_are_skipped() {
+    let dir = std::env::temp_dir().join(format!("fastport-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("targets.txt");
+    std::fs::write(&list, "v4.test\nfoo.invalid # gone\n10.0.0.1\n").unwrap();
+    let a = TargetArgs {
+        input_list: Some(&list),
+        ..TargetArgs::default()
+    };
+    let b = build_names(&a, &mut Names::new(true, fake_lookup)).unwrap();
+    assert_eq!(b.space.host_count(), 2);
+    assert_eq!(b.unresolved.len(), 1);
+    assert_eq!(b.names.get(ip("192.0.2.7")), Some("v4.test"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -349,7 +429,7 @@ fn hostnames_are_refused_with_no_resolve() {
     assert!(matches!(e.kind(), TargetErrorKind::HostnameNotAllowed));
     assert_eq!(
         e.to_string(),
-        r#"cannot use hostname "v4.test" with -n (no name resolution)"#
+        r#"cannot use hostname "v4.test" with --no-resolve"#
     );
     // Literals need no resolver.
     let targets = strings(&["10.0.0.1", "::1", "10.0.0.0/30"]);
@@ -369,6 +449,7 @@ fn system_resolver_knows_localhost() {
 
 #[test]
 fn system_resolver_fails_on_invalid_tld() {
+    // Alone, the name leaves nothing to scan: its error is the scan's.
     let targets = strings(&["no-such-host.invalid"]);
     let e = build(&args(&targets)).unwrap_err();
     assert!(matches!(e.kind(), TargetErrorKind::Unresolvable(_)), "{e}");
@@ -954,8 +1035,10 @@ proptest! {
     #[test]
     fn target_parser_never_panics_on_address_alphabet(token in "[0-9a-f.:,*/\\[\\]-]{0,24}") {
         let mut set = AddrSet::default();
-        if addr::add_target(&token, &mut Names::new(true, fake_lookup), &mut set).is_ok() {
-            prop_assert!(!set.is_empty());
+        let mut names = Names::new(true, fake_lookup);
+        if addr::add_target(&token, &mut names, &mut set).is_ok() {
+            // Every target adds addresses, or is a name reported as unresolved.
+            prop_assert!(!set.is_empty() || !names.unresolved.is_empty());
         }
     }
 

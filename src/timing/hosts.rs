@@ -38,16 +38,16 @@ pub struct HostSlot {
 
 /// The table: `slots` slots, allocated once.
 #[derive(Debug, Clone)]
-pub struct HostTable {
+pub struct HostTimingTable {
     slots: Box<[HostSlot]>,
     buckets_mask: usize,
     clock: u64,
 }
 
-impl HostTable {
+impl HostTimingTable {
     /// A table of at least `slots` slots (rounded up to a power of two
-    /// buckets of [`WAYS`]), each host window starting from `window`.
-    pub fn new(slots: usize, window: WindowParams) -> HostTable {
+    /// buckets of `WAYS`), each host window starting from `window`.
+    pub fn new(slots: usize, window: WindowParams) -> HostTimingTable {
         let buckets = slots.div_ceil(WAYS).max(1).next_power_of_two();
         let empty = HostSlot {
             host: EMPTY,
@@ -58,7 +58,7 @@ impl HostTable {
             backoff: 0,
             used: 0,
         };
-        HostTable {
+        HostTimingTable {
             slots: vec![empty; buckets * WAYS].into_boxed_slice(),
             buckets_mask: buckets - 1,
             clock: 0,
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_host_keeps_its_slot_and_a_busy_slot_is_never_taken() {
-        let mut t = HostTable::new(8, W);
+        let mut t = HostTimingTable::new(8, W);
         assert_eq!(t.capacity(), 8);
         let a = t.claim(1, W).unwrap();
         assert_eq!(t.claim(1, W), Some(a));
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_full_bucket_leaves_the_host_untracked() {
-        let mut t = HostTable::new(4, W); // one bucket
+        let mut t = HostTimingTable::new(4, W); // one bucket
         for h in 0..4 {
             let s = t.claim(h, W).unwrap();
             t.get_mut(s).in_flight = 1;
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn two_choices_track_every_host_of_a_half_full_table() {
         // 1024 busy hosts in 2048 slots: one choice left ~40 untracked.
-        let mut t = HostTable::new(2048, W);
+        let mut t = HostTimingTable::new(2048, W);
         for h in 0..1024 {
             let s = t
                 .claim(h, W)
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn memory_is_fixed_for_any_number_of_hosts() {
-        let mut t = HostTable::new(1024, W);
+        let mut t = HostTimingTable::new(1024, W);
         for h in (0..u64::from(u32::MAX)).step_by(65_537) {
             t.claim(h, W);
         }

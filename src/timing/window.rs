@@ -37,7 +37,7 @@ pub enum Signal {
 const LOSS_TOLERANCE: f64 = 1.0 / 8.0;
 
 /// Slow start below `ssthresh`, congestion avoidance above it, halving when
-/// more than [`LOSS_TOLERANCE`] of a round's probes (a window's worth of
+/// more than `LOSS_TOLERANCE` (1/8) of a round's probes (a window's worth of
 /// answers) were dropped, at most once per `hold` (one timeout: the drops
 /// of one flight of probes are one congestion event, as in TCP's fast
 /// recovery).

@@ -35,7 +35,10 @@ pub fn parse(text: &str) -> Result<Vec<Observation>, ParseError> {
         out.push(Observation {
             addr,
             port: l.port,
-            state: l.state.parse().map_err(err)?,
+            state: l
+                .state
+                .parse()
+                .map_err(|e: fastport_reasons::UnknownName| err(e.to_string()))?,
             reason: l.reason,
         });
     }

@@ -159,7 +159,7 @@ pub struct Locations {
 
 /// Default FastPort binary, relative to the working directory.
 pub const DEFAULT_FASTPORT: &str = "target/release/fastport";
-/// Where `/work/shared/peers/install.sh` puts RustScan.
+/// Where the peers' install script puts RustScan (searched after `PATH`).
 pub const PEERS_BIN: &str = "/opt/peers/bin";
 
 /// Why a scanner cannot run.
@@ -236,9 +236,10 @@ impl Scanner {
             Family::Nmap => find_in_path("nmap", &[])
                 .ok_or_else(|| Unavailable::Skip("nmap is not installed".into())),
             Family::Rustscan => find_in_path("rustscan", &[PEERS_BIN]).ok_or_else(|| {
-                Unavailable::Skip(format!(
-                    "rustscan is not installed (not on PATH nor in {PEERS_BIN})"
-                ))
+                Unavailable::Skip(
+                    "rustscan is not installed (not on PATH nor in the peers' bin directory)"
+                        .into(),
+                )
             }),
         }
     }

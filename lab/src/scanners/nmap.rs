@@ -36,7 +36,11 @@ fn attr(e: &BytesStart<'_>, name: &str) -> Result<Option<String>, ParseError> {
 }
 
 fn state(s: &str) -> Result<State, ParseError> {
-    s.parse().map_err(|message| ParseError { line: 0, message })
+    s.parse()
+        .map_err(|e: fastport_reasons::UnknownName| ParseError {
+            line: 0,
+            message: e.to_string(),
+        })
 }
 
 /// Parses `-oX` output. Hosts other than IPv4 are an error; `<hosthint>`
@@ -183,7 +187,9 @@ pub fn parse_grepable(text: &str, scanned: &PortSet) -> Result<Vec<Observation>,
                     out.push(Observation {
                         addr,
                         port,
-                        state: parts[1].parse().map_err(err)?,
+                        state: parts[1]
+                            .parse()
+                            .map_err(|e: fastport_reasons::UnknownName| err(e.to_string()))?,
                         reason: None,
                     });
                 }
@@ -280,5 +286,22 @@ Host: 198.18.1.1 ()\tPorts: \tIgnored State: filtered (7)\n\
         assert_eq!(o.iter().filter(|x| x.state == State::Open).count(), 1);
         assert_eq!(o.iter().filter(|x| x.state == State::Closed).count(), 5);
         assert_eq!(o.iter().filter(|x| x.state == State::Filtered).count(), 8);
+    }
+
+    /// A target given by name (`Host: addr (name)`, `<hostnames>`) and
+    /// `--open`'s missing hosts, as nmap and FastPort write them.
+    #[test]
+    fn named_hosts_and_open_only_output_parse() {
+        let gnmap = "# FastPort 0.1.0 scan initiated\n\
+Host: 127.0.0.1 (localhost)\tStatus: Up\n\
+Host: 127.0.0.1 (localhost)\tPorts: 2/open/tcp//ssh///\tIgnored State: closed (6)\n";
+        let o = parse_grepable(gnmap, &"1-7".parse().unwrap()).unwrap();
+        assert_eq!(o.len(), 7);
+        assert!(o.iter().all(|x| x.addr.to_string() == "127.0.0.1"));
+        let xml = XML.replace(
+            "<hostnames>\n</hostnames>",
+            "<hostnames>\n<hostname name=\"localhost\" type=\"user\"/>\n</hostnames>",
+        );
+        assert_eq!(parse_xml(&xml).unwrap().len(), 14);
     }
 }

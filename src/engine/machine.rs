@@ -1,0 +1,748 @@
+//! Every rule a probe follows, in one state machine that does no I/O and
+//! reads no clock: the shape of quinn-proto's `Connection` (and of netsim's
+//! `Responder`). Both engines drive it; they only make the syscalls.
+//!
+//! # A probe's life
+//!
+//! 1. **Born.** [`Machine::poll_launch`] takes the next sequence number from
+//!    the [`Source`] when there is room (the in-flight cap, see below) and
+//!    the shared `--rate` limiter ([`Gcra`]) allows a connect. With adaptive
+//!    timing the probe's host must have room in its own congestion window;
+//!    if not, the probe waits in the wheel (`host_wait`, about half the
+//!    host's smoothed RTT) and tries again. A [`Launch`] tells the driver to
+//!    make a socket and connect; the attempt waits `Launch::timeout`
+//!    (`--timeout`, or the adaptive estimate of its host or of the scan).
+//! 2. **Connecting.** The driver reports what `connect()` said
+//!    ([`Machine::handle_connect`]): an immediate answer (a local route)
+//!    finishes the probe; a local resource error (`EMFILE`,
+//!    `EADDRNOTAVAIL`, ...) backs it off; in progress puts its deadline in
+//!    the wheel and, while recent probes answered at once (loopback, a LAN),
+//!    asks the driver to look at the socket right away ([`Fate::Look`]).
+//! 3. **Answered.** A look or a readiness event ([`Machine::handle_look`])
+//!    classifies the socket: an answer finishes the probe. Its RTT is a
+//!    sample for the timing unless Karn's rule forbids it (the SYN may have
+//!    been resent: [`karn_allows`]) or the answer came from a router
+//!    (filtered) rather than the target.
+//! 4. **Deadline.** [`Machine::poll_expired`] hands back each probe whose
+//!    attempt's deadline passed; the driver takes a last look
+//!    ([`Machine::handle_deadline`]), since an answer may have landed after
+//!    the last wake-up. Still silent: a retry while it has retries left
+//!    (`--retries`, or what its host has shown retries are worth), else
+//!    `filtered/no-response`.
+//! 5. **Finished.** The result waits in [`Machine::poll_result`]; the
+//!    probe's slot is free.
+//!
+//! # The in-flight cap
+//!
+//! At most `min(limit, window)` probes are in flight. `limit` starts at the
+//! worker's share of `--concurrency`; a local resource error cuts it to what
+//! was in flight when the error came (the system just showed it can hold no
+//! more), and it grows back by one per `limit` completions. The backed-off
+//! probe waits [`Backoff`] (1 ms, doubling to 256 ms; reset by the next
+//! connect that goes out). `window` is the adaptive timing's scan-wide
+//! congestion window ([`crate::timing`]): it halves on drops and grows on
+//! answers.
+//!
+//! # A stop
+//!
+//! [`Machine::abandon`] forgets every probe in flight and returns their
+//! sequence numbers: a resume probes them again.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::classify::{LocalError, Reason, Report, State, Verdict, classify};
+use crate::probe::{self, ProbeResult};
+use crate::rate::Gcra;
+use crate::stats::Stats;
+use crate::timing::{AdaptiveTiming, HostRef, KERNEL_SYN_RTO, TimingSummary, WorkerTiming};
+use crate::wheel::Wheel;
+
+/// How long a worker whose source is held back (the order's gate) sleeps
+/// before it asks again, when nothing else wakes it earlier.
+pub const GATED_WAIT: Duration = Duration::from_millis(1);
+
+/// Where the probes come from: the worker's share of the scan's sequence.
+pub trait Source {
+    /// The next probe, without taking it.
+    fn peek(&mut self) -> Next;
+    /// Takes the probe [`Source::peek`] just returned.
+    fn take(&mut self);
+}
+
+/// What a [`Source`] has next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A probe: its sequence number, index in the space and address.
+    Probe {
+        seq: u64,
+        index: u64,
+        target: SocketAddr,
+    },
+    /// Nothing now, but more later (the order keeps workers close to each
+    /// other in the sequence): ask again.
+    Gated,
+    /// The source is at its end.
+    Exhausted,
+}
+
+/// One connect for the driver to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launch {
+    /// The probe's slot: report back under it (and a mio token).
+    pub key: usize,
+    pub target: SocketAddr,
+    /// How long this attempt waits for an answer.
+    pub timeout: Duration,
+}
+
+/// What the driver does with the probe's socket after a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Look at the socket now ([`probe::check`]) and report with
+    /// [`Machine::handle_look`]: the answer is often already there.
+    Look,
+    /// Keep the socket and wait for readiness or the deadline.
+    Wait,
+    /// The probe is finished: close the socket ([`probe::close`]).
+    Close(Reason),
+    /// This attempt is over (a retry or a back-off follows, or it never
+    /// had a socket): drop the socket.
+    Drop,
+}
+
+/// Back-off after a local resource error: first and largest delay.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(1);
+pub const BACKOFF_MAX: Duration = Duration::from_millis(256);
+
+/// The delay before a probe that met a local resource error is reissued:
+/// doubles from [`BACKOFF_MIN`] to [`BACKOFF_MAX`] while errors follow each
+/// other, back to the minimum once a connect goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    delay: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { delay: BACKOFF_MIN }
+    }
+}
+
+impl Backoff {
+    /// The delay for this error; the next one waits twice as long.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.delay;
+        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+        delay
+    }
+
+    /// A connect went out: the system has room again.
+    pub fn reset(&mut self) {
+        self.delay = BACKOFF_MIN;
+    }
+}
+
+/// Karn's rule for one answered attempt after `rtt`: an answer that came
+/// before the kernel's first SYN retransmission is a clean sample; a slower
+/// one only if the socket shows no retransmission. `retransmits` asks the
+/// socket (`TCP_INFO`); it is called only for a slow answer, so the fast
+/// path pays nothing.
+pub fn karn_allows(rtt: Duration, retransmits: impl FnOnce() -> Option<u32>) -> bool {
+    rtt < KERNEL_SYN_RTO || retransmits() == Some(0)
+}
+
+/// What the machine needs to know, validated already.
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    /// Most probes in flight (this worker's share of `--concurrency`).
+    pub concurrency: usize,
+    /// An attempt's wait when `adaptive` is `None`.
+    pub timeout: Duration,
+    /// Retries after silence (exactly, fixed; at most, adaptive).
+    pub retries: u32,
+    pub adaptive: Option<AdaptiveTiming>,
+    /// Ports per host: a probe's host is `index / ports_per_host`.
+    pub ports_per_host: u64,
+    /// Who keeps an attempt's deadline: the machine's wheel (an event
+    /// loop), or the driver itself (a blocking connect with a timeout, which
+    /// then reports with [`Machine::handle_deadline`]).
+    pub deadlines: Deadlines,
+}
+
+/// Who keeps an attempt's deadline (see [`MachineConfig::deadlines`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadlines {
+    Wheel,
+    Driver,
+}
+
+/// Where one in-flight probe stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Handed to the driver by `poll_launch`, not reported yet.
+    Launched,
+    /// The connect is under way since `started`; `looking`: the driver was
+    /// asked for an eager look.
+    Connecting { started: Instant, looking: bool },
+    /// Waiting in the wheel: a back-off, or room in its host's window.
+    Waiting,
+    /// Its wait is over: to be launched again by `poll_launch`.
+    Ready,
+}
+
+/// One in-flight probe: a few words in a slab slot.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    /// Sequence number in the schedule (what a resume file counts).
+    seq: u64,
+    index: u64,
+    target: SocketAddr,
+    /// Attempts that went unanswered so far.
+    timeouts: u32,
+    /// The host's place in the adaptive timing, once the probe went out
+    /// (`None` before, and always with a fixed timeout).
+    host: Option<HostRef>,
+    /// How long the current and the previous attempt wait (an answer to a
+    /// retry that took longer than the previous wait was a timeout too
+    /// short, not a loss).
+    wait: Duration,
+    waited: Duration,
+    phase: Phase,
+}
+
+/// In-flight probes, addressed by slot index (= wheel key = mio token).
+struct ProbeSlab {
+    slots: Vec<Option<Probe>>,
+    free: Vec<usize>,
+}
+
+impl ProbeSlab {
+    fn with_capacity(cap: usize) -> Self {
+        ProbeSlab {
+            slots: vec![None; cap],
+            free: (0..cap).rev().collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    fn insert(&mut self, probe: Probe) -> Option<usize> {
+        let key = self.free.pop()?;
+        // Cannot panic: the free list holds only indices below slots.len().
+        self.slots[key] = Some(probe);
+        Some(key)
+    }
+
+    fn get_mut(&mut self, key: usize) -> Option<&mut Probe> {
+        self.slots.get_mut(key).and_then(Option::as_mut)
+    }
+
+    fn remove(&mut self, key: usize) -> Option<Probe> {
+        let probe = self.slots.get_mut(key)?.take()?;
+        self.free.push(key);
+        Some(probe)
+    }
+}
+
+/// What a hit is worth against a miss's 1: a hit saves an `epoll_ctl`, an
+/// event and the look done later anyway (~3 µs), a miss costs one
+/// `getsockopt` (~1 µs), so looking pays while more than ~1 probe in 4 hits.
+const EAGER_HIT: i32 = 3;
+
+/// Whether to look at a socket right after `connect`, before waiting.
+///
+/// On loopback or a LAN the answer is often already there when `connect`
+/// returns (the SYN, the RST or SYN-ACK are processed before the socket lock
+/// is released), and one `getsockopt` then saves an `epoll_ctl` and an event.
+/// Against remote hosts the look nearly always misses, so the machine stops
+/// asking while looks keep missing, and retries the idea every 64th probe.
+#[derive(Debug, Clone, Copy)]
+struct EagerCheck {
+    score: i32,
+    skipped: u32,
+}
+
+impl EagerCheck {
+    fn should_try(&mut self) -> bool {
+        if self.score >= 0 {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped >= 64 {
+            self.skipped = 0;
+            return true;
+        }
+        false
+    }
+
+    fn hit(&mut self) {
+        self.score = (self.score + EAGER_HIT).min(16);
+    }
+
+    fn miss(&mut self) {
+        self.score = (self.score - 1).max(-16);
+    }
+}
+
+/// Why `poll_launch` last returned `None`: what the next wake-up waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blocked {
+    /// The in-flight cap is reached (or nothing was asked yet).
+    Cap,
+    /// The rate allows the next connect at this instant.
+    Rate(Instant),
+    /// The source is held back: ask again soon.
+    Gated(Instant),
+    /// The source is at its end.
+    Exhausted,
+}
+
+/// The probe state machine of one worker (see the module docs).
+pub struct Machine {
+    cfg: MachineConfig,
+    slab: ProbeSlab,
+    wheel: Wheel,
+    stats: Stats,
+    eager: EagerCheck,
+    /// Current in-flight cap: `cfg.concurrency`, or lower after local errors.
+    limit: usize,
+    /// Completions since the cap last grew.
+    grow_credit: usize,
+    backoff: Backoff,
+    /// Adaptive timing (`None`: `--timeout` fixed it).
+    timing: Option<WorkerTiming>,
+    rate: Option<Arc<Gcra>>,
+    /// Probes whose wait is over, to launch again first.
+    ready: VecDeque<usize>,
+    /// Finished probes, for `poll_result`.
+    results: VecDeque<ProbeResult>,
+    blocked: Blocked,
+}
+
+impl Machine {
+    /// A machine with nothing in flight; `now` is its wheel's tick 0.
+    pub fn new(cfg: MachineConfig, rate: Option<Arc<Gcra>>, now: Instant) -> Machine {
+        let cap = cfg.concurrency.max(1);
+        Machine {
+            slab: ProbeSlab::with_capacity(cap),
+            wheel: Wheel::new(cap, now),
+            stats: Stats::new(),
+            eager: EagerCheck {
+                score: 0,
+                skipped: 0,
+            },
+            limit: cap,
+            grow_credit: 0,
+            backoff: Backoff::default(),
+            timing: cfg.adaptive.map(|p| WorkerTiming::new(p, cfg.retries, cap)),
+            rate,
+            ready: VecDeque::with_capacity(cap),
+            results: VecDeque::with_capacity(cap.min(4096)),
+            blocked: Blocked::Cap,
+            cfg: MachineConfig {
+                concurrency: cap,
+                ..cfg
+            },
+        }
+    }
+
+    /// Probes in flight allowed now: the local-error cap, and the
+    /// congestion window with adaptive timing.
+    pub fn cap(&self) -> usize {
+        match &self.timing {
+            Some(timing) => self.limit.min(timing.window()),
+            None => self.limit,
+        }
+    }
+
+    /// The most probes ever in flight: keys are below this.
+    pub fn capacity(&self) -> usize {
+        self.cfg.concurrency
+    }
+
+    /// Probes in flight (connecting, or waiting to be reissued).
+    pub fn in_flight(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Whether every probe of the source is finished.
+    pub fn is_done(&self) -> bool {
+        self.blocked == Blocked::Exhausted && self.slab.len() == 0
+    }
+
+    /// The next connect to make, if any may go out at `now`: first a probe
+    /// whose wait is over, then a new one from `source`.
+    pub fn poll_launch(&mut self, now: Instant, source: &mut impl Source) -> Option<Launch> {
+        while let Some(key) = self.ready.pop_front() {
+            if let Some(launch) = self.start_attempt(key, now) {
+                return Some(launch);
+            }
+        }
+        loop {
+            if self.slab.len() >= self.cap() {
+                self.blocked = Blocked::Cap;
+                return None;
+            }
+            let (seq, index, target) = match source.peek() {
+                Next::Probe { seq, index, target } => (seq, index, target),
+                Next::Gated => {
+                    self.blocked = Blocked::Gated(now + GATED_WAIT);
+                    return None;
+                }
+                Next::Exhausted => {
+                    self.blocked = Blocked::Exhausted;
+                    return None;
+                }
+            };
+            if let Some(rate) = &self.rate {
+                if !rate.try_take(now) {
+                    self.blocked = Blocked::Rate(now + rate.wait(now));
+                    return None;
+                }
+            }
+            source.take();
+            let probe = Probe {
+                seq,
+                index,
+                target,
+                timeouts: 0,
+                host: None,
+                wait: Duration::ZERO,
+                waited: Duration::ZERO,
+                phase: Phase::Ready,
+            };
+            // `len < cap <= capacity` guarantees a free slot.
+            let key = self.slab.insert(probe)?;
+            if let Some(launch) = self.start_attempt(key, now) {
+                return Some(launch);
+            }
+        }
+    }
+
+    /// Gives the probe in `key` its next attempt, or sends it to wait for
+    /// room in its host's window.
+    fn start_attempt(&mut self, key: usize, now: Instant) -> Option<Launch> {
+        let probe = self.slab.get_mut(key)?;
+        if let (Some(timing), None) = (&mut self.timing, probe.host) {
+            let host = probe.index / self.cfg.ports_per_host.max(1);
+            match timing.enter(host) {
+                Some(host_ref) => probe.host = Some(host_ref),
+                None => {
+                    probe.phase = Phase::Waiting;
+                    self.wheel.insert(key, now + timing.host_wait(host));
+                    return None;
+                }
+            }
+        }
+        let timeout = match (&self.timing, probe.host) {
+            (Some(timing), Some(host)) => timing.timeout(host, probe.timeouts),
+            _ => self.cfg.timeout,
+        };
+        probe.waited = probe.wait;
+        probe.wait = timeout;
+        probe.phase = Phase::Launched;
+        Some(Launch {
+            key,
+            target: probe.target,
+            timeout,
+        })
+    }
+
+    /// `socket()` failed for the launch in `key`.
+    pub fn handle_socket_error(&mut self, key: usize, errno: i32, now: Instant) -> Fate {
+        match classify(Report::Error(errno)) {
+            Verdict::Local(e) => self.back_off(key, e, now),
+            Verdict::Done(reason) => self.finish(key, reason, None, now, None),
+            // socket() never answers "in progress"; treat as an odd error.
+            Verdict::Pending => self.finish(key, Reason::Error, None, now, None),
+        }
+    }
+
+    /// What `connect()` answered for the launch in `key`; `started` is when
+    /// it was called.
+    pub fn handle_connect(&mut self, key: usize, report: Report, started: Instant) -> Fate {
+        let Some(probe) = self.slab.get_mut(key) else {
+            return Fate::Drop;
+        };
+        match classify(report) {
+            Verdict::Pending => {
+                self.stats.attempts += 1;
+                self.backoff.reset();
+                let looking = self.eager.should_try();
+                probe.phase = Phase::Connecting { started, looking };
+                if looking {
+                    // The deadline goes in only if the look misses: a hit
+                    // (most probes on loopback) costs the wheel nothing.
+                    return Fate::Look;
+                }
+                if self.cfg.deadlines == Deadlines::Wheel {
+                    self.wheel.insert(key, started + probe.wait);
+                }
+                Fate::Wait
+            }
+            // Answered by this machine (a route), not the network: no RTT
+            // sample.
+            Verdict::Done(reason) => {
+                self.stats.attempts += 1;
+                self.finish(key, reason, Some(started), started, None)
+            }
+            Verdict::Local(e) => self.back_off(key, e, started),
+        }
+    }
+
+    /// What a look at the socket of `key` showed at `now`: the eager look
+    /// after [`Fate::Look`], or a readiness event. `retransmits` reads the
+    /// socket's SYN retransmissions (only asked for a slow answer).
+    pub fn handle_look(
+        &mut self,
+        key: usize,
+        report: Report,
+        now: Instant,
+        retransmits: impl FnOnce() -> Option<u32>,
+    ) -> Fate {
+        let Some(probe) = self.slab.get_mut(key) else {
+            return Fate::Drop;
+        };
+        let Phase::Connecting { started, looking } = probe.phase else {
+            return Fate::Drop; // stale: the slot moved on
+        };
+        probe.phase = Phase::Connecting {
+            started,
+            looking: false,
+        };
+        match classify(report) {
+            Verdict::Pending => {
+                if looking {
+                    self.eager.miss();
+                    if self.cfg.deadlines == Deadlines::Wheel {
+                        self.wheel.insert(key, started + probe.wait);
+                    }
+                }
+                Fate::Wait // spurious wake-up, or not answered yet
+            }
+            Verdict::Done(reason) => {
+                if looking {
+                    self.eager.hit();
+                }
+                self.wheel.cancel(key);
+                let sample = self.sample_allowed(reason, started, now, retransmits);
+                self.finish(key, reason, Some(started), now, Some(sample))
+            }
+            Verdict::Local(e) => {
+                self.wheel.cancel(key);
+                self.back_off(key, e, now)
+            }
+        }
+    }
+
+    /// The driver could not wait on the socket of `key` (`epoll_ctl` failed:
+    /// kernel memory or watches): a local error like any other.
+    pub fn handle_local_error(&mut self, key: usize, error: LocalError, now: Instant) -> Fate {
+        self.wheel.cancel(key);
+        self.back_off(key, error, now)
+    }
+
+    /// The next probe whose attempt's deadline passed by `now`: take a last
+    /// look at its socket and report with [`Machine::handle_deadline`].
+    /// Probes whose back-off or host wait is over become ready to launch.
+    pub fn poll_expired(&mut self, now: Instant) -> Option<usize> {
+        while let Some(key) = self.wheel.poll(now) {
+            let Some(probe) = self.slab.get_mut(key) else {
+                continue;
+            };
+            match probe.phase {
+                Phase::Connecting { .. } => return Some(key),
+                Phase::Waiting => {
+                    probe.phase = Phase::Ready;
+                    self.ready.push_back(key);
+                }
+                Phase::Launched | Phase::Ready => {}
+            }
+        }
+        None
+    }
+
+    /// The last look at the socket of `key` after its deadline.
+    pub fn handle_deadline(
+        &mut self,
+        key: usize,
+        report: Report,
+        now: Instant,
+        retransmits: impl FnOnce() -> Option<u32>,
+    ) -> Fate {
+        let Some(probe) = self.slab.get_mut(key) else {
+            return Fate::Drop;
+        };
+        let Phase::Connecting { started, .. } = probe.phase else {
+            return Fate::Drop;
+        };
+        self.wheel.cancel(key);
+        let late = classify(report);
+        // A late answer was to this attempt: it did not go unanswered.
+        if !matches!(late, Verdict::Done(_)) {
+            probe.timeouts += 1;
+        }
+        let retries = match (&self.timing, probe.host) {
+            (Some(timing), Some(host)) => timing.retries(host),
+            _ => self.cfg.retries,
+        };
+        match late {
+            Verdict::Done(reason) => {
+                let sample = self.sample_allowed(reason, started, now, retransmits);
+                self.finish(key, reason, Some(started), now, Some(sample))
+            }
+            Verdict::Local(e) => self.back_off(key, e, now),
+            Verdict::Pending if probe.timeouts <= retries => {
+                probe.phase = Phase::Ready;
+                self.ready.push_back(key);
+                Fate::Drop // a SYN_SENT socket closes silently
+            }
+            Verdict::Pending => self.finish(key, Reason::NoResponse, None, now, None),
+        }
+    }
+
+    /// Whether an answer is a clean RTT sample: the target's own SYN-ACK or
+    /// RST, and Karn's rule.
+    fn sample_allowed(
+        &self,
+        reason: Reason,
+        started: Instant,
+        now: Instant,
+        retransmits: impl FnOnce() -> Option<u32>,
+    ) -> bool {
+        self.timing.is_some()
+            && reason.answered()
+            && reason.state() != State::Filtered
+            && karn_allows(now.saturating_duration_since(started), retransmits)
+    }
+
+    /// The earliest instant something is due: a deadline, a back-off, the
+    /// rate's next connect, or a gated source's next ask. `now` when a
+    /// probe is ready to launch; `None` when only a report can move things.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        if !self.ready.is_empty() {
+            return Some(now);
+        }
+        let wheel = self.wheel.next_expiry();
+        let room = self.slab.len() < self.cap();
+        let source = match self.blocked {
+            Blocked::Rate(at) | Blocked::Gated(at) if room => Some(at),
+            Blocked::Cap if room => Some(now),
+            _ => None,
+        };
+        match (wheel, source) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next finished probe's result.
+    pub fn poll_result(&mut self) -> Option<ProbeResult> {
+        self.results.pop_front()
+    }
+
+    /// Sends the probe to wait, and lowers the in-flight cap to what the
+    /// system just showed it can hold.
+    fn back_off(&mut self, key: usize, e: LocalError, now: Instant) -> Fate {
+        self.stats.record_local_error(e);
+        let Some(probe) = self.slab.get_mut(key) else {
+            return Fate::Drop;
+        };
+        probe.phase = Phase::Waiting;
+        let connecting = self.slab.len().saturating_sub(1);
+        self.limit = connecting.clamp(1, self.cfg.concurrency);
+        self.grow_credit = 0;
+        self.wheel.insert(key, now + self.backoff.next_delay());
+        Fate::Drop
+    }
+
+    /// Records the probe's result and frees its slot. `started`: when the
+    /// answered attempt began (for its RTT). `sample`: `None` when the answer
+    /// came from this machine rather than the network, else whether it is
+    /// a clean RTT sample.
+    fn finish(
+        &mut self,
+        key: usize,
+        reason: Reason,
+        started: Option<Instant>,
+        now: Instant,
+        sample: Option<bool>,
+    ) -> Fate {
+        let Some(probe) = self.slab.remove(key) else {
+            return Fate::Drop;
+        };
+        let rtt = match started {
+            Some(t) if reason.answered() => Some(now.saturating_duration_since(t)),
+            _ => None,
+        };
+        let rtt_us = rtt.map(probe::micros);
+        if let (Some(timing), Some(host)) = (&mut self.timing, probe.host) {
+            if reason.answered() {
+                let clean = rtt.filter(|_| sample == Some(true));
+                let elapsed = rtt.unwrap_or_default();
+                timing.answered(host, probe.timeouts, elapsed, probe.waited, clean, now);
+            } else {
+                timing.silent(host, now);
+            }
+            timing.leave(host);
+        }
+        self.stats.record(reason, rtt_us);
+        self.results.push_back(ProbeResult {
+            index: probe.index,
+            target: probe.target,
+            reason,
+            rtt_us,
+        });
+        self.regrow();
+        Fate::Close(reason)
+    }
+
+    /// Additive increase after a local-error cut: one more in flight per
+    /// `limit` completions.
+    fn regrow(&mut self) {
+        if self.limit >= self.cfg.concurrency {
+            return;
+        }
+        self.grow_credit += 1;
+        if self.grow_credit >= self.limit {
+            self.limit += 1;
+            self.grow_credit = 0;
+        }
+    }
+
+    /// On a stop: forgets every probe in flight (the driver closes their
+    /// sockets) and returns their sequence numbers, which a resume probes
+    /// again. Finished results not yet taken stay in `poll_result`.
+    pub fn abandon(&mut self) -> Vec<u64> {
+        let mut seqs = Vec::with_capacity(self.slab.len());
+        for key in 0..self.slab.slots.len() {
+            self.wheel.cancel(key);
+            if let Some(probe) = self.slab.remove(key) {
+                if let (Some(timing), Some(host)) = (&mut self.timing, probe.host) {
+                    timing.leave(host);
+                }
+                seqs.push(probe.seq);
+            }
+        }
+        self.ready.clear();
+        seqs
+    }
+
+    /// The stats so far, with the timing's summary.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.timing = match &self.timing {
+            Some(timing) => timing.summary(),
+            None => TimingSummary::fixed(self.cfg.timeout, self.limit),
+        };
+        stats
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,442 @@
+//! The machine driven by a fake clock and scripted reports: every rule of
+//! the module docs, without a socket or a namespace.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use super::*;
+
+const REFUSED: Report = Report::Error(libc::ECONNREFUSED);
+const EMFILE: Report = Report::Error(libc::EMFILE);
+const EADDRNOTAVAIL: Report = Report::Error(libc::EADDRNOTAVAIL);
+const MS: Duration = Duration::from_millis(1);
+
+fn target(index: u64) -> SocketAddr {
+    // A benchmark range: never connected to, only named.
+    SocketAddr::from((
+        Ipv4Addr::new(198, 18, (index >> 8) as u8, 1),
+        index as u16 + 1,
+    ))
+}
+
+/// A scripted source: probes `0..len` (sequence number = index), held back
+/// while `gated`.
+struct Script {
+    next: u64,
+    len: u64,
+    gated: bool,
+}
+
+impl Script {
+    fn new(len: u64) -> Script {
+        Script {
+            next: 0,
+            len,
+            gated: false,
+        }
+    }
+}
+
+impl Source for Script {
+    fn peek(&mut self) -> Next {
+        if self.gated && self.next < self.len {
+            Next::Gated
+        } else if self.next < self.len {
+            Next::Probe {
+                seq: self.next,
+                index: self.next,
+                target: target(self.next),
+            }
+        } else {
+            Next::Exhausted
+        }
+    }
+
+    fn take(&mut self) {
+        self.next += 1;
+    }
+}
+
+fn fixed(concurrency: usize, timeout: Duration, retries: u32) -> MachineConfig {
+    MachineConfig {
+        concurrency,
+        timeout,
+        retries,
+        adaptive: None,
+        ports_per_host: 1,
+        deadlines: Deadlines::Wheel,
+    }
+}
+
+fn adaptive(concurrency: usize, retries: u32, ports_per_host: u64) -> MachineConfig {
+    MachineConfig {
+        concurrency,
+        timeout: Duration::from_secs(1),
+        retries,
+        adaptive: Some(AdaptiveTiming {
+            initial_rtt: Duration::from_millis(100),
+            min_rtt: Duration::from_millis(10),
+            max_rtt: Duration::from_secs(10),
+            initial_window: 4,
+        }),
+        ports_per_host,
+        deadlines: Deadlines::Wheel,
+    }
+}
+
+fn no_retransmits() -> Option<u32> {
+    Some(0)
+}
+
+/// Launches what the machine allows at `now`, each connect in progress.
+fn launch_all(m: &mut Machine, src: &mut Script, now: Instant) -> Vec<Launch> {
+    let mut out = Vec::new();
+    while let Some(l) = m.poll_launch(now, src) {
+        if m.handle_connect(l.key, Report::InProgress, now) == Fate::Look {
+            // The eager look finds nothing yet.
+            let fate = m.handle_look(l.key, Report::InProgress, now, no_retransmits);
+            assert_eq!(fate, Fate::Wait);
+        }
+        out.push(l);
+    }
+    out
+}
+
+fn results(m: &mut Machine) -> Vec<ProbeResult> {
+    std::iter::from_fn(|| m.poll_result()).collect()
+}
+
+#[test]
+fn a_silent_port_is_retried_at_each_deadline_then_reported_no_response() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(fixed(8, 100 * MS, 2), None, t0);
+    let mut src = Script::new(1);
+    let l = m.poll_launch(t0, &mut src).unwrap();
+    assert_eq!(l.timeout, 100 * MS);
+    assert_eq!(m.handle_connect(l.key, Report::InProgress, t0), Fate::Look);
+    assert_eq!(
+        m.handle_look(l.key, Report::InProgress, t0, no_retransmits),
+        Fate::Wait
+    );
+    let mut now = t0;
+    for attempt in 0..3 {
+        assert_eq!(m.poll_expired(now + 99 * MS), None, "attempt {attempt}");
+        let due = m.poll_timeout(now + 99 * MS).expect("a deadline");
+        assert!(due <= now + 100 * MS, "never sleeps past the deadline");
+        now += 100 * MS;
+        let key = m.poll_expired(now).expect("deadline");
+        assert_eq!(key, l.key);
+        let fate = m.handle_deadline(key, Report::InProgress, now, no_retransmits);
+        if attempt == 2 {
+            assert_eq!(fate, Fate::Close(Reason::NoResponse));
+        } else {
+            assert_eq!(fate, Fate::Drop);
+            assert_eq!(m.poll_timeout(now), Some(now), "a retry is due at once");
+            let again = m.poll_launch(now, &mut src).expect("retry");
+            assert_eq!(again.key, l.key);
+            m.handle_connect(again.key, Report::InProgress, now);
+        }
+    }
+    let r = results(&mut m);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].reason, Reason::NoResponse);
+    assert_eq!(r[0].rtt_us, None);
+    assert_eq!(m.stats().attempts, 3);
+    assert_eq!(m.poll_launch(now, &mut src), None);
+    assert!(m.is_done());
+}
+
+#[test]
+fn an_answer_found_at_the_deadline_is_not_a_timeout() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(fixed(8, 100 * MS, 0), None, t0);
+    let mut src = Script::new(1);
+    let l = launch_all(&mut m, &mut src, t0)[0];
+    let key = m.poll_expired(t0 + 100 * MS).unwrap();
+    assert_eq!(
+        m.handle_deadline(key, REFUSED, t0 + 100 * MS, no_retransmits),
+        Fate::Close(Reason::ConnRefused)
+    );
+    let r = results(&mut m);
+    assert_eq!((r[0].index, r[0].reason), (0, Reason::ConnRefused));
+    assert_eq!(r[0].rtt_us, Some(100_000));
+    assert_eq!(r[0].target, l.target);
+}
+
+#[test]
+fn emfile_backs_off_doubling_and_cuts_the_cap_which_regrows() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(fixed(4, Duration::from_secs(1), 0), None, t0);
+    let mut src = Script::new(100);
+    let launches: Vec<_> = std::iter::from_fn(|| m.poll_launch(t0, &mut src)).collect();
+    assert_eq!(launches.len(), 4);
+    for l in &launches[..3] {
+        m.handle_connect(l.key, Report::InProgress, t0);
+    }
+    // The fourth socket() fails: three was all the system could hold.
+    let last = launches[3].key;
+    assert_eq!(m.handle_socket_error(last, libc::EMFILE, t0), Fate::Drop);
+    assert_eq!(m.cap(), 3);
+    assert_eq!(m.stats().local_error_total(), 1);
+    assert_eq!(m.poll_timeout(t0), Some(t0 + BACKOFF_MIN));
+    // The back-off ends; the reissue fails again: twice the wait.
+    let t1 = t0 + MS;
+    assert_eq!(m.poll_expired(t1), None);
+    let l = m.poll_launch(t1, &mut src).unwrap();
+    assert_eq!(l.key, last);
+    assert_eq!(m.handle_connect(l.key, EADDRNOTAVAIL, t1), Fate::Drop);
+    assert_eq!(m.poll_timeout(t1), Some(t1 + 2 * MS));
+    assert_eq!(m.poll_expired(t1 + MS), None);
+    assert_eq!(m.poll_launch(t1 + MS, &mut src), None, "still backing off");
+    let t2 = t1 + 2 * MS;
+    m.poll_expired(t2);
+    let reissued = m.poll_launch(t2, &mut src).unwrap();
+    // An answer from a local route is no proof of room: the back-off stays.
+    // A connect that goes out is.
+    assert_eq!(
+        m.handle_connect(reissued.key, Report::InProgress, t2),
+        Fate::Look
+    );
+    let l0 = launches[0].key;
+    assert_eq!(m.handle_look(l0, EMFILE, t2, no_retransmits), Fate::Drop);
+    assert_eq!(m.poll_timeout(t2), Some(t2 + BACKOFF_MIN));
+    assert_eq!(m.stats().local_error_total(), 3);
+    assert_eq!(m.stats().local_errors[LocalError::Emfile.index()], 2);
+    assert_eq!(m.stats().local_errors[LocalError::AddrNotAvail.index()], 1);
+    // Three were in flight at the last error; the cap regrows by one per
+    // `cap` completions.
+    assert_eq!(m.cap(), 3);
+    for (n, key) in [launches[1].key, launches[2].key, reissued.key]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(m.cap(), 3, "after {n} completions");
+        m.handle_look(key, REFUSED, t2 + MS, no_retransmits);
+    }
+    assert_eq!(m.cap(), 4);
+}
+
+#[test]
+fn a_local_error_never_becomes_a_result() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(fixed(1, Duration::from_secs(1), 0), None, t0);
+    let mut src = Script::new(1);
+    let mut now = t0;
+    for _ in 0..20 {
+        m.poll_expired(now);
+        if let Some(l) = m.poll_launch(now, &mut src) {
+            m.handle_connect(l.key, EMFILE, now);
+        }
+        now += BACKOFF_MAX;
+    }
+    assert!(results(&mut m).is_empty());
+    assert_eq!(m.in_flight(), 1);
+    assert_eq!(m.cap(), 1, "the cap never drops to zero");
+    assert_eq!(
+        m.poll_timeout(now - BACKOFF_MAX),
+        Some(now),
+        "waits at most the largest back-off"
+    );
+}
+
+#[test]
+fn the_window_grows_on_answers_and_halves_on_drops() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(adaptive(1024, 2, 1), None, t0);
+    assert_eq!(m.cap(), 4, "the initial window");
+    let mut src = Script::new(100_000);
+    let mut now = t0;
+    // Rounds of first-try answers: slow start.
+    for _ in 0..4 {
+        for l in launch_all(&mut m, &mut src, now) {
+            m.handle_look(l.key, REFUSED, now + MS, no_retransmits);
+        }
+        now += 2 * MS;
+    }
+    let grown = m.cap();
+    assert!(grown >= 32, "window after four rounds: {grown}");
+    // A round whose answers come only to retries: drops.
+    let launches = launch_all(&mut m, &mut src, now);
+    let timeout = launches[0].timeout;
+    now += timeout;
+    while let Some(key) = m.poll_expired(now) {
+        m.handle_deadline(key, Report::InProgress, now, no_retransmits);
+    }
+    let retried = launch_all(&mut m, &mut src, now);
+    assert_eq!(
+        retried.len(),
+        launches.len(),
+        "every probe retried, none new"
+    );
+    for l in retried {
+        m.handle_look(l.key, REFUSED, now + MS, no_retransmits);
+    }
+    assert!(
+        m.cap() <= grown / 2 + 1,
+        "{} after drops, was {grown}",
+        m.cap()
+    );
+    assert!(m.stats().timing.window_cuts >= 1);
+}
+
+#[test]
+fn karns_rule_keeps_resent_syns_out_of_the_estimate() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(adaptive(64, 0, 1), None, t0);
+    let mut src = Script::new(3);
+    let ls = launch_all(&mut m, &mut src, t0);
+    // Fast: a sample, and TCP_INFO is not even read.
+    m.handle_look(ls[0].key, REFUSED, t0 + 5 * MS, || {
+        panic!("read TCP_INFO for a fast answer")
+    });
+    // Slow and the SYN was resent: no sample.
+    let slow = t0 + Duration::from_millis(1500);
+    m.handle_look(ls[1].key, REFUSED, slow, || Some(1));
+    // Slow, but the first SYN was answered: a sample.
+    m.handle_look(ls[2].key, REFUSED, slow, || Some(0));
+    let timing = m.stats().timing;
+    assert_eq!((timing.samples, timing.karn_skipped), (2, 1));
+    // Answers from a router (filtered) are never samples.
+    let mut m = Machine::new(adaptive(64, 0, 1), None, t0);
+    let mut src = Script::new(1);
+    let l = launch_all(&mut m, &mut src, t0)[0];
+    let fate = m.handle_look(l.key, Report::Error(libc::EHOSTUNREACH), t0 + MS, || None);
+    assert!(matches!(fate, Fate::Close(r) if r.state() == State::Filtered));
+    assert_eq!(m.stats().timing.samples, 0);
+}
+
+#[test]
+fn the_rate_cap_holds_from_the_first_second_across_machines() {
+    let t0 = Instant::now();
+    let rate = Arc::new(Gcra::new(10.0, t0));
+    let mut machines: Vec<_> = (0..8)
+        .map(|_| Machine::new(fixed(64, Duration::from_secs(1), 0), Some(rate.clone()), t0))
+        .collect();
+    let mut sources: Vec<_> = (0..8).map(|_| Script::new(1000)).collect();
+    let mut per_second = [0u32; 3];
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(3) {
+        for (m, src) in machines.iter_mut().zip(&mut sources) {
+            while let Some(l) = m.poll_launch(now, src) {
+                per_second[(now - t0).as_secs() as usize] += 1;
+                m.handle_connect(l.key, REFUSED, now);
+            }
+            if let Some(at) = m.poll_timeout(now) {
+                assert!(at > now || m.in_flight() > 0);
+            }
+        }
+        now += MS;
+    }
+    assert_eq!(per_second, [10, 10, 10]);
+}
+
+#[test]
+fn a_stop_returns_what_was_in_flight_for_the_resume() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(fixed(8, Duration::from_secs(1), 0), None, t0);
+    let mut src = Script::new(100);
+    let ls = launch_all(&mut m, &mut src, t0);
+    assert_eq!(ls.len(), 8);
+    m.handle_look(ls[0].key, REFUSED, t0, no_retransmits); // seq 0 finished
+    m.handle_look(ls[1].key, EMFILE, t0, no_retransmits); // seq 1 backing off
+    let mut abandoned = m.abandon();
+    abandoned.sort_unstable();
+    assert_eq!(abandoned, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(results(&mut m).len(), 1, "the finished result is kept");
+    assert_eq!(m.in_flight(), 0);
+    assert_eq!(m.poll_expired(t0 + Duration::from_secs(5)), None);
+}
+
+#[test]
+fn a_full_host_window_delays_its_probes_until_every_port_completes() {
+    let t0 = Instant::now();
+    // 200 ports of one host; the scan window allows more than the host's.
+    let mut cfg = adaptive(1024, 0, 200);
+    cfg.adaptive.as_mut().unwrap().initial_window = 1024;
+    let mut m = Machine::new(cfg, None, t0);
+    let mut src = Script::new(200);
+    let first = launch_all(&mut m, &mut src, t0);
+    assert!(first.len() < 200, "the host window held some back");
+    assert!(
+        m.in_flight() > first.len(),
+        "the held-back probes wait in the machine"
+    );
+    let mut now = t0;
+    let mut pending = first;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10_000 {
+        for l in pending.drain(..) {
+            m.handle_look(l.key, REFUSED, now + MS, no_retransmits);
+        }
+        for r in results(&mut m) {
+            assert!(seen.insert(r.index), "{} reported twice", r.index);
+        }
+        if m.is_done() {
+            break;
+        }
+        now = m.poll_timeout(now).expect("something is due").max(now + MS);
+        while let Some(key) = m.poll_expired(now) {
+            m.handle_deadline(key, Report::InProgress, now, no_retransmits);
+        }
+        pending = launch_all(&mut m, &mut src, now);
+    }
+    assert!(m.is_done());
+    assert_eq!(seen.len(), 200);
+}
+
+#[test]
+fn a_gated_source_is_asked_again_and_never_ends_the_machine() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(fixed(8, Duration::from_secs(1), 0), None, t0);
+    let mut src = Script::new(2);
+    src.gated = true;
+    assert_eq!(m.poll_launch(t0, &mut src), None);
+    assert!(!m.is_done(), "held back is not the end");
+    assert_eq!(m.poll_timeout(t0), Some(t0 + GATED_WAIT));
+    src.gated = false;
+    let ls = launch_all(&mut m, &mut src, t0 + GATED_WAIT);
+    assert_eq!(ls.len(), 2);
+    for l in ls {
+        m.handle_look(l.key, REFUSED, t0 + 2 * MS, no_retransmits);
+    }
+    assert_eq!(m.poll_launch(t0 + 2 * MS, &mut src), None);
+    assert!(m.is_done());
+}
+
+#[test]
+fn with_deadlines_kept_by_the_driver_the_wheel_holds_only_waits() {
+    let t0 = Instant::now();
+    let mut cfg = fixed(2, 100 * MS, 1);
+    cfg.deadlines = Deadlines::Driver;
+    let mut m = Machine::new(cfg, None, t0);
+    let mut src = Script::new(1);
+    let l = launch_all(&mut m, &mut src, t0)[0];
+    assert_eq!(
+        m.poll_timeout(t0),
+        None,
+        "only the driver's report moves it"
+    );
+    assert_eq!(m.poll_expired(t0 + Duration::from_secs(5)), None);
+    let now = t0 + 100 * MS;
+    assert_eq!(
+        m.handle_deadline(l.key, Report::InProgress, now, no_retransmits),
+        Fate::Drop
+    );
+    let retry = m.poll_launch(now, &mut src).unwrap();
+    m.handle_connect(retry.key, Report::InProgress, now);
+    m.handle_deadline(
+        retry.key,
+        Report::InProgress,
+        now + 100 * MS,
+        no_retransmits,
+    );
+    assert_eq!(results(&mut m)[0].reason, Reason::NoResponse);
+    assert_eq!(m.stats().attempts, 2);
+}
+
+#[test]
+fn karn_allows_reads_the_socket_only_for_slow_answers() {
+    assert!(karn_allows(Duration::from_millis(999), || unreachable!()));
+    assert!(!karn_allows(Duration::from_secs(1), || Some(2)));
+    assert!(!karn_allows(Duration::from_secs(1), || None));
+    assert!(karn_allows(Duration::from_secs(3), || Some(0)));
+}

@@ -1,0 +1,557 @@
+//! One probe machine's adaptive timing ([`WorkerTiming`]): the scan-wide
+//! estimate, window and retry evidence (this machine's share of them), and
+//! the per-host table, tied together. The machine asks it how long an
+//! attempt waits, how many retries a probe gets, and whether a host has
+//! room; it tells it every answer and every silence.
+
+use std::time::{Duration, Instant};
+
+use super::hosts::HostTimingTable;
+use super::rtt::RttEstimator;
+use super::settings::{AdaptiveTiming, retry_doubling};
+use super::summary::TimingSummary;
+use super::window::{Signal, Window, WindowParams};
+
+/// Samples a host needs before its own estimate replaces the scan's.
+pub const HOST_SAMPLES: u32 = 3;
+/// Slots of the per-host table of each probe machine (~100 bytes each).
+pub const HOST_SLOTS: usize = 2048;
+/// Doublings of an unknown host's timeout, at most.
+const MAX_BACKOFF: u32 = 3;
+/// Probes of one host in flight at the start.
+const HOST_WINDOW_INITIAL: usize = 32;
+/// Probes of one host in flight, never fewer (a window's floor).
+const HOST_WINDOW_FLOOR: usize = 2;
+
+/// Answers the scan needs before its measured loss sets the retries of a
+/// host it knows nothing of (before: nmap's one retry).
+const LOSS_SAMPLES: u64 = 200;
+/// How often an answering port may be missed on a host the scan has no
+/// record of: retries are added until the measured loss, to the power of
+/// the attempts, is below this.
+const MISS_TARGET: f64 = 1e-4;
+
+/// The scan's evidence on retries, for hosts without a record of their own
+/// (untracked hosts): how many
+/// answers came, how many only to a retry (a loss), and the highest try
+/// that was answered.
+#[derive(Debug, Clone, Copy, Default)]
+struct RetryEvidence {
+    answers: u64,
+    lost: u64,
+    max_ok_try: u32,
+}
+
+impl RetryEvidence {
+    fn answered(&mut self, needed: u32) {
+        self.answers += 1;
+        if needed > 0 {
+            self.lost += 1;
+        }
+        self.max_ok_try = self.max_ok_try.max(needed);
+    }
+
+    /// Retries for a host the scan has no record of: enough that an
+    /// answering port is missed less than once in 10 000 at the loss the
+    /// scan measures (the share of answers that needed a retry), at least
+    /// one (nmap's rule for a host that never needed one), never more than
+    /// the scan ever needed plus one. The highest try answered anywhere
+    /// alone gave a /20 scan's filtered ports on untracked hosts five
+    /// attempts each, because somewhere one port had needed three.
+    fn retries(&self, max_retries: u32) -> u32 {
+        let by_loss = if self.answers < LOSS_SAMPLES || self.lost == 0 {
+            1
+        } else {
+            let loss = (self.lost as f64 / self.answers as f64).min(0.99);
+            // Smallest r with loss^(r+1) <= MISS_TARGET.
+            (MISS_TARGET.ln() / loss.ln()).ceil().max(2.0) as u32 - 1
+        };
+        max_retries.min(by_loss.min(self.max_ok_try + 1).max(1))
+    }
+}
+
+/// Which estimate and window a probe's host uses: a slot in the worker's
+/// host table, or none (the host's bucket was busy: scan-wide only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRef(u32);
+
+impl HostRef {
+    pub const UNTRACKED: HostRef = HostRef(u32::MAX);
+
+    fn slot(self) -> Option<usize> {
+        (self != HostRef::UNTRACKED).then_some(self.0 as usize)
+    }
+}
+
+/// One probe machine's adaptive timing: the scan-wide estimate and
+/// window (this worker's share of them), and its per-host table.
+#[derive(Debug, Clone)]
+pub struct WorkerTiming {
+    params: AdaptiveTiming,
+    max_retries: u32,
+    scan_rtt: RttEstimator,
+    scan_window: Window,
+    scan_retries: RetryEvidence,
+    host_window: WindowParams,
+    hosts: HostTimingTable,
+    karn_skipped: u64,
+}
+
+impl WorkerTiming {
+    /// `max_in_flight` is the worker's share of `--concurrency`.
+    pub fn new(params: AdaptiveTiming, max_retries: u32, max_in_flight: usize) -> WorkerTiming {
+        let max = max_in_flight.max(1);
+        let host_window = WindowParams {
+            initial: HOST_WINDOW_INITIAL,
+            floor: HOST_WINDOW_FLOOR,
+            max,
+        };
+        WorkerTiming {
+            params,
+            max_retries,
+            scan_rtt: RttEstimator::new(),
+            scan_window: Window::new(WindowParams {
+                initial: params.initial_window,
+                floor: HOST_WINDOW_FLOOR,
+                max,
+            }),
+            scan_retries: RetryEvidence::default(),
+            host_window,
+            hosts: HostTimingTable::new(HOST_SLOTS, host_window),
+            karn_skipped: 0,
+        }
+    }
+
+    /// Probes the scan-wide window allows in flight.
+    pub fn window(&self) -> usize {
+        self.scan_window.allowed()
+    }
+
+    /// A new probe of `host` wants to go out: its slot (now counting it in
+    /// flight), or `None` if the host's own window is full (try later).
+    pub fn enter(&mut self, host: u64) -> Option<HostRef> {
+        let Some(slot) = self.hosts.claim(host, self.host_window) else {
+            return Some(HostRef::UNTRACKED);
+        };
+        let s = self.hosts.get_mut(slot);
+        if s.in_flight as usize >= s.window.allowed() {
+            return None;
+        }
+        s.in_flight += 1;
+        Some(HostRef(slot as u32))
+    }
+
+    /// The probe is over (answered, silent, or abandoned).
+    pub fn leave(&mut self, host: HostRef) {
+        if let Some(slot) = host.slot() {
+            let s = self.hosts.get_mut(slot);
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// The estimate a host's probes use: its own with enough samples, the
+    /// scan's otherwise.
+    fn estimate(&self, host: HostRef) -> &RttEstimator {
+        match host.slot().map(|s| &self.hosts.get(s).rtt) {
+            Some(rtt) if rtt.samples() >= HOST_SAMPLES => rtt,
+            _ => &self.scan_rtt,
+        }
+    }
+
+    /// How long attempt `try_no` (0 = first) of a probe to `host` waits.
+    ///
+    /// A host with an estimate of its own is *known*: its timeout, and its
+    /// retries wait as long (silence there means a filtered port or a
+    /// loss). An unknown host waits the scan's timeout but never less than
+    /// `--initial-rtt-timeout`: the first answers of a scan come from its
+    /// nearest hosts, and a scan-wide estimate made of them timed out one
+    /// probe in nine on netsim's internet-like hosts for nothing (measured,
+    /// docs/TIMING.md). An unknown host's retries back off, doubling the
+    /// wait (RFC 6298 §5.5) within `--max-rtt-timeout`, until it answers.
+    pub fn timeout(&self, host: HostRef, try_no: u32) -> Duration {
+        let p = &self.params;
+        let known = host
+            .slot()
+            .is_some_and(|s| self.hosts.get(s).rtt.samples() >= HOST_SAMPLES);
+        let max = p.max_rtt.max(p.min_rtt);
+        let estimate = self
+            .estimate(host)
+            .timeout(p.initial_rtt, p.min_rtt, p.max_rtt);
+        if known {
+            return estimate;
+        }
+        let backoff = host.slot().map_or(0, |s| self.hosts.get(s).backoff);
+        let doublings = backoff + retry_doubling(p, estimate, try_no);
+        estimate
+            .max(p.guess())
+            .saturating_mul(1 << doublings.min(MAX_BACKOFF))
+            .min(max)
+    }
+
+    /// How long a probe waits when its host's window is full.
+    pub fn host_wait(&self, host: u64) -> Duration {
+        let srtt = self
+            .hosts
+            .find(host)
+            .map(|s| self.hosts.get(s).rtt)
+            .filter(|r| r.samples() > 0)
+            .unwrap_or(self.scan_rtt)
+            .srtt();
+        (srtt / 2).clamp(Duration::from_millis(1), Duration::from_millis(100))
+    }
+
+    /// Retries a probe to `host` may still get: `--retries` at most, and no
+    /// more than one beyond the most this host ever needed (nmap's rule: a
+    /// host that never answered a retry gets one retry). An untracked host
+    /// gets what the scan's measured loss calls for
+    /// (`RetryEvidence::retries`).
+    pub fn retries(&self, host: HostRef) -> u32 {
+        match host.slot() {
+            Some(s) => self.max_retries.min(self.hosts.get(s).max_ok_try + 1),
+            None => self.scan_retries.retries(self.max_retries),
+        }
+    }
+
+    /// An attempt `try_no` of a probe to `host` was answered after
+    /// `elapsed`; the attempt before it (if any) had waited `waited`. `rtt`
+    /// is its clean sample, or `None` when Karn's rule forbids one. An
+    /// answer to a retry means an earlier attempt was lost — a drop for the
+    /// windows — unless the answer took longer than the earlier attempt
+    /// waited: then the timeout was too short (spurious),
+    /// nothing was lost, and an unknown host keeps the backed-off timeout
+    /// for its next probes (RFC 6298 §5.5–5.7) until it gives samples.
+    pub fn answered(
+        &mut self,
+        host: HostRef,
+        try_no: u32,
+        elapsed: Duration,
+        waited: Duration,
+        rtt: Option<Duration>,
+        now: Instant,
+    ) {
+        let hold = self.timeout(host, 0);
+        let spurious = try_no > 0 && elapsed >= waited;
+        // The doublings of the unknown-host wait that this answer needed; one
+        // at most from an answer to a resent SYN (see the back-off below).
+        let needed_backoff = {
+            let now_backoff = host.slot().map_or(0, |s| self.hosts.get(s).backoff);
+            let base = self.timeout(host, 0) / (1 << now_backoff);
+            let cap = if rtt.is_some() { MAX_BACKOFF } else { 1 };
+            let mut level = 0;
+            while level < cap && base.saturating_mul(1 << level) <= elapsed {
+                level += 1;
+            }
+            level
+        };
+        let signal = if try_no == 0 || spurious {
+            Signal::Answer
+        } else {
+            Signal::Drop
+        };
+        // Only a real loss shows that more retries can pay.
+        let needed = if signal == Signal::Drop { try_no } else { 0 };
+        match rtt {
+            Some(rtt) => self.scan_rtt.sample(rtt),
+            None => self.karn_skipped += 1,
+        }
+        self.scan_retries.answered(needed);
+        self.scan_window.on(signal, now, hold);
+        if let Some(slot) = host.slot() {
+            let s = self.hosts.get_mut(slot);
+            if let Some(rtt) = rtt {
+                s.rtt.sample(rtt);
+            }
+            s.max_ok_try = s.max_ok_try.max(needed);
+            s.window.on(signal, now, hold);
+            // An answer to a retransmitted SYN (no clean sample) may be to
+            // the kernel's later SYN: it only backs off a host that has
+            // never given a clean sample (one farther than the kernel's RTO).
+            // It backs off one doubling at most (the cap above): a SYN lost
+            // and resent by the kernel looks the same, and one such answer
+            // set an 8-fold, 10 s wait that ended an internet-like /22 scan
+            // 4 s late.
+            let trusted = rtt.is_some() || s.rtt.samples() == 0;
+            if spurious && trusted && s.rtt.samples() < HOST_SAMPLES {
+                s.backoff = s.backoff.max(needed_backoff);
+            } else if s.rtt.samples() >= HOST_SAMPLES {
+                s.backoff = 0;
+            }
+        }
+    }
+
+    /// Every attempt of a probe went unanswered.
+    pub fn silent(&mut self, host: HostRef, now: Instant) {
+        let hold = self.timeout(host, 0);
+        self.scan_window.on(Signal::Silence, now, hold);
+        if let Some(slot) = host.slot() {
+            self.hosts
+                .get_mut(slot)
+                .window
+                .on(Signal::Silence, now, hold);
+        }
+    }
+
+    /// Where this worker's timing stands, for the summary.
+    pub fn summary(&self) -> TimingSummary {
+        TimingSummary {
+            window: self.scan_window.allowed() as u64,
+            window_cuts: self.scan_window.cuts(),
+            hosts_tracked: self.hosts.estimates(HOST_SAMPLES).count() as u64,
+            ..TimingSummary::adaptive(&self.params, &self.scan_rtt, self.karn_skipped)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timing::Template;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    /// `-T4`'s settings.
+    fn t4_params() -> AdaptiveTiming {
+        let v = Template::Aggressive.values();
+        AdaptiveTiming {
+            initial_rtt: v.initial_rtt,
+            min_rtt: v.min_rtt,
+            max_rtt: v.max_rtt,
+            initial_window: v.initial_window,
+        }
+    }
+
+    fn t4() -> WorkerTiming {
+        WorkerTiming::new(t4_params(), Template::Aggressive.values().max_retries, 1000)
+    }
+
+    #[test]
+    fn a_host_gets_its_own_timeout_after_three_samples() {
+        let t0 = Instant::now();
+        let mut t = t4();
+        // A near host answers fast; a far one has not answered yet.
+        let near = t.enter(1).unwrap();
+        assert_eq!(t.timeout(near, 0), MS(500), "initial before any sample");
+        for i in 0..2 {
+            t.answered(near, 0, MS(300), Duration::ZERO, Some(MS(300)), t0 + MS(i));
+        }
+        let far = t.enter(2).unwrap();
+        // Two samples: both hosts are still unknown.
+        assert_eq!(t.timeout(near, 0), t.timeout(far, 0));
+        for i in 0..60 {
+            t.answered(near, 0, MS(2), Duration::ZERO, Some(MS(2)), t0 + MS(10 + i));
+        }
+        assert_eq!(t.timeout(near, 0), MS(100), "min-rtt-timeout");
+        // A host without samples of its own waits at least the initial
+        // timeout: the scan's first answers come from its nearest hosts.
+        assert_eq!(t.timeout(far, 0), MS(500));
+        // A known host's retries wait as long; an unknown one's wait twice
+        // as long, up to max-rtt-timeout.
+        assert_eq!(t.timeout(near, 1), MS(100));
+        let unknown = t.timeout(far, 0);
+        assert_eq!(t.timeout(far, 1), (unknown * 2).min(MS(1250)));
+        assert_eq!(t.timeout(far, 10), t.timeout(far, 1));
+    }
+
+    #[test]
+    fn retries_back_off_from_the_guess_not_from_a_measured_estimate() {
+        let t0 = Instant::now();
+        let mut t = t4();
+        // The scan has measured slow answers: its timeout is above the
+        // initial guess (500 ms) and below max-rtt-timeout (1250 ms).
+        let known = t.enter(1).unwrap();
+        for (i, ms) in [600, 650, 700, 620, 680, 640].into_iter().enumerate() {
+            t.answered(
+                known,
+                0,
+                MS(ms),
+                Duration::ZERO,
+                Some(MS(ms)),
+                t0 + MS(i as u64),
+            );
+        }
+        let far = t.enter(2).unwrap();
+        let first = t.timeout(far, 0);
+        assert!(first > MS(500) && first < MS(1250), "{first:?}");
+        // A retry waits as long: the estimate already spans the slow hosts.
+        assert_eq!(t.timeout(far, 1), first);
+        // An untracked host likewise.
+        assert_eq!(t.timeout(HostRef::UNTRACKED, 1), first);
+    }
+
+    #[test]
+    fn untracked_hosts_get_the_retries_the_measured_loss_calls_for() {
+        let evidence = |answers: u64, lost: u64, max_ok_try: u32| RetryEvidence {
+            answers,
+            lost,
+            max_ok_try,
+        };
+        // Too few answers, or no loss: nmap's one retry.
+        assert_eq!(evidence(0, 0, 0).retries(10), 1);
+        assert_eq!(evidence(199, 50, 3).retries(10), 1);
+        assert_eq!(evidence(10_000, 0, 0).retries(10), 1);
+        // 1 % of answers came only to a retry: 0.01² = 1e-4, one retry.
+        assert_eq!(evidence(10_000, 100, 3).retries(10), 1);
+        // 10 %: 0.1⁴ = 1e-4, three retries; 20 %: five (0.2⁶ < 1e-4).
+        assert_eq!(evidence(10_000, 1_000, 5).retries(10), 3);
+        assert_eq!(evidence(10_000, 2_000, 9).retries(10), 5);
+        // Never more than the scan ever needed plus one, nor --retries.
+        assert_eq!(evidence(10_000, 2_000, 1).retries(10), 2);
+        assert_eq!(evidence(10_000, 2_000, 9).retries(2), 2);
+        assert_eq!(evidence(10_000, 2_000, 9).retries(0), 0);
+    }
+
+    #[test]
+    fn a_host_that_answers_slowly_then_fast() {
+        let t0 = Instant::now();
+        let mut t = t4();
+        let h = t.enter(7).unwrap();
+        for i in 0..10 {
+            t.answered(h, 0, MS(900), Duration::ZERO, Some(MS(900)), t0 + MS(i));
+        }
+        let slow = t.timeout(h, 0);
+        assert!(slow > MS(900) && slow <= MS(1250), "slow: {slow:?}");
+        for i in 0..40 {
+            t.answered(h, 0, MS(30), Duration::ZERO, Some(MS(30)), t0 + MS(100 + i));
+        }
+        assert_eq!(t.timeout(h, 0), MS(100), "fast again: at the floor");
+    }
+
+    #[test]
+    fn a_host_that_goes_silent_keeps_its_timeout_and_the_window() {
+        let t0 = Instant::now();
+        let mut t = t4();
+        let h = t.enter(3).unwrap();
+        for i in 0..10 {
+            t.answered(h, 0, MS(50), Duration::ZERO, Some(MS(50)), t0 + MS(i));
+        }
+        let before = (t.timeout(h, 0), t.window());
+        // Then nothing answers: filtered ports say nothing about the path.
+        for i in 0..100 {
+            t.silent(h, t0 + MS(1000 + i));
+        }
+        assert_eq!((t.timeout(h, 0), t.window()), before);
+        // And it gets one retry per port: it never showed it needed more.
+        assert_eq!(t.retries(h), 1);
+    }
+
+    #[test]
+    fn answers_to_retries_cut_the_windows_and_allow_more_retries() {
+        let t0 = Instant::now();
+        let mut t = t4();
+        let h = t.enter(5).unwrap();
+        for i in 0..200 {
+            t.answered(
+                h,
+                0,
+                MS(10),
+                Duration::ZERO,
+                Some(MS(10)),
+                t0 + Duration::from_micros(i),
+            );
+        }
+        let grown = t.window();
+        assert!(grown > 128, "{grown}");
+        t.answered(h, 2, MS(10), MS(1000), Some(MS(10)), t0 + MS(1));
+        assert_eq!(t.retries(h), 3);
+        // One loss in 201 answers: an untracked host needs one retry.
+        assert_eq!(t.retries(HostRef::UNTRACKED), 1, "the scan's loss is low");
+        // A round where most answers come only to retries: cut once.
+        for i in 0..grown {
+            t.answered(
+                h,
+                1,
+                MS(10),
+                MS(100),
+                Some(MS(10)),
+                t0 + MS(2) + Duration::from_micros(i as u64),
+            );
+        }
+        assert_eq!(t.window(), grown / 2);
+        assert_eq!(t.summary().window_cuts, 1);
+        // Clean rounds end whatever round the drops were in.
+        for i in 0..2 * grown {
+            t.answered(
+                h,
+                0,
+                MS(10),
+                Duration::ZERO,
+                Some(MS(10)),
+                t0 + MS(1000) + Duration::from_micros(i as u64),
+            );
+        }
+        // A retry answered later than the first attempt waited: the timeout
+        // was too short, nothing was lost.
+        let before = t.summary().window_cuts;
+        for i in 0..1000 {
+            t.answered(
+                h,
+                1,
+                MS(5000),
+                MS(1000),
+                Some(MS(5000)),
+                t0 + MS(10_000 * i),
+            );
+        }
+        assert_eq!(t.summary().window_cuts, before);
+    }
+
+    /// netsim's first "very far" run: every answer takes 1.5 s, so every
+    /// SYN was retransmitted by the kernel (at 1 s) and Karn's rule gives no
+    /// sample at all. The host stays unknown: its answers to retries must
+    /// not count as drops (they came after the first attempt's wait), and
+    /// its next probes start from the backed-off timeout.
+    #[test]
+    fn a_host_farther_than_the_kernels_rto_is_not_congestion() {
+        let t0 = Instant::now();
+        let mut t = WorkerTiming::new(
+            AdaptiveTiming {
+                initial_rtt: MS(1000),
+                min_rtt: MS(100),
+                max_rtt: MS(10_000),
+                initial_window: 64,
+            },
+            10,
+            1000,
+        );
+        let h = t.enter(4).unwrap();
+        assert_eq!((t.timeout(h, 0), t.timeout(h, 1)), (MS(1000), MS(2000)));
+        for i in 0..500 {
+            t.answered(h, 1, MS(1500), MS(1000), None, t0 + MS(10 * i));
+        }
+        let s = t.summary();
+        assert_eq!((s.window_cuts, s.samples, s.karn_skipped), (0, 0, 500));
+        assert!(t.window() > 64, "answers grow the window: {}", t.window());
+        assert_eq!(t.timeout(h, 0), MS(2000), "backed off for the next probes");
+        assert_eq!(t.retries(h), 1, "spurious retries earn no more retries");
+        // An answer 6 s late without a clean sample (a SYN the kernel resent
+        // twice, or a host that far) backs another host off once, not 8-fold.
+        let g = t.enter(5).unwrap();
+        t.answered(g, 1, MS(6000), MS(2000), None, t0 + MS(6000));
+        assert_eq!(t.timeout(g, 0), MS(2000));
+    }
+
+    #[test]
+    fn karn_no_sample_from_a_retransmitted_syn() {
+        let t0 = Instant::now();
+        let mut t = t4();
+        let h = t.enter(9).unwrap();
+        t.answered(h, 0, MS(1500), Duration::ZERO, None, t0);
+        assert_eq!(t.summary().samples, 0);
+        assert_eq!(t.summary().karn_skipped, 1);
+        assert_eq!(t.timeout(h, 0), MS(500));
+    }
+
+    #[test]
+    fn a_host_window_holds_probes_back() {
+        let mut t = t4();
+        let mut refs = Vec::new();
+        while let Some(r) = t.enter(11) {
+            refs.push(r);
+            assert!(refs.len() <= HOST_WINDOW_INITIAL);
+        }
+        assert_eq!(refs.len(), HOST_WINDOW_INITIAL);
+        t.leave(refs.pop().unwrap());
+        assert!(t.enter(11).is_some());
+        assert!(t.enter(12).is_some(), "other hosts are not held");
+    }
+}

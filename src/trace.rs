@@ -1,0 +1,765 @@
+//! `--trace FILE`: every probe's life, and the engine's decisions, with
+//! microsecond timestamps from the scan's one monotonic clock.
+//!
+//! An engine owns one [`Tracer`] per worker and calls
+//! [`Tracer::record`]`(event, now)` where a [`TraceEvent`] happens: the
+//! launch, what `connect()` returned, the eager look, readiness, `SO_ERROR`,
+//! the `getpeername`/`getsockname` verdicts, a deadline, a retry, the close;
+//! and the engine's in-flight cap, window and back-off changes. Recording
+//! copies 32 bytes into the worker's own buffer (allocated once); a full
+//! buffer is written to the shared file in one locked write, so workers never
+//! contend per event. Probe events are sampled by a seeded hash of the probe
+//! index (`--trace-sample 0.01`): the same probes are kept by every worker,
+//! every retry of a kept probe is kept, and the same seed keeps the same
+//! probes. Engine events are always kept.
+//!
+//! # File format (version 1, little-endian throughout)
+//!
+//! A 24-byte header, then 32-byte records in no particular order (each
+//! worker's blocks interleave; [`read`] sorts by time):
+//!
+//! ```text
+//! header:  magic "FPTRACE1" (8) | sample, parts per million u32 | 0u32 | seed u64
+//! record:  t_us u64 | probe u64 | kind u8 | worker u8 | x u16 | a u32 | b u64
+//! ```
+//!
+//! `t_us` counts microseconds since the scan started; `probe` is the probe's
+//! index in the scan's index space (`u64::MAX` for engine events). `kind`,
+//! `x`, `a` and `b` per event:
+//!
+//! | kind | event        | x         | a                     | b                      |
+//! |------|--------------|-----------|-----------------------|------------------------|
+//! | 1    | launch, IPv4 | port      | attempt               | address (low 32 bits)  |
+//! | 2    | launch, IPv6 | port      | attempt               | address, high 64 bits; the next record (kind 255) holds the low 64 in `b` |
+//! | 3    | connect      |           | errno (0: connected)  |                        |
+//! | 4    | eager look   |           | errno (0: connected)  |                        |
+//! | 5    | ready        |           |                       |                        |
+//! | 6    | SO_ERROR     |           | errno (0: none)       |                        |
+//! | 7    | getpeername  |           | errno (0: has a peer) |                        |
+//! | 8    | getsockname  |           | 1: self-connect       |                        |
+//! | 9    | deadline     |           | attempt               |                        |
+//! | 10   | retry        |           | attempt               | delay before it, µs    |
+//! | 11   | local error  |           | errno                 |                        |
+//! | 12   | close        |           | reason index          |                        |
+//! | 20   | in-flight cap|           |                       | cap                    |
+//! | 21   | window       |           |                       | window                 |
+//! | 22   | back-off     |           |                       | delay, µs              |
+//!
+//! Errnos are Linux's numbers. A reader meeting a kind it does not know stops
+//! with [`TraceError::UnknownKind`] rather than guess.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::classify::Reason;
+
+/// The file's first eight bytes.
+pub const MAGIC: &[u8; 8] = b"FPTRACE1";
+/// Header size in bytes.
+pub const HEADER_LEN: usize = 24;
+/// Record size in bytes.
+pub const RECORD_LEN: usize = 32;
+/// Each worker's buffer: 2048 records, written out in one block.
+const BUFFER_RECORDS: usize = 2048;
+/// `probe` of an engine event.
+const NO_PROBE: u64 = u64::MAX;
+
+/// Something that happened to a probe or to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// A connect attempt starts (attempt 0 is the first try).
+    Launch {
+        probe: u64,
+        attempt: u32,
+        target: SocketAddr,
+    },
+    /// What `connect()` returned: 0 (connected at once), `EINPROGRESS`, an
+    /// immediate `ECONNREFUSED` (loopback), or a local error.
+    Connect { probe: u64, errno: i32 },
+    /// The look right after connect, before any readiness event.
+    EagerLook { probe: u64, errno: i32 },
+    /// The poll reported the socket writable (or the thread woke).
+    Ready { probe: u64 },
+    /// `SO_ERROR` as read on readiness.
+    SoError { probe: u64, errno: i32 },
+    /// `getpeername`: 0 when there is a peer, else its errno (`ENOTCONN`).
+    PeerName { probe: u64, errno: i32 },
+    /// `getsockname` compared with the peer: a self-connect or not.
+    SockName { probe: u64, self_connect: bool },
+    /// The attempt's deadline passed with no answer.
+    Deadline { probe: u64, attempt: u32 },
+    /// The probe is sent again after `delay`.
+    Retry {
+        probe: u64,
+        attempt: u32,
+        delay: Duration,
+    },
+    /// A failure of this machine (`EMFILE`, `EADDRNOTAVAIL`, ...): reissued.
+    LocalError { probe: u64, errno: i32 },
+    /// The socket is closed with the probe's final reason.
+    Close { probe: u64, reason: Reason },
+    /// The engine's cap on probes in flight changed.
+    InFlightCap { cap: u64 },
+    /// The congestion window changed.
+    Window { window: u64 },
+    /// The engine backs off (local errors, a drop signal) for `delay`.
+    BackOff { delay: Duration },
+}
+
+impl TraceEvent {
+    /// The probe this event belongs to, or `None` for an engine event.
+    pub fn probe(&self) -> Option<u64> {
+        use TraceEvent::*;
+        match *self {
+            Launch { probe, .. }
+            | Connect { probe, .. }
+            | EagerLook { probe, .. }
+            | Ready { probe }
+            | SoError { probe, .. }
+            | PeerName { probe, .. }
+            | SockName { probe, .. }
+            | Deadline { probe, .. }
+            | Retry { probe, .. }
+            | LocalError { probe, .. }
+            | Close { probe, .. } => Some(probe),
+            InFlightCap { .. } | Window { .. } | BackOff { .. } => None,
+        }
+    }
+
+    /// A short name, as the report labels it.
+    pub fn name(&self) -> &'static str {
+        use TraceEvent::*;
+        match self {
+            Launch { .. } => "launch",
+            Connect { .. } => "connect",
+            EagerLook { .. } => "eager-look",
+            Ready { .. } => "ready",
+            SoError { .. } => "so-error",
+            PeerName { .. } => "getpeername",
+            SockName { .. } => "getsockname",
+            Deadline { .. } => "deadline",
+            Retry { .. } => "retry",
+            LocalError { .. } => "local-error",
+            Close { .. } => "close",
+            InFlightCap { .. } => "in-flight-cap",
+            Window { .. } => "window",
+            BackOff { .. } => "back-off",
+        }
+    }
+}
+
+/// One event as read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceRecord {
+    /// Time since the scan started.
+    pub t: Duration,
+    pub worker: u8,
+    pub event: TraceEvent,
+}
+
+/// Which probes are traced: a seeded hash of the probe index under a
+/// threshold, so a probe is kept or dropped as a whole, in every worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampler {
+    /// Kept when `hash(probe) < threshold`; `None`: every probe is kept.
+    threshold: Option<u64>,
+    seed: u64,
+    ppm: u32,
+}
+
+impl Sampler {
+    /// Keeps a `rate` fraction of probes (clamped to 0..=1, rounded to parts
+    /// per million).
+    pub fn new(rate: f64, seed: u64) -> Sampler {
+        let ppm = (rate.clamp(0.0, 1.0) * 1e6).round() as u32;
+        Sampler::from_ppm(ppm, seed)
+    }
+
+    /// Keeps `ppm` probes in a million (1 000 000 or more: all).
+    pub fn from_ppm(ppm: u32, seed: u64) -> Sampler {
+        let threshold = if ppm >= 1_000_000 {
+            None
+        } else {
+            Some(((u128::from(ppm) << 64) / 1_000_000) as u64)
+        };
+        Sampler {
+            threshold,
+            seed,
+            ppm: ppm.min(1_000_000),
+        }
+    }
+
+    /// Whether the probe's events are recorded.
+    #[inline]
+    pub fn keeps(&self, probe: u64) -> bool {
+        match self.threshold {
+            None => true,
+            Some(t) => mix(probe ^ self.seed) < t,
+        }
+    }
+
+    /// The kept fraction.
+    pub fn rate(&self) -> f64 {
+        f64::from(self.ppm) / 1e6
+    }
+}
+
+/// SplitMix64's finaliser: a bijection that spreads neighbouring indices.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The trace file shared by the workers: a header, then their blocks.
+pub struct TraceSink {
+    out: Mutex<Box<dyn Write + Send>>,
+    sampler: Sampler,
+}
+
+impl std::fmt::Debug for TraceSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceSink")
+            .field("sampler", &self.sampler)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TraceSink {
+    /// Writes the header to `out` and returns the sink workers share.
+    pub fn new(mut out: Box<dyn Write + Send>, sampler: Sampler) -> io::Result<Arc<TraceSink>> {
+        let mut header = [0u8; HEADER_LEN];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..12].copy_from_slice(&sampler.ppm.to_le_bytes());
+        header[16..24].copy_from_slice(&sampler.seed.to_le_bytes());
+        out.write_all(&header)?;
+        Ok(Arc::new(TraceSink {
+            out: Mutex::new(out),
+            sampler,
+        }))
+    }
+
+    /// Creates `path` and writes the header.
+    pub fn create(path: &std::path::Path, sampler: Sampler) -> io::Result<Arc<TraceSink>> {
+        let file = std::fs::File::create(path)?;
+        TraceSink::new(Box::new(io::BufWriter::new(file)), sampler)
+    }
+
+    /// A tracer for one worker.
+    pub fn tracer(self: &Arc<Self>, worker: u8) -> Tracer {
+        Tracer {
+            sink: Arc::clone(self),
+            buf: Vec::with_capacity(BUFFER_RECORDS * RECORD_LEN),
+            worker,
+            sampler: self.sampler,
+            error: None,
+        }
+    }
+
+    /// Flushes what the workers have handed over (call after they dropped
+    /// or [`Tracer::finish`]ed their tracers).
+    pub fn flush(&self) -> io::Result<()> {
+        self.lock().flush()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Write + Send>> {
+        // A worker that panicked mid-write leaves whole blocks behind; the
+        // file stays readable up to the last whole record.
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One worker's recorder: events into a private buffer, blocks to the sink.
+#[derive(Debug)]
+pub struct Tracer {
+    sink: Arc<TraceSink>,
+    buf: Vec<u8>,
+    worker: u8,
+    sampler: Sampler,
+    /// The first write error; later events are dropped.
+    error: Option<io::Error>,
+}
+
+impl Tracer {
+    /// Whether `probe`'s events are kept: an engine can skip gathering what
+    /// an event would carry.
+    #[inline]
+    pub fn keeps(&self, probe: u64) -> bool {
+        self.sampler.keeps(probe)
+    }
+
+    /// Records `event` at `now` (time since the scan started), unless its
+    /// probe is not sampled.
+    #[inline]
+    pub fn record(&mut self, event: TraceEvent, now: Duration) {
+        if let Some(p) = event.probe() {
+            if !self.sampler.keeps(p) {
+                return;
+            }
+        }
+        let t = now.as_micros().min(u128::from(u64::MAX)) as u64;
+        let (rec, tail) = encode(event, t, self.worker);
+        self.buf.extend_from_slice(&rec);
+        if let Some(tail) = tail {
+            self.buf.extend_from_slice(&tail);
+        }
+        if self.buf.len() + 2 * RECORD_LEN > self.buf.capacity() {
+            self.write_block();
+        }
+    }
+
+    fn write_block(&mut self) {
+        if self.error.is_none() && !self.buf.is_empty() {
+            if let Err(e) = self.sink.lock().write_all(&self.buf) {
+                self.error = Some(e);
+            }
+        }
+        self.buf.clear();
+    }
+
+    /// Hands the buffered events to the file; returns the first write error.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.write_block();
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.write_block();
+    }
+}
+
+/// One record, and the second one an IPv6 launch needs.
+fn encode(event: TraceEvent, t: u64, worker: u8) -> ([u8; RECORD_LEN], Option<[u8; RECORD_LEN]>) {
+    use TraceEvent::*;
+    let errno = |e: i32| e as u32;
+    let (kind, probe, x, a, b, tail): (u8, u64, u16, u32, u64, Option<u64>) = match event {
+        Launch {
+            probe,
+            attempt,
+            target,
+        } => match target.ip() {
+            IpAddr::V4(ip) => (
+                1,
+                probe,
+                target.port(),
+                attempt,
+                u64::from(u32::from(ip)),
+                None,
+            ),
+            IpAddr::V6(ip) => {
+                let bits = u128::from(ip);
+                (
+                    2,
+                    probe,
+                    target.port(),
+                    attempt,
+                    (bits >> 64) as u64,
+                    Some(bits as u64),
+                )
+            }
+        },
+        Connect { probe, errno: e } => (3, probe, 0, errno(e), 0, None),
+        EagerLook { probe, errno: e } => (4, probe, 0, errno(e), 0, None),
+        Ready { probe } => (5, probe, 0, 0, 0, None),
+        SoError { probe, errno: e } => (6, probe, 0, errno(e), 0, None),
+        PeerName { probe, errno: e } => (7, probe, 0, errno(e), 0, None),
+        SockName {
+            probe,
+            self_connect,
+        } => (8, probe, 0, u32::from(self_connect), 0, None),
+        Deadline { probe, attempt } => (9, probe, 0, attempt, 0, None),
+        Retry {
+            probe,
+            attempt,
+            delay,
+        } => (10, probe, 0, attempt, micros(delay), None),
+        LocalError { probe, errno: e } => (11, probe, 0, errno(e), 0, None),
+        Close { probe, reason } => (12, probe, 0, reason.index() as u32, 0, None),
+        InFlightCap { cap } => (20, NO_PROBE, 0, 0, cap, None),
+        Window { window } => (21, NO_PROBE, 0, 0, window, None),
+        BackOff { delay } => (22, NO_PROBE, 0, 0, micros(delay), None),
+    };
+    let rec = |kind: u8, b: u64| {
+        let mut r = [0u8; RECORD_LEN];
+        r[0..8].copy_from_slice(&t.to_le_bytes());
+        r[8..16].copy_from_slice(&probe.to_le_bytes());
+        r[16] = kind;
+        r[17] = worker;
+        r[18..20].copy_from_slice(&x.to_le_bytes());
+        r[20..24].copy_from_slice(&a.to_le_bytes());
+        r[24..32].copy_from_slice(&b.to_le_bytes());
+        r
+    };
+    (rec(kind, b), tail.map(|low| rec(255, low)))
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+/// Why a trace file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("cannot read the trace: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a FastPort trace (no FPTRACE1 header)")]
+    BadMagic,
+    #[error("the trace ends inside a record at byte {offset}")]
+    Truncated { offset: u64 },
+    #[error("unknown event kind {kind} at byte {offset}")]
+    UnknownKind { kind: u8, offset: u64 },
+}
+
+/// A whole trace, read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    /// The fraction of probes that was kept.
+    pub sample: f64,
+    pub seed: u64,
+    /// Every record, by time (stable: one worker's order is kept).
+    pub records: Vec<TraceRecord>,
+}
+
+/// Reads a trace file written by [`TraceSink`].
+pub fn read(mut input: impl Read) -> Result<Trace, TraceError> {
+    let mut header = [0u8; HEADER_LEN];
+    read_exact_or(&mut input, &mut header, || TraceError::BadMagic)?;
+    if &header[..8] != MAGIC {
+        return Err(TraceError::BadMagic);
+    }
+    let ppm = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    let seed = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+    let mut data = Vec::new();
+    input.read_to_end(&mut data)?;
+    let mut records = Vec::with_capacity(data.len() / RECORD_LEN);
+    let mut chunks = data.chunks(RECORD_LEN).enumerate();
+    while let Some((i, r)) = chunks.next() {
+        let offset = (HEADER_LEN + i * RECORD_LEN) as u64;
+        if r.len() < RECORD_LEN {
+            return Err(TraceError::Truncated { offset });
+        }
+        let u64_at = |o: usize| u64::from_le_bytes(r[o..o + 8].try_into().expect("8 bytes"));
+        let t = u64_at(0);
+        let probe = u64_at(8);
+        let kind = r[16];
+        let worker = r[17];
+        let x = u16::from_le_bytes([r[18], r[19]]);
+        let a = u32::from_le_bytes(r[20..24].try_into().expect("4 bytes"));
+        let b = u64_at(24);
+        let errno = a as i32;
+        use TraceEvent::*;
+        let event = match kind {
+            1 => Launch {
+                probe,
+                attempt: a,
+                target: SocketAddr::new(Ipv4Addr::from(b as u32).into(), x),
+            },
+            2 => {
+                let low = match chunks.next() {
+                    Some((_, tail)) if tail.len() == RECORD_LEN && tail[16] == 255 => {
+                        u64::from_le_bytes(tail[24..32].try_into().expect("8 bytes"))
+                    }
+                    Some((_, tail)) if tail.len() < RECORD_LEN => {
+                        return Err(TraceError::Truncated {
+                            offset: offset + RECORD_LEN as u64,
+                        });
+                    }
+                    Some((_, tail)) => {
+                        return Err(TraceError::UnknownKind {
+                            kind: tail[16],
+                            offset: offset + RECORD_LEN as u64,
+                        });
+                    }
+                    None => {
+                        return Err(TraceError::Truncated {
+                            offset: offset + RECORD_LEN as u64,
+                        });
+                    }
+                };
+                let ip = Ipv6Addr::from((u128::from(b) << 64) | u128::from(low));
+                Launch {
+                    probe,
+                    attempt: a,
+                    target: SocketAddr::new(ip.into(), x),
+                }
+            }
+            3 => Connect { probe, errno },
+            4 => EagerLook { probe, errno },
+            5 => Ready { probe },
+            6 => SoError { probe, errno },
+            7 => PeerName { probe, errno },
+            8 => SockName {
+                probe,
+                self_connect: a != 0,
+            },
+            9 => Deadline { probe, attempt: a },
+            10 => Retry {
+                probe,
+                attempt: a,
+                delay: Duration::from_micros(b),
+            },
+            11 => LocalError { probe, errno },
+            12 => match Reason::ALL.get(a as usize) {
+                Some(&reason) => Close { probe, reason },
+                None => return Err(TraceError::UnknownKind { kind, offset }),
+            },
+            20 => InFlightCap { cap: b },
+            21 => Window { window: b },
+            22 => BackOff {
+                delay: Duration::from_micros(b),
+            },
+            _ => return Err(TraceError::UnknownKind { kind, offset }),
+        };
+        records.push(TraceRecord {
+            t: Duration::from_micros(t),
+            worker,
+            event,
+        });
+    }
+    records.sort_by_key(|r| r.t);
+    Ok(Trace {
+        sample: f64::from(ppm) / 1e6,
+        seed,
+        records,
+    })
+}
+
+fn read_exact_or(
+    input: &mut impl Read,
+    buf: &mut [u8],
+    short: impl FnOnce() -> TraceError,
+) -> Result<(), TraceError> {
+    match input.read_exact(buf) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(short()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `bytes` start like a trace file (for telling inputs apart).
+pub fn is_trace(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Write` the test can read back after the sink is done with it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    fn every_event() -> Vec<TraceEvent> {
+        use TraceEvent::*;
+        vec![
+            Launch {
+                probe: 7,
+                attempt: 0,
+                target: "127.0.0.1:80".parse().unwrap(),
+            },
+            Connect {
+                probe: 7,
+                errno: libc::EINPROGRESS,
+            },
+            EagerLook {
+                probe: 7,
+                errno: libc::EINPROGRESS,
+            },
+            Ready { probe: 7 },
+            SoError {
+                probe: 7,
+                errno: libc::ECONNREFUSED,
+            },
+            PeerName {
+                probe: 7,
+                errno: libc::ENOTCONN,
+            },
+            SockName {
+                probe: 7,
+                self_connect: true,
+            },
+            Deadline {
+                probe: 7,
+                attempt: 1,
+            },
+            Retry {
+                probe: 7,
+                attempt: 2,
+                delay: us(1500),
+            },
+            LocalError {
+                probe: 7,
+                errno: libc::EADDRNOTAVAIL,
+            },
+            Launch {
+                probe: u64::MAX - 1,
+                attempt: 3,
+                target: "[2001:2::dead:beef]:65535".parse().unwrap(),
+            },
+            Close {
+                probe: 7,
+                reason: Reason::SelfConnect,
+            },
+            InFlightCap { cap: 4096 },
+            Window { window: 17 },
+            BackOff { delay: us(250_000) },
+        ]
+    }
+
+    #[test]
+    fn every_event_round_trips_with_its_time_and_worker() {
+        let out = Shared::default();
+        let sink = TraceSink::new(Box::new(out.clone()), Sampler::new(1.0, 9)).unwrap();
+        let mut tracer = sink.tracer(3);
+        let events = every_event();
+        for (i, e) in events.iter().enumerate() {
+            tracer.record(*e, us(10 * i as u64));
+        }
+        tracer.finish().unwrap();
+        let bytes = out.0.lock().unwrap().clone();
+        // One record each, two for the IPv6 launch.
+        assert_eq!(bytes.len(), HEADER_LEN + (events.len() + 1) * RECORD_LEN);
+        assert!(is_trace(&bytes));
+        let trace = read(bytes.as_slice()).unwrap();
+        assert_eq!((trace.sample, trace.seed), (1.0, 9));
+        let back: Vec<_> = trace.records.iter().map(|r| r.event).collect();
+        assert_eq!(back, events);
+        for (i, r) in trace.records.iter().enumerate() {
+            assert_eq!((r.t, r.worker), (us(10 * i as u64), 3));
+        }
+    }
+
+    #[test]
+    fn workers_blocks_interleave_and_the_reader_sorts_them_by_time() {
+        let out = Shared::default();
+        let sink = TraceSink::new(Box::new(out.clone()), Sampler::new(1.0, 0)).unwrap();
+        let mut a = sink.tracer(0);
+        let mut b = sink.tracer(1);
+        // More than one buffer's worth, so blocks are written mid-run.
+        for i in 0..5000u64 {
+            a.record(TraceEvent::Ready { probe: 2 * i }, us(2 * i));
+            b.record(TraceEvent::Ready { probe: 2 * i + 1 }, us(2 * i + 1));
+        }
+        drop(a);
+        b.finish().unwrap();
+        let bytes = out.0.lock().unwrap().clone();
+        let trace = read(bytes.as_slice()).unwrap();
+        assert_eq!(trace.records.len(), 10_000);
+        for (i, r) in trace.records.iter().enumerate() {
+            assert_eq!(r.t, us(i as u64));
+            assert_eq!(r.event, TraceEvent::Ready { probe: i as u64 });
+            assert_eq!(r.worker, (i % 2) as u8);
+        }
+    }
+
+    #[test]
+    fn sampling_keeps_whole_probes_near_the_rate_and_all_engine_events() {
+        let out = Shared::default();
+        let sampler = Sampler::new(0.01, 42);
+        let sink = TraceSink::new(Box::new(out.clone()), sampler).unwrap();
+        let mut t = sink.tracer(0);
+        for p in 0..100_000u64 {
+            t.record(TraceEvent::Ready { probe: p }, us(p));
+            t.record(
+                TraceEvent::Close {
+                    probe: p,
+                    reason: Reason::ConnRefused,
+                },
+                us(p),
+            );
+        }
+        for w in 0..10 {
+            t.record(TraceEvent::Window { window: w }, us(0));
+        }
+        t.finish().unwrap();
+        let trace = read(out.0.lock().unwrap().as_slice()).unwrap();
+        assert_eq!(trace.sample, 0.01);
+        let kept: Vec<u64> = trace
+            .records
+            .iter()
+            .filter_map(|r| match r.event {
+                TraceEvent::Ready { probe } => Some(probe),
+                _ => None,
+            })
+            .collect();
+        // 1 % of 100 000 is 1000; a fair hash lands within 15 %.
+        assert!((850..=1150).contains(&kept.len()), "{}", kept.len());
+        for p in &kept {
+            assert!(sampler.keeps(*p));
+        }
+        let closes = trace
+            .records
+            .iter()
+            .filter(|r| matches!(r.event, TraceEvent::Close { .. }))
+            .count();
+        assert_eq!(closes, kept.len());
+        let windows = trace
+            .records
+            .iter()
+            .filter(|r| r.event.probe().is_none())
+            .count();
+        assert_eq!(windows, 10);
+        // Another seed keeps other probes.
+        let other = Sampler::new(0.01, 43);
+        assert!(kept.iter().filter(|&&p| other.keeps(p)).count() < kept.len() / 4);
+    }
+
+    #[test]
+    fn sample_rate_extremes() {
+        assert!((0..1000).all(|p| Sampler::new(1.0, 1).keeps(p)));
+        assert!((0..1000).all(|p| !Sampler::new(0.0, 1).keeps(p)));
+    }
+
+    #[test]
+    fn bad_files_are_named_errors() {
+        assert!(matches!(read(&b"FPTRACE"[..]), Err(TraceError::BadMagic)));
+        assert!(matches!(
+            read(&b"NOTATRACE-0123456789012345"[..]),
+            Err(TraceError::BadMagic)
+        ));
+        let out = Shared::default();
+        let sink = TraceSink::new(Box::new(out.clone()), Sampler::new(1.0, 0)).unwrap();
+        let mut t = sink.tracer(0);
+        t.record(TraceEvent::Ready { probe: 1 }, us(1));
+        t.finish().unwrap();
+        let mut bytes = out.0.lock().unwrap().clone();
+        let whole = bytes.clone();
+        bytes.pop();
+        assert!(matches!(
+            read(bytes.as_slice()),
+            Err(TraceError::Truncated { offset: 24 })
+        ));
+        let mut unknown = whole;
+        unknown[HEADER_LEN + 16] = 99;
+        assert!(matches!(
+            read(unknown.as_slice()),
+            Err(TraceError::UnknownKind {
+                kind: 99,
+                offset: 24
+            })
+        ));
+    }
+}
