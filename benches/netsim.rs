@@ -1,4 +1,4 @@
-//! Benchmarks on netsim's simulated networks (issue 7): the lab's
+//! Benchmarks on netsim's simulated networks: the lab's
 //! `netsim-*` scenarios, served by `fastport-netsim` in the lab's namespace
 //! with real latency and loss, at the `bench` scale (a /22 of the preset's
 //! /16 × the top 100 ports, to keep a run to minutes). Four parts, each

@@ -419,7 +419,7 @@ fn bar_chart(rows: &[BenchRow]) -> String {
         }
     }
     let (gw, gh, top) = (260.0, 220.0, 60.0);
-    let width = 40.0 + gw * scenarios.len() as f64;
+    let width = 55.0 + gw * scenarios.len() as f64;
     let mut s = svg_open(width, top + gh + 70.0);
     let _ = writeln!(
         s,
@@ -435,13 +435,38 @@ fn bar_chart(rows: &[BenchRow]) -> String {
         );
     }
     for (g, scenario) in scenarios.iter().enumerate() {
-        let x0 = 30.0 + gw * g as f64;
+        let x0 = 45.0 + gw * g as f64;
         let in_group: Vec<&BenchRow> = rows.iter().filter(|r| r.scenario == *scenario).collect();
         let max = in_group
             .iter()
             .filter_map(|r| r.probes_per_s)
             .fold(1.0, f64::max);
         let bw = (gw - 40.0) / scanners.len() as f64;
+        // This group's own scale: an axis with 0, half and the maximum.
+        let _ = writeln!(
+            s,
+            r#"<line x1="{:.1}" y1="{top}" x2="{:.1}" y2="{}" stroke="black"/>"#,
+            x0 - 2.0,
+            x0 - 2.0,
+            top + gh
+        );
+        for frac in [0.0, 0.5, 1.0] {
+            let y = top + gh - gh * frac;
+            let _ = writeln!(
+                s,
+                r#"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="black"/><text x="{:.1}" y="{:.1}" font-size="9" text-anchor="end">{}</text>"#,
+                x0 - 6.0,
+                x0 - 2.0,
+                x0 - 7.0,
+                y + 3.0,
+                human(max * frac)
+            );
+        }
+        let (lx, ly) = (x0 - 31.0, top + gh / 2.0);
+        let _ = writeln!(
+            s,
+            r#"<text x="{lx:.1}" y="{ly:.1}" font-size="10" text-anchor="middle" transform="rotate(-90 {lx:.1} {ly:.1})">probes/s</text>"#
+        );
         for r in &in_group {
             let i = scanners.iter().position(|x| *x == r.scanner).unwrap_or(0);
             let x = x0 + bw * i as f64;

@@ -304,6 +304,38 @@ pub struct Args {
     )]
     #[serde(default)]
     pub trace_sample: Option<f64>,
+
+    // Service detection (crate::service): validated by service::ServiceOptions::from_args.
+    /// Keep talking to each open port to name its service and version. Also -sV.
+    #[arg(long = "service-version", help_heading = "Services")]
+    #[serde(default)]
+    pub service_version: bool,
+
+    /// Which probes service detection sends: 0 (only those meant for the port)
+    /// to 9 (all of them), as nmap's rarity. Default 7. Implies -sV.
+    #[arg(
+        long = "version-intensity",
+        value_name = "0-9",
+        value_parser = clap::value_parser!(u8).range(0..=9),
+        help_heading = "Services"
+    )]
+    #[serde(default)]
+    pub version_intensity: Option<u8>,
+
+    /// Print what each open port's service says by itself (its banner), unmatched.
+    #[arg(long, help_heading = "Services")]
+    #[serde(default)]
+    pub banners: bool,
+
+    /// Read service probes from FILE (nmap-service-probes format, e.g. your own
+    /// copy of nmap's) instead of FastPort's own database. Implies -sV.
+    #[arg(
+        long = "service-probes",
+        value_name = "FILE",
+        help_heading = "Services"
+    )]
+    #[serde(default)]
+    pub service_probes: Option<PathBuf>,
 }
 
 /// `fastport --version`: the crate version and the commit it was built from
@@ -432,8 +464,8 @@ pub enum OrderArg {
 
 const AFTER_HELP: &str = "\
 nmap spellings also work: -iL FILE, -oN FILE, -oJ FILE, -oX FILE, -oG FILE,
--oC FILE, -oL FILE, -oA BASENAME, -p- (all ports), -sT, -Pn, -n, -F, --open,
--v, --min-rate, --scan-delay, --max-scan-delay. Flags that need raw packets
+-oC FILE, -oL FILE, -oA BASENAME, -p- (all ports), -sT, -sV, -Pn, -n, -F,
+--open, -v, --min-rate, --scan-delay, --max-scan-delay. Flags that need raw packets
 (-sS, -sU, -O, -A, --script...) are refused with what to use instead.
 
 Unlike nmap (its 1000 most common ports), FastPort scans ports 1-1024 by
@@ -466,6 +498,7 @@ const NMAP_SPELLINGS: &[(&str, &str)] = &[
     ("-oC", "--output-csv"),
     ("-oL", "--output-list"),
     ("-oA", "--output-all"),
+    ("-sV", "--service-version"),
 ];
 
 /// Rewrites nmap-style spellings into ones clap understands: `-iL F` →
@@ -816,7 +849,6 @@ mod tests {
                 "--script=vuln 127.0.0.1",
                 "--script: NSE scripts are nmap's",
             ),
-            ("-sV 127.0.0.1", "-sV (version detection)"),
             (
                 "-PS22 127.0.0.1",
                 "-PS22: FastPort sends no discovery probes",

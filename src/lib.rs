@@ -52,6 +52,11 @@
 //!   [`report::series`] counts launches, completions and in-flight per
 //!   100 ms for `--stats`; [`report`] draws summaries, results and traces
 //!   into one self-contained HTML page (`fastport report`).
+//! - **Services** — [`service`] (`-sV`) keeps talking to an open port: a
+//!   pure per-connection machine waits for a banner, sends probes from a
+//!   database in the nmap-service-probes format (FastPort's own, or a file the
+//!   user loads), matches the answers and names the service and version,
+//!   through a TLS tunnel when the port speaks TLS.
 //! - **System** — [`sys`] is the one module allowed `unsafe`: process limits
 //!   and the `TCP_INFO` read that neither std nor socket2 wrap.
 //!
@@ -70,6 +75,7 @@ pub mod rate;
 pub mod report;
 pub mod resume;
 pub mod scan;
+pub mod service;
 pub mod shard_env;
 pub mod stats;
 pub mod sys;

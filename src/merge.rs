@@ -212,14 +212,7 @@ pub fn write_atomically(
         fill(&mut out)?;
         return out.flush().map_err(write);
     }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map_or_else(|| "merge".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = temp_beside(path, 0);
     let result = (|| {
         let file = File::create(&tmp).map_err(write)?;
         let mut out = io::BufWriter::new(file);
@@ -232,6 +225,19 @@ pub fn write_atomically(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// A temporary name in `path`'s own directory (so renaming it over `path`
+/// is atomic), the `n`th of this process: `.NAME.PID.N.tmp`.
+pub fn temp_beside(path: &Path, n: usize) -> PathBuf {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "merge".into(), |n| n.to_string_lossy().into_owned());
+    dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
 /// Refuses an output that is one of the inputs, by device and inode.

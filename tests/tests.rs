@@ -16,5 +16,6 @@ mod reliability;
 mod report;
 mod scale;
 mod scan;
+mod service;
 mod slurm;
 mod timing;

@@ -29,7 +29,7 @@
 //! filter = [{ action = "drop", count = 20 }]
 //! ```
 //!
-//! A world simulated by netsim (issue 7) has a `[netsim]` table instead of
+//! A world simulated by netsim has a `[netsim]` table instead of
 //! `[open]`, `[[filter]]` and `[[route]]`: the profile decides every port,
 //! and netsim serves the hosts with their latency and loss (see `world.rs`).
 //!

@@ -488,7 +488,7 @@ fn custom() -> String {
     "custom".into()
 }
 
-/// The built-in profiles of issue 7.
+/// The built-in profiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     /// 198.18.0.0/16 × the top 100 ports: 1 % open, 3 % filtered, 0.5 %

@@ -526,12 +526,15 @@ pub fn write(
         names: std::sync::Arc::default(),
         unresolved: 0,
     };
+    // Each file is written under a temporary name beside it and renamed
+    // once whole: a merge that fails leaves no partial output.
+    let mut staged = Staged::default();
     let outputs = OutputPlan {
-        text: plan.text.iter().cloned().collect(),
+        text: plan.text.iter().map(|d| staged.stage(d)).collect(),
         json: None,
-        xml: plan.xml.clone(),
-        grepable: plan.grepable.clone(),
-        csv: plan.csv.clone(),
+        xml: plan.xml.as_ref().map(|d| staged.stage(d)),
+        grepable: plan.grepable.as_ref().map(|d| staged.stage(d)),
+        csv: plan.csv.as_ref().map(|d| staged.stage(d)),
         stats: None,
         show: plan.show,
         reason: false,
@@ -573,7 +576,48 @@ pub fn write(
     }
     outputs.write_batch(&batch).map_err(FormatError::Write)?;
     outputs.finish(&summary).map_err(FormatError::Write)?;
+    drop(outputs);
+    staged.commit().map_err(FormatError::Write)?;
     Ok(n)
+}
+
+/// Output files written under a temporary name in their own directory
+/// (so the rename is atomic), renamed into place by [`Staged::commit`] and
+/// removed when dropped before it. Devices and FIFOs are written in place.
+#[derive(Default)]
+struct Staged {
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Staged {
+    fn stage(&mut self, dest: &Dest) -> Dest {
+        let Dest::File(path) = dest else {
+            return dest.clone();
+        };
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return dest.clone();
+        }
+        // 0 is write_atomically's (the -oJ file).
+        let tmp = super::temp_beside(path, self.files.len() + 1);
+        self.files.push((tmp.clone(), path.clone()));
+        Dest::File(tmp)
+    }
+
+    fn commit(mut self) -> io::Result<()> {
+        while let Some((tmp, path)) = self.files.first() {
+            std::fs::rename(tmp, path)?;
+            self.files.remove(0);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.files {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
 }
 
 /// A summary from the results alone, when no `--stats` files were given.
@@ -669,6 +713,27 @@ mod tests {
         s.hosts = 3;
         s.ports_per_host = 4;
         s
+    }
+
+    /// A merge whose second output could not be opened used to leave the
+    /// first one behind, created and cut short.
+    #[test]
+    fn a_failed_merge_leaves_no_partial_format_output() {
+        let dir = temp("partial");
+        let inputs = shards(&dir);
+        let mut p = plan(&dir);
+        p.xml = Some(Dest::File(dir.join("scan.xml")));
+        p.grepable = Some(Dest::File(dir.join("no-such-dir").join("scan.gnmap")));
+        assert!(write(&inputs, &p, Some(&summary())).is_err());
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("scan"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        p.grepable = Some(Dest::File(dir.join("scan.gnmap")));
+        write(&inputs, &p, Some(&summary())).unwrap();
+        assert!(dir.join("scan.xml").exists() && dir.join("scan.gnmap").exists());
     }
 
     #[test]
