@@ -88,7 +88,8 @@ fn main() -> ExitCode {
         Ok(e) => e.flatten(),
         Err(e) => return usage_error(&e),
     };
-    let run = RunInfo::new(&config, argv);
+    let mut run = RunInfo::new(&config, argv);
+    run.held = resumed.as_ref().and_then(resume::Resumed::held);
     let continuing = resumed
         .as_ref()
         .map(resume::Resumed::continuing)
@@ -170,6 +171,7 @@ fn save_progress(
             &outcome.in_flight,
             outcome.record.parts,
             so_far,
+            outcome.held.clone(),
         );
         let written = match resumed {
             Some(r) => resume::write(&r.path, &file).map(|()| r.path.clone()),
@@ -180,7 +182,19 @@ fn save_progress(
                 "fastport: interrupted; continue with: fastport --resume {} (it continues the output files)",
                 path.display()
             ),
-            Err(e) => eprintln!("fastport: {e}"),
+            Err(e) => {
+                eprintln!("fastport: {e}");
+                if let Some(n) = outcome
+                    .held
+                    .as_ref()
+                    .map(|h| h.pending.len())
+                    .filter(|&n| n > 0)
+                {
+                    eprintln!(
+                        "fastport: the {n} hosts in progress are in no -oX/-oG file (their results are in the line formats)"
+                    );
+                }
+            }
         }
     } else if let Some(r) = resumed {
         let marked = match &outcome.output_error {

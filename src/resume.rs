@@ -18,7 +18,11 @@
 //!   "progress": { "done_below": 81234,
 //!                 "done_ranges": [[81236, 81300], [81301, 82011]],
 //!                 "in_flight": [81234, 81235, 81300] },
-//!   "so_far": { "fastport_stats": 1, ... }
+//!   "so_far": { "fastport_stats": 1, ... },
+//!   "hosts": { "xml": [5120, 5120], "grepable": [5120, 5120],
+//!              "pending": [{ "host": 81, "addr": "10.0.0.81", "first_seen": 1795959142,
+//!                            "reasons": "conn-refused:9 syn-ack:1", "shown": "22:syn-ack",
+//!                            "rtt": [61, 20, 10] }] }
 //! }
 //! ```
 //!
@@ -36,6 +40,12 @@
 //!   appended, XML reopened before its `<runstats>` (see
 //!   [`crate::output::Continue`]). `so_far` is the `--stats` document of
 //!   the parts so far, so the last part's summary counts the whole scan.
+//! - `hosts` (format 3): the hosts whose probes straddle the interrupt, as
+//!   the per-host formats (`-oX`, `-oG`) had them (see
+//!   [`crate::output::HeldHosts`]), and each document's host counts. The
+//!   interrupted run wrote no partial record for them; the resumed run
+//!   takes them back and writes each host once, whole. Format 2 files
+//!   (without it) are still read.
 //! - A run that ends marks the file it resumed `finished`: resuming it
 //!   again says so. A resumed run holds a lock on its file, so two resumes
 //!   of one file cannot run at once. A new interrupted run never replaces
@@ -53,7 +63,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{self, Args};
 use crate::config::{Dest, OutputPlan, ScanConfig};
 use crate::order::{Done, Shard};
-use crate::output::{Continue, Format};
+use crate::output::{Continue, Format, HeldHosts};
 use crate::stats::{OrderName, StatsDocument};
 use crate::targets::TargetSpace;
 
@@ -61,8 +71,11 @@ use crate::targets::TargetSpace;
 /// after it was killed or crashed): its outputs may be ahead of it.
 pub const UNFINISHED_RESUME: &str = "a run that resumed it is still running, or was killed or crashed after appending to the outputs";
 
-/// The format's version, first field of every file.
-pub const VERSION: u32 = 2;
+/// The format's version, first field of every file. Format 3 added
+/// `hosts`; format 2 files are read too (they have none).
+pub const VERSION: u32 = 3;
+/// The oldest format this FastPort reads.
+const OLDEST: u32 = 2;
 
 /// Why a run cannot be resumed, or its resume file not written.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +135,15 @@ pub struct ResumeFile {
     pub progress: Progress,
     /// The `--stats` document of the parts so far.
     pub so_far: Option<StatsDocument>,
+    /// The hosts in progress at the interrupt, held out of `-oX`/`-oG`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<HeldHosts>,
+}
+
+/// The version field alone, read before the rest.
+#[derive(Deserialize)]
+struct Head {
+    fastport_resume: Option<u64>,
 }
 
 /// Which scan a file belongs to.
@@ -218,16 +240,12 @@ impl ResumeFile {
             path: path.to_path_buf(),
             why,
         };
-        let head: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
-        match head
-            .get("fastport_resume")
-            .and_then(serde_json::Value::as_u64)
-        {
-            Some(v) if v == u64::from(VERSION) => {}
+        let head: Head = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
+        match head.fastport_resume {
+            Some(v) if (u64::from(OLDEST)..=u64::from(VERSION)).contains(&v) => {}
             Some(v) => {
                 return Err(format(format!(
-                    "it is format {v}, this FastPort reads format {VERSION}"
+                    "it is format {v}, this FastPort reads formats {OLDEST} to {VERSION}"
                 )));
             }
             None => return Err(format("no \"fastport_resume\" version".into())),
@@ -269,6 +287,16 @@ impl ResumeFile {
         }
         if self.parts == 0 {
             return Err("parts is 0".into());
+        }
+        if let Some(hosts) = &self.hosts {
+            let mut last = None;
+            for h in &hosts.pending {
+                h.record()?;
+                if last.is_some_and(|l| l >= h.host) {
+                    return Err(format!("held host {} is not in ascending order", h.host));
+                }
+                last = Some(h.host);
+            }
         }
         Ok(())
     }
@@ -412,7 +440,20 @@ impl Resumed {
             });
         }
         config.schedule.done = self.file.done();
+        for h in self.file.hosts.iter().flat_map(|hosts| &hosts.pending) {
+            if config.space.host(h.host) != Some(h.addr) {
+                return Err(ResumeError::Format {
+                    path: self.path.clone(),
+                    why: format!("held host {} is not {} in this scan", h.host, h.addr),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The hosts the interrupted run held out of its per-host outputs.
+    pub fn held(&self) -> Option<std::sync::Arc<HeldHosts>> {
+        self.file.hosts.clone().map(std::sync::Arc::new)
     }
 
     /// The first run's files this run continues.
@@ -437,6 +478,7 @@ impl Resumed {
     pub fn finish(&self) -> Result<(), ResumeError> {
         let mut file = self.file.clone();
         file.finished = true;
+        file.hosts = None;
         write(&self.path, &file)
     }
 
@@ -506,7 +548,8 @@ pub fn saved_outputs(plan: &OutputPlan) -> SavedOutputs {
 
 /// The file for a run of `args` (as resolved) that stopped with `done`
 /// finished and `in_flight` abandoned; `parts` runs made it, `so_far` is
-/// the `--stats` document of all of them.
+/// the `--stats` document of all of them, `hosts` what the per-host
+/// outputs held over.
 pub fn file_for(
     args: &Args,
     config: &ScanConfig,
@@ -514,6 +557,7 @@ pub fn file_for(
     in_flight: &[u64],
     parts: u32,
     so_far: StatsDocument,
+    hosts: Option<HeldHosts>,
 ) -> ResumeFile {
     let mut options = serde_json::to_value(args).unwrap_or_default();
     options["seed"] = config.seed.into();
@@ -558,6 +602,7 @@ pub fn file_for(
             in_flight,
         },
         so_far: Some(so_far),
+        hosts,
     }
 }
 
@@ -662,7 +707,7 @@ mod tests {
         let path = dir.join("run.resume");
         write(
             &path,
-            &file_for(&args, &config, &done, &[10, 11], 1, doc(&config)),
+            &file_for(&args, &config, &done, &[10, 11], 1, doc(&config), None),
         )
         .unwrap();
         path
@@ -771,6 +816,57 @@ mod tests {
         cases.push(f);
         for f in cases {
             let e = ResumeFile::from_text(&path, &f.to_text()).unwrap_err();
+            assert!(matches!(e, ResumeError::Format { .. }), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn held_hosts_are_kept_and_checked_against_the_scan() {
+        use crate::output::{HeldHost, HeldHosts};
+        let dir = dir("held");
+        let path = saved(&dir, "-p 1-100 127.0.0.0/30");
+        let mut file =
+            ResumeFile::from_text(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let host = |host: u64, addr: &str, shown: &str| HeldHost {
+            host,
+            addr: addr.parse().unwrap(),
+            first_seen: 1_795_959_142,
+            reasons: "conn-refused:3 syn-ack:1".into(),
+            shown: shown.into(),
+            rtt: [61, 20, 4],
+        };
+        file.hosts = Some(HeldHosts {
+            xml: Some([7, 6]),
+            grepable: None,
+            pending: vec![host(1, "127.0.0.1", "22:syn-ack")],
+        });
+        write(&path, &file).unwrap();
+        let p = path.to_str().unwrap();
+        let (args, resumed) = resolve_line(&format!("--resume {p}")).unwrap();
+        let resumed = resumed.unwrap();
+        assert_eq!(resumed.file.hosts, file.hosts);
+        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        resumed.apply(&mut config).unwrap();
+        drop(resumed);
+        // A held host that is not this scan's address at its index.
+        file.hosts.as_mut().unwrap().pending = vec![host(1, "127.0.0.2", "22:syn-ack")];
+        write(&path, &file).unwrap();
+        let (args, resumed) = resolve_line(&format!("--resume {p}")).unwrap();
+        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let e = resumed.unwrap().apply(&mut config).unwrap_err();
+        assert!(e.to_string().contains("held host 1"), "{e}");
+        // Unparsable or impossible held state is refused on reading.
+        for bad in [
+            host(1, "127.0.0.1", "22:weird"),
+            host(
+                1,
+                "127.0.0.1",
+                "22:syn-ack 23:syn-ack 24:syn-ack 25:syn-ack 26:syn-ack",
+            ),
+        ] {
+            file.hosts.as_mut().unwrap().pending = vec![bad];
+            let e = ResumeFile::from_text(&path, &file.to_text()).unwrap_err();
             assert!(matches!(e, ResumeError::Format { .. }), "{e}");
         }
         let _ = std::fs::remove_dir_all(&dir);

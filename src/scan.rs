@@ -9,8 +9,8 @@ use std::time::Instant;
 use crate::config::ScanConfig;
 use crate::engine::{self, EngineEnd, EngineError, EngineKind};
 use crate::order::Done;
-use crate::output::Outputs;
 use crate::output::progress::Progress;
+use crate::output::{HeldHosts, Outputs};
 use crate::resume::targets_hash;
 use crate::stats::{RunRecord, Summary};
 
@@ -29,6 +29,9 @@ pub struct ScanOutcome {
     pub in_flight: Vec<u64>,
     /// The scan's identity and what its parts wrote, as `--stats` records it.
     pub record: RunRecord,
+    /// A stopped run's hosts in progress, held out of the per-host formats
+    /// for its resume file (`None` without `-oX`/`-oG`, or not stopped).
+    pub held: Option<HeldHosts>,
 }
 
 /// The parts of a resumed scan that ran before this one.
@@ -128,13 +131,22 @@ pub fn run(
             outputs.abandon(&summary);
             Some(e)
         }
-        None => outputs.finish(&summary).err(),
+        None => {
+            // Stopped by a signal, to be resumed: hosts in progress are
+            // held for the resume file, not written half.
+            if summary.interrupted && stop.load(std::sync::atomic::Ordering::SeqCst) {
+                outputs.hold();
+            }
+            outputs.finish(&summary).err()
+        }
     };
+    let held = outputs.take_held();
     Ok(ScanOutcome {
         summary,
         output_error,
         done,
         in_flight,
         record,
+        held,
     })
 }

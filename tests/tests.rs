@@ -6,6 +6,7 @@
 mod util;
 
 mod api;
+mod at_scale;
 mod cli;
 mod faults;
 mod lab;

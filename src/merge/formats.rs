@@ -516,6 +516,7 @@ pub fn write(
             Shard::WHOLE,
             Done::none(),
         ),
+        held: None,
         ranking: None,
         open_only: false,
         rtt_bounds: None,

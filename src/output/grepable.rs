@@ -14,8 +14,8 @@ use std::io::{self, Write};
 use std::time::SystemTime;
 
 use super::dates::ctime;
-use super::hosts::{HostDocument, HostRecord, PendingHosts};
-use super::{RunInfo, Sink, Writer};
+use super::hosts::{HeldHost, HostDocument, HostRecord, PendingHosts};
+use super::{Format, RunInfo, Sink, Writer};
 use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
@@ -32,11 +32,12 @@ pub struct GrepableSink {
 
 impl GrepableSink {
     pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
+        let hosts = PendingHosts::for_run(run, show, out.continued(), |h| h.grepable);
         GrepableSink {
             // A continued file has its header.
             begun: out.continued(),
             out,
-            hosts: PendingHosts::new(&run.schedule, show),
+            hosts,
             run: run.clone(),
             now: SystemTime::now,
             finished: false,
@@ -152,6 +153,15 @@ impl Sink for GrepableSink {
 
     fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
         self.abandon_document(summary)
+    }
+
+    fn hold(&mut self) {
+        self.hosts.hold();
+    }
+
+    fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
+        let (pending, counts) = self.hosts.take_held()?;
+        Some((Format::Grepable, pending, counts))
     }
 }
 

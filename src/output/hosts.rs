@@ -11,13 +11,21 @@
 //! run arrives, and the format writes its record then: output appears
 //! during a long scan, and memory follows the hosts in progress (about two
 //! blocks of the order, see [`crate::order::Blocks`]), not the hosts
-//! scanned. An interrupted scan drains what is left with
-//! [`PendingHosts::drain_partial`].
+//! scanned.
+//!
+//! An interrupted run that will be resumed writes no partial records: it
+//! *holds* the pending hosts ([`PendingHosts::hold`]) and they go into the
+//! resume file as [`HeldHosts`]; the resumed run restores them
+//! ([`PendingHosts::restore`]) and writes each one once, whole, when its
+//! last result comes in. A run that stops for any other reason (an output
+//! failed) writes them as they are with [`PendingHosts::drain_partial`].
 
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
 
 use crate::classify::{Reason, State};
 use crate::config::Show;
@@ -124,6 +132,106 @@ impl HostRecord {
     }
 }
 
+/// A host whose results straddle an interrupt, as the resume file keeps
+/// it: everything its record needs so far. `reasons` and `shown` are
+/// compact strings (`"conn-refused:14 syn-ack:1"`, `"22:syn-ack
+/// 80:conn-refused"`) so that thousands of held hosts stay a small file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldHost {
+    /// The host's index in the target space.
+    pub host: u64,
+    pub addr: IpAddr,
+    /// Unix seconds of its first result.
+    pub first_seen: u64,
+    /// Results per reason, by reason name.
+    pub reasons: String,
+    /// The shown ports, by port, with their reasons.
+    pub shown: String,
+    /// The round-trip-time smoother: `[srtt_us, rttvar_us, samples]`.
+    pub rtt: [u64; 3],
+}
+
+/// What the per-host documents of an interrupted run hold over for its
+/// resume: the hosts in progress, and each document's host counts so far
+/// (`[seen, up]`), which a continued document carries on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldHosts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xml: Option<[u64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grepable: Option<[u64; 2]>,
+    pub pending: Vec<HeldHost>,
+}
+
+impl HeldHost {
+    fn of(r: &HostRecord) -> HeldHost {
+        let reasons: Vec<String> = Reason::ALL
+            .into_iter()
+            .filter(|x| r.reasons[x.index()] > 0)
+            .map(|x| format!("{}:{}", x.as_str(), r.reasons[x.index()]))
+            .collect();
+        let mut shown = r.shown.clone();
+        shown.sort_unstable_by_key(|(port, _)| *port);
+        let shown: Vec<String> = shown
+            .iter()
+            .map(|(port, reason)| format!("{port}:{}", reason.as_str()))
+            .collect();
+        HeldHost {
+            host: r.host_index,
+            addr: r.addr,
+            first_seen: r.first_seen,
+            reasons: reasons.join(" "),
+            shown: shown.join(" "),
+            rtt: [
+                r.rtt.srtt().as_micros() as u64,
+                r.rtt.rttvar().as_micros() as u64,
+                u64::from(r.rtt.samples()),
+            ],
+        }
+    }
+
+    /// The record again, with no results still counted as to come; `Err`
+    /// names what does not parse.
+    pub fn record(&self) -> Result<HostRecord, String> {
+        let bad = |what: &str, item: &str| format!("host {}: bad {what} {item:?}", self.host);
+        let pair = |item: &str| -> Option<(String, String)> {
+            let (a, b) = item.split_once(':')?;
+            Some((a.to_string(), b.to_string()))
+        };
+        let mut reasons = [0u64; Reason::COUNT];
+        for item in self.reasons.split_whitespace() {
+            let (name, n) = pair(item).ok_or_else(|| bad("reason count", item))?;
+            let reason = Reason::from_str_name(&name).ok_or_else(|| bad("reason", item))?;
+            reasons[reason.index()] = n.parse().map_err(|_| bad("reason count", item))?;
+        }
+        let mut shown = Vec::new();
+        for item in self.shown.split_whitespace() {
+            let (port, name) = pair(item).ok_or_else(|| bad("shown port", item))?;
+            let port: u16 = port.parse().map_err(|_| bad("port", item))?;
+            let reason = Reason::from_str_name(&name).ok_or_else(|| bad("reason", item))?;
+            shown.push((port, reason));
+        }
+        let results: u64 = reasons.iter().sum();
+        if results == 0 || shown.len() as u64 > results {
+            return Err(format!(
+                "host {}: {} shown ports of {results} results",
+                self.host,
+                shown.len()
+            ));
+        }
+        let samples = u32::try_from(self.rtt[2]).map_err(|_| bad("rtt", "samples"))?;
+        Ok(HostRecord {
+            host_index: self.host,
+            addr: self.addr,
+            first_seen: self.first_seen,
+            remaining: 0,
+            reasons,
+            shown,
+            rtt: RttEstimator::restored(self.rtt[0], self.rtt[1], samples),
+        })
+    }
+}
+
 /// The quotas of one host block, while some of its hosts are pending.
 #[derive(Debug)]
 struct BlockQuotas {
@@ -147,6 +255,10 @@ pub struct PendingHosts {
     up: u64,
     /// Results taken.
     results: u64,
+    /// An interrupted run to be resumed: [`drain_partial`](Self::drain_partial)
+    /// keeps the pending hosts here instead of handing them out.
+    held: Option<Vec<HostRecord>>,
+    holding: bool,
 }
 
 impl PendingHosts {
@@ -160,7 +272,71 @@ impl PendingHosts {
             seen: 0,
             up: 0,
             results: 0,
+            held: None,
+            holding: false,
         }
+    }
+
+    /// The hosts of `run`, with those an earlier part held over taken back
+    /// (`counts` picks the document's own counts from them, used when this
+    /// run continues the same file).
+    pub fn for_run(
+        run: &super::RunInfo,
+        show: Show,
+        continued: bool,
+        counts: impl FnOnce(&HeldHosts) -> Option<[u64; 2]>,
+    ) -> PendingHosts {
+        let mut hosts = PendingHosts::new(&run.schedule, show);
+        if let Some(held) = &run.held {
+            let counts = if continued { counts(held) } else { None };
+            // The held hosts were checked when the resume file was read
+            // (`ResumeFile::from_text`): none fails here.
+            let _ = hosts.restore(held, counts);
+        }
+        hosts
+    }
+
+    /// Takes back the hosts an interrupted run held over (see
+    /// [`HeldHosts`]): each is pending again, its record written once when
+    /// its last result of this run comes in. `counts` are the document's
+    /// `[seen, up]` so far, when this run continues the same document.
+    pub fn restore(&mut self, held: &HeldHosts, counts: Option<[u64; 2]>) -> Result<(), String> {
+        for h in &held.pending {
+            let mut record = h.record()?;
+            // Its results of this run, counted from the schedule (a held
+            // host has probes left, or it would have been written).
+            record.remaining = self.quota(record.host_index);
+            self.pending.insert(record.host_index, record);
+        }
+        match counts {
+            Some([seen, up]) => {
+                self.seen = seen.max(held.pending.len() as u64);
+                self.up = up;
+            }
+            None => self.seen = self.pending.len() as u64,
+        }
+        Ok(())
+    }
+
+    /// From now on the pending hosts are held for a resume instead of
+    /// handed out by [`drain_partial`](Self::drain_partial).
+    pub fn hold(&mut self) {
+        self.holding = true;
+    }
+
+    /// The hosts held by [`hold`](Self::hold) and a drain, with the
+    /// document's `[seen, up]`.
+    pub fn take_held(&mut self) -> Option<(Vec<HeldHost>, [u64; 2])> {
+        let held = self.held.take()?;
+        Some((
+            held.iter().map(HeldHost::of).collect(),
+            [self.seen, self.up],
+        ))
+    }
+
+    /// Hosts held for a resume so far.
+    pub fn held(&self) -> usize {
+        self.held.as_ref().map_or(0, Vec::len)
     }
 
     /// This run's quota of `host`: its block's quotas are counted on the
@@ -233,11 +409,18 @@ impl PendingHosts {
         Some(self.hand_out(record))
     }
 
-    /// Every host still pending (an interrupted scan), by host index.
+    /// Every host still pending (an interrupted scan), by host index; none
+    /// when they are held for a resume (see [`hold`](Self::hold)). A
+    /// restored host whose last results came in the earlier run is complete
+    /// (`remaining` 0), not partial.
     pub fn drain_partial(&mut self) -> Vec<HostRecord> {
         let mut records: Vec<HostRecord> = self.pending.drain().map(|(_, r)| r).collect();
         self.blocks.clear();
         records.sort_by_key(|r| r.host_index);
+        if self.holding {
+            self.held.get_or_insert_with(Vec::new).extend(records);
+            return Vec::new();
+        }
         records.into_iter().map(|r| self.hand_out(r)).collect()
     }
 
@@ -526,6 +709,76 @@ pub(crate) mod tests {
         }
     }
 
+    /// A run interrupted anywhere holds its hosts in progress (through the
+    /// resume file's text), and the resumed run writes them: every host's
+    /// record once, whole. (Hosts straddling an interrupt used to get a
+    /// partial record from each run.)
+    fn hold_and_resume(hosts: u64, ports: u64, per_block: u64, seed: u64, cuts: &[u64]) {
+        let blocks = Blocks::with_hosts(hosts * ports, ports, per_block);
+        let order = Order::random(blocks, seed);
+        let len = Schedule::new(blocks, order, Shard::WHOLE, Done::none()).seq_len();
+        let mut written = vec![0u32; hosts as usize];
+        let mut shown: Vec<Vec<u16>> = vec![Vec::new(); hosts as usize];
+        let mut held: Option<HeldHosts> = None;
+        let mut start = 0;
+        let mut stops: Vec<u64> = cuts.iter().map(|c| len * c / 100).collect();
+        stops.sort_unstable();
+        stops.push(len);
+        for stop in stops {
+            let stop = stop.max(start);
+            let lane = Lane {
+                start: 0,
+                step: 1,
+                next: start,
+            };
+            let done = Done::none().after(&[lane], &[]);
+            let schedule = Schedule::new(blocks, order, Shard::WHOLE, done);
+            let mut run = crate::output::tests::run_info();
+            run.schedule = schedule.clone();
+            run.held = held.take().map(std::sync::Arc::new);
+            let mut t = PendingHosts::for_run(&run, Show::ALL, true, |h| h.xml);
+            let mut take = |r: HostRecord| {
+                assert_eq!(r.remaining, 0, "host {} written partial", r.host_index);
+                written[r.host_index as usize] += 1;
+                assert_eq!(r.results(), ports, "host {}", r.host_index);
+                shown[r.host_index as usize].extend(r.shown.iter().map(|(p, _)| *p));
+            };
+            for s in start..stop {
+                if let Some(r) = t.add(&probe(schedule.index(s), ports), true, || 0) {
+                    take(r);
+                }
+            }
+            if stop < len {
+                t.hold();
+            }
+            for r in t.drain_partial() {
+                take(r);
+            }
+            if let Some((pending, counts)) = t.take_held() {
+                let h = HeldHosts {
+                    xml: Some(counts),
+                    grepable: None,
+                    pending,
+                };
+                // Through the file's text, as a resume reads it.
+                let text = serde_json::to_string_pretty(&h).unwrap();
+                held = Some(serde_json::from_str(&text).unwrap());
+            }
+            start = stop;
+        }
+        assert!(written.iter().all(|&w| w == 1), "{written:?}");
+        for ports_of in &shown {
+            assert_eq!(*ports_of, (1..=ports as u16).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_host_straddling_an_interrupt_was_written_twice() {
+        hold_and_resume(40, 3, 8, 7, &[10, 35, 80]);
+        hold_and_resume(1, 16, 1, 1, &[50]);
+        hold_and_resume(100, 1, 16, 9, &[0, 0, 99]);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
@@ -580,6 +833,18 @@ pub(crate) mod tests {
                 proptest::prop_assert!(written.iter().all(|&w| w <= 1));
             }
             proptest::prop_assert!(results.iter().all(|&n| n == ports), "{:?}", results);
+        }
+
+        /// Any interrupts, held and resumed: each host once, whole.
+        #[test]
+        fn held_hosts_are_written_once_whole(
+            hosts in 1u64..60,
+            ports in 1u64..5,
+            per_block in 1u64..8,
+            seed: u64,
+            cuts in proptest::collection::vec(0u64..=100, 0..4),
+        ) {
+            hold_and_resume(hosts, ports, per_block, seed, &cuts);
         }
     }
 }

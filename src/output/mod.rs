@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 pub use csv::CsvSink;
 pub use grepable::GrepableSink;
-pub use hosts::port_ranges;
+pub use hosts::{HeldHost, HeldHosts, port_ranges};
 pub use json::JsonLinesSink;
 pub use list::ListSink;
 pub use text::{TextSink, TextStyle, write_summary};
@@ -270,6 +270,15 @@ pub trait Sink {
     fn abandon(&mut self, _summary: &Summary) -> io::Result<()> {
         self.flush()
     }
+    /// The run stops to be resumed: a per-host format writes no partial
+    /// records at [`finish`](Self::finish) but holds them for the resume
+    /// file.
+    fn hold(&mut self) {}
+    /// After [`hold`](Self::hold) and `finish`: the held hosts and the
+    /// document's `[seen, up]` counts, with the format.
+    fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
+        None
+    }
 }
 
 /// What the nmap-style formats say about the run besides its results.
@@ -305,6 +314,9 @@ pub struct RunInfo {
     /// each host gets in this run, so per-host formats know when a host is
     /// complete.
     pub schedule: Schedule,
+    /// The hosts an interrupted run held over (a resume): the per-host
+    /// formats take them back.
+    pub held: Option<Arc<HeldHosts>>,
 }
 
 /// nmap's stylesheet where nmap installs it, else its published copy.
@@ -359,6 +371,7 @@ impl RunInfo {
             names: std::sync::Arc::clone(&config.names),
             unresolved: config.unresolved,
             schedule: config.schedule.clone(),
+            held: None,
         }
     }
 }
@@ -736,6 +749,33 @@ impl Outputs {
         self.run_record = Some(record);
     }
 
+    /// The run stops to be resumed: the per-host formats hold their hosts
+    /// in progress for the resume file instead of writing partial records.
+    pub fn hold(&mut self) {
+        for sink in &mut self.sinks {
+            sink.hold();
+        }
+    }
+
+    /// After [`hold`](Self::hold) and [`finish`](Self::finish): what the
+    /// resume file keeps (`None` without a per-host format).
+    pub fn take_held(&mut self) -> Option<HeldHosts> {
+        let mut out: Option<HeldHosts> = None;
+        for sink in &mut self.sinks {
+            if let Some((format, pending, counts)) = sink.take_held() {
+                let held = out.get_or_insert_with(|| HeldHosts {
+                    pending,
+                    ..HeldHosts::default()
+                });
+                match format {
+                    Format::Xml => held.xml = Some(counts),
+                    _ => held.grepable = Some(counts),
+                }
+            }
+        }
+        out
+    }
+
     /// Writes one batch of results to every sink, then flushes them.
     /// Every sink gets the batch even when another fails; the first error
     /// is returned.
@@ -846,6 +886,7 @@ pub(crate) mod tests {
                 crate::order::Shard::WHOLE,
                 crate::order::Done::none(),
             ),
+            held: None,
         }
     }
 

@@ -26,8 +26,8 @@ use std::time::SystemTime;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use super::dates::{ctime, unix_secs};
-use super::hosts::{HostDocument, HostRecord, PendingHosts};
-use super::{RunInfo, Sink, Writer};
+use super::hosts::{HeldHost, HostDocument, HostRecord, PendingHosts};
+use super::{Format, RunInfo, Sink, Writer};
 use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
@@ -47,12 +47,13 @@ pub struct XmlSink {
 
 impl XmlSink {
     pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
+        let hosts = PendingHosts::for_run(run, show, out.continued(), |h| h.xml);
         XmlSink {
             // A continued file has its prologue and `<scaninfo>`: hosts
             // follow where the earlier run's `<runstats>` was cut off.
             begun: out.continued(),
             xml: quick_xml::Writer::new(out),
-            hosts: PendingHosts::new(&run.schedule, show),
+            hosts,
             run: run.clone(),
             now: SystemTime::now,
             finished: false,
@@ -303,12 +304,20 @@ impl HostDocument for XmlSink {
             (
                 format!("FastPort interrupted at {timestr}; {text}"),
                 "error",
-                Some(format!(
-                    "interrupted after {} of {} probes",
-                    // The summary's count: a resumed run's counts every part.
-                    summary.stats.results(),
-                    summary.planned
-                )),
+                Some(match self.hosts.held() {
+                    0 => format!(
+                        "interrupted after {} of {} probes",
+                        // The summary's count: a resumed run's counts every part.
+                        summary.stats.results(),
+                        summary.planned
+                    ),
+                    held => format!(
+                        "interrupted after {} of {} probes; {held} host{} in progress kept in the resume file, written whole by --resume",
+                        summary.stats.results(),
+                        summary.planned,
+                        if held == 1 { "" } else { "s" },
+                    ),
+                }),
             )
         } else {
             (
@@ -358,6 +367,15 @@ impl Sink for XmlSink {
 
     fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
         self.abandon_document(summary)
+    }
+
+    fn hold(&mut self) {
+        self.hosts.hold();
+    }
+
+    fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
+        let (pending, counts) = self.hosts.take_held()?;
+        Some((Format::Xml, pending, counts))
     }
 }
 

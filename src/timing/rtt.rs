@@ -37,6 +37,16 @@ impl RttEstimator {
         }
     }
 
+    /// An estimator as [`srtt`](Self::srtt), [`rttvar`](Self::rttvar) and
+    /// [`samples`](Self::samples) described it (kept across a resume).
+    pub const fn restored(srtt_us: u64, rttvar_us: u64, samples: u32) -> RttEstimator {
+        RttEstimator {
+            srtt_us,
+            rttvar_us,
+            samples,
+        }
+    }
+
     /// Takes one RTT measurement (RFC 6298 §2.2 and §2.3: α = 1/8, β = 1/4).
     pub fn sample(&mut self, rtt: Duration) {
         let r = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX / 16);
