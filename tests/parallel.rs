@@ -7,8 +7,10 @@
 use std::process::{Command, Stdio};
 
 use crate::in_netns;
-use crate::slurm::{SCAN, doc_block, merge, ready, run_doc_block, scan_line, whole_scan, world};
-use crate::util::{read_jsonl, read_stats, stderr};
+use crate::slurm::{
+    SCAN, doc_block, merge_to_whole, ready, run_doc_block, scan_line, whole_scan, world,
+};
+use crate::util::stderr;
 
 #[test]
 fn gnu_parallel_shards_merge_to_the_whole_scan() {
@@ -43,10 +45,7 @@ fn gnu_parallel_shards_merge_to_the_whole_scan() {
         inputs.push(dir.join(format!("shard-{k}.jsonl")));
         inputs.push(dir.join(format!("shard-{k}.json")));
     }
-    let (merged, stats) = merge(&dir, &inputs);
-    assert_eq!(read_jsonl(&merged), whole);
-    let s = read_stats(&stats);
-    assert_eq!(s["results"], whole.len() as u64);
+    let s = merge_to_whole(&dir, &inputs, &whole);
     assert_eq!(s["missing_shards"], serde_json::json!([]));
 }
 
@@ -94,9 +93,8 @@ fn kubernetes_indexed_job_pods_merge_to_the_whole_scan() {
         inputs.push(dir.join(format!("shard-{index}.jsonl")));
         inputs.push(dir.join(format!("shard-{index}.stats.json")));
     }
-    let (merged, stats) = merge(&dir, &inputs);
-    assert_eq!(read_jsonl(&merged), whole);
-    assert_eq!(read_stats(&stats)["missing_shards"], serde_json::json!([]));
+    let s = merge_to_whole(&dir, &inputs, &whole);
+    assert_eq!(s["missing_shards"], serde_json::json!([]));
 }
 
 #[test]

@@ -271,6 +271,46 @@ pub fn merge(dir: &Path, inputs: &[PathBuf]) -> (PathBuf, PathBuf) {
     (jsonl, stats)
 }
 
+/// Merges `inputs` (shards' results and summaries) and checks the merge is
+/// the unsharded scan: every probe exactly once, and a merged summary that
+/// counts each. Returns the merged summary.
+pub fn merge_to_whole(
+    dir: &Path,
+    inputs: &[PathBuf],
+    whole: &BTreeMap<(String, u16), String>,
+) -> serde_json::Value {
+    let (merged, stats) = merge(dir, inputs);
+    assert_eq!(&read_jsonl(&merged), whole, "nothing lost, nothing twice");
+    let s = read_stats(&stats);
+    assert_eq!(s["results"], whole.len() as u64);
+    s
+}
+
+/// Submits the three-task array whose every task runs the scan with
+/// `--shard auto` and the `extra` flags, writing `shard-K.jsonl` and its
+/// summary `shard-K.json`; returns the job id.
+fn submit_array(cluster: &Cluster, dir: &Path, extra: &str) -> String {
+    let script = dir.join("shard.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{}\n",
+            scan_line(&format!(
+                "{extra}--shard auto -oJ shard-$SLURM_ARRAY_TASK_ID.jsonl --stats shard-$SLURM_ARRAY_TASK_ID.json"
+            ))
+        ),
+    )
+    .unwrap();
+    cluster.sbatch(&[
+        "--array=1-3",
+        "--chdir",
+        dir.to_str().unwrap(),
+        "--output",
+        dir.join("task-%a.log").to_str().unwrap(),
+        script.to_str().unwrap(),
+    ])
+}
+
 /// The unsharded scan of the world, run directly; it also writes
 /// `whole.{xml,gnmap,txt,csv}`.
 pub fn whole_scan(dir: &Path) -> BTreeMap<(String, u16), String> {
@@ -310,23 +350,7 @@ fn slurm_job_array_shards_merge_to_the_whole_scan() {
     let whole = whole_scan(&dir);
     let cluster = Cluster::start(&dir.join("cluster"));
 
-    let script = dir.join("shard.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n{}\n",
-            scan_line("--shard auto -oJ shard-$SLURM_ARRAY_TASK_ID.jsonl --stats shard-$SLURM_ARRAY_TASK_ID.json")
-        ),
-    )
-    .unwrap();
-    let job = cluster.sbatch(&[
-        "--array=1-3",
-        "--chdir",
-        dir.to_str().unwrap(),
-        "--output",
-        dir.join("task-%a.log").to_str().unwrap(),
-        script.to_str().unwrap(),
-    ]);
+    let job = submit_array(&cluster, &dir, "");
     cluster.wait_done(&job);
     let codes = cluster.exit_codes(&job);
     assert_eq!(
@@ -346,10 +370,7 @@ fn slurm_job_array_shards_merge_to_the_whole_scan() {
         inputs.push(dir.join(format!("shard-{k}.jsonl")));
         inputs.push(dir.join(format!("shard-{k}.json")));
     }
-    let (merged, stats) = merge(&dir, &inputs);
-    assert_eq!(read_jsonl(&merged), whole);
-    let s = read_stats(&stats);
-    assert_eq!(s["results"], whole.len() as u64);
+    let s = merge_to_whole(&dir, &inputs, &whole);
     assert_eq!(s["shard"], "1/1");
     assert_eq!(s["missing_shards"], serde_json::json!([]));
 
@@ -474,25 +495,7 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
     // A rate cap makes each shard take about two seconds, so task 2 is
     // caught mid-scan. `exec` makes fastport the batch step's process, and
     // `--full` sends the signal to it (plain scancel signals job steps only).
-    let script = dir.join("shard.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n{}\n",
-            scan_line(
-                "--rate 200 --shard auto -oJ shard-$SLURM_ARRAY_TASK_ID.jsonl --stats shard-$SLURM_ARRAY_TASK_ID.json"
-            )
-        ),
-    )
-    .unwrap();
-    let job = cluster.sbatch(&[
-        "--array=1-3",
-        "--chdir",
-        dir.to_str().unwrap(),
-        "--output",
-        dir.join("task-%a.log").to_str().unwrap(),
-        script.to_str().unwrap(),
-    ]);
+    let job = submit_array(&cluster, &dir, "--rate 200 ");
     let task2 = format!("{job}_2");
     let part = dir.join("shard-2.jsonl");
     cluster.wait_for(
@@ -546,9 +549,7 @@ fn slurm_task_cancelled_with_sigint_resumes_exactly() {
     );
     // The resumed run rewrote shard-2.json with both parts' counts.
     inputs.extend((1..=3).map(|k| dir.join(format!("shard-{k}.json"))));
-    let (merged, stats) = merge(&dir, &inputs);
-    assert_eq!(read_jsonl(&merged), whole, "nothing lost, nothing twice");
-    assert_eq!(read_stats(&stats)["results"], whole.len() as u64);
+    merge_to_whole(&dir, &inputs, &whole);
     let o = fastport()
         .args(["merge", "--show", "all"])
         .args(["-oX", "merged.xml", "-oG", "merged.gnmap"])
