@@ -587,9 +587,8 @@ pub fn nmap_refusal(word: &str) -> Option<String> {
         }
         "-sn" => "-sn (host discovery without a port scan): FastPort never pings and always scans ports; use nmap -sn".to_string(),
         "-sL" => "-sL (list the targets): FastPort has no list scan; use nmap -sL".to_string(),
-        "-sV" => "-sV (version detection) is not done by FastPort; run nmap -sV -p PORTS on the open ports it finds (fastport --list gives them)".to_string(),
         "-sC" | "--script" | "--script-args" => format!(
-            "{flag}: NSE scripts are nmap's; run nmap --script on the open ports FastPort finds (fastport --list gives them)"
+            "{flag}: NSE scripts are nmap's; run nmap --script on the open ports FastPort finds (-oL - lists them)"
         ),
         "-O" | "--osscan-guess" | "--osscan-limit" => {
             format!("{flag} (OS detection) {RAW}; use nmap -O")
