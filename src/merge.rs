@@ -203,7 +203,7 @@ pub fn write_atomically(
         path: path.to_path_buf(),
         source,
     };
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+    if written_in_place(path) {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(path)
@@ -225,6 +225,13 @@ pub fn write_atomically(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Whether `path` is something other than a regular file (a FIFO,
+/// `/dev/stdout`, a device): written in place, since renaming over it
+/// would replace it.
+pub fn written_in_place(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file())
 }
 
 /// A temporary name in `path`'s own directory (so renaming it over `path`

@@ -594,7 +594,7 @@ impl Staged {
         let Dest::File(path) = dest else {
             return dest.clone();
         };
-        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        if super::written_in_place(path) {
             return dest.clone();
         }
         // 0 is write_atomically's (the -oJ file).
