@@ -18,5 +18,6 @@ mod report;
 mod scale;
 mod scan;
 mod service;
+mod service_world;
 mod slurm;
 mod timing;

@@ -18,7 +18,14 @@
 //! `match` wins; a `softmatch` is kept and the search goes on for a hard match of the same
 //! service only.
 
+use std::sync::OnceLock;
+
 use super::probes::{Endian, Piece, Probe, ProbeFile, Protocol, Template};
+
+thread_local! {
+    /// Per thread: which required literals of the probe being matched the response holds.
+    static PRESENT: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// nmap's PCRE match limit: the backtracking steps one pattern may take on one banner.
 pub const MATCH_LIMIT: u32 = 100_000;
@@ -63,11 +70,12 @@ pub struct Skipped {
 }
 
 struct Rule {
-    regex: pcre2::bytes::Regex,
+    /// Compiled on first use (`None`: PCRE2 refused the pattern).
+    regex: OnceLock<Option<pcre2::bytes::Regex>>,
     prefix: Vec<u8>,
     caseless: bool,
-    /// Index into the probe's `literals`: a literal every match contains.
-    literal: Option<u32>,
+    /// Indices into the probe's `literals`: literals every match contains.
+    literals: Box<[u32]>,
     /// Index into the probe's `matches`.
     index: u32,
 }
@@ -90,23 +98,23 @@ struct CompiledProbe {
 pub struct Matcher {
     file: ProbeFile,
     compiled: Vec<CompiledProbe>,
-    skipped: Vec<Skipped>,
 }
 
 impl std::fmt::Debug for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Matcher")
             .field("probes", &self.file.probes.len())
-            .field("skipped", &self.skipped.len())
+            .field("rules", &self.rules())
             .finish()
     }
 }
 
 impl Matcher {
-    /// Compiles every pattern of `file`. Patterns PCRE2 refuses are left out and listed in
-    /// [`Matcher::skipped`].
+    /// Prepares `file` for matching: the prefilters are built now, each pattern is compiled
+    /// the first time a response reaches it (most never are: a full-size file's patterns,
+    /// all compiled and JIT-ed, take tens of MiB). Patterns PCRE2 refuses never match; they
+    /// are listed by [`Matcher::skipped`].
     pub fn new(file: ProbeFile) -> Matcher {
-        let mut skipped = Vec::new();
         let null = file
             .probes
             .iter()
@@ -117,38 +125,35 @@ impl Matcher {
             let mut literal_ids: std::collections::HashMap<Vec<u8>, u32> = Default::default();
             let mut literals: Vec<Vec<u8>> = Vec::new();
             for (index, m) in probe.matches.iter().enumerate() {
-                match compile(&m.pattern, m.caseless, m.dotall) {
-                    Ok(regex) => {
-                        let prefix = literal_prefix(&m.pattern);
-                        let required = required_literal(&m.pattern).to_ascii_lowercase();
-                        // Worth a lookup only if it says more than the prefix already does.
-                        let literal = (required.len() >= MIN_LITERAL
-                            && required.len() > prefix.len())
-                        .then(|| {
-                            *literal_ids.entry(required.clone()).or_insert_with(|| {
-                                literals.push(required);
-                                literals.len() as u32 - 1
-                            })
-                        });
-                        rules.push(Rule {
-                            regex,
-                            prefix,
-                            caseless: m.caseless,
-                            literal,
-                            index: index as u32,
+                let prefix = literal_prefix(&m.pattern);
+                let lower_prefix = prefix.to_ascii_lowercase();
+                let ids: Box<[u32]> = required_literals(&m.pattern)
+                    .into_iter()
+                    .map(|l| l.to_ascii_lowercase())
+                    // Worth a lookup only if the prefix check does not already tell.
+                    .filter(|l| !lower_prefix.windows(l.len()).any(|w| w == l.as_slice()))
+                    .map(|l| {
+                        *literal_ids.entry(l.clone()).or_insert_with(|| {
+                            literals.push(l);
+                            literals.len() as u32 - 1
                         })
-                    }
-                    Err(error) => skipped.push(Skipped {
-                        line: m.line,
-                        error,
-                    }),
-                }
+                    })
+                    .collect();
+                rules.push(Rule {
+                    regex: OnceLock::new(),
+                    prefix,
+                    caseless: m.caseless,
+                    literals: ids,
+                    index: index as u32,
+                });
             }
             let literal_count = literals.len();
             let literals = (!literals.is_empty())
                 .then(|| {
                     aho_corasick::AhoCorasick::builder()
                         .ascii_case_insensitive(true)
+                        // The compact automaton: a DFA over thousands of literals costs MiB.
+                        .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
                         .build(&literals)
                         .ok()
                 })
@@ -197,11 +202,7 @@ impl Matcher {
                 literal_count,
             });
         }
-        Matcher {
-            file,
-            compiled,
-            skipped,
-        }
+        Matcher { file, compiled }
     }
 
     /// The probes, in file order.
@@ -220,14 +221,60 @@ impl Matcher {
         self.file.exclude_tcp.contains(port)
     }
 
-    /// Patterns that did not compile.
-    pub fn skipped(&self) -> &[Skipped] {
-        &self.skipped
+    /// Patterns that PCRE2 refuses (they never match). Compiles every pattern not compiled
+    /// yet: for checking a file, not for the scan's path.
+    pub fn skipped(&self) -> Vec<Skipped> {
+        let mut out = Vec::new();
+        for (p, cp) in self.compiled.iter().enumerate() {
+            for rule in &cp.rules {
+                if self.regex(p, rule).is_none() {
+                    let m = &self.file.probes[p].matches[rule.index as usize];
+                    out.push(Skipped {
+                        line: m.line,
+                        error: compile(&m.pattern, m.caseless, m.dotall)
+                            .err()
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        out
     }
 
-    /// Number of patterns compiled.
+    /// Number of patterns PCRE2 accepts. Compiles every pattern not compiled yet, like
+    /// [`Matcher::skipped`].
     pub fn compiled_rules(&self) -> usize {
+        self.compiled
+            .iter()
+            .enumerate()
+            .flat_map(|(p, cp)| cp.rules.iter().map(move |r| (p, r)))
+            .filter(|&(p, r)| self.regex(p, r).is_some())
+            .count()
+    }
+
+    /// Number of `match` and `softmatch` rules in the file.
+    pub fn rules(&self) -> usize {
         self.compiled.iter().map(|p| p.rules.len()).sum()
+    }
+
+    /// Number of patterns compiled so far: each is compiled the first time a response gets
+    /// past the prefilters to it, so a scan compiles only the few its services reach.
+    pub fn compiled_so_far(&self) -> usize {
+        self.compiled
+            .iter()
+            .flat_map(|p| &p.rules)
+            .filter(|r| r.regex.get().is_some())
+            .count()
+    }
+
+    /// The compiled pattern of `rule` (of probe `p`), compiling it on first use.
+    fn regex<'a>(&self, p: usize, rule: &'a Rule) -> Option<&'a pcre2::bytes::Regex> {
+        rule.regex
+            .get_or_init(|| {
+                let m = &self.file.probes[p].matches[rule.index as usize];
+                compile(&m.pattern, m.caseless, m.dotall).ok()
+            })
+            .as_ref()
     }
 
     /// Number of compiled rules with a literal prefix of at least `min_len` bytes (the ones
@@ -271,10 +318,74 @@ impl Matcher {
         response: &[u8],
         soft_service: Option<&str>,
     ) -> Option<ServiceMatch> {
+        self.search(probe, response, soft_service, true)
+    }
+
+    /// The rules (their lines) the prefilters let through to PCRE2 for `response` to probe
+    /// `probe` (its rules, its fallbacks' and NULL's), and how many rules there are: what a
+    /// banner costs, for benchmarks.
+    pub fn prefilter_survivors(&self, probe: usize, response: &[u8]) -> (Vec<usize>, usize) {
+        let chain = std::iter::once(probe).chain(self.compiled[probe].fallback.iter().copied());
+        let (mut through, mut all) = (Vec::new(), 0);
+        for p in chain {
+            let cp = &self.compiled[p];
+            all += cp.rules.len();
+            let mut present = vec![0u64; cp.literal_count.div_ceil(64)];
+            if let Some(ac) = &cp.literals {
+                for hit in ac.find_overlapping_iter(response) {
+                    let i = hit.pattern().as_usize();
+                    present[i / 64] |= 1 << (i % 64);
+                }
+            }
+            let candidates = match response.first() {
+                Some(&b) => &cp.buckets[b as usize],
+                None => &cp.empty,
+            };
+            through.extend(
+                candidates
+                    .iter()
+                    .map(|&ri| &cp.rules[ri as usize])
+                    .filter(|r| starts_with(response, &r.prefix, r.caseless))
+                    .filter(|r| {
+                        cp.literals.is_none()
+                            || r.literals
+                                .iter()
+                                .all(|&l| present[l as usize / 64] & (1 << (l % 64)) != 0)
+                    })
+                    .map(|r| self.file.probes[p].matches[r.index as usize].line),
+            );
+        }
+        (through, all)
+    }
+
+    /// [`Matcher::match_response`] without the prefilters: every rule in order through
+    /// PCRE2. The reference the prefilters are tested against; far slower.
+    pub fn match_response_exhaustive(
+        &self,
+        probe: usize,
+        response: &[u8],
+        soft_service: Option<&str>,
+    ) -> Option<ServiceMatch> {
+        self.search(probe, response, soft_service, false)
+    }
+
+    fn search(
+        &self,
+        probe: usize,
+        response: &[u8],
+        soft_service: Option<&str>,
+        filtered: bool,
+    ) -> Option<ServiceMatch> {
         let mut soft: Option<ServiceMatch> = None;
         for p in std::iter::once(probe).chain(self.compiled[probe].fallback.iter().copied()) {
-            if let Some(hit) = self.match_in(p, response, soft_service, &mut soft) {
-                return Some(hit);
+            let hit = if filtered {
+                self.match_in(p, response, soft_service, &mut soft)
+            } else {
+                let all: Vec<u32> = (0..self.compiled[p].rules.len() as u32).collect();
+                self.try_rules(p, &all, response, None, soft_service, &mut soft)
+            };
+            if hit.is_some() {
+                return hit;
             }
         }
         soft
@@ -292,23 +403,45 @@ impl Matcher {
             Some(&b) => &cp.buckets[b as usize],
             None => &cp.empty,
         };
-        // Which required literals the response contains (one pass over it).
-        let mut present = vec![false; cp.literal_count];
-        if let Some(ac) = &cp.literals {
-            for hit in ac.find_overlapping_iter(response) {
-                present[hit.pattern().as_usize()] = true;
-            }
-        }
+        PRESENT.with_borrow_mut(|present| {
+            let mut literals = Literals {
+                ac: cp.literals.as_ref(),
+                count: cp.literal_count,
+                response,
+                found: present,
+                scanned: false,
+            };
+            self.try_rules(
+                p,
+                candidates,
+                response,
+                Some(&mut literals),
+                soft_service,
+                soft,
+            )
+        })
+    }
+
+    /// Tries `candidates` (rules of probe `p`) in order; with `present` (the required
+    /// literals found in `response`), the prefilters first.
+    fn try_rules(
+        &self,
+        p: usize,
+        candidates: &[u32],
+        response: &[u8],
+        mut literals: Option<&mut Literals<'_>>,
+        soft_service: Option<&str>,
+        soft: &mut Option<ServiceMatch>,
+    ) -> Option<ServiceMatch> {
+        let cp = &self.compiled[p];
         for &ri in candidates {
             let rule = &cp.rules[ri as usize];
-            if !starts_with(response, &rule.prefix, rule.caseless) {
-                continue;
-            }
-            if let Some(l) = rule.literal
-                && cp.literals.is_some()
-                && !present[l as usize]
-            {
-                continue;
+            if let Some(literals) = literals.as_deref_mut() {
+                if !starts_with(response, &rule.prefix, rule.caseless)
+                    || !literals.all_present(&rule.literals)
+                {
+                    continue;
+                }
             }
             let m = &self.file.probes[p].matches[rule.index as usize];
             if let Some(s) = soft_service.or(soft.as_ref().map(|s| s.service.as_str())) {
@@ -316,12 +449,15 @@ impl Matcher {
                     continue;
                 }
             }
+            let Some(regex) = self.regex(p, rule) else {
+                continue;
+            };
             // An error here is the match or depth limit: a pattern that backtracks past the
             // bound counts as no match.
-            if !rule.regex.is_match(response).unwrap_or(false) {
+            if !regex.is_match(response).unwrap_or(false) {
                 continue;
             }
-            let hit = self.expand(p, rule, response);
+            let hit = self.expand(p, regex, rule.index, response);
             if m.soft {
                 if soft.is_none() {
                     *soft = Some(hit);
@@ -333,11 +469,16 @@ impl Matcher {
         None
     }
 
-    fn expand(&self, p: usize, rule: &Rule, response: &[u8]) -> ServiceMatch {
-        let m = &self.file.probes[p].matches[rule.index as usize];
-        let mut locs = rule.regex.capture_locations();
-        let found = rule
-            .regex
+    fn expand(
+        &self,
+        p: usize,
+        regex: &pcre2::bytes::Regex,
+        index: u32,
+        response: &[u8],
+    ) -> ServiceMatch {
+        let m = &self.file.probes[p].matches[index as usize];
+        let mut locs = regex.capture_locations();
+        let found = regex
             .captures_read(&mut locs, response)
             .ok()
             .flatten()
@@ -376,6 +517,39 @@ impl Matcher {
             probe: p,
             line: m.line,
         }
+    }
+}
+
+/// The required literals of one probe's rules found in a response: scanned for (one
+/// Aho-Corasick pass) only when a rule past the prefix check first asks.
+struct Literals<'a> {
+    ac: Option<&'a aho_corasick::AhoCorasick>,
+    count: usize,
+    response: &'a [u8],
+    /// A bit per literal, kept per thread so that matching allocates nothing once warm.
+    found: &'a mut Vec<u64>,
+    scanned: bool,
+}
+
+impl Literals<'_> {
+    fn all_present(&mut self, ids: &[u32]) -> bool {
+        let Some(ac) = self.ac else {
+            return true;
+        };
+        if ids.is_empty() {
+            return true;
+        }
+        if !self.scanned {
+            self.scanned = true;
+            self.found.clear();
+            self.found.resize(self.count.div_ceil(64), 0);
+            for hit in ac.find_overlapping_iter(self.response) {
+                let i = hit.pattern().as_usize();
+                self.found[i / 64] |= 1 << (i % 64);
+            }
+        }
+        ids.iter()
+            .all(|&l| self.found[l as usize / 64] & (1 << (l % 64)) != 0)
     }
 }
 
@@ -453,43 +627,66 @@ pub fn literal_prefix(pattern: &[u8]) -> Vec<u8> {
 /// Shortest required literal worth looking up.
 const MIN_LITERAL: usize = 3;
 
-/// The longest run of literal bytes that every match of `pattern` contains, outside any
-/// group and not made optional by a quantifier; empty when there is none or the pattern
-/// is beyond this simple reading (top-level `|`, inline options, `\Q`, named references).
-/// It is looked up ASCII-caselessly, which is always safe.
-pub fn required_literal(pattern: &[u8]) -> Vec<u8> {
-    if has_top_level_alternation(pattern) {
+/// Most required literals kept per rule (the longest ones).
+const MAX_LITERALS: usize = 4;
+
+/// Runs of literal bytes (each at least [`MIN_LITERAL`] long, longest first, at most
+/// [`MAX_LITERALS`]) that every match of `pattern` contains. Groups are read into when they
+/// must take part (not made optional by `?`, `*`, `{0`; no `|` of their own; not a negative
+/// look-around); anything beyond this simple reading (`\Q`, named references, `(?x)`, a
+/// pattern with a top-level `|`) yields none. They are looked up ASCII-caselessly, which is
+/// always safe: a caseless lookup finds a superset.
+pub fn required_literals(pattern: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if has_top_level_alternation(pattern) || !collect_required(pattern, &mut out) {
         return Vec::new();
     }
-    let (mut best, mut cur) = (Vec::new(), Vec::new());
-    let flush = |best: &mut Vec<u8>, cur: &mut Vec<u8>| {
-        if cur.len() > best.len() {
-            *best = std::mem::take(cur);
-        } else {
-            cur.clear();
+    out.retain(|l| l.len() >= MIN_LITERAL);
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    out.dedup();
+    out.truncate(MAX_LITERALS);
+    out
+}
+
+/// The longest of [`required_literals`] (empty when there is none).
+pub fn required_literal(pattern: &[u8]) -> Vec<u8> {
+    required_literals(pattern)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// Pushes onto `out` every maximal literal run of the sequence `p` (which has no `|` at its
+/// own level) and of the groups in it that must take part. False when `p` is beyond this
+/// reading: then nothing found may be trusted.
+fn collect_required(p: &[u8], out: &mut Vec<Vec<u8>>) -> bool {
+    let mut cur: Vec<u8> = Vec::new();
+    let flush = |cur: &mut Vec<u8>, out: &mut Vec<Vec<u8>>| {
+        if !cur.is_empty() {
+            out.push(std::mem::take(cur));
         }
     };
     let mut i = 0;
-    while i < pattern.len() {
-        let (byte, used) = match pattern[i] {
+    while i < p.len() {
+        let (byte, used) = match p[i] {
             b'\\' => {
-                let rest = &pattern[i + 1..];
+                let rest = &p[i + 1..];
                 match rest.first() {
                     None => break,
                     Some(b'Q' | b'E' | b'k' | b'g' | b'c' | b'p' | b'P' | b'o' | b'N') => {
-                        return Vec::new();
+                        return false;
                     }
                     Some(b'x') if rest.get(1) == Some(&b'{') => {
                         let Some(end) = rest.iter().position(|&b| b == b'}') else {
-                            return Vec::new();
+                            return false;
                         };
-                        flush(&mut best, &mut cur);
+                        flush(&mut cur, out);
                         i += end + 2;
                         continue;
                     }
                     Some(d) if d.is_ascii_digit() && *d != b'0' => {
                         // A back-reference.
-                        flush(&mut best, &mut cur);
+                        flush(&mut cur, out);
                         i += 1 + rest.iter().take_while(|b| b.is_ascii_digit()).count();
                         continue;
                     }
@@ -499,67 +696,121 @@ pub fn required_literal(pattern: &[u8]) -> Vec<u8> {
                     Some((b, n)) => (b, n + 1),
                     None => {
                         // \d, \s, \b, ...: not a literal byte.
-                        flush(&mut best, &mut cur);
+                        flush(&mut cur, out);
                         i += 2;
                         continue;
                     }
                 }
             }
             b'[' => {
-                flush(&mut best, &mut cur);
-                let Some(end) = class_end(pattern, i) else {
-                    return Vec::new();
+                flush(&mut cur, out);
+                let Some(end) = class_end(p, i) else {
+                    return false;
                 };
                 i = end + 1;
                 continue;
             }
             b'(' => {
-                if pattern.get(i + 1) == Some(&b'?')
-                    && pattern
-                        .get(i + 2)
-                        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'-' || *b == b'^')
-                {
-                    // An inline option changes how the rest reads.
-                    return Vec::new();
-                }
-                flush(&mut best, &mut cur);
-                let Some(end) = group_end(pattern, i) else {
-                    return Vec::new();
+                flush(&mut cur, out);
+                let Some(end) = group_end(p, i) else {
+                    return false;
                 };
+                let inner = &p[i + 1..end];
+                let optional = match p.get(end + 1) {
+                    Some(b'?' | b'*') => true,
+                    Some(b'{') => p.get(end + 2) == Some(&b'0') || p.get(end + 2) == Some(&b','),
+                    _ => false,
+                };
+                let body = match group_body(inner) {
+                    Err(()) => return false,
+                    Ok(body) => body,
+                };
+                if let Some(body) = body
+                    && !optional
+                    && !has_top_level_alternation(body)
+                    && !collect_required(body, out)
+                {
+                    return false;
+                }
                 i = end + 1;
                 continue;
             }
             b'{' => {
-                flush(&mut best, &mut cur);
-                let quant = pattern[i + 1..]
+                flush(&mut cur, out);
+                let quant = p[i + 1..]
                     .iter()
                     .take_while(|b| b.is_ascii_digit() || **b == b',')
                     .count();
                 i += 1;
-                if quant > 0 && pattern.get(i + quant) == Some(&b'}') {
+                if quant > 0 && p.get(i + quant) == Some(&b'}') {
                     i += quant + 1;
                 }
                 continue;
             }
             b'.' | b'^' | b'$' | b'?' | b'*' | b'+' | b'|' | b')' | b']' => {
-                flush(&mut best, &mut cur);
+                flush(&mut cur, out);
                 i += 1;
                 continue;
             }
             b => (b, 1),
         };
-        match pattern.get(i + used) {
-            Some(b'?' | b'*' | b'{') => flush(&mut best, &mut cur),
+        match p.get(i + used) {
+            Some(b'?' | b'*' | b'{') => flush(&mut cur, out),
             Some(b'+') => {
                 cur.push(byte);
-                flush(&mut best, &mut cur);
+                flush(&mut cur, out);
             }
             _ => cur.push(byte),
         }
         i += used;
     }
-    flush(&mut best, &mut cur);
-    best
+    flush(&mut cur, out);
+    true
+}
+
+/// What of a group (the text between its parentheses) every match of it contains: its
+/// body, or `None` for a group that consumes nothing required (a negative look-around, a
+/// comment, an inline option, a conditional, a verb). `Err` for what this reading does not
+/// follow (`(?x)`, recursion).
+fn group_body(inner: &[u8]) -> Result<Option<&[u8]>, ()> {
+    if inner.first() == Some(&b'*') {
+        return Ok(None);
+    }
+    if inner.first() != Some(&b'?') {
+        return Ok(Some(inner));
+    }
+    let rest = &inner[1..];
+    match rest {
+        [b'|', ..] => Ok(None),
+        [b':' | b'>' | b'=', ..] => Ok(Some(&rest[1..])),
+        [b'<', b'=', ..] => Ok(Some(&rest[2..])),
+        [b'!', ..] | [b'<', b'!', ..] | [b'#', ..] | [b'(', ..] => Ok(None),
+        [b'<' | b'\'' | b'P', ..] => {
+            // A named group: `(?<name>…)`, `(?'name'…)`, `(?P<name>…)`; `(?P=name)` and
+            // `(?P>name)` refer to one.
+            let (open, close) = match rest {
+                [b'P', b'<', ..] => (2, b'>'),
+                [b'<', ..] => (1, b'>'),
+                [b'\'', ..] => (1, b'\''),
+                _ => return Err(()),
+            };
+            let name_end = rest[open..].iter().position(|&b| b == close).ok_or(())?;
+            Ok(Some(&rest[open + name_end + 1..]))
+        }
+        _ => {
+            // Inline options: `(?i)`, `(?-s:…)`; anything else (`(?R)`, `(?1)`, ...) is
+            // beyond this reading.
+            let n = rest.iter().take_while(|b| b"imsnxU-^J".contains(b)).count();
+            if n == 0 || rest[..n].contains(&b'x') {
+                return Err(());
+            }
+            match rest.get(n) {
+                None => Ok(None),
+                Some(b':') => Ok(Some(&rest[n + 1..])),
+                Some(_) => Err(()),
+            }
+        }
+    }
 }
 
 /// Index of the `]` closing the class that opens at `start`.
@@ -744,11 +995,107 @@ mod tests {
         assert_eq!(lit(br"^x[[:alpha:]]yyyy"), "yyyy");
         assert_eq!(lit(br"^ab{2,3}cdef"), "cdef");
         assert_eq!(lit(br"^abcd?ef"), "abc");
-        assert_eq!(lit(br"^a(?i)bcdef"), "");
+        assert_eq!(lit(br"^a(?i)bcdef"), "bcdef");
+        assert_eq!(lit(br"^a(?x) bcdef"), "");
         assert_eq!(lit(br"^abc|defgh"), "");
         assert_eq!(lit(br"^\x{41}\1zzz"), "zzz");
         assert_eq!(lit(br"^\Qab\E"), "");
     }
+
+    #[test]
+    fn required_literals_read_into_groups_that_must_match() {
+        let lits = |p: &[u8]| -> Vec<String> {
+            required_literals(p)
+                .into_iter()
+                .map(|l| String::from_utf8(l).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            lits(br"^HTTP/1\.[01] \d+ .*\r\nServer: (Apache)/([\d.]+) \(Debian\)"),
+            ["\r\nServer: ", " (Debian)", "HTTP/1.", "Apache"]
+        );
+        // Optional groups, groups with their own `|` and negative look-arounds do not count;
+        // positive look-arounds, atomic and named groups, and `+` on a group do.
+        assert_eq!(
+            lits(br"^x(?:optional)?y(?:one|two)z(?!never)"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            lits(br"(?=look)(?>atomic)(?<name>named)(?:plus)+(?i:fold)"),
+            ["atomic", "named", "fold", "look", "plus"][..4]
+        );
+        assert_eq!(lits(br"(?|ab|cd)efg"), ["efg"]);
+        assert_eq!(lits(br"(?1)abc"), Vec::<String>::new());
+        // A group made optional by `{0,` does not count; `{2}` does.
+        assert_eq!(lits(br"(?:abc){0,2}(?:defg){2}"), ["defg"]);
+    }
+
+    proptest::proptest! {
+        /// The prefilters (first byte, literal prefix, required literals) only ever skip rules
+        /// that could not match: on banners stitched from the fragments FastPort's own rules
+        /// look for, the answer is the exhaustive one's.
+        #[test]
+        fn prefilters_never_change_the_answer(
+            parts in proptest::collection::vec(0usize..FRAGMENTS.len(), 0..8),
+            probe in 0usize..64,
+        ) {
+            let m = &*BUILTIN;
+            let probe = probe % m.probes().len();
+            let banner: Vec<u8> = parts.iter().flat_map(|&i| FRAGMENTS[i].iter().copied()).collect();
+            proptest::prop_assert_eq!(
+                m.match_response(probe, &banner, None),
+                m.match_response_exhaustive(probe, &banner, None)
+            );
+        }
+    }
+
+    static BUILTIN: std::sync::LazyLock<Matcher> =
+        std::sync::LazyLock::new(crate::service::builtin);
+
+    const FRAGMENTS: &[&[u8]] = &[
+        b"SSH-2.0-",
+        b"OpenSSH_9.2p1",
+        b" Debian-2",
+        b"\r\n",
+        b"220 ",
+        b"(vsFTPd 3.0.3)",
+        b"ESMTP ",
+        b"Exim 4.96",
+        b"Postfix",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.0 404 Not Found",
+        b"Server: ",
+        b"server: ",
+        b"nginx/1.22.1",
+        b"NGINX",
+        b"Apache/2.4.62 (Debian)",
+        b"<title>",
+        b"</title>",
+        b"SimpleHTTP/0.6 Python/3.11.7",
+        b"+OK ",
+        b"* OK ",
+        b"Dovecot (Debian) ready.",
+        b"$120",
+        b"# Server",
+        b"redis_version:7.0.15",
+        b"VERSION 1.6.18",
+        b"\x20\x02\0\0",
+        b"\x90\x03\0\x01\0",
+        b"\x31\x2d\0\x13$SYS/broker/version",
+        b"mosquitto version 2.0.11",
+        b"R\0\0\0\x08\0\0\0\0",
+        b"E\0\0\0dSFATAL\0",
+        b"J\0\0\0\x0a",
+        b"5.5.5-10.11.19-MariaDB",
+        b"\0",
+        b"\x16\x03\x03",
+        b"\x15\x03\x03\0\x02\x02\x0a",
+        b"RFB 003.008\n",
+        b"\xff\xfd\x18",
+        b"login: ",
+        b" ",
+        b"x",
+    ];
 
     #[test]
     fn required_literal_prefilter_keeps_file_order() {
