@@ -769,7 +769,9 @@ impl Outputs {
                 });
                 match format {
                     Format::Xml => held.xml = Some(counts),
-                    _ => held.grepable = Some(counts),
+                    Format::Grepable => held.grepable = Some(counts),
+                    // The text table keeps no counts across runs.
+                    _ => {}
                 }
             }
         }
