@@ -32,6 +32,9 @@ pub struct ScanOutcome {
     /// A stopped run's hosts in progress, held out of the per-host formats
     /// for its resume file (`None` without `-oX`/`-oG`, or not stopped).
     pub held: Option<HeldHosts>,
+    /// A worker panicked (its message): the run stopped as after a signal,
+    /// its outputs closed and its progress kept for a resume.
+    pub panicked: Option<String>,
 }
 
 /// The parts of a resumed scan that ran before this one.
@@ -84,6 +87,7 @@ pub fn run(
         stats,
         lanes,
         in_flight,
+        panicked,
     } = end;
     let mut summary = Summary {
         // A signal after the last probe reported interrupts nothing: the
@@ -148,5 +152,6 @@ pub fn run(
         in_flight,
         record,
         held,
+        panicked,
     })
 }

@@ -382,7 +382,7 @@ fn a_fifo_whose_reader_left_ended_the_run_quietly() {
     assert!(err.contains("results.fifo"), "{err}");
 }
 
-/// A resumed run killed (or crashed: the release build aborts on a panic)
+/// A resumed run killed (or crashed)
 /// after appending to the outputs used to leave its resume file as it was,
 /// so resuming it again wrote those results a second time.
 #[test]
@@ -461,4 +461,74 @@ fn a_stuck_run_ends_on_a_second_signal() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(130), "{err}");
     assert!(err.contains("did not stop"), "{err}");
+}
+
+/// A worker's panic used to abort the process (`panic = "abort"`): no
+/// resume file, the XML cut mid-record, every result of the run to be
+/// probed again. Now the panic is caught at the worker's boundary: the run
+/// stops as after Ctrl-C, says so in one line, exits 1, and its resume
+/// file continues it exactly. The panic is injected by a hook that only
+/// debug builds have (`FASTPORT_DEBUG_PANIC_AFTER`), in both engines.
+#[test]
+fn a_worker_panic_lost_the_runs_progress() {
+    if !in_netns!(a_worker_panic_lost_the_runs_progress) {
+        return;
+    }
+    if !cfg!(debug_assertions) {
+        return; // the injection hook exists in debug builds only
+    }
+    let _ls = listeners("127.0.0.1", &[22, 80, 443, 1234], 0);
+    for engine in ["mio", "threads"] {
+        let dir = temp_dir(&format!("worker-panic-{engine}"));
+        let mut args = SLOW.to_vec();
+        args.extend([
+            "--engine",
+            engine,
+            "--concurrency",
+            "64",
+            "-oJ",
+            "scan.jsonl",
+            "-oX",
+            "scan.xml",
+            "-oN",
+            "scan.txt",
+            "127.0.0.1",
+        ]);
+        let o = fastport()
+            .args(&args)
+            .current_dir(&dir)
+            .env("FASTPORT_DEBUG_PANIC_AFTER", "300")
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{engine}: {err}");
+        assert_eq!(err.lines().count(), 1, "{engine}: one line: {err}");
+        assert!(
+            err.starts_with("fastport: internal error: a worker panicked at src/")
+                && err.contains("injected worker panic after 300 probes")
+                && err.contains("fastport --resume fastport.resume"),
+            "{engine}: {err}"
+        );
+        let first = read_jsonl(&dir.join("scan.jsonl"));
+        assert!(
+            first.len() >= 290 && first.len() < 1500,
+            "{engine}: {}",
+            first.len()
+        );
+        assert_well_formed_xml(&dir.join("scan.xml"));
+
+        let o = finish(&dir, &["--resume", "fastport.resume"]);
+        assert_eq!(o.status.code(), Some(0), "{engine}: {}", stderr(&o));
+        let all = read_jsonl(&dir.join("scan.jsonl"));
+        assert_eq!(all.len(), 1500, "{engine}: every port once");
+        for (key, state) in &first {
+            assert_eq!(all.get(key), Some(state), "{engine}: {key:?}");
+        }
+        let lines = std::fs::read_to_string(dir.join("scan.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 1500, "{engine}: none twice");
+        let xml = std::fs::read_to_string(dir.join("scan.xml")).unwrap();
+        assert_well_formed_xml(&dir.join("scan.xml"));
+        assert_eq!(count(&xml, "<port protocol=\"tcp\" portid=\"1234\""), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -585,7 +585,7 @@ mod tests {
             Blocks::new(6, 3),
             Order::Sequential,
             Shard::WHOLE,
-            Done::from_ranges([0..2]),
+            Done::from_ranges(std::iter::once(0..2)),
         );
         run.held = Some(std::sync::Arc::new(crate::output::HeldHosts {
             pending,
