@@ -192,8 +192,11 @@ fn save_progress(
         let file = resume::file_for(
             args,
             config,
-            &outcome.done,
-            &outcome.in_flight,
+            resume::StoppedAt {
+                segment: outcome.ordinal,
+                done: &outcome.done,
+                in_flight: &outcome.in_flight,
+            },
             outcome.record.parts,
             so_far,
             outcome.held.clone(),

@@ -54,6 +54,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
@@ -65,7 +66,7 @@ use crate::config::{Dest, OutputPlan, ScanConfig};
 use crate::order::{Done, Shard};
 use crate::output::{Continue, Format, HeldHosts};
 use crate::stats::{OrderName, StatsDocument};
-use crate::targets::TargetSpace;
+use crate::targets::{SEGMENT_PROBES, TargetSpace};
 
 /// What a resume file says while a run that resumed it has not ended (or
 /// after it was killed or crashed): its outputs may be ahead of it.
@@ -104,7 +105,11 @@ pub enum ResumeError {
     #[error(
         "the targets of {path} now make a different scan ({now} probes, not {then}): a resume needs the same targets and ports"
     )]
-    SpaceChanged { path: PathBuf, now: u64, then: u64 },
+    SpaceChanged {
+        path: PathBuf,
+        now: u128,
+        then: u128,
+    },
     #[error(
         "the targets or ports of {path} now resolve differently than when it was written: a resume needs the same scan"
     )]
@@ -153,8 +158,8 @@ pub struct Identity {
     pub order: OrderName,
     /// `K/N`.
     pub shard: String,
-    /// Probes of the whole scan (every shard).
-    pub space: u64,
+    /// Probes of the whole scan (every shard, every segment).
+    pub space: u128,
     /// [`targets_hash`] of the scanned addresses and ports.
     pub targets: String,
 }
@@ -177,6 +182,10 @@ pub struct SavedOutputs {
 /// What is finished, in the shard's sequence numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
+    /// A segmented scan: the ordinal of the segment the counts below are
+    /// in; every segment visited before it is done.
+    #[serde(default)]
+    pub segment: u64,
     pub done_below: u64,
     pub done_ranges: Vec<[u64; 2]>,
     pub in_flight: Vec<u64>,
@@ -202,17 +211,30 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// A hash of the scanned addresses and ports, in hex: two runs that agree
 /// on it (and on the size) probe the same sockets.
 pub fn targets_hash(space: &TargetSpace) -> String {
+    hash_of(space.intervals(), space.ports())
+}
+
+/// [`targets_hash`] of a scan's whole space: of a segmented scan, every
+/// segment's addresses, not the one the run is in.
+pub fn scan_targets_hash(config: &ScanConfig) -> String {
+    match &config.segments {
+        Some(plan) => hash_of(plan.segments().intervals(), plan.segments().ports()),
+        None => targets_hash(&config.space),
+    }
+}
+
+fn hash_of(intervals: impl Iterator<Item = (IpAddr, IpAddr)>, ports: &[u16]) -> String {
     let mut bytes = Vec::new();
-    for (a, b) in space.intervals() {
+    for (a, b) in intervals {
         for ip in [a, b] {
             match ip {
-                std::net::IpAddr::V4(v4) => bytes.extend_from_slice(&v4.octets()),
-                std::net::IpAddr::V6(v6) => bytes.extend_from_slice(&v6.octets()),
+                IpAddr::V4(v4) => bytes.extend_from_slice(&v4.octets()),
+                IpAddr::V6(v6) => bytes.extend_from_slice(&v6.octets()),
             }
         }
         bytes.push(b'|');
     }
-    for p in space.ports() {
+    for p in ports {
         bytes.extend_from_slice(&p.to_be_bytes());
     }
     format!("{:016x}", fnv(&bytes))
@@ -265,7 +287,9 @@ impl ResumeFile {
     /// inside the shard's sequence numbers.
     fn validate(&self) -> Result<(), String> {
         let shard = Shard::parse(&self.identity.shard).map_err(|e| e.to_string())?;
-        let len = shard.len(self.identity.space);
+        // A segmented scan counts in one segment (resuming checks the
+        // exact length of the one named).
+        let len = shard.len(u64::try_from(self.identity.space).unwrap_or(SEGMENT_PROBES));
         let p = &self.progress;
         if p.done_below > len {
             return Err(format!(
@@ -416,16 +440,39 @@ impl Resumed {
     /// Makes `config` skip what the interrupted run finished.
     pub fn apply(&self, config: &mut ScanConfig) -> Result<(), ResumeError> {
         let id = &self.file.identity;
-        if config.space.len() != id.space {
+        if config.total_probes() != id.space {
             return Err(ResumeError::SpaceChanged {
                 path: self.path.clone(),
-                now: config.space.len(),
+                now: config.total_probes(),
                 then: id.space,
             });
         }
-        if targets_hash(&config.space) != id.targets {
+        if scan_targets_hash(config) != id.targets {
             return Err(ResumeError::TargetsChanged {
                 path: self.path.clone(),
+            });
+        }
+        let progress = &self.file.progress;
+        let segments = config.segments.as_ref().map_or(1, |p| p.count());
+        if progress.segment >= segments {
+            return Err(ResumeError::Format {
+                path: self.path.clone(),
+                why: format!(
+                    "its segment {} is past the scan's {segments}",
+                    progress.segment
+                ),
+            });
+        }
+        config.enter_segment(progress.segment);
+        let len = config.schedule.seq_len();
+        let end = progress
+            .done_ranges
+            .last()
+            .map_or(progress.done_below, |r| r[1]);
+        if end > len || progress.in_flight.iter().any(|&s| s >= len) {
+            return Err(ResumeError::Format {
+                path: self.path.clone(),
+                why: format!("its progress is past the segment's {len} probes"),
             });
         }
         let schedule = &config.schedule;
@@ -546,6 +593,15 @@ pub fn saved_outputs(plan: &OutputPlan) -> SavedOutputs {
     }
 }
 
+/// Where a run stopped: the segment (by ordinal; 0 unless segmented), the
+/// sequence numbers done there and those abandoned in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct StoppedAt<'a> {
+    pub segment: u64,
+    pub done: &'a Done,
+    pub in_flight: &'a [u64],
+}
+
 /// The file for a run of `args` (as resolved) that stopped with `done`
 /// finished and `in_flight` abandoned; `parts` runs made it, `so_far` is
 /// the `--stats` document of all of them, `hosts` what the per-host
@@ -553,8 +609,7 @@ pub fn saved_outputs(plan: &OutputPlan) -> SavedOutputs {
 pub fn file_for(
     args: &Args,
     config: &ScanConfig,
-    done: &Done,
-    in_flight: &[u64],
+    at: StoppedAt<'_>,
     parts: u32,
     so_far: StatsDocument,
     hosts: Option<HeldHosts>,
@@ -572,6 +627,11 @@ pub fn file_for(
     options["output_grepable"] = path_value(plan.grepable.as_ref());
     options["output_csv"] = path_value(plan.csv.as_ref());
     options["stats"] = path_value(plan.stats.as_ref());
+    let StoppedAt {
+        segment,
+        done,
+        in_flight,
+    } = at;
     let mut in_flight = in_flight.to_vec();
     in_flight.sort_unstable();
     in_flight.dedup();
@@ -583,8 +643,8 @@ pub fn file_for(
             seed: config.seed,
             order: OrderName::of(schedule.order.name()),
             shard: schedule.shard.to_string(),
-            space: config.space.len(),
-            targets: targets_hash(&config.space),
+            space: config.total_probes(),
+            targets: scan_targets_hash(config),
         },
         finished: false,
         stale: None,
@@ -592,6 +652,7 @@ pub fn file_for(
         options,
         outputs: saved_outputs(plan),
         progress: Progress {
+            segment,
             done_below: done.below(),
             done_ranges: done
                 .ranges()
@@ -700,6 +761,14 @@ mod tests {
         StatsDocument::new(&summary, None)
     }
 
+    fn at<'a>(segment: u64, done: &'a Done, in_flight: &'a [u64]) -> StoppedAt<'a> {
+        StoppedAt {
+            segment,
+            done,
+            in_flight,
+        }
+    }
+
     fn saved(dir: &Path, line: &str) -> PathBuf {
         let args = cli::parse_from(argv(line)).unwrap();
         let config = ScanConfig::from_args(&args, 1024, 2).unwrap();
@@ -707,7 +776,14 @@ mod tests {
         let path = dir.join("run.resume");
         write(
             &path,
-            &file_for(&args, &config, &done, &[10, 11], 1, doc(&config), None),
+            &file_for(
+                &args,
+                &config,
+                at(0, &done, &[10, 11]),
+                1,
+                doc(&config),
+                None,
+            ),
         )
         .unwrap();
         path
@@ -933,6 +1009,64 @@ mod tests {
                 .unwrap()
                 .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".tmp") })
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A scan of 2^80 probes (segments of 2^63) stopped in the eighth
+    /// segment it visited: the file names that segment, its 2^80 probes
+    /// round-trip exactly, and the resumed run continues in that segment
+    /// with the same order, every earlier segment done.
+    #[test]
+    fn a_resume_in_a_segment_beyond_the_first_continues_there() {
+        let dir = dir("segment");
+        let line = "-p 80 --seed 5 2001:2::/48";
+        let args = cli::parse_from(argv(line)).unwrap();
+        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let plan = config.segments.clone().expect("segmented");
+        assert_eq!(plan.count(), 1 << 17);
+        config.enter_segment(7);
+        let done = Done::from_ranges([0..1000, 1005..2000]);
+        let path = dir.join("run.resume");
+        let file = file_for(
+            &args,
+            &config,
+            at(7, &done, &[1000, 1001]),
+            1,
+            doc(&config),
+            None,
+        );
+        write(&path, &file).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\"space\": 1208925819614629174706176,"),
+            "2^80"
+        );
+        let read = ResumeFile::from_text(&path, &text).unwrap();
+        assert_eq!(read.identity.space, 1 << 80);
+        assert_eq!(read.progress.segment, 7);
+
+        let (args, resumed) = resolve_line(&format!("--resume {}", path.display())).unwrap();
+        let resumed = resumed.unwrap();
+        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        assert_eq!(config.ordinal, 0);
+        resumed.apply(&mut config).unwrap();
+        let (space, schedule) = plan.at(7);
+        assert_eq!(config.ordinal, 7);
+        assert_eq!(config.space, space);
+        assert_eq!(config.schedule.order, schedule.order);
+        assert_eq!(config.schedule.done.ranges(), [0..1000, 1005..2000]);
+        let left_here = (1u128 << 63) - 1995;
+        assert_eq!(config.remaining(), left_here + (((1 << 17) - 8) << 63));
+        drop(resumed);
+
+        // A segment past the scan's, even with a good check, is refused.
+        let mut bad = read.clone();
+        bad.progress.segment = 1 << 17;
+        write(&path, &bad).unwrap();
+        let (args, resumed) = resolve_line(&format!("--resume {}", path.display())).unwrap();
+        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let e = resumed.unwrap().apply(&mut config).unwrap_err();
+        assert!(e.to_string().contains("segment 131072 is past"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

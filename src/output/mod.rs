@@ -279,6 +279,9 @@ pub trait Sink {
     fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
         None
     }
+    /// A segmented scan moved to its next segment (every host of the last
+    /// one is written): per-host formats count by its schedule now.
+    fn enter_segment(&mut self, _schedule: &Schedule) {}
 }
 
 /// What the nmap-style formats say about the run besides its results.
@@ -754,6 +757,13 @@ impl Outputs {
     pub fn hold(&mut self) {
         for sink in &mut self.sinks {
             sink.hold();
+        }
+    }
+
+    /// A segmented scan moved to its next segment, `schedule`.
+    pub fn enter_segment(&mut self, schedule: &Schedule) {
+        for sink in &mut self.sinks {
+            sink.enter_segment(schedule);
         }
     }
 

@@ -271,6 +271,10 @@ impl Sink for TextSink {
         self.pending.hold();
     }
 
+    fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
+        self.pending.enter_segment(schedule);
+    }
+
     fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
         let (pending, counts) = self.pending.take_held()?;
         Some((Format::Text, pending, counts))
