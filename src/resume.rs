@@ -7,15 +7,18 @@
 //!
 //! ```json
 //! {
-//!   "fastport_resume": 2,
+//!   "fastport_resume": 4,
 //!   "check": "9c4e0d3b1f2a7e65",
 //!   "identity": { "seed": 1234, "order": "random", "shard": "2/3",
 //!                 "space": 67108864, "targets": "5be1f3a0c2d4e6f8" },
 //!   "finished": false,
 //!   "parts": 1,
-//!   "options": { "targets": ["10.0.0.0/16"], "ports": "1-1024", ... },
-//!   "outputs": { "json": "/home/me/part1.jsonl", "xml": "/home/me/scan.xml" },
-//!   "progress": { "done_below": 81234,
+//!   "options": { "targets": { "operands": ["10.0.0.0/16"], ... },
+//!                "ports": { "ports": "1-1024", ... }, "engine": "mio",
+//!                "order": "random", "seed": 1234, "shard": "2/3",
+//!                "outputs": [{ "format": "json", "path": "/home/me/part1.jsonl" },
+//!                            { "format": "xml", "path": "/home/me/scan.xml" }], ... },
+//!   "progress": { "segment": 0, "done_below": 81234,
 //!                 "done_ranges": [[81236, 81300], [81301, 82011]],
 //!                 "in_flight": [81234, 81235, 81300] },
 //!   "so_far": { "fastport_stats": 1, ... },
@@ -28,24 +31,29 @@
 //!
 //! - `check` is a hash of everything else: an edited or damaged file is
 //!   refused, not trusted. `identity` is the scan (seed, order, shard, the
-//!   number of probes and a hash of the targets and ports); a resume
-//!   refuses targets that now make another scan.
+//!   number of probes, up to 2^127, and a hash of the targets and ports);
+//!   a resume refuses targets that now make another scan.
+//! - `options` is [`ScanOptions`]: every flag of the run, typed, written
+//!   and read by `options.rs` only. The outputs (absolute paths) are the
+//!   files a resumed run continues when it is not given a new file for a
+//!   format: whole records appended, XML reopened before its `<runstats>`
+//!   (see [`crate::output::Continue`]). Files of an older format are
+//!   refused with a line that says so.
 //! - Progress counts in the shard's *sequence numbers* `s` (the probe at
 //!   position `K-1 + N*s` of the seeded order, see [`crate::order`]): every
 //!   `s < done_below` is finished and written, so are the half-open
 //!   `done_ranges` above it; `in_flight` lists the probes the interrupt
-//!   caught unanswered, which were not written and are probed again.
-//! - `outputs` are the files the run wrote (absolute paths). A resumed run
-//!   continues each one it is not given a new file for: whole records
-//!   appended, XML reopened before its `<runstats>` (see
-//!   [`crate::output::Continue`]). `so_far` is the `--stats` document of
-//!   the parts so far, so the last part's summary counts the whole scan.
-//! - `hosts` (format 3): the hosts whose probes straddle the interrupt, as
-//!   the per-host formats (`-oX`, `-oG`) had them (see
+//!   caught unanswered, which were not written and are probed again. A
+//!   scan of more than 2^63 probes counts them in its `segment` (by the
+//!   ordinal of its visit, see [`crate::order::SegmentPlan`]); every
+//!   segment visited before is done.
+//! - `so_far` is the `--stats` document of the parts so far, so the last
+//!   part's summary counts the whole scan.
+//! - `hosts`: the hosts whose probes straddle the interrupt, as the
+//!   per-host formats (`-oX`, `-oG`, the text table) had them (see
 //!   [`crate::output::HeldHosts`]), and each document's host counts. The
 //!   interrupted run wrote no partial record for them; the resumed run
-//!   takes them back and writes each host once, whole. Format 2 files
-//!   (without it) are still read.
+//!   takes them back and writes each host once, whole.
 //! - A run that ends marks the file it resumed `finished`: resuming it
 //!   again says so. A resumed run holds a lock on its file, so two resumes
 //!   of one file cannot run at once. A new interrupted run never replaces
@@ -61,8 +69,14 @@ use clap::CommandFactory;
 use clap::parser::ValueSource;
 use serde::{Deserialize, Serialize};
 
+mod options;
+pub use options::{
+    NmapOptions, OutputFormat, PortOptions, ReportOptions, SavedOutput, ScanOptions,
+    ServiceOptions, TargetOptions, TimingOptions,
+};
+
 use crate::cli::{self, Args};
-use crate::config::{Dest, OutputPlan, ScanConfig};
+use crate::config::ScanConfig;
 use crate::order::{Done, Shard};
 use crate::output::{Continue, Format, HeldHosts};
 use crate::stats::{OrderName, StatsDocument};
@@ -72,11 +86,11 @@ use crate::targets::{SEGMENT_PROBES, TargetSpace};
 /// after it was killed or crashed): its outputs may be ahead of it.
 pub const UNFINISHED_RESUME: &str = "a run that resumed it is still running, or was killed or crashed after appending to the outputs";
 
-/// The format's version, first field of every file. Format 3 added
-/// `hosts`; format 2 files are read too (they have none).
-pub const VERSION: u32 = 3;
-/// The oldest format this FastPort reads.
-const OLDEST: u32 = 2;
+/// The format's version, first field of every file. Format 4 keeps the
+/// options as [`ScanOptions`] (typed, outputs as a list) and counts a
+/// segmented scan's progress in its segment; older files (clap's flags as
+/// JSON) are refused with a line that says so.
+pub const VERSION: u32 = 4;
 
 /// Why a run cannot be resumed, or its resume file not written.
 #[derive(Debug, thiserror::Error)]
@@ -134,9 +148,8 @@ pub struct ResumeFile {
     pub stale: Option<String>,
     /// Runs so far: 1, plus one per resume.
     pub parts: u32,
-    /// Every option of the run, as parsed (output paths made absolute).
-    pub options: serde_json::Value,
-    pub outputs: SavedOutputs,
+    /// Every option of the run, typed (output paths made absolute).
+    pub options: ScanOptions,
     pub progress: Progress,
     /// The `--stats` document of the parts so far.
     pub so_far: Option<StatsDocument>,
@@ -162,21 +175,6 @@ pub struct Identity {
     pub space: u128,
     /// [`targets_hash`] of the scanned addresses and ports.
     pub targets: String,
-}
-
-/// The files the run wrote, absolute.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SavedOutputs {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub normal: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xml: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grepable: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub csv: Option<PathBuf>,
 }
 
 /// What is finished, in the shard's sequence numbers.
@@ -264,10 +262,15 @@ impl ResumeFile {
         };
         let head: Head = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
         match head.fastport_resume {
-            Some(v) if (u64::from(OLDEST)..=u64::from(VERSION)).contains(&v) => {}
+            Some(v) if v == u64::from(VERSION) => {}
+            Some(v) if v < u64::from(VERSION) => {
+                return Err(format(format!(
+                    "it is format {v}, written by an older FastPort; this one reads format {VERSION} only: run the scan again"
+                )));
+            }
             Some(v) => {
                 return Err(format(format!(
-                    "it is format {v}, this FastPort reads formats {OLDEST} to {VERSION}"
+                    "it is format {v}, written by a newer FastPort; this one reads format {VERSION}"
                 )));
             }
             None => return Err(format("no \"fastport_resume\" version".into())),
@@ -387,18 +390,14 @@ pub fn resolve(args: Args, argv: &[OsString]) -> Result<(Args, Option<Resumed>),
         return Ok((args, None));
     };
     let (file, lock) = open(&path)?;
-    let format = |why: String| ResumeError::Format {
-        path: path.clone(),
-        why,
-    };
-    let mut options = file.options.clone();
-    let given = serde_json::to_value(&args).map_err(|e| format(e.to_string()))?;
+    let mut resolved = file.options.clone().into_args();
 
     // Which flags were typed now, besides --resume.
     let matches = cli::command()
         .ignore_errors(true)
         .get_matches_from(cli::normalize_args(argv.iter().cloned()));
     let command = Args::command();
+    let mut typed = Vec::new();
     for arg in command.get_arguments() {
         let id = arg.get_id().as_str();
         if id == "resume" || matches.value_source(id) != Some(ValueSource::CommandLine) {
@@ -410,22 +409,30 @@ pub fn resolve(args: Args, argv: &[OsString]) -> Result<(Args, Option<Resumed>),
                 .map_or_else(|| id.to_string(), |l| format!("--{l}"));
             return Err(ResumeError::ExtraOption { flag });
         }
-        if id == "output_all" {
-            // -oA stands for these four: the inherited ones give way.
-            for taken in [
-                "output_normal",
-                "output_xml",
-                "output_grepable",
-                "output_json",
-            ] {
-                options[taken] = serde_json::Value::Null;
-            }
-        }
-        options[id] = given[id].clone();
+        typed.push(id);
     }
-    options["seed"] = file.identity.seed.into();
-    options["resume"] = serde_json::Value::Null;
-    let args: Args = serde_json::from_value(options).map_err(|e| format(e.to_string()))?;
+    // -oA first: it stands for four outputs, and the inherited ones give
+    // way to it; an output named beside it then takes its own place.
+    if typed.contains(&"output_all") {
+        resolved.output_normal = None;
+        resolved.output_xml = None;
+        resolved.output_grepable = None;
+        resolved.output_json = None;
+        resolved.output_all = args.output_all.clone();
+    }
+    for id in typed {
+        match id {
+            "output_normal" => resolved.output_normal = args.output_normal.clone(),
+            "output_json" => resolved.output_json = args.output_json.clone(),
+            "output_xml" => resolved.output_xml = args.output_xml.clone(),
+            "output_grepable" => resolved.output_grepable = args.output_grepable.clone(),
+            "output_csv" => resolved.output_csv = args.output_csv.clone(),
+            "stats" => resolved.stats = args.stats.clone(),
+            "stats_every" => resolved.stats_every = args.stats_every.clone(),
+            _ => {}
+        }
+    }
+    let args = resolved;
     Ok((
         args,
         Some(Resumed {
@@ -505,17 +512,17 @@ impl Resumed {
 
     /// The first run's files this run continues.
     pub fn continuing(&self) -> Continue {
-        let o = &self.file.outputs;
+        let o = &self.file.options;
         let mut c = Continue::default();
-        for (format, path) in [
-            (Format::Text, &o.normal),
-            (Format::Json, &o.json),
-            (Format::Xml, &o.xml),
-            (Format::Grepable, &o.grepable),
-            (Format::Csv, &o.csv),
+        for (format, saved) in [
+            (Format::Text, OutputFormat::Normal),
+            (Format::Json, OutputFormat::Json),
+            (Format::Xml, OutputFormat::Xml),
+            (Format::Grepable, OutputFormat::Grepable),
+            (Format::Csv, OutputFormat::Csv),
         ] {
-            if let Some(path) = path {
-                c.add(format, path.clone());
+            if let Some(path) = o.output(saved).filter(|p| *p != Path::new("-")) {
+                c.add(format, path.to_path_buf());
             }
         }
         c
@@ -560,39 +567,6 @@ pub fn candidate_paths(shard: Shard) -> impl Iterator<Item = PathBuf> {
     })
 }
 
-/// The absolute form of a destination file.
-fn absolute(dest: Option<&Dest>) -> Option<PathBuf> {
-    match dest? {
-        Dest::Stdout => None,
-        Dest::File(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-    }
-}
-
-fn path_value(dest: Option<&Dest>) -> serde_json::Value {
-    match dest {
-        None => serde_json::Value::Null,
-        Some(Dest::Stdout) => "-".into(),
-        Some(d) => absolute(Some(d)).map_or(serde_json::Value::Null, |p| {
-            serde_json::Value::String(p.to_string_lossy().into_owned())
-        }),
-    }
-}
-
-/// The outputs of a plan, absolute, by format.
-pub fn saved_outputs(plan: &OutputPlan) -> SavedOutputs {
-    SavedOutputs {
-        normal: plan
-            .text
-            .iter()
-            .find(|d| matches!(d, Dest::File(_)))
-            .and_then(|d| absolute(Some(d))),
-        json: absolute(plan.json.as_ref()),
-        xml: absolute(plan.xml.as_ref()),
-        grepable: absolute(plan.grepable.as_ref()),
-        csv: absolute(plan.csv.as_ref()),
-    }
-}
-
 /// Where a run stopped: the segment (by ordinal; 0 unless segmented), the
 /// sequence numbers done there and those abandoned in flight.
 #[derive(Debug, Clone, Copy)]
@@ -614,19 +588,7 @@ pub fn file_for(
     so_far: StatsDocument,
     hosts: Option<HeldHosts>,
 ) -> ResumeFile {
-    let mut options = serde_json::to_value(args).unwrap_or_default();
-    options["seed"] = config.seed.into();
-    options["resume"] = serde_json::Value::Null;
-    // Output paths absolute (a resume may run elsewhere), -oA spelled out.
-    let plan = &config.outputs;
-    let normal = plan.text.iter().find(|d| matches!(d, Dest::File(_)));
-    options["output_all"] = serde_json::Value::Null;
-    options["output_normal"] = path_value(normal);
-    options["output_json"] = path_value(plan.json.as_ref());
-    options["output_xml"] = path_value(plan.xml.as_ref());
-    options["output_grepable"] = path_value(plan.grepable.as_ref());
-    options["output_csv"] = path_value(plan.csv.as_ref());
-    options["stats"] = path_value(plan.stats.as_ref());
+    let options = ScanOptions::of(args, config.seed, &config.outputs);
     let StoppedAt {
         segment,
         done,
@@ -650,7 +612,6 @@ pub fn file_for(
         stale: None,
         parts,
         options,
-        outputs: saved_outputs(plan),
         progress: Progress {
             segment,
             done_below: done.below(),
@@ -813,7 +774,10 @@ mod tests {
         assert_eq!(args.output_json.as_deref(), Some(out.as_path()));
         assert_eq!(args.stats_every.as_deref(), Some("5s"));
         let resumed = resumed.unwrap();
-        assert_eq!(resumed.file.outputs.json.as_deref(), Some(out.as_path()));
+        assert_eq!(
+            resumed.file.options.output(OutputFormat::Json),
+            Some(out.as_path())
+        );
         drop(resumed);
 
         let (args, resumed) = resolve_line(&format!("--resume {p} -oJ b.jsonl")).unwrap();
@@ -1067,6 +1031,87 @@ mod tests {
         let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
         let e = resumed.unwrap().apply(&mut config).unwrap_err();
         assert!(e.to_string().contains("segment 131072 is past"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The options were clap's `Args` serialized as JSON, outputs told
+    /// apart by their help heading. Now they are one typed struct: every
+    /// flag survives the round trip through the file, the engine and order
+    /// are enums, the outputs a list of (format, absolute path) with `-oA`
+    /// spelled out.
+    #[test]
+    fn the_options_round_trip_typed_through_the_file() {
+        let dir = dir("typed");
+        let base = dir.join("all");
+        let line = format!(
+            "-p 1-100,443 --exclude-ports 7 --retries 2 --timeout 300ms -T4 --rate 500 \
+             --concurrency 64 --threads 2 --engine threads --order sequential --seed 99 \
+             --shard 2/3 --open --reason -v --stats-every 10s \
+             --exclude 127.0.0.3 --no-resolve -oA {} -oC - 127.0.0.0/28",
+            base.display()
+        );
+        let args = cli::parse_from(argv(&line)).unwrap();
+        let config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let options = ScanOptions::of(&args, config.seed, &config.outputs);
+        assert_eq!(options.engine, crate::stats::EngineName::Threads);
+        assert_eq!(options.order, OrderName::Sequential);
+        let formats: Vec<(OutputFormat, String)> = options
+            .outputs
+            .iter()
+            .map(|o| (o.format, o.path.display().to_string()))
+            .collect();
+        let b = base.display();
+        assert_eq!(
+            formats,
+            [
+                (OutputFormat::Normal, format!("{b}.txt")),
+                (OutputFormat::Json, format!("{b}.jsonl")),
+                (OutputFormat::Xml, format!("{b}.xml")),
+                (OutputFormat::Grepable, format!("{b}.gnmap")),
+                (OutputFormat::Csv, "-".to_string()),
+            ]
+        );
+        // Through the file's text and back: the same options, and a
+        // command line that makes the same scan.
+        let text = serde_json::to_string_pretty(&options).unwrap();
+        assert!(text.contains("\"engine\": \"threads\""), "{text}");
+        assert!(text.contains("\"format\": \"grepable\""), "{text}");
+        let read: ScanOptions = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, options);
+        let again = read.clone().into_args();
+        assert_eq!(again.seed, Some(99));
+        assert_eq!(again.resume, None);
+        assert_eq!(again.output_all, None);
+        let config2 = ScanConfig::from_args(&again, 1024, 2).unwrap();
+        assert_eq!(
+            ScanOptions::of(&again, config2.seed, &config2.outputs),
+            options
+        );
+        assert_eq!(config2.space, config.space);
+        assert_eq!(config2.schedule, config.schedule);
+        assert_eq!(config2.engine.concurrency, config.engine.concurrency);
+        assert_eq!(config2.outputs.show, config.outputs.show);
+        // An unknown field is not silently dropped.
+        let extra = text.replacen("\"seed\": 99", "\"seed\": 99, \"sede\": 1", 1);
+        assert!(serde_json::from_str::<ScanOptions>(&extra).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_resume_file_of_an_older_format_is_refused_in_one_line() {
+        let dir = dir("old");
+        let path = saved(&dir, "-p 1-100 127.0.0.1");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let old = text.replacen("\"fastport_resume\": 4", "\"fastport_resume\": 3", 1);
+        std::fs::write(&path, &old).unwrap();
+        let e = resolve_line(&format!("--resume {}", path.display())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} is not a FastPort resume file: it is format 3, written by an older FastPort; this one reads format 4 only: run the scan again",
+                path.display()
+            )
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
