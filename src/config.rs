@@ -11,6 +11,7 @@ use crate::classify::State;
 use crate::cli::{Args, EngineArg, OrderArg};
 use crate::engine::{EngineConfig, EngineKind};
 use crate::order::{Blocks, Done, Order, Schedule, Shard, ShardError};
+use crate::service::options::{OptionsError, ServiceOptions};
 use crate::targets::{self, Ranking, RankingSource, TargetArgs, TargetError, TargetSpace};
 use crate::timing::{AdaptiveTiming, Template, TemplateError};
 
@@ -48,11 +49,9 @@ pub enum ConfigError {
     #[error("--timeout fixes every attempt's wait and {0} adapts it: give only one of them")]
     /// `--timeout` together with an adaptive-timing flag (named).
     FixedAndAdaptive(&'static str),
-    #[error(
-        "{0}: service detection is not yet run by the scan engine (its database, matcher and conversations are built, not wired); run nmap -sV -p PORTS on the open ports FastPort finds (-oL - lists them)"
-    )]
-    /// A service-detection flag, which the scan does not run yet.
-    ServicesNotRun(&'static str),
+    #[error(transparent)]
+    /// A service-detection flag (`--service-probes FILE` unreadable or malformed).
+    Services(#[from] OptionsError),
     /// `--min-rtt-timeout` above `--max-rtt-timeout`.
     #[error("--min-rtt-timeout {min} is above --max-rtt-timeout {max}")]
     RttBounds {
@@ -253,18 +252,8 @@ impl ScanConfig {
     /// Validates everything. `fd_limit` is the open-file soft limit in force
     /// (after raising it), `cores` the default thread count.
     pub fn from_args(args: &Args, fd_limit: u64, cores: usize) -> Result<ScanConfig, ConfigError> {
-        // Refused rather than accepted and ignored: nothing would name a service.
-        let service_flag = [
-            (args.service_version, "-sV"),
-            (args.banners, "--banners"),
-            (args.version_intensity.is_some(), "--version-intensity"),
-            (args.service_probes.is_some(), "--service-probes"),
-        ]
-        .into_iter()
-        .find_map(|(given, flag)| given.then_some(flag));
-        if let Some(flag) = service_flag {
-            return Err(ConfigError::ServicesNotRun(flag));
-        }
+        // Read and compiled before any probe: a bad probe file is a usage error.
+        let services = ServiceOptions::from_args(args)?;
         let outputs = output_plan(args)?;
         let timing = timing_plan(args)?;
         if args.concurrency == Some(0) {
@@ -323,6 +312,9 @@ impl ScanConfig {
             }
         }
         let mut notes = Vec::new();
+        if let Some(note) = services.as_ref().and_then(|s| s.note.clone()) {
+            notes.push(note);
+        }
         let shard = match &args.shard {
             // `--shard auto[/N]`: K/N from the job engine's environment.
             Some(s) => match crate::shard_env::parse_auto(s)? {
@@ -462,6 +454,7 @@ impl ScanConfig {
                 concurrency,
                 threads,
                 trace: None,
+                services,
                 rate: scan_delay_rate(args)?
                     .into_iter()
                     .chain(args.rate.or(timing.rate))

@@ -119,8 +119,8 @@ impl ScanResult {
     }
 }
 
-impl From<ProbeResult> for ScanResult {
-    fn from(r: ProbeResult) -> ScanResult {
+impl From<&ProbeResult> for ScanResult {
+    fn from(r: &ProbeResult) -> ScanResult {
         ScanResult {
             addr: r.target.ip(),
             port: r.target.port(),
@@ -443,6 +443,7 @@ impl ScannerBuilder {
                 threads,
                 rate: self.rate.or(values.rate),
                 trace: None,
+                services: None,
             },
             stop: Stop::default(),
             unresolved,
@@ -526,7 +527,7 @@ impl Scanner {
         F: FnMut(ScanResult),
     {
         self.run_batches(|batch| {
-            batch.iter().for_each(|r| on_result(ScanResult::from(*r)));
+            batch.iter().for_each(|r| on_result(ScanResult::from(r)));
             Ok(())
         })
     }
@@ -572,7 +573,7 @@ impl Scanner {
     /// a hung-up receiver stops the scan.
     fn run_into(self, tx: SyncSender<Vec<ScanResult>>) -> Result<Summary, Error> {
         self.run_batches(|batch| {
-            let results = batch.iter().map(|r| ScanResult::from(*r)).collect();
+            let results = batch.iter().map(|r| ScanResult::from(r)).collect();
             tx.send(results)
                 .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
         })
