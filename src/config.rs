@@ -934,21 +934,34 @@ mod tests {
         }
     }
 
-    /// -sV parsed and then did nothing: service detection is refused, in
-    /// one line, until the scan engine runs it.
+    /// The service flags reach the engine (they were once refused until
+    /// the scan ran them); a bad probe file is one line naming it.
     #[test]
-    fn service_flags_are_refused_not_ignored() {
-        for (line, flag) in [
-            ("-sV 127.0.0.1", "-sV"),
-            ("--service-version 127.0.0.1", "-sV"),
-            ("--banners 127.0.0.1", "--banners"),
-            ("--version-intensity 3 127.0.0.1", "--version-intensity"),
+    fn service_flags_reach_the_engine() {
+        assert!(config("127.0.0.1").unwrap().engine.services.is_none());
+        for (line, intensity, banners_only) in [
+            ("-sV 127.0.0.1", 7, false),
+            ("--service-version 127.0.0.1", 7, false),
+            ("--banners 127.0.0.1", 7, true),
+            ("--version-intensity 3 127.0.0.1", 3, false),
+            ("-sV --engine threads 127.0.0.1", 7, false),
         ] {
-            let e = config(line).unwrap_err().to_string();
-            assert!(e.starts_with(flag), "{line}: {e}");
-            assert!(e.contains("nmap -sV"), "{line}: {e}");
-            assert_eq!(e.lines().count(), 1, "{line}: {e}");
+            let c = config(line).unwrap();
+            let s = c.engine.services.as_ref().expect(line);
+            assert_eq!(
+                (s.intensity, s.banners_only),
+                (intensity, banners_only),
+                "{line}"
+            );
         }
+        let e = config("--service-probes /nonexistent/probes 127.0.0.1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--service-probes /nonexistent/probes: "),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 
     #[test]

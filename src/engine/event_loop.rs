@@ -54,10 +54,10 @@ use crate::classify::{LocalError, Report};
 use crate::order::{Lane, Schedule};
 use crate::probe;
 use crate::rate::Gcra;
-use crate::stats::Stats;
-use crate::targets::TargetSpace;
 use crate::service::conversation::Conversation;
 use crate::service::options::ServiceOptions;
+use crate::stats::Stats;
+use crate::targets::TargetSpace;
 use crate::trace::{TraceEvent, Tracer};
 use crate::wheel::Wheel;
 
@@ -235,12 +235,20 @@ impl Sessions {
     /// Brings the books up to date after slot `key`'s session moved (it
     /// held `before` sockets): the extra sockets, its deadline, its wish to
     /// connect; and ends it if it is over.
-    fn settle(&mut self, poll: &Poll, machine: &mut Machine, key: usize, before: usize, now: Instant) {
+    fn settle(
+        &mut self,
+        poll: &Poll,
+        machine: &mut Machine,
+        key: usize,
+        before: usize,
+        now: Instant,
+    ) {
         let Some(session) = self.slots.get_mut(key).and_then(Option::as_mut) else {
             return;
         };
         let after = session.sockets();
-        self.extra = (self.extra + after.saturating_sub(1)).saturating_sub(before.saturating_sub(1));
+        self.extra =
+            (self.extra + after.saturating_sub(1)).saturating_sub(before.saturating_sub(1));
         self.wheel.cancel(key);
         let deadline = session.next_deadline();
         let wants = session.wants_connect();

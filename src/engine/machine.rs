@@ -439,7 +439,11 @@ impl Machine {
     /// again (`None`: when a report frees room). `grows`: whether the
     /// connection adds to the session's sockets (a session whose every
     /// lane is closed takes its next one within the slot it holds).
-    pub fn admit_session_connect(&mut self, now: Instant, grows: bool) -> Result<(), Option<Instant>> {
+    pub fn admit_session_connect(
+        &mut self,
+        now: Instant,
+        grows: bool,
+    ) -> Result<(), Option<Instant>> {
         if grows && self.slab.len() + self.session_extra >= self.limit {
             return Err(None);
         }

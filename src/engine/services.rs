@@ -351,10 +351,7 @@ impl Session {
             return false;
         }
         let handshake_over = io.handshaking.is_some() && !client.is_handshaking();
-        let closed = match client.receive(&mut self.plain) {
-            Ok(closed) => closed,
-            Err(_) => true,
-        };
+        let closed = client.receive(&mut self.plain).unwrap_or(true);
         if handshake_over {
             io.handshaking = None;
             let info = client.info();

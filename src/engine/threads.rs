@@ -46,6 +46,9 @@ use crate::trace::{TraceEvent, Tracer};
 
 /// Stack of each probing thread.
 const STACK_SIZE: usize = 64 * 1024;
+/// Stack of each probing thread with `-sV`/`--banners`: the TLS handshake
+/// and the matcher need more than a connect (reserved, touched as used).
+const SERVICE_STACK_SIZE: usize = 2 * 1024 * 1024;
 /// Address space one thread takes: its stack and guard page, and the
 /// signal stack and guard Rust's runtime maps for it.
 const THREAD_SPACE: u64 = STACK_SIZE as u64 + 4096 + 64 * 1024;
@@ -234,7 +237,13 @@ pub fn start<'scope, 'env>(
     if let Some(limit) = crate::sys::address_space_limit() {
         crate::sys::single_malloc_arena();
         let used = crate::sys::address_space_used().unwrap_or(limit);
-        let fit = (limit.saturating_sub(used) / 2 / THREAD_SPACE).max(1);
+        let stack = if pool.services.is_some() {
+            SERVICE_STACK_SIZE as u64
+        } else {
+            STACK_SIZE as u64
+        };
+        let space = THREAD_SPACE - STACK_SIZE as u64 + stack;
+        let fit = (limit.saturating_sub(used) / 2 / space).max(1);
         let fit = usize::try_from(fit).unwrap_or(usize::MAX);
         if fit < threads {
             eprintln!(
@@ -248,7 +257,11 @@ pub fn start<'scope, 'env>(
     for id in 0..threads {
         let spawned = std::thread::Builder::new()
             .name(format!("fastport-probe-{id}"))
-            .stack_size(STACK_SIZE)
+            .stack_size(if pool.services.is_some() {
+                SERVICE_STACK_SIZE
+            } else {
+                STACK_SIZE
+            })
             .spawn_scoped(scope, move || pool.work());
         match spawned {
             Ok(handle) => handles.push(handle),

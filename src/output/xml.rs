@@ -30,6 +30,7 @@ use super::hosts::{HeldHost, HostDocument, HostRecord, PendingHosts};
 use super::{Format, RunInfo, Sink, Writer};
 use crate::config::Show;
 use crate::probe::ProbeResult;
+use crate::service::record::ServiceRecord;
 use crate::stats::Summary;
 use crate::targets::service_name;
 
@@ -83,6 +84,38 @@ impl XmlSink {
 
     fn end(&mut self, name: &str) -> io::Result<()> {
         self.xml.write_event(Event::End(BytesEnd::new(name)))
+    }
+
+    /// nmap's `<service>` of a probed port (`-sV`): `name product version
+    /// extrainfo ostype tunnel="ssl" method="probed" conf="10"`, then a
+    /// `<cpe>` per CPE name. The values are escaped for a terminal already;
+    /// the writer escapes them for XML.
+    fn probed_service(&mut self, found: &ServiceRecord) -> io::Result<()> {
+        let name = found.service.as_deref().unwrap_or("unknown");
+        let mut attrs: Vec<(&str, &str)> = vec![("name", name)];
+        for (key, value) in [
+            ("product", &found.product),
+            ("version", &found.version),
+            ("extrainfo", &found.extrainfo),
+            ("ostype", &found.ostype),
+            ("tunnel", &found.tunnel),
+        ] {
+            if let Some(value) = value {
+                attrs.push((key, value));
+            }
+        }
+        attrs.push(("method", "probed"));
+        attrs.push(("conf", "10"));
+        if found.cpe.is_empty() {
+            return self.empty("service", &attrs);
+        }
+        self.start("service", &attrs)?;
+        for cpe in &found.cpe {
+            self.start("cpe", &[])?;
+            self.xml.write_event(Event::Text(BytesText::new(cpe)))?;
+            self.end("cpe")?;
+        }
+        self.end("service")
     }
 }
 
@@ -260,14 +293,17 @@ impl HostDocument for XmlSink {
                     ("reason_ttl", "0"),
                 ],
             )?;
-            self.empty(
-                "service",
-                &[
-                    ("name", service_name(port).unwrap_or("unknown")),
-                    ("method", "table"),
-                    ("conf", "3"),
-                ],
-            )?;
+            match h.service(port).filter(|s| s.service.is_some()) {
+                Some(found) => self.probed_service(found)?,
+                None => self.empty(
+                    "service",
+                    &[
+                        ("name", service_name(port).unwrap_or("unknown")),
+                        ("method", "table"),
+                        ("conf", "3"),
+                    ],
+                )?,
+            }
             self.end("port")?;
             self.nl()?;
         }

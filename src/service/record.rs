@@ -159,6 +159,25 @@ impl ServiceRecord {
         }
     }
 
+    /// The service's name as nmap's SERVICE column shows it: `ssh`, `ssl/http`.
+    pub fn name(&self) -> Option<String> {
+        let s = self.service.as_deref()?;
+        Some(match &self.tunnel {
+            Some(t) => format!("{t}/{s}"),
+            None => s.to_owned(),
+        })
+    }
+
+    /// Product, version and extra information as nmap's VERSION column shows
+    /// them: `OpenSSH 9.2p1 (protocol 2.0)`; empty when none is known.
+    pub fn version_line(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        parts.extend(self.product.iter().cloned());
+        parts.extend(self.version.iter().cloned());
+        parts.extend(self.extrainfo.iter().map(|e| format!("({e})")));
+        parts.join(" ")
+    }
+
     /// The service as one line's tail, nmap's way: `ssh OpenSSH 9.2p1 (protocol 2.0)`,
     /// `ssl/http nginx 1.25.3`; the banner (quoted) when nothing was named.
     pub fn summary(&self) -> String {
