@@ -938,4 +938,43 @@ mod tests {
         p.csv = Some(Dest::File(dir.join("part.csv")));
         assert_eq!(write(&inputs[..1], &p, None).unwrap(), 6);
     }
+
+    /// Shards of a `-sV` scan: the merged formats write each port's
+    /// service as the scan's own outputs did (through the sort's spilled
+    /// runs), and the CSV gains its service columns.
+    #[test]
+    fn merge_carries_the_service_fields_through() {
+        let dir = temp("services");
+        let inputs = shards(&dir);
+        // Give 127.0.0.1:22 a service, as a -sV shard writes it.
+        for input in &inputs {
+            let text = std::fs::read_to_string(input).unwrap();
+            let plain = line("127.0.0.1", 22, Reason::SynAck, Some(122));
+            let with = plain.trim_end_matches('}').to_string()
+                + r#","service":"ssh","product":"OpenSSH","version":"9.2p1","cpe":["cpe:/a:openbsd:openssh:9.2p1"],"banner":"=1+1"}"#;
+            std::fs::write(input, text.replace(&plain, &with)).unwrap();
+        }
+        let mut p = plan(&dir);
+        p.xml = Some(Dest::File(dir.join("scan.xml")));
+        p.grepable = Some(Dest::File(dir.join("scan.gnmap")));
+        p.csv = Some(Dest::File(dir.join("scan.csv")));
+        write(&inputs, &p, Some(&summary())).unwrap();
+        let xml = std::fs::read_to_string(dir.join("scan.xml")).unwrap();
+        assert!(xml.contains(r#"<service name="ssh" product="OpenSSH" version="9.2p1" method="probed" conf="10"><cpe>cpe:/a:openbsd:openssh:9.2p1</cpe></service>"#), "{xml}");
+        let gnmap = std::fs::read_to_string(dir.join("scan.gnmap")).unwrap();
+        assert!(
+            gnmap.contains("22/open/tcp//ssh//OpenSSH 9.2p1/"),
+            "{gnmap}"
+        );
+        let csv = std::fs::read_to_string(dir.join("scan.csv")).unwrap();
+        assert!(
+            csv.starts_with("addr,port,state,reason,rtt_us,host,service,"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("127.0.0.1,22,open,syn-ack,122,,ssh,OpenSSH,9.2p1,,,\"'=1+1\"\n"),
+            "{csv}"
+        );
+        assert!(csv.contains("::1,22,open,syn-ack,122,,,,,,,\n"), "{csv}");
+    }
 }

@@ -153,4 +153,33 @@ mod tests {
         sink.finish(&summary(false, 0, Duration::ZERO)).unwrap();
         assert_eq!(text(), "addr,port,state,reason,rtt_us,host\n");
     }
+
+    /// `-sV`: the service columns follow `host`; what a service chose to
+    /// say is quoted, and a formula is defused.
+    #[test]
+    fn service_columns_quote_and_defuse_what_services_say() {
+        use crate::service::record::ServiceRecord;
+        let (out, text) = capture();
+        let mut sink = CsvSink::new(out).with_services(true);
+        let mut r = result(0, "127.0.0.1:22", Reason::SynAck, Some(53));
+        r.service = Some(Box::new(ServiceRecord {
+            service: Some("ssh".into()),
+            product: Some("Open,SSH".into()),
+            banner: Some("=HYPERLINK(\"x\")".into()),
+            ..ServiceRecord::default()
+        }));
+        feed(&mut sink, Show::OPEN, &r);
+        feed(
+            &mut sink,
+            Show::OPEN,
+            &result(1, "127.0.0.1:80", Reason::SynAck, Some(5)),
+        );
+        sink.finish(&summary(false, 2, Duration::ZERO)).unwrap();
+        assert_eq!(
+            text(),
+            "addr,port,state,reason,rtt_us,host,service,product,version,extrainfo,tunnel,banner\n\
+             127.0.0.1,22,open,syn-ack,53,,ssh,\"Open,SSH\",,,,\"'=HYPERLINK(\"\"x\"\")\"\n\
+             127.0.0.1,80,open,syn-ack,5,,,,,,,\n"
+        );
+    }
 }

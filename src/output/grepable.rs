@@ -254,4 +254,12 @@ mod tests {
             "# FastPort interrupted at Sun Nov 29 13:32:22 2026 -- 1 IP address (0 hosts up) scanned in 3.00 seconds"
         );
     }
+
+    /// A service's name and version keep the grepable fields apart: `/`
+    /// becomes `|` (nmap's `ssl|http`), `,` and tab a space.
+    #[test]
+    fn service_fields_cannot_break_the_port_list() {
+        assert_eq!(grepable_field("ssl/http"), "ssl|http");
+        assert_eq!(grepable_field("a, b\tc/d"), "a  b c|d");
+    }
 }

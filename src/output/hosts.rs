@@ -893,4 +893,45 @@ pub(crate) mod tests {
             hold_and_resume(hosts, ports, per_block, seed, &cuts);
         }
     }
+
+    /// A host held over an interrupt keeps its ports' services through the
+    /// resume file, so the resumed run writes them as the whole run would.
+    #[test]
+    fn held_hosts_keep_their_services() {
+        let mut r = HostRecord {
+            host_index: 4,
+            addr: "127.0.0.1".parse().unwrap(),
+            first_seen: 7,
+            remaining: 2,
+            reasons: [0; Reason::COUNT],
+            shown: vec![(22, Reason::SynAck)],
+            services: vec![(
+                22,
+                ServiceRecord {
+                    service: Some("ssh".into()),
+                    version: Some("9.2p1".into()),
+                    ..ServiceRecord::default()
+                },
+            )],
+            rtt: RttEstimator::new(),
+        };
+        r.reasons[Reason::SynAck.index()] = 1;
+        let held = HeldHost::of(&r);
+        let text = serde_json::to_string(&held).unwrap();
+        assert!(
+            text.contains(r#""services":[{"port":22,"service":"ssh","version":"9.2p1"}]"#),
+            "{text}"
+        );
+        let back: HeldHost = serde_json::from_str(&text).unwrap();
+        let restored = back.record().unwrap();
+        assert_eq!(restored.service(22), r.service(22));
+        assert_eq!(restored.service(80), None);
+        // A held host of a plain scan is written as before: no services key.
+        r.services.clear();
+        assert!(
+            !serde_json::to_string(&HeldHost::of(&r))
+                .unwrap()
+                .contains("services")
+        );
+    }
 }

@@ -161,4 +161,37 @@ mod tests {
              {\"addr\":\"127.0.0.2\",\"port\":22,\"state\":\"open\",\"reason\":\"syn-ack\",\"rtt_us\":5}\n"
         );
     }
+
+    /// `-sV`: the service keys follow the plain ones, absent ones left out.
+    #[test]
+    fn service_keys_follow_the_plain_ones() {
+        use crate::service::record::{ServiceRecord, TlsRecord};
+        let mut r = ProbeResult {
+            index: 0,
+            target: "127.0.0.1:443".parse().unwrap(),
+            reason: Reason::SynAck,
+            rtt_us: Some(53),
+            service: None,
+        };
+        r.service = Some(Box::new(ServiceRecord {
+            service: Some("http".into()),
+            product: Some("nginx".into()),
+            tunnel: Some("ssl".into()),
+            cpe: vec!["cpe:/a:igor_sysoev:nginx".into()],
+            tls: Some(TlsRecord {
+                alpn: Some("http/1.1".into()),
+                sans: vec!["DNS:a.test".into()],
+                ..TlsRecord::default()
+            }),
+            ..ServiceRecord::default()
+        }));
+        assert_eq!(
+            serde_json::to_string(&JsonLine::from(&r)).unwrap(),
+            r#"{"addr":"127.0.0.1","port":443,"state":"open","reason":"syn-ack","rtt_us":53,"service":"http","product":"nginx","cpe":["cpe:/a:igor_sysoev:nginx"],"tunnel":"ssl","tls":{"alpn":"http/1.1","sans":["DNS:a.test"]}}"#
+        );
+        // Read back, as `fastport merge` does.
+        let back: ServiceRecord =
+            serde_json::from_str(&serde_json::to_string(&JsonLine::from(&r)).unwrap()).unwrap();
+        assert_eq!(Some(&back), r.service.as_deref());
+    }
 }

@@ -565,4 +565,48 @@ mod tests {
             "{text}"
         );
     }
+
+    /// `-sV`: a probed port's `<service>` is nmap's (`method="probed"
+    /// conf="10"`, `tunnel="ssl"`, `<cpe>` children), its values escaped;
+    /// a port nothing named keeps the table's entry.
+    #[test]
+    fn probed_services_are_written_as_nmap_writes_them() {
+        use crate::service::record::ServiceRecord;
+        let (out, text) = capture();
+        let mut sink = XmlSink::new(out, Show::OPEN, &run_info()).with_clock(fixed_clock);
+        let mut ssh = result(0, "127.0.0.1:22", Reason::SynAck, Some(100));
+        ssh.service = Some(Box::new(ServiceRecord {
+            service: Some("ssh".into()),
+            product: Some("Open\"SSH<".into()),
+            version: Some("9.2p1".into()),
+            cpe: vec!["cpe:/a:openbsd:openssh:9.2p1".into()],
+            ..ServiceRecord::default()
+        }));
+        let mut https = result(2, "127.0.0.1:443", Reason::SynAck, Some(100));
+        https.service = Some(Box::new(ServiceRecord {
+            service: Some("http".into()),
+            product: Some("nginx".into()),
+            tunnel: Some("ssl".into()),
+            ..ServiceRecord::default()
+        }));
+        let mut silent = result(1, "127.0.0.1:80", Reason::SynAck, Some(100));
+        silent.service = Some(Box::default());
+        for r in [ssh, silent, https] {
+            feed(&mut sink, Show::OPEN, &r);
+        }
+        sink.finish(&summary(false, 3, Duration::from_secs(2)))
+            .unwrap();
+        let doc = text();
+        assert!(doc.contains(r#"<port protocol="tcp" portid="22"><state state="open" reason="syn-ack" reason_ttl="0"/><service name="ssh" product="Open&quot;SSH&lt;" version="9.2p1" method="probed" conf="10"><cpe>cpe:/a:openbsd:openssh:9.2p1</cpe></service></port>"#), "{doc}");
+        assert!(
+            doc.contains(r#"<service name="http" method="table" conf="3"/>"#),
+            "{doc}"
+        );
+        assert!(
+            doc.contains(
+                r#"<service name="http" product="nginx" tunnel="ssl" method="probed" conf="10"/>"#
+            ),
+            "{doc}"
+        );
+    }
 }
