@@ -68,6 +68,13 @@ impl RetryEvidence {
         max_retries.min(by_loss.min(self.max_ok_try + 1).max(1))
     }
 
+    /// The share of tries the path loses whatever the scan does: answers
+    /// that came only to a retry, over all answers, starting from a prior
+    /// of 1 % in 100 answers (the windows judge drops against it).
+    fn background(&self) -> f64 {
+        (self.lost as f64 + 1.0) / (self.answers as f64 + 100.0)
+    }
+
     /// The retries the measured loss calls for (an answering port missed
     /// less than once in 10 000), once the scan has enough answers to say:
     /// `None` before.
@@ -276,7 +283,6 @@ impl WorkerTiming {
         rtt: Option<Duration>,
         now: Instant,
     ) {
-        let hold = self.timeout(host, 0);
         let spurious = try_no > 0 && elapsed >= waited;
         // The doublings of the unknown-host wait that this answer needed; one
         // at most from an answer to a resent SYN (see the back-off below).
@@ -293,23 +299,30 @@ impl WorkerTiming {
         let signal = if try_no == 0 || spurious {
             Signal::Answer
         } else {
-            Signal::Drop
+            // The attempt before this one went out a wait before it.
+            let started = now.checked_sub(elapsed).unwrap_or(now);
+            Signal::Drop(started.checked_sub(waited).unwrap_or(started))
         };
         // Only a real loss shows that more retries can pay.
-        let needed = if signal == Signal::Drop { try_no } else { 0 };
+        let needed = if matches!(signal, Signal::Drop(_)) {
+            try_no
+        } else {
+            0
+        };
         match rtt {
             Some(rtt) => self.scan_rtt.sample(rtt),
             None => self.karn_skipped += 1,
         }
         self.scan_retries.answered(needed);
-        self.scan_window.on(signal, now, hold);
+        let background = self.scan_retries.background();
+        self.scan_window.on(signal, now, background);
         if let Some(slot) = host.slot() {
             let s = self.hosts.get_mut(slot);
             if let Some(rtt) = rtt {
                 s.rtt.sample(rtt);
             }
             s.max_ok_try = s.max_ok_try.max(needed);
-            s.window.on(signal, now, hold);
+            s.window.on(signal, now, background);
             // An answer to a retransmitted SYN (no clean sample) may be to
             // the kernel's later SYN: it only backs off a host that has
             // never given a clean sample (one farther than the kernel's RTO).
@@ -328,13 +341,12 @@ impl WorkerTiming {
 
     /// Every attempt of a probe went unanswered.
     pub fn silent(&mut self, host: HostRef, now: Instant) {
-        let hold = self.timeout(host, 0);
-        self.scan_window.on(Signal::Silence, now, hold);
+        self.scan_window.on(Signal::Silence, now, 0.0);
         if let Some(slot) = host.slot() {
             self.hosts
                 .get_mut(slot)
                 .window
-                .on(Signal::Silence, now, hold);
+                .on(Signal::Silence, now, 0.0);
         }
     }
 
