@@ -84,6 +84,14 @@ impl fmt::Display for LocalError {
 pub enum Report {
     /// `connect()` itself or `SO_ERROR` returned this errno.
     Error(i32),
+    /// `SO_ERROR` returned this errno for an ICMP error, and the socket's
+    /// error queue named the router that sent it (nmap's `reason_ip`).
+    Unreachable {
+        /// What `SO_ERROR` said (`EHOSTUNREACH`, `ENETUNREACH`, `EACCES`, ...).
+        errno: i32,
+        /// The ICMP message's sender.
+        from: std::net::IpAddr,
+    },
     /// No error, and the socket has a peer: it is connected from `local`.
     Connected {
         /// Our end of the connection.
@@ -113,8 +121,28 @@ pub fn classify(report: Report) -> Verdict {
         Report::InProgress => Verdict::Pending,
         Report::Connected { local, peer } if local == peer => Verdict::Done(Reason::SelfConnect),
         Report::Connected { .. } => Verdict::Done(Reason::SynAck),
-        Report::Error(errno) => classify_errno(errno),
+        Report::Error(errno) | Report::Unreachable { errno, .. } => classify_errno(errno),
     }
+}
+
+impl Report {
+    /// The router whose ICMP error ended the attempt, when known.
+    pub fn offender(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Report::Unreachable { from, .. } => Some(*from),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `errno` is what an ICMP destination unreachable from a router
+/// makes of a connect (host, net, or administratively prohibited): the
+/// errors whose sender is worth asking the socket's error queue for.
+pub fn from_icmp(errno: i32) -> bool {
+    matches!(
+        classify_errno(errno),
+        Verdict::Done(Reason::HostUnreach | Reason::NetUnreach | Reason::AdminProhibited)
+    )
 }
 
 fn classify_errno(errno: i32) -> Verdict {
@@ -169,6 +197,28 @@ mod tests {
             peer: sa("127.0.0.1:50000"),
         };
         assert_eq!(classify(other), Verdict::Done(Reason::SynAck));
+    }
+
+    /// An unreachable whose router the error queue named is classified as
+    /// its errno alone; only router errnos are worth asking it for.
+    #[test]
+    fn an_unreachable_keeps_its_router_and_its_errno() {
+        let from: std::net::IpAddr = "198.18.12.254".parse().unwrap();
+        for errno in [libc::EHOSTUNREACH, libc::ENETUNREACH, libc::EACCES] {
+            let report = Report::Unreachable { errno, from };
+            assert_eq!(classify(report), classify(Report::Error(errno)));
+            assert_eq!(report.offender(), Some(from));
+            assert!(from_icmp(errno));
+        }
+        assert_eq!(Report::Error(libc::EHOSTUNREACH).offender(), None);
+        for errno in [
+            libc::ECONNREFUSED,
+            libc::ETIMEDOUT,
+            libc::EMFILE,
+            libc::EINPROGRESS,
+        ] {
+            assert!(!from_icmp(errno), "{errno}");
+        }
     }
 
     #[test]

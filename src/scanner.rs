@@ -784,6 +784,7 @@ mod tests {
             target: "[::1]:22".parse().unwrap(),
             reason: Reason::SynAck,
             rtt_us: Some(1500),
+            reason_ip: None,
         });
         assert_eq!(r.to_string(), "[::1]:22 open syn-ack");
         assert_eq!(r.state, State::Open);
@@ -793,6 +794,7 @@ mod tests {
             target: "198.18.0.1:80".parse().unwrap(),
             reason: Reason::NoResponse,
             rtt_us: None,
+            reason_ip: None,
         });
         assert_eq!(r.to_string(), "198.18.0.1:80 filtered no-response");
         assert_eq!(r.rtt, None);

@@ -441,7 +441,9 @@ pub(crate) fn record_check(tracer: &mut Tracer, probe: u64, report: Report, at: 
         return;
     }
     match report {
-        Report::Error(errno) => tracer.record(TraceEvent::SoError { probe, errno }, at),
+        Report::Error(errno) | Report::Unreachable { errno, .. } => {
+            tracer.record(TraceEvent::SoError { probe, errno }, at)
+        }
         Report::InProgress => {
             tracer.record(TraceEvent::SoError { probe, errno: 0 }, at);
             let errno = libc::ENOTCONN;
@@ -465,7 +467,7 @@ pub(crate) fn record_check(tracer: &mut Tracer, probe: u64, report: Report, at: 
 /// What `connect()` returned, as an errno (0: connected at once).
 pub(crate) fn connect_errno(report: Report) -> i32 {
     match report {
-        Report::Error(e) => e,
+        Report::Error(e) | Report::Unreachable { errno: e, .. } => e,
         Report::InProgress => libc::EINPROGRESS,
         Report::Connected { .. } => 0,
     }

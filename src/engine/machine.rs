@@ -337,6 +337,9 @@ pub struct Machine {
     /// Finished probes, for `poll_result`.
     results: VecDeque<ProbeResult>,
     blocked: Blocked,
+    /// The router that answered the probe being finished (set just before
+    /// `finish`, which takes it).
+    reason_ip: Option<std::net::IpAddr>,
     // Trace and series hooks (see `enable_trace`).
     /// The events the machine decided, for the driver to record with its
     /// clock (`None`: tracing is off, each hook is one untaken branch).
@@ -367,6 +370,7 @@ impl Machine {
             ready: VecDeque::with_capacity(cap),
             results: VecDeque::with_capacity(cap.min(4096)),
             blocked: Blocked::Cap,
+            reason_ip: None,
             trace: None,
             traced_window: 0,
             epoch: now,
@@ -598,6 +602,7 @@ impl Machine {
                     }
                     None => {
                         let sample = self.sample_allowed(reason, started, now, retransmits);
+                        self.reason_ip = report.offender();
                         self.finish(key, reason, Some(started), now, Some(sample))
                     }
                 }
@@ -681,6 +686,7 @@ impl Machine {
         match late {
             Verdict::Done(reason) => {
                 let sample = self.sample_allowed(reason, started, now, retransmits);
+                self.reason_ip = report.offender();
                 self.finish(key, reason, Some(started), now, Some(sample))
             }
             Verdict::Local(e) => self.back_off(key, e, now),
@@ -779,6 +785,7 @@ impl Machine {
         now: Instant,
         sample: Option<bool>,
     ) -> Fate {
+        let reason_ip = self.reason_ip.take();
         let Some(probe) = self.slab.remove(key) else {
             return Fate::Drop;
         };
@@ -809,6 +816,7 @@ impl Machine {
             target: probe.target,
             reason,
             rtt_us,
+            reason_ip,
         });
         self.regrow();
         Fate::Close(reason)

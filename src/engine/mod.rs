@@ -432,6 +432,7 @@ mod tests {
                 target: "127.0.0.1:1".parse().unwrap(),
                 reason: Reason::ConnRefused,
                 rtt_us: Some(10),
+                reason_ip: None,
             });
         }
         out.flush();

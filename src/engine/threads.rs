@@ -367,7 +367,7 @@ fn attempt(launch: &Launch) -> (Attempt, Option<Socket>, Instant) {
             let errno = probe::errno(&e);
             match LocalError::from_errno(errno) {
                 Some(_) => Attempt::Local(Report::Error(errno)),
-                None => Attempt::Answered(Report::Error(errno)),
+                None => Attempt::Answered(probe::error_report(&socket, errno)),
             }
         }
     };

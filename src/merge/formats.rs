@@ -566,6 +566,7 @@ pub fn write(
             target: SocketAddr::new(rec.addr, rec.port),
             reason: rec.reason(),
             rtt_us: rec.rtt_us,
+            reason_ip: None,
         });
         in_host += 1;
         n += 1;

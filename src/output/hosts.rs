@@ -64,6 +64,9 @@ pub struct HostRecord {
     pub reasons: [u64; Reason::COUNT],
     /// Shown ports; [`PendingHosts`] hands records out sorted by port.
     pub shown: Vec<(u16, Reason)>,
+    /// The shown ports an ICMP unreachable answered, with its router
+    /// (nmap's `reason_ip`); empty unless a router answered.
+    pub reason_ips: Vec<(u16, IpAddr)>,
     /// The answered probes' round-trip times, smoothed as TCP smooths them
     /// (nmap reports the pair in `<times srtt rttvar>`).
     pub rtt: RttEstimator,
@@ -227,6 +230,7 @@ impl HeldHost {
             remaining: 0,
             reasons,
             shown,
+            reason_ips: Vec::new(),
             rtt: RttEstimator::restored(self.rtt[0], self.rtt[1], samples),
         })
     }
@@ -388,6 +392,7 @@ impl PendingHosts {
                     remaining: quota,
                     reasons: [0; Reason::COUNT],
                     shown: Vec::new(),
+                    reason_ips: Vec::new(),
                     rtt: RttEstimator::new(),
                 },
             );
@@ -397,6 +402,9 @@ impl PendingHosts {
         record.reasons[r.reason.index()] += 1;
         if shown {
             record.shown.push((r.target.port(), r.reason));
+            if let Some(ip) = r.reason_ip {
+                record.reason_ips.push((r.target.port(), ip));
+            }
         }
         if let Some(us) = r.rtt_us {
             record.rtt.sample(Duration::from_micros(u64::from(us)));
@@ -568,6 +576,7 @@ pub(crate) mod tests {
             target: target.parse().unwrap(),
             reason,
             rtt_us,
+            reason_ip: None,
         }
     }
 
@@ -638,6 +647,7 @@ pub(crate) mod tests {
             remaining: 0,
             reasons: [0; Reason::COUNT],
             shown: Vec::new(),
+            reason_ips: Vec::new(),
             rtt: RttEstimator::new(),
         };
         r.reasons[Reason::NoResponse.index()] = 3;
@@ -706,6 +716,7 @@ pub(crate) mod tests {
             ),
             reason: Reason::ConnRefused,
             rtt_us: Some(10),
+            reason_ip: None,
         }
     }
 

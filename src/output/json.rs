@@ -26,6 +26,10 @@ pub struct JsonLine<'a> {
     pub state: &'static str,
     pub reason: &'static str,
     pub rtt_us: Option<u32>,
+    /// The router whose ICMP unreachable answered, when known (nmap's
+    /// `reason_ip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_ip: Option<IpAddr>,
 }
 
 impl From<&ProbeResult> for JsonLine<'_> {
@@ -37,6 +41,7 @@ impl From<&ProbeResult> for JsonLine<'_> {
             state: r.reason.state().as_str(),
             reason: r.reason.as_str(),
             rtt_us: r.rtt_us,
+            reason_ip: r.reason_ip,
         }
     }
 }
@@ -104,6 +109,7 @@ mod tests {
             target: "127.0.0.1:22".parse().unwrap(),
             reason: Reason::SynAck,
             rtt_us: Some(53),
+            reason_ip: None,
         };
         assert_eq!(
             serde_json::to_string(&JsonLine::from(&open)).unwrap(),
@@ -114,10 +120,23 @@ mod tests {
             target: "[::1]:8080".parse().unwrap(),
             reason: Reason::NoResponse,
             rtt_us: None,
+            reason_ip: None,
         };
         assert_eq!(
             serde_json::to_string(&JsonLine::from(&silent)).unwrap(),
             r#"{"addr":"::1","port":8080,"state":"filtered","reason":"no-response","rtt_us":null}"#
+        );
+        // A router's unreachable: its sender, only when known.
+        let routed = ProbeResult {
+            index: 2,
+            target: "198.18.12.1:80".parse().unwrap(),
+            reason: Reason::HostUnreach,
+            rtt_us: Some(10_000),
+            reason_ip: Some("198.18.12.254".parse().unwrap()),
+        };
+        assert_eq!(
+            serde_json::to_string(&JsonLine::from(&routed)).unwrap(),
+            r#"{"addr":"198.18.12.1","port":80,"state":"filtered","reason":"host-unreach","rtt_us":10000,"reason_ip":"198.18.12.254"}"#
         );
     }
 
@@ -135,6 +154,7 @@ mod tests {
                 target: target.parse().unwrap(),
                 reason: Reason::SynAck,
                 rtt_us: Some(5),
+                reason_ip: None,
             };
             sink.result(&r, true).unwrap();
         }

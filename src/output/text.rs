@@ -424,6 +424,7 @@ mod tests {
             target,
             reason,
             rtt_us,
+            reason_ip: None,
         }
     }
 

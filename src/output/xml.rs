@@ -252,14 +252,16 @@ impl HostDocument for XmlSink {
         for &(port, reason) in &h.shown {
             let portid = port.to_string();
             self.start("port", &[("protocol", "tcp"), ("portid", &portid)])?;
-            self.empty(
-                "state",
-                &[
-                    ("state", reason.state().as_str()),
-                    ("reason", reason.as_str()),
-                    ("reason_ttl", "0"),
-                ],
-            )?;
+            let by = h.reason_ips.iter().find(|(p, _)| *p == port);
+            let reason_ip = by.map(|(_, ip)| ip.to_string());
+            let state = [
+                ("state", reason.state().as_str()),
+                ("reason", reason.as_str()),
+                ("reason_ttl", "0"),
+                ("reason_ip", reason_ip.as_deref().unwrap_or_default()),
+            ];
+            let n = if reason_ip.is_some() { 4 } else { 3 };
+            self.empty("state", &state[..n])?;
             self.empty(
                 "service",
                 &[
