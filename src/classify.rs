@@ -135,6 +135,31 @@ impl Report {
     }
 }
 
+/// Fewest ports a host must have been probed on before "every one open"
+/// says more about the path than about the host.
+pub const MIDDLEBOX_MIN_PORTS: u64 = 20;
+
+/// Whether a host's results (counts per [`Reason`], by `Reason::index`)
+/// look like a middlebox answering SYN-ACK for it on every port (a
+/// firewall's SYN proxy, a tarpit, a load balancer): at least
+/// [`MIDDLEBOX_MIN_PORTS`] results, not one port closed, and at least 90 %
+/// open (the rest may be answers lost on the way). A real host almost never
+/// has 20 probed ports all listening; reporting them as open services
+/// without a word would mislead.
+pub fn answers_every_port(reasons: &[u64]) -> bool {
+    let total: u64 = reasons.iter().sum();
+    let count = |state: State| -> u64 {
+        Reason::ALL
+            .into_iter()
+            .filter(|r| r.state() == state)
+            .map(|r| reasons.get(r.index()).copied().unwrap_or(0))
+            .sum()
+    };
+    total >= MIDDLEBOX_MIN_PORTS
+        && count(State::Closed) == 0
+        && count(State::Open) * 10 >= total * 9
+}
+
 /// Whether `errno` is what an ICMP destination unreachable from a router
 /// makes of a connect (host, net, or administratively prohibited): the
 /// errors whose sender is worth asking the socket's error queue for.
@@ -219,6 +244,27 @@ mod tests {
         ] {
             assert!(!from_icmp(errno), "{errno}");
         }
+    }
+
+    /// A host behind a middlebox answering SYN-ACK everywhere is flagged,
+    /// not a host with a few services, nor one with a single closed port.
+    #[test]
+    fn a_host_open_on_every_one_of_many_ports_is_a_middlebox() {
+        let host = |open: u64, closed: u64, filtered: u64| {
+            let mut r = [0u64; Reason::COUNT];
+            r[Reason::SynAck.index()] = open;
+            r[Reason::ConnRefused.index()] = closed;
+            r[Reason::NoResponse.index()] = filtered;
+            answers_every_port(&r)
+        };
+        assert!(host(100, 0, 0));
+        assert!(host(20, 0, 0));
+        assert!(host(95, 0, 5), "a few answers lost on the way");
+        assert!(!host(19, 0, 0), "too few ports to tell");
+        assert!(!host(99, 1, 0), "a closed port: a real stack");
+        assert!(!host(80, 0, 20), "a firewall in front of real services");
+        assert!(!host(3, 97, 0));
+        assert!(!host(0, 0, 0));
     }
 
     #[test]

@@ -566,6 +566,83 @@ fn unreachables_name_their_router_in_json_and_xml() {
     );
 }
 
+/// A quarter of the hosts behind a middlebox that answers SYN-ACK on every
+/// port; the rest ordinary (a few open, mostly closed): 16 hosts × 30 ports.
+const MIDDLEBOXES: &str = r#"
+name = "middleboxes"
+hosts = "198.18.13.0/28"
+ports = "1-30"
+
+[fractions]
+open = 0.1
+
+[latency]
+dist = "fixed"
+ms = 10.0
+
+[hazards]
+syn_ack_all_ports = 0.25
+"#;
+
+/// Hosts behind a middlebox answering SYN-ACK on every port are flagged in
+/// the XML (a host comment) and the normal output (a note, and a count in
+/// the summary), not silently listed with 30 open services; no ordinary
+/// host is.
+#[test]
+fn middleboxes_answering_every_port_are_flagged() {
+    let test = "middleboxes_answering_every_port_are_flagged";
+    if !can_simulate(test) {
+        return;
+    }
+    let Some(bin) = fastport_bin(test) else {
+        return;
+    };
+    let dir = TempDir::new(test);
+    let (xml, text) = (dir.path("out.xml"), dir.path("out.txt"));
+    let args = [
+        bin.to_str().unwrap(),
+        "-n",
+        "-p",
+        "{ports}",
+        "-oX",
+        xml.to_str().unwrap(),
+        "-oN",
+        text.to_str().unwrap(),
+        "{hosts}",
+    ];
+    let (out, record) = run(&dir, MIDDLEBOXES, 3, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let model = Model::new(ModelConfig::from_toml(MIDDLEBOXES).unwrap(), 3).unwrap();
+    let boxes: Vec<Ipv4Addr> = model.middleboxes().collect();
+    assert!(!boxes.is_empty(), "the seed puts some hosts behind one");
+    assert_eq!(record.middleboxes, boxes);
+    let xml = std::fs::read_to_string(&xml).unwrap();
+    let mut flagged: Vec<Ipv4Addr> = xml
+        .split("<host ")
+        .skip(1)
+        .filter(|h| h.contains("likely a middlebox"))
+        .map(|h| {
+            let at = h.find("addr=\"").unwrap() + 6;
+            h[at..at + h[at..].find('"').unwrap()].parse().unwrap()
+        })
+        .collect();
+    flagged.sort_unstable();
+    assert_eq!(flagged, boxes, "{xml}");
+    let text = std::fs::read_to_string(&text).unwrap();
+    assert_eq!(
+        text.matches("Note: all 30 ports answered syn-ack").count(),
+        boxes.len(),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "hosts answering syn-ack on every port (likely middleboxes): {}",
+            boxes.len()
+        )),
+        "{text}"
+    );
+}
+
 /// Every port open and speaking, 20 ms away, no loss: 8 hosts × ssh, smtp,
 /// http and redis.
 const SPEAKING: &str = r#"

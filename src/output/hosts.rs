@@ -94,6 +94,12 @@ impl HostRecord {
         HostStatus { up: false, reason }
     }
 
+    /// Every port answered SYN-ACK: likely a middlebox answering for the
+    /// host (`classify::answers_every_port`), flagged in the outputs.
+    pub fn middlebox(&self) -> bool {
+        crate::classify::answers_every_port(&self.reasons)
+    }
+
     /// Results received for this host.
     pub fn results(&self) -> u64 {
         self.reasons.iter().sum()
@@ -257,6 +263,8 @@ pub struct PendingHosts {
     seen: u64,
     /// Hosts handed out (complete or partial) whose status was up.
     up: u64,
+    /// Hosts handed out that answered SYN-ACK on every port.
+    middleboxes: u64,
     /// Results taken.
     results: u64,
     /// An interrupted run to be resumed: [`drain_partial`](Self::drain_partial)
@@ -275,6 +283,7 @@ impl PendingHosts {
             blocks: HashMap::new(),
             seen: 0,
             up: 0,
+            middleboxes: 0,
             results: 0,
             held: None,
             holding: false,
@@ -437,6 +446,9 @@ impl PendingHosts {
         if record.status().up {
             self.up += 1;
         }
+        if record.middlebox() {
+            self.middleboxes += 1;
+        }
         record
     }
 
@@ -448,6 +460,12 @@ impl PendingHosts {
     #[cfg(test)]
     pub fn pending(&self) -> (usize, usize) {
         (self.pending.len(), self.blocks.len())
+    }
+
+    /// Hosts handed out that answered SYN-ACK on every port
+    /// ([`HostRecord::middlebox`]).
+    pub fn middleboxes(&self) -> u64 {
+        self.middleboxes
     }
 
     /// `(seen, up)`: hosts with a result, and those handed out up.

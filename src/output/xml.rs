@@ -31,6 +31,10 @@ use super::{Format, RunInfo, Sink, Writer};
 use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
+
+/// The host comment of a host that answered SYN-ACK on every port.
+pub const MIDDLEBOX_NOTE: &str =
+    "every port answered syn-ack: likely a middlebox answering for the host, not open services";
 use crate::targets::service_name;
 
 /// The nmap XML output format version this file follows.
@@ -191,7 +195,7 @@ impl HostDocument for XmlSink {
         let starttime = h.first_seen.to_string();
         let endtime = now.to_string();
         let mut attrs = vec![("starttime", starttime.as_str()), ("endtime", &endtime)];
-        let note;
+        let mut note = String::new();
         if h.remaining > 0 {
             // Interrupted before every port of this host reported.
             note = format!(
@@ -200,6 +204,14 @@ impl HostDocument for XmlSink {
                 h.results() + h.remaining
             );
             attrs.push(("timedout", "true"));
+        }
+        if h.middlebox() {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(MIDDLEBOX_NOTE);
+        }
+        if !note.is_empty() {
             attrs.push(("comment", &note));
         }
         self.start("host", &attrs)?;
