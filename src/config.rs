@@ -462,6 +462,7 @@ impl ScanConfig {
                 concurrency,
                 threads,
                 trace: None,
+                unanswered_rate: None,
                 rate: scan_delay_rate(args)?
                     .into_iter()
                     .chain(args.rate.or(timing.rate))

@@ -442,6 +442,7 @@ impl ScannerBuilder {
                 concurrency,
                 threads,
                 rate: self.rate.or(values.rate),
+                unanswered_rate: None,
                 trace: None,
             },
             stop: Stop::default(),

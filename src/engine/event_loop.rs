@@ -105,6 +105,7 @@ pub fn start<'scope, 'env>(
     let mut handles = Vec::with_capacity(threads);
     let now = Instant::now();
     let rate = cfg.rate.map(|rate| Arc::new(Gcra::new(rate, now)));
+    let unanswered = cfg.unanswered_rate.map(|r| Arc::new(Gcra::new(r, now)));
     // One stride per worker, held together by the order's block gate.
     for (id, stride) in schedule.strides(threads).into_iter().enumerate() {
         let source = StrideSource {
@@ -119,6 +120,7 @@ pub fn start<'scope, 'env>(
             adaptive: cfg.adaptive,
             ports_per_host: (space.ports().len() as u64).max(1),
             deadlines: Deadlines::Wheel,
+            unanswered: unanswered.clone(),
         };
         let rate = rate.clone();
         let out = collector.sender();

@@ -182,6 +182,11 @@ pub struct MachineConfig {
     /// loop), or the driver itself (a blocking connect with a timeout, which
     /// then reports with [`Machine::handle_deadline`]).
     pub deadlines: Deadlines,
+    /// A budget of unanswered attempts per second, shared by every machine
+    /// (the connection-tracking table's, [`crate::timing::conntrack`]):
+    /// each attempt that reaches its deadline unanswered is charged to it,
+    /// and no new probe goes out while it is spent.
+    pub unanswered: Option<Arc<Gcra>>,
 }
 
 /// Who keeps an attempt's deadline (see [`MachineConfig::deadlines`]).
@@ -429,6 +434,12 @@ impl Machine {
                     return None;
                 }
             };
+            if let Some(budget) = &self.cfg.unanswered {
+                if !budget.allows(now) {
+                    self.blocked = Blocked::Rate(now + budget.wait(now));
+                    return None;
+                }
+            }
             if let Some(rate) = &self.rate {
                 if !rate.try_take(now) {
                     self.blocked = Blocked::Rate(now + rate.wait(now));
@@ -678,6 +689,11 @@ impl Machine {
         // A late answer was to this attempt: it did not go unanswered.
         if !matches!(late, Verdict::Done(_)) {
             probe.timeouts += 1;
+        }
+        if late == Verdict::Pending {
+            if let Some(budget) = &self.cfg.unanswered {
+                budget.charge(now);
+            }
         }
         let retries = match (&self.timing, probe.host) {
             (Some(timing), Some(host)) => timing.retries(host),

@@ -169,6 +169,7 @@ impl<'a> Pool<'a> {
                 adaptive: cfg.adaptive,
                 ports_per_host: (space.ports().len() as u64).max(1),
                 deadlines: Deadlines::Driver,
+                unanswered: cfg.unanswered_rate.map(|r| Arc::new(Gcra::new(r, now))),
             },
             cfg.rate.map(|rate| Arc::new(Gcra::new(rate, now))),
             now,

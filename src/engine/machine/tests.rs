@@ -65,6 +65,7 @@ fn fixed(concurrency: usize, timeout: Duration, retries: u32) -> MachineConfig {
         adaptive: None,
         ports_per_host: 1,
         deadlines: Deadlines::Wheel,
+        unanswered: None,
     }
 }
 
@@ -81,6 +82,7 @@ fn adaptive(concurrency: usize, retries: u32, ports_per_host: u64) -> MachineCon
         }),
         ports_per_host,
         deadlines: Deadlines::Wheel,
+        unanswered: None,
     }
 }
 
@@ -778,6 +780,7 @@ fn run_lossy_world(world: &LossyWorld, hosts: u64, concurrency: usize) -> TailRu
         }),
         ports_per_host,
         deadlines: Deadlines::Wheel,
+        unanswered: None,
     };
     let t0 = Instant::now();
     let mut m = Machine::new(cfg, None, t0);
@@ -919,4 +922,40 @@ fn a_lossy_worlds_tail_stays_within_the_models_bound() {
             }
         }
     }
+}
+
+/// Where the machine's connection tracking is active, every unanswered SYN
+/// holds a table entry for 120 s: the scan keeps its unanswered attempts
+/// under the budget it is given, however many it could have in flight.
+#[test]
+fn unanswered_connects_stay_under_the_conntrack_budget() {
+    let t0 = Instant::now();
+    let budget = Arc::new(Gcra::new(100.0, t0));
+    let cfg = MachineConfig {
+        unanswered: Some(Arc::clone(&budget)),
+        ..fixed(1000, Duration::from_secs(1), 1)
+    };
+    let mut m = Machine::new(cfg, None, t0);
+    // Every port filtered: nothing ever answers.
+    let mut src = Script::new(100_000);
+    let mut timeouts = [0u64; 30];
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(30) {
+        launch_all(&mut m, &mut src, now);
+        while let Some(key) = m.poll_expired(now) {
+            m.handle_deadline(key, Report::InProgress, now, no_retransmits);
+            timeouts[(now - t0).as_secs() as usize] += 1;
+        }
+        now = m.poll_timeout(now).unwrap_or(now + MS).max(now + MS);
+    }
+    // The first second's window goes out at once (nothing was unanswered
+    // yet); from then on the budget holds, on average over any 10 s.
+    let later: u64 = timeouts[10..30].iter().sum();
+    assert!(later <= 2 * 1000 + 10, "{:?}", timeouts);
+    assert!(
+        later >= 2 * 1000 - 200,
+        "the budget is used: {:?}",
+        timeouts
+    );
+    assert!(timeouts[1] >= 900, "the first flight: {:?}", timeouts);
 }
