@@ -51,9 +51,9 @@ const DRAIN_ROUNDS: usize = 64;
 /// could be a passing shortage of kernel memory; a run of them is not).
 const POLL_ERRORS: u32 = 100;
 
-/// What a worker hands back: its stats, how far it got, and the sequence
-/// numbers it abandoned in flight on a stop.
-type WorkerEnd = (Stats, Lane, Vec<u64>);
+/// What a worker hands back: its stats, how far it got, the sequence
+/// numbers it abandoned in flight on a stop, and its panic if it had one.
+type WorkerEnd = (Stats, Lane, Vec<u64>, Option<String>);
 
 /// The running event-loop workers.
 pub struct Workers<'scope> {
@@ -72,11 +72,13 @@ impl Running for Workers<'_> {
             stats: Stats::new(),
             lanes: Vec::with_capacity(self.handles.len()),
             in_flight: Vec::new(),
+            panicked: None,
         };
         let mut error = None;
         for handle in self.handles {
             match handle.join() {
-                Ok(Ok((stats, lane, in_flight))) => {
+                Ok(Ok((stats, lane, in_flight, panicked))) => {
+                    end.panicked = end.panicked.or(panicked);
                     end.stats.merge(&stats);
                     end.lanes.push(lane);
                     end.in_flight.extend(in_flight);
@@ -178,7 +180,31 @@ fn run(
         tracer,
         epoch,
     };
-    let in_flight = driver.run(&mut events, stop)?;
+    // A panic ends this worker, not the run: the others are stopped and
+    // what was reported is kept as after a signal (the probes this worker
+    // had in flight are handed back for a resume), so a bug costs the
+    // resume file nothing.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        driver.run(&mut events, stop)
+    }));
+    let (in_flight, panicked) = match ran {
+        Ok(in_flight) => (in_flight?, None),
+        Err(payload) => {
+            stop.store(true, Ordering::SeqCst);
+            let message = super::panic_message(payload.as_ref());
+            let recovered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                driver.drain();
+                driver.sockets.iter_mut().for_each(|s| drop(s.take()));
+                let abandoned = driver.machine.abandon();
+                driver.out.flush();
+                abandoned
+            }));
+            match recovered {
+                Ok(abandoned) => (abandoned, Some(message)),
+                Err(_) => return Err(io::Error::other(format!("a worker panicked: {message}"))),
+            }
+        }
+    };
     if let Some(tracer) = driver.tracer.take() {
         // A failed trace write loses the trace, not the scan.
         let _ = tracer.finish();
@@ -187,6 +213,7 @@ fn run(
         driver.machine.stats(),
         driver.source.stride.lane(),
         in_flight,
+        panicked,
     ))
 }
 

@@ -106,6 +106,9 @@ pub struct Pool<'a> {
     room: Condvar,
     threads: usize,
     stop: &'a AtomicBool,
+    /// The first thread's panic: the pool stops, and the run ends as after
+    /// a signal (the shared machine still knows what is in flight).
+    panicked: Mutex<Option<String>>,
 }
 
 /// The running thread pool.
@@ -134,6 +137,12 @@ impl Running for Threads<'_, '_> {
                 std::panic::resume_unwind(panic);
             }
         }
+        let panicked = self
+            .pool
+            .panicked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         // The writer drained every batch before joining (see `finished`).
         let mut shared = self.pool.lock();
         let in_flight = shared.machine.abandon();
@@ -145,6 +154,7 @@ impl Running for Threads<'_, '_> {
             stats: shared.machine.stats(),
             lanes: vec![shared.source.stride.lane()],
             in_flight,
+            panicked,
         })
     }
 }
@@ -195,6 +205,7 @@ impl<'a> Pool<'a> {
             room: Condvar::new(),
             threads,
             stop,
+            panicked: Mutex::new(None),
         }
     }
 
@@ -234,7 +245,24 @@ pub fn start<'scope, 'env>(
         let spawned = std::thread::Builder::new()
             .name(format!("fastport-probe-{id}"))
             .stack_size(STACK_SIZE)
-            .spawn_scoped(scope, move || pool.work());
+            .spawn_scoped(scope, move || {
+                let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.work()));
+                if let Err(payload) = worked {
+                    pool.stop.store(true, Ordering::SeqCst);
+                    // What the machine finished goes out before the writer
+                    // ends (the join abandons only what is in flight).
+                    let mut shared = pool.lock();
+                    shared.drain(Instant::now());
+                    shared.out.flush();
+                    drop(shared);
+                    pool.room.notify_all();
+                    let mut first = pool
+                        .panicked
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    first.get_or_insert_with(|| super::panic_message(payload.as_ref()));
+                }
+            });
         match spawned {
             Ok(handle) => handles.push(handle),
             // Fewer threads than asked (memory, a thread limit): the pool

@@ -331,6 +331,15 @@ impl PendingHosts {
         Ok(())
     }
 
+    /// A segmented scan's next segment: hosts and quotas count by
+    /// `schedule` now. No host is pending at the seam (a segment holds
+    /// whole hosts, and the run moves on only once it is done).
+    pub fn enter_segment(&mut self, schedule: &Schedule) {
+        debug_assert!(self.pending.is_empty(), "a host straddles segments");
+        self.schedule = schedule.clone();
+        self.blocks.clear();
+    }
+
     /// From now on the pending hosts are held for a resume instead of
     /// handed out by [`drain_partial`](Self::drain_partial).
     pub fn hold(&mut self) {
