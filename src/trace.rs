@@ -6,9 +6,11 @@
 //! launch, what `connect()` returned, the eager look, readiness, `SO_ERROR`,
 //! the `getpeername`/`getsockname` verdicts, a deadline, a retry, the close;
 //! and the engine's in-flight cap, window and back-off changes. Recording
-//! copies 32 bytes into the worker's own buffer (allocated once); a full
-//! buffer is written to the shared file in one locked write, so workers never
-//! contend per event. Probe events are sampled by a seeded hash of the probe
+//! encodes 32 bytes in place into the worker's own block (no allocation, no
+//! lock, no system call); a full block is handed to the sink's writer
+//! thread, which writes it to the file and hands the emptied block back for
+//! reuse, so the workers never wait on the file or on each other. Probe
+//! events are sampled by a seeded hash of the probe
 //! index (`--trace-sample 0.01`): the same probes are kept by every worker,
 //! every retry of a kept probe is kept, and the same seed keeps the same
 //! probes. Engine events are always kept.
@@ -50,7 +52,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::classify::Reason;
@@ -61,8 +64,11 @@ pub const MAGIC: &[u8; 8] = b"FPTRACE1";
 pub const HEADER_LEN: usize = 24;
 /// Record size in bytes.
 pub const RECORD_LEN: usize = 32;
-/// Each worker's buffer: 2048 records, written out in one block.
-const BUFFER_RECORDS: usize = 2048;
+/// Each worker's block: 4096 records (128 KiB), written out in one piece.
+const BLOCK_RECORDS: usize = 4096;
+/// Blocks on their way to the writer before a worker waits for it: with the
+/// one being filled, at most this many + 1 blocks per worker exist.
+const BLOCKS_QUEUED: usize = 8;
 /// `probe` of an engine event.
 const NO_PROBE: u64 = u64::MAX;
 
@@ -215,9 +221,20 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The trace file shared by the workers: a header, then their blocks.
+/// What a worker hands the writer thread.
+enum ToWriter {
+    /// A full block of records, to write and return through `spare`.
+    Block(Vec<u8>),
+    /// Everything sent before is written: flush the file, answer.
+    Flush(SyncSender<io::Result<()>>),
+}
+
+/// The trace file shared by the workers: a header, then their blocks, written
+/// by one thread of its own.
 pub struct TraceSink {
-    out: Mutex<Box<dyn Write + Send>>,
+    to_writer: SyncSender<ToWriter>,
+    /// Emptied blocks the writer hands back, reused by the workers.
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
     sampler: Sampler,
 }
 
@@ -230,15 +247,27 @@ impl std::fmt::Debug for TraceSink {
 }
 
 impl TraceSink {
-    /// Writes the header to `out` and returns the sink workers share.
+    /// Writes the header to `out`, starts the writer thread and returns the
+    /// sink workers share.
     pub fn new(mut out: Box<dyn Write + Send>, sampler: Sampler) -> io::Result<Arc<TraceSink>> {
         let mut header = [0u8; HEADER_LEN];
         header[..8].copy_from_slice(MAGIC);
         header[8..12].copy_from_slice(&sampler.ppm.to_le_bytes());
         header[16..24].copy_from_slice(&sampler.seed.to_le_bytes());
         out.write_all(&header)?;
+        let (to_writer, from_workers) = mpsc::sync_channel(BLOCKS_QUEUED);
+        let spare = Arc::new(Mutex::new(Vec::new()));
+        // The writer ends by itself once the sink and every tracer (each
+        // holds a sender) are gone; [`TraceSink::flush`] is what waits.
+        {
+            let spare = Arc::clone(&spare);
+            std::thread::Builder::new()
+                .name("fastport-trace".into())
+                .spawn(move || write_blocks(out, &from_workers, &spare))?;
+        }
         Ok(Arc::new(TraceSink {
-            out: Mutex::new(out),
+            to_writer,
+            spare,
             sampler,
         }))
     }
@@ -246,42 +275,94 @@ impl TraceSink {
     /// Creates `path` and writes the header.
     pub fn create(path: &std::path::Path, sampler: Sampler) -> io::Result<Arc<TraceSink>> {
         let file = std::fs::File::create(path)?;
-        TraceSink::new(Box::new(io::BufWriter::new(file)), sampler)
+        TraceSink::new(Box::new(file), sampler)
     }
 
     /// A tracer for one worker.
     pub fn tracer(self: &Arc<Self>, worker: u8) -> Tracer {
         Tracer {
-            sink: Arc::clone(self),
-            buf: Vec::with_capacity(BUFFER_RECORDS * RECORD_LEN),
+            buf: take_spare(&self.spare),
+            to_writer: self.to_writer.clone(),
+            spare: Arc::clone(&self.spare),
             worker,
             sampler: self.sampler,
-            error: None,
         }
     }
 
-    /// Flushes what the workers have handed over (call after they dropped
-    /// or [`Tracer::finish`]ed their tracers).
+    /// Waits until every block the tracers handed over (call after they
+    /// dropped or [`Tracer::finish`]ed) is written, and flushes the file.
+    /// Returns the writer's first error: a trace that could not be written
+    /// whole is reported, once, here.
     pub fn flush(&self) -> io::Result<()> {
-        self.lock().flush()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Write + Send>> {
-        // A worker that panicked mid-write leaves whole blocks behind; the
-        // file stays readable up to the last whole record.
-        self.out.lock().unwrap_or_else(|e| e.into_inner())
+        let (reply, answer) = mpsc::sync_channel(1);
+        let gone = || io::Error::other("the trace writer stopped");
+        self.to_writer
+            .send(ToWriter::Flush(reply))
+            .map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
     }
 }
 
-/// One worker's recorder: events into a private buffer, blocks to the sink.
-#[derive(Debug)]
+/// The writer thread: blocks to the file in the order they come; after the
+/// first error the rest are dropped and every flush reports that error.
+fn write_blocks(
+    mut out: Box<dyn Write + Send>,
+    from_workers: &Receiver<ToWriter>,
+    spare: &Mutex<Vec<Vec<u8>>>,
+) {
+    let mut failed: Option<io::Error> = None;
+    for message in from_workers {
+        match message {
+            ToWriter::Block(mut block) => {
+                if failed.is_none() {
+                    if let Err(e) = out.write_all(&block) {
+                        failed = Some(e);
+                    }
+                }
+                block.clear();
+                spare
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(block);
+            }
+            ToWriter::Flush(reply) => {
+                let result = match &failed {
+                    Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    None => out.flush(),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+    let _ = out.flush();
+}
+
+fn take_spare(spare: &Mutex<Vec<Vec<u8>>>) -> Vec<u8> {
+    spare
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop()
+        .unwrap_or_else(|| Vec::with_capacity(BLOCK_RECORDS * RECORD_LEN))
+}
+
+/// One worker's recorder: events encoded into a private block, full blocks
+/// handed to the sink's writer.
 pub struct Tracer {
-    sink: Arc<TraceSink>,
+    /// The block being filled (capacity `BLOCK_RECORDS` records).
     buf: Vec<u8>,
+    to_writer: SyncSender<ToWriter>,
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
     worker: u8,
     sampler: Sampler,
-    /// The first write error; later events are dropped.
-    error: Option<io::Error>,
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer")
+            .field("worker", &self.worker)
+            .field("buffered", &(self.buf.len() / RECORD_LEN))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tracer {
@@ -301,44 +382,45 @@ impl Tracer {
                 return;
             }
         }
-        let t = now.as_micros().min(u128::from(u64::MAX)) as u64;
-        let (rec, tail) = encode(event, t, self.worker);
-        self.buf.extend_from_slice(&rec);
-        if let Some(tail) = tail {
-            self.buf.extend_from_slice(&tail);
-        }
+        let t = micros(now);
+        encode(&mut self.buf, event, t, self.worker);
         if self.buf.len() + 2 * RECORD_LEN > self.buf.capacity() {
-            self.write_block();
+            self.hand_over();
         }
     }
 
-    fn write_block(&mut self) {
-        if self.error.is_none() && !self.buf.is_empty() {
-            if let Err(e) = self.sink.lock().write_all(&self.buf) {
-                self.error = Some(e);
-            }
+    /// Sends the block to the writer and takes an empty one.
+    #[cold]
+    fn hand_over(&mut self) {
+        if self.buf.is_empty() {
+            return;
         }
-        self.buf.clear();
+        let next = take_spare(&self.spare);
+        let full = std::mem::replace(&mut self.buf, next);
+        // The writer only stops when the sink is gone, which this tracer's
+        // sender prevents; a failed send loses this block, and the sink's
+        // flush reports why.
+        let _ = self.to_writer.send(ToWriter::Block(full));
     }
 
-    /// Hands the buffered events to the file; returns the first write error.
+    /// Hands the buffered events to the writer (the sink's
+    /// [`TraceSink::flush`] waits for them to be written and reports a
+    /// write error).
     pub fn finish(mut self) -> io::Result<()> {
-        self.write_block();
-        match self.error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.hand_over();
+        Ok(())
     }
 }
 
 impl Drop for Tracer {
     fn drop(&mut self) {
-        self.write_block();
+        self.hand_over();
     }
 }
 
-/// One record, and the second one an IPv6 launch needs.
-fn encode(event: TraceEvent, t: u64, worker: u8) -> ([u8; RECORD_LEN], Option<[u8; RECORD_LEN]>) {
+/// Appends `event`'s record (two for an IPv6 launch) to `buf`, in place.
+#[inline]
+fn encode(buf: &mut Vec<u8>, event: TraceEvent, t: u64, worker: u8) {
     use TraceEvent::*;
     let errno = |e: i32| e as u32;
     let (kind, probe, x, a, b, tail): (u8, u64, u16, u32, u64, Option<u64>) = match event {
@@ -388,7 +470,7 @@ fn encode(event: TraceEvent, t: u64, worker: u8) -> ([u8; RECORD_LEN], Option<[u
         Window { window } => (21, NO_PROBE, 0, 0, window, None),
         BackOff { delay } => (22, NO_PROBE, 0, 0, micros(delay), None),
     };
-    let rec = |kind: u8, b: u64| {
+    let mut put = |kind: u8, b: u64| {
         let mut r = [0u8; RECORD_LEN];
         r[0..8].copy_from_slice(&t.to_le_bytes());
         r[8..16].copy_from_slice(&probe.to_le_bytes());
@@ -397,13 +479,20 @@ fn encode(event: TraceEvent, t: u64, worker: u8) -> ([u8; RECORD_LEN], Option<[u
         r[18..20].copy_from_slice(&x.to_le_bytes());
         r[20..24].copy_from_slice(&a.to_le_bytes());
         r[24..32].copy_from_slice(&b.to_le_bytes());
-        r
+        buf.extend_from_slice(&r);
     };
-    (rec(kind, b), tail.map(|low| rec(255, low)))
+    put(kind, b);
+    if let Some(low) = tail {
+        put(255, low);
+    }
 }
 
+/// Whole microseconds of `d` (saturating: 584 000 years).
+#[inline]
 fn micros(d: Duration) -> u64 {
-    d.as_micros().min(u128::from(u64::MAX)) as u64
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
 }
 
 /// Why a trace file cannot be read.
@@ -639,6 +728,7 @@ mod tests {
             tracer.record(*e, us(10 * i as u64));
         }
         tracer.finish().unwrap();
+        sink.flush().unwrap();
         let bytes = out.0.lock().unwrap().clone();
         // One record each, two for the IPv6 launch.
         assert_eq!(bytes.len(), HEADER_LEN + (events.len() + 1) * RECORD_LEN);
@@ -658,16 +748,18 @@ mod tests {
         let sink = TraceSink::new(Box::new(out.clone()), Sampler::new(1.0, 0)).unwrap();
         let mut a = sink.tracer(0);
         let mut b = sink.tracer(1);
-        // More than one buffer's worth, so blocks are written mid-run.
-        for i in 0..5000u64 {
+        // More than two blocks' worth each, so blocks are handed over, and
+        // emptied blocks reused, mid-run.
+        for i in 0..10_000u64 {
             a.record(TraceEvent::Ready { probe: 2 * i }, us(2 * i));
             b.record(TraceEvent::Ready { probe: 2 * i + 1 }, us(2 * i + 1));
         }
         drop(a);
         b.finish().unwrap();
+        sink.flush().unwrap();
         let bytes = out.0.lock().unwrap().clone();
         let trace = read(bytes.as_slice()).unwrap();
-        assert_eq!(trace.records.len(), 10_000);
+        assert_eq!(trace.records.len(), 20_000);
         for (i, r) in trace.records.iter().enumerate() {
             assert_eq!(r.t, us(i as u64));
             assert_eq!(r.event, TraceEvent::Ready { probe: i as u64 });
@@ -695,6 +787,7 @@ mod tests {
             t.record(TraceEvent::Window { window: w }, us(0));
         }
         t.finish().unwrap();
+        sink.flush().unwrap();
         let trace = read(out.0.lock().unwrap().as_slice()).unwrap();
         assert_eq!(trace.sample, 0.01);
         let kept: Vec<u64> = trace
@@ -727,6 +820,45 @@ mod tests {
         assert!(kept.iter().filter(|&&p| other.keeps(p)).count() < kept.len() / 4);
     }
 
+    /// A `Write` that takes `left` bytes, then fails.
+    struct Full {
+        left: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+            }
+            let n = b.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_error_of_the_writer_thread_is_reported_by_flush() {
+        let sink = TraceSink::new(
+            Box::new(Full {
+                left: HEADER_LEN + 100,
+            }),
+            Sampler::new(1.0, 0),
+        )
+        .unwrap();
+        let mut t = sink.tracer(0);
+        for p in 0..(3 * BLOCK_RECORDS as u64) {
+            t.record(TraceEvent::Ready { probe: p }, us(p));
+        }
+        t.finish().unwrap();
+        let e = sink.flush().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+        // And again: the error stays.
+        assert!(sink.flush().is_err());
+    }
+
     #[test]
     fn sample_rate_extremes() {
         assert!((0..1000).all(|p| Sampler::new(1.0, 1).keeps(p)));
@@ -745,6 +877,7 @@ mod tests {
         let mut t = sink.tracer(0);
         t.record(TraceEvent::Ready { probe: 1 }, us(1));
         t.finish().unwrap();
+        sink.flush().unwrap();
         let mut bytes = out.0.lock().unwrap().clone();
         let whole = bytes.clone();
         bytes.pop();
