@@ -34,7 +34,7 @@
 //! | 1    | launch, IPv4 | port      | attempt               | address (low 32 bits)  |
 //! | 2    | launch, IPv6 | port      | attempt               | address, high 64 bits; the next record (kind 255) holds the low 64 in `b` |
 //! | 3    | connect      |           | errno (0: connected)  |                        |
-//! | 4    | eager look   |           | errno (0: connected)  |                        |
+//! | 4    | eager look   |           | its verdict: `SO_ERROR`, `EINPROGRESS` (no peer yet) or 0 (connected; a getsockname record follows) | |
 //! | 5    | ready        |           |                       |                        |
 //! | 6    | SO_ERROR     |           | errno (0: none)       |                        |
 //! | 7    | getpeername  |           | errno (0: has a peer) |                        |
@@ -47,7 +47,10 @@
 //! | 21   | window       |           |                       | window                 |
 //! | 22   | back-off     |           |                       | delay, µs              |
 //!
-//! Errnos are Linux's numbers. A reader meeting a kind it does not know stops
+//! The `SO_ERROR` and `getpeername` records follow readiness and deadlines;
+//! after an eager look the look's own record carries the verdict, so they
+//! are not repeated (on loopback that is four records a probe instead of
+//! five). Errnos are Linux's numbers. A reader meeting a kind it does not know stops
 //! with [`TraceError::UnknownKind`] rather than guess.
 
 use std::io::{self, Read, Write};
@@ -84,7 +87,9 @@ pub enum TraceEvent {
     /// What `connect()` returned: 0 (connected at once), `EINPROGRESS`, an
     /// immediate `ECONNREFUSED` (loopback), or a local error.
     Connect { probe: u64, errno: i32 },
-    /// The look right after connect, before any readiness event.
+    /// The look right after connect, before any readiness event, with its
+    /// verdict: the `SO_ERROR` it read, `EINPROGRESS` when there was no
+    /// peer yet, 0 when connected (a [`TraceEvent::SockName`] follows).
     EagerLook { probe: u64, errno: i32 },
     /// The poll reported the socket writable (or the thread woke).
     Ready { probe: u64 },

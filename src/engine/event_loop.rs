@@ -295,7 +295,14 @@ impl Driver<'_> {
                     probe,
                     errno: look_errno(report),
                 });
-                self.trace_check(key, report, now);
+                // The look's verdict is EagerLook's errno; of what it asked
+                // the kernel only the self-connect test adds a record.
+                if let Report::Connected { local, peer } = report {
+                    self.trace_probe(key, now, |probe| TraceEvent::SockName {
+                        probe,
+                        self_connect: local == peer,
+                    });
+                }
                 let fate = self
                     .machine
                     .handle_look(key, report, now, || retransmits(&socket));
