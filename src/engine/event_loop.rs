@@ -493,21 +493,33 @@ impl Driver<'_> {
         // Trace hook: the machine's `Launch`, stamped before connect().
         self.trace_machine(started);
         let report = probe::start_connect(&socket, &target);
-        self.trace_probe(key, |probe| TraceEvent::Connect {
-            probe,
-            errno: connect_errno(report),
-        });
+        if self.tracer.is_some() {
+            let returned = Instant::now();
+            self.trace_probe(key, returned, |probe| TraceEvent::Connect {
+                probe,
+                errno: connect_errno(report),
+            });
+        }
         let fate = self.machine.handle_connect(key, report, started);
         self.trace_machine(started);
         match fate {
             Fate::Look => {
                 let report = probe::check(&socket);
-                self.trace_probe(key, |probe| TraceEvent::EagerLook {
+                // One clock read stamps the look, what it found, and the
+                // machine's decision on it.
+                let now = Instant::now();
+                self.trace_probe(key, now, |probe| TraceEvent::EagerLook {
                     probe,
                     errno: look_errno(report),
                 });
-                self.trace_check(key, report);
-                let now = Instant::now();
+                // The look's verdict is EagerLook's errno; of what it asked
+                // the kernel only the self-connect test adds a record.
+                if let Report::Connected { local, peer } = report {
+                    self.trace_probe(key, now, |probe| TraceEvent::SockName {
+                        probe,
+                        self_connect: local == peer,
+                    });
+                }
                 let fate = self
                     .machine
                     .handle_look(key, report, now, || retransmits(&socket));
@@ -640,8 +652,9 @@ impl Driver<'_> {
             return; // stale token: the slot moved on
         };
         let report = probe::check(&socket);
-        self.trace_probe(key, |probe| TraceEvent::Ready { probe });
-        self.trace_check(key, report);
+        // Stamped with the poll's return, as the machine is.
+        self.trace_probe(key, ready_at, |probe| TraceEvent::Ready { probe });
+        self.trace_check(key, report, ready_at);
         let fate = self.machine.handle_ready(
             key,
             report,
@@ -676,7 +689,7 @@ impl Driver<'_> {
             // An answer may have landed after the last poll returned.
             let report = probe::check(&socket);
             self.trace_machine(now); // the machine's `Deadline`
-            self.trace_check(key, report);
+            self.trace_check(key, report, now);
             let fate = self
                 .machine
                 .handle_deadline(key, report, now, || retransmits(&socket));
@@ -700,23 +713,30 @@ impl Driver<'_> {
         }
     }
 
-    /// Records a syscall's event for the probe in slot `key`, now.
+    /// Records a syscall's event for the probe in slot `key`, at `at` (a
+    /// time the driver read anyway where it can: a clock read is most of
+    /// an event's cost).
     #[inline]
-    fn trace_probe(&mut self, key: usize, event: impl FnOnce(u64) -> TraceEvent) {
+    fn trace_probe(&mut self, key: usize, at: Instant, event: impl FnOnce(u64) -> TraceEvent) {
         if let Some(tracer) = &mut self.tracer {
             if let Some(probe) = self.machine.probe_index(key) {
-                tracer.record(event(probe), self.epoch.elapsed());
+                tracer.record(event(probe), at.saturating_duration_since(self.epoch));
             }
         }
     }
 
     /// What `probe::check` asked the kernel: `SO_ERROR`, `getpeername`,
-    /// `getsockname`.
+    /// `getsockname`, at `at`.
     #[inline]
-    fn trace_check(&mut self, key: usize, report: Report) {
+    fn trace_check(&mut self, key: usize, report: Report, at: Instant) {
         if let Some(tracer) = &mut self.tracer {
             if let Some(probe) = self.machine.probe_index(key) {
-                record_check(tracer, probe, report, self.epoch.elapsed());
+                record_check(
+                    tracer,
+                    probe,
+                    report,
+                    at.saturating_duration_since(self.epoch),
+                );
             }
         }
     }
