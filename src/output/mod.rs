@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 pub use csv::CsvSink;
 pub use grepable::GrepableSink;
-pub use hosts::{HeldHost, HeldHosts, port_ranges};
+pub use hosts::{HeldHost, HeldHosts, HeldService, port_ranges};
 pub use json::JsonLinesSink;
 pub use list::ListSink;
 pub use text::{TextSink, TextStyle, write_summary};
@@ -279,6 +279,9 @@ pub trait Sink {
     fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
         None
     }
+    /// A segmented scan moved to its next segment (every host of the last
+    /// one is written): per-host formats count by its schedule now.
+    fn enter_segment(&mut self, _schedule: &Schedule) {}
 }
 
 /// What the nmap-style formats say about the run besides its results.
@@ -317,6 +320,9 @@ pub struct RunInfo {
     /// The hosts an interrupted run held over (a resume): the per-host
     /// formats take them back.
     pub held: Option<Arc<HeldHosts>>,
+    /// `-sV`/`--banners`: the formats write each open port's service
+    /// (CSV columns, the text table's VERSION column).
+    pub service_detection: bool,
 }
 
 /// nmap's stylesheet where nmap installs it, else its published copy.
@@ -372,6 +378,7 @@ impl RunInfo {
             unresolved: config.unresolved,
             schedule: config.schedule.clone(),
             held: None,
+            service_detection: config.engine.services.is_some(),
         }
     }
 }
@@ -719,7 +726,11 @@ impl Outputs {
             sinks.push(Box::new(GrepableSink::new(next()?, plan.show, run)));
         }
         if plan.csv.is_some() {
-            sinks.push(Box::new(CsvSink::new(next()?).with_names(&run.names)));
+            sinks.push(Box::new(
+                CsvSink::new(next()?)
+                    .with_names(&run.names)
+                    .with_services(run.service_detection),
+            ));
         }
         if plan.list.is_some() {
             sinks.push(Box::new(ListSink::new(next()?)));
@@ -757,6 +768,13 @@ impl Outputs {
         }
     }
 
+    /// A segmented scan moved to its next segment, `schedule`.
+    pub fn enter_segment(&mut self, schedule: &Schedule) {
+        for sink in &mut self.sinks {
+            sink.enter_segment(schedule);
+        }
+    }
+
     /// After [`hold`](Self::hold) and [`finish`](Self::finish): what the
     /// resume file keeps (`None` without a per-host format).
     pub fn take_held(&mut self) -> Option<HeldHosts> {
@@ -769,7 +787,9 @@ impl Outputs {
                 });
                 match format {
                     Format::Xml => held.xml = Some(counts),
-                    _ => held.grepable = Some(counts),
+                    Format::Grepable => held.grepable = Some(counts),
+                    // The text table keeps no counts across runs.
+                    _ => {}
                 }
             }
         }
@@ -887,6 +907,7 @@ pub(crate) mod tests {
                 crate::order::Done::none(),
             ),
             held: None,
+            service_detection: false,
         }
     }
 

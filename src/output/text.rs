@@ -4,6 +4,13 @@
 //! under a "Not shown: 1019 closed tcp ports (conn-refused)" line), then a
 //! summary of counts, rate and latency percentiles.
 //!
+//! With `-sV` (or `--banners`) a line names what was found on the port
+//! (`[OPEN] 127.0.0.1:22 ssh OpenSSH 9.2p1 (protocol 2.0)`; with
+//! `--banners`, the table's name and the banner quoted, escaped) and the
+//! table gains nmap's VERSION column. A port nothing named keeps the
+//! table's name. Everything a service said is escaped already
+//! ([`crate::service::escape`]): no byte of it reaches a terminal raw.
+//!
 //! Written to a file (`-oN`), the text starts with the command line and the
 //! date and ends with nmap's "done at" line, as nmap's normal output does:
 //! reports quote them. On a terminal the states are coloured, unless
@@ -14,7 +21,7 @@ use std::time::SystemTime;
 
 use super::dates::ctime;
 use super::hosts::{HostRecord, PendingHosts};
-use super::{RunInfo, Sink, Writer};
+use super::{Format, HeldHost, RunInfo, Sink, Writer};
 use crate::classify::{LocalError, Reason, State};
 use crate::config::Show;
 use crate::probe::ProbeResult;
@@ -66,7 +73,9 @@ impl TextSink {
             style,
             run: run.clone(),
             now: SystemTime::now,
-            pending: PendingHosts::new(&run.schedule, show),
+            // A resumed run takes back the hosts the interrupted one held,
+            // so each is written once, whole (as `-oX` and `-oG` do).
+            pending: PendingHosts::for_run(run, show, false, |_| None),
             table: Vec::new(),
         }
     }
@@ -150,6 +159,13 @@ impl TextSink {
                     h.results() + h.remaining
                 )?;
             }
+            if h.middlebox() {
+                writeln!(
+                    self.out,
+                    "Note: all {} ports answered syn-ack: likely a middlebox answering for the host, not open services.",
+                    h.results()
+                )?;
+            }
             let hidden = not_shown(&h.reasons, self.show);
             if !hidden.is_empty() {
                 writeln!(self.out, "Not shown: {hidden}")?;
@@ -168,11 +184,34 @@ impl TextSink {
                 .max()
                 .unwrap_or(5)
                 .max(5);
-            write!(
-                self.out,
-                "{:<width$} {:<state_width$} SERVICE",
-                "PORT", "STATE"
-            )?;
+            let versions = self.run.service_detection;
+            let service_of = |port: u16| match h.service(port).and_then(|s| s.name()) {
+                Some(name) => name,
+                None => service_name(port).unwrap_or("unknown").to_owned(),
+            };
+            let service_width = if versions {
+                h.shown
+                    .iter()
+                    .map(|&(p, _)| service_of(p).len())
+                    .max()
+                    .unwrap_or(7)
+                    .max(7)
+            } else {
+                0
+            };
+            if versions {
+                write!(
+                    self.out,
+                    "{:<width$} {:<state_width$} {:<service_width$} VERSION",
+                    "PORT", "STATE", "SERVICE"
+                )?;
+            } else {
+                write!(
+                    self.out,
+                    "{:<width$} {:<state_width$} SERVICE",
+                    "PORT", "STATE"
+                )?;
+            }
             if self.reason {
                 write!(self.out, " REASON")?;
             }
@@ -180,13 +219,28 @@ impl TextSink {
             for &(port, reason) in &h.shown {
                 let state = reason.state();
                 let padded = format!("{:<state_width$}", state.as_str());
-                write!(
-                    self.out,
-                    "{:<width$} {} {}",
-                    format!("{port}/tcp"),
-                    self.paint(state, &padded),
-                    service_name(port).unwrap_or("unknown"),
-                )?;
+                if versions {
+                    let version = h
+                        .service(port)
+                        .map(|s| s.version_line())
+                        .unwrap_or_default();
+                    let cell = format!("{:<service_width$} {version}", service_of(port));
+                    write!(
+                        self.out,
+                        "{:<width$} {} {}",
+                        format!("{port}/tcp"),
+                        self.paint(state, &padded),
+                        cell.trim_end(),
+                    )?;
+                } else {
+                    write!(
+                        self.out,
+                        "{:<width$} {} {}",
+                        format!("{port}/tcp"),
+                        self.paint(state, &padded),
+                        service_name(port).unwrap_or("unknown"),
+                    )?;
+                }
                 if self.reason {
                     write!(self.out, " {reason}")?;
                 }
@@ -220,6 +274,19 @@ fn not_shown(counts: &[u64; Reason::COUNT], show: Show) -> String {
     parts.join(", ")
 }
 
+/// Characters of a banner a live line shows (the JSON, XML and CSV
+/// outputs keep it whole, up to its bound).
+const BANNER_CHARS: usize = 160;
+
+/// `s` cut to `max` characters, `...` saying so. The banner is escaped
+/// already (ASCII), so the cut cannot split an escape into something raw.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
 fn tag(state: State) -> &'static str {
     match state {
         State::Open => "[OPEN]",
@@ -243,9 +310,23 @@ impl Sink for TextSink {
             return Ok(());
         }
         let state = r.reason.state();
-        let service = service_name(r.target.port()).unwrap_or("unknown");
+        let table = service_name(r.target.port()).unwrap_or("unknown");
         let tag = self.paint(state, tag(state));
-        write!(self.out, "{tag} {} {service}", r.target)?;
+        match r.service.as_deref() {
+            Some(found) if found.service.is_some() => {
+                write!(self.out, "{tag} {} {}", r.target, found.summary())?
+            }
+            Some(found) => match found.banner.as_deref() {
+                Some(banner) => write!(
+                    self.out,
+                    "{tag} {} {table} \"{}\"",
+                    r.target,
+                    clip(banner, BANNER_CHARS)
+                )?,
+                None => write!(self.out, "{tag} {} {table}", r.target)?,
+            },
+            _ => write!(self.out, "{tag} {} {table}", r.target)?,
+        }
         if let Some(name) = self.run.names.get(ip) {
             write!(self.out, " ({name})")?;
         }
@@ -262,6 +343,22 @@ impl Sink for TextSink {
         self.out.flush()
     }
 
+    /// Stopped to be resumed: the hosts in progress stay out of the table
+    /// (their live lines are written) and go to the resume file; the
+    /// resumed run writes each of them once, whole.
+    fn hold(&mut self) {
+        self.pending.hold();
+    }
+
+    fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
+        self.pending.enter_segment(schedule);
+    }
+
+    fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
+        let (pending, counts) = self.pending.take_held()?;
+        Some((Format::Text, pending, counts))
+    }
+
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         self.begin()?;
         self.write_table()?;
@@ -272,6 +369,13 @@ impl Sink for TextSink {
             "  hosts up: {up} of {} (answered on at least one port)",
             summary.hosts
         )?;
+        let middleboxes = self.pending.middleboxes();
+        if middleboxes > 0 {
+            writeln!(
+                self.out,
+                "  hosts answering syn-ack on every port (likely middleboxes): {middleboxes}"
+            )?;
+        }
         if self.run.unresolved > 0 {
             writeln!(
                 self.out,
@@ -424,6 +528,8 @@ mod tests {
             target,
             reason,
             rtt_us,
+            service: None,
+            reason_ip: None,
         }
     }
 
@@ -538,5 +644,62 @@ mod tests {
         assert!(text.contains("report for 127.0.0.1\n"), "{text}");
         assert!(!text.contains("::1"), "{text}");
         assert!(text.contains("hosts up: 2 of 2"), "{text}");
+    }
+
+    /// An interrupted run printed a host in progress in its table (as
+    /// incomplete), and the resumed run, counting only its own results,
+    /// printed the host's remaining ports as if they were all of it (here
+    /// its two open ports vanished). Now the interrupted run holds the host
+    /// for the resume file, as `-oX`/`-oG` do, and the resumed run writes it
+    /// once, whole.
+    #[test]
+    fn a_host_cut_by_an_interrupt_is_written_once_whole_by_the_resumed_run() {
+        use crate::order::{Blocks, Done, Order, Schedule, Shard};
+        let (out, text) = capture();
+        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), TextStyle::default());
+        for t in ["127.0.0.1:22", "127.0.0.1:80"] {
+            sink.result(&result(t, Reason::SynAck, Some(30)), true)
+                .unwrap();
+        }
+        sink.hold();
+        sink.finish(&summary(true, 6, Duration::from_millis(20)))
+            .unwrap();
+        let first = text();
+        assert!(first.contains("[OPEN] 127.0.0.1:22 ssh\n"), "{first}");
+        assert!(!first.contains("report for"), "{first}");
+        let (format, pending, _) = sink.take_held().unwrap();
+        assert_eq!(format, Format::Text);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].host, 0);
+
+        let mut run = run_info();
+        run.schedule = Schedule::new(
+            Blocks::new(6, 3),
+            Order::Sequential,
+            Shard::WHOLE,
+            Done::from_ranges(std::iter::once(0..2)),
+        );
+        run.held = Some(std::sync::Arc::new(crate::output::HeldHosts {
+            pending,
+            ..Default::default()
+        }));
+        let (out, text) = capture();
+        let mut sink = TextSink::new(out, Show::OPEN, false, &run, TextStyle::default());
+        sink.result(
+            &result("127.0.0.1:443", Reason::ConnRefused, Some(40)),
+            false,
+        )
+        .unwrap();
+        sink.finish(&summary(false, 4, Duration::from_millis(20)))
+            .unwrap();
+        let second = text();
+        let want = "FastPort scan report for 127.0.0.1\n\
+                    Host is up (0.000031s latency).\n\
+                    Not shown: 1 closed tcp port (conn-refused)\n\
+                    PORT   STATE SERVICE\n\
+                    22/tcp open  ssh\n\
+                    80/tcp open  http\n";
+        assert!(second.contains(want), "{second}");
+        assert!(!second.contains("Incomplete"), "{second}");
     }
 }
