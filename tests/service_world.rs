@@ -14,15 +14,10 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use fastport::engine::services;
-use fastport::service::conversation::{Conversation, Settings};
-use fastport::service::record::ServiceRecord;
 
 use crate::in_netns_with_daemons;
 
@@ -171,48 +166,51 @@ const HOSTILE: &[Hostile] = &[
     (9105, resets, None),
 ];
 
-/// Longest a hostile port may hold up its verdict (the conversation's waits: NULL's banner
-/// floor, then every probe's wait, three at a time; far less in practice).
+/// Longest the scan may take with the hostile listeners in it (the conversation's waits:
+/// NULL's banner floor, then every probe's wait, three at a time; far less in practice).
 const HOSTILE_BOUND: Duration = Duration::from_secs(30);
 
 // ---- FastPort.
 
-/// FastPort's verdicts for `ports`, all conversations at once (as a scan runs them), and
-/// how long each took.
-fn fastport(ports: &[u16]) -> BTreeMap<u16, (Named, Duration)> {
-    let matcher = Arc::new(fastport::service::builtin());
+/// `fastport -sV` on `ports` (the binary under test, its JSON lines read back): each
+/// open port's service (with `ssl/` when tunnelled), product and version; and its wall time.
+fn fastport(ports: &[u16], dir: &Path) -> (BTreeMap<u16, Named>, Duration) {
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let json = dir.join("fastport.jsonl");
     let started = Instant::now();
-    let threads: Vec<_> = ports
-        .iter()
-        .map(|&port| {
-            let matcher = Arc::clone(&matcher);
-            std::thread::spawn(move || {
-                let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                let settings = Settings {
-                    rtt: Duration::from_millis(1),
-                    ..Settings::default()
-                };
-                let t = Instant::now();
-                let first = TcpStream::connect(addr).expect("connect");
-                let conv = Conversation::new(matcher, port, settings, t);
-                let v = services::run(addr, first, conv, Duration::from_secs(1)).expect("run");
-                let r = ServiceRecord::from_verdict(&v);
-                let service = r.service.as_ref().map(|s| match r.tunnel {
-                    Some(t) => format!("{t}/{s}"),
-                    None => s.clone(),
-                });
-                let named = Named {
+    let out = crate::util::fastport()
+        .args(["-sV", "-p", &list.join(","), "127.0.0.1", "-oJ"])
+        .arg(&json)
+        .output()
+        .expect("run fastport");
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "fastport -sV failed: {}",
+        crate::util::stderr(&out)
+    );
+    let text = std::fs::read_to_string(&json).expect("fastport's JSON lines");
+    let named = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            let s = |k: &str| v[k].as_str().map(str::to_owned);
+            let service = s("service").map(|n| match s("tunnel") {
+                Some(t) => format!("{t}/{n}"),
+                None => n,
+            });
+            let port = v["port"].as_u64().expect("port") as u16;
+            (
+                port,
+                Named {
                     service,
-                    product: r.product.clone(),
-                    version: r.version.clone(),
-                };
-                (port, (named, t.elapsed()))
-            })
+                    product: s("product"),
+                    version: s("version"),
+                },
+            )
         })
         .collect();
-    let out = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    eprintln!("fastport -sV (library): {:?}", started.elapsed());
-    out
+    (named, took)
 }
 
 // ---- nmap.
@@ -330,31 +328,25 @@ fn real_daemons_are_named_exactly_and_at_least_as_nmap_names_them() {
     let mut ports: Vec<u16> = world.iter().map(|t| t.port).collect();
     ports.extend(HOSTILE.iter().map(|h| h.0));
 
-    let started = Instant::now();
-    let ours = fastport(&ports);
-    let ours_wall = started.elapsed();
+    let (ours, ours_wall) = fastport(&ports, &dir);
     let (theirs, nmap_wall) = nmap(&ports, &dir);
 
     println!("world ({} daemons, {set}):", world.len());
     println!("{:<6} {:<16} | fastport | nmap", "port", "daemon");
     for t in &world {
-        let o = &ours[&t.port];
         println!(
-            "{:<6} {:<16} | {} ({:?}) | {}",
+            "{:<6} {:<16} | {} | {}",
             t.port,
             t.name,
-            show(Some(&o.0)),
-            o.1,
+            show(ours.get(&t.port)),
             show(theirs.get(&t.port))
         );
     }
     for &(port, _, _) in HOSTILE {
-        let o = &ours[&port];
         println!(
-            "{port:<6} {:<16} | {} ({:?}) | {}",
+            "{port:<6} {:<16} | {} | {}",
             "hostile",
-            show(Some(&o.0)),
-            o.1,
+            show(ours.get(&port)),
             show(theirs.get(&port))
         );
     }
@@ -362,20 +354,13 @@ fn real_daemons_are_named_exactly_and_at_least_as_nmap_names_them() {
     // Every real service named exactly; the product on at least 90 % of them.
     let mut wrong = Vec::new();
     let mut products = 0;
+    let none = Named::default();
     for t in &world {
-        let o = &ours[&t.port].0;
-        // Driving `engine::services::run` directly, a TLS port ends at `ssl`: the tunnel is
-        // the scan's to open.
-        let expected = if t.service.starts_with("ssl/") {
-            "ssl"
-        } else {
-            t.service.as_str()
-        };
-        if o.service.as_deref() != Some(expected) {
+        let o = ours.get(&t.port).unwrap_or(&none);
+        if o.service.as_deref() != Some(t.service.as_str()) {
             wrong.push(format!("{} ({}): {}", t.port, t.name, show(Some(o))));
         }
-        products +=
-            usize::from(o.product.as_deref() == Some(t.product.as_str()) || expected != t.service);
+        products += usize::from(o.product.as_deref() == Some(t.product.as_str()));
     }
     let nmap_named = world
         .iter()
@@ -396,19 +381,23 @@ fn real_daemons_are_named_exactly_and_at_least_as_nmap_names_them() {
     // FastPort names at least what nmap names (here: everything, so this holds whenever the
     // assertion above does; kept so that a change of truth cannot hide it).
     for t in &world {
-        if theirs.get(&t.port).and_then(|n| n.service.as_deref()) == Some(&t.service)
-            && !t.service.starts_with("ssl/")
-        {
-            assert_eq!(ours[&t.port].0.service.as_deref(), Some(t.service.as_str()));
+        if theirs.get(&t.port).and_then(|n| n.service.as_deref()) == Some(&t.service) {
+            assert_eq!(
+                ours.get(&t.port).and_then(|n| n.service.as_deref()),
+                Some(t.service.as_str())
+            );
         }
     }
-    // Hostile listeners: the verdict they deserve, within the bound.
+    // Hostile listeners: reported open, with the verdict they deserve (never a made-up
+    // service), and the whole scan within their bound.
     for &(port, _, expected) in HOSTILE {
-        let (named, took) = &ours[&port];
+        let named = ours
+            .get(&port)
+            .unwrap_or_else(|| panic!("hostile port {port} not reported"));
         assert_eq!(named.service.as_deref(), expected, "hostile port {port}");
-        assert!(
-            *took < HOSTILE_BOUND,
-            "hostile port {port} held its verdict {took:?}"
-        );
     }
+    assert!(
+        ours_wall < HOSTILE_BOUND,
+        "fastport -sV took {ours_wall:?} with hostile listeners in the world"
+    );
 }
