@@ -600,7 +600,7 @@ pub fn nmap_refusal(word: &str) -> Option<String> {
         "-O" | "--osscan-guess" | "--osscan-limit" => {
             format!("{flag} (OS detection) {RAW}; use nmap -O")
         }
-        "-A" => "-A means -O -sV -sC --traceroute, none of which FastPort does; run nmap -A on the open ports FastPort finds".to_string(),
+        "-A" => "-A means -O -sV -sC --traceroute; of those FastPort does only -sV (give it alone), or run nmap -A on the open ports FastPort finds".to_string(),
         "--traceroute" => format!("--traceroute {RAW}; use nmap --traceroute or traceroute"),
         "-D" | "-S" | "-f" | "--mtu" | "--spoof-mac" | "--badsum" | "--data-length" | "--ttl"
         | "-g" | "--source-port" | "--ip-options" => {

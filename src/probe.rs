@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use crate::classify::{Reason, Report};
 
 /// One result: which target, what it is, how long it took to answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeResult {
     /// Position of the target in the scan's index space.
     pub index: u64,
@@ -22,6 +22,9 @@ pub struct ProbeResult {
     /// Connect latency of the attempt that answered, in microseconds; `None`
     /// when nothing answered.
     pub rtt_us: Option<u32>,
+    /// With `-sV` or `--banners`: what the open port's service is or said
+    /// (`None` otherwise: a plain scan allocates nothing for it).
+    pub service: Option<Box<crate::service::record::ServiceRecord>>,
     /// The router whose ICMP error answered (nmap's `reason_ip`), when the
     /// socket's error queue named it.
     pub reason_ip: Option<std::net::IpAddr>,

@@ -94,6 +94,10 @@ pub struct EngineConfig {
     pub unanswered_rate: Option<f64>,
     /// `--trace`: the file each worker's [`crate::trace::Tracer`] writes to.
     pub trace: Option<std::sync::Arc<crate::trace::TraceSink>>,
+    /// `-sV`/`--banners`: each open port's socket goes on to a service
+    /// session ([`services`]) and its result waits for the session's end;
+    /// `None`: a plain scan, every open connect closed at once.
+    pub services: Option<crate::service::options::ServiceOptions>,
 }
 
 /// How the engine ended: the merged stats, and what a resume needs to know
@@ -476,6 +480,7 @@ mod tests {
                 target: "127.0.0.1:1".parse().unwrap(),
                 reason: Reason::ConnRefused,
                 rtt_us: Some(10),
+                service: None,
                 reason_ip: None,
             });
         }

@@ -31,6 +31,7 @@ use crate::classify::{Reason, State};
 use crate::config::Show;
 use crate::order::{Quotas, Schedule};
 use crate::probe::ProbeResult;
+use crate::service::record::ServiceRecord;
 use crate::stats::Summary;
 use crate::timing::rtt::RttEstimator;
 
@@ -64,6 +65,9 @@ pub struct HostRecord {
     pub reasons: [u64; Reason::COUNT],
     /// Shown ports; [`PendingHosts`] hands records out sorted by port.
     pub shown: Vec<(u16, Reason)>,
+    /// `-sV`/`--banners`: the shown open ports' services, sorted by port
+    /// when handed out (empty otherwise).
+    pub services: Vec<(u16, ServiceRecord)>,
     /// The shown ports an ICMP unreachable answered, with its router
     /// (nmap's `reason_ip`); empty unless a router answered.
     pub reason_ips: Vec<(u16, IpAddr)>,
@@ -73,6 +77,14 @@ pub struct HostRecord {
 }
 
 impl HostRecord {
+    /// The service found on `port`, if any.
+    pub fn service(&self, port: u16) -> Option<&ServiceRecord> {
+        self.services
+            .binary_search_by_key(&port, |(p, _)| *p)
+            .ok()
+            .map(|i| &self.services[i].1)
+    }
+
     /// Up when any port answered from the host itself (open, refused,
     /// reset); the reason is the strongest such answer, `syn-ack` first.
     /// Otherwise down, for the reason most of its ports gave.
@@ -158,6 +170,19 @@ pub struct HeldHost {
     pub shown: String,
     /// The round-trip-time smoother: `[srtt_us, rttvar_us, samples]`.
     pub rtt: [u64; 3],
+    /// `-sV`/`--banners`: the services of its shown ports so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<HeldService>,
+}
+
+/// A held host's port and its service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldService {
+    /// The port.
+    pub port: u16,
+    /// What was found there.
+    #[serde(flatten)]
+    pub service: ServiceRecord,
 }
 
 /// What the per-host documents of an interrupted run hold over for its
@@ -196,6 +221,14 @@ impl HeldHost {
                 r.rtt.rttvar().as_micros() as u64,
                 u64::from(r.rtt.samples()),
             ],
+            services: r
+                .services
+                .iter()
+                .map(|(port, service)| HeldService {
+                    port: *port,
+                    service: service.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -236,6 +269,11 @@ impl HeldHost {
             remaining: 0,
             reasons,
             shown,
+            services: self
+                .services
+                .iter()
+                .map(|h| (h.port, h.service.clone()))
+                .collect(),
             reason_ips: Vec::new(),
             rtt: RttEstimator::restored(self.rtt[0], self.rtt[1], samples),
         })
@@ -410,6 +448,7 @@ impl PendingHosts {
                     remaining: quota,
                     reasons: [0; Reason::COUNT],
                     shown: Vec::new(),
+                    services: Vec::new(),
                     reason_ips: Vec::new(),
                     rtt: RttEstimator::new(),
                 },
@@ -420,6 +459,9 @@ impl PendingHosts {
         record.reasons[r.reason.index()] += 1;
         if shown {
             record.shown.push((r.target.port(), r.reason));
+            if let Some(service) = &r.service {
+                record.services.push((r.target.port(), (**service).clone()));
+            }
             if let Some(ip) = r.reason_ip {
                 record.reason_ips.push((r.target.port(), ip));
             }
@@ -452,6 +494,7 @@ impl PendingHosts {
 
     fn hand_out(&mut self, mut record: HostRecord) -> HostRecord {
         record.shown.sort_unstable_by_key(|(port, _)| *port);
+        record.services.sort_unstable_by_key(|(port, _)| *port);
         if record.status().up {
             self.up += 1;
         }
@@ -603,6 +646,7 @@ pub(crate) mod tests {
             target: target.parse().unwrap(),
             reason,
             rtt_us,
+            service: None,
             reason_ip: None,
         }
     }
@@ -674,6 +718,7 @@ pub(crate) mod tests {
             remaining: 0,
             reasons: [0; Reason::COUNT],
             shown: Vec::new(),
+            services: Vec::new(),
             reason_ips: Vec::new(),
             rtt: RttEstimator::new(),
         };
@@ -743,6 +788,7 @@ pub(crate) mod tests {
             ),
             reason: Reason::ConnRefused,
             rtt_us: Some(10),
+            service: None,
             reason_ip: None,
         }
     }
@@ -884,5 +930,47 @@ pub(crate) mod tests {
         ) {
             hold_and_resume(hosts, ports, per_block, seed, &cuts);
         }
+    }
+
+    /// A host held over an interrupt keeps its ports' services through the
+    /// resume file, so the resumed run writes them as the whole run would.
+    #[test]
+    fn held_hosts_keep_their_services() {
+        let mut r = HostRecord {
+            host_index: 4,
+            addr: "127.0.0.1".parse().unwrap(),
+            first_seen: 7,
+            remaining: 2,
+            reasons: [0; Reason::COUNT],
+            shown: vec![(22, Reason::SynAck)],
+            reason_ips: Vec::new(),
+            services: vec![(
+                22,
+                ServiceRecord {
+                    service: Some("ssh".into()),
+                    version: Some("9.2p1".into()),
+                    ..ServiceRecord::default()
+                },
+            )],
+            rtt: RttEstimator::new(),
+        };
+        r.reasons[Reason::SynAck.index()] = 1;
+        let held = HeldHost::of(&r);
+        let text = serde_json::to_string(&held).unwrap();
+        assert!(
+            text.contains(r#""services":[{"port":22,"service":"ssh","version":"9.2p1"}]"#),
+            "{text}"
+        );
+        let back: HeldHost = serde_json::from_str(&text).unwrap();
+        let restored = back.record().unwrap();
+        assert_eq!(restored.service(22), r.service(22));
+        assert_eq!(restored.service(80), None);
+        // A held host of a plain scan is written as before: no services key.
+        r.services.clear();
+        assert!(
+            !serde_json::to_string(&HeldHost::of(&r))
+                .unwrap()
+                .contains("services")
+        );
     }
 }

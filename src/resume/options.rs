@@ -80,6 +80,9 @@ pub struct TimingOptions {
     pub ignore_conntrack: bool,
     pub scan_delay: Option<String>,
     pub max_scan_delay: Option<String>,
+    /// `--ignore-conntrack`.
+    #[serde(default)]
+    pub ignore_conntrack: bool,
 }
 
 /// What the outputs show, and the status lines.
@@ -195,6 +198,7 @@ impl ScanOptions {
             ignore_conntrack,
             scan_delay,
             max_scan_delay,
+            ignore_conntrack,
             order,
             seed: _,
             shard,
@@ -270,6 +274,7 @@ impl ScanOptions {
                 ignore_conntrack,
                 scan_delay,
                 max_scan_delay,
+                ignore_conntrack,
             },
             engine: match engine {
                 EngineArg::Mio => EngineName::Mio,
@@ -357,6 +362,7 @@ impl ScanOptions {
             ignore_conntrack: self.timing.ignore_conntrack,
             scan_delay: self.timing.scan_delay,
             max_scan_delay: self.timing.max_scan_delay,
+            ignore_conntrack: self.timing.ignore_conntrack,
             order: match self.order {
                 OrderName::Random => OrderArg::Random,
                 OrderName::Sequential => OrderArg::Sequential,

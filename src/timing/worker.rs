@@ -180,6 +180,13 @@ impl WorkerTiming {
         }
     }
 
+    /// The smoothed RTT a probe of `host` is timed by (its own, or the
+    /// scan's), once there is a sample: service detection waits by it.
+    pub fn srtt(&self, host: HostRef) -> Option<Duration> {
+        let rtt = self.estimate(host);
+        (rtt.samples() > 0).then(|| rtt.srtt())
+    }
+
     /// How long attempt `try_no` (0 = first) of a probe to `host` waits.
     ///
     /// A host with an estimate of its own is *known*: its timeout, and its

@@ -633,6 +633,100 @@ fn queued_answers_do_not_inflate_rtt_at_high_concurrency() {
     assert_eq!(m.poll_result().expect("finished").rtt_us, Some(5_000));
 }
 
+/// With `-sV` an open port's socket goes to a service session: the probe
+/// keeps its slot (it counts in flight, the cap holds new probes back), its
+/// result waits for the session and then carries the service, with the
+/// connect's RTT; a closed port is reported at once as ever.
+#[test]
+fn an_open_port_is_served_and_reported_when_its_session_ends() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(fixed(2, 100 * MS, 0), None, t0);
+    m.set_serving(true);
+    let mut src = Script::new(3);
+    let ls = launch_all(&mut m, &mut src, t0);
+    assert_eq!(ls.len(), 2);
+    let open = Report::Connected {
+        local: SocketAddr::from((Ipv4Addr::LOCALHOST, 40000)),
+        peer: ls[0].target,
+    };
+    let fate = m.handle_ready(ls[0].key, open, t0 + 3 * MS, || None, no_retransmits);
+    assert_eq!(fate, Fate::Serve);
+    assert!(
+        m.poll_result().is_none(),
+        "the result waits for the session"
+    );
+    assert_eq!(m.session_rtt(ls[0].key), Some(3 * MS));
+    assert_eq!(m.probe_seq(ls[0].key), Some(0));
+    let fate = m.handle_ready(ls[1].key, REFUSED, t0 + 4 * MS, || None, no_retransmits);
+    assert_eq!(fate, Fate::Close(Reason::ConnRefused));
+    assert_eq!(results(&mut m).len(), 1);
+    // The session holds its slot and one extra lane: no room for probe 2.
+    m.set_session_extra(1);
+    assert!(m.poll_launch(t0 + 5 * MS, &mut src).is_none());
+    assert_eq!(
+        m.admit_session_connect(t0 + 5 * MS, true),
+        Err(None),
+        "a growing session waits for room too"
+    );
+    assert_eq!(m.admit_session_connect(t0 + 5 * MS, false), Ok(()));
+    m.set_session_extra(0);
+    let record = crate::service::record::ServiceRecord {
+        service: Some("ssh".into()),
+        ..Default::default()
+    };
+    m.handle_served(ls[0].key, t0 + 900 * MS, Some(Box::new(record.clone())));
+    let r = m.poll_result().expect("reported once served");
+    assert_eq!(
+        (r.index, r.reason, r.rtt_us),
+        (0, Reason::SynAck, Some(3_000))
+    );
+    assert_eq!(r.service.as_deref(), Some(&record));
+    assert!(m.poll_launch(t0 + 901 * MS, &mut src).is_some());
+    assert_eq!(m.stats().results(), 2);
+}
+
+/// A stop while a session runs: its probe is abandoned (a resume probes it
+/// again) and counted nowhere, so a resumed scan's counts stay exact.
+#[test]
+fn a_stop_abandons_the_probes_in_sessions() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(fixed(4, 100 * MS, 0), None, t0);
+    m.set_serving(true);
+    let mut src = Script::new(1);
+    let l = launch_all(&mut m, &mut src, t0)[0];
+    let open = Report::Connected {
+        local: SocketAddr::from((Ipv4Addr::LOCALHOST, 40000)),
+        peer: l.target,
+    };
+    assert_eq!(
+        m.handle_ready(l.key, open, t0 + MS, || None, no_retransmits),
+        Fate::Serve
+    );
+    assert_eq!(m.abandon(), vec![0]);
+    assert_eq!(m.stats().results(), 0);
+    assert!(m.poll_result().is_none());
+}
+
+/// The session's waits follow the host's smoothed RTT with adaptive timing.
+#[test]
+fn a_session_waits_by_its_hosts_smoothed_rtt() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(adaptive(8, 0, 2), None, t0);
+    m.set_serving(true);
+    let mut src = Script::new(2);
+    let ls = launch_all(&mut m, &mut src, t0);
+    m.handle_ready(ls[0].key, REFUSED, t0 + 20 * MS, || None, no_retransmits);
+    let open = Report::Connected {
+        local: SocketAddr::from((Ipv4Addr::LOCALHOST, 40000)),
+        peer: ls[1].target,
+    };
+    let fate = m.handle_ready(ls[1].key, open, t0 + 40 * MS, || None, no_retransmits);
+    assert_eq!(fate, Fate::Serve);
+    let srtt = m.session_rtt(ls[1].key).expect("an estimate");
+    // Smoothed over both answers (20 ms, then 40 ms), not the last one alone.
+    assert!(srtt > 20 * MS && srtt < 40 * MS, "{srtt:?}");
+}
+
 // ---- A lossy world in virtual time ----
 
 /// SplitMix64's finaliser: the simulated world's dice, from a key.
