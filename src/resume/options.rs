@@ -75,9 +75,6 @@ pub struct TimingOptions {
     pub threads: Option<usize>,
     pub rate: Option<f64>,
     pub min_rate: Option<f64>,
-    /// `--ignore-conntrack` (absent in files written before it existed).
-    #[serde(default)]
-    pub ignore_conntrack: bool,
     pub scan_delay: Option<String>,
     pub max_scan_delay: Option<String>,
     /// `--ignore-conntrack`.
@@ -195,7 +192,6 @@ impl ScanOptions {
             threads,
             rate,
             min_rate,
-            ignore_conntrack,
             scan_delay,
             max_scan_delay,
             ignore_conntrack,
@@ -271,7 +267,6 @@ impl ScanOptions {
                 threads,
                 rate,
                 min_rate,
-                ignore_conntrack,
                 scan_delay,
                 max_scan_delay,
                 ignore_conntrack,
@@ -359,7 +354,6 @@ impl ScanOptions {
             threads: self.timing.threads,
             rate: self.timing.rate,
             min_rate: self.timing.min_rate,
-            ignore_conntrack: self.timing.ignore_conntrack,
             scan_delay: self.timing.scan_delay,
             max_scan_delay: self.timing.max_scan_delay,
             ignore_conntrack: self.timing.ignore_conntrack,
