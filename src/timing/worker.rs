@@ -23,6 +23,8 @@ const MAX_BACKOFF: u32 = 3;
 pub const FAR_FACTOR: u32 = 3;
 /// ... but never past this, unless `--max-rtt-timeout` is itself longer.
 pub const FAR_CEILING: Duration = Duration::from_secs(10);
+/// The most a known host's retry waits beyond its first attempt.
+const LATE_SLACK: Duration = Duration::from_millis(200);
 /// Probes of one host in flight at the start.
 const HOST_WINDOW_INITIAL: usize = 32;
 /// Probes of one host in flight, never fewer (a window's floor).
@@ -224,7 +226,14 @@ impl WorkerTiming {
             // open port in 60 on -T5's 300-700 ms hosts).
             let own = self.estimate(host);
             let reach = max.max(own.srtt().saturating_add(own.srtt() / 2)).min(far);
-            return own.timeout(p.initial_rtt, p.min_rtt, reach);
+            let wait = own.timeout(p.initial_rtt, p.min_rtt, reach);
+            // A retry waits a little longer: the path may just have slowed
+            // (a loaded simulator ran 150-200 ms late, and retries with the
+            // same 100 ms wait reported thousands of closed ports filtered).
+            return match try_no {
+                0 => wait,
+                _ => wait.saturating_add(wait.min(LATE_SLACK)),
+            };
         }
         let estimate = self
             .estimate(host)
@@ -432,9 +441,10 @@ mod tests {
         // A host without samples of its own waits at least the initial
         // timeout: the scan's first answers come from its nearest hosts.
         assert_eq!(t.timeout(far, 0), MS(500));
-        // A known host's retries wait as long; an unknown one's wait twice
+        // A known host's retries wait a little longer (twice, at most
+        // 200 ms more: a path that just slowed); an unknown one's wait twice
         // as long, up to max-rtt-timeout.
-        assert_eq!(t.timeout(near, 1), MS(100));
+        assert_eq!(t.timeout(near, 1), MS(200));
         let unknown = t.timeout(far, 0);
         assert_eq!(t.timeout(far, 1), (unknown * 2).min(MS(1250)));
         assert_eq!(t.timeout(far, 10), t.timeout(far, 1));
