@@ -815,6 +815,74 @@ mod live {
         }
     }
 
+    /// Ctrl-C while conversations run: the ports whose sessions were cut
+    /// are not reported, and the resumed run (with -sV from the resume
+    /// file) reports them with their services; no port twice.
+    #[test]
+    fn an_interrupted_sv_scan_resumes_its_sessions() {
+        use std::process::{Command, Stdio};
+        if !in_netns!(an_interrupted_sv_scan_resumes_its_sessions) {
+            return;
+        }
+        daemon(2222, ssh);
+        daemon(8787, http);
+        daemon(7003, silent);
+        let dir = crate::util::temp_dir("sv-resume");
+        let part = |n: u32| dir.join(format!("part{n}.jsonl"));
+        let child = crate::util::fastport()
+            .args(["-sV", "-p", "2222,7003,8787", "127.0.0.1", "-oJ"])
+            .arg(part(0))
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The banner comes at once; HTTP (1.5 s) and the silent port
+        // (several seconds) are still in their sessions.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(part(0)).is_ok_and(|t| t.contains("\"ssh\"")) {
+            assert!(Instant::now() < deadline, "no ssh line");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(130), "{}", crate::util::stderr(&o));
+        let first = std::fs::read_to_string(part(0)).unwrap();
+        assert!(!first.contains("\"port\":7003"), "{first}");
+        let o = crate::util::fastport()
+            .arg("--resume")
+            .arg(dir.join("fastport.resume"))
+            .arg("-oJ")
+            .arg(part(1))
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", crate::util::stderr(&o));
+        let second = std::fs::read_to_string(part(1)).unwrap();
+        let mut ports: Vec<(u64, Option<String>)> = first
+            .lines()
+            .chain(second.lines())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["port"].as_u64().unwrap(),
+                    v["service"].as_str().map(str::to_owned),
+                )
+            })
+            .collect();
+        ports.sort();
+        assert_eq!(
+            ports,
+            vec![
+                (2222, Some("ssh".to_owned())),
+                (7003, None),
+                (8787, Some("http".to_owned())),
+            ]
+        );
+    }
+
     /// Validates the XML against nmap.dtd and reads it with python-libnmap, when they are
     /// installed (scripts/test installs them; CI requires them).
     fn xml_checks(path: &std::path::Path) {
