@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::classify::State;
 use crate::cli::{Args, EngineArg, OrderArg};
 use crate::engine::{EngineConfig, EngineKind};
-use crate::order::{Blocks, Done, Order, Schedule, Shard, ShardError};
+use crate::order::{Blocks, Done, Order, Schedule, SegmentPlan, Shard, ShardError};
 use crate::service::options::{OptionsError, ServiceOptions};
 use crate::targets::{self, Ranking, RankingSource, TargetArgs, TargetError, TargetSpace};
 use crate::timing::{AdaptiveTiming, Template, TemplateError};
@@ -225,8 +225,15 @@ pub struct OutputPlan {
 /// A scan, ready to run.
 #[derive(Debug)]
 pub struct ScanConfig {
-    /// The targets and ports.
+    /// The targets and ports (of a segmented scan: the segment the run is
+    /// in).
     pub space: TargetSpace,
+    /// A scan of more than `u64::MAX` probes: its segments and the order
+    /// they are visited in (`None` for any smaller scan).
+    pub segments: Option<SegmentPlan>,
+    /// Which segment of [`segments`](Self::segments) the run is in, by
+    /// ordinal (0 for an unsegmented scan).
+    pub ordinal: u64,
     /// Which probe comes when: order, shard, and what a resume skips.
     pub schedule: Schedule,
     /// The seed of the random order (`--seed`, or drawn from the OS).
@@ -249,6 +256,41 @@ pub struct ScanConfig {
 }
 
 impl ScanConfig {
+    /// Moves a segmented scan to the segment visited `ordinal`-th, nothing
+    /// of it done yet.
+    pub fn enter_segment(&mut self, ordinal: u64) {
+        if let Some(plan) = &self.segments {
+            (self.space, self.schedule) = plan.at(ordinal);
+            self.ordinal = ordinal;
+        }
+    }
+
+    /// Probes of the whole scan (every segment, every shard).
+    pub fn total_probes(&self) -> u128 {
+        self.segments
+            .as_ref()
+            .map_or(u128::from(self.space.len()), |p| p.segments().probes())
+    }
+
+    /// Addresses of the whole scan.
+    pub fn total_hosts(&self) -> u128 {
+        self.segments
+            .as_ref()
+            .map_or(u128::from(self.space.host_count()), |p| {
+                p.segments().hosts()
+            })
+    }
+
+    /// Probes this run still has to make: the rest of its segment and
+    /// every segment after it.
+    pub fn remaining(&self) -> u128 {
+        let later = self
+            .segments
+            .as_ref()
+            .map_or(0, |p| p.planned_after(self.ordinal));
+        u128::from(self.schedule.remaining()) + later
+    }
+
     /// Validates everything. `fd_limit` is the open-file soft limit in force
     /// (after raising it), `cores` the default thread count.
     pub fn from_args(args: &Args, fd_limit: u64, cores: usize) -> Result<ScanConfig, ConfigError> {
@@ -335,7 +377,7 @@ impl ScanConfig {
             let nmapdir = std::env::var_os("NMAPDIR").map(PathBuf::from);
             Ranking::find(nmapdir.as_deref())
         });
-        let built = targets::build_named(&TargetArgs {
+        let (built, segments) = targets::build_segmented(&TargetArgs {
             targets: &args.targets,
             input_list: args.input_list.as_deref(),
             exclude: &args.exclude,
@@ -446,10 +488,20 @@ impl ScanConfig {
             OrderArg::Random => Order::random(blocks, seed),
             OrderArg::Sequential => Order::Sequential,
         };
-        let schedule = Schedule::new(blocks, order, shard, Done::none());
+        let mut schedule = Schedule::new(blocks, order, shard, Done::none());
+        // Past u64::MAX probes: segment after segment, this run from the
+        // first one the plan visits.
+        let segments =
+            segments.map(|cut| SegmentPlan::new(cut, args.order == OrderArg::Random, seed, shard));
+        let mut space = space;
+        if let Some(plan) = &segments {
+            (space, schedule) = plan.at(0);
+        }
 
         Ok(ScanConfig {
             space,
+            segments,
+            ordinal: 0,
             schedule,
             seed,
             engine: EngineConfig {
@@ -464,6 +516,7 @@ impl ScanConfig {
                 threads,
                 trace: None,
                 services,
+                unanswered_rate: None,
                 rate: scan_delay_rate(args)?
                     .into_iter()
                     .chain(args.rate.or(timing.rate))

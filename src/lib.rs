@@ -20,7 +20,11 @@
 //!   hostnames, `-iL` files, excludes and port specs into a
 //!   [`targets::TargetSpace`]: merged address intervals × a port list,
 //!   addressed by a dense `u64` index, so nothing proportional to
-//!   targets × ports is ever materialised.
+//!   targets × ports is ever materialised. A space of more than 2^63
+//!   probes (2^80 for `-p 80 2001:2::/48`) is cut into
+//!   [`targets::Segments`], each an ordinary space; the scan visits them in
+//!   a seeded order ([`order::SegmentPlan`]) and the engine never sees more
+//!   than one.
 //! - **Order** — [`order`] decides which probe comes when: a seeded
 //!   permutation of host blocks and of the probes within each (`--seed`,
 //!   `--order`), so hosts finish within a bounded window; the positions one

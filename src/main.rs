@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Ok(cli::Mode::Scan(args)) => *args,
         Err(e) => return clap_error(&e),
     };
+    install_panic_hook();
     // First: a signal while the run starts up (names resolving, outputs
     // opening) must stop it as cleanly as one during the scan.
     let signals = match Signals::install() {
@@ -79,6 +80,20 @@ fn main() -> ExitCode {
             .map(|_| config.schedule.shard.to_string()),
         ..args
     };
+    // Connection tracking in this namespace: said once, and unanswered
+    // connects kept under what its table holds (docs/TIMING.md).
+    if !args.ignore_conntrack {
+        if let Some(table) = fastport::timing::conntrack::Conntrack::detect() {
+            let per_s = table.unanswered_per_s();
+            config.engine.unanswered_rate = Some(per_s);
+            config.notes.push(format!(
+                "connection tracking is active here (nf_conntrack: {} of {} entries in use); \
+                 keeping unanswered connects under {per_s:.0}/s, which its table holds for \
+                 120 s each (--ignore-conntrack lifts this)",
+                table.count, table.max
+            ));
+        }
+    }
     if !config.outputs.quiet {
         for note in &config.notes {
             eprintln!("fastport: note: {note}");
@@ -140,7 +155,30 @@ fn main() -> ExitCode {
             // From here no signal ends the process: the resume file is saved.
             signals.saving();
             let stopped = signals.stop.load(std::sync::atomic::Ordering::SeqCst);
-            save_progress(&args, &config, resumed.as_ref(), &outcome, stopped);
+            let saved = save_progress(&args, &config, resumed.as_ref(), &outcome, stopped);
+            let resume_with = |path: &std::path::Path| {
+                format!(
+                    "continue with: fastport --resume {} (it continues the output files)",
+                    path.display()
+                )
+            };
+            if let Some(message) = &outcome.panicked {
+                // A bug, not the user's doing: one line, the progress kept.
+                let location = PANIC_AT
+                    .get()
+                    .map_or(String::new(), |at| format!(" at {at}"));
+                let next = saved.as_deref().map_or_else(
+                    || "nothing is lost".to_string(),
+                    |path| format!("its outputs are closed; {}", resume_with(path)),
+                );
+                eprintln!(
+                    "fastport: internal error: a worker panicked{location} ({message}); {next}"
+                );
+                return ExitCode::FAILURE;
+            }
+            if let Some(path) = &saved {
+                eprintln!("fastport: interrupted; {}", resume_with(path));
+            }
             exit_status(outcome)
         }
         Err(e) => {
@@ -151,15 +189,16 @@ fn main() -> ExitCode {
 }
 
 /// After the scan: an interrupted run writes its resume file (a new name,
-/// or the file it resumed); a resumed run that ended marks its file
-/// finished, or stale when its outputs may now be ahead of it.
+/// or the file it resumed) and returns where; a resumed run that ended
+/// marks its file finished, or stale when its outputs may now be ahead of
+/// it.
 fn save_progress(
     args: &cli::Args,
     config: &ScanConfig,
     resumed: Option<&resume::Resumed>,
     outcome: &scan::ScanOutcome,
     stopped: bool,
-) {
+) -> Option<std::path::PathBuf> {
     // A signal after the last probe reported leaves nothing to resume.
     let complete = outcome.summary.stats.results() >= outcome.summary.planned;
     if stopped && !complete && outcome.output_error.is_none() {
@@ -167,8 +206,11 @@ fn save_progress(
         let file = resume::file_for(
             args,
             config,
-            &outcome.done,
-            &outcome.in_flight,
+            resume::StoppedAt {
+                segment: outcome.ordinal,
+                done: &outcome.done,
+                in_flight: &outcome.in_flight,
+            },
             outcome.record.parts,
             so_far,
             outcome.held.clone(),
@@ -178,10 +220,7 @@ fn save_progress(
             None => resume::write_new(resume::candidate_paths(config.schedule.shard), &file),
         };
         match written {
-            Ok(path) => eprintln!(
-                "fastport: interrupted; continue with: fastport --resume {} (it continues the output files)",
-                path.display()
-            ),
+            Ok(path) => return Some(path),
             Err(e) => {
                 eprintln!("fastport: {e}");
                 if let Some(n) = outcome
@@ -209,6 +248,30 @@ fn save_progress(
             eprintln!("fastport: {e}");
         }
     }
+    None
+}
+
+/// Where a worker panicked, recorded by the panic hook for the one line
+/// the run ends with.
+static PANIC_AT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A worker's panic is caught at its boundary and ends the run cleanly
+/// (see `engine`): the hook only records where it happened, and main says
+/// it in one line. Any other thread's panic is reported as Rust does.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let worker = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("fastport-worker") || n.starts_with("fastport-probe"));
+        if worker {
+            if let Some(at) = info.location() {
+                let _ = PANIC_AT.set(format!("{}:{}", at.file(), at.line()));
+            }
+        } else {
+            default(info);
+        }
+    }));
 }
 
 /// The earlier parts of a resumed scan, from its resume file.

@@ -1065,5 +1065,8 @@ pub fn random_seed() -> u64 {
     h.finish()
 }
 
+mod segments;
+pub use segments::SegmentPlan;
+
 #[cfg(test)]
 mod tests;

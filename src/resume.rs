@@ -7,15 +7,18 @@
 //!
 //! ```json
 //! {
-//!   "fastport_resume": 2,
+//!   "fastport_resume": 4,
 //!   "check": "9c4e0d3b1f2a7e65",
 //!   "identity": { "seed": 1234, "order": "random", "shard": "2/3",
 //!                 "space": 67108864, "targets": "5be1f3a0c2d4e6f8" },
 //!   "finished": false,
 //!   "parts": 1,
-//!   "options": { "targets": ["10.0.0.0/16"], "ports": "1-1024", ... },
-//!   "outputs": { "json": "/home/me/part1.jsonl", "xml": "/home/me/scan.xml" },
-//!   "progress": { "done_below": 81234,
+//!   "options": { "targets": { "operands": ["10.0.0.0/16"], ... },
+//!                "ports": { "ports": "1-1024", ... }, "engine": "mio",
+//!                "order": "random", "seed": 1234, "shard": "2/3",
+//!                "outputs": [{ "format": "json", "path": "/home/me/part1.jsonl" },
+//!                            { "format": "xml", "path": "/home/me/scan.xml" }], ... },
+//!   "progress": { "segment": 0, "done_below": 81234,
 //!                 "done_ranges": [[81236, 81300], [81301, 82011]],
 //!                 "in_flight": [81234, 81235, 81300] },
 //!   "so_far": { "fastport_stats": 1, ... },
@@ -28,24 +31,29 @@
 //!
 //! - `check` is a hash of everything else: an edited or damaged file is
 //!   refused, not trusted. `identity` is the scan (seed, order, shard, the
-//!   number of probes and a hash of the targets and ports); a resume
-//!   refuses targets that now make another scan.
+//!   number of probes, up to 2^127, and a hash of the targets and ports);
+//!   a resume refuses targets that now make another scan.
+//! - `options` is [`ScanOptions`]: every flag of the run, typed, written
+//!   and read by `options.rs` only. The outputs (absolute paths) are the
+//!   files a resumed run continues when it is not given a new file for a
+//!   format: whole records appended, XML reopened before its `<runstats>`
+//!   (see [`crate::output::Continue`]). Files of an older format are
+//!   refused with a line that says so.
 //! - Progress counts in the shard's *sequence numbers* `s` (the probe at
 //!   position `K-1 + N*s` of the seeded order, see [`crate::order`]): every
 //!   `s < done_below` is finished and written, so are the half-open
 //!   `done_ranges` above it; `in_flight` lists the probes the interrupt
-//!   caught unanswered, which were not written and are probed again.
-//! - `outputs` are the files the run wrote (absolute paths). A resumed run
-//!   continues each one it is not given a new file for: whole records
-//!   appended, XML reopened before its `<runstats>` (see
-//!   [`crate::output::Continue`]). `so_far` is the `--stats` document of
-//!   the parts so far, so the last part's summary counts the whole scan.
-//! - `hosts` (format 3): the hosts whose probes straddle the interrupt, as
-//!   the per-host formats (`-oX`, `-oG`) had them (see
+//!   caught unanswered, which were not written and are probed again. A
+//!   scan of more than 2^63 probes counts them in its `segment` (by the
+//!   ordinal of its visit, see [`crate::order::SegmentPlan`]); every
+//!   segment visited before is done.
+//! - `so_far` is the `--stats` document of the parts so far, so the last
+//!   part's summary counts the whole scan.
+//! - `hosts`: the hosts whose probes straddle the interrupt, as the
+//!   per-host formats (`-oX`, `-oG`, the text table) had them (see
 //!   [`crate::output::HeldHosts`]), and each document's host counts. The
 //!   interrupted run wrote no partial record for them; the resumed run
-//!   takes them back and writes each host once, whole. Format 2 files
-//!   (without it) are still read.
+//!   takes them back and writes each host once, whole.
 //! - A run that ends marks the file it resumed `finished`: resuming it
 //!   again says so. A resumed run holds a lock on its file, so two resumes
 //!   of one file cannot run at once. A new interrupted run never replaces
@@ -54,28 +62,35 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 use clap::parser::ValueSource;
 use serde::{Deserialize, Serialize};
 
+mod options;
+pub use options::{
+    NmapOptions, OutputFormat, PortOptions, ReportOptions, SavedOutput, ScanOptions,
+    ServiceOptions, TargetOptions, TimingOptions,
+};
+
 use crate::cli::{self, Args};
-use crate::config::{Dest, OutputPlan, ScanConfig};
+use crate::config::ScanConfig;
 use crate::order::{Done, Shard};
 use crate::output::{Continue, Format, HeldHosts};
 use crate::stats::{OrderName, StatsDocument};
-use crate::targets::TargetSpace;
+use crate::targets::{SEGMENT_PROBES, TargetSpace};
 
 /// What a resume file says while a run that resumed it has not ended (or
 /// after it was killed or crashed): its outputs may be ahead of it.
 pub const UNFINISHED_RESUME: &str = "a run that resumed it is still running, or was killed or crashed after appending to the outputs";
 
-/// The format's version, first field of every file. Format 3 added
-/// `hosts`; format 2 files are read too (they have none).
-pub const VERSION: u32 = 3;
-/// The oldest format this FastPort reads.
-const OLDEST: u32 = 2;
+/// The format's version, first field of every file. Format 4 keeps the
+/// options as [`ScanOptions`] (typed, outputs as a list) and counts a
+/// segmented scan's progress in its segment; older files (clap's flags as
+/// JSON) are refused with a line that says so.
+pub const VERSION: u32 = 4;
 
 /// Why a run cannot be resumed, or its resume file not written.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +119,11 @@ pub enum ResumeError {
     #[error(
         "the targets of {path} now make a different scan ({now} probes, not {then}): a resume needs the same targets and ports"
     )]
-    SpaceChanged { path: PathBuf, now: u64, then: u64 },
+    SpaceChanged {
+        path: PathBuf,
+        now: u128,
+        then: u128,
+    },
     #[error(
         "the targets or ports of {path} now resolve differently than when it was written: a resume needs the same scan"
     )]
@@ -129,9 +148,8 @@ pub struct ResumeFile {
     pub stale: Option<String>,
     /// Runs so far: 1, plus one per resume.
     pub parts: u32,
-    /// Every option of the run, as parsed (output paths made absolute).
-    pub options: serde_json::Value,
-    pub outputs: SavedOutputs,
+    /// Every option of the run, typed (output paths made absolute).
+    pub options: ScanOptions,
     pub progress: Progress,
     /// The `--stats` document of the parts so far.
     pub so_far: Option<StatsDocument>,
@@ -153,30 +171,19 @@ pub struct Identity {
     pub order: OrderName,
     /// `K/N`.
     pub shard: String,
-    /// Probes of the whole scan (every shard).
-    pub space: u64,
+    /// Probes of the whole scan (every shard, every segment).
+    pub space: u128,
     /// [`targets_hash`] of the scanned addresses and ports.
     pub targets: String,
-}
-
-/// The files the run wrote, absolute.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SavedOutputs {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub normal: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xml: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grepable: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub csv: Option<PathBuf>,
 }
 
 /// What is finished, in the shard's sequence numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
+    /// A segmented scan: the ordinal of the segment the counts below are
+    /// in; every segment visited before it is done.
+    #[serde(default)]
+    pub segment: u64,
     pub done_below: u64,
     pub done_ranges: Vec<[u64; 2]>,
     pub in_flight: Vec<u64>,
@@ -202,17 +209,30 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// A hash of the scanned addresses and ports, in hex: two runs that agree
 /// on it (and on the size) probe the same sockets.
 pub fn targets_hash(space: &TargetSpace) -> String {
+    hash_of(space.intervals(), space.ports())
+}
+
+/// [`targets_hash`] of a scan's whole space: of a segmented scan, every
+/// segment's addresses, not the one the run is in.
+pub fn scan_targets_hash(config: &ScanConfig) -> String {
+    match &config.segments {
+        Some(plan) => hash_of(plan.segments().intervals(), plan.segments().ports()),
+        None => targets_hash(&config.space),
+    }
+}
+
+fn hash_of(intervals: impl Iterator<Item = (IpAddr, IpAddr)>, ports: &[u16]) -> String {
     let mut bytes = Vec::new();
-    for (a, b) in space.intervals() {
+    for (a, b) in intervals {
         for ip in [a, b] {
             match ip {
-                std::net::IpAddr::V4(v4) => bytes.extend_from_slice(&v4.octets()),
-                std::net::IpAddr::V6(v6) => bytes.extend_from_slice(&v6.octets()),
+                IpAddr::V4(v4) => bytes.extend_from_slice(&v4.octets()),
+                IpAddr::V6(v6) => bytes.extend_from_slice(&v6.octets()),
             }
         }
         bytes.push(b'|');
     }
-    for p in space.ports() {
+    for p in ports {
         bytes.extend_from_slice(&p.to_be_bytes());
     }
     format!("{:016x}", fnv(&bytes))
@@ -242,10 +262,15 @@ impl ResumeFile {
         };
         let head: Head = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
         match head.fastport_resume {
-            Some(v) if (u64::from(OLDEST)..=u64::from(VERSION)).contains(&v) => {}
+            Some(v) if v == u64::from(VERSION) => {}
+            Some(v) if v < u64::from(VERSION) => {
+                return Err(format(format!(
+                    "it is format {v}, written by an older FastPort; this one reads format {VERSION} only: run the scan again"
+                )));
+            }
             Some(v) => {
                 return Err(format(format!(
-                    "it is format {v}, this FastPort reads formats {OLDEST} to {VERSION}"
+                    "it is format {v}, written by a newer FastPort; this one reads format {VERSION}"
                 )));
             }
             None => return Err(format("no \"fastport_resume\" version".into())),
@@ -265,7 +290,9 @@ impl ResumeFile {
     /// inside the shard's sequence numbers.
     fn validate(&self) -> Result<(), String> {
         let shard = Shard::parse(&self.identity.shard).map_err(|e| e.to_string())?;
-        let len = shard.len(self.identity.space);
+        // A segmented scan counts in one segment (resuming checks the
+        // exact length of the one named).
+        let len = shard.len(u64::try_from(self.identity.space).unwrap_or(SEGMENT_PROBES));
         let p = &self.progress;
         if p.done_below > len {
             return Err(format!(
@@ -363,18 +390,14 @@ pub fn resolve(args: Args, argv: &[OsString]) -> Result<(Args, Option<Resumed>),
         return Ok((args, None));
     };
     let (file, lock) = open(&path)?;
-    let format = |why: String| ResumeError::Format {
-        path: path.clone(),
-        why,
-    };
-    let mut options = file.options.clone();
-    let given = serde_json::to_value(&args).map_err(|e| format(e.to_string()))?;
+    let mut resolved = file.options.clone().into_args();
 
     // Which flags were typed now, besides --resume.
     let matches = cli::command()
         .ignore_errors(true)
         .get_matches_from(cli::normalize_args(argv.iter().cloned()));
     let command = Args::command();
+    let mut typed = Vec::new();
     for arg in command.get_arguments() {
         let id = arg.get_id().as_str();
         if id == "resume" || matches.value_source(id) != Some(ValueSource::CommandLine) {
@@ -386,22 +409,30 @@ pub fn resolve(args: Args, argv: &[OsString]) -> Result<(Args, Option<Resumed>),
                 .map_or_else(|| id.to_string(), |l| format!("--{l}"));
             return Err(ResumeError::ExtraOption { flag });
         }
-        if id == "output_all" {
-            // -oA stands for these four: the inherited ones give way.
-            for taken in [
-                "output_normal",
-                "output_xml",
-                "output_grepable",
-                "output_json",
-            ] {
-                options[taken] = serde_json::Value::Null;
-            }
-        }
-        options[id] = given[id].clone();
+        typed.push(id);
     }
-    options["seed"] = file.identity.seed.into();
-    options["resume"] = serde_json::Value::Null;
-    let args: Args = serde_json::from_value(options).map_err(|e| format(e.to_string()))?;
+    // -oA first: it stands for four outputs, and the inherited ones give
+    // way to it; an output named beside it then takes its own place.
+    if typed.contains(&"output_all") {
+        resolved.output_normal = None;
+        resolved.output_xml = None;
+        resolved.output_grepable = None;
+        resolved.output_json = None;
+        resolved.output_all = args.output_all.clone();
+    }
+    for id in typed {
+        match id {
+            "output_normal" => resolved.output_normal = args.output_normal.clone(),
+            "output_json" => resolved.output_json = args.output_json.clone(),
+            "output_xml" => resolved.output_xml = args.output_xml.clone(),
+            "output_grepable" => resolved.output_grepable = args.output_grepable.clone(),
+            "output_csv" => resolved.output_csv = args.output_csv.clone(),
+            "stats" => resolved.stats = args.stats.clone(),
+            "stats_every" => resolved.stats_every = args.stats_every.clone(),
+            _ => {}
+        }
+    }
+    let args = resolved;
     Ok((
         args,
         Some(Resumed {
@@ -416,16 +447,39 @@ impl Resumed {
     /// Makes `config` skip what the interrupted run finished.
     pub fn apply(&self, config: &mut ScanConfig) -> Result<(), ResumeError> {
         let id = &self.file.identity;
-        if config.space.len() != id.space {
+        if config.total_probes() != id.space {
             return Err(ResumeError::SpaceChanged {
                 path: self.path.clone(),
-                now: config.space.len(),
+                now: config.total_probes(),
                 then: id.space,
             });
         }
-        if targets_hash(&config.space) != id.targets {
+        if scan_targets_hash(config) != id.targets {
             return Err(ResumeError::TargetsChanged {
                 path: self.path.clone(),
+            });
+        }
+        let progress = &self.file.progress;
+        let segments = config.segments.as_ref().map_or(1, |p| p.count());
+        if progress.segment >= segments {
+            return Err(ResumeError::Format {
+                path: self.path.clone(),
+                why: format!(
+                    "its segment {} is past the scan's {segments}",
+                    progress.segment
+                ),
+            });
+        }
+        config.enter_segment(progress.segment);
+        let len = config.schedule.seq_len();
+        let end = progress
+            .done_ranges
+            .last()
+            .map_or(progress.done_below, |r| r[1]);
+        if end > len || progress.in_flight.iter().any(|&s| s >= len) {
+            return Err(ResumeError::Format {
+                path: self.path.clone(),
+                why: format!("its progress is past the segment's {len} probes"),
             });
         }
         let schedule = &config.schedule;
@@ -458,17 +512,17 @@ impl Resumed {
 
     /// The first run's files this run continues.
     pub fn continuing(&self) -> Continue {
-        let o = &self.file.outputs;
+        let o = &self.file.options;
         let mut c = Continue::default();
-        for (format, path) in [
-            (Format::Text, &o.normal),
-            (Format::Json, &o.json),
-            (Format::Xml, &o.xml),
-            (Format::Grepable, &o.grepable),
-            (Format::Csv, &o.csv),
+        for (format, saved) in [
+            (Format::Text, OutputFormat::Normal),
+            (Format::Json, OutputFormat::Json),
+            (Format::Xml, OutputFormat::Xml),
+            (Format::Grepable, OutputFormat::Grepable),
+            (Format::Csv, OutputFormat::Csv),
         ] {
-            if let Some(path) = path {
-                c.add(format, path.clone());
+            if let Some(path) = o.output(saved).filter(|p| *p != Path::new("-")) {
+                c.add(format, path.to_path_buf());
             }
         }
         c
@@ -513,37 +567,13 @@ pub fn candidate_paths(shard: Shard) -> impl Iterator<Item = PathBuf> {
     })
 }
 
-/// The absolute form of a destination file.
-fn absolute(dest: Option<&Dest>) -> Option<PathBuf> {
-    match dest? {
-        Dest::Stdout => None,
-        Dest::File(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-    }
-}
-
-fn path_value(dest: Option<&Dest>) -> serde_json::Value {
-    match dest {
-        None => serde_json::Value::Null,
-        Some(Dest::Stdout) => "-".into(),
-        Some(d) => absolute(Some(d)).map_or(serde_json::Value::Null, |p| {
-            serde_json::Value::String(p.to_string_lossy().into_owned())
-        }),
-    }
-}
-
-/// The outputs of a plan, absolute, by format.
-pub fn saved_outputs(plan: &OutputPlan) -> SavedOutputs {
-    SavedOutputs {
-        normal: plan
-            .text
-            .iter()
-            .find(|d| matches!(d, Dest::File(_)))
-            .and_then(|d| absolute(Some(d))),
-        json: absolute(plan.json.as_ref()),
-        xml: absolute(plan.xml.as_ref()),
-        grepable: absolute(plan.grepable.as_ref()),
-        csv: absolute(plan.csv.as_ref()),
-    }
+/// Where a run stopped: the segment (by ordinal; 0 unless segmented), the
+/// sequence numbers done there and those abandoned in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct StoppedAt<'a> {
+    pub segment: u64,
+    pub done: &'a Done,
+    pub in_flight: &'a [u64],
 }
 
 /// The file for a run of `args` (as resolved) that stopped with `done`
@@ -553,25 +583,17 @@ pub fn saved_outputs(plan: &OutputPlan) -> SavedOutputs {
 pub fn file_for(
     args: &Args,
     config: &ScanConfig,
-    done: &Done,
-    in_flight: &[u64],
+    at: StoppedAt<'_>,
     parts: u32,
     so_far: StatsDocument,
     hosts: Option<HeldHosts>,
 ) -> ResumeFile {
-    let mut options = serde_json::to_value(args).unwrap_or_default();
-    options["seed"] = config.seed.into();
-    options["resume"] = serde_json::Value::Null;
-    // Output paths absolute (a resume may run elsewhere), -oA spelled out.
-    let plan = &config.outputs;
-    let normal = plan.text.iter().find(|d| matches!(d, Dest::File(_)));
-    options["output_all"] = serde_json::Value::Null;
-    options["output_normal"] = path_value(normal);
-    options["output_json"] = path_value(plan.json.as_ref());
-    options["output_xml"] = path_value(plan.xml.as_ref());
-    options["output_grepable"] = path_value(plan.grepable.as_ref());
-    options["output_csv"] = path_value(plan.csv.as_ref());
-    options["stats"] = path_value(plan.stats.as_ref());
+    let options = ScanOptions::of(args, config.seed, &config.outputs);
+    let StoppedAt {
+        segment,
+        done,
+        in_flight,
+    } = at;
     let mut in_flight = in_flight.to_vec();
     in_flight.sort_unstable();
     in_flight.dedup();
@@ -583,15 +605,15 @@ pub fn file_for(
             seed: config.seed,
             order: OrderName::of(schedule.order.name()),
             shard: schedule.shard.to_string(),
-            space: config.space.len(),
-            targets: targets_hash(&config.space),
+            space: config.total_probes(),
+            targets: scan_targets_hash(config),
         },
         finished: false,
         stale: None,
         parts,
         options,
-        outputs: saved_outputs(plan),
         progress: Progress {
+            segment,
             done_below: done.below(),
             done_ranges: done
                 .ranges()
@@ -700,6 +722,14 @@ mod tests {
         StatsDocument::new(&summary, None)
     }
 
+    fn at<'a>(segment: u64, done: &'a Done, in_flight: &'a [u64]) -> StoppedAt<'a> {
+        StoppedAt {
+            segment,
+            done,
+            in_flight,
+        }
+    }
+
     fn saved(dir: &Path, line: &str) -> PathBuf {
         let args = cli::parse_from(argv(line)).unwrap();
         let config = ScanConfig::from_args(&args, 1024, 2).unwrap();
@@ -707,7 +737,14 @@ mod tests {
         let path = dir.join("run.resume");
         write(
             &path,
-            &file_for(&args, &config, &done, &[10, 11], 1, doc(&config), None),
+            &file_for(
+                &args,
+                &config,
+                at(0, &done, &[10, 11]),
+                1,
+                doc(&config),
+                None,
+            ),
         )
         .unwrap();
         path
@@ -737,7 +774,10 @@ mod tests {
         assert_eq!(args.output_json.as_deref(), Some(out.as_path()));
         assert_eq!(args.stats_every.as_deref(), Some("5s"));
         let resumed = resumed.unwrap();
-        assert_eq!(resumed.file.outputs.json.as_deref(), Some(out.as_path()));
+        assert_eq!(
+            resumed.file.options.output(OutputFormat::Json),
+            Some(out.as_path())
+        );
         drop(resumed);
 
         let (args, resumed) = resolve_line(&format!("--resume {p} -oJ b.jsonl")).unwrap();
@@ -933,6 +973,145 @@ mod tests {
             std::fs::read_dir(a.parent().unwrap())
                 .unwrap()
                 .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".tmp") })
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A scan of 2^80 probes (segments of 2^63) stopped in the eighth
+    /// segment it visited: the file names that segment, its 2^80 probes
+    /// round-trip exactly, and the resumed run continues in that segment
+    /// with the same order, every earlier segment done.
+    #[test]
+    fn a_resume_in_a_segment_beyond_the_first_continues_there() {
+        let dir = dir("segment");
+        let line = "-p 80 --seed 5 2001:2::/48";
+        let args = cli::parse_from(argv(line)).unwrap();
+        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let plan = config.segments.clone().expect("segmented");
+        assert_eq!(plan.count(), 1 << 17);
+        config.enter_segment(7);
+        let done = Done::from_ranges([0..1000, 1005..2000]);
+        let path = dir.join("run.resume");
+        let file = file_for(
+            &args,
+            &config,
+            at(7, &done, &[1000, 1001]),
+            1,
+            doc(&config),
+            None,
+        );
+        write(&path, &file).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\"space\": 1208925819614629174706176,"),
+            "2^80"
+        );
+        let read = ResumeFile::from_text(&path, &text).unwrap();
+        assert_eq!(read.identity.space, 1 << 80);
+        assert_eq!(read.progress.segment, 7);
+
+        let (args, resumed) = resolve_line(&format!("--resume {}", path.display())).unwrap();
+        let resumed = resumed.unwrap();
+        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        assert_eq!(config.ordinal, 0);
+        resumed.apply(&mut config).unwrap();
+        let (space, schedule) = plan.at(7);
+        assert_eq!(config.ordinal, 7);
+        assert_eq!(config.space, space);
+        assert_eq!(config.schedule.order, schedule.order);
+        assert_eq!(config.schedule.done.ranges(), [0..1000, 1005..2000]);
+        let left_here = (1u128 << 63) - 1995;
+        assert_eq!(config.remaining(), left_here + (((1 << 17) - 8) << 63));
+        drop(resumed);
+
+        // A segment past the scan's, even with a good check, is refused.
+        let mut bad = read.clone();
+        bad.progress.segment = 1 << 17;
+        write(&path, &bad).unwrap();
+        let (args, resumed) = resolve_line(&format!("--resume {}", path.display())).unwrap();
+        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let e = resumed.unwrap().apply(&mut config).unwrap_err();
+        assert!(e.to_string().contains("segment 131072 is past"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The options were clap's `Args` serialized as JSON, outputs told
+    /// apart by their help heading. Now they are one typed struct: every
+    /// flag survives the round trip through the file, the engine and order
+    /// are enums, the outputs a list of (format, absolute path) with `-oA`
+    /// spelled out.
+    #[test]
+    fn the_options_round_trip_typed_through_the_file() {
+        let dir = dir("typed");
+        let base = dir.join("all");
+        let line = format!(
+            "-p 1-100,443 --exclude-ports 7 --retries 2 --timeout 300ms -T4 --rate 500 \
+             --concurrency 64 --threads 2 --engine threads --order sequential --seed 99 \
+             --shard 2/3 --open --reason -v --stats-every 10s \
+             --exclude 127.0.0.3 --no-resolve -oA {} -oC - 127.0.0.0/28",
+            base.display()
+        );
+        let args = cli::parse_from(argv(&line)).unwrap();
+        let config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let options = ScanOptions::of(&args, config.seed, &config.outputs);
+        assert_eq!(options.engine, crate::stats::EngineName::Threads);
+        assert_eq!(options.order, OrderName::Sequential);
+        let formats: Vec<(OutputFormat, String)> = options
+            .outputs
+            .iter()
+            .map(|o| (o.format, o.path.display().to_string()))
+            .collect();
+        let b = base.display();
+        assert_eq!(
+            formats,
+            [
+                (OutputFormat::Normal, format!("{b}.txt")),
+                (OutputFormat::Json, format!("{b}.jsonl")),
+                (OutputFormat::Xml, format!("{b}.xml")),
+                (OutputFormat::Grepable, format!("{b}.gnmap")),
+                (OutputFormat::Csv, "-".to_string()),
+            ]
+        );
+        // Through the file's text and back: the same options, and a
+        // command line that makes the same scan.
+        let text = serde_json::to_string_pretty(&options).unwrap();
+        assert!(text.contains("\"engine\": \"threads\""), "{text}");
+        assert!(text.contains("\"format\": \"grepable\""), "{text}");
+        let read: ScanOptions = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, options);
+        let again = read.clone().into_args();
+        assert_eq!(again.seed, Some(99));
+        assert_eq!(again.resume, None);
+        assert_eq!(again.output_all, None);
+        let config2 = ScanConfig::from_args(&again, 1024, 2).unwrap();
+        assert_eq!(
+            ScanOptions::of(&again, config2.seed, &config2.outputs),
+            options
+        );
+        assert_eq!(config2.space, config.space);
+        assert_eq!(config2.schedule, config.schedule);
+        assert_eq!(config2.engine.concurrency, config.engine.concurrency);
+        assert_eq!(config2.outputs.show, config.outputs.show);
+        // An unknown field is not silently dropped.
+        let extra = text.replacen("\"seed\": 99", "\"seed\": 99, \"sede\": 1", 1);
+        assert!(serde_json::from_str::<ScanOptions>(&extra).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_resume_file_of_an_older_format_is_refused_in_one_line() {
+        let dir = dir("old");
+        let path = saved(&dir, "-p 1-100 127.0.0.1");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let old = text.replacen("\"fastport_resume\": 4", "\"fastport_resume\": 3", 1);
+        std::fs::write(&path, &old).unwrap();
+        let e = resolve_line(&format!("--resume {}", path.display())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} is not a FastPort resume file: it is format 3, written by an older FastPort; this one reads format 4 only: run the scan again",
+                path.display()
+            )
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

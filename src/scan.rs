@@ -11,7 +11,7 @@ use crate::engine::{self, EngineEnd, EngineError, EngineKind};
 use crate::order::Done;
 use crate::output::progress::Progress;
 use crate::output::{HeldHosts, Outputs};
-use crate::resume::targets_hash;
+use crate::resume::scan_targets_hash;
 use crate::stats::{RunRecord, Summary};
 
 /// How a scan ended.
@@ -32,6 +32,12 @@ pub struct ScanOutcome {
     /// A stopped run's hosts in progress, held out of the per-host formats
     /// for its resume file (`None` without `-oX`/`-oG`, or not stopped).
     pub held: Option<HeldHosts>,
+    /// A worker panicked (its message): the run stopped as after a signal,
+    /// its outputs closed and its progress kept for a resume.
+    pub panicked: Option<String>,
+    /// A segmented scan: the ordinal of the segment the run ended in, which
+    /// `done`, `in_flight` and `held` count in (every earlier one is done).
+    pub ordinal: u64,
 }
 
 /// The parts of a resumed scan that ran before this one.
@@ -57,8 +63,8 @@ pub fn run(
     stop: &AtomicBool,
     earlier: Option<&Earlier>,
 ) -> Result<ScanOutcome, EngineError> {
-    let schedule = &config.schedule;
-    let total = schedule.remaining();
+    // The probes left: of a segmented scan, every segment from this one on.
+    let total = u64::try_from(config.remaining()).unwrap_or(u64::MAX);
     let mut progress = if config.outputs.quiet {
         Progress::silent(total)
     } else {
@@ -66,33 +72,67 @@ pub fn run(
     };
     let started = Instant::now();
 
-    let result = engine::run(&config.space, schedule, &config.engine, stop, |batch| {
-        progress.advance(batch.len() as u64);
-        let show = config.outputs.show;
-        let prints = batch.iter().any(|r| show.contains(r.reason.state()));
-        progress.suspend(prints, || outputs.write_batch(batch))
-    });
+    // A segmented scan runs the engine once per segment, in the plan's
+    // order, until a stop, a failure or the last segment.
+    let mut ordinal = config.ordinal;
+    let mut segment: Option<(crate::targets::TargetSpace, crate::order::Schedule)> = None;
+    let mut before: Option<crate::stats::Stats> = None;
+    let (end, output_error, schedule) = loop {
+        let (space, schedule) = segment
+            .as_ref()
+            .map_or((&config.space, &config.schedule), |(a, b)| (a, b));
+        let result = engine::run(space, schedule, &config.engine, stop, |batch| {
+            progress.advance(batch.len() as u64);
+            let show = config.outputs.show;
+            let prints = batch.iter().any(|r| show.contains(r.reason.state()));
+            progress.suspend(prints, || outputs.write_batch(batch))
+        });
+        let (mut end, output_error) = match result {
+            Ok(end) => (end, None),
+            Err(EngineError::Output(e, end)) => (*end, Some(e)),
+            Err(e) => return Err(e),
+        };
+        if let Some(earlier) = before.take() {
+            end.stats.merge(&earlier);
+        }
+        let next = config
+            .segments
+            .as_ref()
+            .filter(|plan| ordinal + 1 < plan.count());
+        let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
+        match next {
+            Some(plan) if !stopped && output_error.is_none() && end.panicked.is_none() => {
+                // This segment is whole: every host of it was written.
+                before = Some(end.stats);
+                ordinal += 1;
+                let (space, schedule) = plan.at(ordinal);
+                outputs.enter_segment(&schedule);
+                segment = Some((space, schedule));
+            }
+            _ => break (end, output_error, schedule.clone()),
+        }
+    };
     progress.finish();
     let done = progress.done();
 
-    let (end, output_error) = match result {
-        Ok(end) => (end, None),
-        Err(EngineError::Output(e, end)) => (*end, Some(e)),
-        Err(e) => return Err(e),
-    };
     let EngineEnd {
         stats,
         lanes,
         in_flight,
+        panicked,
     } = end;
+    // A segmented scan's counts saturate at u64::MAX (2^64 - 1).
+    let planned = config.segments.as_ref().map_or(schedule.seq_len(), |p| {
+        u64::try_from(p.planned()).unwrap_or(u64::MAX)
+    });
     let mut summary = Summary {
         // A signal after the last probe reported interrupts nothing: the
         // scan is whole (and its resume file, if any, finished).
         interrupted: done < total,
         elapsed: started.elapsed(),
-        hosts: config.space.host_count(),
+        hosts: u64::try_from(config.total_hosts()).unwrap_or(u64::MAX),
         ports_per_host: config.space.ports().len() as u64,
-        planned: schedule.seq_len(),
+        planned,
         engine: config.engine.kind.as_str(),
         threads: match config.engine.kind {
             EngineKind::Mio => config.engine.threads,
@@ -105,10 +145,12 @@ pub fn run(
         stats,
     };
     let json_lines = outputs.json_lines();
+    let space = u64::try_from(config.total_probes()).unwrap_or(u64::MAX);
+    let targets = scan_targets_hash(config);
     let record = match earlier {
         None => RunRecord {
-            space: config.space.len(),
-            targets: targets_hash(&config.space),
+            space,
+            targets,
             parts: 1,
             json_lines,
         },
@@ -116,8 +158,8 @@ pub fn run(
             summary.stats.merge(&e.summary.stats);
             summary.elapsed += e.summary.elapsed;
             RunRecord {
-                space: config.space.len(),
-                targets: targets_hash(&config.space),
+                space,
+                targets,
                 parts: e.parts + 1,
                 json_lines: e.json_lines.zip(json_lines).map(|(a, b)| a + b),
             }
@@ -148,5 +190,7 @@ pub fn run(
         in_flight,
         record,
         held,
+        panicked,
+        ordinal,
     })
 }

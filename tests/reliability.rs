@@ -382,7 +382,7 @@ fn a_fifo_whose_reader_left_ended_the_run_quietly() {
     assert!(err.contains("results.fifo"), "{err}");
 }
 
-/// A resumed run killed (or crashed: the release build aborts on a panic)
+/// A resumed run killed (or crashed)
 /// after appending to the outputs used to leave its resume file as it was,
 /// so resuming it again wrote those results a second time.
 #[test]
@@ -461,4 +461,172 @@ fn a_stuck_run_ends_on_a_second_signal() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(130), "{err}");
     assert!(err.contains("did not stop"), "{err}");
+}
+
+/// A worker's panic used to abort the process (`panic = "abort"`): no
+/// resume file, the XML cut mid-record, every result of the run to be
+/// probed again. Now the panic is caught at the worker's boundary: the run
+/// stops as after Ctrl-C, says so in one line, exits 1, and its resume
+/// file continues it exactly. The panic is injected by a hook that only
+/// debug builds have (`FASTPORT_DEBUG_PANIC_AFTER`), in both engines.
+#[test]
+fn a_worker_panic_lost_the_runs_progress() {
+    if !in_netns!(a_worker_panic_lost_the_runs_progress) {
+        return;
+    }
+    if !cfg!(debug_assertions) {
+        return; // the injection hook exists in debug builds only
+    }
+    let _ls = listeners("127.0.0.1", &[22, 80, 443, 1234], 0);
+    for engine in ["mio", "threads"] {
+        let dir = temp_dir(&format!("worker-panic-{engine}"));
+        let mut args = SLOW.to_vec();
+        args.extend([
+            "--engine",
+            engine,
+            "--concurrency",
+            "64",
+            "-oJ",
+            "scan.jsonl",
+            "-oX",
+            "scan.xml",
+            "-oN",
+            "scan.txt",
+            "127.0.0.1",
+        ]);
+        let o = fastport()
+            .args(&args)
+            .current_dir(&dir)
+            .env("FASTPORT_DEBUG_PANIC_AFTER", "300")
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{engine}: {err}");
+        assert_eq!(err.lines().count(), 1, "{engine}: one line: {err}");
+        assert!(
+            err.starts_with("fastport: internal error: a worker panicked at src/")
+                && err.contains("injected worker panic after 300 probes")
+                && err.contains("fastport --resume fastport.resume"),
+            "{engine}: {err}"
+        );
+        let first = read_jsonl(&dir.join("scan.jsonl"));
+        assert!(
+            first.len() >= 290 && first.len() < 1500,
+            "{engine}: {}",
+            first.len()
+        );
+        assert_well_formed_xml(&dir.join("scan.xml"));
+
+        let o = finish(&dir, &["--resume", "fastport.resume"]);
+        assert_eq!(o.status.code(), Some(0), "{engine}: {}", stderr(&o));
+        let all = read_jsonl(&dir.join("scan.jsonl"));
+        assert_eq!(all.len(), 1500, "{engine}: every port once");
+        for (key, state) in &first {
+            assert_eq!(all.get(key), Some(state), "{engine}: {key:?}");
+        }
+        let lines = std::fs::read_to_string(dir.join("scan.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 1500, "{engine}: none twice");
+        let xml = std::fs::read_to_string(dir.join("scan.xml")).unwrap();
+        assert_well_formed_xml(&dir.join("scan.xml"));
+        assert_eq!(count(&xml, "<port protocol=\"tcp\" portid=\"1234\""), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A scan cut into segments (here of 256 probes, through a knob only debug
+/// builds have; in release a segment is 2^63 probes), interrupted twice and
+/// resumed: the seams between segments lose and repeat nothing, in the
+/// line formats and in the per-host documents, and the segments are not
+/// visited in address order.
+#[test]
+fn a_segmented_scan_interrupted_and_resumed_across_its_seams_is_exact() {
+    if !in_netns!(a_segmented_scan_interrupted_and_resumed_across_its_seams_is_exact) {
+        return;
+    }
+    if !cfg!(debug_assertions) {
+        return; // the segment-size knob exists in debug builds only
+    }
+    let _a = listeners("127.0.0.1", &[9003], 0);
+    let _b = listeners("127.0.0.200", &[9007], 0);
+    let dir = temp_dir("segmented-resume");
+    let run = |args: &[&str], interrupt: Option<Duration>| {
+        let child = fastport()
+            .args(args)
+            .current_dir(&dir)
+            .env("FASTPORT_DEBUG_SEGMENT_PROBES", "256")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        match interrupt {
+            Some(after) => signal_after(child, "INT", after),
+            None => child.wait_with_output().unwrap(),
+        }
+    };
+    // 256 hosts x 8 ports: 8 segments of 32 hosts, about 2 s at 1000/s.
+    let first = run(
+        &[
+            "-p",
+            "9001-9008",
+            "--show",
+            "all",
+            "--rate",
+            "1000",
+            "--seed",
+            "11",
+            "-oJ",
+            "scan.jsonl",
+            "-oX",
+            "scan.xml",
+            "-oG",
+            "scan.gnmap",
+            "127.0.0.0/24",
+        ],
+        Some(Duration::from_millis(700)),
+    );
+    assert_eq!(first.status.code(), Some(130), "{}", stderr(&first));
+    let part = read_jsonl(&dir.join("scan.jsonl"));
+    assert!(part.len() > 256 && part.len() < 2048, "{}", part.len());
+    // Random segment order: the first hosts scanned are not 127.0.0.0-31.
+    let low = part
+        .keys()
+        .filter(|(a, _)| a.parse::<std::net::Ipv4Addr>().unwrap().octets()[3] < 32)
+        .count();
+    assert!(low < part.len(), "address order: {low} of {}", part.len());
+    let resume = std::fs::read_to_string(dir.join("fastport.resume")).unwrap();
+    assert!(resume.contains("\"segment\": "), "{resume}");
+
+    let second = run(
+        &["--resume", "fastport.resume"],
+        Some(Duration::from_millis(500)),
+    );
+    assert_eq!(second.status.code(), Some(130), "{}", stderr(&second));
+    let third = run(&["--resume", "fastport.resume"], None);
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+
+    let all = read_jsonl(&dir.join("scan.jsonl")); // panics on a repeat
+    assert_eq!(all.len(), 2048, "every probe once");
+    for (key, state) in &part {
+        assert_eq!(all.get(key), Some(state), "{key:?}");
+    }
+    let open: Vec<_> = all.iter().filter(|(_, s)| s.starts_with("open")).collect();
+    assert_eq!(open.len(), 2, "{open:?}");
+    assert_well_formed_xml(&dir.join("scan.xml"));
+    let xml = std::fs::read_to_string(dir.join("scan.xml")).unwrap();
+    let gnmap = std::fs::read_to_string(dir.join("scan.gnmap")).unwrap();
+    for host in 0..256 {
+        let addr = format!("127.0.0.{host}");
+        assert_eq!(
+            count(&xml, &format!("<address addr=\"{addr}\" ")),
+            1,
+            "{addr} in the XML"
+        );
+        assert_eq!(
+            count(&gnmap, &format!("Host: {addr} ()\tPorts:")),
+            1,
+            "{addr} in the grepable output"
+        );
+    }
+    assert_eq!(count(&xml, "<port protocol=\"tcp\""), 2048);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -79,9 +79,9 @@ pub const SESSION_TOKENS: usize = 1 << 40;
 /// The RTT service waits start from when nothing measured one.
 const DEFAULT_SERVICE_RTT: Duration = Duration::from_millis(100);
 
-/// What a worker hands back: its stats, how far it got, and the sequence
-/// numbers it abandoned in flight on a stop.
-type WorkerEnd = (Stats, Lane, Vec<u64>);
+/// What a worker hands back: its stats, how far it got, the sequence
+/// numbers it abandoned in flight on a stop, and its panic if it had one.
+type WorkerEnd = (Stats, Lane, Vec<u64>, Option<String>);
 
 /// The running event-loop workers.
 pub struct Workers<'scope> {
@@ -100,11 +100,13 @@ impl Running for Workers<'_> {
             stats: Stats::new(),
             lanes: Vec::with_capacity(self.handles.len()),
             in_flight: Vec::new(),
+            panicked: None,
         };
         let mut error = None;
         for handle in self.handles {
             match handle.join() {
-                Ok(Ok((stats, lane, in_flight))) => {
+                Ok(Ok((stats, lane, in_flight, panicked))) => {
+                    end.panicked = end.panicked.or(panicked);
                     end.stats.merge(&stats);
                     end.lanes.push(lane);
                     end.in_flight.extend(in_flight);
@@ -133,6 +135,7 @@ pub fn start<'scope, 'env>(
     let mut handles = Vec::with_capacity(threads);
     let now = Instant::now();
     let rate = cfg.rate.map(|rate| Arc::new(Gcra::new(rate, now)));
+    let unanswered = cfg.unanswered_rate.map(|r| Arc::new(Gcra::new(r, now)));
     // One stride per worker, held together by the order's block gate.
     for (id, stride) in schedule.strides(threads).into_iter().enumerate() {
         let source = StrideSource {
@@ -147,6 +150,7 @@ pub fn start<'scope, 'env>(
             adaptive: cfg.adaptive,
             ports_per_host: (space.ports().len() as u64).max(1),
             deadlines: Deadlines::Wheel,
+            unanswered: unanswered.clone(),
         };
         let rate = rate.clone();
         let out = collector.sender();
@@ -341,7 +345,31 @@ fn run(
         epoch,
         sessions,
     };
-    let in_flight = driver.run(&mut events, stop)?;
+    // A panic ends this worker, not the run: the others are stopped and
+    // what was reported is kept as after a signal (the probes this worker
+    // had in flight are handed back for a resume), so a bug costs the
+    // resume file nothing.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        driver.run(&mut events, stop)
+    }));
+    let (in_flight, panicked) = match ran {
+        Ok(in_flight) => (in_flight?, None),
+        Err(payload) => {
+            stop.store(true, Ordering::SeqCst);
+            let message = super::panic_message(payload.as_ref());
+            let recovered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                driver.drain();
+                driver.sockets.iter_mut().for_each(|s| drop(s.take()));
+                let abandoned = driver.machine.abandon();
+                driver.out.flush();
+                abandoned
+            }));
+            match recovered {
+                Ok(abandoned) => (abandoned, Some(message)),
+                Err(_) => return Err(io::Error::other(format!("a worker panicked: {message}"))),
+            }
+        }
+    };
     if let Some(tracer) = driver.tracer.take() {
         // A failed trace write loses the trace, not the scan.
         let _ = tracer.finish();
@@ -350,6 +378,7 @@ fn run(
         driver.machine.stats(),
         driver.source.stride.lane(),
         in_flight,
+        panicked,
     ))
 }
 
@@ -464,21 +493,33 @@ impl Driver<'_> {
         // Trace hook: the machine's `Launch`, stamped before connect().
         self.trace_machine(started);
         let report = probe::start_connect(&socket, &target);
-        self.trace_probe(key, |probe| TraceEvent::Connect {
-            probe,
-            errno: connect_errno(report),
-        });
+        if self.tracer.is_some() {
+            let returned = Instant::now();
+            self.trace_probe(key, returned, |probe| TraceEvent::Connect {
+                probe,
+                errno: connect_errno(report),
+            });
+        }
         let fate = self.machine.handle_connect(key, report, started);
         self.trace_machine(started);
         match fate {
             Fate::Look => {
                 let report = probe::check(&socket);
-                self.trace_probe(key, |probe| TraceEvent::EagerLook {
+                // One clock read stamps the look, what it found, and the
+                // machine's decision on it.
+                let now = Instant::now();
+                self.trace_probe(key, now, |probe| TraceEvent::EagerLook {
                     probe,
                     errno: look_errno(report),
                 });
-                self.trace_check(key, report);
-                let now = Instant::now();
+                // The look's verdict is EagerLook's errno; of what it asked
+                // the kernel only the self-connect test adds a record.
+                if let Report::Connected { local, peer } = report {
+                    self.trace_probe(key, now, |probe| TraceEvent::SockName {
+                        probe,
+                        self_connect: local == peer,
+                    });
+                }
                 let fate = self
                     .machine
                     .handle_look(key, report, now, || retransmits(&socket));
@@ -611,8 +652,9 @@ impl Driver<'_> {
             return; // stale token: the slot moved on
         };
         let report = probe::check(&socket);
-        self.trace_probe(key, |probe| TraceEvent::Ready { probe });
-        self.trace_check(key, report);
+        // Stamped with the poll's return, as the machine is.
+        self.trace_probe(key, ready_at, |probe| TraceEvent::Ready { probe });
+        self.trace_check(key, report, ready_at);
         let fate = self.machine.handle_ready(
             key,
             report,
@@ -647,7 +689,7 @@ impl Driver<'_> {
             // An answer may have landed after the last poll returned.
             let report = probe::check(&socket);
             self.trace_machine(now); // the machine's `Deadline`
-            self.trace_check(key, report);
+            self.trace_check(key, report, now);
             let fate = self
                 .machine
                 .handle_deadline(key, report, now, || retransmits(&socket));
@@ -671,23 +713,30 @@ impl Driver<'_> {
         }
     }
 
-    /// Records a syscall's event for the probe in slot `key`, now.
+    /// Records a syscall's event for the probe in slot `key`, at `at` (a
+    /// time the driver read anyway where it can: a clock read is most of
+    /// an event's cost).
     #[inline]
-    fn trace_probe(&mut self, key: usize, event: impl FnOnce(u64) -> TraceEvent) {
+    fn trace_probe(&mut self, key: usize, at: Instant, event: impl FnOnce(u64) -> TraceEvent) {
         if let Some(tracer) = &mut self.tracer {
             if let Some(probe) = self.machine.probe_index(key) {
-                tracer.record(event(probe), self.epoch.elapsed());
+                tracer.record(event(probe), at.saturating_duration_since(self.epoch));
             }
         }
     }
 
     /// What `probe::check` asked the kernel: `SO_ERROR`, `getpeername`,
-    /// `getsockname`.
+    /// `getsockname`, at `at`.
     #[inline]
-    fn trace_check(&mut self, key: usize, report: Report) {
+    fn trace_check(&mut self, key: usize, report: Report, at: Instant) {
         if let Some(tracer) = &mut self.tracer {
             if let Some(probe) = self.machine.probe_index(key) {
-                record_check(tracer, probe, report, self.epoch.elapsed());
+                record_check(
+                    tracer,
+                    probe,
+                    report,
+                    at.saturating_duration_since(self.epoch),
+                );
             }
         }
     }
@@ -708,7 +757,9 @@ pub(crate) fn record_check(tracer: &mut Tracer, probe: u64, report: Report, at: 
         return;
     }
     match report {
-        Report::Error(errno) => tracer.record(TraceEvent::SoError { probe, errno }, at),
+        Report::Error(errno) | Report::Unreachable { errno, .. } => {
+            tracer.record(TraceEvent::SoError { probe, errno }, at)
+        }
         Report::InProgress => {
             tracer.record(TraceEvent::SoError { probe, errno: 0 }, at);
             let errno = libc::ENOTCONN;
@@ -732,7 +783,7 @@ pub(crate) fn record_check(tracer: &mut Tracer, probe: u64, report: Report, at: 
 /// What `connect()` returned, as an errno (0: connected at once).
 pub(crate) fn connect_errno(report: Report) -> i32 {
     match report {
-        Report::Error(e) => e,
+        Report::Error(e) | Report::Unreachable { errno: e, .. } => e,
         Report::InProgress => libc::EINPROGRESS,
         Report::Connected { .. } => 0,
     }

@@ -87,6 +87,11 @@ pub struct EngineConfig {
     pub threads: usize,
     /// `--rate`: new connects per second, all workers together.
     pub rate: Option<f64>,
+    /// Unanswered connects per second, all workers together, at most: what
+    /// the namespace's connection-tracking table can hold
+    /// ([`crate::timing::conntrack`]); `None` when it is not tracked or
+    /// `--ignore-conntrack` was given.
+    pub unanswered_rate: Option<f64>,
     /// `--trace`: the file each worker's [`crate::trace::Tracer`] writes to.
     pub trace: Option<std::sync::Arc<crate::trace::TraceSink>>,
     /// `-sV`/`--banners`: each open port's socket goes on to a service
@@ -106,6 +111,41 @@ pub struct EngineEnd {
     pub lanes: Vec<Lane>,
     /// Sequence numbers a stop caught in flight (not reported).
     pub in_flight: Vec<u64>,
+    /// A worker panicked (its message): the others were stopped, and what
+    /// was reported is kept as after a signal, so the run can be resumed.
+    pub panicked: Option<String>,
+}
+
+/// The message of a caught panic, on one line.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    text.replace(['\n', '\r'], " ")
+}
+
+/// A fault injected for tests of the panic path (debug builds only): with
+/// `FASTPORT_DEBUG_PANIC_AFTER=N` in the environment, the worker that takes
+/// the `N+1`-th probe panics before claiming it. Release builds have no
+/// such hook.
+#[cfg(debug_assertions)]
+fn injected_panic() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicU64;
+    static AFTER: OnceLock<Option<u64>> = OnceLock::new();
+    static TAKEN: AtomicU64 = AtomicU64::new(0);
+    let after = AFTER.get_or_init(|| {
+        std::env::var("FASTPORT_DEBUG_PANIC_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(after) = *after {
+        if TAKEN.fetch_add(1, Ordering::Relaxed) == after {
+            panic!("injected worker panic after {after} probes (FASTPORT_DEBUG_PANIC_AFTER)");
+        }
+    }
 }
 
 /// Why a scan could not run to its end.
@@ -246,6 +286,8 @@ impl Source for StrideSource<'_> {
     }
 
     fn take(&mut self) {
+        #[cfg(debug_assertions)]
+        injected_panic();
         self.stride.next();
     }
 }
@@ -380,6 +422,7 @@ where
                 stats: Stats::new(),
                 lanes: Vec::new(),
                 in_flight: Vec::new(),
+                panicked: None,
             }),
         )),
         (None, end) => end,
@@ -416,6 +459,7 @@ mod tests {
                     next: self.results,
                 }],
                 in_flight: vec![7],
+                panicked: None,
             })
         }
     }
@@ -437,6 +481,7 @@ mod tests {
                 reason: Reason::ConnRefused,
                 rtt_us: Some(10),
                 service: None,
+                reason_ip: None,
             });
         }
         out.flush();

@@ -118,6 +118,9 @@ pub struct Pool<'a> {
     room: Condvar,
     threads: usize,
     stop: &'a AtomicBool,
+    /// The first thread's panic: the pool stops, and the run ends as after
+    /// a signal (the shared machine still knows what is in flight).
+    panicked: Mutex<Option<String>>,
     /// `-sV`/`--banners`.
     services: Option<crate::service::options::ServiceOptions>,
     /// A lane's connect timeout in a service conversation.
@@ -150,6 +153,12 @@ impl Running for Threads<'_, '_> {
                 std::panic::resume_unwind(panic);
             }
         }
+        let panicked = self
+            .pool
+            .panicked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         // The writer drained every batch before joining (see `finished`).
         let mut shared = self.pool.lock();
         let in_flight = shared.machine.abandon();
@@ -161,6 +170,7 @@ impl Running for Threads<'_, '_> {
             stats: shared.machine.stats(),
             lanes: vec![shared.source.stride.lane()],
             in_flight,
+            panicked,
         })
     }
 }
@@ -185,6 +195,7 @@ impl<'a> Pool<'a> {
                 adaptive: cfg.adaptive,
                 ports_per_host: (space.ports().len() as u64).max(1),
                 deadlines: Deadlines::Driver,
+                unanswered: cfg.unanswered_rate.map(|r| Arc::new(Gcra::new(r, now))),
             },
             cfg.rate.map(|rate| Arc::new(Gcra::new(rate, now))),
             now,
@@ -211,6 +222,7 @@ impl<'a> Pool<'a> {
             room: Condvar::new(),
             threads,
             stop,
+            panicked: Mutex::new(None),
             services: cfg.services.clone(),
             timeout: cfg.timeout,
         }
@@ -262,7 +274,24 @@ pub fn start<'scope, 'env>(
             } else {
                 STACK_SIZE
             })
-            .spawn_scoped(scope, move || pool.work());
+            .spawn_scoped(scope, move || {
+                let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.work()));
+                if let Err(payload) = worked {
+                    pool.stop.store(true, Ordering::SeqCst);
+                    // What the machine finished goes out before the writer
+                    // ends (the join abandons only what is in flight).
+                    let mut shared = pool.lock();
+                    shared.drain(Instant::now());
+                    shared.out.flush();
+                    drop(shared);
+                    pool.room.notify_all();
+                    let mut first = pool
+                        .panicked
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    first.get_or_insert_with(|| super::panic_message(payload.as_ref()));
+                }
+            });
         match spawned {
             Ok(handle) => handles.push(handle),
             // Fewer threads than asked (memory, a thread limit): the pool
@@ -434,7 +463,7 @@ fn attempt(launch: &Launch) -> (Attempt, Option<Socket>, Instant) {
             let errno = probe::errno(&e);
             match LocalError::from_errno(errno) {
                 Some(_) => Attempt::Local(Report::Error(errno)),
-                None => Attempt::Answered(Report::Error(errno)),
+                None => Attempt::Answered(probe::error_report(&socket, errno)),
             }
         }
     };

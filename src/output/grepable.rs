@@ -167,6 +167,10 @@ impl Sink for GrepableSink {
         self.hosts.hold();
     }
 
+    fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
+        self.hosts.enter_segment(schedule);
+    }
+
     fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
         let (pending, counts) = self.hosts.take_held()?;
         Some((Format::Grepable, pending, counts))

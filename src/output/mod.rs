@@ -279,6 +279,9 @@ pub trait Sink {
     fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
         None
     }
+    /// A segmented scan moved to its next segment (every host of the last
+    /// one is written): per-host formats count by its schedule now.
+    fn enter_segment(&mut self, _schedule: &Schedule) {}
 }
 
 /// What the nmap-style formats say about the run besides its results.
@@ -765,6 +768,13 @@ impl Outputs {
         }
     }
 
+    /// A segmented scan moved to its next segment, `schedule`.
+    pub fn enter_segment(&mut self, schedule: &Schedule) {
+        for sink in &mut self.sinks {
+            sink.enter_segment(schedule);
+        }
+    }
+
     /// After [`hold`](Self::hold) and [`finish`](Self::finish): what the
     /// resume file keeps (`None` without a per-host format).
     pub fn take_held(&mut self) -> Option<HeldHosts> {
@@ -777,7 +787,9 @@ impl Outputs {
                 });
                 match format {
                     Format::Xml => held.xml = Some(counts),
-                    _ => held.grepable = Some(counts),
+                    Format::Grepable => held.grepable = Some(counts),
+                    // The text table keeps no counts across runs.
+                    _ => {}
                 }
             }
         }

@@ -21,7 +21,7 @@ use std::time::SystemTime;
 
 use super::dates::ctime;
 use super::hosts::{HostRecord, PendingHosts};
-use super::{RunInfo, Sink, Writer};
+use super::{Format, HeldHost, RunInfo, Sink, Writer};
 use crate::classify::{LocalError, Reason, State};
 use crate::config::Show;
 use crate::probe::ProbeResult;
@@ -73,7 +73,9 @@ impl TextSink {
             style,
             run: run.clone(),
             now: SystemTime::now,
-            pending: PendingHosts::new(&run.schedule, show),
+            // A resumed run takes back the hosts the interrupted one held,
+            // so each is written once, whole (as `-oX` and `-oG` do).
+            pending: PendingHosts::for_run(run, show, false, |_| None),
             table: Vec::new(),
         }
     }
@@ -155,6 +157,13 @@ impl TextSink {
                     "Incomplete: {} of {} ports scanned (interrupted).",
                     h.results(),
                     h.results() + h.remaining
+                )?;
+            }
+            if h.middlebox() {
+                writeln!(
+                    self.out,
+                    "Note: all {} ports answered syn-ack: likely a middlebox answering for the host, not open services.",
+                    h.results()
                 )?;
             }
             let hidden = not_shown(&h.reasons, self.show);
@@ -334,6 +343,22 @@ impl Sink for TextSink {
         self.out.flush()
     }
 
+    /// Stopped to be resumed: the hosts in progress stay out of the table
+    /// (their live lines are written) and go to the resume file; the
+    /// resumed run writes each of them once, whole.
+    fn hold(&mut self) {
+        self.pending.hold();
+    }
+
+    fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
+        self.pending.enter_segment(schedule);
+    }
+
+    fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
+        let (pending, counts) = self.pending.take_held()?;
+        Some((Format::Text, pending, counts))
+    }
+
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         self.begin()?;
         self.write_table()?;
@@ -344,6 +369,13 @@ impl Sink for TextSink {
             "  hosts up: {up} of {} (answered on at least one port)",
             summary.hosts
         )?;
+        let middleboxes = self.pending.middleboxes();
+        if middleboxes > 0 {
+            writeln!(
+                self.out,
+                "  hosts answering syn-ack on every port (likely middleboxes): {middleboxes}"
+            )?;
+        }
         if self.run.unresolved > 0 {
             writeln!(
                 self.out,
@@ -497,6 +529,7 @@ mod tests {
             reason,
             rtt_us,
             service: None,
+            reason_ip: None,
         }
     }
 
@@ -611,5 +644,62 @@ mod tests {
         assert!(text.contains("report for 127.0.0.1\n"), "{text}");
         assert!(!text.contains("::1"), "{text}");
         assert!(text.contains("hosts up: 2 of 2"), "{text}");
+    }
+
+    /// An interrupted run printed a host in progress in its table (as
+    /// incomplete), and the resumed run, counting only its own results,
+    /// printed the host's remaining ports as if they were all of it (here
+    /// its two open ports vanished). Now the interrupted run holds the host
+    /// for the resume file, as `-oX`/`-oG` do, and the resumed run writes it
+    /// once, whole.
+    #[test]
+    fn a_host_cut_by_an_interrupt_is_written_once_whole_by_the_resumed_run() {
+        use crate::order::{Blocks, Done, Order, Schedule, Shard};
+        let (out, text) = capture();
+        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), TextStyle::default());
+        for t in ["127.0.0.1:22", "127.0.0.1:80"] {
+            sink.result(&result(t, Reason::SynAck, Some(30)), true)
+                .unwrap();
+        }
+        sink.hold();
+        sink.finish(&summary(true, 6, Duration::from_millis(20)))
+            .unwrap();
+        let first = text();
+        assert!(first.contains("[OPEN] 127.0.0.1:22 ssh\n"), "{first}");
+        assert!(!first.contains("report for"), "{first}");
+        let (format, pending, _) = sink.take_held().unwrap();
+        assert_eq!(format, Format::Text);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].host, 0);
+
+        let mut run = run_info();
+        run.schedule = Schedule::new(
+            Blocks::new(6, 3),
+            Order::Sequential,
+            Shard::WHOLE,
+            Done::from_ranges(std::iter::once(0..2)),
+        );
+        run.held = Some(std::sync::Arc::new(crate::output::HeldHosts {
+            pending,
+            ..Default::default()
+        }));
+        let (out, text) = capture();
+        let mut sink = TextSink::new(out, Show::OPEN, false, &run, TextStyle::default());
+        sink.result(
+            &result("127.0.0.1:443", Reason::ConnRefused, Some(40)),
+            false,
+        )
+        .unwrap();
+        sink.finish(&summary(false, 4, Duration::from_millis(20)))
+            .unwrap();
+        let second = text();
+        let want = "FastPort scan report for 127.0.0.1\n\
+                    Host is up (0.000031s latency).\n\
+                    Not shown: 1 closed tcp port (conn-refused)\n\
+                    PORT   STATE SERVICE\n\
+                    22/tcp open  ssh\n\
+                    80/tcp open  http\n";
+        assert!(second.contains(want), "{second}");
+        assert!(!second.contains("Incomplete"), "{second}");
     }
 }

@@ -76,12 +76,15 @@ pub enum TargetErrorKind {
         /// True when targets were given and the excludes removed all of them.
         all_excluded: bool,
     },
-    /// More probes than a `u64` counts.
+    /// More probes than a `u64` counts (or, for a scan that may be cut
+    /// into segments, than 2¹²⁷).
     TooLarge {
         /// Number of addresses, `None` when even a `u128` cannot count them.
         hosts: Option<u128>,
         /// Number of ports per address.
         ports: usize,
+        /// The limit is the segmented scan's, 2¹²⁷ probes, not 2⁶⁴.
+        segmented: bool,
     },
     /// A list file (`-iL`, `--exclude-file`) could not be opened or read.
     Read(io::Error),
@@ -245,13 +248,24 @@ impl fmt::Display for TargetError {
             K::NothingToScan {
                 all_excluded: false,
             } => write!(f, "nothing to scan: no target addresses given"),
-            K::TooLarge { hosts, ports } => {
+            K::TooLarge {
+                hosts,
+                ports,
+                segmented,
+            } => {
                 let s = if *ports == 1 { "" } else { "s" };
                 match hosts {
                     Some(h) => write!(f, "scan too large: {h} addresses")?,
                     None => write!(f, "scan too large: at least 2^128 addresses")?,
                 }
-                write!(f, " x {ports} port{s} is more than 2^64 probes")
+                if *segmented {
+                    write!(
+                        f,
+                        " x {ports} port{s} is more than the 2^127 probes a scan may hold"
+                    )
+                } else {
+                    write!(f, " x {ports} port{s} is more than 2^64 probes")
+                }
             }
             K::Read(e) => match origin {
                 Origin::File { flag, path, line } => {
@@ -354,6 +368,7 @@ mod tests {
             TargetErrorKind::TooLarge {
                 hosts: Some(1 << 96),
                 ports: 1,
+                segmented: false,
             },
             "",
         );

@@ -22,6 +22,7 @@ mod addr;
 mod error;
 mod hostnames;
 mod ports;
+mod segments;
 mod services;
 mod set;
 
@@ -36,6 +37,7 @@ pub use addr::for_each_token as for_each_list_token;
 pub use error::{Origin, TargetError, TargetErrorKind};
 pub use hostnames::HostNames;
 pub use ports::{DEFAULT_PORTS, parse_ports};
+pub use segments::{SEGMENT_PROBES, Segments, segment_probes};
 pub use services::{Ranking, RankingSource, SERVICES, service_name};
 
 /// Everything the user typed about targets and ports, raw, as clap gives it.
@@ -109,8 +111,55 @@ pub fn build_named(args: &TargetArgs) -> Result<Built, TargetError> {
     build_names(args, &mut names)
 }
 
+/// [`build_named`] for spaces of any size: one of more than `u64::MAX`
+/// probes comes back cut into [`Segments`] (then [`Built::space`] is the
+/// first segment). Up to 2¹²⁷ probes; more is [`TargetErrorKind::TooLarge`].
+pub fn build_segmented(args: &TargetArgs) -> Result<(Built, Option<Segments>), TargetError> {
+    let mut names =
+        Names::new(args.resolve, addr::system_lookup).first_only(args.first_address_only);
+    let mut segments = None;
+    let built = build_names_with(args, &mut names, |args, names| {
+        let parts = build_parts(args, names)?;
+        let limit = segment_probes();
+        let whole = TargetSpace::from_spans(&parts.v4, &parts.v6, parts.ports.clone());
+        let cut = match &whole {
+            Err(e) => matches!(e.kind(), TargetErrorKind::TooLarge { .. }),
+            Ok(space) => space.len() > limit,
+        };
+        match whole {
+            _ if cut => {
+                let hosts = set::count(&parts.v4)
+                    .zip(set::count(&parts.v6))
+                    .and_then(|(a, b)| a.checked_add(b))
+                    .ok_or_else(|| {
+                        let kind = TargetErrorKind::TooLarge {
+                            hosts: None,
+                            ports: parts.ports.len(),
+                            segmented: true,
+                        };
+                        TargetError::new(kind, "")
+                    })?;
+                let cut = Segments::new(&parts.v4, &parts.v6, &parts.ports, hosts, limit)?;
+                let first = cut.space(0);
+                segments = Some(cut);
+                Ok(first)
+            }
+            space => space,
+        }
+    })?;
+    Ok((built, segments))
+}
+
 fn build_names(args: &TargetArgs, names: &mut Names<'_>) -> Result<Built, TargetError> {
-    let space = build_with(args, names);
+    build_names_with(args, names, build_with)
+}
+
+fn build_names_with(
+    args: &TargetArgs,
+    names: &mut Names<'_>,
+    build: impl FnOnce(&TargetArgs, &mut Names<'_>) -> Result<TargetSpace, TargetError>,
+) -> Result<Built, TargetError> {
+    let space = build(args, names);
     let mut unresolved = std::mem::take(&mut names.unresolved);
     match space {
         Ok(space) => Ok(Built {
@@ -133,6 +182,19 @@ fn build_names(args: &TargetArgs, names: &mut Names<'_>) -> Result<Built, Target
 }
 
 fn build_with(args: &TargetArgs, names: &mut Names<'_>) -> Result<TargetSpace, TargetError> {
+    let parts = build_parts(args, names)?;
+    TargetSpace::from_spans(&parts.v4, &parts.v6, parts.ports)
+}
+
+/// A scan's addresses (merged, excludes taken out) and ports, before they
+/// are numbered.
+struct Parts {
+    v4: Vec<Span<u32>>,
+    v6: Vec<Span<u128>>,
+    ports: Vec<u16>,
+}
+
+fn build_parts(args: &TargetArgs, names: &mut Names<'_>) -> Result<Parts, TargetError> {
     let ports = ports::select_ports(args.ports, args.top_ports, args.exclude_ports, args.ranking)?;
 
     let mut include = AddrSet::default();
@@ -178,7 +240,7 @@ fn build_with(args: &TargetArgs, names: &mut Names<'_>) -> Result<TargetSpace, T
             "",
         ));
     }
-    TargetSpace::from_spans(&v4, &v6, ports)
+    Ok(Parts { v4, v6, ports })
 }
 
 /// An address family's point type, as used for host indexing.
@@ -378,6 +440,7 @@ impl TargetSpace {
             let kind = TargetErrorKind::TooLarge {
                 hosts,
                 ports: ports.len(),
+                segmented: false,
             };
             TargetError::new(kind, "")
         };

@@ -791,7 +791,8 @@ fn spaces_beyond_u64_are_errors_not_wraps() {
         e.kind(),
         TargetErrorKind::TooLarge {
             hosts: Some(h),
-            ports: 1024
+            ports: 1024,
+            segmented: false,
         } if *h == 1 << 96
     ));
     assert_eq!(
