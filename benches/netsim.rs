@@ -23,16 +23,21 @@
 //! (default `bench`), `FASTPORT_BENCH_NETSIM_SCANNERS` (default
 //! `fastport,fastport-threads,nmap,rustscan`; missing ones are skipped),
 //! `FASTPORT_BENCH_REPEAT` (runs per cell, median reported; default 1),
-//! `FASTPORT_BENCH_NETSIM_SWEEP` (concurrencies, comma list).
+//! `FASTPORT_BENCH_NETSIM_SWEEP` (concurrencies, comma list),
+//! `FASTPORT_BENCH_REPLOT=DIR` (run nothing: draw the figures again from
+//! DIR's CSV files; docs/data/ holds the recorded runs'). Every figure is
+//! drawn from the CSV the bench writes, by `fastport::report::figures`.
 
 mod common;
 
-use common::{COLORS, axes, env_or, human, list, svg_open, text_middle, write};
+use common::{csv_rows, env_or, list, num, replot_dir, write};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use fastport_lab::report::{BenchRow, Report, bench_csv, bench_rows, bench_table};
+use fastport::report::figures::{self, BarSeries, Line};
+use fastport::report::svg::{Axis, Unit};
+use fastport_lab::report::{Report, bench_csv, bench_rows, bench_table};
 use fastport_lab::{Record, RunSpec, bench};
 use serde_json::Value;
 
@@ -81,6 +86,10 @@ fn main() {
         scanners: list(&env_or("FASTPORT_BENCH_NETSIM_SCANNERS", SCANNERS)),
     };
     std::fs::create_dir_all(&b.out).expect("create target/bench");
+    if let Some(dir) = replot_dir() {
+        replot(&dir, &b.out);
+        return;
+    }
     if wants("profiles") {
         profiles(&b);
     }
@@ -244,7 +253,8 @@ fn profiles(b: &Bench) {
         b.repeat,
         bench_table(&rows)
     );
-    write(&b.out.join("netsim-profiles.csv"), &bench_csv(&rows));
+    let profiles_csv = bench_csv(&rows);
+    write(&b.out.join("netsim-profiles.csv"), &profiles_csv);
     write(
         &b.out.join("netsim-profiles.json"),
         &serde_json::to_string_pretty(&records).expect("records serialise"),
@@ -259,7 +269,10 @@ fn profiles(b: &Bench) {
         oracle_rows.join("\n")
     );
     write(&b.out.join("netsim-oracle.csv"), &oracle);
-    write(&b.out.join("netsim-profiles.svg"), &profile_chart(&rows));
+    write(
+        &b.out.join("netsim-profiles.svg"),
+        &profile_figure(&profiles_csv),
+    );
 
     print_fidelity(
         "Latency fidelity of these runs (default settings)",
@@ -527,7 +540,7 @@ fn sweep(b: &Bench) {
         b.repeat
     );
     write(&b.out.join("netsim-sweep.csv"), &csv);
-    write(&b.out.join("netsim-sweep.svg"), &sweep_chart(&points));
+    write(&b.out.join("netsim-sweep.svg"), &sweep_figure(&csv));
 }
 
 /// One point of the recall-under-loss sweep.
@@ -629,7 +642,7 @@ fn recall(b: &Bench) {
         b.repeat
     );
     write(&b.out.join("netsim-recall.csv"), &csv);
-    write(&b.out.join("netsim-recall.svg"), &recall_chart(&points));
+    write(&b.out.join("netsim-recall.svg"), &recall_figure(&csv));
 }
 
 /// Recall if each attempt sends one SYN and succeeds when neither it nor
@@ -639,243 +652,193 @@ fn one_syn_recall(retries: u32) -> f64 {
     1.0 - miss.powi(retries as i32 + 1)
 }
 
-/// Wall time per scanner, grouped by profile (one scale for all: the
-/// profiles have the same number of probes).
-fn profile_chart(rows: &[BenchRow]) -> String {
-    let mut scanners: Vec<&str> = Vec::new();
-    for r in rows {
-        if !scanners.contains(&r.scanner.as_str()) {
-            scanners.push(&r.scanner);
+/// Wall time per scanner on each profile, from `netsim-profiles.csv` (one
+/// log axis: the slowest scanner takes minutes where FastPort takes seconds).
+fn profile_figure(csv: &str) -> String {
+    let rows = csv_rows(csv);
+    let mut scanners: Vec<String> = Vec::new();
+    for r in &rows {
+        if !scanners.contains(&r["scanner"]) {
+            scanners.push(r["scanner"].clone());
         }
     }
-    let (gw, gh, top) = (260.0, 220.0, 60.0);
-    let mut s = svg_open(40.0 + gw * PROFILES.len() as f64, top + gh + 60.0);
-    let _ = writeln!(
-        s,
-        r#"<text x="20" y="24" font-size="16">Wall time (s) by scanner on each netsim profile (lower is better; label: recall)</text>"#
-    );
-    for (i, sc) in scanners.iter().enumerate() {
-        let x = 20.0 + 150.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{x}" y="34" width="12" height="12" fill="{}"/><text x="{}" y="45" font-size="12">{sc}</text>"#,
-            COLORS[i % COLORS.len()],
-            x + 16.0
-        );
-    }
-    let max = rows.iter().filter_map(|r| r.wall_s).fold(1.0, f64::max);
-    for (g, profile) in PROFILES.iter().enumerate() {
-        let x0 = 30.0 + gw * g as f64;
-        let bw = (gw - 40.0) / scanners.len().max(1) as f64;
-        for r in rows.iter().filter(|r| r.scenario == *profile) {
-            let i = scanners.iter().position(|x| *x == r.scanner).unwrap_or(0);
-            let x = x0 + bw * i as f64;
-            let Some(v) = r.wall_s else { continue };
-            let h = gh * v / max;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"/>"#,
-                top + gh - h,
-                bw - 4.0,
-                COLORS[i % COLORS.len()]
-            );
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{v:.1} s</text><text x="{:.1}" y="{:.1}" font-size="8" text-anchor="middle">{}</text>"#,
-                x + bw / 2.0 - 2.0,
-                top + gh - h - 12.0,
-                x + bw / 2.0 - 2.0,
-                top + gh - h - 3.0,
-                r.recall.map_or(String::new(), |v| format!("{v:.3}"))
-            );
-        }
-        let _ = writeln!(
-            s,
-            r#"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/><text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">{profile}</text>"#,
-            top + gh,
-            x0 + gw - 40.0,
-            top + gh,
-            x0 + (gw - 40.0) / 2.0,
-            top + gh + 20.0
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+    let groups: Vec<String> = PROFILES.iter().map(|p| p.to_string()).collect();
+    let series: Vec<BarSeries> = scanners
+        .iter()
+        .map(|scanner| BarSeries {
+            label: scanner.clone(),
+            values: PROFILES
+                .iter()
+                .map(|p| {
+                    rows.iter()
+                        .find(|r| &r["scanner"] == scanner && r["scenario"] == *p)
+                        .and_then(|r| num(r, "wall_s"))
+                })
+                .collect(),
+        })
+        .collect();
+    wall_bars(
+        "netsim-profiles",
+        "Wall time by scanner on each netsim profile (lower is better)",
+        &groups,
+        &series,
+    )
 }
 
-/// A line of the sweep chart: its name, its value, its SVG stroke style.
-type Series = (&'static str, fn(&Point) -> f64, &'static str);
-
-/// Measured probes/s (FastPort's own clock and the lab's wall clock) against
-/// concurrency, log-log, with the concurrency / RTT line.
-fn sweep_chart(points: &[Point]) -> String {
-    let (w, h, left, top) = (520.0, 320.0, 70.0, 50.0);
-    let mut s = svg_open(w + left + 40.0, h + top + 60.0);
-    let _ = writeln!(
-        s,
-        r#"<text x="20" y="24" font-size="15">far (250 ms RTT): FastPort probes/s vs concurrency (log-log)</text>"#
-    );
-    let cs: Vec<f64> = points.iter().map(|p| p.concurrency as f64).collect();
-    let (clo, chi) = (
-        cs.iter().copied().fold(f64::MAX, f64::min).log10(),
-        cs.iter().copied().fold(1.0, f64::max).log10().max(1.0),
-    );
-    let vmax = points
-        .iter()
-        .map(|p| p.ideal().max(p.engine_probes_per_s))
-        .fold(1.0, f64::max)
-        .log10()
-        .ceil();
-    let vmin = points
-        .iter()
-        .map(|p| p.probes_per_s.min(p.ideal()))
-        .fold(f64::MAX, f64::min)
-        .log10()
-        .floor();
-    let lx = |c: f64| left + w * (c.log10() - clo) / (chi - clo).max(1e-9);
-    let ly = |v: f64| top + h - h * (v.max(1.0).log10() - vmin) / (vmax - vmin).max(1e-9);
-    axes(&mut s, left, top, w, h);
-    for p in points {
-        text_middle(
-            &mut s,
-            lx(p.concurrency as f64),
-            top + h + 16.0,
-            11,
-            &p.concurrency.to_string(),
-        );
-    }
-    let mut e = vmin as i32;
-    while e <= vmax as i32 {
-        let v = 10f64.powi(e);
-        let _ = writeln!(
-            s,
-            r##"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text><line x1="{left}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#ddd"/>"##,
-            left - 6.0,
-            ly(v) + 4.0,
-            human(v),
-            ly(v),
-            left + w,
-            ly(v)
-        );
-        e += 1;
-    }
-    text_middle(
-        &mut s,
-        left + w / 2.0,
-        top + h + 36.0,
-        12,
-        "concurrency (probes in flight)",
-    );
-    let series: [Series; 3] = [
-        (
-            "concurrency / RTT",
-            Point::ideal,
-            "stroke-dasharray=\"6 4\"",
-        ),
-        ("measured (FastPort's clock)", |p| p.engine_probes_per_s, ""),
-        ("measured (wall, incl. start)", |p| p.probes_per_s, ""),
-    ];
-    for (i, (name, f, dash)) in series.iter().enumerate() {
-        let line: Vec<String> = points
+/// Bars of wall seconds on a log axis.
+fn wall_bars(id: &str, title: &str, groups: &[String], series: &[BarSeries]) -> String {
+    let values = || {
+        series
             .iter()
-            .map(|p| format!("{:.1},{:.1}", lx(p.concurrency as f64), ly(f(p))))
-            .collect();
-        let color = if i == 0 { "#888" } else { COLORS[i - 1] };
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" {dash} points="{}"/>"#,
-            line.join(" ")
-        );
-        for p in points {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
-                lx(p.concurrency as f64),
-                ly(f(p))
-            );
-        }
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" font-size="12" fill="{color}">{name}</text>"#,
-            left + 10.0,
-            top + 14.0 + 16.0 * i as f64
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+            .flat_map(|s| s.values.iter().flatten().copied())
+    };
+    let lo = values().fold(f64::MAX, f64::min);
+    let hi = values().fold(1.0, f64::max);
+    figures::bars(
+        id,
+        title,
+        groups,
+        series,
+        Axis::log("wall time (s, log scale)", lo.min(hi), hi, Unit::Count),
+    )
 }
 
-/// Recall against retries per scanner, with the one-SYN-per-attempt model.
-fn recall_chart(points: &[RecallPoint]) -> String {
-    let (w, h, left, top) = (420.0, 300.0, 70.0, 50.0);
-    let mut s = svg_open(w + left + 200.0, h + top + 60.0);
-    let _ = writeln!(
-        s,
-        r#"<text x="20" y="24" font-size="15">lossy (5 % each way): open-port recall vs retries</text>"#
+/// Measured probes/s against concurrency (log-log) beside the concurrency /
+/// RTT line, from `netsim-sweep.csv`.
+fn sweep_figure(csv: &str) -> String {
+    let rows = csv_rows(csv);
+    let series = |column: &str| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter_map(|r| Some((num(r, "in_use")?, num(r, column)?)))
+            .collect()
+    };
+    let lines = [
+        Line::reference("concurrency / RTT", series("concurrency_over_rtt")),
+        Line::measured("measured (FastPort's clock)", series("engine_probes_per_s")),
+        Line::measured("measured (wall, start-up included)", series("probes_per_s")),
+    ];
+    let all = || lines.iter().flat_map(|l| l.points.iter());
+    let (cmin, cmax) = (
+        all().map(|p| p.0).fold(f64::MAX, f64::min),
+        all().map(|p| p.0).fold(1.0, f64::max),
     );
-    let lo = points
+    let (vmin, vmax) = (
+        all().map(|p| p.1).fold(f64::MAX, f64::min),
+        all().map(|p| p.1).fold(1.0, f64::max),
+    );
+    figures::lines(
+        "netsim-sweep",
+        &format!(
+            "far ({:.0} ms RTT): FastPort probes/s against concurrency",
+            FAR_RTT_S * 1000.0
+        ),
+        Axis::log(
+            "concurrency (probes in flight, log scale)",
+            cmin.min(cmax),
+            cmax,
+            Unit::Count,
+        ),
+        Axis::log("probes/s (log scale)", vmin.min(vmax), vmax, Unit::Count),
+        &lines,
+    )
+}
+
+/// Recall against retries per scanner, beside the one-SYN-per-attempt
+/// model, from `netsim-recall.csv`.
+fn recall_figure(csv: &str) -> String {
+    let rows = csv_rows(csv);
+    let mut lines = vec![Line::reference(
+        "one SYN per attempt (model)",
+        RETRIES
+            .iter()
+            .map(|&r| (f64::from(r), one_syn_recall(r)))
+            .collect(),
+    )];
+    for (label, _) in RECALL_SERIES {
+        let pts: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r["scanner"] == label)
+            .filter_map(|r| Some((num(r, "retries")?, num(r, "recall")?)))
+            .collect();
+        if !pts.is_empty() {
+            lines.push(Line::measured(label, pts));
+        }
+    }
+    let lo = lines
         .iter()
-        .map(|p| p.recall)
-        .chain([one_syn_recall(0)])
+        .flat_map(|l| l.points.iter().map(|p| p.1))
         .fold(1.0, f64::min);
     let lo = (lo * 20.0).floor() / 20.0;
-    let max_r = RETRIES[RETRIES.len() - 1] as f64;
-    let lx = |r: u32| left + w * r as f64 / max_r;
-    let ly = |v: f64| top + h - h * (v - lo) / (1.0 - lo).max(1e-9);
-    axes(&mut s, left, top, w, h);
-    for r in RETRIES {
-        text_middle(&mut s, lx(r), top + h + 16.0, 11, &r.to_string());
-    }
-    let mut v = lo;
-    while v <= 1.0001 {
-        let _ = writeln!(
-            s,
-            r##"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{v:.2}</text><line x1="{left}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#ddd"/>"##,
-            left - 6.0,
-            ly(v) + 4.0,
-            ly(v),
-            left + w,
-            ly(v)
-        );
-        v += 0.05;
-    }
-    text_middle(
-        &mut s,
-        left + w / 2.0,
-        top + h + 36.0,
-        12,
-        "retries (nmap --max-retries; RustScan --tries − 1)",
-    );
-    let model: Vec<String> = RETRIES
-        .iter()
-        .map(|&r| format!("{:.1},{:.1}", lx(r), ly(one_syn_recall(r))))
-        .collect();
-    let _ = writeln!(
-        s,
-        r##"<polyline fill="none" stroke="#888" stroke-width="2" stroke-dasharray="6 4" points="{}"/><text x="{}" y="{}" font-size="12" fill="#888">one SYN per attempt</text>"##,
-        model.join(" "),
-        left + w + 10.0,
-        top + 14.0
-    );
-    for (i, (scanner, _)) in RECALL_SERIES.iter().enumerate() {
-        let pts: Vec<&RecallPoint> = points.iter().filter(|p| p.scanner == *scanner).collect();
-        if pts.is_empty() {
-            continue;
+    let max_r = f64::from(RETRIES[RETRIES.len() - 1]);
+    figures::lines(
+        "netsim-recall",
+        &format!(
+            "lossy ({:.0} % loss each way): open-port recall against retries",
+            LOSSY_LOSS * 100.0
+        ),
+        Axis::linear(
+            "retries (nmap --max-retries; RustScan --tries − 1)",
+            0.0,
+            max_r,
+            Unit::Count,
+        ),
+        Axis::linear("open-port recall", lo, 1.0, Unit::Seconds),
+        &lines,
+    )
+}
+
+/// Wall time per timing setting on each profile, from `timing-wall.csv`
+/// (`profile,setting,wall_s`: the medians docs/BENCHMARKS.md records under
+/// "Adaptive timing on netsim", measured by the commands in docs/TIMING.md).
+fn timing_figure(csv: &str) -> String {
+    let rows = csv_rows(csv);
+    let mut groups: Vec<String> = Vec::new();
+    let mut settings: Vec<String> = Vec::new();
+    for r in &rows {
+        if !groups.contains(&r["profile"]) {
+            groups.push(r["profile"].clone());
         }
-        let line: Vec<String> = pts
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", lx(p.retries), ly(p.recall)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/><text x="{}" y="{}" font-size="12" fill="{}">{scanner}</text>"#,
-            COLORS[i],
-            line.join(" "),
-            left + w + 10.0,
-            top + 30.0 + 16.0 * i as f64,
-            COLORS[i]
-        );
+        if !settings.contains(&r["setting"]) {
+            settings.push(r["setting"].clone());
+        }
     }
-    s.push_str("</svg>\n");
-    s
+    let series: Vec<BarSeries> = settings
+        .iter()
+        .map(|setting| BarSeries {
+            label: setting.clone(),
+            values: groups
+                .iter()
+                .map(|g| {
+                    rows.iter()
+                        .find(|r| &r["setting"] == setting && &r["profile"] == g)
+                        .and_then(|r| num(r, "wall_s"))
+                })
+                .collect(),
+        })
+        .collect();
+    wall_bars(
+        "timing-wall",
+        "netsim, 64 hosts × top 100 ports: wall time (medians of seeds 1–3)",
+        &groups,
+        &series,
+    )
+}
+
+/// `FASTPORT_BENCH_REPLOT=DIR`: the figures again from DIR's CSV files
+/// (`netsim-profiles.csv`, `netsim-sweep.csv`, `netsim-recall.csv`,
+/// `timing-wall.csv`, whichever are there), into target/bench/.
+fn replot(dir: &Path, out: &Path) {
+    /// A CSV file, the figure drawn from it, and how.
+    type Figure = (&'static str, &'static str, fn(&str) -> String);
+    let figures: [Figure; 4] = [
+        ("netsim-profiles.csv", "netsim-profiles.svg", profile_figure),
+        ("netsim-sweep.csv", "netsim-sweep.svg", sweep_figure),
+        ("netsim-recall.csv", "netsim-recall.svg", recall_figure),
+        ("timing-wall.csv", "timing-wall.svg", timing_figure),
+    ];
+    for (csv, svg, draw) in figures {
+        if let Ok(text) = std::fs::read_to_string(dir.join(csv)) {
+            write(&out.join(svg), &draw(&text));
+        }
+    }
 }

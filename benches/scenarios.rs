@@ -8,20 +8,25 @@
 //! scanner once per scenario; medians over rounds; default 5), `FASTPORT_BENCH_SCENARIOS` (comma list),
 //! `FASTPORT_BENCH_SCANNERS`, `FASTPORT_BENCH_SWEEP` (`0` skips the sweep),
 //! `FASTPORT_BENCH_SWEEP_REPEAT` (default 3), `FASTPORT_BENCH_REPORT` (`0` skips
-//! the `fastport report` plots of one traced run per engine).
+//! the `fastport report` plots of one traced run per engine),
+//! `FASTPORT_BENCH_REPLOT=DIR` (run nothing: draw the figures again from
+//! DIR's `bench.csv` and `sweep.csv`; docs/data/ holds the recorded runs').
+//!
+//! Every figure is drawn from the CSV the bench writes, by the report module
+//! (`fastport::report::figures`) or by `fastport report`.
 
 mod common;
 
-use common::{
-    COLORS, axes, env_or, human, linear_ticks, list, svg_open, text_middle, write, y_scale,
-};
+use common::{csv_rows, env_or, list, num, replot_dir, write};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
-use fastport_lab::report::{BenchRow, RunRecord, bench_csv, bench_rows, bench_table};
+use fastport::report::figures::{self, BarSeries, Line};
+use fastport::report::svg::{Axis, Unit};
+use fastport_lab::report::{RunRecord, bench_csv, bench_rows, bench_table};
 use fastport_lab::{Record, Report, RunSpec, Score, bench};
 
 const SCENARIOS: &str = "loopback-65k,wide-16,filtered-mix,ephemeral-trap";
@@ -40,6 +45,10 @@ fn main() {
     let repeat: usize = env_or("FASTPORT_BENCH_REPEAT", "5").parse().unwrap_or(5);
     let scanners = list(&env_or("FASTPORT_BENCH_SCANNERS", SCANNERS));
     let fastport = PathBuf::from(env!("CARGO_BIN_EXE_fastport"));
+    if let Some(dir) = replot_dir() {
+        replot(&dir, &out_dir);
+        return;
+    }
 
     // Rounds, not runs in a row: each round builds every world once and runs
     // every scanner once against it (in a rotating order), so a load spike
@@ -117,12 +126,13 @@ fn main() {
     if !records.is_empty() {
         let rows = bench_rows(&records);
         println!("\n{}", bench_table(&rows));
-        write(&out_dir.join("bench.csv"), &bench_csv(&rows));
+        let csv = bench_csv(&rows);
+        write(&out_dir.join("bench.csv"), &csv);
         write(
             &out_dir.join("bench.json"),
             &serde_json::to_string_pretty(&records).expect("records serialise"),
         );
-        write(&out_dir.join("probes-per-s.svg"), &bar_chart(&rows));
+        write(&out_dir.join("probes-per-s.svg"), &probes_figure(&csv));
     }
 
     if env_or("FASTPORT_BENCH_SWEEP", "1") != "0"
@@ -380,199 +390,118 @@ fn sweep(out_dir: &Path, fastport: &Path) {
     }
     println!("\nConcurrency sweep (median of {repeat}):\n{table}");
     write(&out_dir.join("sweep.csv"), &csv);
-    for scenario in ["loopback-65k", "filtered-mix"] {
-        for (metric, label, f) in [
-            (
-                "probes",
-                "probes/s",
-                (|p: &Point| p.probes_per_s) as fn(&Point) -> f64,
-            ),
-            ("rss", "peak RSS (MiB)", |p: &Point| p.rss_mib),
-            ("csw", "context switches", |p: &Point| p.csw as f64),
-        ] {
-            let svg = line_chart(
-                &format!("{scenario}: {label} vs concurrency"),
-                label,
-                &points,
-                scenario,
-                f,
-            );
-            write(
-                &out_dir.join(format!("sweep-{scenario}-{metric}.svg")),
-                &svg,
-            );
-        }
+    for (name, svg) in sweep_figures(&csv) {
+        write(&out_dir.join(name), &svg);
     }
 }
 
-/// Probes/s per scanner, grouped by scenario, each group on its own scale
-/// (scenarios differ by orders of magnitude).
-fn bar_chart(rows: &[BenchRow]) -> String {
-    let mut scenarios: Vec<&str> = Vec::new();
-    let mut scanners: Vec<&str> = Vec::new();
-    for r in rows {
-        if !scenarios.contains(&r.scenario.as_str()) {
-            scenarios.push(&r.scenario);
+/// The probes/s figure, drawn from `bench.csv` as this bench writes it:
+/// scanners side by side on each scenario, one log axis (the scenarios
+/// differ by orders of magnitude).
+fn probes_figure(csv: &str) -> String {
+    let rows = csv_rows(csv);
+    let mut scenarios: Vec<String> = Vec::new();
+    let mut scanners: Vec<String> = Vec::new();
+    for r in &rows {
+        if !scenarios.contains(&r["scenario"]) {
+            scenarios.push(r["scenario"].clone());
         }
-        if !scanners.contains(&r.scanner.as_str()) {
-            scanners.push(&r.scanner);
+        if !scanners.contains(&r["scanner"]) {
+            scanners.push(r["scanner"].clone());
         }
     }
-    let (gw, gh, top) = (260.0, 220.0, 60.0);
-    let width = 55.0 + gw * scenarios.len() as f64;
-    let mut s = svg_open(width, top + gh + 70.0);
-    let _ = writeln!(
-        s,
-        r#"<text x="20" y="24" font-size="16">Probes per second by scanner (each scenario on its own scale; median of runs)</text>"#
-    );
-    for (i, sc) in scanners.iter().enumerate() {
-        let x = 20.0 + 130.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{x}" y="34" width="12" height="12" fill="{}"/><text x="{}" y="45" font-size="12">{sc}</text>"#,
-            COLORS[i % COLORS.len()],
-            x + 16.0
-        );
-    }
-    for (g, scenario) in scenarios.iter().enumerate() {
-        let x0 = 45.0 + gw * g as f64;
-        let in_group: Vec<&BenchRow> = rows.iter().filter(|r| r.scenario == *scenario).collect();
-        let max = in_group
+    let series: Vec<BarSeries> = scanners
+        .iter()
+        .map(|scanner| BarSeries {
+            label: scanner.clone(),
+            values: scenarios
+                .iter()
+                .map(|sc| {
+                    rows.iter()
+                        .find(|r| &r["scanner"] == scanner && &r["scenario"] == sc)
+                        .and_then(|r| num(r, "probes_per_s"))
+                })
+                .collect(),
+        })
+        .collect();
+    let values = || {
+        series
             .iter()
-            .filter_map(|r| r.probes_per_s)
-            .fold(1.0, f64::max);
-        let bw = (gw - 40.0) / scanners.len() as f64;
-        // This group's own scale: an axis with 0, half and the maximum.
-        let _ = writeln!(
-            s,
-            r#"<line x1="{:.1}" y1="{top}" x2="{:.1}" y2="{}" stroke="black"/>"#,
-            x0 - 2.0,
-            x0 - 2.0,
-            top + gh
-        );
-        for frac in [0.0, 0.5, 1.0] {
-            let y = top + gh - gh * frac;
-            let _ = writeln!(
-                s,
-                r#"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="black"/><text x="{:.1}" y="{:.1}" font-size="9" text-anchor="end">{}</text>"#,
-                x0 - 6.0,
-                x0 - 2.0,
-                x0 - 7.0,
-                y + 3.0,
-                human(max * frac)
-            );
-        }
-        let (lx, ly) = (x0 - 31.0, top + gh / 2.0);
-        let _ = writeln!(
-            s,
-            r#"<text x="{lx:.1}" y="{ly:.1}" font-size="10" text-anchor="middle" transform="rotate(-90 {lx:.1} {ly:.1})">probes/s</text>"#
-        );
-        for r in &in_group {
-            let i = scanners.iter().position(|x| *x == r.scanner).unwrap_or(0);
-            let x = x0 + bw * i as f64;
-            match r.probes_per_s {
-                Some(v) => {
-                    let h = gh * v / max;
-                    let _ = writeln!(
-                        s,
-                        r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"/>"#,
-                        top + gh - h,
-                        bw - 4.0,
-                        COLORS[i % COLORS.len()]
-                    );
-                    let _ = writeln!(
-                        s,
-                        r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#,
-                        x + bw / 2.0 - 2.0,
-                        top + gh - h - 3.0,
-                        human(v)
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        s,
-                        r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#,
-                        x + bw / 2.0 - 2.0,
-                        top + gh - 3.0,
-                        r.status
-                    );
-                }
-            }
-        }
-        let _ = writeln!(
-            s,
-            r#"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-            top + gh,
-            x0 + gw - 40.0,
-            top + gh
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">{scenario}</text>"#,
-            x0 + (gw - 40.0) / 2.0,
-            top + gh + 20.0
-        );
-    }
-    s.push_str("</svg>\n");
-    s
-}
-
-/// One metric against concurrency (log scale) for both engines.
-fn line_chart(
-    title: &str,
-    label: &str,
-    points: &[Point],
-    scenario: &str,
-    f: fn(&Point) -> f64,
-) -> String {
-    let (w, h, left, top) = (520.0, 300.0, 70.0, 50.0);
-    let mut s = svg_open(w + left + 30.0, h + top + 60.0);
-    let _ = writeln!(s, r#"<text x="20" y="24" font-size="15">{title}</text>"#);
-    let pts: Vec<&Point> = points.iter().filter(|p| p.scenario == scenario).collect();
-    let max = pts.iter().map(|p| f(p)).fold(1.0, f64::max);
-    let lx = |c: usize| {
-        let (lo, hi) = (
-            (SWEEP[0] as f64).log2(),
-            (SWEEP[SWEEP.len() - 1] as f64).log2(),
-        );
-        left + w * ((c as f64).log2() - lo) / (hi - lo)
+            .flat_map(|s| s.values.iter().flatten().copied())
     };
-    let ly = |v: f64| top + h - h * v / max;
-    axes(&mut s, left, top, w, h);
-    for c in SWEEP {
-        text_middle(&mut s, lx(c), top + h + 16.0, 11, &c.to_string());
-    }
-    text_middle(
-        &mut s,
-        left + w / 2.0,
-        top + h + 36.0,
-        12,
-        "concurrency (probes in flight)",
+    let (lo, hi) = (
+        values().fold(f64::MAX, f64::min),
+        values().fold(1.0, f64::max),
     );
-    y_scale(&mut s, left, top, h, &linear_ticks(max), ly, label);
-    for (i, engine) in ["mio", "threads"].iter().enumerate() {
-        let line: Vec<String> = pts
-            .iter()
-            .filter(|p| p.engine == *engine)
-            .map(|p| format!("{:.1},{:.1}", lx(p.concurrency), ly(f(p))))
-            .collect();
-        if line.is_empty() {
+    figures::bars(
+        "probes-per-s",
+        "Probes per second by scanner and scenario (median of rounds)",
+        &scenarios,
+        &series,
+        Axis::log("probes/s (log scale)", lo.min(hi), hi, Unit::Count),
+    )
+}
+
+/// The sweep's figures, drawn from `sweep.csv` as [`sweep`] writes it: for
+/// each scenario, probes/s, peak RSS and context switches against
+/// concurrency, both engines. (file name, SVG) pairs.
+fn sweep_figures(csv: &str) -> Vec<(String, String)> {
+    let rows = csv_rows(csv);
+    let mut out = Vec::new();
+    for scenario in ["loopback-65k", "filtered-mix"] {
+        let here: Vec<_> = rows.iter().filter(|r| r["scenario"] == scenario).collect();
+        if here.is_empty() {
             continue;
         }
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#,
-            COLORS[i],
-            line.join(" ")
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" font-size="12" fill="{}">{engine}</text>"#,
-            left + w - 60.0,
-            top + 14.0 + 16.0 * i as f64,
-            COLORS[i]
-        );
+        for (metric, column, label) in [
+            ("probes", "probes_per_s", "probes/s"),
+            ("rss", "rss_mib", "peak RSS (MiB)"),
+            ("csw", "context_switches", "context switches"),
+        ] {
+            let lines: Vec<Line> = ["mio", "threads"]
+                .iter()
+                .map(|engine| {
+                    let pts = here
+                        .iter()
+                        .filter(|r| r["engine"] == *engine)
+                        .filter_map(|r| Some((num(r, "concurrency")?, num(r, column)?)))
+                        .collect();
+                    Line::measured(engine, pts)
+                })
+                .filter(|l| !l.points.is_empty())
+                .collect();
+            let all = || lines.iter().flat_map(|l| l.points.iter());
+            let cmin = all().map(|p| p.0).fold(f64::MAX, f64::min);
+            let cmax = all().map(|p| p.0).fold(1.0, f64::max);
+            let vmax = all().map(|p| p.1).fold(1.0, f64::max);
+            let svg = figures::lines(
+                &format!("sweep-{scenario}-{metric}"),
+                &format!("{scenario}: {label} against concurrency"),
+                Axis::log(
+                    "concurrency (probes in flight, log scale)",
+                    cmin,
+                    cmax,
+                    Unit::Count,
+                ),
+                Axis::linear(label, 0.0, vmax * 1.05, Unit::Count),
+                &lines,
+            );
+            out.push((format!("sweep-{scenario}-{metric}.svg"), svg));
+        }
     }
-    s.push_str("</svg>\n");
-    s
+    out
+}
+
+/// `FASTPORT_BENCH_REPLOT=DIR`: the figures again, from DIR's `bench.csv`
+/// and `sweep.csv`, into target/bench/.
+fn replot(dir: &Path, out_dir: &Path) {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    if let Some(csv) = read("bench.csv") {
+        write(&out_dir.join("probes-per-s.svg"), &probes_figure(&csv));
+    }
+    if let Some(csv) = read("sweep.csv") {
+        for (name, svg) in sweep_figures(&csv) {
+            write(&out_dir.join(name), &svg);
+        }
+    }
 }

@@ -28,8 +28,8 @@ use clap::{CommandFactory, Parser};
 #[command(name = "fastport", version = VERSION, about, long_about = None)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    /// Targets: addresses, CIDR blocks (10.0.0.0/24), ranges (10.0.0.1-20,
-    /// 10.0.0.1-10.0.1.5) or hostnames. Default: localhost.
+    /// Targets: addresses, CIDR blocks (198.18.0.0/24), ranges (198.18.0.1-20,
+    /// 198.18.0.1-198.18.1.5) or hostnames. Default: localhost.
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 
@@ -174,6 +174,13 @@ pub struct Args {
         help_heading = "Timing"
     )]
     pub rate: Option<f64>,
+
+    /// Where connection tracking (nf_conntrack) is active in this network
+    /// namespace, FastPort keeps unanswered connects under what its table
+    /// can hold (each holds an entry for 120 s); this lifts that limit.
+    #[arg(long = "ignore-conntrack", help_heading = "Timing")]
+    #[serde(default)]
+    pub ignore_conntrack: bool,
 
     /// nmap's --min-rate: accepted, but FastPort has no floor to enforce; it
     /// sends as fast as --concurrency, --rate and the answers allow.
@@ -484,11 +491,11 @@ Examples:
   fastport                                 localhost, ports 1-1024
   fastport -p- 127.0.0.1                   every port of one host
   fastport -sT -Pn -T4 --open -p 1-1000 127.0.0.1   as nmap users type it
-  fastport -oL - 10.0.0.0/24 | sort        addr:port lines only, summary on stderr
-  fastport -p 22,80,443 10.0.0.0/24        three ports on a /24
+  fastport -oL - 198.18.0.0/24 | sort      addr:port lines only, summary on stderr
+  fastport -p 22,80,443 198.18.0.0/24      three ports on a /24
   fastport --top-ports 100 -oJ out.jsonl example.org
   fastport -p- --show all --reason -oJ - 127.0.0.1 | jq .
-  fastport -oA scan 10.0.0.0/24            scan.txt, .xml, .gnmap and .jsonl
+  fastport -oA scan 198.18.0.0/24          scan.txt, .xml, .gnmap and .jsonl
   fastport merge -oJ all.jsonl --stats all.json s1.jsonl s1.json s2.jsonl s2.json
   fastport manpage | man -l -              this help as a manual page";
 
@@ -593,7 +600,7 @@ pub fn nmap_refusal(word: &str) -> Option<String> {
         "-O" | "--osscan-guess" | "--osscan-limit" => {
             format!("{flag} (OS detection) {RAW}; use nmap -O")
         }
-        "-A" => "-A means -O -sV -sC --traceroute, none of which FastPort does; run nmap -A on the open ports FastPort finds".to_string(),
+        "-A" => "-A means -O -sV -sC --traceroute; of those FastPort does only -sV (give it alone), or run nmap -A on the open ports FastPort finds".to_string(),
         "--traceroute" => format!("--traceroute {RAW}; use nmap --traceroute or traceroute"),
         "-D" | "-S" | "-f" | "--mtu" | "--spoof-mac" | "--badsum" | "--data-length" | "--ttl"
         | "-g" | "--source-port" | "--ip-options" => {
@@ -800,12 +807,12 @@ mod tests {
 
     #[test]
     fn nmap_spellings_are_understood() {
-        let a = parse("-p- -iL hosts.txt -oN out.txt -oJ - 10.0.0.1");
+        let a = parse("-p- -iL hosts.txt -oN out.txt -oJ - 198.18.0.1");
         assert_eq!(a.ports.as_deref(), Some("-"));
         assert_eq!(a.input_list, Some(PathBuf::from("hosts.txt")));
         assert_eq!(a.output_normal, Some(PathBuf::from("out.txt")));
         assert_eq!(a.output_json, Some(PathBuf::from("-")));
-        assert_eq!(a.targets, ["10.0.0.1"]);
+        assert_eq!(a.targets, ["198.18.0.1"]);
         let b = parse("-oJout.jsonl -p 22,80 -n");
         assert_eq!(b.output_json, Some(PathBuf::from("out.jsonl")));
         assert_eq!(b.ports.as_deref(), Some("22,80"));

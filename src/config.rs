@@ -11,6 +11,7 @@ use crate::classify::State;
 use crate::cli::{Args, EngineArg, OrderArg};
 use crate::engine::{EngineConfig, EngineKind};
 use crate::order::{Blocks, Done, Order, Schedule, SegmentPlan, Shard, ShardError};
+use crate::service::options::{OptionsError, ServiceOptions};
 use crate::targets::{self, Ranking, RankingSource, TargetArgs, TargetError, TargetSpace};
 use crate::timing::{AdaptiveTiming, Template, TemplateError};
 
@@ -48,11 +49,9 @@ pub enum ConfigError {
     #[error("--timeout fixes every attempt's wait and {0} adapts it: give only one of them")]
     /// `--timeout` together with an adaptive-timing flag (named).
     FixedAndAdaptive(&'static str),
-    #[error(
-        "{0}: service detection is not yet run by the scan engine (its database, matcher and conversations are built, not wired); run nmap -sV -p PORTS on the open ports FastPort finds (-oL - lists them)"
-    )]
-    /// A service-detection flag, which the scan does not run yet.
-    ServicesNotRun(&'static str),
+    #[error(transparent)]
+    /// A service-detection flag (`--service-probes FILE` unreadable or malformed).
+    Services(#[from] OptionsError),
     /// `--min-rtt-timeout` above `--max-rtt-timeout`.
     #[error("--min-rtt-timeout {min} is above --max-rtt-timeout {max}")]
     RttBounds {
@@ -295,18 +294,8 @@ impl ScanConfig {
     /// Validates everything. `fd_limit` is the open-file soft limit in force
     /// (after raising it), `cores` the default thread count.
     pub fn from_args(args: &Args, fd_limit: u64, cores: usize) -> Result<ScanConfig, ConfigError> {
-        // Refused rather than accepted and ignored: nothing would name a service.
-        let service_flag = [
-            (args.service_version, "-sV"),
-            (args.banners, "--banners"),
-            (args.version_intensity.is_some(), "--version-intensity"),
-            (args.service_probes.is_some(), "--service-probes"),
-        ]
-        .into_iter()
-        .find_map(|(given, flag)| given.then_some(flag));
-        if let Some(flag) = service_flag {
-            return Err(ConfigError::ServicesNotRun(flag));
-        }
+        // Read and compiled before any probe: a bad probe file is a usage error.
+        let services = ServiceOptions::from_args(args)?;
         let outputs = output_plan(args)?;
         let timing = timing_plan(args)?;
         if args.concurrency == Some(0) {
@@ -365,6 +354,9 @@ impl ScanConfig {
             }
         }
         let mut notes = Vec::new();
+        if let Some(note) = services.as_ref().and_then(|s| s.note.clone()) {
+            notes.push(note);
+        }
         let shard = match &args.shard {
             // `--shard auto[/N]`: K/N from the job engine's environment.
             Some(s) => match crate::shard_env::parse_auto(s)? {
@@ -514,6 +506,8 @@ impl ScanConfig {
                 concurrency,
                 threads,
                 trace: None,
+                services,
+                unanswered_rate: None,
                 rate: scan_delay_rate(args)?
                     .into_iter()
                     .chain(args.rate.or(timing.rate))
@@ -993,21 +987,34 @@ mod tests {
         }
     }
 
-    /// -sV parsed and then did nothing: service detection is refused, in
-    /// one line, until the scan engine runs it.
+    /// The service flags reach the engine (they were once refused until
+    /// the scan ran them); a bad probe file is one line naming it.
     #[test]
-    fn service_flags_are_refused_not_ignored() {
-        for (line, flag) in [
-            ("-sV 127.0.0.1", "-sV"),
-            ("--service-version 127.0.0.1", "-sV"),
-            ("--banners 127.0.0.1", "--banners"),
-            ("--version-intensity 3 127.0.0.1", "--version-intensity"),
+    fn service_flags_reach_the_engine() {
+        assert!(config("127.0.0.1").unwrap().engine.services.is_none());
+        for (line, intensity, banners_only) in [
+            ("-sV 127.0.0.1", 7, false),
+            ("--service-version 127.0.0.1", 7, false),
+            ("--banners 127.0.0.1", 7, true),
+            ("--version-intensity 3 127.0.0.1", 3, false),
+            ("-sV --engine threads 127.0.0.1", 7, false),
         ] {
-            let e = config(line).unwrap_err().to_string();
-            assert!(e.starts_with(flag), "{line}: {e}");
-            assert!(e.contains("nmap -sV"), "{line}: {e}");
-            assert_eq!(e.lines().count(), 1, "{line}: {e}");
+            let c = config(line).unwrap();
+            let s = c.engine.services.as_ref().expect(line);
+            assert_eq!(
+                (s.intensity, s.banners_only),
+                (intensity, banners_only),
+                "{line}"
+            );
         }
+        let e = config("--service-probes /nonexistent/probes 127.0.0.1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--service-probes /nonexistent/probes: "),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 
     #[test]

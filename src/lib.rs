@@ -66,11 +66,18 @@
 //!   [`report::series`] counts launches, completions and in-flight per
 //!   100 ms for `--stats`; [`report`] draws summaries, results and traces
 //!   into one self-contained HTML page (`fastport report`).
-//! - **Services** — [`service`] (`-sV`) keeps talking to an open port: a
-//!   pure per-connection machine waits for a banner, sends probes from a
-//!   database in the nmap-service-probes format (FastPort's own, or a file the
-//!   user loads), matches the answers and names the service and version,
-//!   through a TLS tunnel when the port speaks TLS.
+//! - **Services** — [`service`] (`-sV`, `--banners`) keeps talking to an
+//!   open port: a pure per-connection machine waits for a banner, sends
+//!   probes from a database in the nmap-service-probes format (FastPort's
+//!   own, or a file the user loads), matches the answers and names the
+//!   service and version, through a TLS tunnel when the port speaks TLS.
+//!   In the scan, the machine answers an open port with
+//!   [`engine::machine::Fate::Serve`]: the worker hands the connected socket
+//!   to an [`engine::services::Session`] in its own poll (the threads
+//!   engine runs the blocking form), the probe keeps its slot (it counts in
+//!   flight) and its result, with a [`service::record::ServiceRecord`],
+//!   goes to the writer when the session ends: every format writes each
+//!   open port once, with its service.
 //! - **System** — [`sys`] is the one module allowed `unsafe`: process limits
 //!   and the `TCP_INFO` read that neither std nor socket2 wrap.
 //!

@@ -875,6 +875,7 @@ mod tests {
             reasons: "conn-refused:3 syn-ack:1".into(),
             shown: shown.into(),
             rtt: [61, 20, 4],
+            services: Vec::new(),
         };
         file.hosts = Some(HeldHosts {
             xml: Some([7, 6]),

@@ -119,8 +119,8 @@ impl ScanResult {
     }
 }
 
-impl From<ProbeResult> for ScanResult {
-    fn from(r: ProbeResult) -> ScanResult {
+impl From<&ProbeResult> for ScanResult {
+    fn from(r: &ProbeResult) -> ScanResult {
         ScanResult {
             addr: r.target.ip(),
             port: r.target.port(),
@@ -442,7 +442,9 @@ impl ScannerBuilder {
                 concurrency,
                 threads,
                 rate: self.rate.or(values.rate),
+                unanswered_rate: None,
                 trace: None,
+                services: None,
             },
             stop: Stop::default(),
             unresolved,
@@ -526,7 +528,7 @@ impl Scanner {
         F: FnMut(ScanResult),
     {
         self.run_batches(|batch| {
-            batch.iter().for_each(|r| on_result(ScanResult::from(*r)));
+            batch.iter().for_each(|r| on_result(ScanResult::from(r)));
             Ok(())
         })
     }
@@ -572,7 +574,7 @@ impl Scanner {
     /// a hung-up receiver stops the scan.
     fn run_into(self, tx: SyncSender<Vec<ScanResult>>) -> Result<Summary, Error> {
         self.run_batches(|batch| {
-            let results = batch.iter().map(|r| ScanResult::from(*r)).collect();
+            let results = batch.iter().map(ScanResult::from).collect();
             tx.send(results)
                 .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
         })
@@ -779,20 +781,24 @@ mod tests {
 
     #[test]
     fn a_result_reads_like_the_text_output() {
-        let r = ScanResult::from(ProbeResult {
+        let r = ScanResult::from(&ProbeResult {
             index: 0,
             target: "[::1]:22".parse().unwrap(),
             reason: Reason::SynAck,
             rtt_us: Some(1500),
+            service: None,
+            reason_ip: None,
         });
         assert_eq!(r.to_string(), "[::1]:22 open syn-ack");
         assert_eq!(r.state, State::Open);
         assert_eq!(r.rtt, Some(Duration::from_micros(1500)));
-        let r = ScanResult::from(ProbeResult {
+        let r = ScanResult::from(&ProbeResult {
             index: 0,
             target: "198.18.0.1:80".parse().unwrap(),
             reason: Reason::NoResponse,
             rtt_us: None,
+            service: None,
+            reason_ip: None,
         });
         assert_eq!(r.to_string(), "198.18.0.1:80 filtered no-response");
         assert_eq!(r.rtt, None);

@@ -263,6 +263,11 @@ mod tests {
         Shard::new(k, n).unwrap()
     }
 
+    /// The message `detect` refuses with.
+    fn refusal(count: Option<u64>, e: impl Fn(&str) -> Option<String>) -> String {
+        detect(count, e).unwrap_err().to_string()
+    }
+
     #[test]
     fn auto_syntax() {
         assert_eq!(parse_auto("2/3"), Ok(None));
@@ -333,7 +338,7 @@ mod tests {
             ("SLURM_ARRAY_TASK_MAX", "7"),
             ("SLURM_ARRAY_TASK_COUNT", "3"),
         ]);
-        let err = detect(None, e).unwrap_err().to_string();
+        let err = refusal(None, e);
         assert!(err.contains("not one evenly stepped range"), "{err}");
         // A count typed that is not the array's.
         let e = env(&[
@@ -360,12 +365,7 @@ mod tests {
             ("SLURM_ARRAY_TASK_STEP", "2"),
             ("SLURM_ARRAY_TASK_COUNT", "3"),
         ]);
-        assert!(
-            detect(None, e)
-                .unwrap_err()
-                .to_string()
-                .contains("steps of 2")
-        );
+        assert!(refusal(None, e).contains("steps of 2"));
     }
 
     #[test]
@@ -383,12 +383,7 @@ mod tests {
         let e = env(&[("JOB_COMPLETION_INDEX", "3"), (COUNT_VAR, "4")]);
         assert_eq!(detect(None, &e).unwrap().shard, shard(4, 4));
         let e = env(&[("JOB_COMPLETION_INDEX", "4"), (COUNT_VAR, "4")]);
-        assert!(
-            detect(None, &e)
-                .unwrap_err()
-                .to_string()
-                .contains("it counts from 0")
-        );
+        assert!(refusal(None, &e).contains("it counts from 0"));
         // auto/N and the variable must agree.
         let e = env(&[("JOB_COMPLETION_INDEX", "1"), (COUNT_VAR, "4")]);
         assert!(

@@ -59,4 +59,5 @@ fn output_all_over_a_slash_8_stays_within_64_mib() {
     assert!(xml.trim_end().ends_with("</nmaprun>"));
     let gnmap = std::fs::read_to_string(dir.join("x.gnmap")).unwrap();
     assert!(gnmap.contains("Host: 127."));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -706,7 +706,7 @@ mod tests {
     fn hosts_outside_the_lab_ranges_are_refused() {
         let s = Scenario::parse(
             r#"name = "t"
-               hosts = ["10.9.9.9"]
+               hosts = ["240.9.9.9"]
                ports = "80""#,
             FULL,
             "t",
@@ -772,7 +772,7 @@ mod tests {
                netsim = { profile = "far" }"#);
         assert!(e.contains("source address"), "{e}");
         let e = bad(r#"name = "t"
-               hosts = ["10.0.0.0/24"]
+               hosts = ["240.0.0.0/24"]
                ports = "80"
                netsim = { profile = "far" }"#);
         assert!(e.contains("netsim"), "{e}");

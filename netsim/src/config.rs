@@ -731,7 +731,7 @@ mod tests {
     fn bad_profiles_are_refused() {
         let base = Preset::Far.config();
         let mut c = base.clone();
-        c.hosts = "10.0.0.0/8".parse().unwrap();
+        c.hosts = "240.0.0.0/8".parse().unwrap();
         assert!(c.validate().is_err());
         let mut c = base.clone();
         c.fractions.open = 0.9;

@@ -47,17 +47,17 @@ fn profile_prints_toml_that_loads_back() {
 #[test]
 fn hosts_outside_the_benchmark_range_are_refused_with_the_input_named() {
     let out = netsim()
-        .args(["truth", "--hosts", "10.0.0.0/8"])
+        .args(["truth", "--hosts", "240.0.0.0/8"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("\"10.0.0.0/8\"") && err.contains("198.18.0.0/15"),
+        err.contains("\"240.0.0.0/8\"") && err.contains("198.18.0.0/15"),
         "{err}"
     );
     let out = netsim()
-        .args(["run", "--hosts", "10.1.0.0/24", "--", "true"])
+        .args(["run", "--hosts", "240.1.0.0/24", "--", "true"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

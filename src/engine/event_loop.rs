@@ -17,8 +17,25 @@
 //! - a deadline ([`Machine::poll_expired`]) → a last check →
 //!   [`Machine::handle_deadline`];
 //! - every report says what to do with the socket ([`Fate`]): keep it,
-//!   close it, or drop it.
+//!   close it, or drop it — or, with `-sV`/`--banners`, hand an open port's
+//!   connected socket to a service [`Session`] ([`Fate::Serve`]).
+//!
+//! # Service sessions
+//!
+//! With service detection on, the worker keeps a [`Session`] per open port
+//! in the same poll, in a slab indexed like the machine's probes (the open
+//! probe keeps its slot, so it counts in flight until the session ends).
+//! Session tokens sit above [`SESSION_TOKENS`], [`LANES`] per slot, so they
+//! never meet a probe's token; their deadlines wait in a timer wheel of
+//! their own. A session's extra connects wait in it until admitted: first
+//! of anything each turn, each counted in the in-flight cap (the sockets
+//! the sessions hold beyond one each, [`Machine::set_session_extra`]) and
+//! taken from the shared `--rate`. When a session ends, the machine hands
+//! out the port's result with the service ([`Machine::handle_served`]):
+//! each open port is written once, with its service. Without `-sV` none of
+//! this exists: the plain path pays one comparison per readiness event.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -31,14 +48,18 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::Socket;
 
 use super::machine::{Deadlines, Fate, Launch, Machine, MachineConfig};
+use super::services::{LANES, Session};
 use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, StrideSource};
 use crate::classify::{LocalError, Report};
 use crate::order::{Lane, Schedule};
 use crate::probe;
 use crate::rate::Gcra;
+use crate::service::conversation::Conversation;
+use crate::service::options::ServiceOptions;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
 use crate::trace::{TraceEvent, Tracer};
+use crate::wheel::Wheel;
 
 /// New probes launched per turn of the loop before events are looked at.
 const LAUNCH_BURST: usize = 256;
@@ -50,6 +71,13 @@ const DRAIN_ROUNDS: usize = 64;
 /// Poll errors other than EINTR in a row before the worker gives up (one
 /// could be a passing shortage of kernel memory; a run of them is not).
 const POLL_ERRORS: u32 = 100;
+
+/// The first token of the service sessions: slot `key`'s session has
+/// `SESSION_TOKENS + key * LANES ..` (probe tokens are slot numbers, far
+/// below).
+pub const SESSION_TOKENS: usize = 1 << 40;
+/// The RTT service waits start from when nothing measured one.
+const DEFAULT_SERVICE_RTT: Duration = Duration::from_millis(100);
 
 /// What a worker hands back: its stats, how far it got, the sequence
 /// numbers it abandoned in flight on a stop, and its panic if it had one.
@@ -107,6 +135,7 @@ pub fn start<'scope, 'env>(
     let mut handles = Vec::with_capacity(threads);
     let now = Instant::now();
     let rate = cfg.rate.map(|rate| Arc::new(Gcra::new(rate, now)));
+    let unanswered = cfg.unanswered_rate.map(|r| Arc::new(Gcra::new(r, now)));
     // One stride per worker, held together by the order's block gate.
     for (id, stride) in schedule.strides(threads).into_iter().enumerate() {
         let source = StrideSource {
@@ -121,10 +150,15 @@ pub fn start<'scope, 'env>(
             adaptive: cfg.adaptive,
             ports_per_host: (space.ports().len() as u64).max(1),
             deadlines: Deadlines::Wheel,
+            unanswered: unanswered.clone(),
         };
         let rate = rate.clone();
         let out = collector.sender();
         let tracer = cfg.trace.as_ref().map(|sink| sink.tracer(id as u8));
+        let services = cfg
+            .services
+            .clone()
+            .map(|options| Sessions::new(options, per_worker, cfg.timeout, now));
         let spawned = std::thread::Builder::new()
             .name(format!("fastport-worker-{id}"))
             .spawn_scoped(scope, move || {
@@ -133,7 +167,8 @@ pub fn start<'scope, 'env>(
                 if tracer.is_some() {
                     machine.enable_trace();
                 }
-                run(machine, source, stop, out, tracer, now)
+                machine.set_serving(services.is_some());
+                run(machine, source, stop, out, tracer, services, now)
             });
         match spawned {
             Ok(handle) => handles.push(handle),
@@ -156,6 +191,136 @@ struct Driver<'a> {
     /// `--trace`: this worker's recorder, and the scan's time zero.
     tracer: Option<Tracer>,
     epoch: Instant,
+    /// `-sV`/`--banners`: the open ports' service sessions.
+    sessions: Option<Sessions>,
+}
+
+/// A worker's service sessions (see the module documentation).
+struct Sessions {
+    options: ServiceOptions,
+    /// By the open probe's slot.
+    slots: Vec<Option<Session>>,
+    /// Each session's next deadline, by slot.
+    wheel: Wheel,
+    /// Slots whose session waits to connect a lane, and whether queued.
+    connecting: VecDeque<usize>,
+    queued: Vec<bool>,
+    /// Sockets the sessions hold beyond one each.
+    extra: usize,
+    /// When the rate allows the next waiting connect.
+    wake: Option<Instant>,
+    connect_timeout: Duration,
+}
+
+impl Sessions {
+    fn new(options: ServiceOptions, slots: usize, connect_timeout: Duration, now: Instant) -> Self {
+        Sessions {
+            options,
+            slots: (0..slots).map(|_| None).collect(),
+            wheel: Wheel::new(slots, now),
+            connecting: VecDeque::new(),
+            queued: vec![false; slots],
+            extra: 0,
+            wake: None,
+            connect_timeout,
+        }
+    }
+
+    /// Slot `key`'s session's first token.
+    fn base(key: usize) -> usize {
+        SESSION_TOKENS + key * LANES
+    }
+
+    /// The slot a session token belongs to.
+    fn key_of(token: usize) -> usize {
+        (token - SESSION_TOKENS) / LANES
+    }
+
+    /// Brings the books up to date after slot `key`'s session moved (it
+    /// held `before` sockets): the extra sockets, its deadline, its wish to
+    /// connect; and ends it if it is over.
+    fn settle(
+        &mut self,
+        poll: &Poll,
+        machine: &mut Machine,
+        key: usize,
+        before: usize,
+        now: Instant,
+    ) {
+        let Some(session) = self.slots.get_mut(key).and_then(Option::as_mut) else {
+            return;
+        };
+        let after = session.sockets();
+        self.extra =
+            (self.extra + after.saturating_sub(1)).saturating_sub(before.saturating_sub(1));
+        self.wheel.cancel(key);
+        let deadline = session.next_deadline();
+        let wants = session.wants_connect();
+        let over = session.verdict().is_some() || (deadline.is_none() && !wants);
+        if over {
+            session.close_all(poll);
+            let record = session.record().unwrap_or_default();
+            self.extra = self.extra.saturating_sub(after.saturating_sub(1));
+            self.slots[key] = None;
+            machine.set_session_extra(self.extra);
+            machine.handle_served(key, now, Some(Box::new(record)));
+            return;
+        }
+        machine.set_session_extra(self.extra);
+        if let Some(deadline) = deadline {
+            self.wheel.insert(key, deadline);
+        }
+        if wants && !self.queued[key] {
+            self.queued[key] = true;
+            self.connecting.push_back(key);
+        }
+    }
+
+    /// Makes the connects the sessions wait for, as far as the in-flight
+    /// cap and the rate allow.
+    fn admit(&mut self, poll: &Poll, machine: &mut Machine, now: Instant) {
+        self.wake = None;
+        for _ in 0..self.connecting.len() {
+            let Some(key) = self.connecting.pop_front() else {
+                break;
+            };
+            self.queued[key] = false;
+            let Some(session) = self.slots[key].as_mut() else {
+                continue;
+            };
+            let before = session.sockets();
+            let (extra, mut added, mut wake) = (self.extra, 0, None);
+            session.start_connects(poll, now, |grows| {
+                machine.set_session_extra(extra + added);
+                match machine.admit_session_connect(now, grows) {
+                    Ok(()) => {
+                        added += usize::from(grows);
+                        true
+                    }
+                    Err(when) => {
+                        wake = when;
+                        false
+                    }
+                }
+            });
+            if let Some(when) = wake {
+                self.wake = Some(self.wake.map_or(when, |w| w.min(when)));
+            }
+            self.settle(poll, machine, key, before, now);
+        }
+    }
+
+    /// Closes every session (a stop): their probes are abandoned with the
+    /// machine's.
+    fn close_all(&mut self, poll: &Poll) {
+        for session in self.slots.iter_mut().filter_map(Option::take) {
+            let mut session = session;
+            session.close_all(poll);
+        }
+        self.connecting.clear();
+        self.queued.iter_mut().for_each(|q| *q = false);
+        self.extra = 0;
+    }
 }
 
 /// Runs one worker to the end of its share of the space (or a stop request).
@@ -165,6 +330,7 @@ fn run(
     stop: &AtomicBool,
     out: ResultTx,
     tracer: Option<Tracer>,
+    sessions: Option<Sessions>,
     epoch: Instant,
 ) -> io::Result<WorkerEnd> {
     let cap = machine.capacity();
@@ -177,6 +343,7 @@ fn run(
         out,
         tracer,
         epoch,
+        sessions,
     };
     // A panic ends this worker, not the run: the others are stopped and
     // what was reported is kept as after a signal (the probes this worker
@@ -222,6 +389,9 @@ impl Driver<'_> {
         loop {
             if stop.load(Ordering::Relaxed) {
                 self.sockets.iter_mut().for_each(|s| drop(s.take()));
+                if let Some(sessions) = &mut self.sessions {
+                    sessions.close_all(&self.poll);
+                }
                 let abandoned = self.machine.abandon();
                 self.drain();
                 self.out.flush();
@@ -230,7 +400,15 @@ impl Driver<'_> {
             let now = Instant::now();
             self.machine.sample_series(now);
             let mut launched = 0;
-            while launched < LAUNCH_BURST {
+            // Sessions' connects first: they finish what was found.
+            let sessions_wait = match &mut self.sessions {
+                Some(sessions) => {
+                    sessions.admit(&self.poll, &mut self.machine, now);
+                    !sessions.connecting.is_empty()
+                }
+                None => false,
+            };
+            while launched < LAUNCH_BURST && !sessions_wait {
                 let Some(launch) = self.machine.poll_launch(now, &mut self.source) else {
                     break;
                 };
@@ -244,9 +422,18 @@ impl Driver<'_> {
             let sleep = if launched == LAUNCH_BURST {
                 Duration::ZERO
             } else {
-                self.machine
-                    .poll_timeout(now)
-                    .map_or(MAX_SLEEP, |t| t.saturating_duration_since(now))
+                let sessions = self.sessions.as_ref().and_then(|s| {
+                    let wheel = s.wheel.next_expiry();
+                    match (wheel, s.wake) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                });
+                let next = match (self.machine.poll_timeout(now), sessions) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                next.map_or(MAX_SLEEP, |t| t.saturating_duration_since(now))
                     .min(MAX_SLEEP)
             };
             if !sleep.is_zero() {
@@ -262,6 +449,9 @@ impl Driver<'_> {
                     poll_errors += 1;
                     if poll_errors >= POLL_ERRORS {
                         self.sockets.iter_mut().for_each(|s| drop(s.take()));
+                        if let Some(sessions) = &mut self.sessions {
+                            sessions.close_all(&self.poll);
+                        }
                         self.machine.abandon();
                         self.drain();
                         self.out.flush();
@@ -303,21 +493,33 @@ impl Driver<'_> {
         // Trace hook: the machine's `Launch`, stamped before connect().
         self.trace_machine(started);
         let report = probe::start_connect(&socket, &target);
-        self.trace_probe(key, |probe| TraceEvent::Connect {
-            probe,
-            errno: connect_errno(report),
-        });
+        if self.tracer.is_some() {
+            let returned = Instant::now();
+            self.trace_probe(key, returned, |probe| TraceEvent::Connect {
+                probe,
+                errno: connect_errno(report),
+            });
+        }
         let fate = self.machine.handle_connect(key, report, started);
         self.trace_machine(started);
         match fate {
             Fate::Look => {
                 let report = probe::check(&socket);
-                self.trace_probe(key, |probe| TraceEvent::EagerLook {
+                // One clock read stamps the look, what it found, and the
+                // machine's decision on it.
+                let now = Instant::now();
+                self.trace_probe(key, now, |probe| TraceEvent::EagerLook {
                     probe,
                     errno: look_errno(report),
                 });
-                self.trace_check(key, report);
-                let now = Instant::now();
+                // The look's verdict is EagerLook's errno; of what it asked
+                // the kernel only the self-connect test adds a record.
+                if let Report::Connected { local, peer } = report {
+                    self.trace_probe(key, now, |probe| TraceEvent::SockName {
+                        probe,
+                        self_connect: local == peer,
+                    });
+                }
                 let fate = self
                     .machine
                     .handle_look(key, report, now, || retransmits(&socket));
@@ -349,13 +551,82 @@ impl Driver<'_> {
             }
             Fate::Close(reason) => probe::close(socket, reason),
             Fate::Drop => drop(socket),
+            Fate::Serve => self.serve(key, socket, registered),
         }
+    }
+
+    /// The port in slot `key` is open: its socket goes to a service session
+    /// (or, on a port the probe file excludes, its result goes out at once).
+    fn serve(&mut self, key: usize, socket: Socket, registered: bool) {
+        let now = Instant::now();
+        if registered {
+            let fd = socket.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        let Some(sessions) = &mut self.sessions else {
+            probe::close(socket, crate::classify::Reason::SynAck);
+            self.machine.handle_served(key, now, None);
+            return;
+        };
+        let target = socket.peer_addr().ok().and_then(|a| a.as_socket());
+        let target = match target {
+            Some(t) if !sessions.options.matcher.is_excluded(t.port()) => t,
+            _ => {
+                probe::close(socket, crate::classify::Reason::SynAck);
+                self.machine.handle_served(key, now, None);
+                return;
+            }
+        };
+        let rtt = self.machine.session_rtt(key).unwrap_or(DEFAULT_SERVICE_RTT);
+        let settings = sessions.options.settings(rtt);
+        let conv = Conversation::new(
+            Arc::clone(&sessions.options.matcher),
+            target.port(),
+            settings,
+            now,
+        );
+        let stream = std::net::TcpStream::from(socket);
+        match Session::new(
+            &self.poll,
+            Sessions::base(key),
+            target,
+            stream,
+            conv,
+            sessions.connect_timeout,
+            now,
+        ) {
+            Ok(session) => {
+                sessions.slots[key] = Some(session);
+                // A new session holds one socket, counted by its slot.
+                sessions.settle(&self.poll, &mut self.machine, key, 1, now);
+            }
+            Err(_) => self.machine.handle_served(key, now, None),
+        }
+    }
+
+    /// A readiness event for a session's token.
+    fn on_session(&mut self, token: usize, ready_at: Instant) {
+        let Some(sessions) = &mut self.sessions else {
+            return;
+        };
+        let key = Sessions::key_of(token);
+        let Some(session) = sessions.slots.get_mut(key).and_then(Option::as_mut) else {
+            return; // stale: the session is over
+        };
+        let before = session.sockets();
+        session.handle_event(&self.poll, Token(token), ready_at);
+        sessions.settle(&self.poll, &mut self.machine, key, before, ready_at);
     }
 
     /// Handles one batch of readiness events, all timed at `ready_at`.
     fn on_events(&mut self, events: &Events, ready_at: Instant) {
         for event in events.iter() {
-            self.on_ready(event.token().0, ready_at);
+            let token = event.token().0;
+            if token >= SESSION_TOKENS {
+                self.on_session(token, ready_at);
+            } else {
+                self.on_ready(token, ready_at);
+            }
         }
     }
 
@@ -381,8 +652,9 @@ impl Driver<'_> {
             return; // stale token: the slot moved on
         };
         let report = probe::check(&socket);
-        self.trace_probe(key, |probe| TraceEvent::Ready { probe });
-        self.trace_check(key, report);
+        // Stamped with the poll's return, as the machine is.
+        self.trace_probe(key, ready_at, |probe| TraceEvent::Ready { probe });
+        self.trace_check(key, report, ready_at);
         let fate = self.machine.handle_ready(
             key,
             report,
@@ -396,6 +668,16 @@ impl Driver<'_> {
 
     /// Handles every deadline that has passed.
     fn expire(&mut self, now: Instant) {
+        if let Some(sessions) = &mut self.sessions {
+            while let Some(key) = sessions.wheel.poll(now) {
+                let Some(session) = sessions.slots.get_mut(key).and_then(Option::as_mut) else {
+                    continue;
+                };
+                let before = session.sockets();
+                session.handle_timeout(&self.poll, now);
+                sessions.settle(&self.poll, &mut self.machine, key, before, now);
+            }
+        }
         while let Some(key) = self.machine.poll_expired(now) {
             let Some(socket) = self.sockets.get_mut(key).and_then(Option::take) else {
                 // No socket to look at (cannot happen: a connecting probe
@@ -407,7 +689,7 @@ impl Driver<'_> {
             // An answer may have landed after the last poll returned.
             let report = probe::check(&socket);
             self.trace_machine(now); // the machine's `Deadline`
-            self.trace_check(key, report);
+            self.trace_check(key, report, now);
             let fate = self
                 .machine
                 .handle_deadline(key, report, now, || retransmits(&socket));
@@ -431,23 +713,30 @@ impl Driver<'_> {
         }
     }
 
-    /// Records a syscall's event for the probe in slot `key`, now.
+    /// Records a syscall's event for the probe in slot `key`, at `at` (a
+    /// time the driver read anyway where it can: a clock read is most of
+    /// an event's cost).
     #[inline]
-    fn trace_probe(&mut self, key: usize, event: impl FnOnce(u64) -> TraceEvent) {
+    fn trace_probe(&mut self, key: usize, at: Instant, event: impl FnOnce(u64) -> TraceEvent) {
         if let Some(tracer) = &mut self.tracer {
             if let Some(probe) = self.machine.probe_index(key) {
-                tracer.record(event(probe), self.epoch.elapsed());
+                tracer.record(event(probe), at.saturating_duration_since(self.epoch));
             }
         }
     }
 
     /// What `probe::check` asked the kernel: `SO_ERROR`, `getpeername`,
-    /// `getsockname`.
+    /// `getsockname`, at `at`.
     #[inline]
-    fn trace_check(&mut self, key: usize, report: Report) {
+    fn trace_check(&mut self, key: usize, report: Report, at: Instant) {
         if let Some(tracer) = &mut self.tracer {
             if let Some(probe) = self.machine.probe_index(key) {
-                record_check(tracer, probe, report, self.epoch.elapsed());
+                record_check(
+                    tracer,
+                    probe,
+                    report,
+                    at.saturating_duration_since(self.epoch),
+                );
             }
         }
     }
@@ -468,7 +757,9 @@ pub(crate) fn record_check(tracer: &mut Tracer, probe: u64, report: Report, at: 
         return;
     }
     match report {
-        Report::Error(errno) => tracer.record(TraceEvent::SoError { probe, errno }, at),
+        Report::Error(errno) | Report::Unreachable { errno, .. } => {
+            tracer.record(TraceEvent::SoError { probe, errno }, at)
+        }
         Report::InProgress => {
             tracer.record(TraceEvent::SoError { probe, errno: 0 }, at);
             let errno = libc::ENOTCONN;
@@ -492,7 +783,7 @@ pub(crate) fn record_check(tracer: &mut Tracer, probe: u64, report: Report, at: 
 /// What `connect()` returned, as an errno (0: connected at once).
 pub(crate) fn connect_errno(report: Report) -> i32 {
     match report {
-        Report::Error(e) => e,
+        Report::Error(e) | Report::Unreachable { errno: e, .. } => e,
         Report::InProgress => libc::EINPROGRESS,
         Report::Connected { .. } => 0,
     }

@@ -121,6 +121,11 @@ pub enum Fate {
     /// This attempt is over (a retry or a back-off follows, or it never
     /// had a socket): drop the socket.
     Drop,
+    /// The port is open and service detection is on ([`Machine::set_serving`]):
+    /// keep the connected socket for a service session. The probe holds its
+    /// slot (it counts in flight) until [`Machine::handle_served`] reports
+    /// the session's end, and only then is its result handed out.
+    Serve,
 }
 
 /// Back-off after a local resource error: first and largest delay.
@@ -182,6 +187,11 @@ pub struct MachineConfig {
     /// loop), or the driver itself (a blocking connect with a timeout, which
     /// then reports with [`Machine::handle_deadline`]).
     pub deadlines: Deadlines,
+    /// A budget of unanswered attempts per second, shared by every machine
+    /// (the connection-tracking table's, [`crate::timing::conntrack`]):
+    /// each attempt that reaches its deadline unanswered is charged to it,
+    /// and no new probe goes out while it is spent.
+    pub unanswered: Option<Arc<Gcra>>,
 }
 
 /// Who keeps an attempt's deadline (see [`MachineConfig::deadlines`]).
@@ -206,6 +216,12 @@ enum Phase {
     Waiting,
     /// Its wait is over: to be launched again by `poll_launch`.
     Ready,
+    /// Open, its socket in a service session (`-sV`): the answer is
+    /// counted in the timing already; the result waits for the session.
+    Serving {
+        rtt_us: Option<u32>,
+        srtt: Option<Duration>,
+    },
 }
 
 /// One in-flight probe: a few words in a slab slot.
@@ -336,7 +352,17 @@ pub struct Machine {
     ready: VecDeque<usize>,
     /// Finished probes, for `poll_result`.
     results: VecDeque<ProbeResult>,
+    /// `-sV`: open ports are handed to service sessions ([`Fate::Serve`]).
+    serving: bool,
+    /// Probes in [`Phase::Serving`].
+    in_sessions: usize,
+    /// Sockets the sessions hold beyond one each (their extra lanes): they
+    /// count in the in-flight cap too.
+    session_extra: usize,
     blocked: Blocked,
+    /// The router that answered the probe being finished (set just before
+    /// `finish`, which takes it).
+    reason_ip: Option<std::net::IpAddr>,
     // Trace and series hooks (see `enable_trace`).
     /// The events the machine decided, for the driver to record with its
     /// clock (`None`: tracing is off, each hook is one untaken branch).
@@ -366,7 +392,11 @@ impl Machine {
             rate,
             ready: VecDeque::with_capacity(cap),
             results: VecDeque::with_capacity(cap.min(4096)),
+            serving: false,
+            in_sessions: 0,
+            session_extra: 0,
             blocked: Blocked::Cap,
+            reason_ip: None,
             trace: None,
             traced_window: 0,
             epoch: now,
@@ -384,6 +414,94 @@ impl Machine {
             Some(timing) => self.limit.min(timing.window()),
             None => self.limit,
         }
+    }
+
+    /// Whether another connect may go out: the local-error cap counts
+    /// every probe and every socket of the service sessions; the congestion
+    /// window (adaptive timing) counts only the probes still connecting, as
+    /// a session's conversation is no sign of the network's load.
+    fn has_room(&self) -> bool {
+        let all = self.slab.len() + self.session_extra;
+        if all >= self.limit {
+            return false;
+        }
+        match &self.timing {
+            Some(timing) => self.slab.len() - self.in_sessions < timing.window(),
+            None => true,
+        }
+    }
+
+    /// `-sV`/`--banners`: open ports become service sessions
+    /// ([`Fate::Serve`]) instead of being closed at once.
+    pub fn set_serving(&mut self, on: bool) {
+        self.serving = on;
+    }
+
+    /// The sessions' sockets beyond one each (their extra lanes), which
+    /// count in the in-flight cap. The driver keeps it current.
+    pub fn set_session_extra(&mut self, extra: usize) {
+        self.session_extra = extra;
+    }
+
+    /// Whether a service session may open one more connection now (the
+    /// in-flight cap, then the shared `--rate`): `Err` says when to ask
+    /// again (`None`: when a report frees room). `grows`: whether the
+    /// connection adds to the session's sockets (a session whose every
+    /// lane is closed takes its next one within the slot it holds).
+    pub fn admit_session_connect(
+        &mut self,
+        now: Instant,
+        grows: bool,
+    ) -> Result<(), Option<Instant>> {
+        if grows && self.slab.len() + self.session_extra >= self.limit {
+            return Err(None);
+        }
+        if let Some(rate) = &self.rate {
+            if !rate.try_take(now) {
+                return Err(Some(now + rate.wait(now)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The RTT a service session on the open port in slot `key` waits by:
+    /// its host's smoothed RTT (adaptive timing), else this connect's own.
+    pub fn session_rtt(&self, key: usize) -> Option<Duration> {
+        let probe = self.slab.slots.get(key)?.as_ref()?;
+        match probe.phase {
+            Phase::Serving { rtt_us, srtt } => {
+                srtt.or(rtt_us.map(|us| Duration::from_micros(u64::from(us))))
+            }
+            _ => None,
+        }
+    }
+
+    /// The sequence number of the probe in slot `key`.
+    pub fn probe_seq(&self, key: usize) -> Option<u64> {
+        self.slab.slots.get(key)?.as_ref().map(|p| p.seq)
+    }
+
+    /// The service session of the open port in slot `key` is over: its
+    /// result, with what the session found, is handed out now.
+    pub fn handle_served(
+        &mut self,
+        key: usize,
+        now: Instant,
+        service: Option<Box<crate::service::record::ServiceRecord>>,
+    ) {
+        let Some(Probe {
+            phase: Phase::Serving { rtt_us, .. },
+            ..
+        }) = self.slab.slots.get(key).and_then(Option::as_ref)
+        else {
+            return;
+        };
+        let rtt_us = *rtt_us;
+        let Some(probe) = self.slab.remove(key) else {
+            return;
+        };
+        self.in_sessions -= 1;
+        self.record_result(probe, Reason::SynAck, rtt_us, now, service, None);
     }
 
     /// The most probes ever in flight: keys are below this.
@@ -410,7 +528,7 @@ impl Machine {
             }
         }
         loop {
-            if self.slab.len() >= self.cap() {
+            if !self.has_room() {
                 self.blocked = Blocked::Cap;
                 return None;
             }
@@ -425,6 +543,12 @@ impl Machine {
                     return None;
                 }
             };
+            if let Some(budget) = &self.cfg.unanswered {
+                if !budget.allows(now) {
+                    self.blocked = Blocked::Rate(now + budget.wait(now));
+                    return None;
+                }
+            }
             if let Some(rate) = &self.rate {
                 if !rate.try_take(now) {
                     self.blocked = Blocked::Rate(now + rate.wait(now));
@@ -598,6 +722,7 @@ impl Machine {
                     }
                     None => {
                         let sample = self.sample_allowed(reason, started, now, retransmits);
+                        self.reason_ip = report.offender();
                         self.finish(key, reason, Some(started), now, Some(sample))
                     }
                 }
@@ -637,7 +762,7 @@ impl Machine {
                     probe.phase = Phase::Ready;
                     self.ready.push_back(key);
                 }
-                Phase::Launched | Phase::Ready => {}
+                Phase::Launched | Phase::Ready | Phase::Serving { .. } => {}
             }
         }
         None
@@ -674,6 +799,11 @@ impl Machine {
         if !matches!(late, Verdict::Done(_)) {
             probe.timeouts += 1;
         }
+        if late == Verdict::Pending {
+            if let Some(budget) = &self.cfg.unanswered {
+                budget.charge(now);
+            }
+        }
         let retries = match (&self.timing, probe.host) {
             (Some(timing), Some(host)) => timing.retries(host),
             _ => self.cfg.retries,
@@ -681,6 +811,7 @@ impl Machine {
         match late {
             Verdict::Done(reason) => {
                 let sample = self.sample_allowed(reason, started, now, retransmits);
+                self.reason_ip = report.offender();
                 self.finish(key, reason, Some(started), now, Some(sample))
             }
             Verdict::Local(e) => self.back_off(key, e, now),
@@ -721,7 +852,7 @@ impl Machine {
             return Some(now);
         }
         let wheel = self.wheel.next_expiry();
-        let room = self.slab.len() < self.cap();
+        let room = self.has_room();
         let source = match self.blocked {
             Blocked::Rate(at) | Blocked::Gated(at) if room => Some(at),
             Blocked::Cap if room => Some(now),
@@ -779,24 +910,56 @@ impl Machine {
         now: Instant,
         sample: Option<bool>,
     ) -> Fate {
-        let Some(probe) = self.slab.remove(key) else {
-            return Fate::Drop;
-        };
+        let reason_ip = self.reason_ip.take();
         let rtt = match started {
             Some(t) if reason.answered() => Some(now.saturating_duration_since(t)),
             _ => None,
         };
         let rtt_us = rtt.map(probe::micros);
+        let serve = self.serving && reason == Reason::SynAck;
+        let probe = if serve {
+            self.slab.get_mut(key).copied()
+        } else {
+            self.slab.remove(key)
+        };
+        let Some(probe) = probe else {
+            return Fate::Drop;
+        };
+        let mut srtt = None;
         if let (Some(timing), Some(host)) = (&mut self.timing, probe.host) {
             if reason.answered() {
                 let clean = rtt.filter(|_| sample == Some(true));
                 let elapsed = rtt.unwrap_or_default();
                 timing.answered(host, probe.timeouts, elapsed, probe.waited, clean, now);
+                srtt = timing.srtt(host);
             } else {
                 timing.silent(host, now);
             }
             timing.leave(host);
         }
+        if serve {
+            if let Some(p) = self.slab.get_mut(key) {
+                // Left its host's window already: a stop must not leave it again.
+                p.host = None;
+                p.phase = Phase::Serving { rtt_us, srtt };
+            }
+            self.in_sessions += 1;
+            return Fate::Serve;
+        }
+        self.record_result(probe, reason, rtt_us, now, None, reason_ip);
+        Fate::Close(reason)
+    }
+
+    /// Counts a finished probe and hands its result out.
+    fn record_result(
+        &mut self,
+        probe: Probe,
+        reason: Reason,
+        rtt_us: Option<u32>,
+        now: Instant,
+        service: Option<Box<crate::service::record::ServiceRecord>>,
+        reason_ip: Option<std::net::IpAddr>,
+    ) {
         self.stats.record(reason, rtt_us);
         self.stats
             .series
@@ -809,9 +972,10 @@ impl Machine {
             target: probe.target,
             reason,
             rtt_us,
+            service,
+            reason_ip,
         });
         self.regrow();
-        Fate::Close(reason)
     }
 
     /// Additive increase after a local-error cut: one more in flight per
@@ -902,6 +1066,7 @@ impl Machine {
             }
         }
         self.ready.clear();
+        self.in_sessions = 0;
         seqs
     }
 

@@ -87,8 +87,17 @@ pub struct EngineConfig {
     pub threads: usize,
     /// `--rate`: new connects per second, all workers together.
     pub rate: Option<f64>,
+    /// Unanswered connects per second, all workers together, at most: what
+    /// the namespace's connection-tracking table can hold
+    /// ([`crate::timing::conntrack`]); `None` when it is not tracked or
+    /// `--ignore-conntrack` was given.
+    pub unanswered_rate: Option<f64>,
     /// `--trace`: the file each worker's [`crate::trace::Tracer`] writes to.
     pub trace: Option<std::sync::Arc<crate::trace::TraceSink>>,
+    /// `-sV`/`--banners`: each open port's socket goes on to a service
+    /// session ([`services`]) and its result waits for the session's end;
+    /// `None`: a plain scan, every open connect closed at once.
+    pub services: Option<crate::service::options::ServiceOptions>,
 }
 
 /// How the engine ended: the merged stats, and what a resume needs to know
@@ -471,6 +480,8 @@ mod tests {
                 target: "127.0.0.1:1".parse().unwrap(),
                 reason: Reason::ConnRefused,
                 rtt_us: Some(10),
+                service: None,
+                reason_ip: None,
             });
         }
         out.flush();

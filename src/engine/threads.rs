@@ -11,6 +11,14 @@
 //! reached, a probe backs off) waits on a condition variable until the
 //! machine's next timeout or the next report.
 //!
+//! With `-sV`/`--banners`, the thread that found a port open goes on to run
+//! its service conversation in the blocking form ([`services::run`], a poll
+//! of its own on the connected socket), then reports the port with its
+//! service ([`Machine::handle_served`]); its slot counts in flight all the
+//! while. Unlike the event loop, the conversation's extra connects are made
+//! at once, outside `--rate` (each thread holds at most one conversation,
+//! of at most [`crate::service::conversation::Settings::parallel`] lanes).
+//!
 //! What the design costs, and what it is given to be fair: each thread has a
 //! small stack (64 KiB; a blocking connect needs little), and the lock is
 //! held only to ask and to report, never across a syscall. Thousands of
@@ -27,6 +35,7 @@ use socket2::{SockAddr, Socket};
 
 use super::event_loop::{connect_errno, record_check, record_machine, retransmits};
 use super::machine::{Deadlines, Fate, Launch, Machine, MachineConfig};
+use super::services;
 use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, StrideSource};
 use crate::classify::{LocalError, Report, Verdict, classify};
 use crate::order::Schedule;
@@ -37,6 +46,9 @@ use crate::trace::{TraceEvent, Tracer};
 
 /// Stack of each probing thread.
 const STACK_SIZE: usize = 64 * 1024;
+/// Stack of each probing thread with `-sV`/`--banners`: the TLS handshake
+/// and the matcher need more than a connect (reserved, touched as used).
+const SERVICE_STACK_SIZE: usize = 2 * 1024 * 1024;
 /// Address space one thread takes: its stack and guard page, and the
 /// signal stack and guard Rust's runtime maps for it.
 const THREAD_SPACE: u64 = STACK_SIZE as u64 + 4096 + 64 * 1024;
@@ -109,6 +121,10 @@ pub struct Pool<'a> {
     /// The first thread's panic: the pool stops, and the run ends as after
     /// a signal (the shared machine still knows what is in flight).
     panicked: Mutex<Option<String>>,
+    /// `-sV`/`--banners`.
+    services: Option<crate::service::options::ServiceOptions>,
+    /// A lane's connect timeout in a service conversation.
+    timeout: Duration,
 }
 
 /// The running thread pool.
@@ -179,6 +195,7 @@ impl<'a> Pool<'a> {
                 adaptive: cfg.adaptive,
                 ports_per_host: (space.ports().len() as u64).max(1),
                 deadlines: Deadlines::Driver,
+                unanswered: cfg.unanswered_rate.map(|r| Arc::new(Gcra::new(r, now))),
             },
             cfg.rate.map(|rate| Arc::new(Gcra::new(rate, now))),
             now,
@@ -187,6 +204,7 @@ impl<'a> Pool<'a> {
         if tracer.is_some() {
             machine.enable_trace();
         }
+        machine.set_serving(cfg.services.is_some());
         Pool {
             shared: Mutex::new(Shared {
                 machine,
@@ -205,6 +223,8 @@ impl<'a> Pool<'a> {
             threads,
             stop,
             panicked: Mutex::new(None),
+            services: cfg.services.clone(),
+            timeout: cfg.timeout,
         }
     }
 
@@ -229,7 +249,13 @@ pub fn start<'scope, 'env>(
     if let Some(limit) = crate::sys::address_space_limit() {
         crate::sys::single_malloc_arena();
         let used = crate::sys::address_space_used().unwrap_or(limit);
-        let fit = (limit.saturating_sub(used) / 2 / THREAD_SPACE).max(1);
+        let stack = if pool.services.is_some() {
+            SERVICE_STACK_SIZE as u64
+        } else {
+            STACK_SIZE as u64
+        };
+        let space = THREAD_SPACE - STACK_SIZE as u64 + stack;
+        let fit = (limit.saturating_sub(used) / 2 / space).max(1);
         let fit = usize::try_from(fit).unwrap_or(usize::MAX);
         if fit < threads {
             eprintln!(
@@ -243,7 +269,11 @@ pub fn start<'scope, 'env>(
     for id in 0..threads {
         let spawned = std::thread::Builder::new()
             .name(format!("fastport-probe-{id}"))
-            .stack_size(STACK_SIZE)
+            .stack_size(if pool.services.is_some() {
+                SERVICE_STACK_SIZE
+            } else {
+                STACK_SIZE
+            })
             .spawn_scoped(scope, move || {
                 let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.work()));
                 if let Err(payload) = worked {
@@ -364,14 +394,52 @@ impl Pool<'_> {
                 }
             };
             shared.trace_machine(now);
-            if let (Some(socket), Fate::Close(reason)) = (socket, fate) {
-                probe::close(socket, reason);
+            match (socket, fate) {
+                (Some(socket), Fate::Close(reason)) => probe::close(socket, reason),
+                (socket, Fate::Serve) => {
+                    let rtt = shared.machine.session_rtt(key);
+                    drop(shared);
+                    let record = socket.and_then(|s| self.serve(s, launch.target, rtt));
+                    shared = self.lock();
+                    let now = Instant::now();
+                    shared.machine.handle_served(key, now, record.map(Box::new));
+                }
+                _ => {}
             }
             self.room.notify_one();
         }
         shared.drain(Instant::now());
         // Let the waiting threads see the end (or the stop) too.
         self.room.notify_all();
+    }
+}
+
+impl Pool<'_> {
+    /// Runs the service conversation on the open port's socket, blocking
+    /// this thread (not the pool's lock) until it ends.
+    fn serve(
+        &self,
+        socket: Socket,
+        target: std::net::SocketAddr,
+        rtt: Option<Duration>,
+    ) -> Option<crate::service::record::ServiceRecord> {
+        let options = self.services.as_ref()?;
+        if options.matcher.is_excluded(target.port()) {
+            probe::close(socket, crate::classify::Reason::SynAck);
+            return None;
+        }
+        let settings = options.settings(rtt.unwrap_or(Duration::from_millis(100)));
+        let conv = crate::service::conversation::Conversation::new(
+            Arc::clone(&options.matcher),
+            target.port(),
+            settings,
+            Instant::now(),
+        );
+        let stream = std::net::TcpStream::from(socket);
+        match services::run(target, stream, conv, self.timeout) {
+            Ok((_, record)) => Some(record),
+            Err(_) => Some(crate::service::record::ServiceRecord::default()),
+        }
     }
 }
 
@@ -395,7 +463,7 @@ fn attempt(launch: &Launch) -> (Attempt, Option<Socket>, Instant) {
             let errno = probe::errno(&e);
             match LocalError::from_errno(errno) {
                 Some(_) => Attempt::Local(Report::Error(errno)),
-                None => Attempt::Answered(Report::Error(errno)),
+                None => Attempt::Answered(probe::error_report(&socket, errno)),
             }
         }
     };

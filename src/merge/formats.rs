@@ -35,6 +35,7 @@ use crate::config::{ConfigError, Dest, OutputPlan, Show};
 use crate::order::{Blocks, Done, Order, Schedule, Shard};
 use crate::output::{OpenError, Outputs, RunInfo, port_ranges};
 use crate::probe::ProbeResult;
+use crate::service::record::ServiceRecord;
 use crate::stats::{Stats, Summary};
 
 /// Records sorted in memory before a run is spilled: about 40 MB.
@@ -162,7 +163,7 @@ pub enum FormatError {
 }
 
 /// One result, as sorted: by address, then port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Rec {
     addr: IpAddr,
     port: u16,
@@ -170,6 +171,8 @@ struct Rec {
     file: u32,
     reason: u8,
     rtt_us: Option<u32>,
+    /// `-sV`/`--banners`: the line's service keys, as compact JSON.
+    service: Option<Box<str>>,
 }
 
 const REC_BYTES: usize = 29;
@@ -204,7 +207,47 @@ impl Rec {
             file: u32_at(19),
             reason: b[23],
             rtt_us: (b[24] == 1).then(|| u32_at(25)),
+            service: None,
         }
+    }
+
+    /// Writes the record to a run: its fixed part, the service's length
+    /// (0: none) and the service.
+    fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
+        let mut buf = [0u8; REC_BYTES];
+        self.encode(&mut buf);
+        w.write_all(&buf)?;
+        let service = self.service.as_deref().unwrap_or("");
+        let len = u32::try_from(service.len()).unwrap_or(0);
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(&service.as_bytes()[..len as usize])
+    }
+
+    /// Reads a record written by [`Rec::write_to`]; `None` at the end of the run.
+    fn read_from(r: &mut impl Read) -> Option<io::Result<Rec>> {
+        let mut buf = [0u8; REC_BYTES];
+        match r.read_exact(&mut buf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        let mut rec = Rec::decode(&buf);
+        let mut len = [0u8; 4];
+        if let Err(e) = r.read_exact(&mut len) {
+            return Some(Err(e));
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        if len > 0 {
+            let mut text = vec![0u8; len];
+            if let Err(e) = r.read_exact(&mut text) {
+                return Some(Err(e));
+            }
+            match String::from_utf8(text) {
+                Ok(t) => rec.service = Some(t.into_boxed_str()),
+                Err(e) => return Some(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+            }
+        }
+        Some(Ok(rec))
     }
 
     fn reason(&self) -> Reason {
@@ -256,10 +299,10 @@ impl SortDir {
         self.runs += 1;
         let file = File::create(&path).map_err(|e| self.err(e))?;
         let mut w = BufWriter::with_capacity(64 * 1024, file);
-        let mut buf = [0u8; REC_BYTES];
         for rec in recs {
-            rec.map_err(|e| self.err(e))?.encode(&mut buf);
-            w.write_all(&buf).map_err(|e| self.err(e))?;
+            rec.map_err(|e| self.err(e))?
+                .write_to(&mut w)
+                .map_err(|e| self.err(e))?;
         }
         w.flush().map_err(|e| self.err(e))?;
         Ok(path)
@@ -279,12 +322,7 @@ impl Iterator for RunReader {
     type Item = io::Result<Rec>;
 
     fn next(&mut self) -> Option<io::Result<Rec>> {
-        let mut buf = [0u8; REC_BYTES];
-        match self.0.read_exact(&mut buf) {
-            Ok(()) => Some(Ok(Rec::decode(&buf))),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
-            Err(e) => Some(Err(e)),
-        }
+        Rec::read_from(&mut self.0)
     }
 }
 
@@ -365,12 +403,23 @@ fn sort_into_runs(
             let parsed: Line = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
             let reason = Reason::from_str_name(parsed.reason)
                 .ok_or_else(|| bad(format!("unknown reason \"{}\"", parsed.reason)))?;
+            // A line of a -sV scan: its service keys ride along (read
+            // again, as the record type, which skips the other keys).
+            let service = if line.contains("\"service\"") || line.contains("\"banner\"") {
+                let record: ServiceRecord =
+                    serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+                let text = serde_json::to_string(&record).map_err(|e| bad(e.to_string()))?;
+                (!record.is_empty()).then(|| text.into_boxed_str())
+            } else {
+                None
+            };
             buf.push(Rec {
                 addr: parsed.addr,
                 port: parsed.port,
                 file: u32::try_from(file).unwrap_or(u32::MAX),
                 reason: reason.index() as u8,
                 rtt_us: parsed.rtt_us,
+                service,
             });
             if buf.len() >= run_records {
                 buf.sort_unstable();
@@ -416,6 +465,8 @@ struct Checked {
     /// Ports of the first host (every host's, when the hosts are complete).
     ports: Vec<u16>,
     reasons: [u64; Reason::COUNT],
+    /// Some line carried a service (`-sV`): the formats write its columns.
+    services: bool,
 }
 
 /// Walks the sorted stream once: no port twice, and with `ports_per_host`,
@@ -431,8 +482,9 @@ fn check(
         results: 0,
         ports: Vec::new(),
         reasons: [0; Reason::COUNT],
+        services: false,
     };
-    let mut prev: Option<Rec> = None;
+    let mut prev: Option<(IpAddr, u16)> = None;
     let mut in_host = 0u64;
     let complete = |addr: IpAddr, have: u64| match ports_per_host {
         Some(want) if have != want => Err(FormatError::Incomplete { addr, have, want }),
@@ -441,7 +493,7 @@ fn check(
     for rec in stream {
         let rec = rec.map_err(|e| dir.err(e))?;
         match prev {
-            Some(p) if p.addr == rec.addr && p.port == rec.port => {
+            Some((addr, port)) if addr == rec.addr && port == rec.port => {
                 return Err(MergeError::Duplicate {
                     addr: rec.addr,
                     port: rec.port,
@@ -449,10 +501,10 @@ fn check(
                 }
                 .into());
             }
-            Some(p) if p.addr == rec.addr => in_host += 1,
+            Some((addr, _)) if addr == rec.addr => in_host += 1,
             _ => {
-                if let Some(p) = prev {
-                    complete(p.addr, in_host)?;
+                if let Some((addr, _)) = prev {
+                    complete(addr, in_host)?;
                 }
                 c.hosts += 1;
                 in_host = 1;
@@ -463,10 +515,11 @@ fn check(
         }
         c.results += 1;
         c.reasons[usize::from(rec.reason)] += 1;
-        prev = Some(rec);
+        c.services |= rec.service.is_some();
+        prev = Some((rec.addr, rec.port));
     }
-    if let Some(p) = prev {
-        complete(p.addr, in_host)?;
+    if let Some((addr, _)) = prev {
+        complete(addr, in_host)?;
     }
     Ok(c)
 }
@@ -525,6 +578,7 @@ pub fn write(
         ),
         names: std::sync::Arc::default(),
         unresolved: 0,
+        service_detection: checked.services,
     };
     // Each file is written under a temporary name beside it and renamed
     // once whole: a merge that fails leaves no partial output.
@@ -566,6 +620,12 @@ pub fn write(
             target: SocketAddr::new(rec.addr, rec.port),
             reason: rec.reason(),
             rtt_us: rec.rtt_us,
+            service: rec
+                .service
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<ServiceRecord>(text).ok())
+                .map(Box::new),
+            reason_ip: None,
         });
         in_host += 1;
         n += 1;
@@ -745,6 +805,7 @@ mod tests {
                 file: 7,
                 reason: 3,
                 rtt_us: Some(u32::MAX),
+                service: Some(r#"{"service":"ssh","product":"Open,SSH"}"#.into()),
             },
             Rec {
                 addr: "2001:2::1".parse().unwrap(),
@@ -752,11 +813,14 @@ mod tests {
                 file: 0,
                 reason: 0,
                 rtt_us: None,
+                service: None,
             },
         ] {
-            let mut buf = [0u8; REC_BYTES];
-            rec.encode(&mut buf);
-            assert_eq!(Rec::decode(&buf), rec);
+            let mut buf = Vec::new();
+            rec.write_to(&mut buf).unwrap();
+            let mut read = &buf[..];
+            assert_eq!(Rec::read_from(&mut read).unwrap().unwrap(), rec);
+            assert!(Rec::read_from(&mut read).is_none());
         }
     }
 
@@ -874,5 +938,44 @@ mod tests {
         let mut p = plan(&dir);
         p.csv = Some(Dest::File(dir.join("part.csv")));
         assert_eq!(write(&inputs[..1], &p, None).unwrap(), 6);
+    }
+
+    /// Shards of a `-sV` scan: the merged formats write each port's
+    /// service as the scan's own outputs did (through the sort's spilled
+    /// runs), and the CSV gains its service columns.
+    #[test]
+    fn merge_carries_the_service_fields_through() {
+        let dir = temp("services");
+        let inputs = shards(&dir);
+        // Give 127.0.0.1:22 a service, as a -sV shard writes it.
+        for input in &inputs {
+            let text = std::fs::read_to_string(input).unwrap();
+            let plain = line("127.0.0.1", 22, Reason::SynAck, Some(122));
+            let with = plain.trim_end_matches('}').to_string()
+                + r#","service":"ssh","product":"OpenSSH","version":"9.2p1","cpe":["cpe:/a:openbsd:openssh:9.2p1"],"banner":"=1+1"}"#;
+            std::fs::write(input, text.replace(&plain, &with)).unwrap();
+        }
+        let mut p = plan(&dir);
+        p.xml = Some(Dest::File(dir.join("scan.xml")));
+        p.grepable = Some(Dest::File(dir.join("scan.gnmap")));
+        p.csv = Some(Dest::File(dir.join("scan.csv")));
+        write(&inputs, &p, Some(&summary())).unwrap();
+        let xml = std::fs::read_to_string(dir.join("scan.xml")).unwrap();
+        assert!(xml.contains(r#"<service name="ssh" product="OpenSSH" version="9.2p1" method="probed" conf="10"><cpe>cpe:/a:openbsd:openssh:9.2p1</cpe></service>"#), "{xml}");
+        let gnmap = std::fs::read_to_string(dir.join("scan.gnmap")).unwrap();
+        assert!(
+            gnmap.contains("22/open/tcp//ssh//OpenSSH 9.2p1/"),
+            "{gnmap}"
+        );
+        let csv = std::fs::read_to_string(dir.join("scan.csv")).unwrap();
+        assert!(
+            csv.starts_with("addr,port,state,reason,rtt_us,host,service,"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("127.0.0.1,22,open,syn-ack,122,,ssh,OpenSSH,9.2p1,,,\"'=1+1\"\n"),
+            "{csv}"
+        );
+        assert!(csv.contains("::1,22,open,syn-ack,122,,,,,,,\n"), "{csv}");
     }
 }

@@ -4,6 +4,14 @@
 //! hostname is letters, digits, dots and hyphens), so none is quoted;
 //! `rtt_us` is empty when nothing answered, `host` when the target was not
 //! given by name. `host` is last so readers by position keep working.
+//!
+//! With `-sV` or `--banners` the header gains
+//! `service,product,version,extrainfo,tunnel,banner` after `host`, and an
+//! open port's row its service in them. Those cells carry what a service
+//! said about itself, so they are quoted where needed (RFC 4180), and a
+//! cell that begins with `=`, `+`, `-` or `@` is defused (prefixed with
+//! `'`, quoted) so that a spreadsheet does not run it as a formula
+//! ([`crate::service::escape::csv_cell`]).
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -15,11 +23,14 @@ use crate::stats::Summary;
 use crate::targets::HostNames;
 
 pub const HEADER: &str = "addr,port,state,reason,rtt_us,host";
+/// The columns `-sV`/`--banners` add after [`HEADER`]'s.
+pub const SERVICE_HEADER: &str = ",service,product,version,extrainfo,tunnel,banner";
 
 pub struct CsvSink {
     out: Writer,
     begun: bool,
     names: Arc<HostNames>,
+    services: bool,
 }
 
 impl CsvSink {
@@ -29,7 +40,14 @@ impl CsvSink {
             begun: out.continued(),
             out,
             names: Arc::default(),
+            services: false,
         }
+    }
+
+    /// Adds the service columns (`-sV`/`--banners`).
+    pub fn with_services(mut self, on: bool) -> Self {
+        self.services = on;
+        self
     }
 
     /// Fills `host` for the targets given by name.
@@ -41,7 +59,11 @@ impl CsvSink {
     fn begin(&mut self) -> io::Result<()> {
         if !self.begun {
             self.begun = true;
-            writeln!(self.out, "{HEADER}")?;
+            if self.services {
+                writeln!(self.out, "{HEADER}{SERVICE_HEADER}")?;
+            } else {
+                writeln!(self.out, "{HEADER}")?;
+            }
         }
         Ok(())
     }
@@ -67,6 +89,16 @@ impl Sink for CsvSink {
         self.out.write_all(b",")?;
         if let Some(host) = self.names.get(r.target.ip()) {
             self.out.write_all(host.as_bytes())?;
+        }
+        if self.services {
+            let cells = r
+                .service
+                .as_deref()
+                .map(|s| s.csv_cells())
+                .unwrap_or_default();
+            for cell in cells {
+                write!(self.out, ",{cell}")?;
+            }
         }
         self.out.write_all(b"\n")
     }
@@ -120,5 +152,34 @@ mod tests {
         let mut sink = CsvSink::new(out);
         sink.finish(&summary(false, 0, Duration::ZERO)).unwrap();
         assert_eq!(text(), "addr,port,state,reason,rtt_us,host\n");
+    }
+
+    /// `-sV`: the service columns follow `host`; what a service chose to
+    /// say is quoted, and a formula is defused.
+    #[test]
+    fn service_columns_quote_and_defuse_what_services_say() {
+        use crate::service::record::ServiceRecord;
+        let (out, text) = capture();
+        let mut sink = CsvSink::new(out).with_services(true);
+        let mut r = result(0, "127.0.0.1:22", Reason::SynAck, Some(53));
+        r.service = Some(Box::new(ServiceRecord {
+            service: Some("ssh".into()),
+            product: Some("Open,SSH".into()),
+            banner: Some("=HYPERLINK(\"x\")".into()),
+            ..ServiceRecord::default()
+        }));
+        feed(&mut sink, Show::OPEN, &r);
+        feed(
+            &mut sink,
+            Show::OPEN,
+            &result(1, "127.0.0.1:80", Reason::SynAck, Some(5)),
+        );
+        sink.finish(&summary(false, 2, Duration::ZERO)).unwrap();
+        assert_eq!(
+            text(),
+            "addr,port,state,reason,rtt_us,host,service,product,version,extrainfo,tunnel,banner\n\
+             127.0.0.1,22,open,syn-ack,53,,ssh,\"Open,SSH\",,,,\"'=HYPERLINK(\"\"x\"\")\"\n\
+             127.0.0.1,80,open,syn-ack,5,,,,,,,\n"
+        );
     }
 }

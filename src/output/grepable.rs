@@ -99,12 +99,20 @@ impl HostDocument for GrepableSink {
         )?;
         write!(self.out, "Host: {} ({name})\tPorts: ", h.addr)?;
         for (i, &(port, reason)) in h.shown.iter().enumerate() {
+            // -sV: nmap's name (`ssl|http`: a `/` would end the field) and
+            // version fields, with the separators nmap's own output avoids.
+            let found = h.service(port);
+            let name = found
+                .and_then(|s| s.name())
+                .unwrap_or_else(|| service_name(port).unwrap_or("unknown").to_owned());
+            let version = found.map(|s| s.version_line()).unwrap_or_default();
             write!(
                 self.out,
-                "{}{port}/{}/tcp//{}///",
+                "{}{port}/{}/tcp//{}//{}/",
                 if i == 0 { "" } else { ", " },
                 reason.state(),
-                service_name(port).unwrap_or("unknown"),
+                grepable_field(&name),
+                grepable_field(&version),
             )?;
         }
         if let Some(ignored) = h.ignored(self.hosts.show()).first() {
@@ -174,6 +182,20 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
 }
 
+/// A value fit for a grepable port field: `/` becomes `|` and `,` a
+/// space (they separate fields and ports), tabs a space (they separate
+/// sections), as nmap's own grepable output does.
+fn grepable_field(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '/' => '|',
+            ',' | '\t' => ' ',
+            c => c,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +257,13 @@ mod tests {
             lines[4],
             "# FastPort interrupted at Sun Nov 29 13:32:22 2026 -- 1 IP address (0 hosts up) scanned in 3.00 seconds"
         );
+    }
+
+    /// A service's name and version keep the grepable fields apart: `/`
+    /// becomes `|` (nmap's `ssl|http`), `,` and tab a space.
+    #[test]
+    fn service_fields_cannot_break_the_port_list() {
+        assert_eq!(grepable_field("ssl/http"), "ssl|http");
+        assert_eq!(grepable_field("a, b\tc/d"), "a  b c|d");
     }
 }

@@ -31,6 +31,7 @@ use crate::classify::{Reason, State};
 use crate::config::Show;
 use crate::order::{Quotas, Schedule};
 use crate::probe::ProbeResult;
+use crate::service::record::ServiceRecord;
 use crate::stats::Summary;
 use crate::timing::rtt::RttEstimator;
 
@@ -64,12 +65,26 @@ pub struct HostRecord {
     pub reasons: [u64; Reason::COUNT],
     /// Shown ports; [`PendingHosts`] hands records out sorted by port.
     pub shown: Vec<(u16, Reason)>,
+    /// `-sV`/`--banners`: the shown open ports' services, sorted by port
+    /// when handed out (empty otherwise).
+    pub services: Vec<(u16, ServiceRecord)>,
+    /// The shown ports an ICMP unreachable answered, with its router
+    /// (nmap's `reason_ip`); empty unless a router answered.
+    pub reason_ips: Vec<(u16, IpAddr)>,
     /// The answered probes' round-trip times, smoothed as TCP smooths them
     /// (nmap reports the pair in `<times srtt rttvar>`).
     pub rtt: RttEstimator,
 }
 
 impl HostRecord {
+    /// The service found on `port`, if any.
+    pub fn service(&self, port: u16) -> Option<&ServiceRecord> {
+        self.services
+            .binary_search_by_key(&port, |(p, _)| *p)
+            .ok()
+            .map(|i| &self.services[i].1)
+    }
+
     /// Up when any port answered from the host itself (open, refused,
     /// reset); the reason is the strongest such answer, `syn-ack` first.
     /// Otherwise down, for the reason most of its ports gave.
@@ -89,6 +104,12 @@ impl HostRecord {
             .max_by_key(|r| self.reasons[r.index()])
             .unwrap_or(Reason::NoResponse);
         HostStatus { up: false, reason }
+    }
+
+    /// Every port answered SYN-ACK: likely a middlebox answering for the
+    /// host (`classify::answers_every_port`), flagged in the outputs.
+    pub fn middlebox(&self) -> bool {
+        crate::classify::answers_every_port(&self.reasons)
     }
 
     /// Results received for this host.
@@ -149,6 +170,19 @@ pub struct HeldHost {
     pub shown: String,
     /// The round-trip-time smoother: `[srtt_us, rttvar_us, samples]`.
     pub rtt: [u64; 3],
+    /// `-sV`/`--banners`: the services of its shown ports so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<HeldService>,
+}
+
+/// A held host's port and its service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldService {
+    /// The port.
+    pub port: u16,
+    /// What was found there.
+    #[serde(flatten)]
+    pub service: ServiceRecord,
 }
 
 /// What the per-host documents of an interrupted run hold over for its
@@ -187,6 +221,14 @@ impl HeldHost {
                 r.rtt.rttvar().as_micros() as u64,
                 u64::from(r.rtt.samples()),
             ],
+            services: r
+                .services
+                .iter()
+                .map(|(port, service)| HeldService {
+                    port: *port,
+                    service: service.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -227,6 +269,12 @@ impl HeldHost {
             remaining: 0,
             reasons,
             shown,
+            services: self
+                .services
+                .iter()
+                .map(|h| (h.port, h.service.clone()))
+                .collect(),
+            reason_ips: Vec::new(),
             rtt: RttEstimator::restored(self.rtt[0], self.rtt[1], samples),
         })
     }
@@ -253,6 +301,8 @@ pub struct PendingHosts {
     seen: u64,
     /// Hosts handed out (complete or partial) whose status was up.
     up: u64,
+    /// Hosts handed out that answered SYN-ACK on every port.
+    middleboxes: u64,
     /// Results taken.
     results: u64,
     /// An interrupted run to be resumed: [`drain_partial`](Self::drain_partial)
@@ -271,6 +321,7 @@ impl PendingHosts {
             blocks: HashMap::new(),
             seen: 0,
             up: 0,
+            middleboxes: 0,
             results: 0,
             held: None,
             holding: false,
@@ -397,6 +448,8 @@ impl PendingHosts {
                     remaining: quota,
                     reasons: [0; Reason::COUNT],
                     shown: Vec::new(),
+                    services: Vec::new(),
+                    reason_ips: Vec::new(),
                     rtt: RttEstimator::new(),
                 },
             );
@@ -406,6 +459,12 @@ impl PendingHosts {
         record.reasons[r.reason.index()] += 1;
         if shown {
             record.shown.push((r.target.port(), r.reason));
+            if let Some(service) = &r.service {
+                record.services.push((r.target.port(), (**service).clone()));
+            }
+            if let Some(ip) = r.reason_ip {
+                record.reason_ips.push((r.target.port(), ip));
+            }
         }
         if let Some(us) = r.rtt_us {
             record.rtt.sample(Duration::from_micros(u64::from(us)));
@@ -435,8 +494,12 @@ impl PendingHosts {
 
     fn hand_out(&mut self, mut record: HostRecord) -> HostRecord {
         record.shown.sort_unstable_by_key(|(port, _)| *port);
+        record.services.sort_unstable_by_key(|(port, _)| *port);
         if record.status().up {
             self.up += 1;
+        }
+        if record.middlebox() {
+            self.middleboxes += 1;
         }
         record
     }
@@ -449,6 +512,12 @@ impl PendingHosts {
     #[cfg(test)]
     pub fn pending(&self) -> (usize, usize) {
         (self.pending.len(), self.blocks.len())
+    }
+
+    /// Hosts handed out that answered SYN-ACK on every port
+    /// ([`HostRecord::middlebox`]).
+    pub fn middleboxes(&self) -> u64 {
+        self.middleboxes
     }
 
     /// `(seen, up)`: hosts with a result, and those handed out up.
@@ -577,6 +646,8 @@ pub(crate) mod tests {
             target: target.parse().unwrap(),
             reason,
             rtt_us,
+            service: None,
+            reason_ip: None,
         }
     }
 
@@ -647,6 +718,8 @@ pub(crate) mod tests {
             remaining: 0,
             reasons: [0; Reason::COUNT],
             shown: Vec::new(),
+            services: Vec::new(),
+            reason_ips: Vec::new(),
             rtt: RttEstimator::new(),
         };
         r.reasons[Reason::NoResponse.index()] = 3;
@@ -715,6 +788,8 @@ pub(crate) mod tests {
             ),
             reason: Reason::ConnRefused,
             rtt_us: Some(10),
+            service: None,
+            reason_ip: None,
         }
     }
 
@@ -855,5 +930,47 @@ pub(crate) mod tests {
         ) {
             hold_and_resume(hosts, ports, per_block, seed, &cuts);
         }
+    }
+
+    /// A host held over an interrupt keeps its ports' services through the
+    /// resume file, so the resumed run writes them as the whole run would.
+    #[test]
+    fn held_hosts_keep_their_services() {
+        let mut r = HostRecord {
+            host_index: 4,
+            addr: "127.0.0.1".parse().unwrap(),
+            first_seen: 7,
+            remaining: 2,
+            reasons: [0; Reason::COUNT],
+            shown: vec![(22, Reason::SynAck)],
+            reason_ips: Vec::new(),
+            services: vec![(
+                22,
+                ServiceRecord {
+                    service: Some("ssh".into()),
+                    version: Some("9.2p1".into()),
+                    ..ServiceRecord::default()
+                },
+            )],
+            rtt: RttEstimator::new(),
+        };
+        r.reasons[Reason::SynAck.index()] = 1;
+        let held = HeldHost::of(&r);
+        let text = serde_json::to_string(&held).unwrap();
+        assert!(
+            text.contains(r#""services":[{"port":22,"service":"ssh","version":"9.2p1"}]"#),
+            "{text}"
+        );
+        let back: HeldHost = serde_json::from_str(&text).unwrap();
+        let restored = back.record().unwrap();
+        assert_eq!(restored.service(22), r.service(22));
+        assert_eq!(restored.service(80), None);
+        // A held host of a plain scan is written as before: no services key.
+        r.services.clear();
+        assert!(
+            !serde_json::to_string(&HeldHost::of(&r))
+                .unwrap()
+                .contains("services")
+        );
     }
 }

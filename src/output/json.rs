@@ -2,6 +2,14 @@
 //! `{"addr":"127.0.0.1","port":22,"state":"open","reason":"syn-ack","rtt_us":53}`,
 //! for jq and scripts; a target given by name also has a `host` key beside
 //! `addr`: `{"addr":"127.0.0.1","host":"localhost","port":22,...}`.
+//!
+//! With `-sV` or `--banners`, an open port's line goes on with what was
+//! found (the keys of [`ServiceRecord`], absent ones left out):
+//! `...,"rtt_us":53,"service":"ssh","product":"OpenSSH","version":"9.2p1",`
+//! `"extrainfo":"protocol 2.0","cpe":["cpe:/a:openbsd:openssh:9.2p1"]}`; a port
+//! found to speak TLS adds `"tunnel":"ssl"` and a `tls` object (`version`,
+//! `cipher`, `alpn`, `subject`, `issuer`, `sans`, `not_before`, `not_after`,
+//! `serial`). Without those flags the lines are exactly as above.
 
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -12,6 +20,7 @@ use serde::Serialize;
 
 use super::{Sink, Writer};
 use crate::probe::ProbeResult;
+use crate::service::record::ServiceRecord;
 use crate::stats::Summary;
 use crate::targets::HostNames;
 
@@ -26,10 +35,17 @@ pub struct JsonLine<'a> {
     pub state: &'static str,
     pub reason: &'static str,
     pub rtt_us: Option<u32>,
+    /// `-sV`/`--banners`: the service's keys.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub service: Option<&'a ServiceRecord>,
+    /// The router whose ICMP unreachable answered, when known (nmap's
+    /// `reason_ip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_ip: Option<IpAddr>,
 }
 
-impl From<&ProbeResult> for JsonLine<'_> {
-    fn from(r: &ProbeResult) -> Self {
+impl<'a> From<&'a ProbeResult> for JsonLine<'a> {
+    fn from(r: &'a ProbeResult) -> Self {
         JsonLine {
             addr: r.target.ip(),
             host: None,
@@ -37,6 +53,8 @@ impl From<&ProbeResult> for JsonLine<'_> {
             state: r.reason.state().as_str(),
             reason: r.reason.as_str(),
             rtt_us: r.rtt_us,
+            service: r.service.as_deref(),
+            reason_ip: r.reason_ip,
         }
     }
 }
@@ -104,6 +122,8 @@ mod tests {
             target: "127.0.0.1:22".parse().unwrap(),
             reason: Reason::SynAck,
             rtt_us: Some(53),
+            service: None,
+            reason_ip: None,
         };
         assert_eq!(
             serde_json::to_string(&JsonLine::from(&open)).unwrap(),
@@ -114,10 +134,25 @@ mod tests {
             target: "[::1]:8080".parse().unwrap(),
             reason: Reason::NoResponse,
             rtt_us: None,
+            service: None,
+            reason_ip: None,
         };
         assert_eq!(
             serde_json::to_string(&JsonLine::from(&silent)).unwrap(),
             r#"{"addr":"::1","port":8080,"state":"filtered","reason":"no-response","rtt_us":null}"#
+        );
+        // A router's unreachable: its sender, only when known.
+        let routed = ProbeResult {
+            index: 2,
+            target: "198.18.12.1:80".parse().unwrap(),
+            reason: Reason::HostUnreach,
+            rtt_us: Some(10_000),
+            reason_ip: Some("198.18.12.254".parse().unwrap()),
+            service: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&JsonLine::from(&routed)).unwrap(),
+            r#"{"addr":"198.18.12.1","port":80,"state":"filtered","reason":"host-unreach","rtt_us":10000,"reason_ip":"198.18.12.254"}"#
         );
     }
 
@@ -135,6 +170,8 @@ mod tests {
                 target: target.parse().unwrap(),
                 reason: Reason::SynAck,
                 rtt_us: Some(5),
+                service: None,
+                reason_ip: None,
             };
             sink.result(&r, true).unwrap();
         }
@@ -144,5 +181,39 @@ mod tests {
             "{\"addr\":\"127.0.0.1\",\"host\":\"localhost\",\"port\":22,\"state\":\"open\",\"reason\":\"syn-ack\",\"rtt_us\":5}\n\
              {\"addr\":\"127.0.0.2\",\"port\":22,\"state\":\"open\",\"reason\":\"syn-ack\",\"rtt_us\":5}\n"
         );
+    }
+
+    /// `-sV`: the service keys follow the plain ones, absent ones left out.
+    #[test]
+    fn service_keys_follow_the_plain_ones() {
+        use crate::service::record::{ServiceRecord, TlsRecord};
+        let mut r = ProbeResult {
+            index: 0,
+            target: "127.0.0.1:443".parse().unwrap(),
+            reason: Reason::SynAck,
+            rtt_us: Some(53),
+            service: None,
+            reason_ip: None,
+        };
+        r.service = Some(Box::new(ServiceRecord {
+            service: Some("http".into()),
+            product: Some("nginx".into()),
+            tunnel: Some("ssl".into()),
+            cpe: vec!["cpe:/a:igor_sysoev:nginx".into()],
+            tls: Some(TlsRecord {
+                alpn: Some("http/1.1".into()),
+                sans: vec!["DNS:a.test".into()],
+                ..TlsRecord::default()
+            }),
+            ..ServiceRecord::default()
+        }));
+        assert_eq!(
+            serde_json::to_string(&JsonLine::from(&r)).unwrap(),
+            r#"{"addr":"127.0.0.1","port":443,"state":"open","reason":"syn-ack","rtt_us":53,"service":"http","product":"nginx","cpe":["cpe:/a:igor_sysoev:nginx"],"tunnel":"ssl","tls":{"alpn":"http/1.1","sans":["DNS:a.test"]}}"#
+        );
+        // Read back, as `fastport merge` does.
+        let back: ServiceRecord =
+            serde_json::from_str(&serde_json::to_string(&JsonLine::from(&r)).unwrap()).unwrap();
+        assert_eq!(Some(&back), r.service.as_deref());
     }
 }

@@ -48,6 +48,8 @@ mod tests {
             target: target.parse().unwrap(),
             reason,
             rtt_us: Some(10),
+            service: None,
+            reason_ip: None,
         }
     }
 

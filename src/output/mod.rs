@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 pub use csv::CsvSink;
 pub use grepable::GrepableSink;
-pub use hosts::{HeldHost, HeldHosts, port_ranges};
+pub use hosts::{HeldHost, HeldHosts, HeldService, port_ranges};
 pub use json::JsonLinesSink;
 pub use list::ListSink;
 pub use text::{TextSink, TextStyle, write_summary};
@@ -320,6 +320,9 @@ pub struct RunInfo {
     /// The hosts an interrupted run held over (a resume): the per-host
     /// formats take them back.
     pub held: Option<Arc<HeldHosts>>,
+    /// `-sV`/`--banners`: the formats write each open port's service
+    /// (CSV columns, the text table's VERSION column).
+    pub service_detection: bool,
 }
 
 /// nmap's stylesheet where nmap installs it, else its published copy.
@@ -375,6 +378,7 @@ impl RunInfo {
             unresolved: config.unresolved,
             schedule: config.schedule.clone(),
             held: None,
+            service_detection: config.engine.services.is_some(),
         }
     }
 }
@@ -722,7 +726,11 @@ impl Outputs {
             sinks.push(Box::new(GrepableSink::new(next()?, plan.show, run)));
         }
         if plan.csv.is_some() {
-            sinks.push(Box::new(CsvSink::new(next()?).with_names(&run.names)));
+            sinks.push(Box::new(
+                CsvSink::new(next()?)
+                    .with_names(&run.names)
+                    .with_services(run.service_detection),
+            ));
         }
         if plan.list.is_some() {
             sinks.push(Box::new(ListSink::new(next()?)));
@@ -899,6 +907,7 @@ pub(crate) mod tests {
                 crate::order::Done::none(),
             ),
             held: None,
+            service_detection: false,
         }
     }
 

@@ -4,6 +4,13 @@
 //! under a "Not shown: 1019 closed tcp ports (conn-refused)" line), then a
 //! summary of counts, rate and latency percentiles.
 //!
+//! With `-sV` (or `--banners`) a line names what was found on the port
+//! (`[OPEN] 127.0.0.1:22 ssh OpenSSH 9.2p1 (protocol 2.0)`; with
+//! `--banners`, the table's name and the banner quoted, escaped) and the
+//! table gains nmap's VERSION column. A port nothing named keeps the
+//! table's name. Everything a service said is escaped already
+//! ([`crate::service::escape`]): no byte of it reaches a terminal raw.
+//!
 //! Written to a file (`-oN`), the text starts with the command line and the
 //! date and ends with nmap's "done at" line, as nmap's normal output does:
 //! reports quote them. On a terminal the states are coloured, unless
@@ -152,6 +159,13 @@ impl TextSink {
                     h.results() + h.remaining
                 )?;
             }
+            if h.middlebox() {
+                writeln!(
+                    self.out,
+                    "Note: all {} ports answered syn-ack: likely a middlebox answering for the host, not open services.",
+                    h.results()
+                )?;
+            }
             let hidden = not_shown(&h.reasons, self.show);
             if !hidden.is_empty() {
                 writeln!(self.out, "Not shown: {hidden}")?;
@@ -170,11 +184,34 @@ impl TextSink {
                 .max()
                 .unwrap_or(5)
                 .max(5);
-            write!(
-                self.out,
-                "{:<width$} {:<state_width$} SERVICE",
-                "PORT", "STATE"
-            )?;
+            let versions = self.run.service_detection;
+            let service_of = |port: u16| match h.service(port).and_then(|s| s.name()) {
+                Some(name) => name,
+                None => service_name(port).unwrap_or("unknown").to_owned(),
+            };
+            let service_width = if versions {
+                h.shown
+                    .iter()
+                    .map(|&(p, _)| service_of(p).len())
+                    .max()
+                    .unwrap_or(7)
+                    .max(7)
+            } else {
+                0
+            };
+            if versions {
+                write!(
+                    self.out,
+                    "{:<width$} {:<state_width$} {:<service_width$} VERSION",
+                    "PORT", "STATE", "SERVICE"
+                )?;
+            } else {
+                write!(
+                    self.out,
+                    "{:<width$} {:<state_width$} SERVICE",
+                    "PORT", "STATE"
+                )?;
+            }
             if self.reason {
                 write!(self.out, " REASON")?;
             }
@@ -182,13 +219,28 @@ impl TextSink {
             for &(port, reason) in &h.shown {
                 let state = reason.state();
                 let padded = format!("{:<state_width$}", state.as_str());
-                write!(
-                    self.out,
-                    "{:<width$} {} {}",
-                    format!("{port}/tcp"),
-                    self.paint(state, &padded),
-                    service_name(port).unwrap_or("unknown"),
-                )?;
+                if versions {
+                    let version = h
+                        .service(port)
+                        .map(|s| s.version_line())
+                        .unwrap_or_default();
+                    let cell = format!("{:<service_width$} {version}", service_of(port));
+                    write!(
+                        self.out,
+                        "{:<width$} {} {}",
+                        format!("{port}/tcp"),
+                        self.paint(state, &padded),
+                        cell.trim_end(),
+                    )?;
+                } else {
+                    write!(
+                        self.out,
+                        "{:<width$} {} {}",
+                        format!("{port}/tcp"),
+                        self.paint(state, &padded),
+                        service_name(port).unwrap_or("unknown"),
+                    )?;
+                }
                 if self.reason {
                     write!(self.out, " {reason}")?;
                 }
@@ -222,6 +274,19 @@ fn not_shown(counts: &[u64; Reason::COUNT], show: Show) -> String {
     parts.join(", ")
 }
 
+/// Characters of a banner a live line shows (the JSON, XML and CSV
+/// outputs keep it whole, up to its bound).
+const BANNER_CHARS: usize = 160;
+
+/// `s` cut to `max` characters, `...` saying so. The banner is escaped
+/// already (ASCII), so the cut cannot split an escape into something raw.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
 fn tag(state: State) -> &'static str {
     match state {
         State::Open => "[OPEN]",
@@ -245,9 +310,23 @@ impl Sink for TextSink {
             return Ok(());
         }
         let state = r.reason.state();
-        let service = service_name(r.target.port()).unwrap_or("unknown");
+        let table = service_name(r.target.port()).unwrap_or("unknown");
         let tag = self.paint(state, tag(state));
-        write!(self.out, "{tag} {} {service}", r.target)?;
+        match r.service.as_deref() {
+            Some(found) if found.service.is_some() => {
+                write!(self.out, "{tag} {} {}", r.target, found.summary())?
+            }
+            Some(found) => match found.banner.as_deref() {
+                Some(banner) => write!(
+                    self.out,
+                    "{tag} {} {table} \"{}\"",
+                    r.target,
+                    clip(banner, BANNER_CHARS)
+                )?,
+                None => write!(self.out, "{tag} {} {table}", r.target)?,
+            },
+            _ => write!(self.out, "{tag} {} {table}", r.target)?,
+        }
         if let Some(name) = self.run.names.get(ip) {
             write!(self.out, " ({name})")?;
         }
@@ -290,6 +369,13 @@ impl Sink for TextSink {
             "  hosts up: {up} of {} (answered on at least one port)",
             summary.hosts
         )?;
+        let middleboxes = self.pending.middleboxes();
+        if middleboxes > 0 {
+            writeln!(
+                self.out,
+                "  hosts answering syn-ack on every port (likely middleboxes): {middleboxes}"
+            )?;
+        }
         if self.run.unresolved > 0 {
             writeln!(
                 self.out,
@@ -442,6 +528,8 @@ mod tests {
             target,
             reason,
             rtt_us,
+            service: None,
+            reason_ip: None,
         }
     }
 

@@ -30,8 +30,13 @@ use super::hosts::{HeldHost, HostDocument, HostRecord, PendingHosts};
 use super::{Format, RunInfo, Sink, Writer};
 use crate::config::Show;
 use crate::probe::ProbeResult;
+use crate::service::record::ServiceRecord;
 use crate::stats::Summary;
 use crate::targets::service_name;
+
+/// The host comment of a host that answered SYN-ACK on every port.
+pub const MIDDLEBOX_NOTE: &str =
+    "every port answered syn-ack: likely a middlebox answering for the host, not open services";
 
 /// The nmap XML output format version this file follows.
 const XML_OUTPUT_VERSION: &str = "1.05";
@@ -83,6 +88,38 @@ impl XmlSink {
 
     fn end(&mut self, name: &str) -> io::Result<()> {
         self.xml.write_event(Event::End(BytesEnd::new(name)))
+    }
+
+    /// nmap's `<service>` of a probed port (`-sV`): `name product version
+    /// extrainfo ostype tunnel="ssl" method="probed" conf="10"`, then a
+    /// `<cpe>` per CPE name. The values are escaped for a terminal already;
+    /// the writer escapes them for XML.
+    fn probed_service(&mut self, found: &ServiceRecord) -> io::Result<()> {
+        let name = found.service.as_deref().unwrap_or("unknown");
+        let mut attrs: Vec<(&str, &str)> = vec![("name", name)];
+        for (key, value) in [
+            ("product", &found.product),
+            ("version", &found.version),
+            ("extrainfo", &found.extrainfo),
+            ("ostype", &found.ostype),
+            ("tunnel", &found.tunnel),
+        ] {
+            if let Some(value) = value {
+                attrs.push((key, value));
+            }
+        }
+        attrs.push(("method", "probed"));
+        attrs.push(("conf", "10"));
+        if found.cpe.is_empty() {
+            return self.empty("service", &attrs);
+        }
+        self.start("service", &attrs)?;
+        for cpe in &found.cpe {
+            self.start("cpe", &[])?;
+            self.xml.write_event(Event::Text(BytesText::new(cpe)))?;
+            self.end("cpe")?;
+        }
+        self.end("service")
     }
 }
 
@@ -191,7 +228,7 @@ impl HostDocument for XmlSink {
         let starttime = h.first_seen.to_string();
         let endtime = now.to_string();
         let mut attrs = vec![("starttime", starttime.as_str()), ("endtime", &endtime)];
-        let note;
+        let mut note = String::new();
         if h.remaining > 0 {
             // Interrupted before every port of this host reported.
             note = format!(
@@ -200,6 +237,14 @@ impl HostDocument for XmlSink {
                 h.results() + h.remaining
             );
             attrs.push(("timedout", "true"));
+        }
+        if h.middlebox() {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(MIDDLEBOX_NOTE);
+        }
+        if !note.is_empty() {
             attrs.push(("comment", &note));
         }
         self.start("host", &attrs)?;
@@ -252,22 +297,27 @@ impl HostDocument for XmlSink {
         for &(port, reason) in &h.shown {
             let portid = port.to_string();
             self.start("port", &[("protocol", "tcp"), ("portid", &portid)])?;
-            self.empty(
-                "state",
-                &[
-                    ("state", reason.state().as_str()),
-                    ("reason", reason.as_str()),
-                    ("reason_ttl", "0"),
-                ],
-            )?;
-            self.empty(
-                "service",
-                &[
-                    ("name", service_name(port).unwrap_or("unknown")),
-                    ("method", "table"),
-                    ("conf", "3"),
-                ],
-            )?;
+            let by = h.reason_ips.iter().find(|(p, _)| *p == port);
+            let reason_ip = by.map(|(_, ip)| ip.to_string());
+            let state = [
+                ("state", reason.state().as_str()),
+                ("reason", reason.as_str()),
+                ("reason_ttl", "0"),
+                ("reason_ip", reason_ip.as_deref().unwrap_or_default()),
+            ];
+            let n = if reason_ip.is_some() { 4 } else { 3 };
+            self.empty("state", &state[..n])?;
+            match h.service(port).filter(|s| s.service.is_some()) {
+                Some(found) => self.probed_service(found)?,
+                None => self.empty(
+                    "service",
+                    &[
+                        ("name", service_name(port).unwrap_or("unknown")),
+                        ("method", "table"),
+                        ("conf", "3"),
+                    ],
+                )?,
+            }
             self.end("port")?;
             self.nl()?;
         }
@@ -531,6 +581,50 @@ mod tests {
         assert!(
             text.contains(r#"args="fastport &lt;&amp;&quot;&gt; �""#),
             "{text}"
+        );
+    }
+
+    /// `-sV`: a probed port's `<service>` is nmap's (`method="probed"
+    /// conf="10"`, `tunnel="ssl"`, `<cpe>` children), its values escaped;
+    /// a port nothing named keeps the table's entry.
+    #[test]
+    fn probed_services_are_written_as_nmap_writes_them() {
+        use crate::service::record::ServiceRecord;
+        let (out, text) = capture();
+        let mut sink = XmlSink::new(out, Show::OPEN, &run_info()).with_clock(fixed_clock);
+        let mut ssh = result(0, "127.0.0.1:22", Reason::SynAck, Some(100));
+        ssh.service = Some(Box::new(ServiceRecord {
+            service: Some("ssh".into()),
+            product: Some("Open\"SSH<".into()),
+            version: Some("9.2p1".into()),
+            cpe: vec!["cpe:/a:openbsd:openssh:9.2p1".into()],
+            ..ServiceRecord::default()
+        }));
+        let mut https = result(2, "127.0.0.1:443", Reason::SynAck, Some(100));
+        https.service = Some(Box::new(ServiceRecord {
+            service: Some("http".into()),
+            product: Some("nginx".into()),
+            tunnel: Some("ssl".into()),
+            ..ServiceRecord::default()
+        }));
+        let mut silent = result(1, "127.0.0.1:80", Reason::SynAck, Some(100));
+        silent.service = Some(Box::default());
+        for r in [ssh, silent, https] {
+            feed(&mut sink, Show::OPEN, &r);
+        }
+        sink.finish(&summary(false, 3, Duration::from_secs(2)))
+            .unwrap();
+        let doc = text();
+        assert!(doc.contains(r#"<port protocol="tcp" portid="22"><state state="open" reason="syn-ack" reason_ttl="0"/><service name="ssh" product="Open&quot;SSH&lt;" version="9.2p1" method="probed" conf="10"><cpe>cpe:/a:openbsd:openssh:9.2p1</cpe></service></port>"#), "{doc}");
+        assert!(
+            doc.contains(r#"<service name="http" method="table" conf="3"/>"#),
+            "{doc}"
+        );
+        assert!(
+            doc.contains(
+                r#"<service name="http" product="nginx" tunnel="ssl" method="probed" conf="10"/>"#
+            ),
+            "{doc}"
         );
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! The page is inline SVG and CSS: no script, no fetch, opens offline and
 //! prints. Everything read from the inputs (hostnames, banners, file names,
-//! any string) is escaped as text ([`svg::esc`]), never spliced as markup.
+//! any string) is escaped as text by [`crate::service::escape::xml`] (the
+//! escaper of the XML outputs too), never spliced as markup.
 //!
 //! Inputs are told apart by content: a trace starts with `FPTRACE1`, a
 //! summary is one JSON object, results are JSON lines. Each summary starts a
@@ -24,6 +25,7 @@
 //! - a waterfall of sampled probes and a timeline of engine events: a trace
 //!   ([`crate::trace`]).
 
+pub mod figures;
 pub mod plots;
 pub mod series;
 pub mod svg;
@@ -35,9 +37,9 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::service::escape::xml;
 use crate::trace::{self, Trace};
 use series::SeriesDoc;
-use svg::esc;
 
 /// Why a report cannot be made: the input named, nothing written.
 #[derive(Debug, thiserror::Error)]
@@ -373,8 +375,8 @@ p.empty {{ color: #555; font-style: italic; }}
 </style></head><body>
 <h1>{}</h1>
 "#,
-        esc(&title),
-        esc(&title)
+        xml(&title),
+        xml(&title)
     );
     page.push_str("<h2>Runs</h2>\n");
     page.push_str(&run_table(runs));
@@ -398,11 +400,11 @@ p.empty {{ color: #555; font-style: italic; }}
             let _ = writeln!(
                 page,
                 "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
-                esc(&run.label),
-                esc(&f.addr),
+                xml(&run.label),
+                xml(&f.addr),
                 f.port,
-                esc(&f.field),
-                esc(&f.text)
+                xml(&f.field),
+                xml(&f.text)
             );
         }
         page.push_str("</table>\n");
@@ -476,12 +478,12 @@ fn run_table(runs: &[Run]) -> String {
             s,
             r#"<th><span class="swatch" style="background:{}"></span>{}</th>"#,
             svg::COLORS[i % svg::COLORS.len()],
-            esc(&r.label)
+            xml(&r.label)
         );
     }
     s.push_str("</tr>\n");
     for k in &keys {
-        let _ = write!(s, "<tr><th>{}</th>", esc(k));
+        let _ = write!(s, "<tr><th>{}</th>", xml(k));
         for r in runs {
             let v = r
                 .summary
@@ -489,7 +491,7 @@ fn run_table(runs: &[Run]) -> String {
                 .flat_map(|s| &s.fields)
                 .find(|(key, _)| key == k)
                 .map_or("", |(_, v)| v.as_str());
-            let _ = write!(s, "<td class=\"num\">{}</td>", esc(v));
+            let _ = write!(s, "<td class=\"num\">{}</td>", xml(v));
         }
         s.push_str("</tr>\n");
     }
@@ -503,7 +505,7 @@ fn run_table(runs: &[Run]) -> String {
             ),
             None => "none".into(),
         };
-        let _ = write!(s, "<td>{}</td>", esc(&trace));
+        let _ = write!(s, "<td>{}</td>", xml(&trace));
     }
     s.push_str("</tr>\n</table>\n");
     s

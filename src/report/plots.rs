@@ -8,8 +8,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::Run;
-use super::svg::{Axis, COLORS, Chart, DASHES, Unit, esc, micros};
+use super::svg::{Axis, COLORS, Chart, DASHES, Unit, micros};
 use crate::classify::Reason;
+use crate::service::escape::xml;
 use crate::trace::TraceEvent;
 
 const WIDTH: f64 = 900.0;
@@ -47,7 +48,7 @@ fn html(text: String) -> Vec<Block> {
 }
 
 fn empty(what: &str) -> String {
-    format!("<p class=\"empty\">{}</p>\n", esc(what))
+    format!("<p class=\"empty\">{}</p>\n", xml(what))
 }
 
 /// Lower edge of log bin `b`, rounded up to a whole microsecond: the
@@ -444,14 +445,14 @@ pub fn host_rtt(runs: &[Run]) -> Vec<Block> {
             let _ = writeln!(
                 table,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                esc(&run.label),
+                xml(&run.label),
                 rank + 1,
-                esc(&h.host),
+                xml(&h.host),
                 h.count,
-                esc(&micros(h.min as f64)),
-                esc(&micros(h.p50 as f64)),
-                esc(&micros(h.p90 as f64)),
-                esc(&micros(h.max as f64))
+                xml(&micros(h.min as f64)),
+                xml(&micros(h.p50 as f64)),
+                xml(&micros(h.p90 as f64)),
+                xml(&micros(h.max as f64))
             );
         }
     }

@@ -1,29 +1,11 @@
 //! The drawing kit of the report: a chart with labelled linear or log axes
 //! and its marks, written as inline SVG text. Every string from the input
-//! goes through [`esc`]; nothing here fetches or scripts anything.
+//! goes through [`xml`] (the escaper the XML outputs use too); nothing here
+//! fetches or scripts anything.
 
 use std::fmt::Write;
 
-/// Escapes text for HTML and SVG, as element content or attribute value:
-/// input from the network (hostnames, banners) and file names stay text.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Control characters would make the XML invalid: show them.
-            c if c.is_control() && c != '\n' && c != '\t' => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::service::escape::xml;
 
 /// Colour-blind-safe palette (Okabe and Ito), in order of use.
 pub const COLORS: [&str; 8] = [
@@ -189,6 +171,8 @@ pub struct Chart {
     left: f64,
     /// No y tick labels (rows are labelled instead).
     pub hide_y: bool,
+    /// No x ticks (categories are labelled instead, [`Chart::label_below`]).
+    pub hide_x: bool,
 }
 
 const LEFT: f64 = 78.0;
@@ -211,6 +195,7 @@ impl Chart {
             note: None,
             left: LEFT,
             hide_y: false,
+            hide_x: false,
         }
     }
 
@@ -244,7 +229,7 @@ impl Chart {
                 dash_attr(dash),
                 self.left + 32.0,
                 y,
-                esc(label)
+                xml(label)
             );
         }
         let mut s = self.finish(false);
@@ -320,7 +305,7 @@ impl Chart {
             self.body,
             r#"<path class="data" d="{d}" fill="none" stroke="{color}" stroke-width="1.8"{}><title>{}</title></path>"#,
             dash_attr(dash),
-            esc(title)
+            xml(title)
         );
     }
 
@@ -333,7 +318,7 @@ impl Chart {
             r#"<g class="marker"><line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{y1:.1}" stroke="{color}" stroke-dasharray="3 2" stroke-width="1"/><text x="{:.1}" y="{:.1}" font-size="10" fill="{color}">{}</text></g>"#,
             x + 2.0,
             y0 + 10.0 + 11.0 * row as f64,
-            esc(label)
+            xml(label)
         );
     }
 
@@ -348,7 +333,7 @@ impl Chart {
             c.min(d),
             (b - a).abs().max(1.0),
             (d - c).abs().max(1.0),
-            esc(title)
+            xml(title)
         );
     }
 
@@ -359,7 +344,7 @@ impl Chart {
             r#"<circle class="data" cx="{:.1}" cy="{:.1}" r="{r}" fill="{color}"><title>{}</title></circle>"#,
             self.px(x),
             self.py(y),
-            esc(title)
+            xml(title)
         );
     }
 
@@ -371,7 +356,7 @@ impl Chart {
             r#"<line class="data" x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"><title>{}</title></line>"#,
             py - half,
             py + half,
-            esc(title)
+            xml(title)
         );
     }
 
@@ -382,7 +367,29 @@ impl Chart {
             r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="end">{}</text>"#,
             self.left - 4.0,
             self.py(y) + 3.0,
-            esc(text)
+            xml(text)
+        );
+    }
+
+    /// A category's name under the x axis, centred on data x `x`.
+    pub fn label_below(&mut self, x: f64, text: &str) {
+        let _ = write!(
+            self.body,
+            r#"<text class="tick" x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
+            self.px(x),
+            TOP + self.plot_h() + 15.0,
+            xml(text)
+        );
+    }
+
+    /// A small value label just above the data point (`x`, `y`).
+    pub fn label_above(&mut self, x: f64, y: f64, text: &str) {
+        let _ = write!(
+            self.body,
+            r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#,
+            self.px(x),
+            self.py(y) - 3.0,
+            xml(text)
         );
     }
 
@@ -397,19 +404,24 @@ impl Chart {
             s,
             r#"<figure class="plot" data-plot="{id}"><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{t}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text class="title" x="{:.1}" y="18" font-size="14" font-weight="bold" text-anchor="middle">{t}</text>"#,
             w / 2.0,
-            id = esc(&self.id),
-            t = esc(&self.title),
+            id = xml(&self.id),
+            t = xml(&self.title),
         );
         // Grid and ticks.
         s.push_str(r#"<g class="axis x">"#);
-        for v in self.x.ticks() {
+        let x_ticks = if self.hide_x {
+            Vec::new()
+        } else {
+            self.x.ticks()
+        };
+        for v in x_ticks {
             let x = self.px(v);
             let _ = write!(
                 s,
                 r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text class="tick" x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"##,
                 TOP + ph,
                 TOP + ph + 15.0,
-                esc(&self.x.format(v))
+                xml(&self.x.format(v))
             );
         }
         s.push_str("</g>");
@@ -423,7 +435,7 @@ impl Chart {
                     self.left + pw,
                     self.left - 6.0,
                     y + 4.0,
-                    esc(&self.y.format(v))
+                    xml(&self.y.format(v))
                 );
             }
         }
@@ -438,13 +450,13 @@ impl Chart {
             r#"<text class="axis-label x" x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
             self.left + pw / 2.0,
             h - 12.0,
-            esc(&self.x.label)
+            xml(&self.x.label)
         );
         let _ = write!(
             s,
             r#"<text class="axis-label y" transform="translate(16 {:.1}) rotate(-90)" font-size="12" text-anchor="middle">{}</text>"#,
             TOP + ph / 2.0,
-            esc(&self.y.label)
+            xml(&self.y.label)
         );
         s.push_str("</svg>");
         // The legend under the plot, as text that wraps and prints.
@@ -455,13 +467,13 @@ impl Chart {
                     s,
                     r#"<span class="key"><svg width="26" height="10"><line x1="1" y1="5" x2="25" y2="5" stroke="{color}" stroke-width="3"{}/></svg>{}</span> "#,
                     dash_attr(dash),
-                    esc(label)
+                    xml(label)
                 );
             }
             s.push_str("</div>");
         }
         if let Some(note) = &self.note {
-            let _ = write!(s, "<figcaption>{}</figcaption>", esc(note));
+            let _ = write!(s, "<figcaption>{}</figcaption>", xml(note));
         }
         s.push_str("</figure>\n");
         s
@@ -479,16 +491,6 @@ fn dash_attr(dash: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escaping_leaves_no_markup() {
-        let payload = "</script><img src=x onerror=alert(1)>\"'&\u{1}";
-        let e = esc(payload);
-        assert_eq!(
-            e,
-            "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;&quot;&#39;&amp;\\u{1}"
-        );
-    }
 
     #[test]
     fn log_axis_covers_whole_decades() {

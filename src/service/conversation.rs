@@ -241,6 +241,11 @@ impl Conversation {
         &self.matcher.probes()[probe].payload
     }
 
+    /// The probe database the conversation matches with.
+    pub fn matcher(&self) -> &Arc<Matcher> {
+        &self.matcher
+    }
+
     /// The settings the conversation runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings

@@ -11,7 +11,8 @@
 //! - [`text`] does the same for strings that are already text (version fields expanded from
 //!   templates): printable Unicode is kept, control characters (C0, DEL, C1) and the bidi
 //!   overrides that reorder a line are escaped.
-//! - [`xml`] escapes the five XML specials; [`csv_cell`] quotes a CSV cell and defuses
+//! - [`xml`] escapes the five markup specials (and shows control characters) for XML, HTML
+//!   and SVG: the nmap XML output and `fastport report`'s page share it; [`csv_cell`] quotes a CSV cell and defuses
 //!   spreadsheet formulas (a cell that begins with `=`, `+`, `-`, `@`, tab or CR).
 
 use std::fmt::Write;
@@ -64,8 +65,11 @@ pub fn text(s: &str) -> String {
     out
 }
 
-/// `&`, `<`, `>`, `"` and `'` as XML entities. Apply to the output of [`bytes`] or [`text`]
-/// (XML 1.0 cannot carry most control characters even as entities).
+/// Text as XML, HTML or SVG element content or attribute value: `&`, `<`, `>`, `"` and `'` as
+/// entities (`&apos;` as nmap writes it; HTML5 knows it too), and control characters other
+/// than newline and tab shown as `\u{1b}` (XML 1.0 cannot carry them even as entities; a page
+/// would hide them). The one markup escaper: the XML outputs apply it to the output of
+/// [`bytes`] or [`text`], `fastport report` to every string it puts in its page.
 pub fn xml(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -75,6 +79,9 @@ pub fn xml(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            c if c.is_control() && c != '\n' && c != '\t' => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
             c => out.push(c),
         }
     }
@@ -135,6 +142,14 @@ mod tests {
         assert_eq!(
             xml("</service><x a=\"'\">&"),
             "&lt;/service&gt;&lt;x a=&quot;&apos;&quot;&gt;&amp;"
+        );
+    }
+
+    #[test]
+    fn report_payload_in_markup_is_text_and_controls_are_shown() {
+        assert_eq!(
+            xml("</script><img src=x onerror=alert(1)>\u{1}\r\u{85}\n\t"),
+            "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;\\u{1}\\u{d}\\u{85}\n\t"
         );
     }
 

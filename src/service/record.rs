@@ -5,9 +5,12 @@
 //! The sinks (text, JSON lines, XML, grepable, CSV) take a [`ServiceRecord`] and only lay
 //! its fields out; none of them sees a raw banner.
 
+use serde::{Deserialize, Serialize};
+
 use super::conversation::Verdict;
 use super::escape;
 use super::matcher::ServiceMatch;
+use super::tls::TlsInfo;
 
 /// Raw bytes of a banner kept for the outputs (escaped, it may be up to 4× longer).
 pub const BANNER_LIMIT: usize = 512;
@@ -15,24 +18,93 @@ pub const BANNER_LIMIT: usize = 512;
 /// A port's service, as the outputs write it. Strings are escaped with [`escape::text`]
 /// (match fields) or [`escape::bytes`] (the banner): safe for a terminal; XML and CSV
 /// writers still apply their own quoting.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// The same type is the JSON lines keys (serde: absent fields left out), what a resume
+/// file keeps of a held host's services, and what `fastport merge` reads back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServiceRecord {
     /// `ssh`, `http`, `tcpwrapped`; `None` when nothing named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     /// The product name, escaped.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
     /// The product's version, escaped.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Extra information, escaped (nmap's `extrainfo`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub extrainfo: Option<String>,
     /// The operating system, escaped (nmap's `ostype`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ostype: Option<String>,
     /// CPE names, escaped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cpe: Vec<String>,
     /// `Some("ssl")` when the service was found inside (or as) TLS.
-    pub tunnel: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
     /// What the service said, escaped and bounded (`--banners`, or an unrecognized answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub banner: Option<String>,
+    /// What the TLS handshake showed, when the port speaks TLS and the handshake succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsRecord>,
+}
+
+/// A TLS handshake's facts ([`TlsInfo`]) as the outputs write them, every string escaped
+/// with [`escape::text`] (a certificate's names are chosen by whoever made it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsRecord {
+    /// `TLSv1_3`, `TLSv1_2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The negotiated cipher suite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// The protocol the server chose by ALPN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+    /// The leaf certificate's subject (`CN=example.org, O=Example`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Its issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Its subject alternative names (`DNS:name`, `IP:address`, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sans: Vec<String>,
+    /// Start of validity, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
+    /// End of validity, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    /// Serial number, hex bytes separated by `:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+}
+
+impl TlsRecord {
+    /// The handshake's facts, escaped.
+    pub fn from_info(info: &TlsInfo) -> TlsRecord {
+        let cert = info.certificate.as_ref();
+        TlsRecord {
+            version: clean(&info.version),
+            cipher: clean(&info.cipher),
+            alpn: clean(&info.alpn),
+            subject: cert.map(|c| escape::text(&c.subject)),
+            issuer: cert.map(|c| escape::text(&c.issuer)),
+            sans: cert.map_or_else(Vec::new, |c| {
+                c.sans.iter().map(|s| escape::text(s)).collect()
+            }),
+            not_before: cert.map(|c| c.not_before),
+            not_after: cert.map(|c| c.not_after),
+            serial: cert.map(|c| escape::text(&c.serial)),
+        }
+    }
 }
 
 fn clean(s: &Option<String>) -> Option<String> {
@@ -81,9 +153,29 @@ impl ServiceRecord {
             extrainfo: clean(&m.info),
             ostype: clean(&m.os),
             cpe: m.cpe.iter().map(|c| escape::text(c)).collect(),
-            tunnel,
+            tunnel: tunnel.map(str::to_owned),
             banner: None,
+            tls: None,
         }
+    }
+
+    /// The service's name as nmap's SERVICE column shows it: `ssh`, `ssl/http`.
+    pub fn name(&self) -> Option<String> {
+        let s = self.service.as_deref()?;
+        Some(match &self.tunnel {
+            Some(t) => format!("{t}/{s}"),
+            None => s.to_owned(),
+        })
+    }
+
+    /// Product, version and extra information as nmap's VERSION column shows
+    /// them: `OpenSSH 9.2p1 (protocol 2.0)`; empty when none is known.
+    pub fn version_line(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        parts.extend(self.product.iter().cloned());
+        parts.extend(self.version.iter().cloned());
+        parts.extend(self.extrainfo.iter().map(|e| format!("({e})")));
+        parts.join(" ")
     }
 
     /// The service as one line's tail, nmap's way: `ssh OpenSSH 9.2p1 (protocol 2.0)`,
@@ -91,7 +183,7 @@ impl ServiceRecord {
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         if let Some(s) = &self.service {
-            parts.push(match self.tunnel {
+            parts.push(match &self.tunnel {
                 Some(t) => format!("{t}/{s}"),
                 None => s.clone(),
             });
@@ -107,29 +199,18 @@ impl ServiceRecord {
         parts.join(" ")
     }
 
-    /// The JSON lines keys (`service`, `product`, `version`, `extrainfo`, `cpe`, `tunnel`,
-    /// `banner`), absent ones left out.
+    /// The JSON lines keys (`service`, `product`, `version`, `extrainfo`, `ostype`, `cpe`,
+    /// `tunnel`, `banner`, `tls`), absent ones left out.
     pub fn json(&self) -> serde_json::Map<String, serde_json::Value> {
-        use serde_json::Value;
-        let mut o = serde_json::Map::new();
-        let mut put = |k: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                o.insert(k.to_owned(), Value::String(v.clone()));
-            }
-        };
-        put("service", &self.service);
-        put("product", &self.product);
-        put("version", &self.version);
-        put("extrainfo", &self.extrainfo);
-        put("tunnel", &self.tunnel.map(str::to_owned));
-        put("banner", &self.banner);
-        if !self.cpe.is_empty() {
-            o.insert(
-                "cpe".to_owned(),
-                Value::Array(self.cpe.iter().cloned().map(Value::String).collect()),
-            );
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(o)) => o,
+            _ => serde_json::Map::new(),
         }
-        o
+    }
+
+    /// Whether nothing at all is known (a silent port).
+    pub fn is_empty(&self) -> bool {
+        self == &ServiceRecord::default()
     }
 
     /// nmap XML's `<service>` element (attributes as nmap writes them: name, product, version,
@@ -148,8 +229,8 @@ impl ServiceRecord {
                 out.push_str(&format!(" {k}=\"{}\"", escape::xml(v)));
             }
         }
-        if let Some(t) = self.tunnel {
-            out.push_str(&format!(" tunnel=\"{t}\""));
+        if let Some(t) = &self.tunnel {
+            out.push_str(&format!(" tunnel=\"{}\"", escape::xml(t)));
         }
         out.push_str(" method=\"probed\" conf=\"10\"");
         if self.cpe.is_empty() {
@@ -173,7 +254,7 @@ impl ServiceRecord {
             cell(self.product.as_deref()),
             cell(self.version.as_deref()),
             cell(self.extrainfo.as_deref()),
-            cell(self.tunnel),
+            cell(self.tunnel.as_deref()),
             cell(self.banner.as_deref()),
         ]
     }
@@ -243,7 +324,7 @@ mod tests {
         };
         let r = ServiceRecord::from_verdict(&Verdict::Matched(m));
         assert_eq!(
-            (r.service.as_deref(), r.tunnel),
+            (r.service.as_deref(), r.tunnel.as_deref()),
             (Some("http"), Some("ssl"))
         );
         assert_eq!(r.summary(), "ssl/http nginx");

@@ -21,11 +21,36 @@ pub fn run(args: &[&str]) -> Output {
 }
 
 /// A fresh, empty temporary directory for one test.
+///
+/// The first call in a test binary also removes the directories that earlier
+/// runs left behind (their process is gone): an at-scale test writes hundreds
+/// of megabytes, and runs must not fill the disk one after another.
 pub fn temp_dir(name: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(sweep_stale_temp_dirs);
     let dir = std::env::temp_dir().join(format!("fastport-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
+}
+
+/// Removes `fastport-test-PID-*` directories whose process no longer runs.
+fn sweep_stale_temp_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("fastport-test-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// One line of `-oJ` output.
