@@ -84,6 +84,14 @@ impl fmt::Display for LocalError {
 pub enum Report {
     /// `connect()` itself or `SO_ERROR` returned this errno.
     Error(i32),
+    /// `SO_ERROR` returned this errno for an ICMP error, and the socket's
+    /// error queue named the router that sent it (nmap's `reason_ip`).
+    Unreachable {
+        /// What `SO_ERROR` said (`EHOSTUNREACH`, `ENETUNREACH`, `EACCES`, ...).
+        errno: i32,
+        /// The ICMP message's sender.
+        from: std::net::IpAddr,
+    },
     /// No error, and the socket has a peer: it is connected from `local`.
     Connected {
         /// Our end of the connection.
@@ -113,8 +121,53 @@ pub fn classify(report: Report) -> Verdict {
         Report::InProgress => Verdict::Pending,
         Report::Connected { local, peer } if local == peer => Verdict::Done(Reason::SelfConnect),
         Report::Connected { .. } => Verdict::Done(Reason::SynAck),
-        Report::Error(errno) => classify_errno(errno),
+        Report::Error(errno) | Report::Unreachable { errno, .. } => classify_errno(errno),
     }
+}
+
+impl Report {
+    /// The router whose ICMP error ended the attempt, when known.
+    pub fn offender(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Report::Unreachable { from, .. } => Some(*from),
+            _ => None,
+        }
+    }
+}
+
+/// Fewest ports a host must have been probed on before "every one open"
+/// says more about the path than about the host.
+pub const MIDDLEBOX_MIN_PORTS: u64 = 20;
+
+/// Whether a host's results (counts per [`Reason`], by `Reason::index`)
+/// look like a middlebox answering SYN-ACK for it on every port (a
+/// firewall's SYN proxy, a tarpit, a load balancer): at least
+/// [`MIDDLEBOX_MIN_PORTS`] results, not one port closed, and at least 90 %
+/// open (the rest may be answers lost on the way). A real host almost never
+/// has 20 probed ports all listening; reporting them as open services
+/// without a word would mislead.
+pub fn answers_every_port(reasons: &[u64]) -> bool {
+    let total: u64 = reasons.iter().sum();
+    let count = |state: State| -> u64 {
+        Reason::ALL
+            .into_iter()
+            .filter(|r| r.state() == state)
+            .map(|r| reasons.get(r.index()).copied().unwrap_or(0))
+            .sum()
+    };
+    total >= MIDDLEBOX_MIN_PORTS
+        && count(State::Closed) == 0
+        && count(State::Open) * 10 >= total * 9
+}
+
+/// Whether `errno` is what an ICMP destination unreachable from a router
+/// makes of a connect (host, net, or administratively prohibited): the
+/// errors whose sender is worth asking the socket's error queue for.
+pub fn from_icmp(errno: i32) -> bool {
+    matches!(
+        classify_errno(errno),
+        Verdict::Done(Reason::HostUnreach | Reason::NetUnreach | Reason::AdminProhibited)
+    )
 }
 
 fn classify_errno(errno: i32) -> Verdict {
@@ -169,6 +222,49 @@ mod tests {
             peer: sa("127.0.0.1:50000"),
         };
         assert_eq!(classify(other), Verdict::Done(Reason::SynAck));
+    }
+
+    /// An unreachable whose router the error queue named is classified as
+    /// its errno alone; only router errnos are worth asking it for.
+    #[test]
+    fn an_unreachable_keeps_its_router_and_its_errno() {
+        let from: std::net::IpAddr = "198.18.12.254".parse().unwrap();
+        for errno in [libc::EHOSTUNREACH, libc::ENETUNREACH, libc::EACCES] {
+            let report = Report::Unreachable { errno, from };
+            assert_eq!(classify(report), classify(Report::Error(errno)));
+            assert_eq!(report.offender(), Some(from));
+            assert!(from_icmp(errno));
+        }
+        assert_eq!(Report::Error(libc::EHOSTUNREACH).offender(), None);
+        for errno in [
+            libc::ECONNREFUSED,
+            libc::ETIMEDOUT,
+            libc::EMFILE,
+            libc::EINPROGRESS,
+        ] {
+            assert!(!from_icmp(errno), "{errno}");
+        }
+    }
+
+    /// A host behind a middlebox answering SYN-ACK everywhere is flagged,
+    /// not a host with a few services, nor one with a single closed port.
+    #[test]
+    fn a_host_open_on_every_one_of_many_ports_is_a_middlebox() {
+        let host = |open: u64, closed: u64, filtered: u64| {
+            let mut r = [0u64; Reason::COUNT];
+            r[Reason::SynAck.index()] = open;
+            r[Reason::ConnRefused.index()] = closed;
+            r[Reason::NoResponse.index()] = filtered;
+            answers_every_port(&r)
+        };
+        assert!(host(100, 0, 0));
+        assert!(host(20, 0, 0));
+        assert!(host(95, 0, 5), "a few answers lost on the way");
+        assert!(!host(19, 0, 0), "too few ports to tell");
+        assert!(!host(99, 1, 0), "a closed port: a real stack");
+        assert!(!host(80, 0, 20), "a firewall in front of real services");
+        assert!(!host(3, 97, 0));
+        assert!(!host(0, 0, 0));
     }
 
     #[test]

@@ -175,6 +175,13 @@ pub struct Args {
     )]
     pub rate: Option<f64>,
 
+    /// Where connection tracking (nf_conntrack) is active in this network
+    /// namespace, FastPort keeps unanswered connects under what its table
+    /// can hold (each holds an entry for 120 s); this lifts that limit.
+    #[arg(long = "ignore-conntrack", help_heading = "Timing")]
+    #[serde(default)]
+    pub ignore_conntrack: bool,
+
     /// nmap's --min-rate: accepted, but FastPort has no floor to enforce; it
     /// sends as fast as --concurrency, --rate and the answers allow.
     #[arg(long = "min-rate", value_name = "PPS", help_heading = "Timing")]

@@ -507,6 +507,7 @@ impl ScanConfig {
                 threads,
                 trace: None,
                 services,
+                unanswered_rate: None,
                 rate: scan_delay_rate(args)?
                     .into_iter()
                     .chain(args.rate.or(timing.rate))

@@ -80,6 +80,20 @@ fn main() -> ExitCode {
             .map(|_| config.schedule.shard.to_string()),
         ..args
     };
+    // Connection tracking in this namespace: said once, and unanswered
+    // connects kept under what its table holds (docs/TIMING.md).
+    if !args.ignore_conntrack {
+        if let Some(table) = fastport::timing::conntrack::Conntrack::detect() {
+            let per_s = table.unanswered_per_s();
+            config.engine.unanswered_rate = Some(per_s);
+            config.notes.push(format!(
+                "connection tracking is active here (nf_conntrack: {} of {} entries in use); \
+                 keeping unanswered connects under {per_s:.0}/s, which its table holds for \
+                 120 s each (--ignore-conntrack lifts this)",
+                table.count, table.max
+            ));
+        }
+    }
     if !config.outputs.quiet {
         for note in &config.notes {
             eprintln!("fastport: note: {note}");

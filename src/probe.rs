@@ -25,10 +25,14 @@ pub struct ProbeResult {
     /// With `-sV` or `--banners`: what the open port's service is or said
     /// (`None` otherwise: a plain scan allocates nothing for it).
     pub service: Option<Box<crate::service::record::ServiceRecord>>,
+    /// The router whose ICMP error answered (nmap's `reason_ip`), when the
+    /// socket's error queue named it.
+    pub reason_ip: Option<std::net::IpAddr>,
 }
 
 /// Creates the probe's socket: TCP, non-blocking and close-on-exec in the
-/// `socket` call itself (no extra `fcntl`).
+/// `socket` call itself (no extra `fcntl`), with ICMP errors queued
+/// (`IP_RECVERR`) so that an unreachable names its router ([`error_report`]).
 pub fn new_socket(target: &SocketAddr, nonblocking: bool) -> io::Result<Socket> {
     let domain = Domain::for_address(*target);
     let ty = if nonblocking {
@@ -36,7 +40,21 @@ pub fn new_socket(target: &SocketAddr, nonblocking: bool) -> io::Result<Socket> 
     } else {
         Type::STREAM.cloexec()
     };
-    Socket::new(domain, ty, Some(Protocol::TCP))
+    let socket = Socket::new(domain, ty, Some(Protocol::TCP))?;
+    // Best effort: without it an unreachable only lacks its router.
+    let _ = crate::sys::set_recv_icmp_errors(&socket, target.is_ipv6());
+    Ok(socket)
+}
+
+/// The report for a connect that failed with `errno`: for an ICMP
+/// unreachable, with its sender read from the socket's error queue.
+pub fn error_report(socket: &Socket, errno: i32) -> Report {
+    if crate::classify::from_icmp(errno) {
+        if let Some(from) = crate::sys::icmp_offender(socket) {
+            return Report::Unreachable { errno, from };
+        }
+    }
+    Report::Error(errno)
 }
 
 /// Starts a non-blocking connect and says what the kernel answered at once:
@@ -54,7 +72,7 @@ pub fn start_connect(socket: &Socket, target: &SocketAddr) -> Report {
 /// the local address so a self-connect can be told from an open port.
 pub fn check(socket: &Socket) -> Report {
     match socket.take_error() {
-        Ok(Some(e)) => return Report::Error(errno(&e)),
+        Ok(Some(e)) => return error_report(socket, errno(&e)),
         Ok(None) => {}
         Err(e) => return Report::Error(errno(&e)),
     }

@@ -90,6 +90,32 @@ impl Gcra {
         }
     }
 
+    /// Whether a connect at `now` is allowed, without taking it.
+    #[inline]
+    pub fn allows(&self, now: Instant) -> bool {
+        self.tat.load(Ordering::Relaxed) <= self.ns(now).saturating_add(self.tolerance_ns)
+    }
+
+    /// Counts one event at `now` whether or not the rate allowed it: the
+    /// limiter runs into debt, and [`allows`](Self::allows) says no until
+    /// the schedule catches up. For a budget spent by what already
+    /// happened (an attempt that went unanswered) rather than asked first.
+    #[inline]
+    pub fn charge(&self, now: Instant) {
+        let t = self.ns(now);
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let next = tat.max(t).saturating_add(self.interval_ns);
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(seen) => tat = seen,
+            }
+        }
+    }
+
     /// How long after `now` the next connect is allowed (zero if it is).
     pub fn wait(&self, now: Instant) -> Duration {
         let t = self.ns(now);

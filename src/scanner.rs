@@ -442,6 +442,7 @@ impl ScannerBuilder {
                 concurrency,
                 threads,
                 rate: self.rate.or(values.rate),
+                unanswered_rate: None,
                 trace: None,
                 services: None,
             },
@@ -786,6 +787,7 @@ mod tests {
             reason: Reason::SynAck,
             rtt_us: Some(1500),
             service: None,
+            reason_ip: None,
         });
         assert_eq!(r.to_string(), "[::1]:22 open syn-ack");
         assert_eq!(r.state, State::Open);
@@ -796,6 +798,7 @@ mod tests {
             reason: Reason::NoResponse,
             rtt_us: None,
             service: None,
+            reason_ip: None,
         });
         assert_eq!(r.to_string(), "198.18.0.1:80 filtered no-response");
         assert_eq!(r.rtt, None);

@@ -95,6 +95,110 @@ pub fn tcp_handshake_rtt(socket: &impl AsRawFd) -> Option<std::time::Duration> {
         .then(|| std::time::Duration::from_micros(u64::from(info.tcpi_rtt)))
 }
 
+/// Asks the kernel to queue ICMP errors on this socket's error queue
+/// (`IP_RECVERR`, `IPV6_RECVERR` for an IPv6 socket), so that a connect
+/// refused by a router tells which router: see [`icmp_offender`]. No
+/// privilege needed.
+pub fn set_recv_icmp_errors(socket: &impl AsRawFd, v6: bool) -> io::Result<()> {
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVERR)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a valid c_int read by the call for the given length;
+    // no pointer is kept.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The sender of the ICMP error queued on this socket (see
+/// [`set_recv_icmp_errors`]): the router that answered a SYN with a
+/// destination unreachable, nmap's `reason_ip`. Reads one entry of the
+/// socket's error queue (`MSG_ERRQUEUE`) into buffers on the stack; `None`
+/// when the queue holds no ICMP error (a local route's error is not queued
+/// for TCP).
+pub fn icmp_offender(socket: &impl AsRawFd) -> Option<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    // Aligned for cmsghdr; room for a sock_extended_err and a sockaddr_in6
+    // and more besides.
+    let mut control = [0u64; 32];
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `control`, writable for `msg_controllen`
+    // bytes and alive across the call; no iovec (the payload, the SYN's
+    // headers, is not wanted and is truncated).
+    let n = unsafe {
+        libc::recvmsg(
+            socket.as_raw_fd(),
+            &mut msg,
+            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled `msg`; CMSG_FIRSTHDR/CMSG_NXTHDR stay within
+    // `msg_controllen` bytes of `control`, which is alive.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is non-null and within `control` (above).
+        let hdr = unsafe { &*cmsg };
+        let queued = (hdr.cmsg_level == libc::IPPROTO_IP && hdr.cmsg_type == libc::IP_RECVERR)
+            || (hdr.cmsg_level == libc::IPPROTO_IPV6 && hdr.cmsg_type == libc::IPV6_RECVERR);
+        // SAFETY: CMSG_LEN is arithmetic on its argument.
+        let data_len =
+            (hdr.cmsg_len as usize).saturating_sub(unsafe { libc::CMSG_LEN(0) } as usize);
+        let ee_len = std::mem::size_of::<libc::sock_extended_err>();
+        let fits = |sockaddr: usize| data_len >= ee_len + sockaddr;
+        if queued && fits(std::mem::size_of::<libc::sa_family_t>()) {
+            // SAFETY: the kernel put a sock_extended_err at CMSG_DATA, and
+            // the offender's sockaddr right after it (SO_EE_OFFENDER), both
+            // inside `control`; read_unaligned needs no alignment.
+            let (ee, family, addr) = unsafe {
+                let ee = libc::CMSG_DATA(cmsg).cast::<libc::sock_extended_err>();
+                let offender = libc::SO_EE_OFFENDER(ee);
+                let family = std::ptr::read_unaligned(offender.cast::<libc::sa_family_t>());
+                let addr = match i32::from(family) {
+                    libc::AF_INET if fits(std::mem::size_of::<libc::sockaddr_in>()) => {
+                        let sin = std::ptr::read_unaligned(offender.cast::<libc::sockaddr_in>());
+                        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                            sin.sin_addr.s_addr,
+                        ))))
+                    }
+                    libc::AF_INET6 if fits(std::mem::size_of::<libc::sockaddr_in6>()) => {
+                        let sin6 = std::ptr::read_unaligned(offender.cast::<libc::sockaddr_in6>());
+                        Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+                    }
+                    _ => None,
+                };
+                (std::ptr::read_unaligned(ee), family, addr)
+            };
+            let icmp =
+                ee.ee_origin == libc::SO_EE_ORIGIN_ICMP || ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6;
+            if icmp && family != 0 {
+                return addr;
+            }
+        }
+        // SAFETY: as for CMSG_FIRSTHDR above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    None
+}
+
 /// Grows this process's descriptor table, in one step, to hold descriptors
 /// up to `highest` (clamped below the soft open-file limit). Call it while
 /// the process still has one thread: the kernel doubles the table as
@@ -203,6 +307,21 @@ mod tests {
         // Other test threads open files too: at least one more.
         assert!(open_fds().unwrap() >= 1);
         drop(file);
+    }
+
+    /// A socket with no ICMP error queued has no offender, and asking does
+    /// not block or fail.
+    #[test]
+    fn an_empty_error_queue_names_no_router() {
+        for addr in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(listener) = std::net::TcpListener::bind(addr) else {
+                continue; // no IPv6 here
+            };
+            let v6 = listener.local_addr().unwrap().is_ipv6();
+            let socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            set_recv_icmp_errors(&socket, v6).unwrap();
+            assert_eq!(icmp_offender(&socket), None);
+        }
     }
 
     #[test]

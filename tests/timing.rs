@@ -171,3 +171,36 @@ fn answers_to_retries_cut_the_window() {
         .count();
     assert!(missed <= 10, "retries recovered most: {missed} missed");
 }
+
+/// Where the namespace tracks connections (here: a rule that needs
+/// nf_conntrack), the scan says so once on stderr and keeps unanswered
+/// connects under what the table holds; without tracking, or with
+/// `--ignore-conntrack`, it says nothing. The answers are the same.
+#[test]
+fn connection_tracking_is_detected_and_said_once() {
+    if !in_netns!(connection_tracking_is_detected_and_said_once) {
+        return;
+    }
+    if !std::path::Path::new("/proc/sys/net/netfilter/nf_conntrack_max").exists() {
+        eprintln!("connection_tracking_is_detected_and_said_once: skipped: no nf_conntrack");
+        return;
+    }
+    let note = "connection tracking is active here";
+    let _ls = listeners("127.0.0.1", &[7201], 0);
+    let plain = scan("ct-plain", "7200-7209", &[]);
+    let o = run(&["-p", "7200-7209", "127.0.0.1"]);
+    assert!(!stderr(&o).contains(note), "{}", stderr(&o));
+    crate::util::sh(
+        "nft add table inet fastport_ct \
+         && nft add chain inet fastport_ct out '{ type filter hook output priority 0; }' \
+         && nft add rule inet fastport_ct out ct state new counter",
+    );
+    let o = run(&["-p", "7200-7209", "127.0.0.1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o).matches(note).count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--ignore-conntrack"), "{}", stderr(&o));
+    let o = run(&["--ignore-conntrack", "-p", "7200-7209", "127.0.0.1"]);
+    assert!(!stderr(&o).contains(note), "{}", stderr(&o));
+    let tracked = scan("ct-tracked", "7200-7209", &[]);
+    assert_eq!(plain.0, tracked.0, "the same answers");
+}

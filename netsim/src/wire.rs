@@ -166,6 +166,15 @@ fn ipv4(from: Ipv4Addr, to: Ipv4Addr) -> etherparse::PacketBuilderStep<etherpars
     PacketBuilder::ipv4(from.octets(), to.octets(), TTL)
 }
 
+/// The router in front of `host`'s /24, which sends the ICMP errors of
+/// the hosts behind it: the /24's `.254`. A connect scanner that reads its
+/// socket's error queue (`IP_RECVERR`) learns this address (nmap's
+/// `reason_ip`), not the target's.
+pub fn router_of(host: Ipv4Addr) -> Ipv4Addr {
+    let [a, b, c, _] = host.octets();
+    Ipv4Addr::new(a, b, c, 254)
+}
+
 /// Writes the answer of `kind` to `syn` into `buf` (at least [`MAX_REPLY`]
 /// bytes) and returns its length. `isn` is used by a SYN-ACK only.
 pub fn build_reply(kind: ReplyKind, syn: &Syn, isn: u32, buf: &mut [u8]) -> usize {
@@ -191,7 +200,8 @@ pub fn build_reply(kind: ReplyKind, syn: &Syn, isn: u32, buf: &mut [u8]) -> usiz
             } else {
                 DestUnreachableHeader::FilterProhibited
             };
-            ip.icmpv4(Icmpv4Type::DestinationUnreachable(code))
+            ipv4(router_of(*server.ip()), *client.ip())
+                .icmpv4(Icmpv4Type::DestinationUnreachable(code))
                 .write_to_slice(buf, syn.quote())
         }
     };
@@ -315,7 +325,12 @@ mod tests {
             let Some(NetSlice::Ipv4(ip)) = &sliced.net else {
                 unreachable!()
             };
-            assert_eq!(ip.header().source_addr(), *s.ip());
+            // TCP answers come from the host, ICMP errors from its router.
+            let from = match sliced.transport {
+                Some(TransportSlice::Tcp(_)) => *s.ip(),
+                _ => router_of(*s.ip()),
+            };
+            assert_eq!(ip.header().source_addr(), from, "{kind:?}");
             assert_eq!(ip.header().destination_addr(), *c.ip());
             match (kind, &sliced.transport) {
                 (ReplyKind::SynAck, Some(TransportSlice::Tcp(t))) => {

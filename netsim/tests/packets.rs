@@ -96,7 +96,11 @@ proptest! {
         let sliced = SlicedPacket::from_ip(reply).unwrap();
         let Some(NetSlice::Ipv4(ip)) = &sliced.net else { panic!("not IPv4") };
         let header = ip.header();
-        prop_assert_eq!(header.source_addr(), server);
+        let from = match expected {
+            ReplyKind::SynAck | ReplyKind::Rst => server,
+            _ => wire::router_of(server),
+        };
+        prop_assert_eq!(header.source_addr(), from);
         prop_assert_eq!(header.destination_addr(), client);
         prop_assert_eq!(usize::from(header.total_len()), n);
         prop_assert_eq!(internet_checksum(&[header.slice()]), 0);

@@ -135,6 +135,7 @@ pub fn start<'scope, 'env>(
     let mut handles = Vec::with_capacity(threads);
     let now = Instant::now();
     let rate = cfg.rate.map(|rate| Arc::new(Gcra::new(rate, now)));
+    let unanswered = cfg.unanswered_rate.map(|r| Arc::new(Gcra::new(r, now)));
     // One stride per worker, held together by the order's block gate.
     for (id, stride) in schedule.strides(threads).into_iter().enumerate() {
         let source = StrideSource {
@@ -149,6 +150,7 @@ pub fn start<'scope, 'env>(
             adaptive: cfg.adaptive,
             ports_per_host: (space.ports().len() as u64).max(1),
             deadlines: Deadlines::Wheel,
+            unanswered: unanswered.clone(),
         };
         let rate = rate.clone();
         let out = collector.sender();
@@ -755,7 +757,9 @@ pub(crate) fn record_check(tracer: &mut Tracer, probe: u64, report: Report, at: 
         return;
     }
     match report {
-        Report::Error(errno) => tracer.record(TraceEvent::SoError { probe, errno }, at),
+        Report::Error(errno) | Report::Unreachable { errno, .. } => {
+            tracer.record(TraceEvent::SoError { probe, errno }, at)
+        }
         Report::InProgress => {
             tracer.record(TraceEvent::SoError { probe, errno: 0 }, at);
             let errno = libc::ENOTCONN;
@@ -779,7 +783,7 @@ pub(crate) fn record_check(tracer: &mut Tracer, probe: u64, report: Report, at: 
 /// What `connect()` returned, as an errno (0: connected at once).
 pub(crate) fn connect_errno(report: Report) -> i32 {
     match report {
-        Report::Error(e) => e,
+        Report::Error(e) | Report::Unreachable { errno: e, .. } => e,
         Report::InProgress => libc::EINPROGRESS,
         Report::Connected { .. } => 0,
     }

@@ -187,6 +187,11 @@ pub struct MachineConfig {
     /// loop), or the driver itself (a blocking connect with a timeout, which
     /// then reports with [`Machine::handle_deadline`]).
     pub deadlines: Deadlines,
+    /// A budget of unanswered attempts per second, shared by every machine
+    /// (the connection-tracking table's, [`crate::timing::conntrack`]):
+    /// each attempt that reaches its deadline unanswered is charged to it,
+    /// and no new probe goes out while it is spent.
+    pub unanswered: Option<Arc<Gcra>>,
 }
 
 /// Who keeps an attempt's deadline (see [`MachineConfig::deadlines`]).
@@ -355,6 +360,9 @@ pub struct Machine {
     /// count in the in-flight cap too.
     session_extra: usize,
     blocked: Blocked,
+    /// The router that answered the probe being finished (set just before
+    /// `finish`, which takes it).
+    reason_ip: Option<std::net::IpAddr>,
     // Trace and series hooks (see `enable_trace`).
     /// The events the machine decided, for the driver to record with its
     /// clock (`None`: tracing is off, each hook is one untaken branch).
@@ -388,6 +396,7 @@ impl Machine {
             in_sessions: 0,
             session_extra: 0,
             blocked: Blocked::Cap,
+            reason_ip: None,
             trace: None,
             traced_window: 0,
             epoch: now,
@@ -492,7 +501,7 @@ impl Machine {
             return;
         };
         self.in_sessions -= 1;
-        self.record_result(probe, Reason::SynAck, rtt_us, now, service);
+        self.record_result(probe, Reason::SynAck, rtt_us, now, service, None);
     }
 
     /// The most probes ever in flight: keys are below this.
@@ -534,6 +543,12 @@ impl Machine {
                     return None;
                 }
             };
+            if let Some(budget) = &self.cfg.unanswered {
+                if !budget.allows(now) {
+                    self.blocked = Blocked::Rate(now + budget.wait(now));
+                    return None;
+                }
+            }
             if let Some(rate) = &self.rate {
                 if !rate.try_take(now) {
                     self.blocked = Blocked::Rate(now + rate.wait(now));
@@ -707,6 +722,7 @@ impl Machine {
                     }
                     None => {
                         let sample = self.sample_allowed(reason, started, now, retransmits);
+                        self.reason_ip = report.offender();
                         self.finish(key, reason, Some(started), now, Some(sample))
                     }
                 }
@@ -783,6 +799,11 @@ impl Machine {
         if !matches!(late, Verdict::Done(_)) {
             probe.timeouts += 1;
         }
+        if late == Verdict::Pending {
+            if let Some(budget) = &self.cfg.unanswered {
+                budget.charge(now);
+            }
+        }
         let retries = match (&self.timing, probe.host) {
             (Some(timing), Some(host)) => timing.retries(host),
             _ => self.cfg.retries,
@@ -790,6 +811,7 @@ impl Machine {
         match late {
             Verdict::Done(reason) => {
                 let sample = self.sample_allowed(reason, started, now, retransmits);
+                self.reason_ip = report.offender();
                 self.finish(key, reason, Some(started), now, Some(sample))
             }
             Verdict::Local(e) => self.back_off(key, e, now),
@@ -888,6 +910,7 @@ impl Machine {
         now: Instant,
         sample: Option<bool>,
     ) -> Fate {
+        let reason_ip = self.reason_ip.take();
         let rtt = match started {
             Some(t) if reason.answered() => Some(now.saturating_duration_since(t)),
             _ => None,
@@ -923,7 +946,7 @@ impl Machine {
             self.in_sessions += 1;
             return Fate::Serve;
         }
-        self.record_result(probe, reason, rtt_us, now, None);
+        self.record_result(probe, reason, rtt_us, now, None, reason_ip);
         Fate::Close(reason)
     }
 
@@ -935,6 +958,7 @@ impl Machine {
         rtt_us: Option<u32>,
         now: Instant,
         service: Option<Box<crate::service::record::ServiceRecord>>,
+        reason_ip: Option<std::net::IpAddr>,
     ) {
         self.stats.record(reason, rtt_us);
         self.stats
@@ -949,6 +973,7 @@ impl Machine {
             reason,
             rtt_us,
             service,
+            reason_ip,
         });
         self.regrow();
     }

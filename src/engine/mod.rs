@@ -87,6 +87,11 @@ pub struct EngineConfig {
     pub threads: usize,
     /// `--rate`: new connects per second, all workers together.
     pub rate: Option<f64>,
+    /// Unanswered connects per second, all workers together, at most: what
+    /// the namespace's connection-tracking table can hold
+    /// ([`crate::timing::conntrack`]); `None` when it is not tracked or
+    /// `--ignore-conntrack` was given.
+    pub unanswered_rate: Option<f64>,
     /// `--trace`: the file each worker's [`crate::trace::Tracer`] writes to.
     pub trace: Option<std::sync::Arc<crate::trace::TraceSink>>,
     /// `-sV`/`--banners`: each open port's socket goes on to a service
@@ -476,6 +481,7 @@ mod tests {
                 reason: Reason::ConnRefused,
                 rtt_us: Some(10),
                 service: None,
+                reason_ip: None,
             });
         }
         out.flush();

@@ -195,6 +195,7 @@ impl<'a> Pool<'a> {
                 adaptive: cfg.adaptive,
                 ports_per_host: (space.ports().len() as u64).max(1),
                 deadlines: Deadlines::Driver,
+                unanswered: cfg.unanswered_rate.map(|r| Arc::new(Gcra::new(r, now))),
             },
             cfg.rate.map(|rate| Arc::new(Gcra::new(rate, now))),
             now,
@@ -462,7 +463,7 @@ fn attempt(launch: &Launch) -> (Attempt, Option<Socket>, Instant) {
             let errno = probe::errno(&e);
             match LocalError::from_errno(errno) {
                 Some(_) => Attempt::Local(Report::Error(errno)),
-                None => Attempt::Answered(Report::Error(errno)),
+                None => Attempt::Answered(probe::error_report(&socket, errno)),
             }
         }
     };

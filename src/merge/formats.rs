@@ -625,6 +625,7 @@ pub fn write(
                 .as_deref()
                 .and_then(|text| serde_json::from_str::<ServiceRecord>(text).ok())
                 .map(Box::new),
+            reason_ip: None,
         });
         in_host += 1;
         n += 1;

@@ -68,6 +68,9 @@ pub struct HostRecord {
     /// `-sV`/`--banners`: the shown open ports' services, sorted by port
     /// when handed out (empty otherwise).
     pub services: Vec<(u16, ServiceRecord)>,
+    /// The shown ports an ICMP unreachable answered, with its router
+    /// (nmap's `reason_ip`); empty unless a router answered.
+    pub reason_ips: Vec<(u16, IpAddr)>,
     /// The answered probes' round-trip times, smoothed as TCP smooths them
     /// (nmap reports the pair in `<times srtt rttvar>`).
     pub rtt: RttEstimator,
@@ -101,6 +104,12 @@ impl HostRecord {
             .max_by_key(|r| self.reasons[r.index()])
             .unwrap_or(Reason::NoResponse);
         HostStatus { up: false, reason }
+    }
+
+    /// Every port answered SYN-ACK: likely a middlebox answering for the
+    /// host (`classify::answers_every_port`), flagged in the outputs.
+    pub fn middlebox(&self) -> bool {
+        crate::classify::answers_every_port(&self.reasons)
     }
 
     /// Results received for this host.
@@ -265,6 +274,7 @@ impl HeldHost {
                 .iter()
                 .map(|h| (h.port, h.service.clone()))
                 .collect(),
+            reason_ips: Vec::new(),
             rtt: RttEstimator::restored(self.rtt[0], self.rtt[1], samples),
         })
     }
@@ -291,6 +301,8 @@ pub struct PendingHosts {
     seen: u64,
     /// Hosts handed out (complete or partial) whose status was up.
     up: u64,
+    /// Hosts handed out that answered SYN-ACK on every port.
+    middleboxes: u64,
     /// Results taken.
     results: u64,
     /// An interrupted run to be resumed: [`drain_partial`](Self::drain_partial)
@@ -309,6 +321,7 @@ impl PendingHosts {
             blocks: HashMap::new(),
             seen: 0,
             up: 0,
+            middleboxes: 0,
             results: 0,
             held: None,
             holding: false,
@@ -436,6 +449,7 @@ impl PendingHosts {
                     reasons: [0; Reason::COUNT],
                     shown: Vec::new(),
                     services: Vec::new(),
+                    reason_ips: Vec::new(),
                     rtt: RttEstimator::new(),
                 },
             );
@@ -447,6 +461,9 @@ impl PendingHosts {
             record.shown.push((r.target.port(), r.reason));
             if let Some(service) = &r.service {
                 record.services.push((r.target.port(), (**service).clone()));
+            }
+            if let Some(ip) = r.reason_ip {
+                record.reason_ips.push((r.target.port(), ip));
             }
         }
         if let Some(us) = r.rtt_us {
@@ -481,6 +498,9 @@ impl PendingHosts {
         if record.status().up {
             self.up += 1;
         }
+        if record.middlebox() {
+            self.middleboxes += 1;
+        }
         record
     }
 
@@ -492,6 +512,12 @@ impl PendingHosts {
     #[cfg(test)]
     pub fn pending(&self) -> (usize, usize) {
         (self.pending.len(), self.blocks.len())
+    }
+
+    /// Hosts handed out that answered SYN-ACK on every port
+    /// ([`HostRecord::middlebox`]).
+    pub fn middleboxes(&self) -> u64 {
+        self.middleboxes
     }
 
     /// `(seen, up)`: hosts with a result, and those handed out up.
@@ -621,6 +647,7 @@ pub(crate) mod tests {
             reason,
             rtt_us,
             service: None,
+            reason_ip: None,
         }
     }
 
@@ -692,6 +719,7 @@ pub(crate) mod tests {
             reasons: [0; Reason::COUNT],
             shown: Vec::new(),
             services: Vec::new(),
+            reason_ips: Vec::new(),
             rtt: RttEstimator::new(),
         };
         r.reasons[Reason::NoResponse.index()] = 3;
@@ -761,6 +789,7 @@ pub(crate) mod tests {
             reason: Reason::ConnRefused,
             rtt_us: Some(10),
             service: None,
+            reason_ip: None,
         }
     }
 
@@ -914,6 +943,7 @@ pub(crate) mod tests {
             remaining: 2,
             reasons: [0; Reason::COUNT],
             shown: vec![(22, Reason::SynAck)],
+            reason_ips: Vec::new(),
             services: vec![(
                 22,
                 ServiceRecord {

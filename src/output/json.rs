@@ -38,6 +38,10 @@ pub struct JsonLine<'a> {
     /// `-sV`/`--banners`: the service's keys.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub service: Option<&'a ServiceRecord>,
+    /// The router whose ICMP unreachable answered, when known (nmap's
+    /// `reason_ip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_ip: Option<IpAddr>,
 }
 
 impl<'a> From<&'a ProbeResult> for JsonLine<'a> {
@@ -50,6 +54,7 @@ impl<'a> From<&'a ProbeResult> for JsonLine<'a> {
             reason: r.reason.as_str(),
             rtt_us: r.rtt_us,
             service: r.service.as_deref(),
+            reason_ip: r.reason_ip,
         }
     }
 }
@@ -118,6 +123,7 @@ mod tests {
             reason: Reason::SynAck,
             rtt_us: Some(53),
             service: None,
+            reason_ip: None,
         };
         assert_eq!(
             serde_json::to_string(&JsonLine::from(&open)).unwrap(),
@@ -129,10 +135,24 @@ mod tests {
             reason: Reason::NoResponse,
             rtt_us: None,
             service: None,
+            reason_ip: None,
         };
         assert_eq!(
             serde_json::to_string(&JsonLine::from(&silent)).unwrap(),
             r#"{"addr":"::1","port":8080,"state":"filtered","reason":"no-response","rtt_us":null}"#
+        );
+        // A router's unreachable: its sender, only when known.
+        let routed = ProbeResult {
+            index: 2,
+            target: "198.18.12.1:80".parse().unwrap(),
+            reason: Reason::HostUnreach,
+            rtt_us: Some(10_000),
+            reason_ip: Some("198.18.12.254".parse().unwrap()),
+            service: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&JsonLine::from(&routed)).unwrap(),
+            r#"{"addr":"198.18.12.1","port":80,"state":"filtered","reason":"host-unreach","rtt_us":10000,"reason_ip":"198.18.12.254"}"#
         );
     }
 
@@ -151,6 +171,7 @@ mod tests {
                 reason: Reason::SynAck,
                 rtt_us: Some(5),
                 service: None,
+                reason_ip: None,
             };
             sink.result(&r, true).unwrap();
         }
@@ -172,6 +193,7 @@ mod tests {
             reason: Reason::SynAck,
             rtt_us: Some(53),
             service: None,
+            reason_ip: None,
         };
         r.service = Some(Box::new(ServiceRecord {
             service: Some("http".into()),

@@ -49,6 +49,7 @@ mod tests {
             reason,
             rtt_us: Some(10),
             service: None,
+            reason_ip: None,
         }
     }
 

@@ -159,6 +159,13 @@ impl TextSink {
                     h.results() + h.remaining
                 )?;
             }
+            if h.middlebox() {
+                writeln!(
+                    self.out,
+                    "Note: all {} ports answered syn-ack: likely a middlebox answering for the host, not open services.",
+                    h.results()
+                )?;
+            }
             let hidden = not_shown(&h.reasons, self.show);
             if !hidden.is_empty() {
                 writeln!(self.out, "Not shown: {hidden}")?;
@@ -362,6 +369,13 @@ impl Sink for TextSink {
             "  hosts up: {up} of {} (answered on at least one port)",
             summary.hosts
         )?;
+        let middleboxes = self.pending.middleboxes();
+        if middleboxes > 0 {
+            writeln!(
+                self.out,
+                "  hosts answering syn-ack on every port (likely middleboxes): {middleboxes}"
+            )?;
+        }
         if self.run.unresolved > 0 {
             writeln!(
                 self.out,
@@ -515,6 +529,7 @@ mod tests {
             reason,
             rtt_us,
             service: None,
+            reason_ip: None,
         }
     }
 

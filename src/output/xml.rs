@@ -34,6 +34,10 @@ use crate::service::record::ServiceRecord;
 use crate::stats::Summary;
 use crate::targets::service_name;
 
+/// The host comment of a host that answered SYN-ACK on every port.
+pub const MIDDLEBOX_NOTE: &str =
+    "every port answered syn-ack: likely a middlebox answering for the host, not open services";
+
 /// The nmap XML output format version this file follows.
 const XML_OUTPUT_VERSION: &str = "1.05";
 
@@ -224,7 +228,7 @@ impl HostDocument for XmlSink {
         let starttime = h.first_seen.to_string();
         let endtime = now.to_string();
         let mut attrs = vec![("starttime", starttime.as_str()), ("endtime", &endtime)];
-        let note;
+        let mut note = String::new();
         if h.remaining > 0 {
             // Interrupted before every port of this host reported.
             note = format!(
@@ -233,6 +237,14 @@ impl HostDocument for XmlSink {
                 h.results() + h.remaining
             );
             attrs.push(("timedout", "true"));
+        }
+        if h.middlebox() {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(MIDDLEBOX_NOTE);
+        }
+        if !note.is_empty() {
             attrs.push(("comment", &note));
         }
         self.start("host", &attrs)?;
@@ -285,14 +297,16 @@ impl HostDocument for XmlSink {
         for &(port, reason) in &h.shown {
             let portid = port.to_string();
             self.start("port", &[("protocol", "tcp"), ("portid", &portid)])?;
-            self.empty(
-                "state",
-                &[
-                    ("state", reason.state().as_str()),
-                    ("reason", reason.as_str()),
-                    ("reason_ttl", "0"),
-                ],
-            )?;
+            let by = h.reason_ips.iter().find(|(p, _)| *p == port);
+            let reason_ip = by.map(|(_, ip)| ip.to_string());
+            let state = [
+                ("state", reason.state().as_str()),
+                ("reason", reason.as_str()),
+                ("reason_ttl", "0"),
+                ("reason_ip", reason_ip.as_deref().unwrap_or_default()),
+            ];
+            let n = if reason_ip.is_some() { 4 } else { 3 };
+            self.empty("state", &state[..n])?;
             match h.service(port).filter(|s| s.service.is_some()) {
                 Some(found) => self.probed_service(found)?,
                 None => self.empty(

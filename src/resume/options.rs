@@ -77,6 +77,9 @@ pub struct TimingOptions {
     pub min_rate: Option<f64>,
     pub scan_delay: Option<String>,
     pub max_scan_delay: Option<String>,
+    /// `--ignore-conntrack`.
+    #[serde(default)]
+    pub ignore_conntrack: bool,
 }
 
 /// What the outputs show, and the status lines.
@@ -191,6 +194,7 @@ impl ScanOptions {
             min_rate,
             scan_delay,
             max_scan_delay,
+            ignore_conntrack,
             order,
             seed: _,
             shard,
@@ -265,6 +269,7 @@ impl ScanOptions {
                 min_rate,
                 scan_delay,
                 max_scan_delay,
+                ignore_conntrack,
             },
             engine: match engine {
                 EngineArg::Mio => EngineName::Mio,
@@ -351,6 +356,7 @@ impl ScanOptions {
             min_rate: self.timing.min_rate,
             scan_delay: self.timing.scan_delay,
             max_scan_delay: self.timing.max_scan_delay,
+            ignore_conntrack: self.timing.ignore_conntrack,
             order: match self.order {
                 OrderName::Random => OrderArg::Random,
                 OrderName::Sequential => OrderArg::Sequential,

@@ -13,6 +13,8 @@
 //!   samples, the scan-wide one before; the host's window and the scan's
 //!   window both bound what is in flight. Both engines use it (the threads
 //!   engine through its one shared machine).
+//! - [`conntrack`]: the namespace's connection-tracking table, and the
+//!   unanswered connects per second it can hold.
 //! - [`template`]: `-T0` … `-T5` and their parsing; [`settings`]: the
 //!   validated [`AdaptiveTiming`]; [`summary`]: what the run reports.
 //!
@@ -28,6 +30,7 @@
 //! sample when the SYN was retransmitted. Faster answers cannot have been
 //! retransmitted and pay nothing.
 
+pub mod conntrack;
 pub mod hosts;
 pub mod rtt;
 pub mod settings;
