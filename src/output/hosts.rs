@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::{Format, Sink};
 use crate::classify::{Reason, State};
 use crate::config::Show;
 use crate::order::{Quotas, Schedule};
@@ -555,6 +556,10 @@ pub(super) trait HostDocument {
     fn clock(&self) -> fn() -> SystemTime;
     /// Whether the footer has been written (or is being written).
     fn finished(&mut self) -> &mut bool;
+    /// The format, as a resume file names it.
+    const FORMAT: Format;
+    /// Flushes the writer underneath.
+    fn flush_out(&mut self) -> io::Result<()>;
 
     /// Takes one result; writes its host's record if that completed it.
     fn add_result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
@@ -592,6 +597,39 @@ pub(super) trait HostDocument {
         }
         *self.finished() = false;
         self.close(summary)
+    }
+}
+
+/// Every document of host records is a [`Sink`] the same way: results go
+/// through [`PendingHosts`], held hosts go to the resume file.
+impl<D: HostDocument> Sink for D {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        self.add_result(r, shown)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_out()
+    }
+
+    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        self.close(summary)
+    }
+
+    fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
+        self.abandon_document(summary)
+    }
+
+    fn hold(&mut self) {
+        self.hosts().hold();
+    }
+
+    fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
+        self.hosts().enter_segment(schedule);
+    }
+
+    fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
+        let (pending, counts) = self.hosts().take_held()?;
+        Some((D::FORMAT, pending, counts))
     }
 }
 

@@ -199,23 +199,35 @@ impl TextSink {
             } else {
                 0
             };
+            // nmap's order with -sV: REASON before VERSION.
+            let reason_width = h
+                .shown
+                .iter()
+                .map(|(_, r)| r.as_str().len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
             if versions {
                 write!(
                     self.out,
-                    "{:<width$} {:<state_width$} {:<service_width$} VERSION",
+                    "{:<width$} {:<state_width$} {:<service_width$}",
                     "PORT", "STATE", "SERVICE"
                 )?;
+                if self.reason {
+                    write!(self.out, " {:<reason_width$}", "REASON")?;
+                }
+                writeln!(self.out, " VERSION")?;
             } else {
                 write!(
                     self.out,
                     "{:<width$} {:<state_width$} SERVICE",
                     "PORT", "STATE"
                 )?;
+                if self.reason {
+                    write!(self.out, " REASON")?;
+                }
+                writeln!(self.out)?;
             }
-            if self.reason {
-                write!(self.out, " REASON")?;
-            }
-            writeln!(self.out)?;
             for &(port, reason) in &h.shown {
                 let state = reason.state();
                 let padded = format!("{:<state_width$}", state.as_str());
@@ -224,14 +236,20 @@ impl TextSink {
                         .service(port)
                         .map(|s| s.version_line())
                         .unwrap_or_default();
-                    let cell = format!("{:<service_width$} {version}", service_of(port));
-                    write!(
+                    let mut cell = format!("{:<service_width$}", service_of(port));
+                    if self.reason {
+                        cell.push_str(&format!(" {:<reason_width$}", reason.as_str()));
+                    }
+                    cell.push(' ');
+                    cell.push_str(&version);
+                    writeln!(
                         self.out,
                         "{:<width$} {} {}",
                         format!("{port}/tcp"),
                         self.paint(state, &padded),
                         cell.trim_end(),
                     )?;
+                    continue;
                 } else {
                     write!(
                         self.out,
@@ -546,6 +564,52 @@ mod tests {
             let shown = sink.show.contains(r.state());
             sink.result(&res, shown).unwrap();
         }
+    }
+
+    /// `-sV`: the live line names the service; the table has nmap's
+    /// VERSION column, after REASON with `--reason`; an unnamed port keeps
+    /// the table's name.
+    #[test]
+    fn service_detection_names_the_service_in_line_and_table() {
+        use crate::service::record::ServiceRecord;
+        let (out, text) = capture();
+        let mut run = run_info();
+        run.service_detection = true;
+        let mut sink = TextSink::new(out, Show::OPEN, true, &run, TextStyle::default());
+        let mut ssh = result("127.0.0.1:22", Reason::SynAck, Some(30));
+        ssh.service = Some(Box::new(ServiceRecord {
+            service: Some("ssh".into()),
+            product: Some("OpenSSH".into()),
+            version: Some("9.2p1".into()),
+            extrainfo: Some("protocol 2.0".into()),
+            ..ServiceRecord::default()
+        }));
+        let mut https = result("127.0.0.1:443", Reason::SynAck, Some(40));
+        https.service = Some(Box::new(ServiceRecord {
+            service: Some("http".into()),
+            product: Some("nginx".into()),
+            tunnel: Some("ssl".into()),
+            ..ServiceRecord::default()
+        }));
+        let mut silent = result("127.0.0.1:80", Reason::SynAck, Some(50));
+        silent.service = Some(Box::default());
+        for r in [ssh, silent, https] {
+            sink.result(&r, true).unwrap();
+        }
+        sink.finish(&summary(false, 3, Duration::from_millis(20)))
+            .unwrap();
+        let text = text();
+        let want = "[OPEN] 127.0.0.1:22 ssh OpenSSH 9.2p1 (protocol 2.0) reason=syn-ack rtt=30us\n\
+                    [OPEN] 127.0.0.1:80 http reason=syn-ack rtt=50us\n\
+                    [OPEN] 127.0.0.1:443 ssl/http nginx reason=syn-ack rtt=40us\n\
+                    \n\
+                    FastPort scan report for 127.0.0.1\n\
+                    Host is up (0.000033s latency).\n\
+                    PORT    STATE SERVICE  REASON  VERSION\n\
+                    22/tcp  open  ssh      syn-ack OpenSSH 9.2p1 (protocol 2.0)\n\
+                    80/tcp  open  http     syn-ack\n\
+                    443/tcp open  ssl/http syn-ack nginx\n";
+        assert!(text.starts_with(want), "{text}");
     }
 
     /// Results came out only as live lines, unsorted, with no per-host view.
