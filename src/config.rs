@@ -460,10 +460,19 @@ impl ScanConfig {
             }
             _ => concurrency,
         };
-        // No point in more in flight than there are probes, nor in more
-        // threads than probes in flight.
+        // No point in more in flight than there are probes (with -sV, than
+        // the sockets their service sessions may hold: a session's lanes
+        // count in flight too, and a cap of one per probe made them take
+        // turns), nor in more threads than probes in flight.
+        let per_probe = if services.is_some() {
+            crate::service::conversation::Settings::default().parallel
+        } else {
+            1
+        };
         let concurrency = concurrency
-            .min(usize::try_from(space.len()).unwrap_or(usize::MAX))
+            .min(
+                usize::try_from(space.len().saturating_mul(per_probe as u64)).unwrap_or(usize::MAX),
+            )
             .max(1);
         let max_workers = cores.max(1) * WORKERS_PER_CORE;
         let asked = args.threads.unwrap_or(cores);
@@ -1007,6 +1016,13 @@ mod tests {
                 "{line}"
             );
         }
+        // A session's lanes count in flight: a small scan's cap leaves
+        // room for them (one per probe made them take turns).
+        assert_eq!(config("-p 1-3 127.0.0.1").unwrap().engine.concurrency, 3);
+        assert_eq!(
+            config("-sV -p 1-3 127.0.0.1").unwrap().engine.concurrency,
+            9
+        );
         let e = config("--service-probes /nonexistent/probes 127.0.0.1")
             .unwrap_err()
             .to_string();

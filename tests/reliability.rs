@@ -548,85 +548,91 @@ fn a_segmented_scan_interrupted_and_resumed_across_its_seams_is_exact() {
     }
     let _a = listeners("127.0.0.1", &[9003], 0);
     let _b = listeners("127.0.0.200", &[9007], 0);
-    let dir = temp_dir("segmented-resume");
-    let run = |args: &[&str], interrupt: Option<Duration>| {
-        let child = fastport()
-            .args(args)
-            .current_dir(&dir)
-            .env("FASTPORT_DEBUG_SEGMENT_PROBES", "256")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        match interrupt {
-            Some(after) => signal_after(child, "INT", after),
-            None => child.wait_with_output().unwrap(),
+    for engine in ["mio", "threads"] {
+        let dir = temp_dir(&format!("segmented-resume-{engine}"));
+        let run = |args: &[&str], interrupt: Option<Duration>| {
+            let child = fastport()
+                .args(args)
+                .current_dir(&dir)
+                .env("FASTPORT_DEBUG_SEGMENT_PROBES", "256")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            match interrupt {
+                Some(after) => signal_after(child, "INT", after),
+                None => child.wait_with_output().unwrap(),
+            }
+        };
+        // 256 hosts x 8 ports: 8 segments of 32 hosts, about 2 s at 1000/s.
+        let first = run(
+            &[
+                "--engine",
+                engine,
+                "--concurrency",
+                "32",
+                "-p",
+                "9001-9008",
+                "--show",
+                "all",
+                "--rate",
+                "1000",
+                "--seed",
+                "11",
+                "-oJ",
+                "scan.jsonl",
+                "-oX",
+                "scan.xml",
+                "-oG",
+                "scan.gnmap",
+                "127.0.0.0/24",
+            ],
+            Some(Duration::from_millis(700)),
+        );
+        assert_eq!(first.status.code(), Some(130), "{}", stderr(&first));
+        let part = read_jsonl(&dir.join("scan.jsonl"));
+        assert!(part.len() > 256 && part.len() < 2048, "{}", part.len());
+        // Random segment order: the first hosts scanned are not 127.0.0.0-31.
+        let low = part
+            .keys()
+            .filter(|(a, _)| a.parse::<std::net::Ipv4Addr>().unwrap().octets()[3] < 32)
+            .count();
+        assert!(low < part.len(), "address order: {low} of {}", part.len());
+        let resume = std::fs::read_to_string(dir.join("fastport.resume")).unwrap();
+        assert!(resume.contains("\"segment\": "), "{resume}");
+
+        let second = run(
+            &["--resume", "fastport.resume"],
+            Some(Duration::from_millis(500)),
+        );
+        assert_eq!(second.status.code(), Some(130), "{}", stderr(&second));
+        let third = run(&["--resume", "fastport.resume"], None);
+        assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+
+        let all = read_jsonl(&dir.join("scan.jsonl")); // panics on a repeat
+        assert_eq!(all.len(), 2048, "every probe once");
+        for (key, state) in &part {
+            assert_eq!(all.get(key), Some(state), "{key:?}");
         }
-    };
-    // 256 hosts x 8 ports: 8 segments of 32 hosts, about 2 s at 1000/s.
-    let first = run(
-        &[
-            "-p",
-            "9001-9008",
-            "--show",
-            "all",
-            "--rate",
-            "1000",
-            "--seed",
-            "11",
-            "-oJ",
-            "scan.jsonl",
-            "-oX",
-            "scan.xml",
-            "-oG",
-            "scan.gnmap",
-            "127.0.0.0/24",
-        ],
-        Some(Duration::from_millis(700)),
-    );
-    assert_eq!(first.status.code(), Some(130), "{}", stderr(&first));
-    let part = read_jsonl(&dir.join("scan.jsonl"));
-    assert!(part.len() > 256 && part.len() < 2048, "{}", part.len());
-    // Random segment order: the first hosts scanned are not 127.0.0.0-31.
-    let low = part
-        .keys()
-        .filter(|(a, _)| a.parse::<std::net::Ipv4Addr>().unwrap().octets()[3] < 32)
-        .count();
-    assert!(low < part.len(), "address order: {low} of {}", part.len());
-    let resume = std::fs::read_to_string(dir.join("fastport.resume")).unwrap();
-    assert!(resume.contains("\"segment\": "), "{resume}");
-
-    let second = run(
-        &["--resume", "fastport.resume"],
-        Some(Duration::from_millis(500)),
-    );
-    assert_eq!(second.status.code(), Some(130), "{}", stderr(&second));
-    let third = run(&["--resume", "fastport.resume"], None);
-    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
-
-    let all = read_jsonl(&dir.join("scan.jsonl")); // panics on a repeat
-    assert_eq!(all.len(), 2048, "every probe once");
-    for (key, state) in &part {
-        assert_eq!(all.get(key), Some(state), "{key:?}");
+        let open: Vec<_> = all.iter().filter(|(_, s)| s.starts_with("open")).collect();
+        assert_eq!(open.len(), 2, "{open:?}");
+        assert_well_formed_xml(&dir.join("scan.xml"));
+        let xml = std::fs::read_to_string(dir.join("scan.xml")).unwrap();
+        let gnmap = std::fs::read_to_string(dir.join("scan.gnmap")).unwrap();
+        for host in 0..256 {
+            let addr = format!("127.0.0.{host}");
+            assert_eq!(
+                count(&xml, &format!("<address addr=\"{addr}\" ")),
+                1,
+                "{addr} in the XML"
+            );
+            assert_eq!(
+                count(&gnmap, &format!("Host: {addr} ()\tPorts:")),
+                1,
+                "{addr} in the grepable output"
+            );
+        }
+        assert_eq!(count(&xml, "<port protocol=\"tcp\""), 2048);
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let open: Vec<_> = all.iter().filter(|(_, s)| s.starts_with("open")).collect();
-    assert_eq!(open.len(), 2, "{open:?}");
-    assert_well_formed_xml(&dir.join("scan.xml"));
-    let xml = std::fs::read_to_string(dir.join("scan.xml")).unwrap();
-    let gnmap = std::fs::read_to_string(dir.join("scan.gnmap")).unwrap();
-    for host in 0..256 {
-        let addr = format!("127.0.0.{host}");
-        assert_eq!(
-            count(&xml, &format!("<address addr=\"{addr}\" ")),
-            1,
-            "{addr} in the XML"
-        );
-        assert_eq!(
-            count(&gnmap, &format!("Host: {addr} ()\tPorts:")),
-            1,
-            "{addr} in the grepable output"
-        );
-    }
-    assert_eq!(count(&xml, "<port protocol=\"tcp\""), 2048);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -459,3 +459,77 @@ fn trace_and_series_record_every_probe_of_a_scan() {
     }
     drop(open);
 }
+
+/// The whole path of a hostile banner: a listener in a namespace greets
+/// with the payload, `fastport --banners` reads it into its `-oJ` results,
+/// `fastport report` puts it in the page, and Chromium shows it as text:
+/// no console message (an `alert` or a failed `<img>` load would log one),
+/// the title unchanged, no element made, the payload readable, escaped.
+#[test]
+fn scanned_banner_with_script_payload_stays_text_in_the_browser() {
+    if !have_chromium() || !in_netns!(scanned_banner_with_script_payload_stays_text_in_the_browser)
+    {
+        return;
+    }
+    let dir = temp_dir("report-banner-scan");
+    let port = banner_service("</script><img src=x onerror=alert(1)>\r\n");
+    let results = dir.join("results.jsonl");
+    let stats = dir.join("run.json");
+    let o = run(&[
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "--banners",
+        "-oJ",
+        results.to_str().unwrap(),
+        "--stats",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The scan itself carried the payload into its results.
+    let lines = std::fs::read_to_string(&results).unwrap();
+    assert!(lines.contains(PAYLOAD), "no banner in the results: {lines}");
+
+    let page = dir.join("report.html");
+    let o = run(&[
+        "report",
+        stats.to_str().unwrap(),
+        results.to_str().unwrap(),
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("<img") && !html.contains("</script>"));
+    let _ = std::fs::copy(&page, artifacts().join("banner-report.html"));
+
+    let o = chromium(&page, "--dump-dom");
+    assert!(o.status.success(), "chromium --dump-dom: {}", stderr(&o));
+    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
+    let log = stderr(&o);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(
+        console.is_empty(),
+        "console messages:\n{}",
+        console.join("\n")
+    );
+    let title = text_after(&dom, "<title").expect("a title");
+    assert!(
+        title.starts_with("FastPort report"),
+        "title is now {title:?}"
+    );
+    assert!(!dom.contains("<img"), "the banner became an <img> element");
+    assert!(
+        !dom.contains("<script"),
+        "the banner became a <script> element"
+    );
+    // The findings table shows the banner, as text, beside its port.
+    let row = dom
+        .split("<tr>")
+        .find(|r| r.contains(&format!(">{port}<")) && r.contains(">banner<"))
+        .unwrap_or_else(|| panic!("no banner row for port {port}"));
+    assert!(
+        row.contains("&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"),
+        "the banner is not shown escaped: {row}"
+    );
+}

@@ -4,14 +4,16 @@
 //! Input: bytes. Up to the first `\0\0` they are a probe file (parsed; when it parses, it
 //! is compiled and the rest is matched against each of its probes); the rest is a banner,
 //! matched against every probe of FastPort's own database, fed to a conversation in chunks
-//! picked by the first byte, and written through every escaping helper.
+//! picked by the first byte, and written through every escaping helper and the record every
+//! output format writes ([`ServiceRecord`]: summary, JSON, XML, CSV cells).
 
 #![no_main]
 
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use fastport::service::conversation::{Conversation, Settings};
+use fastport::service::conversation::{Conversation, Settings, Verdict};
+use fastport::service::record::ServiceRecord;
 use fastport::service::{Matcher, escape, probes};
 use libfuzzer_sys::fuzz_target;
 
@@ -85,4 +87,28 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert!(c.verdict().is_some());
+
+    // What the outputs write of the verdict and of the raw banner: nothing raw, bounded.
+    for verdict in [c.verdict().cloned(), Some(Verdict::Banner(banner.to_vec()))]
+        .into_iter()
+        .flatten()
+    {
+        let record = ServiceRecord::from_verdict(&verdict);
+        check_text(&record.summary());
+        check_text(&record.version_line());
+        if let Some(b) = &record.banner {
+            assert!(b.len() <= 4 * fastport::service::record::BANNER_LIMIT);
+        }
+        for value in record.json().values() {
+            if let Some(text) = value.as_str() {
+                check_text(text);
+            }
+        }
+        if let Some(xml) = record.xml() {
+            assert!(!xml.contains("<script"));
+        }
+        for cell in record.csv_cells() {
+            assert!(!cell.starts_with(['=', '+', '-', '@']));
+        }
+    }
 });

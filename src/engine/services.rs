@@ -98,7 +98,6 @@ pub struct Session {
     /// Token of lane 0; lane `n` is `base + n`.
     base: usize,
     connect_timeout: Duration,
-    buf: Vec<u8>,
     plain: Vec<u8>,
     verdict: Option<Verdict>,
     tls_info: Option<TlsInfo>,
@@ -135,7 +134,6 @@ impl Session {
             waiting: VecDeque::new(),
             base,
             connect_timeout,
-            buf: vec![0; READ_CHUNK],
             plain: Vec::new(),
             verdict: None,
             tls_info: None,
@@ -311,16 +309,18 @@ impl Session {
         if !self.flush(poll, lane) {
             return self.lane_closed(poll, lane, now);
         }
+        // On the stack: a session holds no read buffer between events.
+        let mut buf = [0u8; READ_CHUNK];
         loop {
             let Some(Some(io)) = self.lanes.get_mut(lane) else {
                 return;
             };
-            match io.stream.read(&mut self.buf) {
+            match io.stream.read(&mut buf) {
                 Ok(0) => return self.lane_closed(poll, lane, now),
                 Ok(n) => {
                     if io.tls.is_none() {
-                        self.conv.handle_data(lane, &self.buf[..n], now);
-                    } else if !self.tls_in(poll, lane, n, now) {
+                        self.conv.handle_data(lane, &buf[..n], now);
+                    } else if !self.tls_in(poll, lane, &buf[..n], now) {
                         return;
                     }
                     if self.conv.verdict().is_some() || self.verdict.is_some() {
@@ -334,9 +334,9 @@ impl Session {
         }
     }
 
-    /// `n` bytes in `self.buf` came on the tunnel `lane`: through rustls, then the
-    /// plaintext to the conversation. False when the lane is gone.
-    fn tls_in(&mut self, poll: &Poll, lane: Lane, n: usize, now: Instant) -> bool {
+    /// `data` came on the tunnel `lane`: through rustls, then the plaintext to the
+    /// conversation. False when the lane is gone.
+    fn tls_in(&mut self, poll: &Poll, lane: Lane, data: &[u8], now: Instant) -> bool {
         let Some(Some(io)) = self.lanes.get_mut(lane) else {
             return false;
         };
@@ -344,7 +344,7 @@ impl Session {
             return false;
         };
         self.plain.clear();
-        let fed = client.read_tls(&self.buf[..n]).is_ok();
+        let fed = client.read_tls(data).is_ok();
         let out = fed && client.write_tls(&mut io.pending).is_ok();
         if !out {
             self.lane_closed(poll, lane, now);

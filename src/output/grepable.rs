@@ -14,10 +14,9 @@ use std::io::{self, Write};
 use std::time::SystemTime;
 
 use super::dates::ctime;
-use super::hosts::{HeldHost, HostDocument, HostRecord, PendingHosts};
-use super::{Format, RunInfo, Sink, Writer};
+use super::hosts::{HostDocument, HostRecord, PendingHosts};
+use super::{Format, RunInfo, Writer};
 use crate::config::Show;
-use crate::probe::ProbeResult;
 use crate::stats::Summary;
 use crate::targets::service_name;
 
@@ -52,6 +51,12 @@ impl GrepableSink {
 }
 
 impl HostDocument for GrepableSink {
+    const FORMAT: Format = Format::Grepable;
+
+    fn flush_out(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     fn hosts(&mut self) -> &mut PendingHosts {
         &mut self.hosts
     }
@@ -146,37 +151,6 @@ impl HostDocument for GrepableSink {
     }
 }
 
-impl Sink for GrepableSink {
-    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
-        self.add_result(r, shown)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-
-    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
-        self.close(summary)
-    }
-
-    fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
-        self.abandon_document(summary)
-    }
-
-    fn hold(&mut self) {
-        self.hosts.hold();
-    }
-
-    fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
-        self.hosts.enter_segment(schedule);
-    }
-
-    fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
-        let (pending, counts) = self.hosts.take_held()?;
-        Some((Format::Grepable, pending, counts))
-    }
-}
-
 /// The header is one line: line breaks in the command line become spaces.
 fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
@@ -200,6 +174,7 @@ fn grepable_field(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::classify::Reason;
+    use crate::output::Sink;
     use crate::output::hosts::tests::result;
     use crate::output::tests::{capture, feed, run_info, summary};
     use std::time::{Duration, UNIX_EPOCH};

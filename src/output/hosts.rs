@@ -21,12 +21,15 @@
 //! failed) writes them as they are with [`PendingHosts::drain_partial`].
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::{Format, Sink};
 use crate::classify::{Reason, State};
 use crate::config::Show;
 use crate::order::{Quotas, Schedule};
@@ -280,6 +283,32 @@ impl HeldHost {
     }
 }
 
+/// Hashes the host and block indices that key the pending tables: one
+/// multiply per key (as FxHash does) instead of SipHash's rounds, which
+/// every result paid on the writer's thread. The keys are the scan's own
+/// indices, not input an adversary picks, so no keyed hash is needed.
+#[derive(Debug, Default, Clone, Copy)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+/// A table keyed by host or block index.
+type IndexMap<V> = HashMap<u64, V, BuildHasherDefault<IndexHasher>>;
+
 /// The quotas of one host block, while some of its hosts are pending.
 #[derive(Debug)]
 struct BlockQuotas {
@@ -289,14 +318,27 @@ struct BlockQuotas {
     open: u64,
 }
 
+/// This run's quota of `host` (see [`PendingHosts::quota`]), with the
+/// tables borrowed apart so that [`PendingHosts::add`] can call it while it
+/// holds the host's entry.
+fn quota_in(schedule: &Schedule, blocks: &mut IndexMap<BlockQuotas>, host: u64) -> u64 {
+    let (block, offset) = schedule.blocks().host_in_block(host);
+    let entry = blocks.entry(block).or_insert_with(|| {
+        let quotas = schedule.quotas(block);
+        let open = quotas.hosts();
+        BlockQuotas { quotas, open }
+    });
+    u64::from(entry.quotas.get(offset))
+}
+
 /// The hosts with results still to come, and counts over every host seen.
 #[derive(Debug)]
 pub struct PendingHosts {
     schedule: Schedule,
     show: Show,
-    pending: HashMap<u64, HostRecord>,
+    pending: IndexMap<HostRecord>,
     /// Quotas of the blocks with hosts not yet handed out.
-    blocks: HashMap<u64, BlockQuotas>,
+    blocks: IndexMap<BlockQuotas>,
     /// Hosts with at least one result.
     seen: u64,
     /// Hosts handed out (complete or partial) whose status was up.
@@ -317,8 +359,8 @@ impl PendingHosts {
         PendingHosts {
             schedule: schedule.clone(),
             show,
-            pending: HashMap::new(),
-            blocks: HashMap::new(),
+            pending: IndexMap::default(),
+            blocks: IndexMap::default(),
             seen: 0,
             up: 0,
             middleboxes: 0,
@@ -402,14 +444,7 @@ impl PendingHosts {
     /// This run's quota of `host`: its block's quotas are counted on the
     /// block's first result (one step of the order per probe of the block).
     fn quota(&mut self, host: u64) -> u64 {
-        let (block, offset) = self.schedule.blocks().host_in_block(host);
-        let schedule = &self.schedule;
-        let entry = self.blocks.entry(block).or_insert_with(|| {
-            let quotas = schedule.quotas(block);
-            let open = quotas.hosts();
-            BlockQuotas { quotas, open }
-        });
-        u64::from(entry.quotas.get(offset))
+        quota_in(&self.schedule, &mut self.blocks, host)
     }
 
     /// A host's record was handed out: its block closes with its last host.
@@ -434,14 +469,16 @@ impl PendingHosts {
     ) -> Option<HostRecord> {
         self.results += 1;
         let host_index = self.schedule.blocks().host(r.index);
-        if !self.pending.contains_key(&host_index) {
-            // A result the schedule did not plan for (it cannot happen)
-            // still gets a record: it completes with this one result.
-            let quota = self.quota(host_index).max(1);
-            self.seen += 1;
-            self.pending.insert(
-                host_index,
-                HostRecord {
+        // One lookup per result: the entry is found (or made) once, and
+        // removed through the same entry when the host completes.
+        let mut entry = match self.pending.entry(host_index) {
+            Entry::Occupied(entry) => entry,
+            Entry::Vacant(vacant) => {
+                // A result the schedule did not plan for (it cannot happen)
+                // still gets a record: it completes with this one result.
+                let quota = quota_in(&self.schedule, &mut self.blocks, host_index).max(1);
+                self.seen += 1;
+                vacant.insert_entry(HostRecord {
                     host_index,
                     addr: r.target.ip(),
                     first_seen: now(),
@@ -451,10 +488,17 @@ impl PendingHosts {
                     services: Vec::new(),
                     reason_ips: Vec::new(),
                     rtt: RttEstimator::new(),
-                },
-            );
+                })
+            }
+        };
+        let record = entry.get_mut();
+        if shown && record.shown.capacity() == 0 {
+            // Sized once for a host of a few ports (its results still to
+            // come, this one included), not grown from 4 to 8; capped, as a
+            // host of 65 536 ports with `--show open` shows a few.
+            let rest = usize::try_from(record.remaining).unwrap_or(usize::MAX);
+            record.shown.reserve_exact(rest.min(8));
         }
-        let record = self.pending.get_mut(&host_index)?;
         record.remaining = record.remaining.saturating_sub(1);
         record.reasons[r.reason.index()] += 1;
         if shown {
@@ -472,7 +516,7 @@ impl PendingHosts {
         if record.remaining > 0 {
             return None;
         }
-        let record = self.pending.remove(&host_index)?;
+        let record = entry.remove();
         self.close_host(host_index);
         Some(self.hand_out(record))
     }
@@ -555,6 +599,10 @@ pub(super) trait HostDocument {
     fn clock(&self) -> fn() -> SystemTime;
     /// Whether the footer has been written (or is being written).
     fn finished(&mut self) -> &mut bool;
+    /// The format, as a resume file names it.
+    const FORMAT: Format;
+    /// Flushes the writer underneath.
+    fn flush_out(&mut self) -> io::Result<()>;
 
     /// Takes one result; writes its host's record if that completed it.
     fn add_result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
@@ -592,6 +640,39 @@ pub(super) trait HostDocument {
         }
         *self.finished() = false;
         self.close(summary)
+    }
+}
+
+/// Every document of host records is a [`Sink`] the same way: results go
+/// through [`PendingHosts`], held hosts go to the resume file.
+impl<D: HostDocument> Sink for D {
+    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
+        self.add_result(r, shown)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_out()
+    }
+
+    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        self.close(summary)
+    }
+
+    fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
+        self.abandon_document(summary)
+    }
+
+    fn hold(&mut self) {
+        self.hosts().hold();
+    }
+
+    fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
+        self.hosts().enter_segment(schedule);
+    }
+
+    fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
+        let (pending, counts) = self.hosts().take_held()?;
+        Some((D::FORMAT, pending, counts))
     }
 }
 

@@ -21,7 +21,6 @@ use serde::Serialize;
 use super::{Sink, Writer};
 use crate::probe::ProbeResult;
 use crate::service::record::ServiceRecord;
-use crate::stats::Summary;
 use crate::targets::HostNames;
 
 /// One line of `-oJ` output.
@@ -102,10 +101,6 @@ impl Sink for JsonLinesSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-
-    fn finish(&mut self, _summary: &Summary) -> io::Result<()> {
         self.out.flush()
     }
 }

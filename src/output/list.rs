@@ -7,7 +7,6 @@ use std::io::{self, Write};
 
 use super::{Sink, Writer};
 use crate::probe::ProbeResult;
-use crate::stats::Summary;
 
 pub struct ListSink {
     out: Writer,
@@ -28,10 +27,6 @@ impl Sink for ListSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-
-    fn finish(&mut self, _summary: &Summary) -> io::Result<()> {
         self.out.flush()
     }
 }

@@ -142,6 +142,25 @@ impl Continue {
 /// A file's device and inode: two names of one file are the same file.
 type FileId = (u64, u64);
 
+/// Notes that `format` writes the file `id`; two outputs naming one file
+/// would interleave, so the second is refused.
+fn once_per_file(
+    ids: &mut Vec<(FileId, Format)>,
+    id: FileId,
+    path: &Path,
+    format: Format,
+) -> Result<(), OpenError> {
+    if let Some((_, first)) = ids.iter().find(|(i, _)| *i == id) {
+        return Err(OpenError::SameFile {
+            path: path.to_path_buf(),
+            first: first.flag(),
+            second: format.flag(),
+        });
+    }
+    ids.push((id, format));
+    Ok(())
+}
+
 fn file_id(path: &Path) -> io::Result<FileId> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path)?;
@@ -262,8 +281,11 @@ pub trait Sink {
     /// Pushes buffered bytes out: called after each batch.
     fn flush(&mut self) -> io::Result<()>;
     /// Ends the output with the run's summary (also after Ctrl-C: then
-    /// `summary.interrupted` is set).
-    fn finish(&mut self, summary: &Summary) -> io::Result<()>;
+    /// `summary.interrupted` is set). A format without a footer only
+    /// flushes.
+    fn finish(&mut self, _summary: &Summary) -> io::Result<()> {
+        self.flush()
+    }
     /// Called instead of [`finish`](Self::finish) when another output
     /// failed and the scan stopped early: write what keeps this output
     /// well-formed (closing tags), nothing more.
@@ -654,14 +676,7 @@ impl Outputs {
                     });
                 }
                 let Ok(id) = file_id(path) else { continue };
-                if let Some((_, first)) = ids.iter().find(|(i, _)| *i == id) {
-                    return Err(OpenError::SameFile {
-                        path: path.clone(),
-                        first: first.flag(),
-                        second: format.flag(),
-                    });
-                }
-                ids.push((id, *format));
+                once_per_file(&mut ids, id, path, *format)?;
             }
         }
         let mut opened: Vec<Opened> = dests
@@ -673,14 +688,7 @@ impl Outputs {
         for o in &opened {
             if let Opened::File { path, format, .. } = o {
                 let id = file_id(path).map_err(|e| OpenError::io(path, e))?;
-                if let Some((_, first)) = ids.iter().find(|(i, _)| *i == id) {
-                    return Err(OpenError::SameFile {
-                        path: path.clone(),
-                        first: first.flag(),
-                        second: format.flag(),
-                    });
-                }
-                ids.push((id, *format));
+                once_per_file(&mut ids, id, path, *format)?;
             }
         }
         opened.reverse();

@@ -105,18 +105,6 @@ impl TextSink {
         Ok(())
     }
 
-    fn paint(&self, state: State, text: &str) -> String {
-        if !self.style.color {
-            return text.to_string();
-        }
-        let code = match state {
-            State::Open => "32",
-            State::Closed => "31",
-            State::Filtered => "33",
-        };
-        format!("\x1b[{code}m{text}\x1b[0m")
-    }
-
     /// Keeps a complete host's record for the table if it has ports to
     /// show (with `--open`: an open port).
     fn keep(&mut self, record: HostRecord) {
@@ -136,9 +124,14 @@ impl TextSink {
         for record in self.pending.drain_partial() {
             self.keep(record);
         }
-        let mut table = std::mem::take(&mut self.table);
-        table.sort_by_key(|h| h.addr);
-        for h in &table {
+        let table = std::mem::take(&mut self.table);
+        // Sorted by address through a small key per host, not by moving
+        // the records: the place in `table` breaks ties as a stable sort
+        // of the records would.
+        let mut order: Vec<(std::net::IpAddr, usize)> =
+            table.iter().enumerate().map(|(i, h)| (h.addr, i)).collect();
+        order.sort_unstable();
+        for h in order.iter().map(|&(_, i)| &table[i]) {
             let ip = h.addr;
             match self.run.names.get(ip) {
                 Some(name) => writeln!(self.out, "\nFastPort scan report for {name} ({ip})")?,
@@ -199,45 +192,70 @@ impl TextSink {
             } else {
                 0
             };
+            // nmap's order with -sV: REASON before VERSION.
+            let reason_width = h
+                .shown
+                .iter()
+                .map(|(_, r)| r.as_str().len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
             if versions {
                 write!(
                     self.out,
-                    "{:<width$} {:<state_width$} {:<service_width$} VERSION",
+                    "{:<width$} {:<state_width$} {:<service_width$}",
                     "PORT", "STATE", "SERVICE"
                 )?;
+                if self.reason {
+                    write!(self.out, " {:<reason_width$}", "REASON")?;
+                }
+                writeln!(self.out, " VERSION")?;
             } else {
                 write!(
                     self.out,
                     "{:<width$} {:<state_width$} SERVICE",
                     "PORT", "STATE"
                 )?;
+                if self.reason {
+                    write!(self.out, " REASON")?;
+                }
+                writeln!(self.out)?;
             }
-            if self.reason {
-                write!(self.out, " REASON")?;
-            }
-            writeln!(self.out)?;
             for &(port, reason) in &h.shown {
                 let state = reason.state();
-                let padded = format!("{:<state_width$}", state.as_str());
+                // The state cell (padded inside its colour) and the port
+                // cell, written without a String each.
+                let padded = Painted {
+                    color: self.style.color,
+                    state,
+                    text: state.as_str(),
+                };
+                let padded = format_args!("{padded:<state_width$}");
                 if versions {
                     let version = h
                         .service(port)
                         .map(|s| s.version_line())
                         .unwrap_or_default();
-                    let cell = format!("{:<service_width$} {version}", service_of(port));
-                    write!(
+                    let mut cell = format!("{:<service_width$}", service_of(port));
+                    if self.reason {
+                        cell.push_str(&format!(" {:<reason_width$}", reason.as_str()));
+                    }
+                    cell.push(' ');
+                    cell.push_str(&version);
+                    writeln!(
                         self.out,
                         "{:<width$} {} {}",
-                        format!("{port}/tcp"),
-                        self.paint(state, &padded),
+                        PortTcp(port),
+                        padded,
                         cell.trim_end(),
                     )?;
+                    continue;
                 } else {
                     write!(
                         self.out,
                         "{:<width$} {} {}",
-                        format!("{port}/tcp"),
-                        self.paint(state, &padded),
+                        PortTcp(port),
+                        padded,
                         service_name(port).unwrap_or("unknown"),
                     )?;
                 }
@@ -287,6 +305,60 @@ fn clip(s: &str, max: usize) -> String {
     }
 }
 
+/// `text` in its state's colour when `color` (a terminal), written
+/// straight to the output: no String per line.
+struct Painted<'a> {
+    color: bool,
+    state: State,
+    text: &'a str,
+}
+
+impl std::fmt::Display for Painted<'_> {
+    /// A width pads the text inside the colour codes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.color {
+            return f.pad(self.text);
+        }
+        write!(f, "\x1b[{}m", color_code(self.state))?;
+        f.pad(self.text)?;
+        f.write_str("\x1b[0m")
+    }
+}
+
+/// `22/tcp`, padded as a `format!("{port}/tcp")` would be, from a buffer
+/// on the stack.
+struct PortTcp(u16);
+
+impl std::fmt::Display for PortTcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut buf = [0u8; 9];
+        let mut digits = [0u8; 5];
+        let mut n = self.0;
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for (i, d) in digits[..len].iter().rev().enumerate() {
+            buf[i] = *d;
+        }
+        buf[len..len + 4].copy_from_slice(b"/tcp");
+        f.pad(std::str::from_utf8(&buf[..len + 4]).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+fn color_code(state: State) -> &'static str {
+    match state {
+        State::Open => "32",
+        State::Closed => "31",
+        State::Filtered => "33",
+    }
+}
+
 fn tag(state: State) -> &'static str {
     match state {
         State::Open => "[OPEN]",
@@ -311,7 +383,11 @@ impl Sink for TextSink {
         }
         let state = r.reason.state();
         let table = service_name(r.target.port()).unwrap_or("unknown");
-        let tag = self.paint(state, tag(state));
+        let tag = Painted {
+            color: self.style.color,
+            state,
+            text: tag(state),
+        };
         match r.service.as_deref() {
             Some(found) if found.service.is_some() => {
                 write!(self.out, "{tag} {} {}", r.target, found.summary())?
@@ -548,6 +624,52 @@ mod tests {
         }
     }
 
+    /// `-sV`: the live line names the service; the table has nmap's
+    /// VERSION column, after REASON with `--reason`; an unnamed port keeps
+    /// the table's name.
+    #[test]
+    fn service_detection_names_the_service_in_line_and_table() {
+        use crate::service::record::ServiceRecord;
+        let (out, text) = capture();
+        let mut run = run_info();
+        run.service_detection = true;
+        let mut sink = TextSink::new(out, Show::OPEN, true, &run, TextStyle::default());
+        let mut ssh = result("127.0.0.1:22", Reason::SynAck, Some(30));
+        ssh.service = Some(Box::new(ServiceRecord {
+            service: Some("ssh".into()),
+            product: Some("OpenSSH".into()),
+            version: Some("9.2p1".into()),
+            extrainfo: Some("protocol 2.0".into()),
+            ..ServiceRecord::default()
+        }));
+        let mut https = result("127.0.0.1:443", Reason::SynAck, Some(40));
+        https.service = Some(Box::new(ServiceRecord {
+            service: Some("http".into()),
+            product: Some("nginx".into()),
+            tunnel: Some("ssl".into()),
+            ..ServiceRecord::default()
+        }));
+        let mut silent = result("127.0.0.1:80", Reason::SynAck, Some(50));
+        silent.service = Some(Box::default());
+        for r in [ssh, silent, https] {
+            sink.result(&r, true).unwrap();
+        }
+        sink.finish(&summary(false, 3, Duration::from_millis(20)))
+            .unwrap();
+        let text = text();
+        let want = "[OPEN] 127.0.0.1:22 ssh OpenSSH 9.2p1 (protocol 2.0) reason=syn-ack rtt=30us\n\
+                    [OPEN] 127.0.0.1:80 http reason=syn-ack rtt=50us\n\
+                    [OPEN] 127.0.0.1:443 ssl/http nginx reason=syn-ack rtt=40us\n\
+                    \n\
+                    FastPort scan report for 127.0.0.1\n\
+                    Host is up (0.000033s latency).\n\
+                    PORT    STATE SERVICE  REASON  VERSION\n\
+                    22/tcp  open  ssh      syn-ack OpenSSH 9.2p1 (protocol 2.0)\n\
+                    80/tcp  open  http     syn-ack\n\
+                    443/tcp open  ssl/http syn-ack nginx\n";
+        assert!(text.starts_with(want), "{text}");
+    }
+
     /// Results came out only as live lines, unsorted, with no per-host view.
     #[test]
     fn results_are_sorted_per_host_in_nmaps_shape_after_the_live_lines() {
@@ -618,6 +740,56 @@ mod tests {
             .unwrap();
         sink.flush().unwrap();
         assert_eq!(text(), "\x1b[32m[OPEN]\x1b[0m 127.0.0.1:22 ssh\n");
+    }
+
+    #[test]
+    fn table_cells_written_in_place_match_the_strings_they_replace() {
+        // The port and state cells are written from the stack; the bytes
+        // are those of `format!("{port}/tcp")` and of the padded state in
+        // its colour codes.
+        for port in [0u16, 7, 22, 443, 9200, 65535] {
+            for width in [0usize, 4, 9, 12] {
+                assert_eq!(
+                    format!("{:<width$}|", PortTcp(port)),
+                    format!("{:<width$}|", format!("{port}/tcp"))
+                );
+            }
+        }
+        for state in State::ALL {
+            for color in [false, true] {
+                let painted = Painted {
+                    color,
+                    state,
+                    text: state.as_str(),
+                };
+                let padded = format!("{:<8}", state.as_str());
+                let want = if color {
+                    format!("\x1b[{}m{padded}\x1b[0m", color_code(state))
+                } else {
+                    padded
+                };
+                assert_eq!(format!("{painted:<8}"), want);
+            }
+        }
+    }
+
+    #[test]
+    fn colour_in_the_table_pads_the_state_inside_its_codes() {
+        let (out, text) = capture();
+        let style = TextStyle {
+            color: true,
+            header: false,
+        };
+        let mut sink = TextSink::new(out, Show::ALL, false, &run_info(), style);
+        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)), true)
+            .unwrap();
+        sink.finish(&summary(false, 1, Duration::from_millis(20)))
+            .unwrap();
+        assert!(
+            text().contains("\nPORT   STATE SERVICE\n22/tcp \x1b[32mopen \x1b[0m ssh\n"),
+            "{}",
+            text()
+        );
     }
 
     #[test]

@@ -26,10 +26,9 @@ use std::time::SystemTime;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use super::dates::{ctime, unix_secs};
-use super::hosts::{HeldHost, HostDocument, HostRecord, PendingHosts};
-use super::{Format, RunInfo, Sink, Writer};
+use super::hosts::{HostDocument, HostRecord, PendingHosts};
+use super::{Format, RunInfo, Writer};
 use crate::config::Show;
-use crate::probe::ProbeResult;
 use crate::service::record::ServiceRecord;
 use crate::stats::Summary;
 use crate::targets::service_name;
@@ -124,6 +123,12 @@ impl XmlSink {
 }
 
 impl HostDocument for XmlSink {
+    const FORMAT: Format = Format::Xml;
+
+    fn flush_out(&mut self) -> io::Result<()> {
+        self.xml.get_mut().flush()
+    }
+
     fn hosts(&mut self) -> &mut PendingHosts {
         &mut self.hosts
     }
@@ -402,37 +407,6 @@ impl HostDocument for XmlSink {
     }
 }
 
-impl Sink for XmlSink {
-    fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
-        self.add_result(r, shown)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.xml.get_mut().flush()
-    }
-
-    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
-        self.close(summary)
-    }
-
-    fn abandon(&mut self, summary: &Summary) -> io::Result<()> {
-        self.abandon_document(summary)
-    }
-
-    fn hold(&mut self) {
-        self.hosts.hold();
-    }
-
-    fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
-        self.hosts.enter_segment(schedule);
-    }
-
-    fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
-        let (pending, counts) = self.hosts.take_held()?;
-        Some((Format::Xml, pending, counts))
-    }
-}
-
 /// Replaces characters XML 1.0 cannot hold (control characters other than
 /// tab, newline and carriage return; U+FFFE, U+FFFF) with U+FFFD, so a
 /// command line with odd bytes still makes a well-formed document.
@@ -455,6 +429,7 @@ fn comment_safe(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::classify::Reason;
+    use crate::output::Sink;
     use crate::output::hosts::tests::result;
     use crate::output::tests::{capture, feed, run_info, summary};
     use std::time::{Duration, UNIX_EPOCH};

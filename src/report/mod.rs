@@ -7,8 +7,9 @@
 //! any string) is escaped as text by [`crate::service::escape::xml`] (the
 //! escaper of the XML outputs too), never spliced as markup.
 //!
-//! Inputs are told apart by content: a trace starts with `FPTRACE1`, a
-//! summary is one JSON object, results are JSON lines. Each summary starts a
+//! Inputs are told apart by content: a trace starts with `FPTRACE2` (or
+//! version 1's `FPTRACE1`), a summary is one JSON object, results are JSON
+//! lines. Each summary starts a
 //! *run*; the results and traces after it belong to it (a results file or
 //! trace before any summary starts a run of its own). Several runs are drawn
 //! overlaid, one colour each (mio vs threads, adaptive vs fixed, before vs

@@ -101,6 +101,12 @@ impl Axis {
             .map(|m| m * mag)
             .find(|s| span / s <= 7.0)
             .unwrap_or(10.0 * mag);
+        // Counts tick at whole numbers once the span allows (retries 0–3,
+        // not 0, 0.5, 1, ...).
+        let step = match self.unit {
+            Unit::Count if span >= 2.0 => step.max(1.0),
+            _ => step,
+        };
         let mut t = Vec::new();
         let mut v = (self.min / step).ceil() * step;
         while v <= self.max + step * 1e-9 {
@@ -506,6 +512,8 @@ mod tests {
     fn linear_ticks_are_round_numbers() {
         let a = Axis::linear("n", 0.0, 9.3, Unit::Count);
         assert_eq!(a.ticks(), vec![0.0, 2.0, 4.0, 6.0, 8.0]);
+        let retries = Axis::linear("retries", 0.0, 3.0, Unit::Count);
+        assert_eq!(retries.ticks(), vec![0.0, 1.0, 2.0, 3.0]);
         assert_eq!(count(65_536.0), "65.5k");
     }
 

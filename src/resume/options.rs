@@ -107,8 +107,9 @@ pub struct NmapOptions {
     pub scan_type: Option<String>,
 }
 
-/// The service-detection flags (refused by the scan today; kept so a
-/// resume refuses them the same way).
+/// The service-detection flags (`-sV`, `--version-intensity`,
+/// `--banners`, `--service-probes`): a resumed run detects services as the
+/// interrupted one did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceOptions {

@@ -31,7 +31,7 @@ pub struct Conntrack {
 
 impl Conntrack {
     /// Unanswered connects per second the table can hold: its free entries,
-    /// of which the scan takes [`SHARE`], each held [`SYN_SENT_TIMEOUT`].
+    /// of which the scan takes 90 %, each held [`SYN_SENT_TIMEOUT`].
     /// 262 144 entries, none in use: 1 966 a second. At least one.
     pub fn unanswered_per_s(&self) -> f64 {
         let free = self.max.saturating_sub(self.count) as f64;
