@@ -13,10 +13,12 @@
 //! 1. **NULL probe** on the connection the port scan opened (lane 0): send nothing and wait
 //!    for a banner. A peer that closes before `tcpwrappedms` without a byte is `tcpwrapped`.
 //! 2. **Probes hinted for the port** (`ports`, or `sslports` inside TLS), then **the others
-//!    with rarity ≤ intensity**, in file order. If the NULL probe heard nothing and lane 0 is
-//!    still open, the first of them goes out on lane 0; every other probe gets a new lane, up
-//!    to [`Settings::parallel`] lanes at once (as naabu does: no waiting out one silent
-//!    probe before sending the next).
+//!    with rarity ≤ intensity**, in file order. They do not wait for the NULL probe: while
+//!    lane 0 listens for a banner, the first of them go out at once on lanes of their own, up
+//!    to [`Settings::parallel`] lanes in all (as naabu does: a service that waits for the
+//!    client is answered in a round trip, not after the banner wait). If the NULL probe heard
+//!    nothing and lane 0 is still open, the next probe goes out on lane 0; every other probe
+//!    gets a new lane, never more than `parallel` open at once.
 //!    Only TCP probes are used (`Probe UDP` lines are parsed and left out), and none marked
 //!    `no-payload`.
 //! 3. Each answer is read up to [`Settings::read_limit`] bytes and matched as it arrives. The
@@ -219,6 +221,15 @@ impl Conversation {
                     response: Vec::new(),
                     peer_closed: false,
                 });
+                // While lane 0 waits for a banner, the first probes go out on lanes of
+                // their own: a service that waits for the client to speak is answered
+                // without first sitting out the banner wait.
+                while c.open_lanes() < c.settings.parallel.max(1) {
+                    let Some(probe) = c.queue.pop_front() else {
+                        break;
+                    };
+                    c.open_lane(probe, now);
+                }
             }
             None => {
                 // No NULL probe in the file: lane 0 carries the first probe at once.
@@ -463,16 +474,7 @@ impl Conversation {
                 slot.deadline = deadline;
                 self.actions.push_back(Action::Send { lane, probe });
             } else {
-                let new = self.lanes.len();
-                self.lanes.push(LaneSlot {
-                    probe,
-                    state: LaneState::Connecting,
-                    opened: now,
-                    deadline: now,
-                    response: Vec::new(),
-                    peer_closed: false,
-                });
-                self.actions.push_back(Action::Connect(new));
+                self.open_lane(probe, now);
             }
         }
         if reuse {
@@ -487,6 +489,20 @@ impl Conversation {
             };
             self.conclude(verdict);
         }
+    }
+
+    /// Asks for a new connection that will carry `probe`.
+    fn open_lane(&mut self, probe: usize, now: Instant) {
+        let new = self.lanes.len();
+        self.lanes.push(LaneSlot {
+            probe,
+            state: LaneState::Connecting,
+            opened: now,
+            deadline: now,
+            response: Vec::new(),
+            peer_closed: false,
+        });
+        self.actions.push_back(Action::Connect(new));
     }
 
     fn conclude(&mut self, verdict: Verdict) {
@@ -616,15 +632,11 @@ match rare m|^R| p/rare/
             ..settings()
         };
         let mut c = Conversation::new(db(), 80, s, t0);
-        c.handle_data(0, b"220 ", t0 + ms(1));
-        // A softmatch (ftp) narrows the queue to probes that can name ftp: Get and Help.
-        c.handle_timeout(t0 + ms(101));
-        assert_eq!(
-            drain(&mut c),
-            vec![Action::Close(0), Action::Connect(1), Action::Connect(2)]
-        );
-        c.handle_connected(2, t0 + ms(110));
-        c.handle_connected(1, t0 + ms(111));
+        // The first probes go out at once on lanes of their own, while lane 0 waits for a
+        // banner.
+        assert_eq!(drain(&mut c), vec![Action::Connect(1), Action::Connect(2)]);
+        c.handle_connected(2, t0 + ms(1));
+        c.handle_connected(1, t0 + ms(2));
         assert_eq!(
             drain(&mut c),
             vec![
@@ -632,10 +644,13 @@ match rare m|^R| p/rare/
                 Action::Send { lane: 1, probe: 1 }
             ]
         );
-        // Get's answer is an http response; under the ftp softmatch only ftp rules count.
-        c.handle_data(1, b"HTTP/1.0 200 OK\r\nServer: x\r\n", t0 + ms(120));
+        // A softmatch (ftp) on lane 0's banner: from now on only ftp rules count.
+        c.handle_data(0, b"220 ", t0 + ms(3));
         assert!(c.verdict().is_none());
-        c.handle_data(2, b"214 help\r\n", t0 + ms(121));
+        // Get's answer is an http response; under the ftp softmatch only ftp rules count.
+        c.handle_data(1, b"HTTP/1.0 200 OK\r\nServer: x\r\n", t0 + ms(20));
+        assert!(c.verdict().is_none());
+        c.handle_data(2, b"214 help\r\n", t0 + ms(21));
         match c.verdict() {
             Some(Verdict::Matched(m)) => assert_eq!(
                 (m.service.as_str(), m.product.as_deref()),
@@ -643,7 +658,11 @@ match rare m|^R| p/rare/
             ),
             v => panic!("{v:?}"),
         }
-        assert_eq!(drain(&mut c), vec![Action::Close(1), Action::Close(2)]);
+        // The first hard match closes every lane, the banner's too.
+        assert_eq!(
+            drain(&mut c),
+            vec![Action::Close(0), Action::Close(1), Action::Close(2)]
+        );
     }
 
     #[test]
