@@ -20,6 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::in_netns_with_daemons;
+use crate::util::netns::is_root;
 
 /// What the daemons' packages put on the machine; the test is skipped without them.
 const NEEDED: &[&str] = &[
@@ -57,17 +58,6 @@ struct Truth {
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// Starts the world under `dir` and reads its truth.

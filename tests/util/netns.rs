@@ -101,7 +101,8 @@ pub fn enter_with(module: &str, name: &str, namespaces: &[&str]) -> bool {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (CI does; a user namespace maps root otherwise).
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
