@@ -630,8 +630,8 @@ const MIN_LITERAL: usize = 3;
 /// Most required literals kept per rule (the longest ones).
 const MAX_LITERALS: usize = 4;
 
-/// Runs of literal bytes (each at least [`MIN_LITERAL`] long, longest first, at most
-/// [`MAX_LITERALS`]) that every match of `pattern` contains. Groups are read into when they
+/// Runs of literal bytes (each at least `MIN_LITERAL` long, longest first, at most
+/// `MAX_LITERALS`) that every match of `pattern` contains. Groups are read into when they
 /// must take part (not made optional by `?`, `*`, `{0`; no `|` of their own; not a negative
 /// look-around); anything beyond this simple reading (`\Q`, named references, `(?x)`, a
 /// pattern with a top-level `|`) yields none. They are looked up ASCII-caselessly, which is
