@@ -736,8 +736,8 @@ pub(crate) mod tests {
     fn a_host_is_handed_out_when_its_last_probe_reports() {
         // Two hosts x three ports (22, 80, 443), results interleaved and out of order.
         let mut t = PendingHosts::new(&schedule(6, 3, Done::none()), Show::OPEN);
-        let a = "10.0.0.1";
-        let b = "10.0.0.2";
+        let a = "198.18.0.1";
+        let b = "198.18.0.2";
         assert!(
             add(
                 &mut t,

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 fn fake_lookup(name: &str) -> Result<Vec<IpAddr>, Option<io::Error>> {
     let ips = |list: &[&str]| Ok(list.iter().map(|s| s.parse().unwrap()).collect());
     match name {
-        "v4.test" => ips(&["192.0.2.7"]),
+        "v4.test" => ips(&["198.18.2.7"]),
         "v6.test" => ips(&["2001:db8::7"]),
         "multi.test" => ips(&["2001:2::1", "198.18.0.9", "198.18.0.2"]),
         _ => Err(None),
@@ -292,7 +292,7 @@ fn invalid_targets_name_the_token() {
 #[test]
 fn hostnames_resolve_once_to_one_address() {
     let s = space(&["v4.test", "v6.test"]).unwrap();
-    assert_eq!(s.host(0), Some(ip("192.0.2.7")));
+    assert_eq!(s.host(0), Some(ip("198.18.2.7")));
     assert_eq!(s.host(1), Some(ip("2001:db8::7")));
 
     let mut calls = 0;
@@ -304,7 +304,7 @@ fn hostnames_resolve_once_to_one_address() {
     let s = build_with(&args(&targets), &mut names).unwrap();
     drop(names);
     assert_eq!(calls, 1);
-    assert_eq!(intervals(&s), iv(&[("192.0.2.4", "192.0.2.7")]));
+    assert_eq!(intervals(&s), iv(&[("198.18.2.4", "198.18.2.7")]));
 }
 
 #[test]
@@ -388,7 +388,7 @@ fn unresolvable_hostnames_are_reported_and_skipped() {
         b.unresolved[0].to_string(),
         r#"cannot resolve hostname "foo.invalid""#
     );
-    assert_eq!(b.names.get(ip("192.0.2.7")), Some("v4.test"));
+    assert_eq!(b.names.get(ip("198.18.2.7")), Some("v4.test"));
     assert_eq!(b.names.get(ip("10.0.0.1")), None);
     // Nothing left to scan: the error is the name's.
     let e = named(&["foo.invalid", "bar.invalid"], &[], false).unwrap_err();
@@ -414,7 +414,7 @@ fn unresolvable_names_in_a_list_file_are_skipped() {
     let b = build_names(&a, &mut Names::new(true, fake_lookup)).unwrap();
     assert_eq!(b.space.host_count(), 2);
     assert_eq!(b.unresolved.len(), 1);
-    assert_eq!(b.names.get(ip("192.0.2.7")), Some("v4.test"));
+    assert_eq!(b.names.get(ip("198.18.2.7")), Some("v4.test"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
