@@ -224,12 +224,7 @@ impl Conversation {
                 // While lane 0 waits for a banner, the first probes go out on lanes of
                 // their own: a service that waits for the client to speak is answered
                 // without first sitting out the banner wait.
-                while c.open_lanes() < c.settings.parallel.max(1) {
-                    let Some(probe) = c.queue.pop_front() else {
-                        break;
-                    };
-                    c.open_lane(probe, now);
-                }
+                c.fill_lanes(now, None);
             }
             None => {
                 // No NULL probe in the file: lane 0 carries the first probe at once.
@@ -456,28 +451,10 @@ impl Conversation {
 
     /// Starts the next probes after `lane` finished, or ends the conversation.
     fn after_finish(&mut self, lane: Lane, now: Instant, reusable: bool) {
-        let mut reuse = reusable;
-        if !reuse {
+        if !reusable {
             self.actions.push_back(Action::Close(lane));
         }
-        while self.open_lanes() < self.settings.parallel.max(1) {
-            let Some(probe) = self.queue.pop_front() else {
-                break;
-            };
-            if reuse {
-                reuse = false;
-                let deadline = now + self.wait_for(probe);
-                let slot = &mut self.lanes[lane];
-                slot.probe = probe;
-                slot.state = LaneState::Waiting;
-                slot.opened = now;
-                slot.deadline = deadline;
-                self.actions.push_back(Action::Send { lane, probe });
-            } else {
-                self.open_lane(probe, now);
-            }
-        }
-        if reuse {
+        if !self.fill_lanes(now, reusable.then_some(lane)) && reusable {
             // Nothing left to send on lane 0.
             self.actions.push_back(Action::Close(lane));
         }
@@ -489,6 +466,31 @@ impl Conversation {
             };
             self.conclude(verdict);
         }
+    }
+
+    /// Sends queued probes while fewer than `parallel` lanes are open: the first on
+    /// `reuse` (lane 0, still connected and unused) if given, the others on new lanes.
+    /// Whether `reuse` was used.
+    fn fill_lanes(&mut self, now: Instant, mut reuse: Option<Lane>) -> bool {
+        let given = reuse.is_some();
+        while self.open_lanes() < self.settings.parallel.max(1) {
+            let Some(probe) = self.queue.pop_front() else {
+                break;
+            };
+            match reuse.take() {
+                Some(lane) => {
+                    let deadline = now + self.wait_for(probe);
+                    let slot = &mut self.lanes[lane];
+                    slot.probe = probe;
+                    slot.state = LaneState::Waiting;
+                    slot.opened = now;
+                    slot.deadline = deadline;
+                    self.actions.push_back(Action::Send { lane, probe });
+                }
+                None => self.open_lane(probe, now),
+            }
+        }
+        given && reuse.is_none()
     }
 
     /// Asks for a new connection that will carry `probe`.
