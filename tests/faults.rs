@@ -104,42 +104,66 @@ fn open_file_limit_of_64() {
     }
 }
 
-/// `ulimit -n 6`: stdio and the outputs take the descriptors a probe would
-/// need, so every connect would fail with EMFILE; the scan spun on it
-/// forever without a word. Now it is one clear error and exit 1, for both
-/// engines, before any probe.
+/// A tight open-file limit: the scan either runs exactly with what is left
+/// or stops with one clear error and exit 1 before any probe; it used to
+/// spin on `EMFILE` forever without a word. Descriptors this test inherits
+/// are closed first, so the count is FastPort's own: stdio, the output file
+/// and its clone (five). At 5 nothing is left for a probe, in either engine;
+/// at 6 the event loop still needs its poll, while the threads engine scans
+/// with the one descriptor it has.
 #[test]
-fn open_file_limit_of_6_is_one_clear_error() {
-    if !in_netns!(open_file_limit_of_6_is_one_clear_error) {
+fn tight_open_file_limits_scan_exactly_or_fail_clearly() {
+    if !in_netns!(tight_open_file_limits_scan_exactly_or_fail_clearly) {
         return;
     }
     let dir = temp_dir("fd6");
-    for engine in ["mio", "threads"] {
-        let out = dir.join(format!("{engine}.jsonl"));
-        let o = fastport_after(
-            "ulimit -n 6",
-            &[
+    for (limit, engine, runs) in [
+        (5, "mio", false),
+        (5, "threads", false),
+        (6, "mio", false),
+        (6, "threads", true),
+    ] {
+        let out = dir.join(format!("{engine}-{limit}.jsonl"));
+        // bash: dash cannot close descriptors above 9.
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "for fd in $(ls /proc/$$/fd); do [ \"$fd\" -gt 2 ] && eval \"exec $fd>&-\"; done; \
+                 ulimit -n {limit} && exec \"$0\" \"$@\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_fastport"))
+            .args([
                 "--engine",
                 engine,
+                "--show",
+                "all",
                 "-p",
                 "1-100",
                 "-oJ",
                 out.to_str().unwrap(),
                 "127.0.0.1",
-            ],
-        );
+            ])
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("run bash");
         let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(1), "{engine}: {err}");
+        let what = format!("{engine} under ulimit -n {limit}: {err}");
+        if runs {
+            assert!(o.status.success(), "{what}");
+            assert_truth(engine, &read_jsonl(&out), 1..=100, &[], 1..=0);
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(1), "{what}");
         assert!(
-            err.contains("open-file limit (6) is too small"),
-            "{engine}: {err}"
+            err.contains(&format!("open-file limit ({limit}) is too small")),
+            "{what}"
         );
         assert_eq!(
             err.lines()
                 .filter(|l| l.contains("open-file limit"))
                 .count(),
             1,
-            "{engine}: one message: {err}"
+            "one message: {what}"
         );
     }
 }

@@ -349,10 +349,14 @@ where
 
 /// Fails at once, with one clear error, when the open-file limit leaves no
 /// descriptor for a probe beside those already open (stdio, outputs) and
-/// each event-loop worker's poll: `ulimit -n 6` spun on `EMFILE` forever.
+/// each event-loop worker's poll: `ulimit -n 6` spun on `EMFILE` forever,
+/// and so did a limit that the outputs filled to the last descriptor.
 fn check_descriptors(cfg: &EngineConfig) -> Result<(), EngineError> {
-    let (Ok(limit), Some(open)) = (crate::sys::fd_limit(), crate::sys::open_fds()) else {
+    let Ok(limit) = crate::sys::fd_limit() else {
         return Ok(()); // cannot tell: the back-off copes
+    };
+    let Some(open) = crate::sys::open_fds(limit.soft) else {
+        return Ok(());
     };
     let polls = match cfg.kind {
         EngineKind::Mio => cfg.threads.max(1) as u64,
