@@ -204,7 +204,9 @@ impl WorkerTiming {
     /// `--initial-rtt-timeout`: the first answers of a scan come from its
     /// nearest hosts, and a scan-wide estimate made of them timed out one
     /// probe in nine on netsim's internet-like hosts for nothing (measured,
-    /// docs/TIMING.md). An unknown host's retries back off, doubling the
+    /// docs/TIMING.md). A first attempt to a host with one or two samples
+    /// waits no longer than its own RFC 6298 timeout (`young_timeout`).
+    /// An unknown host's retries back off, doubling the
     /// wait (RFC 6298 §5.5) within `--max-rtt-timeout`, until it answers.
     ///
     /// `--max-rtt-timeout` bounds every first attempt and the scan-wide
