@@ -216,6 +216,15 @@ impl WorkerTiming {
     /// the 5 % of internet-like hosts beyond 300 ms were never found, as
     /// their answers always came after the deadline.
     pub fn timeout(&self, host: HostRef, try_no: u32) -> Duration {
+        match try_no {
+            0 => self.wait(host, 0).min(self.young_timeout(host)),
+            _ => self.wait(host, try_no),
+        }
+    }
+
+    /// [`Self::timeout`] without the bound of a host's first samples
+    /// (`young_timeout`): the wait a back-off doubles.
+    fn wait(&self, host: HostRef, try_no: u32) -> Duration {
         let p = &self.params;
         let known = host
             .slot()
@@ -258,7 +267,7 @@ impl WorkerTiming {
         // retry was not doubled, waited -T5's 300 ms like the first try,
         // and the hosts 300-900 ms away were never heard (97.4 %).
         match try_no {
-            0 => wait.min(max).min(self.young_timeout(host)),
+            0 => wait.min(max),
             _ if wait > max || uncut > max => far,
             _ => wait,
         }
@@ -350,7 +359,9 @@ impl WorkerTiming {
         // at most from an answer to a resent SYN (see the back-off below).
         let needed_backoff = {
             let now_backoff = host.slot().map_or(0, |s| self.hosts.get(s).backoff);
-            let base = self.timeout(host, 0) / (1 << now_backoff);
+            // From the unknown host's wait, which the back-off multiplies,
+            // not from a shorter wait its first samples gave.
+            let base = self.wait(host, 0) / (1 << now_backoff);
             let cap = if rtt.is_some() { MAX_BACKOFF } else { 1 };
             let mut level = 0;
             while level < cap && base.saturating_mul(1 << level) <= elapsed {
@@ -532,6 +543,24 @@ mod tests {
         // host known before most retries go out).
         assert_eq!(t.timeout(fresh, 1), t.timeout(none, 1));
         assert!(t.timeout(slow, 0) > MS(1000));
+    }
+
+    /// A host whose first sample gave a 300 ms wait, then a retry answered
+    /// only after 1.2 s: its back-off is counted from the unknown host's
+    /// wait (1 s: one doubling), not from the 300 ms (three), which the
+    /// back-off then multiplied the unknown wait by.
+    #[test]
+    fn a_young_hosts_back_off_counts_from_the_unknown_wait() {
+        let t0 = Instant::now();
+        let mut t = WorkerTiming::new(t3_params(), 10, 1000);
+        let h = t.enter(1).unwrap();
+        t.answered(h, 0, MS(100), Duration::ZERO, Some(MS(100)), t0);
+        assert_eq!(t.timeout(h, 0), MS(300));
+        t.answered(h, 1, MS(1200), MS(300), Some(MS(1200)), t0 + MS(2000));
+        // One doubling of the unknown wait (now the scan's, ~1.49 s); from
+        // the 300 ms it was three, 8 × 1.49 s.
+        let fresh = t.enter(2).unwrap();
+        assert_eq!(t.timeout(h, 0), t.timeout(fresh, 0) * 2);
     }
 
     #[test]
