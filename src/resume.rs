@@ -71,8 +71,8 @@ use serde::{Deserialize, Serialize};
 
 mod options;
 pub use options::{
-    NmapOptions, OutputFormat, PortOptions, ReportOptions, SavedOutput, ScanOptions,
-    ServiceOptions, TargetOptions, TimingOptions,
+    NmapOptions, PortOptions, ReportOptions, SavedOutput, ScanOptions, ServiceOptions,
+    TargetOptions, TimingOptions,
 };
 
 use crate::cli::{self, Args};
@@ -514,14 +514,14 @@ impl Resumed {
     pub fn continuing(&self) -> Continue {
         let o = &self.file.options;
         let mut c = Continue::default();
-        for (format, saved) in [
-            (Format::Text, OutputFormat::Normal),
-            (Format::Json, OutputFormat::Json),
-            (Format::Xml, OutputFormat::Xml),
-            (Format::Grepable, OutputFormat::Grepable),
-            (Format::Csv, OutputFormat::Csv),
+        for format in [
+            Format::Text,
+            Format::Json,
+            Format::Xml,
+            Format::Grepable,
+            Format::Csv,
         ] {
-            if let Some(path) = o.output(saved).filter(|p| *p != Path::new("-")) {
+            if let Some(path) = o.output(format).filter(|p| *p != Path::new("-")) {
                 c.add(format, path.to_path_buf());
             }
         }
@@ -775,7 +775,7 @@ mod tests {
         assert_eq!(args.stats_every.as_deref(), Some("5s"));
         let resumed = resumed.unwrap();
         assert_eq!(
-            resumed.file.options.output(OutputFormat::Json),
+            resumed.file.options.output(Format::Json),
             Some(out.as_path())
         );
         drop(resumed);
@@ -1056,7 +1056,7 @@ mod tests {
         let options = ScanOptions::of(&args, config.seed, &config.outputs);
         assert_eq!(options.engine, crate::stats::EngineName::Threads);
         assert_eq!(options.order, OrderName::Sequential);
-        let formats: Vec<(OutputFormat, String)> = options
+        let formats: Vec<(Format, String)> = options
             .outputs
             .iter()
             .map(|o| (o.format, o.path.display().to_string()))
@@ -1065,11 +1065,11 @@ mod tests {
         assert_eq!(
             formats,
             [
-                (OutputFormat::Normal, format!("{b}.txt")),
-                (OutputFormat::Json, format!("{b}.jsonl")),
-                (OutputFormat::Xml, format!("{b}.xml")),
-                (OutputFormat::Grepable, format!("{b}.gnmap")),
-                (OutputFormat::Csv, "-".to_string()),
+                (Format::Text, format!("{b}.txt")),
+                (Format::Json, format!("{b}.jsonl")),
+                (Format::Xml, format!("{b}.xml")),
+                (Format::Grepable, format!("{b}.gnmap")),
+                (Format::Csv, "-".to_string()),
             ]
         );
         // Through the file's text and back: the same options, and a

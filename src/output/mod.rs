@@ -75,9 +75,15 @@ impl OpenError {
     }
 }
 
-/// The formats a file can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The formats a file can hold, by the flag that asks for each. A resume
+/// file names them in lowercase (`Text` as `normal`, after `-oN`) and
+/// lists them in this order.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
+    #[serde(rename = "normal")]
     Text,
     Json,
     Xml,
@@ -86,6 +92,8 @@ pub enum Format {
     /// `-oL`: `addr:port` lines.
     List,
     Stats,
+    /// `--trace`: every probe's life.
+    Trace,
 }
 
 impl Format {
@@ -99,6 +107,7 @@ impl Format {
             Format::Csv => "-oC",
             Format::List => "-oL",
             Format::Stats => "--stats",
+            Format::Trace => "--trace",
         }
     }
 }

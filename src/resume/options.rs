@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{Args, EngineArg, OrderArg};
 use crate::config::{Dest, OutputPlan};
+use crate::output::Format;
 use crate::stats::{EngineName, OrderName};
 
 /// Every option of an interrupted scan, typed.
@@ -123,31 +124,9 @@ pub struct ServiceOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SavedOutput {
-    pub format: OutputFormat,
+    pub format: Format,
     /// Absolute, or `-` for standard output.
     pub path: PathBuf,
-}
-
-/// The formats a scan writes, by the flag that asks for each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    /// `-oN`.
-    Normal,
-    /// `-oJ`.
-    Json,
-    /// `-oX`.
-    Xml,
-    /// `-oG`.
-    Grepable,
-    /// `-oC`.
-    Csv,
-    /// `-oL`.
-    List,
-    /// `--stats`.
-    Stats,
-    /// `--trace`.
-    Trace,
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -224,14 +203,14 @@ impl ScanOptions {
         } = args.clone();
         let normal = plan.text.iter().find(|d| matches!(d, Dest::File(_)));
         let mut outputs: Vec<SavedOutput> = [
-            (OutputFormat::Normal, dest_path(normal)),
-            (OutputFormat::Json, dest_path(plan.json.as_ref())),
-            (OutputFormat::Xml, dest_path(plan.xml.as_ref())),
-            (OutputFormat::Grepable, dest_path(plan.grepable.as_ref())),
-            (OutputFormat::Csv, dest_path(plan.csv.as_ref())),
-            (OutputFormat::List, output_list.as_deref().map(absolute)),
-            (OutputFormat::Stats, dest_path(plan.stats.as_ref())),
-            (OutputFormat::Trace, trace.as_deref().map(absolute)),
+            (Format::Text, dest_path(normal)),
+            (Format::Json, dest_path(plan.json.as_ref())),
+            (Format::Xml, dest_path(plan.xml.as_ref())),
+            (Format::Grepable, dest_path(plan.grepable.as_ref())),
+            (Format::Csv, dest_path(plan.csv.as_ref())),
+            (Format::List, output_list.as_deref().map(absolute)),
+            (Format::Stats, dest_path(plan.stats.as_ref())),
+            (Format::Trace, trace.as_deref().map(absolute)),
         ]
         .into_iter()
         .filter_map(|(format, path)| {
@@ -307,7 +286,7 @@ impl ScanOptions {
     }
 
     /// The output of `format`, if the run wrote one.
-    pub fn output(&self, format: OutputFormat) -> Option<&Path> {
+    pub fn output(&self, format: Format) -> Option<&Path> {
         self.outputs
             .iter()
             .find(|o| o.format == format)
@@ -319,14 +298,14 @@ impl ScanOptions {
     pub fn into_args(self) -> Args {
         let output = |format| self.output(format).map(Path::to_path_buf);
         Args {
-            output_normal: output(OutputFormat::Normal),
-            output_json: output(OutputFormat::Json),
-            output_xml: output(OutputFormat::Xml),
-            output_grepable: output(OutputFormat::Grepable),
-            output_csv: output(OutputFormat::Csv),
-            output_list: output(OutputFormat::List),
-            stats: output(OutputFormat::Stats),
-            trace: output(OutputFormat::Trace),
+            output_normal: output(Format::Text),
+            output_json: output(Format::Json),
+            output_xml: output(Format::Xml),
+            output_grepable: output(Format::Grepable),
+            output_csv: output(Format::Csv),
+            output_list: output(Format::List),
+            stats: output(Format::Stats),
+            trace: output(Format::Trace),
             output_all: None,
             targets: self.targets.operands,
             input_list: self.targets.input_list,
