@@ -20,6 +20,9 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
 
+use crate::engine::EngineKind;
+use crate::order::OrderKind;
+
 /// FastPort: a fast TCP connect port scanner (one non-blocking event loop per core).
 ///
 /// With no arguments it scans localhost ports 1-1024 and prints each open port.
@@ -159,8 +162,8 @@ pub struct Args {
 
     /// How probes wait: `mio`, one event loop per core (default), or
     /// `threads`, one blocking OS thread per probe in flight (--concurrency threads).
-    #[arg(long, value_enum, default_value_t = EngineArg::Mio, help_heading = "Timing")]
-    pub engine: EngineArg,
+    #[arg(long, value_enum, default_value_t = EngineKind::Mio, help_heading = "Timing")]
+    pub engine: EngineKind,
 
     /// Worker threads, each running one event loop. Default: the number of cores.
     #[arg(long, value_name = "N", help_heading = "Timing")]
@@ -207,8 +210,8 @@ pub struct Args {
     /// Probe order: `random`, a seeded permutation of hosts × ports that
     /// spreads the load over hosts (default), or `sequential`, each host's
     /// ports in turn.
-    #[arg(long, value_enum, default_value_t = OrderArg::Random, help_heading = "Scan order")]
-    pub order: OrderArg,
+    #[arg(long, value_enum, default_value_t = OrderKind::Random, help_heading = "Scan order")]
+    pub order: OrderKind,
 
     /// Seed of the random order, for a reproducible run (and the same for
     /// every shard). Default: random, printed in the summary.
@@ -449,28 +452,6 @@ impl ReportArgs {
     {
         ReportArgs::try_parse_from(args)
     }
-}
-
-/// `--engine` values.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-pub enum EngineArg {
-    /// One mio event loop per worker thread.
-    Mio,
-    /// One blocking OS thread per probe in flight.
-    Threads,
-}
-
-/// `--order` values.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-pub enum OrderArg {
-    /// A seeded random permutation of host blocks and of the probes within each.
-    Random,
-    /// Address by address, port by port.
-    Sequential,
 }
 
 const AFTER_HELP: &str = "\

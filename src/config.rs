@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::classify::State;
-use crate::cli::{Args, EngineArg, OrderArg};
+use crate::cli::Args;
 use crate::engine::{EngineConfig, EngineKind};
-use crate::order::{Blocks, Done, Order, Schedule, SegmentPlan, Shard, ShardError};
+use crate::order::{Blocks, Done, Order, OrderKind, Schedule, SegmentPlan, Shard, ShardError};
 use crate::service::options::{OptionsError, ServiceOptions};
 use crate::targets::{self, Ranking, RankingSource, TargetArgs, TargetError, TargetSpace};
 use crate::timing::{AdaptiveTiming, Template, TemplateError};
@@ -451,7 +451,7 @@ impl ScanConfig {
         // memory mappings (stack, guard, signal stack), and the kernel caps
         // those per process (vm.max_map_count) and threads system-wide.
         let concurrency = match (args.engine, crate::sys::thread_budget()) {
-            (EngineArg::Threads, Some(max)) if concurrency as u64 > max => {
+            (EngineKind::Threads, Some(max)) if concurrency as u64 > max => {
                 notes.push(format!(
                     "--engine threads: {concurrency} threads is more than this system allows \
                      (vm.max_map_count, kernel.threads-max); using {max}"
@@ -485,14 +485,14 @@ impl ScanConfig {
         }
         let blocks = Blocks::new(space.len(), space.ports().len() as u64);
         let order = match args.order {
-            OrderArg::Random => Order::random(blocks, seed),
-            OrderArg::Sequential => Order::Sequential,
+            OrderKind::Random => Order::random(blocks, seed),
+            OrderKind::Sequential => Order::Sequential,
         };
         let mut schedule = Schedule::new(blocks, order, shard, Done::none());
         // Past u64::MAX probes: segment after segment, this run from the
         // first one the plan visits.
         let segments =
-            segments.map(|cut| SegmentPlan::new(cut, args.order == OrderArg::Random, seed, shard));
+            segments.map(|cut| SegmentPlan::new(cut, args.order == OrderKind::Random, seed, shard));
         let mut space = space;
         if let Some(plan) = &segments {
             (space, schedule) = plan.at(0);
@@ -505,10 +505,7 @@ impl ScanConfig {
             schedule,
             seed,
             engine: EngineConfig {
-                kind: match args.engine {
-                    EngineArg::Mio => EngineKind::Mio,
-                    EngineArg::Threads => EngineKind::Threads,
-                },
+                kind: args.engine,
                 timeout: timing.timeout,
                 retries: timing.retries,
                 adaptive: timing.adaptive,

@@ -337,6 +337,47 @@ impl BlockOrder {
     }
 }
 
+/// `--order` by name, as the command line, the stats document and a resume
+/// file say it ([`Order`] is the permutation itself).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderKind {
+    /// A seeded random permutation of host blocks and of the probes within each.
+    #[default]
+    Random,
+    /// Address by address, port by port.
+    Sequential,
+}
+
+impl OrderKind {
+    /// The name as `--order` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::Random => "random",
+            OrderKind::Sequential => "sequential",
+        }
+    }
+
+    /// The order a summary names (`sequential`, or else `random`).
+    pub fn of(name: &str) -> OrderKind {
+        if name == OrderKind::Sequential.as_str() {
+            OrderKind::Sequential
+        } else {
+            OrderKind::Random
+        }
+    }
+}
+
 /// `--order`: which permutation the positions go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -377,12 +418,17 @@ impl Order {
         }
     }
 
+    /// Which kind of order it is.
+    pub fn kind(&self) -> OrderKind {
+        match self {
+            Order::Sequential => OrderKind::Sequential,
+            Order::Random(_) => OrderKind::Random,
+        }
+    }
+
     /// The order's name as `--order` spells it.
     pub fn name(&self) -> &'static str {
-        match self {
-            Order::Sequential => "sequential",
-            Order::Random(_) => "random",
-        }
+        self.kind().as_str()
     }
 }
 

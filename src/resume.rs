@@ -77,9 +77,9 @@ pub use options::{
 
 use crate::cli::{self, Args};
 use crate::config::ScanConfig;
-use crate::order::{Done, Shard};
+use crate::order::{Done, OrderKind, Shard};
 use crate::output::{Continue, Format, HeldHosts};
-use crate::stats::{OrderName, StatsDocument};
+use crate::stats::StatsDocument;
 use crate::targets::{SEGMENT_PROBES, TargetSpace};
 
 /// What a resume file says while a run that resumed it has not ended (or
@@ -168,7 +168,7 @@ struct Head {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub seed: u64,
-    pub order: OrderName,
+    pub order: OrderKind,
     /// `K/N`.
     pub shard: String,
     /// Probes of the whole scan (every shard, every segment).
@@ -483,7 +483,7 @@ impl Resumed {
             });
         }
         let schedule = &config.schedule;
-        if schedule.order.name() != id.order.as_str() || schedule.shard.to_string() != id.shard {
+        if schedule.order.kind() != id.order || schedule.shard.to_string() != id.shard {
             return Err(ResumeError::Format {
                 path: self.path.clone(),
                 why: format!(
@@ -603,7 +603,7 @@ pub fn file_for(
         check: String::new(),
         identity: Identity {
             seed: config.seed,
-            order: OrderName::of(schedule.order.name()),
+            order: schedule.order.kind(),
             shard: schedule.shard.to_string(),
             space: config.total_probes(),
             targets: scan_targets_hash(config),
@@ -1054,8 +1054,8 @@ mod tests {
         let args = cli::parse_from(argv(&line)).unwrap();
         let config = ScanConfig::from_args(&args, 1024, 2).unwrap();
         let options = ScanOptions::of(&args, config.seed, &config.outputs);
-        assert_eq!(options.engine, crate::stats::EngineName::Threads);
-        assert_eq!(options.order, OrderName::Sequential);
+        assert_eq!(options.engine, crate::engine::EngineKind::Threads);
+        assert_eq!(options.order, OrderKind::Sequential);
         let formats: Vec<(Format, String)> = options
             .outputs
             .iter()

@@ -41,8 +41,20 @@ const BATCH: usize = 512;
 /// Batches in flight between the workers and the writer (backpressure).
 const CHANNEL_DEPTH: usize = 64;
 
-/// Which design waits for the probes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which design waits for the probes: `--engine`, and the name the stats
+/// document and a resume file give it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// One mio event loop per worker thread.
     #[default]
@@ -57,6 +69,15 @@ impl EngineKind {
         match self {
             EngineKind::Mio => "mio",
             EngineKind::Threads => "threads",
+        }
+    }
+
+    /// The engine a summary names (`threads`, or else `mio`).
+    pub fn of(name: &str) -> EngineKind {
+        if name == EngineKind::Threads.as_str() {
+            EngineKind::Threads
+        } else {
+            EngineKind::Mio
         }
     }
 }

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{Args, EngineArg, OrderArg};
+use crate::cli::Args;
 use crate::config::{Dest, OutputPlan};
+use crate::engine::EngineKind;
+use crate::order::OrderKind;
 use crate::output::Format;
-use crate::stats::{EngineName, OrderName};
 
 /// Every option of an interrupted scan, typed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,8 +24,8 @@ pub struct ScanOptions {
     pub targets: TargetOptions,
     pub ports: PortOptions,
     pub timing: TimingOptions,
-    pub engine: EngineName,
-    pub order: OrderName,
+    pub engine: EngineKind,
+    pub order: OrderKind,
     /// The seed the run drew or was given: the resumed run's order.
     pub seed: u64,
     /// `--shard K/N`, resolved (`auto` is not kept: its K/N is).
@@ -251,14 +252,8 @@ impl ScanOptions {
                 max_scan_delay,
                 ignore_conntrack,
             },
-            engine: match engine {
-                EngineArg::Mio => EngineName::Mio,
-                EngineArg::Threads => EngineName::Threads,
-            },
-            order: match order {
-                OrderArg::Random => OrderName::Random,
-                OrderArg::Sequential => OrderName::Sequential,
-            },
+            engine,
+            order,
             seed,
             shard,
             outputs,
@@ -327,20 +322,14 @@ impl ScanOptions {
             min_rtt_timeout: self.timing.min_rtt_timeout,
             max_rtt_timeout: self.timing.max_rtt_timeout,
             concurrency: self.timing.concurrency,
-            engine: match self.engine {
-                EngineName::Mio => EngineArg::Mio,
-                EngineName::Threads => EngineArg::Threads,
-            },
+            engine: self.engine,
             threads: self.timing.threads,
             rate: self.timing.rate,
             min_rate: self.timing.min_rate,
             scan_delay: self.timing.scan_delay,
             max_scan_delay: self.timing.max_scan_delay,
             ignore_conntrack: self.timing.ignore_conntrack,
-            order: match self.order {
-                OrderName::Random => OrderArg::Random,
-                OrderName::Sequential => OrderArg::Sequential,
-            },
+            order: self.order,
             seed: Some(self.seed),
             shard: self.shard,
             resume: None,
