@@ -121,6 +121,18 @@ pub struct EngineConfig {
     pub services: Option<crate::service::options::ServiceOptions>,
 }
 
+impl EngineConfig {
+    /// The threads that wait for probes, as a summary counts them: the
+    /// event-loop workers, or with the threads engine one per probe in
+    /// flight.
+    pub fn waiting_threads(&self) -> usize {
+        match self.kind {
+            EngineKind::Mio => self.threads,
+            EngineKind::Threads => self.concurrency,
+        }
+    }
+}
+
 /// How the engine ended: the merged stats, and what a resume needs to know
 /// of a stopped run (which sequence numbers each lane claimed, and which of
 /// those were still in flight and are not reported).
