@@ -768,12 +768,7 @@ fn document_commands() -> impl Iterator<Item = clap::Command> {
 mod tests {
     use super::*;
 
-    fn parse(line: &str) -> Args {
-        let argv = std::iter::once("fastport")
-            .chain(line.split_whitespace())
-            .map(OsString::from);
-        parse_from(argv).unwrap_or_else(|e| panic!("{line}: {e}"))
-    }
+    use crate::test_util::{args as parse, argv};
 
     #[test]
     fn no_arguments_means_defaults() {
@@ -847,10 +842,7 @@ mod tests {
             ("--host-timeout 5m 127.0.0.1", "--host-timeout"),
             ("-sn 127.0.0.1", "never pings"),
         ] {
-            let argv = std::iter::once("fastport")
-                .chain(line.split_whitespace())
-                .map(OsString::from);
-            let e = parse_from(argv).unwrap_err().to_string();
+            let e = parse_from(argv(line)).unwrap_err().to_string();
             assert!(e.contains(needle), "{line}: {e}");
             assert_eq!(e.trim_end().lines().count(), 1, "{line}: {e}");
             assert!(!e.contains("unexpected argument"), "{line}: {e}");
@@ -893,12 +885,6 @@ mod tests {
 
     #[test]
     fn document_words_count_only_first() {
-        let argv = |line: &str| -> Vec<OsString> {
-            std::iter::once("fastport")
-                .chain(line.split_whitespace())
-                .map(OsString::from)
-                .collect()
-        };
         let doc = |line: &str| document_request(&argv(line)).map(|r| r.ok());
         assert_eq!(
             doc("completions bash"),
@@ -958,12 +944,6 @@ mod tests {
 
     #[test]
     fn the_first_word_decides_the_mode() {
-        let argv = |line: &str| -> Vec<OsString> {
-            std::iter::once("fastport")
-                .chain(line.split_whitespace())
-                .map(OsString::from)
-                .collect()
-        };
         assert!(matches!(mode(&argv("merge a.jsonl")), Ok(Mode::Merge(m)) if m.inputs.len() == 1));
         assert!(matches!(
             mode(&argv("manpage")),

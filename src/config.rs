@@ -794,13 +794,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 mod tests {
     use super::*;
     use crate::cli::parse_from;
-    use std::ffi::OsString;
 
     fn config(line: &str) -> Result<ScanConfig, ConfigError> {
-        let argv = std::iter::once("fastport")
-            .chain(line.split_whitespace())
-            .map(OsString::from);
-        match parse_from(argv) {
+        match parse_from(crate::test_util::argv(line)) {
             Ok(args) => ScanConfig::from_args(&args, 1024, 2),
             // A refusal at parse time reads the same to the user.
             Err(e) => Err(ConfigError::Nmap(e.to_string())),

@@ -684,12 +684,7 @@ mod tests {
     use super::*;
     use crate::stats::{Stats, Summary};
 
-    fn argv(line: &str) -> Vec<OsString> {
-        std::iter::once("fastport")
-            .chain(line.split_whitespace())
-            .map(OsString::from)
-            .collect()
-    }
+    use crate::test_util::argv;
 
     fn resolve_line(line: &str) -> Result<(Args, Option<Resumed>), ResumeError> {
         let argv = argv(line);

@@ -117,12 +117,7 @@ mod tests {
 
     use super::*;
 
-    fn args(line: &str) -> Args {
-        let argv = std::iter::once("fastport")
-            .chain(line.split_whitespace())
-            .map(OsString::from);
-        crate::cli::parse_from(argv).unwrap()
-    }
+    use crate::test_util::args;
 
     #[test]
     fn flags_to_options() {
