@@ -107,14 +107,7 @@ impl Permutation {
         if position >= self.n {
             return position;
         }
-        // Cycle-walking: the cipher permutes 0..2^bits; following the cycle
-        // of a point of 0..n until it comes back into 0..n is a bijection of
-        // 0..n, and the cycle does come back (it contains the start).
-        let mut x = self.encrypt(position);
-        while x >= self.n {
-            x = self.encrypt(x);
-        }
-        x
+        self.walk(position, |x| self.encrypt(x))
     }
 
     /// The position of `index`: the inverse of [`apply`](Self::apply).
@@ -122,9 +115,18 @@ impl Permutation {
         if index >= self.n {
             return index;
         }
-        let mut x = self.decrypt(index);
+        self.walk(index, |x| self.decrypt(x))
+    }
+
+    /// Cycle-walking: the cipher permutes 0..2^bits; following the cycle
+    /// of a point of 0..n (one `step` of the cipher or of its inverse at a
+    /// time) until it comes back into 0..n is a bijection of 0..n, and the
+    /// cycle does come back (it contains the start).
+    #[inline]
+    fn walk(&self, start: u64, step: impl Fn(u64) -> u64) -> u64 {
+        let mut x = step(start);
         while x >= self.n {
-            x = self.decrypt(x);
+            x = step(x);
         }
         x
     }

@@ -251,7 +251,7 @@ fn slurm(
 mod tests {
     use super::*;
 
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -319,14 +319,42 @@ mod tests {
             ("SLURM_ARRAY_TASK_COUNT", "2"),
         ]);
         assert_eq!(detect(None, count_only).unwrap().shard, shard(2, 2));
-        let id_only = env(&[("SLURM_ARRAY_TASK_ID", "2")]);
-        assert_eq!(
-            detect(None, &id_only),
-            Err(ShardEnvError::NoCount {
-                engine: ShardSource::Slurm
-            })
-        );
-        assert_eq!(detect(Some(5), &id_only).unwrap().shard, shard(2, 5));
+    }
+
+    #[test]
+    fn an_index_without_a_count_needs_one_given() {
+        for (var, index, source, count, expected) in [
+            (
+                "SLURM_ARRAY_TASK_ID",
+                "2",
+                ShardSource::Slurm,
+                5,
+                shard(2, 5),
+            ),
+            (
+                "JOB_COMPLETION_INDEX",
+                "0",
+                ShardSource::Kubernetes,
+                4,
+                shard(1, 4),
+            ),
+            (
+                "PARALLEL_SEQ",
+                "2",
+                ShardSource::GnuParallel,
+                3,
+                shard(2, 3),
+            ),
+        ] {
+            let e = env(&[(var, index)]);
+            assert_eq!(
+                detect(None, &e),
+                Err(ShardEnvError::NoCount { engine: source }),
+                "{var}"
+            );
+            let a = detect(Some(count), &e).unwrap();
+            assert_eq!((a.shard, a.source), (expected, source), "{var}");
+        }
     }
 
     #[test]
@@ -370,16 +398,6 @@ mod tests {
 
     #[test]
     fn kubernetes_indexed_job_counts_from_zero() {
-        let e = env(&[("JOB_COMPLETION_INDEX", "0")]);
-        assert_eq!(
-            detect(None, &e),
-            Err(ShardEnvError::NoCount {
-                engine: ShardSource::Kubernetes
-            })
-        );
-        let a = detect(Some(4), &e).unwrap();
-        assert_eq!(a.shard, shard(1, 4));
-        assert_eq!(a.source, ShardSource::Kubernetes);
         let e = env(&[("JOB_COMPLETION_INDEX", "3"), (COUNT_VAR, "4")]);
         assert_eq!(detect(None, &e).unwrap().shard, shard(4, 4));
         let e = env(&[("JOB_COMPLETION_INDEX", "4"), (COUNT_VAR, "4")]);
@@ -395,17 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn gnu_parallel_needs_the_count() {
-        let e = env(&[("PARALLEL_SEQ", "2")]);
-        assert_eq!(
-            detect(None, &e),
-            Err(ShardEnvError::NoCount {
-                engine: ShardSource::GnuParallel
-            })
-        );
-        let a = detect(Some(3), &e).unwrap();
-        assert_eq!(a.shard, shard(2, 3));
-        assert_eq!(a.source, ShardSource::GnuParallel);
+    fn gnu_parallel_sequence_past_the_count_is_refused() {
         let e = env(&[("PARALLEL_SEQ", "4")]);
         assert!(
             detect(Some(3), &e)
