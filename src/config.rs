@@ -855,20 +855,19 @@ mod tests {
         let c = config("--timeout 250ms 127.0.0.1").unwrap();
         assert_eq!((c.engine.timeout, c.engine.retries), (ms(250), 1));
         assert!(c.engine.adaptive.is_none());
-        let c = config("-T4 127.0.0.1").unwrap();
-        let a = c.engine.adaptive.unwrap();
-        assert_eq!(
-            (a.initial_rtt, a.min_rtt, a.max_rtt),
-            (ms(500), ms(100), ms(1250))
-        );
-        assert_eq!(c.engine.retries, 6);
-        let c = config("-T insane --max-retries 4 --min-rtt-timeout 20ms 127.0.0.1").unwrap();
-        let a = c.engine.adaptive.unwrap();
-        assert_eq!(
-            (a.initial_rtt, a.min_rtt, a.max_rtt),
-            (ms(250), ms(20), ms(300))
-        );
-        assert_eq!(c.engine.retries, 4);
+        for (line, rtts, retries) in [
+            ("-T4 127.0.0.1", (ms(500), ms(100), ms(1250)), 6),
+            (
+                "-T insane --max-retries 4 --min-rtt-timeout 20ms 127.0.0.1",
+                (ms(250), ms(20), ms(300)),
+                4,
+            ),
+        ] {
+            let c = config(line).unwrap();
+            let a = c.engine.adaptive.unwrap();
+            assert_eq!((a.initial_rtt, a.min_rtt, a.max_rtt), rtts, "{line}");
+            assert_eq!(c.engine.retries, retries, "{line}");
+        }
         let c = config("-T1 127.0.0.1").unwrap();
         assert_eq!(c.engine.concurrency, 1);
         assert_eq!(c.engine.rate, Some(1.0 / 15.0));

@@ -87,12 +87,17 @@ impl Drop for TempFile {
     }
 }
 
-fn from_list(contents: &str) -> Result<TargetSpace, TargetError> {
-    let file = TempFile::new("list", contents.as_bytes());
-    let a = TargetArgs {
+/// Targets read from `file` alone (`-iL FILE`).
+fn list_args(file: &TempFile) -> TargetArgs<'_> {
+    TargetArgs {
         input_list: Some(&file.0),
         ..TargetArgs::default()
-    };
+    }
+}
+
+fn from_list(contents: &str) -> Result<TargetSpace, TargetError> {
+    let file = TempFile::new("list", contents.as_bytes());
+    let a = list_args(&file);
     build_with(&a, &mut Names::new(true, fake_lookup))
 }
 
@@ -567,10 +572,7 @@ fn input_list_is_added_to_operands() {
 #[test]
 fn input_list_errors_carry_the_line_number() {
     let file = TempFile::new("bad", b"10.0.0.1\n# c\n10.0.0.2 10.0.0.300\n");
-    let a = TargetArgs {
-        input_list: Some(&file.0),
-        ..TargetArgs::default()
-    };
+    let a = list_args(&file);
     let e = build(&a).unwrap_err();
     assert_eq!(e.line(), Some(3));
     assert_eq!(
@@ -622,10 +624,7 @@ fn empty_input_list_is_nothing_to_scan() {
 #[test]
 fn input_list_rejects_binary_and_overlong_tokens() {
     let file = TempFile::new("binary", b"10.0.0.1\n\xff\xfe\n");
-    let a = TargetArgs {
-        input_list: Some(&file.0),
-        ..TargetArgs::default()
-    };
+    let a = list_args(&file);
     let e = build(&a).unwrap_err();
     assert!(matches!(e.kind(), TargetErrorKind::InvalidTarget));
     assert_eq!(e.line(), Some(2));
@@ -702,9 +701,8 @@ fn input_list_of_a_million_lines_from_a_file() {
     let file = TempFile::new("million", &text);
     drop(text);
     let a = TargetArgs {
-        input_list: Some(&file.0),
         resolve: false,
-        ..TargetArgs::default()
+        ..list_args(&file)
     };
     let s = build(&a).unwrap();
     assert_eq!(s.host_count(), 1_000_000);
