@@ -684,19 +684,15 @@ mod tests {
     use super::*;
     use crate::stats::{Stats, Summary};
 
-    use crate::test_util::argv;
+    use crate::test_util::{TempDir, argv};
 
     fn resolve_line(line: &str) -> Result<(Args, Option<Resumed>), ResumeError> {
         let argv = argv(line);
         resolve(cli::parse_from(argv.clone()).unwrap(), &argv)
     }
 
-    fn dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("fastport-resume-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn dir(name: &str) -> TempDir {
+        TempDir::new("resume", name)
     }
 
     fn doc(config: &ScanConfig) -> StatsDocument {
@@ -792,7 +788,6 @@ mod tests {
 
         let e = resolve_line(&format!("--resume {p} -p 1-50 -oJ b.jsonl")).unwrap_err();
         assert!(e.to_string().ends_with("not --ports"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -825,7 +820,6 @@ mod tests {
             let e = ResumeFile::from_text(&path, &edited).unwrap_err();
             assert!(matches!(e, ResumeError::Damaged { .. }), "{e}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -853,7 +847,6 @@ mod tests {
             let e = ResumeFile::from_text(&path, &f.to_text()).unwrap_err();
             assert!(matches!(e, ResumeError::Format { .. }), "{e}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -905,7 +898,6 @@ mod tests {
             let e = ResumeFile::from_text(&path, &file.to_text()).unwrap_err();
             assert!(matches!(e, ResumeError::Format { .. }), "{e}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -917,7 +909,6 @@ mod tests {
         resumed.unwrap().finish().unwrap();
         let e = resolve_line(&format!("--resume {p}")).unwrap_err();
         assert!(matches!(e, ResumeError::Finished { .. }), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -933,7 +924,6 @@ mod tests {
         let e = resolve_line(&format!("--resume {p}")).unwrap_err();
         assert!(matches!(e, ResumeError::Stale { .. }), "{e}");
         assert!(e.to_string().contains("No space left on device"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -946,7 +936,6 @@ mod tests {
         assert!(matches!(e, ResumeError::Locked { .. }), "{e}");
         drop(first);
         assert!(resolve_line(&format!("--resume {p}")).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -955,7 +944,7 @@ mod tests {
         let path = saved(&dir, "-p 1-100 127.0.0.1");
         let file = ResumeFile::from_text(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
         let names = |shard| {
-            let dir = dir.clone();
+            let dir = dir.to_path_buf();
             candidate_paths(shard).map(move |p| dir.join(p))
         };
         let a = write_new(names(Shard::WHOLE), &file).unwrap();
@@ -969,7 +958,6 @@ mod tests {
                 .unwrap()
                 .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".tmp") })
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A scan of 2^80 probes (segments of 2^63) stopped in the eighth
@@ -1027,7 +1015,6 @@ mod tests {
         let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
         let e = resumed.unwrap().apply(&mut config).unwrap_err();
         assert!(e.to_string().contains("segment 131072 is past"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The options were clap's `Args` serialized as JSON, outputs told
@@ -1090,7 +1077,6 @@ mod tests {
         // An unknown field is not silently dropped.
         let extra = text.replacen("\"seed\": 99", "\"seed\": 99, \"sede\": 1", 1);
         assert!(serde_json::from_str::<ScanOptions>(&extra).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1108,6 +1094,5 @@ mod tests {
                 path.display()
             )
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

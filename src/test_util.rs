@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::cli::{self, Args};
@@ -46,5 +47,41 @@ impl Write for SharedBuf {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A fresh directory in the system's temp directory, named after the
+/// module, the test and this process, and removed with its contents when
+/// dropped (also when the test fails).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// `fastport-MODULE-PID-NAME`, emptied if an earlier run left it.
+    pub fn new(module: &str, name: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("fastport-{module}-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

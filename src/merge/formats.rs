@@ -704,15 +704,10 @@ fn summary_of(c: &Checked) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::TempDir;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "fastport-unit-{}-formats-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp(name: &str) -> TempDir {
+        TempDir::new("formats", name)
     }
 
     fn line(addr: &str, port: u16, reason: Reason, rtt: Option<u32>) -> String {

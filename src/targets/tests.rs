@@ -408,8 +408,7 @@ fn unresolvable_hostnames_are_reported_and_skipped() {
 
 #[test]
 fn unresolvable_names_in_a_list_file_are_skipped() {
-    let dir = std::env::temp_dir().join(format!("fastport-names-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::test_util::TempDir::new("targets", "names");
     let list = dir.join("targets.txt");
     std::fs::write(&list, "v4.test\nfoo.invalid # gone\n10.0.0.1\n").unwrap();
     let a = TargetArgs {
@@ -420,7 +419,6 @@ fn unresolvable_names_in_a_list_file_are_skipped() {
     assert_eq!(b.space.host_count(), 2);
     assert_eq!(b.unresolved.len(), 1);
     assert_eq!(b.names.get(ip("198.18.2.7")), Some("v4.test"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
