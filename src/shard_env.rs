@@ -374,7 +374,7 @@ mod tests {
             ("SLURM_ARRAY_TASK_MIN", "1"),
             ("SLURM_ARRAY_TASK_MAX", "4"),
         ]);
-        let err = detect(Some(3), e).unwrap_err().to_string();
+        let err = refusal(Some(3), e);
         assert!(
             err.contains("has 4 tasks but the shard count given is 3"),
             "{err}"
@@ -404,23 +404,13 @@ mod tests {
         assert!(refusal(None, &e).contains("it counts from 0"));
         // auto/N and the variable must agree.
         let e = env(&[("JOB_COMPLETION_INDEX", "1"), (COUNT_VAR, "4")]);
-        assert!(
-            detect(Some(5), &e)
-                .unwrap_err()
-                .to_string()
-                .contains("--shard auto/5 but FASTPORT_SHARD_COUNT=4")
-        );
+        assert!(refusal(Some(5), &e).contains("--shard auto/5 but FASTPORT_SHARD_COUNT=4"));
     }
 
     #[test]
     fn gnu_parallel_sequence_past_the_count_is_refused() {
         let e = env(&[("PARALLEL_SEQ", "4")]);
-        assert!(
-            detect(Some(3), &e)
-                .unwrap_err()
-                .to_string()
-                .contains("run exactly 3 jobs")
-        );
+        assert!(refusal(Some(3), &e).contains("run exactly 3 jobs"));
     }
 
     #[test]
@@ -436,7 +426,7 @@ mod tests {
             ("SLURM_ARRAY_TASK_COUNT", "2"),
             ("PARALLEL_SEQ", "2"),
         ]);
-        let err = detect(Some(2), &e).unwrap_err().to_string();
+        let err = refusal(Some(2), &e);
         assert!(
             err.contains("Slurm job array says shard 1/2") && err.contains("GNU parallel says 2/2"),
             "{err}"
