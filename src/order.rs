@@ -49,8 +49,10 @@ pub struct Permutation {
     keys: [u64; ROUNDS],
 }
 
-/// SplitMix64: the seed's key schedule, and a good 64-bit mixer.
-fn splitmix(state: &mut u64) -> u64 {
+/// SplitMix64: the seed's key schedule, and a good 64-bit mixer (the
+/// trace's sampler hashes probe indices with it too).
+#[inline]
+pub(crate) fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     mix(*state)
 }

@@ -220,7 +220,7 @@ impl Sampler {
     pub fn keeps(&self, probe: u64) -> bool {
         match self.threshold {
             None => true,
-            Some(t) => mix(probe ^ self.seed) < t,
+            Some(t) => crate::order::splitmix(&mut (probe ^ self.seed)) < t,
         }
     }
 
@@ -228,15 +228,6 @@ impl Sampler {
     pub fn rate(&self) -> f64 {
         f64::from(self.ppm) / 1e6
     }
-}
-
-/// SplitMix64's finaliser: a bijection that spreads neighbouring indices.
-#[inline]
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// What a worker hands the writer thread.
