@@ -768,7 +768,7 @@ fn document_commands() -> impl Iterator<Item = clap::Command> {
 mod tests {
     use super::*;
 
-    use crate::test_util::{args as parse, argv};
+    use crate::test_util::{args as parse, argv, assert_has};
 
     #[test]
     fn no_arguments_means_defaults() {
@@ -939,7 +939,7 @@ mod tests {
             "merge's options: {man}"
         );
         let help = command().render_long_help().to_string();
-        assert!(help.contains("fastport merge FILE..."), "{help}");
+        assert_has(&help, "fastport merge FILE...");
     }
 
     #[test]

@@ -684,7 +684,7 @@ mod tests {
     use super::*;
     use crate::stats::{Stats, Summary};
 
-    use crate::test_util::{TempDir, argv};
+    use crate::test_util::{TempDir, argv, assert_has};
 
     fn resolve_line(line: &str) -> Result<(Args, Option<Resumed>), ResumeError> {
         let argv = argv(line);
@@ -1057,8 +1057,8 @@ mod tests {
         // Through the file's text and back: the same options, and a
         // command line that makes the same scan.
         let text = serde_json::to_string_pretty(&options).unwrap();
-        assert!(text.contains("\"engine\": \"threads\""), "{text}");
-        assert!(text.contains("\"format\": \"grepable\""), "{text}");
+        assert_has(&text, "\"engine\": \"threads\"");
+        assert_has(&text, "\"format\": \"grepable\"");
         let read: ScanOptions = serde_json::from_str(&text).unwrap();
         assert_eq!(read, options);
         let again = read.clone().into_args();

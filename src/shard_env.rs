@@ -250,6 +250,7 @@ fn slurm(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::assert_has;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let vars: Vec<(String, String)> = vars
@@ -367,7 +368,7 @@ mod tests {
             ("SLURM_ARRAY_TASK_COUNT", "3"),
         ]);
         let err = refusal(None, e);
-        assert!(err.contains("not one evenly stepped range"), "{err}");
+        assert_has(&err, "not one evenly stepped range");
         // A count typed that is not the array's.
         let e = env(&[
             ("SLURM_ARRAY_TASK_ID", "1"),
@@ -375,10 +376,7 @@ mod tests {
             ("SLURM_ARRAY_TASK_MAX", "4"),
         ]);
         let err = refusal(Some(3), e);
-        assert!(
-            err.contains("has 4 tasks but the shard count given is 3"),
-            "{err}"
-        );
+        assert_has(&err, "has 4 tasks but the shard count given is 3");
         let e = env(&[("SLURM_ARRAY_TASK_ID", "x1")]);
         assert_eq!(
             detect(None, e),

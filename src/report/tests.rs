@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::series::Series;
 use super::*;
 use crate::classify::Reason;
-use crate::test_util::TempDir;
+use crate::test_util::{TempDir, assert_has};
 use crate::trace::{Sampler, TraceEvent, TraceSink};
 
 const PAYLOAD: &str = "</script><img src=x onerror=alert(1)>";
@@ -199,7 +199,7 @@ fn bad_inputs_are_named() {
     let trace = d.join("cut.trace");
     std::fs::write(&trace, &crate::trace::MAGIC[..]).unwrap();
     let err = load(&[trace]).unwrap_err().to_string();
-    assert!(err.contains("cut.trace"), "{err}");
+    assert_has(&err, "cut.trace");
     assert!(matches!(load(&[]), Err(ReportError::NoInput)));
 }
 
