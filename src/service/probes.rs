@@ -424,8 +424,7 @@ fn parse_probe(rest: &[u8], line: usize) -> Result<Probe, ParseErrorKind> {
     if name.is_empty() {
         return Err(ParseErrorKind::BadProbeLine);
     }
-    let (payload, after) =
-        delimited(rest, b'q', "probe string")?.ok_or(ParseErrorKind::BadProbeLine)?;
+    let (payload, after) = delimited(rest, b'q', "probe string", ParseErrorKind::BadProbeLine)?;
     let payload = unescape(payload)?;
     let no_payload = match trim(after) {
         b"" => false,
@@ -493,23 +492,24 @@ pub fn unescape(s: &[u8]) -> Result<Vec<u8>, ParseErrorKind> {
 
 /// A string in nmap's `q|...|` or `m=...=` form: `letter`, then any byte
 /// as the delimiter. The string and what follows its closing delimiter;
-/// `None` when `rest` does not start with the letter and a delimiter.
+/// `bad` when `rest` does not start with the letter and a delimiter.
 fn delimited<'a>(
     rest: &'a [u8],
     letter: u8,
     what: &'static str,
-) -> Result<Option<(&'a [u8], &'a [u8])>, ParseErrorKind> {
+    bad: ParseErrorKind,
+) -> Result<(&'a [u8], &'a [u8]), ParseErrorKind> {
     let [first, delim, body @ ..] = rest else {
-        return Ok(None);
+        return Err(bad);
     };
     if *first != letter {
-        return Ok(None);
+        return Err(bad);
     }
     let end = body
         .iter()
         .position(|b| b == delim)
         .ok_or(ParseErrorKind::Unterminated(what))?;
-    Ok(Some((&body[..end], &body[end + 1..])))
+    Ok((&body[..end], &body[end + 1..]))
 }
 
 fn parse_match(rest: &[u8], soft: bool, line: usize) -> Result<MatchRule, ParseErrorKind> {
@@ -517,7 +517,7 @@ fn parse_match(rest: &[u8], soft: bool, line: usize) -> Result<MatchRule, ParseE
     if service.is_empty() {
         return Err(ParseErrorKind::BadMatchLine);
     }
-    let (pattern, body) = delimited(rest, b'm', "pattern")?.ok_or(ParseErrorKind::BadMatchLine)?;
+    let (pattern, body) = delimited(rest, b'm', "pattern", ParseErrorKind::BadMatchLine)?;
     let pattern = pattern.to_vec();
     let mut i = 0;
     let (mut caseless, mut dotall) = (false, false);
