@@ -35,6 +35,9 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
 /// Feistel rounds. Four rounds of a full 64-bit mixer spread neighbouring
 /// positions over the whole space; the order needs spread, not secrecy.
 const ROUNDS: usize = 4;
@@ -343,21 +346,10 @@ impl BlockOrder {
 
 /// `--order` by name, as the command line, the stats document and a resume
 /// file say it ([`Order`] is the permutation itself).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderKind {
     /// A seeded random permutation of host blocks and of the probes within each.
-    #[default]
     Random,
     /// Address by address, port by port.
     Sequential,

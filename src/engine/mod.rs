@@ -28,6 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::time::Duration;
 
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
 pub use crate::order::Stride;
 use crate::order::{Lane, Schedule};
 use crate::probe::ProbeResult;
@@ -43,17 +46,7 @@ const CHANNEL_DEPTH: usize = 64;
 
 /// Which design waits for the probes: `--engine`, and the name the stats
 /// document and a resume file give it.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// One mio event loop per worker thread.
