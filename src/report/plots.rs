@@ -265,27 +265,25 @@ pub fn over_time(runs: &[Run]) -> Vec<Block> {
     ));
 
     // Launch rate.
-    let rate = |n: u64, s: &super::SeriesDoc| n as f64 * 1000.0 / s.bucket_ms;
-    let ymax = series
+    // Per-second rates of a column of per-bucket counts, at each bucket's middle.
+    let rates = |s: &super::SeriesDoc, col: &[u64]| -> Vec<(f64, f64)> {
+        col.iter()
+            .enumerate()
+            .map(|(b, &n)| (at(s, b), n as f64 * 1000.0 / s.bucket_ms))
+            .collect()
+    };
+    let lines: Vec<Line> = series
         .iter()
-        .flat_map(|(_, _, s)| s.launches.iter().map(|&n| rate(n, s)))
-        .fold(0.0, f64::max);
+        .map(|(i, run, s)| (run.name(), color(*i), "", rates(s, &s.launches)))
+        .collect();
+    let ymax = highest(&lines);
     let mut c = over_time(
         "launch-rate",
         "Launch rate (connect attempts, retries included)",
         "launches per second",
         ymax,
     );
-    for (i, run, s) in &series {
-        let pts: Vec<_> = s
-            .launches
-            .iter()
-            .enumerate()
-            .map(|(k, &n)| (at(s, k), rate(n, s)))
-            .collect();
-        c.line(&pts, color(*i), "", &run.name());
-        c.legend(&run.name(), color(*i), "");
-    }
+    draw(&mut c, &lines);
     let widths: BTreeSet<String> = series
         .iter()
         .map(|(_, _, s)| format!("{} ms", s.bucket_ms))
@@ -303,20 +301,14 @@ pub fn over_time(runs: &[Run]) -> Vec<Block> {
     for (i, run, s) in &series {
         if series.len() == 1 {
             for (k, (outcome, col)) in s.completions.iter().enumerate() {
-                let pts = col
-                    .iter()
-                    .enumerate()
-                    .map(|(b, &n)| (at(s, b), rate(n, s)))
-                    .collect();
-                lines.push((outcome.clone(), color(k), DASHES[k % DASHES.len()], pts));
+                lines.push((
+                    outcome.clone(),
+                    color(k),
+                    DASHES[k % DASHES.len()],
+                    rates(s, col),
+                ));
             }
         }
-        let pts = s
-            .completions_total()
-            .iter()
-            .enumerate()
-            .map(|(b, &n)| (at(s, b), rate(n, s)))
-            .collect();
         let label = if series.len() == 1 {
             "all outcomes".to_string()
         } else {
@@ -327,28 +319,37 @@ pub fn over_time(runs: &[Run]) -> Vec<Block> {
         } else {
             color(*i)
         };
-        lines.push((label, col, "", pts));
+        lines.push((label, col, "", rates(s, &s.completions_total())));
     }
-    let ymax = lines
-        .iter()
-        .flat_map(|l| l.3.iter().map(|p| p.1))
-        .fold(0.0, f64::max);
     let mut c = over_time(
         "completion-rate",
         "Completion rate (final results)",
         "results per second",
-        ymax,
+        highest(&lines),
     );
-    for (label, col, dash, pts) in &lines {
-        c.line(pts, col, dash, label);
-        c.legend(label, col, dash);
-    }
+    draw(&mut c, &lines);
     out.push(Block::Chart(Box::new(c), false));
     out
 }
 
 /// A labelled line: label, colour, dash pattern, points.
 type Line = (String, &'static str, &'static str, Vec<(f64, f64)>);
+
+/// The highest point of any of `lines` (0 for none).
+fn highest(lines: &[Line]) -> f64 {
+    lines
+        .iter()
+        .flat_map(|l| l.3.iter().map(|p| p.1))
+        .fold(0.0, f64::max)
+}
+
+/// Each line on `chart`, with its legend entry.
+fn draw(chart: &mut Chart, lines: &[Line]) {
+    for (label, col, dash, pts) in lines {
+        chart.line(pts, col, dash, label);
+        chart.legend(label, col, dash);
+    }
+}
 
 /// Each host's min–max range with its p50 and p90, hosts by median.
 pub fn host_rtt(runs: &[Run]) -> Vec<Block> {
