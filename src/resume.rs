@@ -721,6 +721,11 @@ mod tests {
         }
     }
 
+    /// The resume file at `path`, read back.
+    fn read_back(path: &Path) -> ResumeFile {
+        ResumeFile::from_text(path, &std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
     fn saved(dir: &Path, line: &str) -> PathBuf {
         let args = cli::parse_from(argv(line)).unwrap();
         let config = ScanConfig::from_args(&args, 1024, 2).unwrap();
@@ -826,24 +831,17 @@ mod tests {
     fn progress_outside_the_shard_is_refused_even_with_a_good_check() {
         let dir = dir("range");
         let path = saved(&dir, "-p 1-100 127.0.0.1");
-        let good = ResumeFile::from_text(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
-        let mut cases = Vec::new();
-        let mut f = good.clone();
-        f.progress.done_below = 101;
-        cases.push(f);
-        let mut f = good.clone();
-        f.progress.done_ranges = vec![[15, 12]];
-        cases.push(f);
-        let mut f = good.clone();
-        f.progress.done_ranges = vec![[30, 40], [20, 25]];
-        cases.push(f);
-        let mut f = good.clone();
-        f.progress.done_ranges = vec![[90, 101]];
-        cases.push(f);
-        let mut f = good.clone();
-        f.progress.in_flight = vec![100];
-        cases.push(f);
-        for f in cases {
+        let good = read_back(&path);
+        let edits: [fn(&mut Progress); 5] = [
+            |p| p.done_below = 101,
+            |p| p.done_ranges = vec![[15, 12]],
+            |p| p.done_ranges = vec![[30, 40], [20, 25]],
+            |p| p.done_ranges = vec![[90, 101]],
+            |p| p.in_flight = vec![100],
+        ];
+        for edit in edits {
+            let mut f = good.clone();
+            edit(&mut f.progress);
             let e = ResumeFile::from_text(&path, &f.to_text()).unwrap_err();
             assert!(matches!(e, ResumeError::Format { .. }), "{e}");
         }
@@ -854,8 +852,7 @@ mod tests {
         use crate::output::{HeldHost, HeldHosts};
         let dir = dir("held");
         let path = saved(&dir, "-p 1-100 127.0.0.0/30");
-        let mut file =
-            ResumeFile::from_text(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut file = read_back(&path);
         let host = |host: u64, addr: &str, shown: &str| HeldHost {
             host,
             addr: addr.parse().unwrap(),
@@ -942,7 +939,7 @@ mod tests {
     fn a_second_interrupted_run_does_not_replace_the_first_resume_file() {
         let dir = dir("names");
         let path = saved(&dir, "-p 1-100 127.0.0.1");
-        let file = ResumeFile::from_text(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let file = read_back(&path);
         let names = |shard| {
             let dir = dir.to_path_buf();
             candidate_paths(shard).map(move |p| dir.join(p))
