@@ -87,12 +87,17 @@ impl Drop for TempFile {
     }
 }
 
-fn from_list(contents: &str) -> Result<TargetSpace, TargetError> {
-    let file = TempFile::new("list", contents.as_bytes());
-    let a = TargetArgs {
+/// Targets read from `file` alone (`-iL FILE`).
+fn list_args(file: &TempFile) -> TargetArgs<'_> {
+    TargetArgs {
         input_list: Some(&file.0),
         ..TargetArgs::default()
-    };
+    }
+}
+
+fn from_list(contents: &str) -> Result<TargetSpace, TargetError> {
+    let file = TempFile::new("list", contents.as_bytes());
+    let a = list_args(&file);
     build_with(&a, &mut Names::new(true, fake_lookup))
 }
 
@@ -403,8 +408,7 @@ fn unresolvable_hostnames_are_reported_and_skipped() {
 
 #[test]
 fn unresolvable_names_in_a_list_file_are_skipped() {
-    let dir = std::env::temp_dir().join(format!("fastport-names-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::test_util::TempDir::new("targets", "names");
     let list = dir.join("targets.txt");
     std::fs::write(&list, "v4.test\nfoo.invalid # gone\n10.0.0.1\n").unwrap();
     let a = TargetArgs {
@@ -415,7 +419,6 @@ fn unresolvable_names_in_a_list_file_are_skipped() {
     assert_eq!(b.space.host_count(), 2);
     assert_eq!(b.unresolved.len(), 1);
     assert_eq!(b.names.get(ip("198.18.2.7")), Some("v4.test"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -567,10 +570,7 @@ fn input_list_is_added_to_operands() {
 #[test]
 fn input_list_errors_carry_the_line_number() {
     let file = TempFile::new("bad", b"10.0.0.1\n# c\n10.0.0.2 10.0.0.300\n");
-    let a = TargetArgs {
-        input_list: Some(&file.0),
-        ..TargetArgs::default()
-    };
+    let a = list_args(&file);
     let e = build(&a).unwrap_err();
     assert_eq!(e.line(), Some(3));
     assert_eq!(
@@ -622,10 +622,7 @@ fn empty_input_list_is_nothing_to_scan() {
 #[test]
 fn input_list_rejects_binary_and_overlong_tokens() {
     let file = TempFile::new("binary", b"10.0.0.1\n\xff\xfe\n");
-    let a = TargetArgs {
-        input_list: Some(&file.0),
-        ..TargetArgs::default()
-    };
+    let a = list_args(&file);
     let e = build(&a).unwrap_err();
     assert!(matches!(e.kind(), TargetErrorKind::InvalidTarget));
     assert_eq!(e.line(), Some(2));
@@ -702,9 +699,8 @@ fn input_list_of_a_million_lines_from_a_file() {
     let file = TempFile::new("million", &text);
     drop(text);
     let a = TargetArgs {
-        input_list: Some(&file.0),
         resolve: false,
-        ..TargetArgs::default()
+        ..list_args(&file)
     };
     let s = build(&a).unwrap();
     assert_eq!(s.host_count(), 1_000_000);
