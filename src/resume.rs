@@ -13,7 +13,7 @@
 //!                 "space": 67108864, "targets": "5be1f3a0c2d4e6f8" },
 //!   "finished": false,
 //!   "parts": 1,
-//!   "options": { "targets": { "operands": ["10.0.0.0/16"], ... },
+//!   "options": { "targets": { "operands": ["198.18.0.0/16"], ... },
 //!                "ports": { "ports": "1-1024", ... }, "engine": "mio",
 //!                "order": "random", "seed": 1234, "shard": "2/3",
 //!                "outputs": [{ "format": "json", "path": "/home/me/part1.jsonl" },
@@ -23,7 +23,7 @@
 //!                 "in_flight": [81234, 81235, 81300] },
 //!   "so_far": { "fastport_stats": 1, ... },
 //!   "hosts": { "xml": [5120, 5120], "grepable": [5120, 5120],
-//!              "pending": [{ "host": 81, "addr": "10.0.0.81", "first_seen": 1795959142,
+//!              "pending": [{ "host": 81, "addr": "198.18.0.81", "first_seen": 1795959142,
 //!                            "reasons": "conn-refused:9 syn-ack:1", "shown": "22:syn-ack",
 //!                            "rtt": [61, 20, 10] }] }
 //! }

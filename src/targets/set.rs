@@ -1,6 +1,6 @@
 //! Sets of addresses as sorted, disjoint, merged inclusive intervals.
 //!
-//! A scan of `10.0.0.0/8` must not hold sixteen million addresses, and a
+//! A scan of `127.0.0.0/8` must not hold sixteen million addresses, and a
 //! million-line `-iL` file must not hold a million intervals when they touch.
 //! [`SpanSet`] gathers spans and merges them whenever its buffer doubles, so
 //! memory follows the number of disjoint intervals, not of addresses or lines.
