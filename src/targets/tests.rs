@@ -222,7 +222,10 @@ fn mixed_family_ranges_are_errors() {
 fn nmap_octet_ranges() {
     let s = space(&["198.18.0-2.1"]).unwrap();
     let hosts: Vec<IpAddr> = (0..s.host_count()).map(|i| s.host(i).unwrap()).collect();
-    assert_eq!(hosts, [ip("198.18.0.1"), ip("198.18.1.1"), ip("198.18.2.1")]);
+    assert_eq!(
+        hosts,
+        [ip("198.18.0.1"), ip("198.18.1.1"), ip("198.18.2.1")]
+    );
     let s = space(&["198.18.0.*"]).unwrap();
     assert_eq!(intervals(&s), iv(&[("198.18.0.0", "198.18.0.255")]));
     let s = space(&["198.18.1,3.1-2"]).unwrap();
@@ -488,7 +491,10 @@ fn excludes_cut_holes() {
     .unwrap();
     assert_eq!(
         intervals(&s),
-        iv(&[("198.18.0.1", "198.18.0.9"), ("198.18.0.20", "198.18.0.127")])
+        iv(&[
+            ("198.18.0.1", "198.18.0.9"),
+            ("198.18.0.20", "198.18.0.127")
+        ])
     );
     let s = space_ex(&["198.18.0.1", "::1-::3"], &["::2 v4.test"]).unwrap();
     assert_eq!(
@@ -528,7 +534,10 @@ fn excluding_everything_is_nothing_to_scan() {
 
 #[test]
 fn exclude_file_is_read() {
-    let file = TempFile::new("exclude", b"# keep .1\n198.18.0.2-254\n198.18.0.0 198.18.0.255\n");
+    let file = TempFile::new(
+        "exclude",
+        b"# keep .1\n198.18.0.2-254\n198.18.0.0 198.18.0.255\n",
+    );
     let targets = strings(&["198.18.0.0/24"]);
     let a = TargetArgs {
         exclude_file: Some(&file.0),

@@ -27,15 +27,24 @@ pub fn run(args: &[&str]) -> Output {
 /// runs left behind (their process is gone): an at-scale test writes hundreds
 /// of megabytes, and runs must not fill the disk one after another.
 pub fn temp_dir(name: &str) -> PathBuf {
-    static SWEEP: std::sync::Once = std::sync::Once::new();
-    SWEEP.call_once(sweep_stale_temp_dirs);
+    sweep_stale_temp_dirs_once();
     let dir = std::env::temp_dir().join(format!("fastport-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
 }
 
-/// Removes `fastport-test-PID-*` directories whose process no longer runs.
+/// Removes, once per test process, `fastport-test-PID-*` directories whose
+/// process no longer runs. Only the outer test process sweeps: a test body
+/// inside its own PID namespace sees none of the other tests' processes in
+/// its `/proc`, and would delete the directories they are using.
+pub fn sweep_stale_temp_dirs_once() {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    if !netns::inside() {
+        SWEEP.call_once(sweep_stale_temp_dirs);
+    }
+}
+
 fn sweep_stale_temp_dirs() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;

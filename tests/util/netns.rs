@@ -33,6 +33,11 @@ macro_rules! in_netns_with_daemons {
     };
 }
 
+/// Whether this process is a test body re-executed inside its namespace.
+pub fn inside() -> bool {
+    std::env::var_os(MARKER).is_some()
+}
+
 /// Returns true when the caller is inside the namespace and should run its
 /// body; false when the body ran in a child (which passed) or was skipped.
 pub fn enter(module: &str, name: &str) -> bool {
@@ -59,6 +64,7 @@ pub fn enter_with(module: &str, name: &str, namespaces: &[&str]) -> bool {
         );
         return true;
     }
+    super::sweep_stale_temp_dirs_once();
     let exe = std::env::current_exe().expect("current exe");
     let mut cmd = Command::new("unshare");
     if !is_root() {
