@@ -20,13 +20,13 @@ use std::io::{self, Write};
 use std::time::SystemTime;
 
 use super::dates::ctime;
-use super::hosts::{HostRecord, PendingHosts};
+use super::hosts::{HostExtras, HostRecord, PendingHosts};
 use super::{Format, HeldHost, RunInfo, Sink, Writer};
 use crate::classify::{LocalError, Reason, State};
 use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
-use crate::targets::service_name;
+use crate::targets::{SERVICES, service_name};
 
 /// How the text looks where it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,14 +56,63 @@ pub struct TextSink {
     /// Hosts whose results are still coming (bounded by the probe order's
     /// blocks, as for the XML).
     pending: PendingHosts,
-    /// Complete hosts with ports to show: the end-of-run table. Hosts with
-    /// nothing to show are only counted, so a sweep of a /8 that answers
-    /// everywhere holds no memory per address.
-    table: Vec<HostRecord>,
+    /// Complete hosts with ports to show: the end-of-run table, in the
+    /// order they completed. Hosts with nothing to show are only counted,
+    /// so a sweep of a /8 that answers everywhere holds no memory per
+    /// address.
+    table: Vec<TableRow>,
+    /// The table's shown ports, every host's in one buffer (a row's end
+    /// where the next row's start): no allocation per host.
+    ports: Vec<(u16, Reason)>,
 }
+
+/// What the end table prints of one complete host, taken from its
+/// [`HostRecord`] when it completes (88 bytes instead of the record's
+/// 136 and its vector of ports: with `--show all` the table has a row
+/// for every host that answered).
+#[derive(Debug)]
+struct TableRow {
+    addr: std::net::IpAddr,
+    up: bool,
+    middlebox: bool,
+    /// Whether a probe answered, so `latency_us` means something.
+    answered: bool,
+    /// Results still to come when the run stopped (zero: complete).
+    remaining: u32,
+    reasons: [u32; Reason::COUNT],
+    /// The smoothed round-trip time, microseconds.
+    latency_us: u64,
+    /// Where the host's shown ports end in [`TextSink::ports`].
+    ports_end: usize,
+    /// `-sV`/`--banners`: its services.
+    extras: Option<Box<HostExtras>>,
+}
+
+impl TableRow {
+    fn results(&self) -> u64 {
+        self.reasons.iter().map(|&n| u64::from(n)).sum()
+    }
+}
+
+/// Hosts whose table rows are reserved up front (a /16: 5.8 MB of rows),
+/// and shown ports (4 MB).
+const TABLE_RESERVE_HOSTS: u64 = 1 << 16;
+const TABLE_RESERVE_PORTS: usize = 1 << 20;
+
+/// Flushed while the table is written, host by host, from this size on:
+/// the table of a /16 is megabytes, and buffering it whole only costs
+/// memory (the writer keeps whole hosts either way).
+const TABLE_FLUSH_BYTES: usize = 64 * 1024;
 
 impl TextSink {
     pub fn new(out: Writer, show: Show, reason: bool, run: &RunInfo, style: TextStyle) -> Self {
+        // Room for the table of a scan of up to TABLE_RESERVE_HOSTS hosts
+        // showing every port: only address space until rows are written,
+        // and no copy of the table each time it doubles.
+        let blocks = run.schedule.blocks();
+        let hosts = blocks.total() / blocks.ports_per_host();
+        let rows = usize::try_from(hosts.min(TABLE_RESERVE_HOSTS)).unwrap_or(0);
+        let per_host = usize::try_from(blocks.ports_per_host()).unwrap_or(0);
         TextSink {
             // A continued file (a resume) has its header already.
             begun: out.continued(),
@@ -76,7 +125,8 @@ impl TextSink {
             // A resumed run takes back the hosts the interrupted one held,
             // so each is written once, whole (as `-oX` and `-oG` do).
             pending: PendingHosts::for_run(run, show, false, |_| None),
-            table: Vec::new(),
+            table: Vec::with_capacity(rows),
+            ports: Vec::with_capacity(rows.saturating_mul(per_host).min(TABLE_RESERVE_PORTS)),
         }
     }
 
@@ -113,9 +163,22 @@ impl TextSink {
         } else {
             !record.shown.is_empty()
         };
-        if keep {
-            self.table.push(record);
+        if !keep {
+            return;
         }
+        self.ports.extend_from_slice(&record.shown);
+        let latency = record.rtt_us();
+        self.table.push(TableRow {
+            addr: record.addr,
+            up: record.status().up,
+            middlebox: record.middlebox(),
+            answered: latency.is_some(),
+            remaining: record.remaining,
+            reasons: record.reasons,
+            latency_us: latency.map_or(0, |(srtt, _)| srtt),
+            ports_end: self.ports.len(),
+            extras: record.extras,
+        });
     }
 
     /// Each host with ports to show, by address, its ports sorted, in
@@ -125,23 +188,29 @@ impl TextSink {
             self.keep(record);
         }
         let table = std::mem::take(&mut self.table);
+        let ports = std::mem::take(&mut self.ports);
         // Sorted by address through a small key per host, not by moving
-        // the records: the place in `table` breaks ties as a stable sort
-        // of the records would.
+        // the rows: the place in `table` breaks ties as a stable sort
+        // of the rows would.
         let mut order: Vec<(std::net::IpAddr, usize)> =
             table.iter().enumerate().map(|(i, h)| (h.addr, i)).collect();
         order.sort_unstable();
-        for h in order.iter().map(|&(_, i)| &table[i]) {
+        for &(_, i) in &order {
+            let h = &table[i];
+            let start = i.checked_sub(1).map_or(0, |prev| table[prev].ports_end);
+            let shown = &ports[start..h.ports_end];
             let ip = h.addr;
             match self.run.names.get(ip) {
                 Some(name) => writeln!(self.out, "\nFastPort scan report for {name} ({ip})")?,
                 None => writeln!(self.out, "\nFastPort scan report for {ip}")?,
             }
-            match (h.status().up, h.rtt_us()) {
-                (true, Some((srtt, _))) => {
-                    writeln!(self.out, "Host is up ({:.6}s latency).", srtt as f64 / 1e6)?
-                }
-                (true, None) => writeln!(self.out, "Host is up.")?,
+            match (h.up, h.answered) {
+                (true, true) => writeln!(
+                    self.out,
+                    "Host is up ({:.6}s latency).",
+                    h.latency_us as f64 / 1e6
+                )?,
+                (true, false) => writeln!(self.out, "Host is up.")?,
                 (false, _) => writeln!(self.out, "Host did not answer.")?,
             }
             if h.remaining > 0 {
@@ -149,10 +218,10 @@ impl TextSink {
                     self.out,
                     "Incomplete: {} of {} ports scanned (interrupted).",
                     h.results(),
-                    h.results() + h.remaining
+                    h.results() + u64::from(h.remaining)
                 )?;
             }
-            if h.middlebox() {
+            if h.middlebox {
                 writeln!(
                     self.out,
                     "Note: all {} ports answered syn-ack: likely a middlebox answering for the host, not open services.",
@@ -163,27 +232,26 @@ impl TextSink {
             if !hidden.is_empty() {
                 writeln!(self.out, "Not shown: {hidden}")?;
             }
-            let width = h
-                .shown
+            let width = shown
                 .iter()
-                .map(|(p, _)| p.to_string().len() + 4)
+                .map(|&(p, _)| digits(p) + 4)
                 .max()
                 .unwrap_or(0)
                 .max(4);
-            let state_width = h
-                .shown
+            let state_width = shown
                 .iter()
                 .map(|(_, r)| r.state().as_str().len())
                 .max()
                 .unwrap_or(5)
                 .max(5);
             let versions = self.run.service_detection;
-            let service_of = |port: u16| match h.service(port).and_then(|s| s.name()) {
+            let service = |port: u16| h.extras.as_ref().and_then(|e| e.service(port));
+            let service_of = |port: u16| match service(port).and_then(|s| s.name()) {
                 Some(name) => name,
                 None => service_name(port).unwrap_or("unknown").to_owned(),
             };
             let service_width = if versions {
-                h.shown
+                shown
                     .iter()
                     .map(|&(p, _)| service_of(p).len())
                     .max()
@@ -193,8 +261,7 @@ impl TextSink {
                 0
             };
             // nmap's order with -sV: REASON before VERSION.
-            let reason_width = h
-                .shown
+            let reason_width = shown
                 .iter()
                 .map(|(_, r)| r.as_str().len())
                 .max()
@@ -221,21 +288,19 @@ impl TextSink {
                 }
                 writeln!(self.out)?;
             }
-            for &(port, reason) in &h.shown {
+            let mut names = NamesInOrder::default();
+            for &(port, reason) in shown {
                 let state = reason.state();
-                // The state cell (padded inside its colour) and the port
-                // cell, written without a String each.
-                let padded = Painted {
-                    color: self.style.color,
-                    state,
-                    text: state.as_str(),
-                };
-                let padded = format_args!("{padded:<state_width$}");
                 if versions {
-                    let version = h
-                        .service(port)
-                        .map(|s| s.version_line())
-                        .unwrap_or_default();
+                    // The state cell (padded inside its colour) and the
+                    // port cell, written without a String each.
+                    let padded = Painted {
+                        color: self.style.color,
+                        state,
+                        text: state.as_str(),
+                    };
+                    let padded = format_args!("{padded:<state_width$}");
+                    let version = service(port).map(|s| s.version_line()).unwrap_or_default();
                     let mut cell = format!("{:<service_width$}", service_of(port));
                     if self.reason {
                         cell.push_str(&format!(" {:<reason_width$}", reason.as_str()));
@@ -250,35 +315,131 @@ impl TextSink {
                         cell.trim_end(),
                     )?;
                     continue;
-                } else {
-                    write!(
-                        self.out,
-                        "{:<width$} {} {}",
-                        PortTcp(port),
-                        padded,
-                        service_name(port).unwrap_or("unknown"),
-                    )?;
                 }
-                if self.reason {
-                    write!(self.out, " {reason}")?;
-                }
-                writeln!(self.out)?;
+                let row = PortRow {
+                    port,
+                    width,
+                    state,
+                    state_width,
+                    color: self.style.color,
+                    name: names.get(port).unwrap_or("unknown"),
+                    reason: self.reason.then_some(reason),
+                };
+                row.write(&mut self.out)?;
+            }
+            if self.out.buffered() >= TABLE_FLUSH_BYTES {
+                self.out.flush()?;
             }
         }
         Ok(())
     }
 }
 
+/// One line of the table without `-sV`: `22/tcp   open  ssh`, with the
+/// reason after it under `--reason`. Written piece by piece, the bytes
+/// of `format!("{:<width$} {:<state_width$} {name}", ...)` (the state
+/// padded inside its colour codes) without the formatting machinery: a
+/// table of a /16 has a line for each of its hundreds of thousands of
+/// shown ports.
+struct PortRow<'a> {
+    port: u16,
+    width: usize,
+    state: State,
+    state_width: usize,
+    color: bool,
+    name: &'a str,
+    reason: Option<Reason>,
+}
+
+impl PortRow<'_> {
+    fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        const SPACES: &[u8] = &[b' '; 16];
+        let pad = |out: &mut dyn Write, n: usize| -> io::Result<()> {
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(SPACES.len());
+                out.write_all(&SPACES[..k])?;
+                left -= k;
+            }
+            Ok(())
+        };
+        let mut cell = [0u8; 9];
+        let mut n = self.port;
+        let len = digits(n);
+        for i in (0..len).rev() {
+            cell[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        cell[len..len + 4].copy_from_slice(b"/tcp");
+        out.write_all(&cell[..len + 4])?;
+        pad(out, self.width.saturating_sub(len + 4) + 1)?;
+        if self.color {
+            out.write_all(b"\x1b[")?;
+            out.write_all(color_code(self.state).as_bytes())?;
+            out.write_all(b"m")?;
+        }
+        let state = self.state.as_str();
+        out.write_all(state.as_bytes())?;
+        pad(out, self.state_width.saturating_sub(state.len()))?;
+        if self.color {
+            out.write_all(b"\x1b[0m")?;
+        }
+        out.write_all(b" ")?;
+        out.write_all(self.name.as_bytes())?;
+        if let Some(reason) = self.reason {
+            out.write_all(b" ")?;
+            out.write_all(reason.as_str().as_bytes())?;
+        }
+        out.write_all(b"\n")
+    }
+}
+
+/// [`service_name`] of ports asked in ascending order (a host's shown
+/// ports): each search starts where the last one ended, and the next
+/// entry is tried first, so a table of every port walks the names once
+/// instead of searching all of them for each port.
+#[derive(Debug, Default)]
+struct NamesInOrder {
+    /// Entries of [`SERVICES`] below the last port asked.
+    at: usize,
+}
+
+impl NamesInOrder {
+    fn get(&mut self, port: u16) -> Option<&'static str> {
+        if self.at > 0 && SERVICES[self.at - 1].0 >= port {
+            // Not ascending after all: search from the start.
+            self.at = 0;
+        }
+        let rest = &SERVICES[self.at..];
+        if rest.first().is_none_or(|&(p, _)| p < port) {
+            self.at += rest.partition_point(|&(p, _)| p < port);
+        }
+        let (p, name) = *SERVICES.get(self.at)?;
+        (p == port).then_some(name)
+    }
+}
+
+/// Decimal digits of `n`, as `n.to_string().len()` counts them.
+fn digits(n: u16) -> usize {
+    match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    }
+}
+
 /// `1019 closed tcp ports (conn-refused), 2 filtered tcp ports (no-response)`:
 /// the states not shown, each with its most frequent reason.
-fn not_shown(counts: &[u64; Reason::COUNT], show: Show) -> String {
+fn not_shown(counts: &[u32; Reason::COUNT], show: Show) -> String {
     let mut parts = Vec::new();
     for state in State::ALL {
         if show.contains(state) {
             continue;
         }
         let of_state = || Reason::ALL.iter().filter(move |r| r.state() == state);
-        let n: u64 = of_state().map(|r| counts[r.index()]).sum();
+        let n: u64 = of_state().map(|r| u64::from(counts[r.index()])).sum();
         if n == 0 {
             continue;
         }
@@ -413,6 +574,10 @@ impl Sink for TextSink {
             }
         }
         self.out.write_all(b"\n")
+    }
+
+    fn warm(&mut self, batch: &[ProbeResult]) {
+        self.pending.warm(batch);
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -770,6 +935,68 @@ mod tests {
                 };
                 assert_eq!(format!("{painted:<8}"), want);
             }
+        }
+    }
+
+    /// A table line written piece by piece is the line the format string
+    /// wrote.
+    #[test]
+    fn port_rows_are_the_formatted_lines() {
+        for port in [0u16, 7, 22, 443, 9200, 65535] {
+            for width in [4usize, 6, 9, 20] {
+                for state in State::ALL {
+                    for state_width in [5usize, 6, 8, 21] {
+                        for color in [false, true] {
+                            for reason in [None, Some(Reason::NoResponse)] {
+                                let row = PortRow {
+                                    port,
+                                    width,
+                                    state,
+                                    state_width,
+                                    color,
+                                    name: "http-alt",
+                                    reason,
+                                };
+                                let mut got = Vec::new();
+                                row.write(&mut got).unwrap();
+                                let painted = Painted {
+                                    color,
+                                    state,
+                                    text: state.as_str(),
+                                };
+                                let mut want = format!(
+                                    "{:<width$} {painted:<state_width$} http-alt",
+                                    format!("{port}/tcp")
+                                );
+                                if let Some(reason) = reason {
+                                    want.push_str(&format!(" {reason}"));
+                                }
+                                want.push('\n');
+                                assert_eq!(String::from_utf8(got).unwrap(), want);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The table's names of ascending ports, looked up from where the
+    /// last lookup ended, are the names a search finds; so are those of
+    /// ports out of order.
+    #[test]
+    fn names_looked_up_in_order_are_the_searched_names() {
+        let mut names = NamesInOrder::default();
+        for port in 0..=u16::MAX {
+            assert_eq!(names.get(port), service_name(port), "{port}");
+        }
+        let mut names = NamesInOrder::default();
+        for port in [9200, 22, 22, 23, 1, 65535, 0, 80, 79, 81, 8080, 8080, 7] {
+            assert_eq!(names.get(port), service_name(port), "{port}");
+        }
+        for (port, digits_of) in [(0, 1), (9, 1), (10, 2), (999, 3), (1000, 4), (65535, 5)] {
+            assert_eq!(digits(port), digits_of);
+            assert_eq!(port.to_string().len(), digits_of);
         }
     }
 

@@ -239,7 +239,7 @@ impl HostDocument for XmlSink {
             note = format!(
                 "incomplete: {} of {} ports scanned",
                 h.results(),
-                h.results() + h.remaining
+                h.results() + u64::from(h.remaining)
             );
             attrs.push(("timedout", "true"));
         }
@@ -302,8 +302,7 @@ impl HostDocument for XmlSink {
         for &(port, reason) in &h.shown {
             let portid = port.to_string();
             self.start("port", &[("protocol", "tcp"), ("portid", &portid)])?;
-            let by = h.reason_ips.iter().find(|(p, _)| *p == port);
-            let reason_ip = by.map(|(_, ip)| ip.to_string());
+            let reason_ip = h.reason_ip(port).map(|ip| ip.to_string());
             let state = [
                 ("state", reason.state().as_str()),
                 ("reason", reason.as_str()),
