@@ -64,6 +64,7 @@ pub struct TextSink {
     /// The table's shown ports, every host's in one buffer (a row's end
     /// where the next row's start): no allocation per host.
     ports: Vec<(u16, Reason)>,
+    names: PortNames,
 }
 
 /// What the end table prints of one complete host, taken from its
@@ -127,6 +128,7 @@ impl TextSink {
             pending: PendingHosts::for_run(run, show, false, |_| None),
             table: Vec::with_capacity(rows),
             ports: Vec::with_capacity(rows.saturating_mul(per_host).min(TABLE_RESERVE_PORTS)),
+            names: PortNames::new(),
         }
     }
 
@@ -207,8 +209,8 @@ impl TextSink {
             match (h.up, h.answered) {
                 (true, true) => writeln!(
                     self.out,
-                    "Host is up ({:.6}s latency).",
-                    h.latency_us as f64 / 1e6
+                    "Host is up ({}s latency).",
+                    Seconds6(h.latency_us)
                 )?,
                 (true, false) => writeln!(self.out, "Host is up.")?,
                 (false, _) => writeln!(self.out, "Host did not answer.")?,
@@ -288,7 +290,6 @@ impl TextSink {
                 }
                 writeln!(self.out)?;
             }
-            let mut names = NamesInOrder::default();
             for &(port, reason) in shown {
                 let state = reason.state();
                 if versions {
@@ -322,7 +323,7 @@ impl TextSink {
                     state,
                     state_width,
                     color: self.style.color,
-                    name: names.get(port).unwrap_or("unknown"),
+                    name: self.names.get(port).unwrap_or("unknown"),
                     reason: self.reason.then_some(reason),
                 };
                 row.write(&mut self.out)?;
@@ -394,28 +395,38 @@ impl PortRow<'_> {
     }
 }
 
-/// [`service_name`] of ports asked in ascending order (a host's shown
-/// ports): each search starts where the last one ended, and the next
-/// entry is tried first, so a table of every port walks the names once
-/// instead of searching all of them for each port.
-#[derive(Debug, Default)]
-struct NamesInOrder {
-    /// Entries of [`SERVICES`] below the last port asked.
-    at: usize,
+/// Every port's IANA name, by port: [`service_name`] as one index
+/// instead of a binary search over thousands of names, for output that
+/// names every result twice (its live line and its table line).
+struct PortNames(Box<[u16]>);
+
+impl PortNames {
+    /// No name: no entry of [`SERVICES`] has this index.
+    const NONE: u16 = u16::MAX;
+
+    fn new() -> PortNames {
+        let mut by_port = vec![PortNames::NONE; usize::from(u16::MAX) + 1];
+        for (i, &(port, _)) in SERVICES.iter().enumerate().rev() {
+            by_port[usize::from(port)] = u16::try_from(i).unwrap_or(PortNames::NONE);
+        }
+        PortNames(by_port.into_boxed_slice())
+    }
+
+    fn get(&self, port: u16) -> Option<&'static str> {
+        let i = self.0[usize::from(port)];
+        SERVICES.get(usize::from(i)).map(|&(_, name)| name)
+    }
 }
 
-impl NamesInOrder {
-    fn get(&mut self, port: u16) -> Option<&'static str> {
-        if self.at > 0 && SERVICES[self.at - 1].0 >= port {
-            // Not ascending after all: search from the start.
-            self.at = 0;
-        }
-        let rest = &SERVICES[self.at..];
-        if rest.first().is_none_or(|&(p, _)| p < port) {
-            self.at += rest.partition_point(|&(p, _)| p < port);
-        }
-        let (p, name) = *SERVICES.get(self.at)?;
-        (p == port).then_some(name)
+/// Microseconds as seconds with six decimals: the text of
+/// `format!("{:.6}", us as f64 / 1e6)` (the quotient is within far less
+/// than half a microsecond of the exact value, so it rounds to it),
+/// without formatting a float.
+struct Seconds6(u64);
+
+impl std::fmt::Display for Seconds6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
     }
 }
 
@@ -543,7 +554,7 @@ impl Sink for TextSink {
             return Ok(());
         }
         let state = r.reason.state();
-        let table = service_name(r.target.port()).unwrap_or("unknown");
+        let table = self.names.get(r.target.port()).unwrap_or("unknown");
         let tag = Painted {
             color: self.style.color,
             state,
@@ -981,17 +992,31 @@ mod tests {
         }
     }
 
-    /// The table's names of ascending ports, looked up from where the
-    /// last lookup ended, are the names a search finds; so are those of
-    /// ports out of order.
+    /// Latencies written from integers read as the float formatting wrote
+    /// them.
     #[test]
-    fn names_looked_up_in_order_are_the_searched_names() {
-        let mut names = NamesInOrder::default();
-        for port in 0..=u16::MAX {
-            assert_eq!(names.get(port), service_name(port), "{port}");
+    fn latency_seconds_are_the_float_formatting() {
+        let some = (0..2_000_000u64).step_by(7).chain([
+            999_999,
+            1_000_000,
+            1_000_001,
+            59_999_999,
+            u64::from(u32::MAX),
+        ]);
+        for us in some {
+            assert_eq!(
+                Seconds6(us).to_string(),
+                format!("{:.6}", us as f64 / 1e6),
+                "{us}"
+            );
         }
-        let mut names = NamesInOrder::default();
-        for port in [9200, 22, 22, 23, 1, 65535, 0, 80, 79, 81, 8080, 8080, 7] {
+    }
+
+    /// Every port's name by index is the name the search finds.
+    #[test]
+    fn names_by_port_are_the_searched_names() {
+        let names = PortNames::new();
+        for port in 0..=u16::MAX {
             assert_eq!(names.get(port), service_name(port), "{port}");
         }
         for (port, digits_of) in [(0, 1), (9, 1), (10, 2), (999, 3), (1000, 4), (65535, 5)] {
