@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::in_netns;
-use crate::util::{drop_packets, fastport, listeners, read_jsonl, run, stderr, temp_dir};
+use crate::util::{
+    drop_packets, fastport, listeners, read_jsonl, run, signal_after, stderr, temp_dir,
+};
 
 /// The world: listeners on four loopback addresses, and a drop rule so some
 /// probes wait for their timeout (and are in flight at an interrupt).
@@ -460,11 +462,7 @@ fn resumed_xml_writes_whole_hosts_not_incomplete_ones() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let o = child.wait_with_output().unwrap();
+    let o = signal_after(child, "INT", Duration::from_millis(300));
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     let mut ports = BTreeMap::new();
     add_hosts(&mut ports, &xml_hosts(&first));

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::in_netns;
-use crate::util::{fastport, listeners, read_jsonl, stderr, temp_dir};
+use crate::util::{fastport, listeners, read_jsonl, signal_after, stderr, temp_dir};
 
 /// 1500 ports of 127.0.0.1 at 1000 connects a second: long enough to
 /// interrupt, short enough to finish.
@@ -23,18 +23,6 @@ fn start(dir: &Path, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start fastport")
-}
-
-/// Sends `sig` once the run has had `after` to start writing.
-fn signal_after(child: Child, sig: &str, after: Duration) -> Output {
-    let deadline = Instant::now() + after;
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status();
-    child.wait_with_output().unwrap()
 }
 
 fn finish(dir: &Path, args: &[&str]) -> Output {

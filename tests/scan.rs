@@ -180,6 +180,99 @@ fn filtered_reasons() {
     assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
 }
 
+/// A router one hop away answers IPv6 SYNs with ICMPv6: no route
+/// (2001:2:2::/64), administratively prohibited (2001:2:1::7, an nft
+/// reject) or nothing (the rest of 2001:2:1::/64, a blackhole). The router
+/// is a second namespace behind a veth pair, so its answers cross a link as
+/// a real router's do. With `IPV6_RECVERR` each connect socket learns who
+/// sent the unreachable: nmap's `reason_ip`, in the JSON lines and the XML
+/// `<state>`, in both engines; the silent port has none.
+#[test]
+fn ipv6_unreachables_name_their_router() {
+    if !in_netns!(ipv6_unreachables_name_their_router) {
+        return;
+    }
+    let mut router = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "600"])
+        .spawn()
+        .expect("start the router's namespace");
+    let pid = router.id();
+    let netns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while netns(&pid.to_string()) == netns("self") {
+        assert!(Instant::now() < deadline, "the router's namespace");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sh(&format!(
+        "ip link add v0 type veth peer name v1 && ip link set v1 netns {pid} && \
+         ip -6 addr add 2001:2::1/64 dev v0 nodad && ip link set v0 up && \
+         ip -6 route add 2001:2:1::/64 via 2001:2::2 && \
+         ip -6 route add 2001:2:2::/64 via 2001:2::2"
+    ));
+    sh(&format!(
+        "nsenter -t {pid} -n sh -c 'ip link set lo up && \
+         ip -6 addr add 2001:2::2/64 dev v1 nodad && ip link set v1 up && \
+         sysctl -qw net.ipv6.conf.all.forwarding=1 && \
+         ip -6 route add blackhole 2001:2:1::/64 && \
+         nft add table inet router && \
+         nft add chain inet router pre \"{{ type filter hook prerouting priority 0; }}\" && \
+         nft add rule inet router pre ip6 daddr 2001:2:1::7 reject with icmpv6 type admin-prohibited'"
+    ));
+    let dir = temp_dir("v6-router");
+    for engine in ["mio", "threads"] {
+        let json = dir.join(format!("{engine}.jsonl"));
+        let xml = dir.join(format!("{engine}.xml"));
+        let o = run(&[
+            "--engine",
+            engine,
+            "-p",
+            "80,443",
+            "--timeout",
+            "500ms",
+            "--retries",
+            "0",
+            "--show",
+            "all",
+            "-oJ",
+            json.to_str().unwrap(),
+            "-oX",
+            xml.to_str().unwrap(),
+            "2001:2:1::5",
+            "2001:2:1::7",
+            "2001:2:2::9",
+        ]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        let text = std::fs::read_to_string(&json).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 6, "{engine}: 3 hosts x 2 ports: {text}");
+        for v in &lines {
+            let (reason, router) = match v["addr"].as_str().unwrap() {
+                "2001:2:1::5" => ("no-response", None),
+                "2001:2:1::7" => ("admin-prohibited", Some("2001:2::2")),
+                "2001:2:2::9" => ("net-unreach", Some("2001:2::2")),
+                other => panic!("{engine}: unexpected {other}"),
+            };
+            assert_eq!(v["state"], "filtered", "{engine}: {v}");
+            assert_eq!(v["reason"], reason, "{engine}: {v}");
+            assert_eq!(v["reason_ip"].as_str(), router, "{engine}: {v}");
+        }
+        let xml = std::fs::read_to_string(&xml).unwrap();
+        for reason in ["admin-prohibited", "net-unreach"] {
+            let state = format!(
+                r#"<state state="filtered" reason="{reason}" reason_ttl="0" reason_ip="2001:2::2"/>"#
+            );
+            assert_eq!(xml.matches(&state).count(), 2, "{engine}: {xml}");
+        }
+        let silent = r#"<state state="filtered" reason="no-response" reason_ttl="0"/>"#;
+        assert_eq!(xml.matches(silent).count(), 2, "{engine}: {xml}");
+    }
+    let _ = router.kill();
+    let _ = router.wait();
+}
+
 /// Ctrl-C: stop issuing, close what is in flight, flush every output, print
 /// the summary, exit 130.
 #[test]

@@ -5,7 +5,8 @@ pub mod netns;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 /// The `fastport` binary under test, run from the temporary directory so
 /// that files it leaves by default (a resume file) stay out of the tree.
@@ -137,4 +138,39 @@ pub fn sh(cmd: &str) {
         .status()
         .expect("run sh");
     assert!(status.success(), "command failed: {cmd}");
+}
+
+/// Sends `sig` once the run has caught it (its handler is in place: on a
+/// loaded machine a debug build can take longer than `after` to get there)
+/// and has then had `after` to start writing. `KILL` cannot be caught: it
+/// waits for the run's `INT` handler instead.
+pub fn signal_after(child: Child, sig: &str, after: Duration) -> Output {
+    let number = match sig {
+        "HUP" => 1,
+        "INT" | "KILL" => 2,
+        "TERM" => 15,
+        other => panic!("signal {other}: add its number"),
+    };
+    let started = Instant::now();
+    while !catches(child.id(), number) && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(after);
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status();
+    child.wait_with_output().unwrap()
+}
+
+/// Whether process `pid` has a handler for signal `number` (`SigCgt` in
+/// `/proc/PID/status`, a hexadecimal mask whose bit `number - 1` is it).
+fn catches(pid: u32, number: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (number - 1)) != 0)
 }
