@@ -365,12 +365,7 @@ impl PortRow<'_> {
             Ok(())
         };
         let mut cell = [0u8; 9];
-        let mut n = self.port;
-        let len = digits(n);
-        for i in (0..len).rev() {
-            cell[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
+        let len = put_decimal(&mut cell, self.port);
         cell[len..len + 4].copy_from_slice(b"/tcp");
         out.write_all(&cell[..len + 4])?;
         pad(out, self.width.saturating_sub(len + 4) + 1)?;
@@ -428,6 +423,52 @@ impl std::fmt::Display for Seconds6 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
     }
+}
+
+/// `tag(state)`, in its colour codes when `color`: the bytes of
+/// [`Painted`] without a width.
+fn write_tag(out: &mut impl Write, color: bool, state: State) -> io::Result<()> {
+    if color {
+        out.write_all(b"\x1b[")?;
+        out.write_all(color_code(state).as_bytes())?;
+        out.write_all(b"m")?;
+        out.write_all(tag(state).as_bytes())?;
+        out.write_all(b"\x1b[0m")
+    } else {
+        out.write_all(tag(state).as_bytes())
+    }
+}
+
+/// `target` as its `Display` writes it (`127.0.0.1:22`, `[::1]:22`); an
+/// IPv4 address from a buffer on the stack, without the formatting
+/// machinery.
+fn write_target(out: &mut impl Write, target: std::net::SocketAddr) -> io::Result<()> {
+    let std::net::SocketAddr::V4(v4) = target else {
+        return write!(out, "{target}");
+    };
+    let mut buf = [0u8; 21];
+    let mut n = 0;
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        n += put_decimal(&mut buf[n..], u16::from(octet));
+    }
+    buf[n] = b':';
+    n += 1;
+    n += put_decimal(&mut buf[n..], v4.port());
+    out.write_all(&buf[..n])
+}
+
+/// Writes `n` in decimal at the start of `buf`; returns its length.
+fn put_decimal(buf: &mut [u8], mut n: u16) -> usize {
+    let len = digits(n);
+    for i in (0..len).rev() {
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    len
 }
 
 /// Decimal digits of `n`, as `n.to_string().len()` counts them.
@@ -573,7 +614,15 @@ impl Sink for TextSink {
                 )?,
                 None => write!(self.out, "{tag} {} {table}", r.target)?,
             },
-            _ => write!(self.out, "{tag} {} {table}", r.target)?,
+            _ => {
+                // The common line, `[CLOSED] 127.0.3.4:5432 postgresql`,
+                // from bytes: one per shown result.
+                write_tag(&mut self.out, self.style.color, state)?;
+                self.out.write_all(b" ")?;
+                write_target(&mut self.out, r.target)?;
+                self.out.write_all(b" ")?;
+                self.out.write_all(table.as_bytes())?;
+            }
         }
         if let Some(name) = self.run.names.get(ip) {
             write!(self.out, " ({name})")?;
@@ -988,6 +1037,44 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Live lines written from bytes are the lines `Display` wrote.
+    #[test]
+    fn targets_and_tags_written_from_bytes_are_their_display() {
+        let targets = [
+            "0.0.0.0:0",
+            "127.0.0.1:22",
+            "127.0.3.4:5432",
+            "198.18.10.200:9200",
+            "255.255.255.255:65535",
+            "9.99.100.1:7",
+            "[::1]:22",
+            "[2001:2::5]:443",
+        ];
+        let every_octet = (0..=255u8).flat_map(|o| {
+            [0u16, 9, 10, 99, 100, 999, 1000, 65535].map(move |port| {
+                std::net::SocketAddr::from(([o, 255 - o, o / 3, 10], port)).to_string()
+            })
+        });
+        for t in targets.map(String::from).into_iter().chain(every_octet) {
+            let target: std::net::SocketAddr = t.parse().unwrap();
+            let mut got = Vec::new();
+            write_target(&mut got, target).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), target.to_string());
+        }
+        for state in State::ALL {
+            for color in [false, true] {
+                let mut got = Vec::new();
+                write_tag(&mut got, color, state).unwrap();
+                let want = Painted {
+                    color,
+                    state,
+                    text: tag(state),
+                };
+                assert_eq!(String::from_utf8(got).unwrap(), want.to_string());
             }
         }
     }
