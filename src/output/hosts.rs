@@ -150,6 +150,12 @@ impl HostRecord {
         crate::classify::answers_every_port(&self.reasons.map(u64::from))
     }
 
+    /// Whether a shown port is open (with `--open` only such hosts are
+    /// written).
+    pub fn has_open_port(&self) -> bool {
+        self.shown.iter().any(|(_, r)| r.state() == State::Open)
+    }
+
     /// Results received for this host.
     pub fn results(&self) -> u64 {
         self.reasons.iter().map(|&n| u64::from(n)).sum()
@@ -648,21 +654,64 @@ pub fn worth_writing(record: &HostRecord) -> bool {
     record.status().up || !record.shown.is_empty()
 }
 
+/// What a per-host document keeps besides its writer: its hosts in
+/// progress, its clock, and how far it is written.
+#[derive(Debug)]
+pub(super) struct DocumentState {
+    pub hosts: PendingHosts,
+    pub now: fn() -> SystemTime,
+    /// Whether the header is written (a continued file has it).
+    begun: bool,
+    /// Whether the footer has been written (or is being written).
+    finished: bool,
+}
+
+impl DocumentState {
+    /// The document of `run` showing `show`; `continued` when it goes on
+    /// with an interrupted run's file, taking that document's own host
+    /// counts (`counts`) from what the run held over.
+    pub fn new(
+        run: &super::RunInfo,
+        show: Show,
+        continued: bool,
+        counts: impl FnOnce(&HeldHosts) -> Option<[u64; 2]>,
+    ) -> DocumentState {
+        DocumentState {
+            hosts: PendingHosts::for_run(run, show, continued, counts),
+            now: SystemTime::now,
+            begun: continued,
+            finished: false,
+        }
+    }
+
+    /// True the first time only: the header is to be written now.
+    pub fn begin(&mut self) -> bool {
+        !std::mem::replace(&mut self.begun, true)
+    }
+}
+
 /// What the per-host formats (nmap XML, grepable) share: a header written
 /// on the first result, a record per host as soon as it is complete, and
 /// at the end the unfinished hosts and a footer. A format gives the parts;
 /// the provided methods run them the same way for both.
 pub(super) trait HostDocument {
-    /// Writes the header, once.
+    /// Writes the header, once ([`DocumentState::begin`]).
     fn begin(&mut self) -> io::Result<()>;
     /// Writes one host's record.
     fn write_host(&mut self, record: &HostRecord) -> io::Result<()>;
     /// Writes what follows the last host (run statistics, closing tags).
     fn write_footer(&mut self, summary: &Summary) -> io::Result<()>;
-    fn hosts(&mut self) -> &mut PendingHosts;
-    fn clock(&self) -> fn() -> SystemTime;
-    /// Whether the footer has been written (or is being written).
-    fn finished(&mut self) -> &mut bool;
+    fn doc(&mut self) -> &mut DocumentState;
+
+    /// The same document with a fixed clock, for exact tests.
+    #[cfg(test)]
+    fn with_clock(mut self, now: fn() -> SystemTime) -> Self
+    where
+        Self: Sized,
+    {
+        self.doc().now = now;
+        self
+    }
     /// The format, as a resume file names it.
     const FORMAT: Format;
     /// Flushes the writer underneath.
@@ -671,8 +720,9 @@ pub(super) trait HostDocument {
     /// Takes one result; writes its host's record if that completed it.
     fn add_result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
         self.begin()?;
-        let clock = self.clock();
-        if let Some(record) = self.hosts().add(r, shown, || unix_secs(clock())) {
+        let doc = self.doc();
+        let clock = doc.now;
+        if let Some(record) = doc.hosts.add(r, shown, || unix_secs(clock())) {
             if worth_writing(&record) {
                 self.write_host(&record)?;
             }
@@ -682,11 +732,11 @@ pub(super) trait HostDocument {
 
     /// Writes the hosts still pending and the footer, once.
     fn close(&mut self, summary: &Summary) -> io::Result<()> {
-        if std::mem::replace(self.finished(), true) {
+        if std::mem::replace(&mut self.doc().finished, true) {
             return Ok(());
         }
         self.begin()?;
-        for record in self.hosts().drain_partial() {
+        for record in self.doc().hosts.drain_partial() {
             if worth_writing(&record) {
                 self.write_host(&record)?;
             }
@@ -702,7 +752,7 @@ pub(super) trait HostDocument {
         if self.close(summary).is_ok() {
             return Ok(());
         }
-        *self.finished() = false;
+        self.doc().finished = false;
         self.close(summary)
     }
 }
@@ -715,7 +765,7 @@ impl<D: HostDocument> Sink for D {
     }
 
     fn warm(&mut self, batch: &[ProbeResult]) {
-        self.hosts().warm(batch);
+        self.doc().hosts.warm(batch);
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -731,15 +781,15 @@ impl<D: HostDocument> Sink for D {
     }
 
     fn hold(&mut self) {
-        self.hosts().hold();
+        self.doc().hosts.hold();
     }
 
     fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
-        self.hosts().enter_segment(schedule);
+        self.doc().hosts.enter_segment(schedule);
     }
 
     fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
-        let (pending, counts) = self.hosts().take_held()?;
+        let (pending, counts) = self.doc().hosts.take_held()?;
         Some((D::FORMAT, pending, counts))
     }
 }

@@ -161,7 +161,7 @@ impl TextSink {
     /// show (with `--open`: an open port).
     fn keep(&mut self, record: HostRecord) {
         let keep = if self.run.open_only {
-            record.shown.iter().any(|(_, r)| r.state() == State::Open)
+            record.has_open_port()
         } else {
             !record.shown.is_empty()
         };
