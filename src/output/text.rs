@@ -1099,6 +1099,13 @@ mod tests {
         }
     }
 
+    /// A row per host with ports to show: whole host records made a /16's
+    /// `--show all` table 17 MB.
+    #[test]
+    fn table_rows_stay_small() {
+        assert!(std::mem::size_of::<TableRow>() <= 88);
+    }
+
     /// Every port's name by index is the name the search finds.
     #[test]
     fn names_by_port_are_the_searched_names() {
