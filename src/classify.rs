@@ -200,28 +200,20 @@ mod tests {
 
     #[test]
     fn connected_is_open_unless_it_met_itself() {
-        let open = Report::Connected {
-            local: sa("127.0.0.1:40000"),
-            peer: sa("127.0.0.1:22"),
-        };
-        assert_eq!(classify(open), Verdict::Done(Reason::SynAck));
-        let itself = Report::Connected {
-            local: sa("127.0.0.1:40000"),
-            peer: sa("127.0.0.1:40000"),
-        };
-        assert_eq!(classify(itself), Verdict::Done(Reason::SelfConnect));
+        for (local, peer, reason) in [
+            ("127.0.0.1:40000", "127.0.0.1:22", Reason::SynAck),
+            ("127.0.0.1:40000", "127.0.0.1:40000", Reason::SelfConnect),
+            ("[::1]:50000", "[::1]:50000", Reason::SelfConnect),
+            // Same port, other address: a real connection.
+            ("127.0.0.2:50000", "127.0.0.1:50000", Reason::SynAck),
+        ] {
+            let report = Report::Connected {
+                local: sa(local),
+                peer: sa(peer),
+            };
+            assert_eq!(classify(report), Verdict::Done(reason), "{local} -> {peer}");
+        }
         assert_eq!(Reason::SelfConnect.state(), State::Closed);
-        let v6 = Report::Connected {
-            local: sa("[::1]:50000"),
-            peer: sa("[::1]:50000"),
-        };
-        assert_eq!(classify(v6), Verdict::Done(Reason::SelfConnect));
-        // Same port, other address: a real connection.
-        let other = Report::Connected {
-            local: sa("127.0.0.2:50000"),
-            peer: sa("127.0.0.1:50000"),
-        };
-        assert_eq!(classify(other), Verdict::Done(Reason::SynAck));
     }
 
     /// An unreachable whose router the error queue named is classified as

@@ -20,11 +20,13 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
 
+use crate::engine::EngineKind;
+use crate::order::OrderKind;
+
 /// FastPort: a fast TCP connect port scanner (one non-blocking event loop per core).
 ///
 /// With no arguments it scans localhost ports 1-1024 and prints each open port.
-// Serde: a resume file records every option (see `crate::resume`).
-#[derive(Debug, Clone, Parser, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "fastport", version = VERSION, about, long_about = None)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
@@ -55,31 +57,26 @@ pub struct Args {
     /// by default. Default: every address of the name's family (IPv4 when
     /// it has any), as nmap's --resolve-all.
     #[arg(long = "resolve-first", help_heading = "Targets")]
-    #[serde(default)]
     pub resolve_first: bool,
 
     /// nmap's "no reverse DNS": FastPort never looks names up in reverse,
     /// so -n changes nothing; accepted so nmap command lines work.
     #[arg(short = 'n', help_heading = "Targets")]
-    #[serde(default)]
     pub nmap_no_dns: bool,
 
     /// nmap's "skip host discovery": FastPort never pings, it scans every
     /// target, so -Pn changes nothing. Other -P probes are refused.
     #[arg(short = 'P', value_name = "n", help_heading = "Targets")]
-    #[serde(default)]
     pub ping: Option<String>,
 
     /// Scan type: only `T`, TCP connect (what FastPort always does), as in
     /// nmap's -sT. -sS, -sU and the others need raw sockets and are refused
     /// with a word on what to use instead.
     #[arg(short = 's', value_name = "T", help_heading = "Ports")]
-    #[serde(default)]
     pub scan_type: Option<String>,
 
     /// Fast mode, as nmap's -F: the 100 highest-ranked ports (--top-ports 100).
     #[arg(short = 'F', help_heading = "Ports")]
-    #[serde(default)]
     pub fast: bool,
 
     /// Ports: 22,80,1000-2000; `-p-` for 1-65535. Default: 1-1024.
@@ -159,8 +156,8 @@ pub struct Args {
 
     /// How probes wait: `mio`, one event loop per core (default), or
     /// `threads`, one blocking OS thread per probe in flight (--concurrency threads).
-    #[arg(long, value_enum, default_value_t = EngineArg::Mio, help_heading = "Timing")]
-    pub engine: EngineArg,
+    #[arg(long, value_enum, default_value_t = EngineKind::Mio, help_heading = "Timing")]
+    pub engine: EngineKind,
 
     /// Worker threads, each running one event loop. Default: the number of cores.
     #[arg(long, value_name = "N", help_heading = "Timing")]
@@ -179,19 +176,16 @@ pub struct Args {
     /// namespace, FastPort keeps unanswered connects under what its table
     /// can hold (each holds an entry for 120 s); this lifts that limit.
     #[arg(long = "ignore-conntrack", help_heading = "Timing")]
-    #[serde(default)]
     pub ignore_conntrack: bool,
 
     /// nmap's --min-rate: accepted, but FastPort has no floor to enforce; it
     /// sends as fast as --concurrency, --rate and the answers allow.
     #[arg(long = "min-rate", value_name = "PPS", help_heading = "Timing")]
-    #[serde(default)]
     pub min_rate: Option<f64>,
 
     /// nmap's --scan-delay: wait at least DURATION between connects, i.e.
     /// --rate 1/DURATION (for all hosts together, stricter than nmap's per host).
     #[arg(long = "scan-delay", value_name = "DURATION", help_heading = "Timing")]
-    #[serde(default)]
     pub scan_delay: Option<String>,
 
     /// nmap's --max-scan-delay: accepted and has nothing to cap; FastPort's
@@ -201,14 +195,13 @@ pub struct Args {
         value_name = "DURATION",
         help_heading = "Timing"
     )]
-    #[serde(default)]
     pub max_scan_delay: Option<String>,
 
     /// Probe order: `random`, a seeded permutation of hosts × ports that
     /// spreads the load over hosts (default), or `sequential`, each host's
     /// ports in turn.
-    #[arg(long, value_enum, default_value_t = OrderArg::Random, help_heading = "Scan order")]
-    pub order: OrderArg,
+    #[arg(long, value_enum, default_value_t = OrderKind::Random, help_heading = "Scan order")]
+    pub order: OrderKind,
 
     /// Seed of the random order, for a reproducible run (and the same for
     /// every shard). Default: random, printed in the summary.
@@ -250,7 +243,6 @@ pub struct Args {
     /// given by name) to FILE (`-` for stdout), nothing else: for `| sort`,
     /// `| wc -l`, `| xargs`. With `-oL -` the summary goes to stderr. Also -oL.
     #[arg(long = "output-list", value_name = "FILE", help_heading = "Output")]
-    #[serde(default)]
     pub output_list: Option<PathBuf>,
 
     /// Write BASENAME.txt, BASENAME.xml, BASENAME.gnmap and BASENAME.jsonl. Also -oA.
@@ -273,18 +265,15 @@ pub struct Args {
     /// Show only open ports, as nmap's --open: hosts without one are left out
     /// of the XML and grepable outputs too.
     #[arg(long, help_heading = "Output")]
-    #[serde(default)]
     pub open: bool,
 
     /// More detail: -v prints notes about nmap flags that change nothing;
     /// -vv also adds the reason and latency to the text (like --reason).
     #[arg(short = 'v', action = clap::ArgAction::Count, help_heading = "Output")]
-    #[serde(default)]
     pub verbose: u8,
 
     /// Quiet: no progress bar, status lines or notes on stderr; errors still.
     #[arg(short = 'q', long = "quiet", help_heading = "Output")]
-    #[serde(default)]
     pub quiet: bool,
 
     /// Add the reason (syn-ack, conn-refused, ...) and latency to the text output.
@@ -299,7 +288,6 @@ pub struct Args {
     /// deadline, retry, close) and the engine's decisions to FILE, with
     /// microsecond timestamps; `fastport report` draws it.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
-    #[serde(default)]
     pub trace: Option<PathBuf>,
 
     /// Trace only this fraction of the probes (0.01: one in a hundred),
@@ -309,13 +297,11 @@ pub struct Args {
         value_name = "FRACTION",
         help_heading = "Output"
     )]
-    #[serde(default)]
     pub trace_sample: Option<f64>,
 
     // Service detection (crate::service): validated by service::ServiceOptions::from_args.
     /// Keep talking to each open port to name its service and version. Also -sV.
     #[arg(long = "service-version", help_heading = "Services")]
-    #[serde(default)]
     pub service_version: bool,
 
     /// Which probes service detection sends: 0 (only those meant for the port)
@@ -326,12 +312,10 @@ pub struct Args {
         value_parser = clap::value_parser!(u8).range(0..=9),
         help_heading = "Services"
     )]
-    #[serde(default)]
     pub version_intensity: Option<u8>,
 
     /// Print what each open port's service says by itself (its banner), unmatched.
     #[arg(long, help_heading = "Services")]
-    #[serde(default)]
     pub banners: bool,
 
     /// Read service probes from FILE (nmap-service-probes format, e.g. your own
@@ -341,7 +325,6 @@ pub struct Args {
         value_name = "FILE",
         help_heading = "Services"
     )]
-    #[serde(default)]
     pub service_probes: Option<PathBuf>,
 }
 
@@ -449,28 +432,6 @@ impl ReportArgs {
     {
         ReportArgs::try_parse_from(args)
     }
-}
-
-/// `--engine` values.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-pub enum EngineArg {
-    /// One mio event loop per worker thread.
-    Mio,
-    /// One blocking OS thread per probe in flight.
-    Threads,
-}
-
-/// `--order` values.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-pub enum OrderArg {
-    /// A seeded random permutation of host blocks and of the probes within each.
-    Random,
-    /// Address by address, port by port.
-    Sequential,
 }
 
 const AFTER_HELP: &str = "\
@@ -787,12 +748,7 @@ fn document_commands() -> impl Iterator<Item = clap::Command> {
 mod tests {
     use super::*;
 
-    fn parse(line: &str) -> Args {
-        let argv = std::iter::once("fastport")
-            .chain(line.split_whitespace())
-            .map(OsString::from);
-        parse_from(argv).unwrap_or_else(|e| panic!("{line}: {e}"))
-    }
+    use crate::test_util::{args as parse, argv, assert_has};
 
     #[test]
     fn no_arguments_means_defaults() {
@@ -866,10 +822,7 @@ mod tests {
             ("--host-timeout 5m 127.0.0.1", "--host-timeout"),
             ("-sn 127.0.0.1", "never pings"),
         ] {
-            let argv = std::iter::once("fastport")
-                .chain(line.split_whitespace())
-                .map(OsString::from);
-            let e = parse_from(argv).unwrap_err().to_string();
+            let e = parse_from(argv(line)).unwrap_err().to_string();
             assert!(e.contains(needle), "{line}: {e}");
             assert_eq!(e.trim_end().lines().count(), 1, "{line}: {e}");
             assert!(!e.contains("unexpected argument"), "{line}: {e}");
@@ -912,12 +865,6 @@ mod tests {
 
     #[test]
     fn document_words_count_only_first() {
-        let argv = |line: &str| -> Vec<OsString> {
-            std::iter::once("fastport")
-                .chain(line.split_whitespace())
-                .map(OsString::from)
-                .collect()
-        };
         let doc = |line: &str| document_request(&argv(line)).map(|r| r.ok());
         assert_eq!(
             doc("completions bash"),
@@ -972,17 +919,11 @@ mod tests {
             "merge's options: {man}"
         );
         let help = command().render_long_help().to_string();
-        assert!(help.contains("fastport merge FILE..."), "{help}");
+        assert_has(&help, "fastport merge FILE...");
     }
 
     #[test]
     fn the_first_word_decides_the_mode() {
-        let argv = |line: &str| -> Vec<OsString> {
-            std::iter::once("fastport")
-                .chain(line.split_whitespace())
-                .map(OsString::from)
-                .collect()
-        };
         assert!(matches!(mode(&argv("merge a.jsonl")), Ok(Mode::Merge(m)) if m.inputs.len() == 1));
         assert!(matches!(
             mode(&argv("manpage")),

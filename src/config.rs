@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::classify::State;
-use crate::cli::{Args, EngineArg, OrderArg};
+use crate::cli::Args;
 use crate::engine::{EngineConfig, EngineKind};
-use crate::order::{Blocks, Done, Order, Schedule, SegmentPlan, Shard, ShardError};
+use crate::order::{Blocks, Done, Order, OrderKind, Schedule, SegmentPlan, Shard, ShardError};
 use crate::service::options::{OptionsError, ServiceOptions};
 use crate::targets::{self, Ranking, RankingSource, TargetArgs, TargetError, TargetSpace};
 use crate::timing::{AdaptiveTiming, Template, TemplateError};
@@ -451,7 +451,7 @@ impl ScanConfig {
         // memory mappings (stack, guard, signal stack), and the kernel caps
         // those per process (vm.max_map_count) and threads system-wide.
         let concurrency = match (args.engine, crate::sys::thread_budget()) {
-            (EngineArg::Threads, Some(max)) if concurrency as u64 > max => {
+            (EngineKind::Threads, Some(max)) if concurrency as u64 > max => {
                 notes.push(format!(
                     "--engine threads: {concurrency} threads is more than this system allows \
                      (vm.max_map_count, kernel.threads-max); using {max}"
@@ -485,14 +485,14 @@ impl ScanConfig {
         }
         let blocks = Blocks::new(space.len(), space.ports().len() as u64);
         let order = match args.order {
-            OrderArg::Random => Order::random(blocks, seed),
-            OrderArg::Sequential => Order::Sequential,
+            OrderKind::Random => Order::random(blocks, seed),
+            OrderKind::Sequential => Order::Sequential,
         };
         let mut schedule = Schedule::new(blocks, order, shard, Done::none());
         // Past u64::MAX probes: segment after segment, this run from the
         // first one the plan visits.
         let segments =
-            segments.map(|cut| SegmentPlan::new(cut, args.order == OrderArg::Random, seed, shard));
+            segments.map(|cut| SegmentPlan::new(cut, args.order == OrderKind::Random, seed, shard));
         let mut space = space;
         if let Some(plan) = &segments {
             (space, schedule) = plan.at(0);
@@ -505,10 +505,7 @@ impl ScanConfig {
             schedule,
             seed,
             engine: EngineConfig {
-                kind: match args.engine {
-                    EngineArg::Mio => EngineKind::Mio,
-                    EngineArg::Threads => EngineKind::Threads,
-                },
+                kind: args.engine,
                 timeout: timing.timeout,
                 retries: timing.retries,
                 adaptive: timing.adaptive,
@@ -797,13 +794,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 mod tests {
     use super::*;
     use crate::cli::parse_from;
-    use std::ffi::OsString;
 
     fn config(line: &str) -> Result<ScanConfig, ConfigError> {
-        let argv = std::iter::once("fastport")
-            .chain(line.split_whitespace())
-            .map(OsString::from);
-        match parse_from(argv) {
+        match parse_from(crate::test_util::argv(line)) {
             Ok(args) => ScanConfig::from_args(&args, 1024, 2),
             // A refusal at parse time reads the same to the user.
             Err(e) => Err(ConfigError::Nmap(e.to_string())),
@@ -862,20 +855,19 @@ mod tests {
         let c = config("--timeout 250ms 127.0.0.1").unwrap();
         assert_eq!((c.engine.timeout, c.engine.retries), (ms(250), 1));
         assert!(c.engine.adaptive.is_none());
-        let c = config("-T4 127.0.0.1").unwrap();
-        let a = c.engine.adaptive.unwrap();
-        assert_eq!(
-            (a.initial_rtt, a.min_rtt, a.max_rtt),
-            (ms(500), ms(100), ms(1250))
-        );
-        assert_eq!(c.engine.retries, 6);
-        let c = config("-T insane --max-retries 4 --min-rtt-timeout 20ms 127.0.0.1").unwrap();
-        let a = c.engine.adaptive.unwrap();
-        assert_eq!(
-            (a.initial_rtt, a.min_rtt, a.max_rtt),
-            (ms(250), ms(20), ms(300))
-        );
-        assert_eq!(c.engine.retries, 4);
+        for (line, rtts, retries) in [
+            ("-T4 127.0.0.1", (ms(500), ms(100), ms(1250)), 6),
+            (
+                "-T insane --max-retries 4 --min-rtt-timeout 20ms 127.0.0.1",
+                (ms(250), ms(20), ms(300)),
+                4,
+            ),
+        ] {
+            let c = config(line).unwrap();
+            let a = c.engine.adaptive.unwrap();
+            assert_eq!((a.initial_rtt, a.min_rtt, a.max_rtt), rtts, "{line}");
+            assert_eq!(c.engine.retries, retries, "{line}");
+        }
         let c = config("-T1 127.0.0.1").unwrap();
         assert_eq!(c.engine.concurrency, 1);
         assert_eq!(c.engine.rate, Some(1.0 / 15.0));

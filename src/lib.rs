@@ -108,6 +108,8 @@ pub mod shard_env;
 pub mod stats;
 pub mod sys;
 pub mod targets;
+#[cfg(test)]
+mod test_util;
 pub mod timing;
 #[doc(hidden)] // the binary's own: its files and formats
 pub mod trace;

@@ -472,12 +472,10 @@ fn read_stats(path: &Path) -> Result<StatsDocument, MergeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::TempDir;
 
-    fn dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("fastport-merge-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn dir(name: &str) -> TempDir {
+        TempDir::new("merge", name)
     }
 
     #[test]
@@ -518,7 +516,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(check_results(&[good]).unwrap(), 1);
-        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -535,7 +532,6 @@ mod tests {
             std::fs::write(&p, text).unwrap();
             assert_eq!(is_stats_file(&p).unwrap(), stats, "{text:?}");
         }
-        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -548,7 +544,6 @@ mod tests {
         let e = check_not_an_input(&b, std::slice::from_ref(&a)).unwrap_err();
         assert!(matches!(e, MergeError::InputIsOutput { .. }), "{e}");
         assert!(check_not_an_input(&d.join("new.jsonl"), &[a]).is_ok());
-        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -573,7 +568,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "new\n");
-        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

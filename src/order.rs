@@ -35,6 +35,9 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
 /// Feistel rounds. Four rounds of a full 64-bit mixer spread neighbouring
 /// positions over the whole space; the order needs spread, not secrecy.
 const ROUNDS: usize = 4;
@@ -49,8 +52,10 @@ pub struct Permutation {
     keys: [u64; ROUNDS],
 }
 
-/// SplitMix64: the seed's key schedule, and a good 64-bit mixer.
-fn splitmix(state: &mut u64) -> u64 {
+/// SplitMix64: the seed's key schedule, and a good 64-bit mixer (the
+/// trace's sampler hashes probe indices with it too).
+#[inline]
+pub(crate) fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     mix(*state)
 }
@@ -107,14 +112,7 @@ impl Permutation {
         if position >= self.n {
             return position;
         }
-        // Cycle-walking: the cipher permutes 0..2^bits; following the cycle
-        // of a point of 0..n until it comes back into 0..n is a bijection of
-        // 0..n, and the cycle does come back (it contains the start).
-        let mut x = self.encrypt(position);
-        while x >= self.n {
-            x = self.encrypt(x);
-        }
-        x
+        self.walk(position, |x| self.encrypt(x))
     }
 
     /// The position of `index`: the inverse of [`apply`](Self::apply).
@@ -122,9 +120,18 @@ impl Permutation {
         if index >= self.n {
             return index;
         }
-        let mut x = self.decrypt(index);
+        self.walk(index, |x| self.decrypt(x))
+    }
+
+    /// Cycle-walking: the cipher permutes 0..2^bits; following the cycle
+    /// of a point of 0..n (one `step` of the cipher or of its inverse at a
+    /// time) until it comes back into 0..n is a bijection of 0..n, and the
+    /// cycle does come back (it contains the start).
+    #[inline]
+    fn walk(&self, start: u64, step: impl Fn(u64) -> u64) -> u64 {
+        let mut x = step(start);
         while x >= self.n {
-            x = self.decrypt(x);
+            x = step(x);
         }
         x
     }
@@ -337,6 +344,36 @@ impl BlockOrder {
     }
 }
 
+/// `--order` by name, as the command line, the stats document and a resume
+/// file say it ([`Order`] is the permutation itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderKind {
+    /// A seeded random permutation of host blocks and of the probes within each.
+    Random,
+    /// Address by address, port by port.
+    Sequential,
+}
+
+impl OrderKind {
+    /// The name as `--order` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::Random => "random",
+            OrderKind::Sequential => "sequential",
+        }
+    }
+
+    /// The order a summary names (`sequential`, or else `random`).
+    pub fn of(name: &str) -> OrderKind {
+        if name == OrderKind::Sequential.as_str() {
+            OrderKind::Sequential
+        } else {
+            OrderKind::Random
+        }
+    }
+}
+
 /// `--order`: which permutation the positions go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -377,12 +414,17 @@ impl Order {
         }
     }
 
+    /// Which kind of order it is.
+    pub fn kind(&self) -> OrderKind {
+        match self {
+            Order::Sequential => OrderKind::Sequential,
+            Order::Random(_) => OrderKind::Random,
+        }
+    }
+
     /// The order's name as `--order` spells it.
     pub fn name(&self) -> &'static str {
-        match self {
-            Order::Sequential => "sequential",
-            Order::Random(_) => "random",
-        }
+        self.kind().as_str()
     }
 }
 

@@ -13,7 +13,7 @@
 //!                 "space": 67108864, "targets": "5be1f3a0c2d4e6f8" },
 //!   "finished": false,
 //!   "parts": 1,
-//!   "options": { "targets": { "operands": ["10.0.0.0/16"], ... },
+//!   "options": { "targets": { "operands": ["198.18.0.0/16"], ... },
 //!                "ports": { "ports": "1-1024", ... }, "engine": "mio",
 //!                "order": "random", "seed": 1234, "shard": "2/3",
 //!                "outputs": [{ "format": "json", "path": "/home/me/part1.jsonl" },
@@ -23,7 +23,7 @@
 //!                 "in_flight": [81234, 81235, 81300] },
 //!   "so_far": { "fastport_stats": 1, ... },
 //!   "hosts": { "xml": [5120, 5120], "grepable": [5120, 5120],
-//!              "pending": [{ "host": 81, "addr": "10.0.0.81", "first_seen": 1795959142,
+//!              "pending": [{ "host": 81, "addr": "198.18.0.81", "first_seen": 1795959142,
 //!                            "reasons": "conn-refused:9 syn-ack:1", "shown": "22:syn-ack",
 //!                            "rtt": [61, 20, 10] }] }
 //! }
@@ -71,15 +71,15 @@ use serde::{Deserialize, Serialize};
 
 mod options;
 pub use options::{
-    NmapOptions, OutputFormat, PortOptions, ReportOptions, SavedOutput, ScanOptions,
-    ServiceOptions, TargetOptions, TimingOptions,
+    NmapOptions, PortOptions, ReportOptions, SavedOutput, ScanOptions, ServiceOptions,
+    TargetOptions, TimingOptions,
 };
 
 use crate::cli::{self, Args};
 use crate::config::ScanConfig;
-use crate::order::{Done, Shard};
+use crate::order::{Done, OrderKind, Shard};
 use crate::output::{Continue, Format, HeldHosts};
-use crate::stats::{OrderName, StatsDocument};
+use crate::stats::StatsDocument;
 use crate::targets::{SEGMENT_PROBES, TargetSpace};
 
 /// What a resume file says while a run that resumed it has not ended (or
@@ -168,7 +168,7 @@ struct Head {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub seed: u64,
-    pub order: OrderName,
+    pub order: OrderKind,
     /// `K/N`.
     pub shard: String,
     /// Probes of the whole scan (every shard, every segment).
@@ -483,7 +483,7 @@ impl Resumed {
             });
         }
         let schedule = &config.schedule;
-        if schedule.order.name() != id.order.as_str() || schedule.shard.to_string() != id.shard {
+        if schedule.order.kind() != id.order || schedule.shard.to_string() != id.shard {
             return Err(ResumeError::Format {
                 path: self.path.clone(),
                 why: format!(
@@ -514,14 +514,14 @@ impl Resumed {
     pub fn continuing(&self) -> Continue {
         let o = &self.file.options;
         let mut c = Continue::default();
-        for (format, saved) in [
-            (Format::Text, OutputFormat::Normal),
-            (Format::Json, OutputFormat::Json),
-            (Format::Xml, OutputFormat::Xml),
-            (Format::Grepable, OutputFormat::Grepable),
-            (Format::Csv, OutputFormat::Csv),
+        for format in [
+            Format::Text,
+            Format::Json,
+            Format::Xml,
+            Format::Grepable,
+            Format::Csv,
         ] {
-            if let Some(path) = o.output(saved).filter(|p| *p != Path::new("-")) {
+            if let Some(path) = o.output(format).filter(|p| *p != Path::new("-")) {
                 c.add(format, path.to_path_buf());
             }
         }
@@ -603,7 +603,7 @@ pub fn file_for(
         check: String::new(),
         identity: Identity {
             seed: config.seed,
-            order: OrderName::of(schedule.order.name()),
+            order: schedule.order.kind(),
             shard: schedule.shard.to_string(),
             space: config.total_probes(),
             targets: scan_targets_hash(config),
@@ -684,24 +684,15 @@ mod tests {
     use super::*;
     use crate::stats::{Stats, Summary};
 
-    fn argv(line: &str) -> Vec<OsString> {
-        std::iter::once("fastport")
-            .chain(line.split_whitespace())
-            .map(OsString::from)
-            .collect()
-    }
+    use crate::test_util::{TempDir, argv, assert_has};
 
     fn resolve_line(line: &str) -> Result<(Args, Option<Resumed>), ResumeError> {
         let argv = argv(line);
         resolve(cli::parse_from(argv.clone()).unwrap(), &argv)
     }
 
-    fn dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("fastport-resume-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn dir(name: &str) -> TempDir {
+        TempDir::new("resume", name)
     }
 
     fn doc(config: &ScanConfig) -> StatsDocument {
@@ -728,6 +719,11 @@ mod tests {
             done,
             in_flight,
         }
+    }
+
+    /// The resume file at `path`, read back.
+    fn read_back(path: &Path) -> ResumeFile {
+        ResumeFile::from_text(path, &std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
     fn saved(dir: &Path, line: &str) -> PathBuf {
@@ -775,7 +771,7 @@ mod tests {
         assert_eq!(args.stats_every.as_deref(), Some("5s"));
         let resumed = resumed.unwrap();
         assert_eq!(
-            resumed.file.options.output(OutputFormat::Json),
+            resumed.file.options.output(Format::Json),
             Some(out.as_path())
         );
         drop(resumed);
@@ -797,7 +793,6 @@ mod tests {
 
         let e = resolve_line(&format!("--resume {p} -p 1-50 -oJ b.jsonl")).unwrap_err();
         assert!(e.to_string().ends_with("not --ports"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -830,35 +825,26 @@ mod tests {
             let e = ResumeFile::from_text(&path, &edited).unwrap_err();
             assert!(matches!(e, ResumeError::Damaged { .. }), "{e}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn progress_outside_the_shard_is_refused_even_with_a_good_check() {
         let dir = dir("range");
         let path = saved(&dir, "-p 1-100 127.0.0.1");
-        let good = ResumeFile::from_text(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
-        let mut cases = Vec::new();
-        let mut f = good.clone();
-        f.progress.done_below = 101;
-        cases.push(f);
-        let mut f = good.clone();
-        f.progress.done_ranges = vec![[15, 12]];
-        cases.push(f);
-        let mut f = good.clone();
-        f.progress.done_ranges = vec![[30, 40], [20, 25]];
-        cases.push(f);
-        let mut f = good.clone();
-        f.progress.done_ranges = vec![[90, 101]];
-        cases.push(f);
-        let mut f = good.clone();
-        f.progress.in_flight = vec![100];
-        cases.push(f);
-        for f in cases {
+        let good = read_back(&path);
+        let edits: [fn(&mut Progress); 5] = [
+            |p| p.done_below = 101,
+            |p| p.done_ranges = vec![[15, 12]],
+            |p| p.done_ranges = vec![[30, 40], [20, 25]],
+            |p| p.done_ranges = vec![[90, 101]],
+            |p| p.in_flight = vec![100],
+        ];
+        for edit in edits {
+            let mut f = good.clone();
+            edit(&mut f.progress);
             let e = ResumeFile::from_text(&path, &f.to_text()).unwrap_err();
             assert!(matches!(e, ResumeError::Format { .. }), "{e}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -866,8 +852,7 @@ mod tests {
         use crate::output::{HeldHost, HeldHosts};
         let dir = dir("held");
         let path = saved(&dir, "-p 1-100 127.0.0.0/30");
-        let mut file =
-            ResumeFile::from_text(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut file = read_back(&path);
         let host = |host: u64, addr: &str, shown: &str| HeldHost {
             host,
             addr: addr.parse().unwrap(),
@@ -910,7 +895,6 @@ mod tests {
             let e = ResumeFile::from_text(&path, &file.to_text()).unwrap_err();
             assert!(matches!(e, ResumeError::Format { .. }), "{e}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -922,7 +906,6 @@ mod tests {
         resumed.unwrap().finish().unwrap();
         let e = resolve_line(&format!("--resume {p}")).unwrap_err();
         assert!(matches!(e, ResumeError::Finished { .. }), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -938,7 +921,6 @@ mod tests {
         let e = resolve_line(&format!("--resume {p}")).unwrap_err();
         assert!(matches!(e, ResumeError::Stale { .. }), "{e}");
         assert!(e.to_string().contains("No space left on device"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -951,16 +933,15 @@ mod tests {
         assert!(matches!(e, ResumeError::Locked { .. }), "{e}");
         drop(first);
         assert!(resolve_line(&format!("--resume {p}")).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_second_interrupted_run_does_not_replace_the_first_resume_file() {
         let dir = dir("names");
         let path = saved(&dir, "-p 1-100 127.0.0.1");
-        let file = ResumeFile::from_text(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let file = read_back(&path);
         let names = |shard| {
-            let dir = dir.clone();
+            let dir = dir.to_path_buf();
             candidate_paths(shard).map(move |p| dir.join(p))
         };
         let a = write_new(names(Shard::WHOLE), &file).unwrap();
@@ -974,7 +955,6 @@ mod tests {
                 .unwrap()
                 .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".tmp") })
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A scan of 2^80 probes (segments of 2^63) stopped in the eighth
@@ -1032,7 +1012,6 @@ mod tests {
         let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
         let e = resumed.unwrap().apply(&mut config).unwrap_err();
         assert!(e.to_string().contains("segment 131072 is past"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The options were clap's `Args` serialized as JSON, outputs told
@@ -1054,9 +1033,9 @@ mod tests {
         let args = cli::parse_from(argv(&line)).unwrap();
         let config = ScanConfig::from_args(&args, 1024, 2).unwrap();
         let options = ScanOptions::of(&args, config.seed, &config.outputs);
-        assert_eq!(options.engine, crate::stats::EngineName::Threads);
-        assert_eq!(options.order, OrderName::Sequential);
-        let formats: Vec<(OutputFormat, String)> = options
+        assert_eq!(options.engine, crate::engine::EngineKind::Threads);
+        assert_eq!(options.order, OrderKind::Sequential);
+        let formats: Vec<(Format, String)> = options
             .outputs
             .iter()
             .map(|o| (o.format, o.path.display().to_string()))
@@ -1065,18 +1044,18 @@ mod tests {
         assert_eq!(
             formats,
             [
-                (OutputFormat::Normal, format!("{b}.txt")),
-                (OutputFormat::Json, format!("{b}.jsonl")),
-                (OutputFormat::Xml, format!("{b}.xml")),
-                (OutputFormat::Grepable, format!("{b}.gnmap")),
-                (OutputFormat::Csv, "-".to_string()),
+                (Format::Text, format!("{b}.txt")),
+                (Format::Json, format!("{b}.jsonl")),
+                (Format::Xml, format!("{b}.xml")),
+                (Format::Grepable, format!("{b}.gnmap")),
+                (Format::Csv, "-".to_string()),
             ]
         );
         // Through the file's text and back: the same options, and a
         // command line that makes the same scan.
         let text = serde_json::to_string_pretty(&options).unwrap();
-        assert!(text.contains("\"engine\": \"threads\""), "{text}");
-        assert!(text.contains("\"format\": \"grepable\""), "{text}");
+        assert_has(&text, "\"engine\": \"threads\"");
+        assert_has(&text, "\"format\": \"grepable\"");
         let read: ScanOptions = serde_json::from_str(&text).unwrap();
         assert_eq!(read, options);
         let again = read.clone().into_args();
@@ -1095,7 +1074,6 @@ mod tests {
         // An unknown field is not silently dropped.
         let extra = text.replacen("\"seed\": 99", "\"seed\": 99, \"sede\": 1", 1);
         assert!(serde_json::from_str::<ScanOptions>(&extra).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1113,6 +1091,5 @@ mod tests {
                 path.display()
             )
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

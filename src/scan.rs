@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::config::ScanConfig;
-use crate::engine::{self, EngineEnd, EngineError, EngineKind};
+use crate::engine::{self, EngineEnd, EngineError};
 use crate::order::Done;
 use crate::output::progress::Progress;
 use crate::output::{HeldHosts, Outputs};
@@ -134,10 +134,7 @@ pub fn run(
         ports_per_host: config.space.ports().len() as u64,
         planned,
         engine: config.engine.kind.as_str(),
-        threads: match config.engine.kind {
-            EngineKind::Mio => config.engine.threads,
-            EngineKind::Threads => config.engine.concurrency,
-        },
+        threads: config.engine.waiting_threads(),
         concurrency: config.engine.concurrency,
         seed: config.seed,
         order: schedule.order.name(),

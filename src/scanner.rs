@@ -623,10 +623,7 @@ impl Scanner {
             ports_per_host: self.space.ports().len() as u64,
             planned,
             engine: self.engine.kind.as_str(),
-            threads: match self.engine.kind {
-                Engine::Mio => self.engine.threads,
-                Engine::Threads => self.engine.concurrency,
-            },
+            threads: self.engine.waiting_threads(),
             concurrency: self.engine.concurrency,
             seed: self.seed,
             order: self.schedule.order.name(),

@@ -13,7 +13,8 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{LocalError, Reason, State};
-use crate::order::Shard;
+use crate::engine::EngineKind;
+use crate::order::{OrderKind, Shard};
 use crate::report::series::{Series, SeriesDoc};
 use crate::timing::TimingSummary;
 
@@ -220,7 +221,7 @@ pub struct StatsDocument {
     /// The format version ([`STATS_VERSION`]).
     pub fastport_stats: u32,
     /// `--engine`.
-    pub engine: EngineName,
+    pub engine: EngineKind,
     /// Worker threads.
     pub threads: usize,
     /// Probes in flight, at most.
@@ -258,7 +259,7 @@ pub struct StatsDocument {
     /// The random order's seed.
     pub seed: u64,
     /// `--order`.
-    pub order: OrderName,
+    pub order: OrderKind,
     /// `--shard` as `K/N`.
     pub shard: String,
     /// HdrHistogram V2 in base64, by `state/reason`: they add exactly.
@@ -277,62 +278,6 @@ pub struct StatsDocument {
     /// `fastport report`); absent when the engine recorded none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<SeriesDoc>,
-}
-
-/// `--engine`, as the stats document names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineName {
-    /// `mio`.
-    Mio,
-    /// `threads`.
-    Threads,
-}
-
-/// `--order`, as the stats document names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OrderName {
-    /// `random`.
-    Random,
-    /// `sequential`.
-    Sequential,
-}
-
-impl EngineName {
-    /// The name the summary gives an engine (`threads`, or else `mio`).
-    pub fn of(name: &str) -> EngineName {
-        if name == "threads" {
-            EngineName::Threads
-        } else {
-            EngineName::Mio
-        }
-    }
-    /// The name as written.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineName::Mio => "mio",
-            EngineName::Threads => "threads",
-        }
-    }
-}
-
-impl OrderName {
-    /// The name the summary gives an order (`sequential`, or else `random`).
-    pub fn of(name: &str) -> OrderName {
-        if name == "sequential" {
-            OrderName::Sequential
-        } else {
-            OrderName::Random
-        }
-    }
-    /// The name as written.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderName::Random => "random",
-            OrderName::Sequential => "sequential",
-        }
-    }
 }
 
 /// The run's identity and what it wrote, recorded in its `--stats`.
@@ -371,7 +316,7 @@ impl StatsDocument {
             .collect();
         StatsDocument {
             fastport_stats: STATS_VERSION,
-            engine: EngineName::of(s.engine),
+            engine: EngineKind::of(s.engine),
             threads: s.threads,
             concurrency: s.concurrency,
             hosts: s.hosts,
@@ -390,7 +335,7 @@ impl StatsDocument {
             local_errors,
             latency_us,
             seed: s.seed,
-            order: OrderName::of(s.order),
+            order: OrderKind::of(s.order),
             shard: s.shard.to_string(),
             histograms: histograms(&s.stats),
             run,

@@ -220,7 +220,7 @@ impl Sampler {
     pub fn keeps(&self, probe: u64) -> bool {
         match self.threshold {
             None => true,
-            Some(t) => mix(probe ^ self.seed) < t,
+            Some(t) => crate::order::splitmix(&mut (probe ^ self.seed)) < t,
         }
     }
 
@@ -228,15 +228,6 @@ impl Sampler {
     pub fn rate(&self) -> f64 {
         f64::from(self.ppm) / 1e6
     }
-}
-
-/// SplitMix64's finaliser: a bijection that spreads neighbouring indices.
-#[inline]
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// What a worker hands the writer thread.
@@ -874,20 +865,7 @@ pub fn is_trace(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A `Write` the test can read back after the sink is done with it.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::test_util::SharedBuf;
 
     fn us(n: u64) -> Duration {
         Duration::from_micros(n)
@@ -952,7 +930,7 @@ mod tests {
 
     #[test]
     fn every_event_round_trips_with_its_time_and_worker() {
-        let out = Shared::default();
+        let out = SharedBuf::default();
         let sink = TraceSink::new(Box::new(out.clone()), Sampler::new(1.0, 9)).unwrap();
         let mut tracer = sink.tracer(3);
         let events = every_event();
@@ -961,7 +939,7 @@ mod tests {
         }
         tracer.finish().unwrap();
         sink.flush().unwrap();
-        let bytes = out.0.lock().unwrap().clone();
+        let bytes = out.bytes();
         // A header, one block: far less than version 1's 32 bytes a record.
         assert!(bytes.len() < HEADER_LEN + BLOCK_HEADER + 12 * events.len());
         assert!(is_trace(&bytes));
@@ -976,7 +954,7 @@ mod tests {
 
     #[test]
     fn workers_blocks_interleave_and_the_reader_sorts_them_by_time() {
-        let out = Shared::default();
+        let out = SharedBuf::default();
         let sink = TraceSink::new(Box::new(out.clone()), Sampler::new(1.0, 0)).unwrap();
         let mut a = sink.tracer(0);
         let mut b = sink.tracer(1);
@@ -989,7 +967,7 @@ mod tests {
         drop(a);
         b.finish().unwrap();
         sink.flush().unwrap();
-        let bytes = out.0.lock().unwrap().clone();
+        let bytes = out.bytes();
         let trace = read(bytes.as_slice()).unwrap();
         assert_eq!(trace.records.len(), 20_000);
         for (i, r) in trace.records.iter().enumerate() {
@@ -1001,7 +979,7 @@ mod tests {
 
     #[test]
     fn sampling_keeps_whole_probes_near_the_rate_and_all_engine_events() {
-        let out = Shared::default();
+        let out = SharedBuf::default();
         let sampler = Sampler::new(0.01, 42);
         let sink = TraceSink::new(Box::new(out.clone()), sampler).unwrap();
         let mut t = sink.tracer(0);
@@ -1020,7 +998,7 @@ mod tests {
         }
         t.finish().unwrap();
         sink.flush().unwrap();
-        let trace = read(out.0.lock().unwrap().as_slice()).unwrap();
+        let trace = read(out.bytes().as_slice()).unwrap();
         assert_eq!(trace.sample, 0.01);
         let kept: Vec<u64> = trace
             .records
@@ -1104,13 +1082,13 @@ mod tests {
             read(&b"NOTATRACE-0123456789012345"[..]),
             Err(TraceError::BadMagic)
         ));
-        let out = Shared::default();
+        let out = SharedBuf::default();
         let sink = TraceSink::new(Box::new(out.clone()), Sampler::new(1.0, 0)).unwrap();
         let mut t = sink.tracer(0);
         t.record(TraceEvent::Ready { probe: 1 }, us(1));
         t.finish().unwrap();
         sink.flush().unwrap();
-        let mut bytes = out.0.lock().unwrap().clone();
+        let mut bytes = out.bytes();
         let whole = bytes.clone();
         bytes.pop();
         assert!(matches!(
@@ -1130,7 +1108,7 @@ mod tests {
 
     #[test]
     fn a_loopback_probe_takes_under_thirty_bytes() {
-        let out = Shared::default();
+        let out = SharedBuf::default();
         let sink = TraceSink::new(Box::new(out.clone()), Sampler::new(1.0, 0)).unwrap();
         let mut t = sink.tracer(0);
         let n = 10_000u64;
@@ -1173,7 +1151,7 @@ mod tests {
         }
         t.finish().unwrap();
         sink.flush().unwrap();
-        let bytes = out.0.lock().unwrap().clone();
+        let bytes = out.bytes();
         assert!(
             bytes.len() < HEADER_LEN + 30 * n as usize,
             "{}",

@@ -28,6 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::time::Duration;
 
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
 pub use crate::order::Stride;
 use crate::order::{Lane, Schedule};
 use crate::probe::ProbeResult;
@@ -41,8 +44,10 @@ const BATCH: usize = 512;
 /// Batches in flight between the workers and the writer (backpressure).
 const CHANNEL_DEPTH: usize = 64;
 
-/// Which design waits for the probes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which design waits for the probes: `--engine`, and the name the stats
+/// document and a resume file give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// One mio event loop per worker thread.
     #[default]
@@ -57,6 +62,15 @@ impl EngineKind {
         match self {
             EngineKind::Mio => "mio",
             EngineKind::Threads => "threads",
+        }
+    }
+
+    /// The engine a summary names (`threads`, or else `mio`).
+    pub fn of(name: &str) -> EngineKind {
+        if name == EngineKind::Threads.as_str() {
+            EngineKind::Threads
+        } else {
+            EngineKind::Mio
         }
     }
 }
@@ -98,6 +112,18 @@ pub struct EngineConfig {
     /// session ([`services`]) and its result waits for the session's end;
     /// `None`: a plain scan, every open connect closed at once.
     pub services: Option<crate::service::options::ServiceOptions>,
+}
+
+impl EngineConfig {
+    /// The threads that wait for probes, as a summary counts them: the
+    /// event-loop workers, or with the threads engine one per probe in
+    /// flight.
+    pub fn waiting_threads(&self) -> usize {
+        match self.kind {
+            EngineKind::Mio => self.threads,
+            EngineKind::Threads => self.concurrency,
+        }
+    }
 }
 
 /// How the engine ended: the merged stats, and what a resume needs to know

@@ -704,15 +704,10 @@ fn summary_of(c: &Checked) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{TempDir, assert_has};
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "fastport-unit-{}-formats-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp(name: &str) -> TempDir {
+        TempDir::new("formats", name)
     }
 
     fn line(addr: &str, port: u16, reason: Reason, rtt: Option<u32>) -> String {
@@ -866,25 +861,13 @@ mod tests {
         // Each host once, in address order (IPv4 first), however the
         // shards interleaved them.
         assert_eq!(hosts, ["127.0.0.1", "127.0.0.3", "::1"]);
-        assert!(xml.contains("services=\"22,80,443,8080\""), "{xml}");
+        assert_has(&xml, "services=\"22,80,443,8080\"");
         assert!(!xml.contains("timedout"), "every host is complete: {xml}");
-        assert!(
-            xml.contains("<extraports state=\"closed\" count=\"3\">"),
-            "{xml}"
-        );
-        assert!(
-            xml.contains("<extraports state=\"filtered\" count=\"3\">"),
-            "{xml}"
-        );
-        assert!(
-            xml.contains("<hosts up=\"3\" down=\"0\" total=\"3\"/>"),
-            "{xml}"
-        );
+        assert_has(&xml, "<extraports state=\"closed\" count=\"3\">");
+        assert_has(&xml, "<extraports state=\"filtered\" count=\"3\">");
+        assert_has(&xml, "<hosts up=\"3\" down=\"0\" total=\"3\"/>");
         let gnmap = std::fs::read_to_string(dir.join("m.gnmap")).unwrap();
-        assert!(
-            gnmap.contains("Host: 127.0.0.1 ()\tPorts: 22/open/tcp//ssh///"),
-            "{gnmap}"
-        );
+        assert_has(&gnmap, "Host: 127.0.0.1 ()\tPorts: 22/open/tcp//ssh///");
         let csv = std::fs::read_to_string(dir.join("m.csv")).unwrap();
         let rows: Vec<&str> = csv.lines().skip(1).collect();
         assert_eq!(
@@ -933,7 +916,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("reported twice"), "{err}");
+        assert_has(&err, "reported twice");
         // The line formats take whatever the shards wrote.
         let mut p = plan(&dir);
         p.csv = Some(Dest::File(dir.join("part.csv")));
@@ -961,21 +944,21 @@ mod tests {
         p.csv = Some(Dest::File(dir.join("scan.csv")));
         write(&inputs, &p, Some(&summary())).unwrap();
         let xml = std::fs::read_to_string(dir.join("scan.xml")).unwrap();
-        assert!(xml.contains(r#"<service name="ssh" product="OpenSSH" version="9.2p1" method="probed" conf="10"><cpe>cpe:/a:openbsd:openssh:9.2p1</cpe></service>"#), "{xml}");
-        let gnmap = std::fs::read_to_string(dir.join("scan.gnmap")).unwrap();
-        assert!(
-            gnmap.contains("22/open/tcp//ssh//OpenSSH 9.2p1/"),
-            "{gnmap}"
+        assert_has(
+            &xml,
+            r#"<service name="ssh" product="OpenSSH" version="9.2p1" method="probed" conf="10"><cpe>cpe:/a:openbsd:openssh:9.2p1</cpe></service>"#,
         );
+        let gnmap = std::fs::read_to_string(dir.join("scan.gnmap")).unwrap();
+        assert_has(&gnmap, "22/open/tcp//ssh//OpenSSH 9.2p1/");
         let csv = std::fs::read_to_string(dir.join("scan.csv")).unwrap();
         assert!(
             csv.starts_with("addr,port,state,reason,rtt_us,host,service,"),
             "{csv}"
         );
-        assert!(
-            csv.contains("127.0.0.1,22,open,syn-ack,122,,ssh,OpenSSH,9.2p1,,,\"'=1+1\"\n"),
-            "{csv}"
+        assert_has(
+            &csv,
+            "127.0.0.1,22,open,syn-ack,122,,ssh,OpenSSH,9.2p1,,,\"'=1+1\"\n",
         );
-        assert!(csv.contains("::1,22,open,syn-ack,122,,,,,,,\n"), "{csv}");
+        assert_has(&csv, "::1,22,open,syn-ack,122,,,,,,,\n");
     }
 }

@@ -75,9 +75,15 @@ impl OpenError {
     }
 }
 
-/// The formats a file can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The formats a file can hold, by the flag that asks for each. A resume
+/// file names them in lowercase (`Text` as `normal`, after `-oN`) and
+/// lists them in this order.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
+    #[serde(rename = "normal")]
     Text,
     Json,
     Xml,
@@ -86,6 +92,8 @@ pub enum Format {
     /// `-oL`: `addr:port` lines.
     List,
     Stats,
+    /// `--trace`: every probe's life.
+    Trace,
 }
 
 impl Format {
@@ -99,6 +107,7 @@ impl Format {
             Format::Csv => "-oC",
             Format::List => "-oL",
             Format::Stats => "--stats",
+            Format::Trace => "--trace",
         }
     }
 }
@@ -876,25 +885,13 @@ impl Outputs {
 pub(crate) mod tests {
     use super::*;
     use crate::stats::Stats;
-    use std::sync::{Arc, Mutex};
+    use crate::test_util::SharedBuf;
 
     /// A [`Writer`] into memory, and a function reading what was written.
     pub fn capture() -> (Writer, impl Fn() -> String) {
-        #[derive(Clone)]
-        struct Shared(Arc<Mutex<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let shared = Shared(Arc::default());
+        let shared = SharedBuf::default();
         let reader = shared.clone();
-        let text = move || String::from_utf8(reader.0.lock().unwrap().clone()).unwrap();
-        (Writer::new(Box::new(shared)), text)
+        (Writer::new(Box::new(shared)), move || reader.text())
     }
 
     /// Gives `sink` one result, shown as `show` says (what

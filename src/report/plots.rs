@@ -51,6 +51,15 @@ fn empty(what: &str) -> String {
     format!("<p class=\"empty\">{}</p>\n", xml(what))
 }
 
+/// The chart when it has something to draw, else a note saying why not.
+fn chart_or_note(chart: Chart, drawn: bool, why_not: &str) -> Block {
+    if drawn {
+        Block::Chart(Box::new(chart), false)
+    } else {
+        Block::Html(empty(why_not))
+    }
+}
+
 /// Lower edge of log bin `b`, rounded up to a whole microsecond: the
 /// histograms count whole microseconds, so below ~40 µs several bins would
 /// hold no value at all and the outline would show false gaps.
@@ -197,7 +206,17 @@ pub fn over_time(runs: &[Run]) -> Vec<Block> {
         .iter()
         .map(|(_, _, s)| s.len() as f64 * s.bucket_ms / 1000.0)
         .fold(0.0, f64::max);
-    let time = || Axis::linear("time since the scan started (s)", 0.0, tmax, Unit::Seconds);
+    // A chart over the scan's time, its y axis a tenth above the highest value.
+    let over_time = |id: &str, title: &str, y_label: &str, ymax: f64| {
+        Chart::new(
+            id,
+            title,
+            Axis::linear("time since the scan started (s)", 0.0, tmax, Unit::Seconds),
+            Axis::linear(y_label, 0.0, ymax * 1.1, Unit::Count),
+            WIDTH,
+            HEIGHT,
+        )
+    };
     // x of bucket i: its middle, in seconds.
     let at = |s: &super::SeriesDoc, i: usize| (i as f64 + 0.5) * s.bucket_ms / 1000.0;
     let mut out: Vec<Block> = Vec::new();
@@ -210,14 +229,7 @@ pub fn over_time(runs: &[Run]) -> Vec<Block> {
         .iter()
         .flat_map(|(_, _, s)| s.in_flight.iter().chain(&s.window).flatten())
         .fold(0.0f64, |a, &b| a.max(b));
-    let mut c = Chart::new(
-        "in-flight",
-        "Probes in flight and window",
-        time(),
-        Axis::linear("probes", 0.0, ymax * 1.1, Unit::Count),
-        WIDTH,
-        HEIGHT,
-    );
+    let mut c = over_time("in-flight", "Probes in flight and window", "probes", ymax);
     for (i, run, s) in &series {
         let pts = |col: &[Option<f64>]| -> Vec<(f64, f64)> {
             col.iter()
@@ -246,71 +258,57 @@ pub fn over_time(runs: &[Run]) -> Vec<Block> {
         }
     }
     c.note("Mean of the samples taken in each bucket.");
-    if sampled {
-        out.push(Block::Chart(Box::new(c), false));
-    } else {
-        out.push(Block::Html(empty(
-            "In flight and window: the engine took no samples in this run.",
-        )));
-    }
+    out.push(chart_or_note(
+        c,
+        sampled,
+        "In flight and window: the engine took no samples in this run.",
+    ));
 
     // Launch rate.
-    let rate = |n: u64, s: &super::SeriesDoc| n as f64 * 1000.0 / s.bucket_ms;
-    let ymax = series
+    // Per-second rates of a column of per-bucket counts, at each bucket's middle.
+    let rates = |s: &super::SeriesDoc, col: &[u64]| -> Vec<(f64, f64)> {
+        col.iter()
+            .enumerate()
+            .map(|(b, &n)| (at(s, b), n as f64 * 1000.0 / s.bucket_ms))
+            .collect()
+    };
+    let lines: Vec<Line> = series
         .iter()
-        .flat_map(|(_, _, s)| s.launches.iter().map(|&n| rate(n, s)))
-        .fold(0.0, f64::max);
-    let mut c = Chart::new(
+        .map(|(i, run, s)| (run.name(), color(*i), "", rates(s, &s.launches)))
+        .collect();
+    let ymax = highest(&lines);
+    let mut c = over_time(
         "launch-rate",
         "Launch rate (connect attempts, retries included)",
-        time(),
-        Axis::linear("launches per second", 0.0, ymax * 1.1, Unit::Count),
-        WIDTH,
-        HEIGHT,
+        "launches per second",
+        ymax,
     );
-    for (i, run, s) in &series {
-        let pts: Vec<_> = s
-            .launches
-            .iter()
-            .enumerate()
-            .map(|(k, &n)| (at(s, k), rate(n, s)))
-            .collect();
-        c.line(&pts, color(*i), "", &run.name());
-        c.legend(&run.name(), color(*i), "");
-    }
+    draw(&mut c, &lines);
     let widths: BTreeSet<String> = series
         .iter()
         .map(|(_, _, s)| format!("{} ms", s.bucket_ms))
         .collect();
     let widths: Vec<String> = widths.into_iter().collect();
     c.note(&format!("Buckets of {}.", widths.join(", ")));
-    if ymax > 0.0 {
-        out.push(Block::Chart(Box::new(c), false));
-    } else {
-        out.push(Block::Html(empty(
-            "Launch rate: the engine recorded no launches in this run.",
-        )));
-    }
+    out.push(chart_or_note(
+        c,
+        ymax > 0.0,
+        "Launch rate: the engine recorded no launches in this run.",
+    ));
 
     // Completion rate: by outcome for one run, the total per run for several.
     let mut lines: Vec<Line> = Vec::new();
     for (i, run, s) in &series {
         if series.len() == 1 {
             for (k, (outcome, col)) in s.completions.iter().enumerate() {
-                let pts = col
-                    .iter()
-                    .enumerate()
-                    .map(|(b, &n)| (at(s, b), rate(n, s)))
-                    .collect();
-                lines.push((outcome.clone(), color(k), DASHES[k % DASHES.len()], pts));
+                lines.push((
+                    outcome.clone(),
+                    color(k),
+                    DASHES[k % DASHES.len()],
+                    rates(s, col),
+                ));
             }
         }
-        let pts = s
-            .completions_total()
-            .iter()
-            .enumerate()
-            .map(|(b, &n)| (at(s, b), rate(n, s)))
-            .collect();
         let label = if series.len() == 1 {
             "all outcomes".to_string()
         } else {
@@ -321,30 +319,37 @@ pub fn over_time(runs: &[Run]) -> Vec<Block> {
         } else {
             color(*i)
         };
-        lines.push((label, col, "", pts));
+        lines.push((label, col, "", rates(s, &s.completions_total())));
     }
-    let ymax = lines
-        .iter()
-        .flat_map(|l| l.3.iter().map(|p| p.1))
-        .fold(0.0, f64::max);
-    let mut c = Chart::new(
+    let mut c = over_time(
         "completion-rate",
         "Completion rate (final results)",
-        time(),
-        Axis::linear("results per second", 0.0, ymax * 1.1, Unit::Count),
-        WIDTH,
-        HEIGHT,
+        "results per second",
+        highest(&lines),
     );
-    for (label, col, dash, pts) in &lines {
-        c.line(pts, col, dash, label);
-        c.legend(label, col, dash);
-    }
+    draw(&mut c, &lines);
     out.push(Block::Chart(Box::new(c), false));
     out
 }
 
 /// A labelled line: label, colour, dash pattern, points.
 type Line = (String, &'static str, &'static str, Vec<(f64, f64)>);
+
+/// The highest point of any of `lines` (0 for none).
+fn highest(lines: &[Line]) -> f64 {
+    lines
+        .iter()
+        .flat_map(|l| l.3.iter().map(|p| p.1))
+        .fold(0.0, f64::max)
+}
+
+/// Each line on `chart`, with its legend entry.
+fn draw(chart: &mut Chart, lines: &[Line]) {
+    for (label, col, dash, pts) in lines {
+        chart.line(pts, col, dash, label);
+        chart.legend(label, col, dash);
+    }
+}
 
 /// Each host's min–max range with its p50 and p90, hosts by median.
 pub fn host_rtt(runs: &[Run]) -> Vec<Block> {

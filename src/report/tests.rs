@@ -1,21 +1,18 @@
 //! The report from inputs made here: what each plot needs, what it draws,
 //! and that input never becomes markup.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::series::Series;
 use super::*;
 use crate::classify::Reason;
+use crate::test_util::{TempDir, assert_has};
 use crate::trace::{Sampler, TraceEvent, TraceSink};
 
 const PAYLOAD: &str = "</script><img src=x onerror=alert(1)>";
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fastport-report-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn dir(name: &str) -> TempDir {
+    TempDir::new("report", name)
 }
 
 /// A summary document as `--stats` writes it, with a series.
@@ -202,7 +199,7 @@ fn bad_inputs_are_named() {
     let trace = d.join("cut.trace");
     std::fs::write(&trace, &crate::trace::MAGIC[..]).unwrap();
     let err = load(&[trace]).unwrap_err().to_string();
-    assert!(err.contains("cut.trace"), "{err}");
+    assert_has(&err, "cut.trace");
     assert!(matches!(load(&[]), Err(ReportError::NoInput)));
 }
 

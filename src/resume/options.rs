@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{Args, EngineArg, OrderArg};
+use crate::cli::Args;
 use crate::config::{Dest, OutputPlan};
-use crate::stats::{EngineName, OrderName};
+use crate::engine::EngineKind;
+use crate::order::OrderKind;
+use crate::output::Format;
 
 /// Every option of an interrupted scan, typed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,8 +24,8 @@ pub struct ScanOptions {
     pub targets: TargetOptions,
     pub ports: PortOptions,
     pub timing: TimingOptions,
-    pub engine: EngineName,
-    pub order: OrderName,
+    pub engine: EngineKind,
+    pub order: OrderKind,
     /// The seed the run drew or was given: the resumed run's order.
     pub seed: u64,
     /// `--shard K/N`, resolved (`auto` is not kept: its K/N is).
@@ -123,31 +125,9 @@ pub struct ServiceOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SavedOutput {
-    pub format: OutputFormat,
+    pub format: Format,
     /// Absolute, or `-` for standard output.
     pub path: PathBuf,
-}
-
-/// The formats a scan writes, by the flag that asks for each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    /// `-oN`.
-    Normal,
-    /// `-oJ`.
-    Json,
-    /// `-oX`.
-    Xml,
-    /// `-oG`.
-    Grepable,
-    /// `-oC`.
-    Csv,
-    /// `-oL`.
-    List,
-    /// `--stats`.
-    Stats,
-    /// `--trace`.
-    Trace,
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -224,14 +204,14 @@ impl ScanOptions {
         } = args.clone();
         let normal = plan.text.iter().find(|d| matches!(d, Dest::File(_)));
         let mut outputs: Vec<SavedOutput> = [
-            (OutputFormat::Normal, dest_path(normal)),
-            (OutputFormat::Json, dest_path(plan.json.as_ref())),
-            (OutputFormat::Xml, dest_path(plan.xml.as_ref())),
-            (OutputFormat::Grepable, dest_path(plan.grepable.as_ref())),
-            (OutputFormat::Csv, dest_path(plan.csv.as_ref())),
-            (OutputFormat::List, output_list.as_deref().map(absolute)),
-            (OutputFormat::Stats, dest_path(plan.stats.as_ref())),
-            (OutputFormat::Trace, trace.as_deref().map(absolute)),
+            (Format::Text, dest_path(normal)),
+            (Format::Json, dest_path(plan.json.as_ref())),
+            (Format::Xml, dest_path(plan.xml.as_ref())),
+            (Format::Grepable, dest_path(plan.grepable.as_ref())),
+            (Format::Csv, dest_path(plan.csv.as_ref())),
+            (Format::List, output_list.as_deref().map(absolute)),
+            (Format::Stats, dest_path(plan.stats.as_ref())),
+            (Format::Trace, trace.as_deref().map(absolute)),
         ]
         .into_iter()
         .filter_map(|(format, path)| {
@@ -272,14 +252,8 @@ impl ScanOptions {
                 max_scan_delay,
                 ignore_conntrack,
             },
-            engine: match engine {
-                EngineArg::Mio => EngineName::Mio,
-                EngineArg::Threads => EngineName::Threads,
-            },
-            order: match order {
-                OrderArg::Random => OrderName::Random,
-                OrderArg::Sequential => OrderName::Sequential,
-            },
+            engine,
+            order,
             seed,
             shard,
             outputs,
@@ -307,7 +281,7 @@ impl ScanOptions {
     }
 
     /// The output of `format`, if the run wrote one.
-    pub fn output(&self, format: OutputFormat) -> Option<&Path> {
+    pub fn output(&self, format: Format) -> Option<&Path> {
         self.outputs
             .iter()
             .find(|o| o.format == format)
@@ -319,14 +293,14 @@ impl ScanOptions {
     pub fn into_args(self) -> Args {
         let output = |format| self.output(format).map(Path::to_path_buf);
         Args {
-            output_normal: output(OutputFormat::Normal),
-            output_json: output(OutputFormat::Json),
-            output_xml: output(OutputFormat::Xml),
-            output_grepable: output(OutputFormat::Grepable),
-            output_csv: output(OutputFormat::Csv),
-            output_list: output(OutputFormat::List),
-            stats: output(OutputFormat::Stats),
-            trace: output(OutputFormat::Trace),
+            output_normal: output(Format::Text),
+            output_json: output(Format::Json),
+            output_xml: output(Format::Xml),
+            output_grepable: output(Format::Grepable),
+            output_csv: output(Format::Csv),
+            output_list: output(Format::List),
+            stats: output(Format::Stats),
+            trace: output(Format::Trace),
             output_all: None,
             targets: self.targets.operands,
             input_list: self.targets.input_list,
@@ -348,20 +322,14 @@ impl ScanOptions {
             min_rtt_timeout: self.timing.min_rtt_timeout,
             max_rtt_timeout: self.timing.max_rtt_timeout,
             concurrency: self.timing.concurrency,
-            engine: match self.engine {
-                EngineName::Mio => EngineArg::Mio,
-                EngineName::Threads => EngineArg::Threads,
-            },
+            engine: self.engine,
             threads: self.timing.threads,
             rate: self.timing.rate,
             min_rate: self.timing.min_rate,
             scan_delay: self.timing.scan_delay,
             max_scan_delay: self.timing.max_scan_delay,
             ignore_conntrack: self.timing.ignore_conntrack,
-            order: match self.order {
-                OrderName::Random => OrderArg::Random,
-                OrderName::Sequential => OrderArg::Sequential,
-            },
+            order: self.order,
             seed: Some(self.seed),
             shard: self.shard,
             resume: None,

@@ -561,14 +561,19 @@ match rare m|^R| p/rare/
         }
     }
 
+    /// A conversation with the service on `port`, begun now.
+    fn begin(port: u16, s: Settings) -> (Conversation, Instant) {
+        let t0 = Instant::now();
+        (Conversation::new(db(), port, s, t0), t0)
+    }
+
     fn drain(c: &mut Conversation) -> Vec<Action> {
         std::iter::from_fn(|| c.poll_action()).collect()
     }
 
     #[test]
     fn banner_matched_at_once() {
-        let t0 = Instant::now();
-        let mut c = Conversation::new(db(), 22, settings(), t0);
+        let (mut c, t0) = begin(22, settings());
         assert_eq!(drain(&mut c), vec![]);
         // Banner floor 1.5 s > 10 × 10 ms.
         assert_eq!(c.next_deadline(), Some(t0 + ms(1500)));
@@ -583,8 +588,7 @@ match rare m|^R| p/rare/
 
     #[test]
     fn silent_service_gets_probes_hinted_first_then_by_rarity() {
-        let t0 = Instant::now();
-        let mut c = Conversation::new(db(), 9999, settings(), t0);
+        let (mut c, t0) = begin(9999, settings());
         c.handle_timeout(t0 + ms(1500));
         // NULL heard nothing: the hinted (rare) probe goes out on lane 0 itself.
         let rare = c.matcher.probe_index(Protocol::Tcp, "Rare").unwrap();
@@ -614,12 +618,13 @@ match rare m|^R| p/rare/
 
     #[test]
     fn intensity_leaves_out_rare_probes_unless_hinted() {
-        let t0 = Instant::now();
-        let s = Settings {
-            intensity: 0,
-            ..settings()
-        };
-        let mut c = Conversation::new(db(), 22, s, t0);
+        let (mut c, t0) = begin(
+            22,
+            Settings {
+                intensity: 0,
+                ..settings()
+            },
+        );
         c.handle_timeout(t0 + ms(1500));
         // Nothing is hinted for port 22 and every probe is rarer than 0.
         assert_eq!(drain(&mut c), vec![Action::Close(0)]);
@@ -628,12 +633,13 @@ match rare m|^R| p/rare/
 
     #[test]
     fn parallel_lanes_and_first_hard_match_closes_the_rest() {
-        let t0 = Instant::now();
-        let s = Settings {
-            parallel: 3,
-            ..settings()
-        };
-        let mut c = Conversation::new(db(), 80, s, t0);
+        let (mut c, t0) = begin(
+            80,
+            Settings {
+                parallel: 3,
+                ..settings()
+            },
+        );
         // The first probes go out at once on lanes of their own, while lane 0 waits for a
         // banner.
         assert_eq!(drain(&mut c), vec![Action::Connect(1), Action::Connect(2)]);
@@ -669,8 +675,7 @@ match rare m|^R| p/rare/
 
     #[test]
     fn service_that_never_speaks_costs_bounded_time() {
-        let t0 = Instant::now();
-        let mut c = Conversation::new(db(), 80, settings(), t0);
+        let (mut c, t0) = begin(80, settings());
         let mut now = t0;
         let mut steps = 0;
         while c.verdict().is_none() {
@@ -692,12 +697,13 @@ match rare m|^R| p/rare/
 
     #[test]
     fn one_byte_a_second_is_cut_by_the_quiet_interval() {
-        let t0 = Instant::now();
-        let s = Settings {
-            intensity: 0,
-            ..settings()
-        };
-        let mut c = Conversation::new(db(), 22, s, t0);
+        let (mut c, t0) = begin(
+            22,
+            Settings {
+                intensity: 0,
+                ..settings()
+            },
+        );
         c.handle_data(0, b"S", t0 + ms(1000));
         // Quiet interval: max(2 × 10 ms, 100 ms) after the byte.
         assert_eq!(c.next_deadline(), Some(t0 + ms(1100)));
@@ -713,13 +719,14 @@ match rare m|^R| p/rare/
 
     #[test]
     fn megabyte_of_binary_is_read_up_to_the_bound() {
-        let t0 = Instant::now();
-        let s = Settings {
-            intensity: 0,
-            read_limit: 4096,
-            ..settings()
-        };
-        let mut c = Conversation::new(db(), 22, s, t0);
+        let (mut c, t0) = begin(
+            22,
+            Settings {
+                intensity: 0,
+                read_limit: 4096,
+                ..settings()
+            },
+        );
         let junk: Vec<u8> = (0..1_000_000u64).map(|i| (i * 7919 % 251) as u8).collect();
         for chunk in junk.chunks(65536) {
             c.handle_data(0, chunk, t0 + ms(5));
@@ -732,20 +739,20 @@ match rare m|^R| p/rare/
 
     #[test]
     fn closes_at_once_is_tcpwrapped() {
-        let t0 = Instant::now();
-        let mut c = Conversation::new(db(), 80, settings(), t0);
+        let (mut c, t0) = begin(80, settings());
         c.handle_closed(0, t0 + ms(2));
         assert_eq!(c.verdict(), Some(&Verdict::Tcpwrapped));
     }
 
     #[test]
     fn closed_after_the_tcpwrapped_window_is_not_tcpwrapped() {
-        let t0 = Instant::now();
-        let s = Settings {
-            intensity: 0,
-            ..settings()
-        };
-        let mut c = Conversation::new(db(), 80, s, t0);
+        let (mut c, t0) = begin(
+            80,
+            Settings {
+                intensity: 0,
+                ..settings()
+            },
+        );
         c.handle_timeout(t0 + ms(1500));
         assert_eq!(drain(&mut c), vec![Action::Send { lane: 0, probe: 1 }]);
         // Closed while the Get probe waits: not the NULL probe's quick close.
@@ -755,12 +762,13 @@ match rare m|^R| p/rare/
 
     #[test]
     fn reset_after_the_banner_keeps_the_banner() {
-        let t0 = Instant::now();
-        let s = Settings {
-            intensity: 0,
-            ..settings()
-        };
-        let mut c = Conversation::new(db(), 22, s, t0);
+        let (mut c, t0) = begin(
+            22,
+            Settings {
+                intensity: 0,
+                ..settings()
+            },
+        );
         c.handle_data(0, b"hello\x1b[2J", t0 + ms(5));
         c.handle_closed(0, t0 + ms(6));
         assert_eq!(
@@ -774,8 +782,7 @@ match rare m|^R| p/rare/
 
     #[test]
     fn tls_alert_asks_for_a_tunnel() {
-        let t0 = Instant::now();
-        let mut c = Conversation::new(db(), 80, settings(), t0);
+        let (mut c, t0) = begin(80, settings());
         c.handle_timeout(t0 + ms(1500));
         assert_eq!(drain(&mut c), vec![Action::Send { lane: 0, probe: 1 }]);
         c.handle_data(0, b"\x15\x03\x03\0\x02\x02\x0a", t0 + ms(1510));
@@ -793,12 +800,13 @@ match rare m|^R| p/rare/
 
     #[test]
     fn banners_mode_reports_without_matching() {
-        let t0 = Instant::now();
-        let s = Settings {
-            banners_only: true,
-            ..settings()
-        };
-        let mut c = Conversation::new(db(), 22, s, t0);
+        let (mut c, t0) = begin(
+            22,
+            Settings {
+                banners_only: true,
+                ..settings()
+            },
+        );
         c.handle_data(0, b"SSH-2.0-OpenSSH_9.6\r\n", t0 + ms(3));
         assert!(c.verdict().is_none());
         c.handle_timeout(t0 + ms(103));
@@ -811,12 +819,13 @@ match rare m|^R| p/rare/
 
     #[test]
     fn waits_follow_the_rtt_up_to_the_probe_cap() {
-        let t0 = Instant::now();
-        let s = Settings {
-            rtt: ms(300),
-            ..settings()
-        };
-        let c = Conversation::new(db(), 22, s, t0);
+        let (c, t0) = begin(
+            22,
+            Settings {
+                rtt: ms(300),
+                ..settings()
+            },
+        );
         // 10 × 300 ms = 3 s, above the 1.5 s floor, under the 6 s cap.
         assert_eq!(c.next_deadline(), Some(t0 + ms(3000)));
         let s = Settings {

@@ -117,12 +117,7 @@ mod tests {
 
     use super::*;
 
-    fn args(line: &str) -> Args {
-        let argv = std::iter::once("fastport")
-            .chain(line.split_whitespace())
-            .map(OsString::from);
-        crate::cli::parse_from(argv).unwrap()
-    }
+    use crate::test_util::args;
 
     #[test]
     fn flags_to_options() {
@@ -157,8 +152,7 @@ mod tests {
 
     #[test]
     fn service_probes_file_errors_name_the_file_and_line() {
-        let dir = std::env::temp_dir().join(format!("fastport-sp-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_util::TempDir::new("service-probes", "errors");
         let bad = dir.join("bad-probes");
         std::fs::write(&bad, "Probe TCP NULL q||\nrarity 0\n").unwrap();
         let e = ServiceOptions::from_args(&args(&format!("--service-probes {}", bad.display())))
@@ -182,6 +176,5 @@ mod tests {
             ServiceOptions::from_args(&args(&format!("--service-probes {}", missing.display())))
                 .unwrap_err();
         assert!(matches!(e, OptionsError::Read { .. }));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

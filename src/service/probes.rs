@@ -421,18 +421,12 @@ fn parse_probe(rest: &[u8], line: usize) -> Result<Probe, ParseErrorKind> {
         other => return Err(ParseErrorKind::BadProtocol(text(other))),
     };
     let (name, rest) = split_word(rest);
-    if name.is_empty() || rest.len() < 2 || rest[0] != b'q' {
+    if name.is_empty() {
         return Err(ParseErrorKind::BadProbeLine);
     }
-    let delim = rest[1];
-    let body = &rest[2..];
-    let end = body
-        .iter()
-        .position(|&b| b == delim)
-        .ok_or(ParseErrorKind::Unterminated("probe string"))?;
-    let payload = unescape(&body[..end])?;
-    let after = trim(&body[end + 1..]);
-    let no_payload = match after {
+    let (payload, after) = delimited(rest, b'q', "probe string", ParseErrorKind::BadProbeLine)?;
+    let payload = unescape(payload)?;
+    let no_payload = match trim(after) {
         b"" => false,
         b"no-payload" => true,
         _ => return Err(ParseErrorKind::BadProbeLine),
@@ -496,19 +490,36 @@ pub fn unescape(s: &[u8]) -> Result<Vec<u8>, ParseErrorKind> {
     Ok(out)
 }
 
-fn parse_match(rest: &[u8], soft: bool, line: usize) -> Result<MatchRule, ParseErrorKind> {
-    let (service, rest) = split_word(rest);
-    if service.is_empty() || rest.len() < 2 || rest[0] != b'm' {
-        return Err(ParseErrorKind::BadMatchLine);
+/// A string in nmap's `q|...|` or `m=...=` form: `letter`, then any byte
+/// as the delimiter. The string and what follows its closing delimiter;
+/// `bad` when `rest` does not start with the letter and a delimiter.
+fn delimited<'a>(
+    rest: &'a [u8],
+    letter: u8,
+    what: &'static str,
+    bad: ParseErrorKind,
+) -> Result<(&'a [u8], &'a [u8]), ParseErrorKind> {
+    let [first, delim, body @ ..] = rest else {
+        return Err(bad);
+    };
+    if *first != letter {
+        return Err(bad);
     }
-    let delim = rest[1];
-    let body = &rest[2..];
     let end = body
         .iter()
-        .position(|&b| b == delim)
-        .ok_or(ParseErrorKind::Unterminated("pattern"))?;
-    let pattern = body[..end].to_vec();
-    let mut i = end + 1;
+        .position(|b| b == delim)
+        .ok_or(ParseErrorKind::Unterminated(what))?;
+    Ok((&body[..end], &body[end + 1..]))
+}
+
+fn parse_match(rest: &[u8], soft: bool, line: usize) -> Result<MatchRule, ParseErrorKind> {
+    let (service, rest) = split_word(rest);
+    if service.is_empty() {
+        return Err(ParseErrorKind::BadMatchLine);
+    }
+    let (pattern, body) = delimited(rest, b'm', "pattern", ParseErrorKind::BadMatchLine)?;
+    let pattern = pattern.to_vec();
+    let mut i = 0;
     let (mut caseless, mut dotall) = (false, false);
     while let Some(&f) = body.get(i) {
         match f {

@@ -1,8 +1,8 @@
 //! Target specifications as users write them for nmap and masscan.
 //!
-//! One token is an address (`10.0.0.1`, `2001:db8::1`), a CIDR block
-//! (`10.0.0.0/24`), a range (`10.0.0.1-20`, `10.0.0.1-10.0.1.5`, `::1-::5`),
-//! an nmap octet range (`10.0.0-2.1`, `10.0.0.*`, `10.0.1,3.1-5`) or a
+//! One token is an address (`198.18.0.1`, `2001:db8::1`), a CIDR block
+//! (`198.18.0.0/24`), a range (`198.18.0.1-20`, `198.18.0.1-198.18.1.5`, `::1-::5`),
+//! an nmap octet range (`198.18.0-2.1`, `198.18.0.*`, `198.18.1,3.1-5`) or a
 //! hostname, resolved once with the system resolver unless `-n` forbids it.
 //! Tokens land in an [`AddrSet`] of merged intervals; list files (`-iL`,
 //! `--exclude-file`) are tokenized as a stream, never read whole.
@@ -245,7 +245,7 @@ fn ordered<T: Ord>(first: T, last: T) -> Option<(T, T)> {
 }
 
 /// IPv4 address, full range `a-b`, or nmap octet ranges (which include the
-/// last-octet shorthand `10.0.0.1-20`).
+/// last-octet shorthand `198.18.0.1-20`).
 fn add_v4(token: &str, out: &mut AddrSet) -> Result<(), TargetError> {
     if let Ok(a) = token.parse::<Ipv4Addr>() {
         out.v4.insert(Span::new(a.into(), a.into()));
@@ -377,7 +377,7 @@ fn looks_numeric(s: &str) -> bool {
 }
 
 /// RFC 1123 host name syntax (underscores tolerated), with a letter somewhere
-/// so that mistyped addresses such as `10.0.0.300` are not sent to DNS.
+/// so that mistyped addresses such as `198.18.0.300` are not sent to DNS.
 fn is_hostname(s: &str) -> bool {
     let s = s.strip_suffix('.').unwrap_or(s);
     !s.is_empty()

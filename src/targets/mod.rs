@@ -385,11 +385,11 @@ impl TargetSpace {
     /// ```
     /// use fastport::targets::TargetSpace;
     /// let space = TargetSpace::new(
-    ///     ["10.0.0.1".parse().unwrap()..="10.0.0.4".parse().unwrap()],
+    ///     ["198.18.0.1".parse().unwrap()..="198.18.0.4".parse().unwrap()],
     ///     &[443, 80],
     /// ).unwrap();
     /// assert_eq!(space.len(), 8);
-    /// assert_eq!(space.get(1), Some("10.0.0.1:443".parse().unwrap()));
+    /// assert_eq!(space.get(1), Some("198.18.0.1:443".parse().unwrap()));
     /// ```
     pub fn new(
         ranges: impl IntoIterator<Item = std::ops::RangeInclusive<IpAddr>>,

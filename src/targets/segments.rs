@@ -138,7 +138,7 @@ impl Segments {
 
 /// The parts of `spans` (whose hosts are numbered from `start`) with host
 /// indices in `range`.
-fn clip<T: Point + Widen>(
+fn clip<T: Point>(
     spans: &[Span<T>],
     mut start: u128,
     range: &std::ops::Range<u128>,
@@ -161,21 +161,4 @@ fn clip<T: Point + Widen>(
         }
     }
     out
-}
-
-/// `self + offset`, the offset known to stay inside the family.
-trait Widen {
-    fn add(self, offset: u128) -> Self;
-}
-
-impl Widen for u32 {
-    fn add(self, offset: u128) -> Self {
-        self + u32::try_from(offset).expect("an offset inside an IPv4 span")
-    }
-}
-
-impl Widen for u128 {
-    fn add(self, offset: u128) -> Self {
-        self + offset
-    }
 }

@@ -210,8 +210,7 @@ mod tests {
 
     #[test]
     fn find_prefers_nmapdir_and_falls_back_to_built_in() {
-        let dir = std::env::temp_dir().join(format!("fastport-nmapdir-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_util::TempDir::new("nmapdir", "find");
         std::fs::write(dir.join("nmap-services"), "x 1234/tcp 0.5\n").unwrap();
         let r = Ranking::find(Some(&dir));
         assert_eq!(r.ports, [1234]);
@@ -219,6 +218,5 @@ mod tests {
             r.source,
             RankingSource::NmapServices(dir.join("nmap-services"))
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,44 +1,38 @@
 //! Sets of addresses as sorted, disjoint, merged inclusive intervals.
 //!
-//! A scan of `10.0.0.0/8` must not hold sixteen million addresses, and a
+//! A scan of `127.0.0.0/8` must not hold sixteen million addresses, and a
 //! million-line `-iL` file must not hold a million intervals when they touch.
 //! [`SpanSet`] gathers spans and merges them whenever its buffer doubles, so
 //! memory follows the number of disjoint intervals, not of addresses or lines.
 //! IPv4 uses `u32` points, IPv6 `u128`.
 
-/// A point of an address space: `u32` for IPv4, `u128` for IPv6.
-pub(crate) trait Point: Copy + Ord + std::fmt::Debug {
+/// A point of an address space: `u32` for IPv4, `u128` for IPv6. The
+/// arithmetic is done once, in `u128`, and brought back to the family's
+/// width, which fails exactly where the family's own would overflow.
+pub(crate) trait Point: Copy + Ord + std::fmt::Debug + Into<u128> + TryFrom<u128> {
     /// `self + 1`, `None` at `MAX`.
-    fn next(self) -> Option<Self>;
+    fn next(self) -> Option<Self> {
+        Self::try_from(self.into().checked_add(1)?).ok()
+    }
     /// `self - 1`, `None` at zero.
-    fn prev(self) -> Option<Self>;
+    fn prev(self) -> Option<Self> {
+        Self::try_from(self.into().checked_sub(1)?).ok()
+    }
     /// `last - first + 1` for `first <= last`; `None` if it does not fit a `u128`.
-    fn count(first: Self, last: Self) -> Option<u128>;
-}
-
-impl Point for u32 {
-    fn next(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-    fn prev(self) -> Option<Self> {
-        self.checked_sub(1)
-    }
     fn count(first: Self, last: Self) -> Option<u128> {
-        Some(u128::from(last - first) + 1)
+        (last.into() - first.into()).checked_add(1)
+    }
+    /// `self + offset`, the offset known to stay inside the family.
+    fn add(self, offset: u128) -> Self {
+        Self::try_from(self.into() + offset)
+            .ok()
+            .expect("an offset inside the address family")
     }
 }
 
-impl Point for u128 {
-    fn next(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-    fn prev(self) -> Option<Self> {
-        self.checked_sub(1)
-    }
-    fn count(first: Self, last: Self) -> Option<u128> {
-        (last - first).checked_add(1)
-    }
-}
+impl Point for u32 {}
+
+impl Point for u128 {}
 
 /// An inclusive interval `first..=last`, `first <= last`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -87,12 +87,17 @@ impl Drop for TempFile {
     }
 }
 
-fn from_list(contents: &str) -> Result<TargetSpace, TargetError> {
-    let file = TempFile::new("list", contents.as_bytes());
-    let a = TargetArgs {
+/// Targets read from `file` alone (`-iL FILE`).
+fn list_args(file: &TempFile) -> TargetArgs<'_> {
+    TargetArgs {
         input_list: Some(&file.0),
         ..TargetArgs::default()
-    };
+    }
+}
+
+fn from_list(contents: &str) -> Result<TargetSpace, TargetError> {
+    let file = TempFile::new("list", contents.as_bytes());
+    let a = list_args(&file);
     build_with(&a, &mut Names::new(true, fake_lookup))
 }
 
@@ -100,9 +105,9 @@ fn from_list(contents: &str) -> Result<TargetSpace, TargetError> {
 
 #[test]
 fn single_addresses() {
-    let s = space(&["10.0.0.1"]).unwrap();
+    let s = space(&["198.18.0.1"]).unwrap();
     assert_eq!(s.host_count(), 1);
-    assert_eq!(s.host(0), Some(ip("10.0.0.1")));
+    assert_eq!(s.host(0), Some(ip("198.18.0.1")));
     let s = space(&["2001:db8::1", "[2001:db8::2]"]).unwrap();
     assert_eq!(intervals(&s), iv(&[("2001:db8::1", "2001:db8::2")]));
 }
@@ -118,21 +123,21 @@ fn no_targets_means_localhost() {
 
 #[test]
 fn operands_may_hold_several_targets() {
-    let s = space(&["10.0.0.1 10.0.0.3\t10.0.0.5", "10.0.0.7"]).unwrap();
+    let s = space(&["198.18.0.1 198.18.0.3\t198.18.0.5", "198.18.0.7"]).unwrap();
     assert_eq!(s.host_count(), 4);
 }
 
 #[test]
 fn cidr_blocks() {
-    let s = space(&["10.0.0.0/24"]).unwrap();
-    assert_eq!(intervals(&s), iv(&[("10.0.0.0", "10.0.0.255")]));
-    let s = space(&["10.0.0.77/30"]).unwrap();
+    let s = space(&["198.18.0.0/24"]).unwrap();
+    assert_eq!(intervals(&s), iv(&[("198.18.0.0", "198.18.0.255")]));
+    let s = space(&["198.18.0.77/30"]).unwrap();
     assert_eq!(
         intervals(&s),
-        iv(&[("10.0.0.76", "10.0.0.79")]),
+        iv(&[("198.18.0.76", "198.18.0.79")]),
         "host bits are masked"
     );
-    assert_eq!(space(&["10.0.0.9/32"]).unwrap().host_count(), 1);
+    assert_eq!(space(&["198.18.0.9/32"]).unwrap().host_count(), 1);
     assert_eq!(space(&["0.0.0.0/0"]).unwrap().host_count(), 1 << 32);
     let s = space(&["2001:db8::/120"]).unwrap();
     assert_eq!(intervals(&s), iv(&[("2001:db8::", "2001:db8::ff")]));
@@ -143,19 +148,19 @@ fn cidr_blocks() {
 #[test]
 fn invalid_cidr_names_the_token() {
     assert_eq!(
-        err(&["10.0.0.0/33"]).to_string(),
-        r#"invalid CIDR "10.0.0.0/33": prefix length must be 0-32"#
+        err(&["198.18.0.0/33"]).to_string(),
+        r#"invalid CIDR "198.18.0.0/33": prefix length must be 0-32"#
     );
     assert_eq!(
         err(&["::/129"]).to_string(),
         r#"invalid CIDR "::/129": prefix length must be 0-128"#
     );
     for t in [
-        "10.0.0.0/",
-        "10.0.0.0/x",
-        "10.0.0.0/-1",
-        "10.0.0.0/024",
-        "10.0.0.0/+8",
+        "198.18.0.0/",
+        "198.18.0.0/x",
+        "198.18.0.0/-1",
+        "198.18.0.0/024",
+        "198.18.0.0/+8",
     ] {
         assert!(
             matches!(
@@ -165,7 +170,7 @@ fn invalid_cidr_names_the_token() {
             "{t}"
         );
     }
-    for t in ["10.0.0.300/24", "/24", "10.0.0.1/24/8", "-x/8"] {
+    for t in ["198.18.0.300/24", "/24", "198.18.0.1/24/8", "-x/8"] {
         assert!(
             matches!(err(&[t]).kind(), TargetErrorKind::InvalidTarget),
             "{t}"
@@ -175,25 +180,25 @@ fn invalid_cidr_names_the_token() {
 
 #[test]
 fn last_octet_and_full_ranges() {
-    let s = space(&["10.0.0.1-20"]).unwrap();
-    assert_eq!(intervals(&s), iv(&[("10.0.0.1", "10.0.0.20")]));
-    let s = space(&["10.0.0.1-10.0.1.5"]).unwrap();
-    assert_eq!(intervals(&s), iv(&[("10.0.0.1", "10.0.1.5")]));
+    let s = space(&["198.18.0.1-20"]).unwrap();
+    assert_eq!(intervals(&s), iv(&[("198.18.0.1", "198.18.0.20")]));
+    let s = space(&["198.18.0.1-198.18.1.5"]).unwrap();
+    assert_eq!(intervals(&s), iv(&[("198.18.0.1", "198.18.1.5")]));
     assert_eq!(s.host_count(), 261);
     let s = space(&["::1-::5"]).unwrap();
     assert_eq!(intervals(&s), iv(&[("::1", "::5")]));
     let s = space(&["0.0.0.0-255.255.255.255"]).unwrap();
     assert_eq!(s.host_count(), 1 << 32);
-    assert_eq!(space(&["10.0.0.7-7"]).unwrap().host_count(), 1);
+    assert_eq!(space(&["198.18.0.7-7"]).unwrap().host_count(), 1);
 }
 
 #[test]
 fn reversed_ranges_are_errors() {
     assert_eq!(
-        err(&["10.0.0.20-10"]).to_string(),
-        r#"reversed range "10.0.0.20-10": start is above end"#
+        err(&["198.18.0.20-10"]).to_string(),
+        r#"reversed range "198.18.0.20-10": start is above end"#
     );
-    for t in ["10.0.0.5-10.0.0.1", "::5-::1", "10.5-1.0.0"] {
+    for t in ["198.18.0.5-198.18.0.1", "::5-::1", "198.18-1.0.0"] {
         assert!(
             matches!(err(&[t]).kind(), TargetErrorKind::ReversedRange),
             "{t}"
@@ -204,35 +209,35 @@ fn reversed_ranges_are_errors() {
 #[test]
 fn mixed_family_ranges_are_errors() {
     assert_eq!(
-        err(&["10.0.0.1-::5"]).to_string(),
-        r#"invalid range "10.0.0.1-::5": mixes IPv4 and IPv6"#
+        err(&["198.18.0.1-::5"]).to_string(),
+        r#"invalid range "198.18.0.1-::5": mixes IPv4 and IPv6"#
     );
     assert!(matches!(
-        err(&["::1-10.0.0.1"]).kind(),
+        err(&["::1-198.18.0.1"]).kind(),
         TargetErrorKind::MixedFamilies
     ));
 }
 
 #[test]
 fn nmap_octet_ranges() {
-    let s = space(&["10.0.0-2.1"]).unwrap();
+    let s = space(&["198.18.0-2.1"]).unwrap();
     let hosts: Vec<IpAddr> = (0..s.host_count()).map(|i| s.host(i).unwrap()).collect();
-    assert_eq!(hosts, [ip("10.0.0.1"), ip("10.0.1.1"), ip("10.0.2.1")]);
-    let s = space(&["10.0.0.*"]).unwrap();
-    assert_eq!(intervals(&s), iv(&[("10.0.0.0", "10.0.0.255")]));
-    let s = space(&["10.0.1,3.1-2"]).unwrap();
+    assert_eq!(hosts, [ip("198.18.0.1"), ip("198.18.1.1"), ip("198.18.2.1")]);
+    let s = space(&["198.18.0.*"]).unwrap();
+    assert_eq!(intervals(&s), iv(&[("198.18.0.0", "198.18.0.255")]));
+    let s = space(&["198.18.1,3.1-2"]).unwrap();
     assert_eq!(
         intervals(&s),
-        iv(&[("10.0.1.1", "10.0.1.2"), ("10.0.3.1", "10.0.3.2")])
+        iv(&[("198.18.1.1", "198.18.1.2"), ("198.18.3.1", "198.18.3.2")])
     );
-    let s = space(&["10.-.0.0"]).unwrap();
+    let s = space(&["198.18.-.0"]).unwrap();
     assert_eq!(s.host_count(), 256);
-    let s = space(&["10.*.*.*"]).unwrap();
-    assert_eq!(intervals(&s), iv(&[("10.0.0.0", "10.255.255.255")]));
-    let s = space(&["10.0.0.250-"]).unwrap();
-    assert_eq!(intervals(&s), iv(&[("10.0.0.250", "10.0.0.255")]));
-    let s = space(&["10.0.0.-3"]).unwrap();
-    assert_eq!(intervals(&s), iv(&[("10.0.0.0", "10.0.0.3")]));
+    let s = space(&["240.*.*.*"]).unwrap();
+    assert_eq!(intervals(&s), iv(&[("240.0.0.0", "240.255.255.255")]));
+    let s = space(&["198.18.0.250-"]).unwrap();
+    assert_eq!(intervals(&s), iv(&[("198.18.0.250", "198.18.0.255")]));
+    let s = space(&["198.18.0.-3"]).unwrap();
+    assert_eq!(intervals(&s), iv(&[("198.18.0.0", "198.18.0.3")]));
 }
 
 #[test]
@@ -253,26 +258,26 @@ fn octet_ranges_with_too_many_pieces_are_refused() {
 #[test]
 fn invalid_targets_name_the_token() {
     assert_eq!(
-        err(&["10.0.0.300"]).to_string(),
-        r#"invalid target "10.0.0.300""#
+        err(&["198.18.0.300"]).to_string(),
+        r#"invalid target "198.18.0.300""#
     );
     for t in [
-        "10.0.0",
+        "198.18.0",
         "1.2.3.4.5",
-        "10.0.0.01",
+        "198.18.0.01",
         "-",
-        "10.0.0.1-300",
+        "198.18.0.1-300",
         "::g",
         "1::2::3",
         "a..b",
         "-host",
         "host-",
-        "10.0.0.1,,2",
-        "10.0.0.1-2-3",
+        "198.18.0.1,,2",
+        "198.18.0.1-2-3",
         "[::1",
         "@",
         "ü.de",
-        "10.0.0.1--5",
+        "198.18.0.1--5",
         "256.0.0.1",
         ":",
         "*",
@@ -328,7 +333,7 @@ fn hostname_cidr_blocks() {
 #[test]
 fn hostname_resolution_prefers_ipv4() {
     let v6 = ip("::1");
-    let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
+    let (a, b) = (ip("198.18.0.1"), ip("198.18.0.2"));
     assert_eq!(addr::pick(&[v6, a, b], true), [a]);
     assert_eq!(addr::pick(&[v6, a, b], false), [a, b]);
     assert_eq!(addr::pick(&[v6, ip("::2")], true), [v6]);
@@ -373,7 +378,7 @@ fn a_name_with_several_addresses_is_scanned_at_every_one() {
 #[test]
 fn unresolvable_hostnames_are_reported_and_skipped() {
     let b = named(
-        &["10.0.0.1", "foo.invalid", "v4.test", "foo.invalid"],
+        &["198.18.0.1", "foo.invalid", "v4.test", "foo.invalid"],
         &[],
         false,
     )
@@ -389,24 +394,23 @@ fn unresolvable_hostnames_are_reported_and_skipped() {
         r#"cannot resolve hostname "foo.invalid""#
     );
     assert_eq!(b.names.get(ip("198.18.2.7")), Some("v4.test"));
-    assert_eq!(b.names.get(ip("10.0.0.1")), None);
+    assert_eq!(b.names.get(ip("198.18.0.1")), None);
     // Nothing left to scan: the error is the name's.
     let e = named(&["foo.invalid", "bar.invalid"], &[], false).unwrap_err();
     assert_eq!(e.to_string(), r#"cannot resolve hostname "foo.invalid""#);
     // An unresolvable exclude excludes nothing, and is reported.
-    let b = named(&["10.0.0.1"], &["foo.invalid"], false).unwrap();
+    let b = named(&["198.18.0.1"], &["foo.invalid"], false).unwrap();
     assert_eq!((b.space.host_count(), b.unresolved.len()), (1, 1));
     // A name as a CIDR base is skipped the same way.
-    let b = named(&["10.0.0.1", "foo.invalid/30"], &[], false).unwrap();
+    let b = named(&["198.18.0.1", "foo.invalid/30"], &[], false).unwrap();
     assert_eq!((b.space.host_count(), b.unresolved.len()), (1, 1));
 }
 
 #[test]
 fn unresolvable_names_in_a_list_file_are_skipped() {
-    let dir = std::env::temp_dir().join(format!("fastport-names-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::test_util::TempDir::new("targets", "names");
     let list = dir.join("targets.txt");
-    std::fs::write(&list, "v4.test\nfoo.invalid # gone\n10.0.0.1\n").unwrap();
+    std::fs::write(&list, "v4.test\nfoo.invalid # gone\n198.18.0.1\n").unwrap();
     let a = TargetArgs {
         input_list: Some(&list),
         ..TargetArgs::default()
@@ -415,7 +419,6 @@ fn unresolvable_names_in_a_list_file_are_skipped() {
     assert_eq!(b.space.host_count(), 2);
     assert_eq!(b.unresolved.len(), 1);
     assert_eq!(b.names.get(ip("198.18.2.7")), Some("v4.test"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -432,7 +435,7 @@ fn hostnames_are_refused_with_no_resolve() {
         r#"cannot use hostname "v4.test" with --no-resolve"#
     );
     // Literals need no resolver.
-    let targets = strings(&["10.0.0.1", "::1", "10.0.0.0/30"]);
+    let targets = strings(&["198.18.0.1", "::1", "198.18.0.0/30"]);
     let a = TargetArgs {
         resolve: false,
         ..args(&targets)
@@ -465,46 +468,46 @@ fn system_resolver_fails_on_invalid_tld() {
 #[test]
 fn duplicates_and_overlaps_are_scanned_once() {
     let s = space(&[
-        "10.0.0.1",
-        "10.0.0.1",
-        "10.0.0.0/30",
-        "10.0.0.2-5",
-        "10.0.0.6",
+        "198.18.0.1",
+        "198.18.0.1",
+        "198.18.0.0/30",
+        "198.18.0.2-5",
+        "198.18.0.6",
     ])
     .unwrap();
-    assert_eq!(intervals(&s), iv(&[("10.0.0.0", "10.0.0.6")]));
+    assert_eq!(intervals(&s), iv(&[("198.18.0.0", "198.18.0.6")]));
     assert_eq!(s.host_count(), 7);
 }
 
 #[test]
 fn excludes_cut_holes() {
     let s = space_ex(
-        &["10.0.0.0/24"],
-        &["10.0.0.0,10.0.0.10-19", "10.0.0.128/25"],
+        &["198.18.0.0/24"],
+        &["198.18.0.0,198.18.0.10-19", "198.18.0.128/25"],
     )
     .unwrap();
     assert_eq!(
         intervals(&s),
-        iv(&[("10.0.0.1", "10.0.0.9"), ("10.0.0.20", "10.0.0.127")])
+        iv(&[("198.18.0.1", "198.18.0.9"), ("198.18.0.20", "198.18.0.127")])
     );
-    let s = space_ex(&["10.0.0.1", "::1-::3"], &["::2 v4.test"]).unwrap();
+    let s = space_ex(&["198.18.0.1", "::1-::3"], &["::2 v4.test"]).unwrap();
     assert_eq!(
         intervals(&s),
-        iv(&[("10.0.0.1", "10.0.0.1"), ("::1", "::1"), ("::3", "::3")])
+        iv(&[("198.18.0.1", "198.18.0.1"), ("::1", "::1"), ("::3", "::3")])
     );
 }
 
 #[test]
 fn exclude_errors_name_the_flag() {
-    let e = space_ex(&["10.0.0.1"], &["10.0.0.1,x$"]).unwrap_err();
+    let e = space_ex(&["198.18.0.1"], &["198.18.0.1,x$"]).unwrap_err();
     assert_eq!(
         e.to_string(),
-        r#"invalid target "x$" in "--exclude 10.0.0.1,x$""#
+        r#"invalid target "x$" in "--exclude 198.18.0.1,x$""#
     );
-    let e = space_ex(&["10.0.0.1"], &["10.0.0.0/40"]).unwrap_err();
+    let e = space_ex(&["198.18.0.1"], &["198.18.0.0/40"]).unwrap_err();
     assert_eq!(
         e.to_string(),
-        r#"invalid CIDR "10.0.0.0/40" in "--exclude 10.0.0.0/40": prefix length must be 0-32"#
+        r#"invalid CIDR "198.18.0.0/40" in "--exclude 198.18.0.0/40": prefix length must be 0-32"#
     );
 }
 
@@ -519,20 +522,20 @@ fn excluding_everything_is_nothing_to_scan() {
         e.to_string(),
         "nothing to scan: every target address is excluded"
     );
-    let e = space_ex(&["10.0.0.1-5"], &["10.0.0.0-2", "10.0.0.3-10"]).unwrap_err();
+    let e = space_ex(&["198.18.0.1-5"], &["198.18.0.0-2", "198.18.0.3-10"]).unwrap_err();
     assert!(matches!(e.kind(), TargetErrorKind::NothingToScan { .. }));
 }
 
 #[test]
 fn exclude_file_is_read() {
-    let file = TempFile::new("exclude", b"# keep .1\n10.0.0.2-254\n10.0.0.0 10.0.0.255\n");
-    let targets = strings(&["10.0.0.0/24"]);
+    let file = TempFile::new("exclude", b"# keep .1\n198.18.0.2-254\n198.18.0.0 198.18.0.255\n");
+    let targets = strings(&["198.18.0.0/24"]);
     let a = TargetArgs {
         exclude_file: Some(&file.0),
         ..args(&targets)
     };
     let s = build_with(&a, &mut Names::new(true, fake_lookup)).unwrap();
-    assert_eq!(intervals(&s), iv(&[("10.0.0.1", "10.0.0.1")]));
+    assert_eq!(intervals(&s), iv(&[("198.18.0.1", "198.18.0.1")]));
 }
 
 // ---- -iL ----
@@ -540,14 +543,14 @@ fn exclude_file_is_read() {
 #[test]
 fn input_list_tokens_comments_and_blank_lines() {
     let s = from_list(
-        "# header\n\n10.0.0.1 10.0.0.2\t10.0.0.3 # trailing\r\n  10.0.0.4\r\n#10.0.0.5\n::1\n10.0.0.6",
+        "# header\n\n198.18.0.1 198.18.0.2\t198.18.0.3 # trailing\r\n  198.18.0.4\r\n#198.18.0.5\n::1\n198.18.0.6",
     )
     .unwrap();
     assert_eq!(
         intervals(&s),
         iv(&[
-            ("10.0.0.1", "10.0.0.4"),
-            ("10.0.0.6", "10.0.0.6"),
+            ("198.18.0.1", "198.18.0.4"),
+            ("198.18.0.6", "198.18.0.6"),
             ("::1", "::1")
         ])
     );
@@ -555,8 +558,8 @@ fn input_list_tokens_comments_and_blank_lines() {
 
 #[test]
 fn input_list_is_added_to_operands() {
-    let file = TempFile::new("extra", b"10.0.0.2\n");
-    let targets = strings(&["10.0.0.1"]);
+    let file = TempFile::new("extra", b"198.18.0.2\n");
+    let targets = strings(&["198.18.0.1"]);
     let a = TargetArgs {
         input_list: Some(&file.0),
         ..args(&targets)
@@ -566,17 +569,14 @@ fn input_list_is_added_to_operands() {
 
 #[test]
 fn input_list_errors_carry_the_line_number() {
-    let file = TempFile::new("bad", b"10.0.0.1\n# c\n10.0.0.2 10.0.0.300\n");
-    let a = TargetArgs {
-        input_list: Some(&file.0),
-        ..TargetArgs::default()
-    };
+    let file = TempFile::new("bad", b"198.18.0.1\n# c\n198.18.0.2 198.18.0.300\n");
+    let a = list_args(&file);
     let e = build(&a).unwrap_err();
     assert_eq!(e.line(), Some(3));
     assert_eq!(
         e.to_string(),
         format!(
-            r#"invalid target "10.0.0.300" on line 3 of -iL file "{}""#,
+            r#"invalid target "198.18.0.300" on line 3 of -iL file "{}""#,
             file.0.display()
         )
     );
@@ -621,22 +621,19 @@ fn empty_input_list_is_nothing_to_scan() {
 
 #[test]
 fn input_list_rejects_binary_and_overlong_tokens() {
-    let file = TempFile::new("binary", b"10.0.0.1\n\xff\xfe\n");
-    let a = TargetArgs {
-        input_list: Some(&file.0),
-        ..TargetArgs::default()
-    };
+    let file = TempFile::new("binary", b"198.18.0.1\n\xff\xfe\n");
+    let a = list_args(&file);
     let e = build(&a).unwrap_err();
     assert!(matches!(e.kind(), TargetErrorKind::InvalidTarget));
     assert_eq!(e.line(), Some(2));
 
     let long = "a".repeat(100_000);
-    let e = from_list(&format!("10.0.0.1\n{long}\n")).unwrap_err();
+    let e = from_list(&format!("198.18.0.1\n{long}\n")).unwrap_err();
     assert!(matches!(e.kind(), TargetErrorKind::InvalidTarget));
     assert_eq!(e.token(), format!("{}...", &long[..64]));
 }
 
-/// Generates the lines `10.0.0.0` to `10.15.255.255` on demand: a list that
+/// Generates the lines `240.0.0.0` to `240.15.255.255` on demand: a list that
 /// never exists in memory.
 struct GeneratedList {
     next: u32,
@@ -648,7 +645,7 @@ struct GeneratedList {
 impl Read for GeneratedList {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pending.len() < buf.len() && self.next < self.end {
-            let a = 0x0a00_0000 + self.next;
+            let a = 0xf000_0000 + self.next;
             writeln!(self.pending, "{}", Ipv4Addr::from(a))?;
             self.next += 1;
         }
@@ -685,7 +682,7 @@ fn input_list_streams_a_million_generated_lines() {
     );
     assert!(source.served > 9 * lines as usize);
     let spans = set.v4.into_spans();
-    assert_eq!(spans.len(), 1, "10.0.0.0/12 merges into one interval");
+    assert_eq!(spans.len(), 1, "240.0.0.0/12 merges into one interval");
     assert_eq!(set::count(&spans), Some(1 << 20));
     // Memory follows the merged intervals, not the lines read.
     assert!(max_buffered <= 4096, "{max_buffered}");
@@ -696,22 +693,21 @@ fn input_list_of_a_million_lines_from_a_file() {
     let mut text = Vec::with_capacity(16 << 20);
     for i in 0..1_000_000u32 {
         // Every third address, so the result keeps many intervals.
-        let a = Ipv4Addr::from(0x0a00_0000 + i * 3);
+        let a = Ipv4Addr::from(0xf000_0000 + i * 3);
         writeln!(text, "{a}").unwrap();
     }
     let file = TempFile::new("million", &text);
     drop(text);
     let a = TargetArgs {
-        input_list: Some(&file.0),
         resolve: false,
-        ..TargetArgs::default()
+        ..list_args(&file)
     };
     let s = build(&a).unwrap();
     assert_eq!(s.host_count(), 1_000_000);
     assert_eq!(s.interval_count(), 1_000_000);
     assert_eq!(
         s.host(999_999),
-        Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + 2_999_997)))
+        Some(IpAddr::V4(Ipv4Addr::from(0xf000_0000 + 2_999_997)))
     );
 }
 
@@ -719,7 +715,7 @@ fn input_list_of_a_million_lines_from_a_file() {
 
 #[test]
 fn ports_flags_reach_the_space() {
-    let targets = strings(&["10.0.0.1"]);
+    let targets = strings(&["198.18.0.1"]);
     let a = TargetArgs {
         ports: Some("443,22"),
         ..args(&targets)
@@ -832,7 +828,7 @@ fn spaces_beyond_u64_are_errors_not_wraps() {
 #[test]
 fn index_order_is_host_major_ipv4_first() {
     let s = TargetSpace::new(
-        [ip("::1")..=ip("::1"), ip("10.0.0.1")..=ip("10.0.0.2")],
+        [ip("::1")..=ip("::1"), ip("198.18.0.1")..=ip("198.18.0.2")],
         &[443, 80, 80],
     )
     .unwrap();
@@ -840,10 +836,10 @@ fn index_order_is_host_major_ipv4_first() {
     assert_eq!(
         all,
         [
-            "10.0.0.1:80",
-            "10.0.0.1:443",
-            "10.0.0.2:80",
-            "10.0.0.2:443",
+            "198.18.0.1:80",
+            "198.18.0.1:443",
+            "198.18.0.2:80",
+            "198.18.0.2:443",
             "[::1]:80",
             "[::1]:443"
         ]
@@ -856,12 +852,12 @@ fn index_order_is_host_major_ipv4_first() {
 
 #[test]
 fn host_index_of_non_members_is_none() {
-    let s = space(&["10.0.0.10-20", "10.0.0.30", "::5"]).unwrap();
+    let s = space(&["198.18.0.10-20", "198.18.0.30", "::5"]).unwrap();
     for a in [
-        "10.0.0.9",
-        "10.0.0.21",
-        "10.0.0.29",
-        "10.0.0.31",
+        "198.18.0.9",
+        "198.18.0.21",
+        "198.18.0.29",
+        "198.18.0.31",
         "0.0.0.0",
         "::4",
         "::6",
@@ -869,24 +865,24 @@ fn host_index_of_non_members_is_none() {
     ] {
         assert_eq!(s.host_index(ip(a)), None, "{a}");
     }
-    assert_eq!(s.host_index(ip("10.0.0.30")), Some(11));
+    assert_eq!(s.host_index(ip("198.18.0.30")), Some(11));
     assert_eq!(s.host_index(ip("::5")), Some(12));
 }
 
 #[test]
 fn new_rejects_bad_ranges() {
-    let e = TargetSpace::new([ip("10.0.0.2")..=ip("10.0.0.1")], &[80]).unwrap_err();
+    let e = TargetSpace::new([ip("198.18.0.2")..=ip("198.18.0.1")], &[80]).unwrap_err();
     assert!(matches!(e.kind(), TargetErrorKind::ReversedRange));
-    assert_eq!(e.token(), "10.0.0.2-10.0.0.1");
-    let e = TargetSpace::new([ip("10.0.0.2")..=ip("::1")], &[80]).unwrap_err();
+    assert_eq!(e.token(), "198.18.0.2-198.18.0.1");
+    let e = TargetSpace::new([ip("198.18.0.2")..=ip("::1")], &[80]).unwrap_err();
     assert!(matches!(e.kind(), TargetErrorKind::MixedFamilies));
-    let e = TargetSpace::new([ip("10.0.0.1")..=ip("10.0.0.1")], &[0]).unwrap_err();
+    let e = TargetSpace::new([ip("198.18.0.1")..=ip("198.18.0.1")], &[0]).unwrap_err();
     assert!(matches!(e.kind(), TargetErrorKind::NoPorts));
 }
 
 #[test]
 fn cursor_strides_match_get() {
-    let s = space(&["10.0.0.1-3", "10.0.0.9", "10.1.0.0/30", "::1-::2"]).unwrap();
+    let s = space(&["198.18.0.1-3", "198.18.0.9", "198.19.0.0/30", "::1-::2"]).unwrap();
     let s = TargetSpace::new(s.intervals().map(|(a, b)| a..=b), &[1, 2, 3]).unwrap();
     for start in [0, 1, 2, 5, 29, 30, 31, 100] {
         for step in [1, 2, 3, 4, 7, 12, 29, 1000, u64::MAX] {
@@ -903,7 +899,7 @@ fn cursor_strides_match_get() {
 
 #[test]
 fn cursor_reports_its_position() {
-    let s = space(&["10.0.0.1-3"]).unwrap();
+    let s = space(&["198.18.0.1-3"]).unwrap();
     let mut c = s.cursor(5, 10_000);
     assert_eq!(c.position(), Some(5));
     assert!(c.next().is_some());
@@ -915,13 +911,13 @@ fn cursor_reports_its_position() {
 #[test]
 #[should_panic(expected = "step must be positive")]
 fn cursor_step_zero_panics() {
-    let s = space(&["10.0.0.1"]).unwrap();
+    let s = space(&["198.18.0.1"]).unwrap();
     let _ = s.cursor(0, 0);
 }
 
 // ---- Properties ----
 
-/// Small random spans around 10.0.0.0 and ::, and a few ports.
+/// Small random spans around 198.18.0.0 and ::, and a few ports.
 /// IPv4 spans, IPv6 spans and ports of a small space.
 type SmallSpace = (Vec<(u32, u32)>, Vec<(u128, u128)>, Vec<u16>);
 
@@ -936,7 +932,7 @@ fn arb_space() -> impl Strategy<Value = SmallSpace> {
         .prop_map(|(a, b, p)| {
             let a = a
                 .into_iter()
-                .map(|(x, l)| (0x0a00_0000 + x, 0x0a00_0000 + x + l))
+                .map(|(x, l)| (0xf000_0000 + x, 0xf000_0000 + x + l))
                 .collect();
             let b = b.into_iter().map(|(x, l)| (x, x + l)).collect();
             (a, b, p)
@@ -994,8 +990,8 @@ proptest! {
         exclude in prop::collection::vec((0u32..300, 0u32..40), 0..6),
     ) {
         let spec = |&(a, l): &(u32, u32)| {
-            let first = Ipv4Addr::from(0x0a00_0000 + a);
-            let last = Ipv4Addr::from(0x0a00_0000 + a + l);
+            let first = Ipv4Addr::from(0xf000_0000 + a);
+            let last = Ipv4Addr::from(0xf000_0000 + a + l);
             format!("{first}-{last}")
         };
         let inc: Vec<String> = include.iter().map(spec).collect();
@@ -1013,7 +1009,7 @@ proptest! {
             Ok(s) => {
                 let got: BTreeSet<u32> = (0..s.host_count())
                     .map(|i| match s.host(i) {
-                        Some(IpAddr::V4(a)) => u32::from(a) - 0x0a00_0000,
+                        Some(IpAddr::V4(a)) => u32::from(a) - 0xf000_0000,
                         other => panic!("{other:?}"),
                     })
                     .collect();

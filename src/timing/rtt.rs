@@ -18,6 +18,15 @@ const GRANULARITY_US: u64 = 1_000;
 /// nine was retried for nothing. Half the RTT of margin costs a filtered
 /// port 1.5 RTT instead of 1.
 const SRTT_MARGIN_DIV: u64 = 2;
+/// ... but that floor is at most this much. The queues that make answers
+/// late add milliseconds, not a share of the distance: netsim's timers ran
+/// 90-160 ms late (p99) on the loaded machine whatever the host's RTT.
+/// Uncapped, a filtered port of a host 600 ms away waited 900 ms a try,
+/// 1 s on internet-like's farthest, and those chains (three tries) were
+/// the tail of every scan: 150 ms took lossy /22 from 8.08 to 6.15 s and
+/// internet-like from 6.95 to 5.95 s (medians of three, same accuracy).
+/// `4 × rttvar` still widens it for a host whose answers do vary.
+const SRTT_MARGIN_CAP_US: u64 = 150_000;
 
 /// A smoothed RTT and RTT variation (RFC 6298 §2), in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,16 +86,17 @@ impl RttEstimator {
         Duration::from_micros(self.rttvar_us)
     }
 
-    /// `srtt + max(G, 4 × rttvar, srtt / 2)` within `[min, max]`; `initial`
-    /// before the first sample (RFC 6298 §2.1, §2.4; the `srtt / 2` floor
-    /// is FastPort's, see `SRTT_MARGIN_DIV`).
+    /// `srtt + max(G, 4 × rttvar, min(srtt / 2, 150 ms))` within
+    /// `[min, max]`; `initial` before the first sample (RFC 6298 §2.1, §2.4;
+    /// the `srtt / 2` floor and its cap are FastPort's, see
+    /// `SRTT_MARGIN_DIV` and `SRTT_MARGIN_CAP_US`).
     pub fn timeout(&self, initial: Duration, min: Duration, max: Duration) -> Duration {
         if self.samples == 0 {
             return initial.clamp(min, max.max(min));
         }
         let margin = (K * self.rttvar_us)
             .max(GRANULARITY_US)
-            .max(self.srtt_us / SRTT_MARGIN_DIV);
+            .max((self.srtt_us / SRTT_MARGIN_DIV).min(SRTT_MARGIN_CAP_US));
         let us = self.srtt_us.saturating_add(margin);
         Duration::from_micros(us).clamp(min, max.max(min))
     }
@@ -97,6 +107,29 @@ mod tests {
     use super::*;
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    /// A steady host 600 ms away waited 900 ms a try (half its RTT of
+    /// margin); its filtered ports' three tries were a scan's tail.
+    #[test]
+    fn a_far_steady_hosts_margin_is_at_most_150_ms() {
+        let steady = |ms: u64| {
+            let mut e = RttEstimator::new();
+            for _ in 0..40 {
+                e.sample(MS(ms));
+            }
+            e.timeout(MS(1000), MS(100), MS(10_000))
+        };
+        assert_eq!(steady(100), MS(150), "half the RTT below 300 ms");
+        assert_eq!(steady(300), MS(450));
+        assert_eq!(steady(600), MS(750));
+        assert_eq!(steady(1000), MS(1150));
+        // A host whose answers vary keeps RFC 6298's 4 × rttvar.
+        let mut e = RttEstimator::new();
+        for i in 0..40 {
+            e.sample(MS(if i % 2 == 0 { 500 } else { 700 }));
+        }
+        assert!(e.timeout(MS(1000), MS(100), MS(10_000)) > MS(900));
+    }
 
     #[test]
     fn the_first_sample_sets_srtt_and_half_of_it_as_variation() {

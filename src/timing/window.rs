@@ -86,8 +86,9 @@ impl Window {
     pub fn new(p: WindowParams) -> Window {
         let max = p.max.max(1) as f64;
         let floor = (p.floor.max(1) as f64).min(max);
+        let cwnd = (p.initial as f64).clamp(floor, max);
         Window {
-            cwnd: (p.initial as f64).clamp(floor, max),
+            cwnd,
             ssthresh: max,
             floor,
             max,
@@ -95,7 +96,10 @@ impl Window {
             cuts: 0,
             round: 0,
             round_drops: 0,
-            round_len: Self::round_len(p.initial as f64),
+            // The window's round, not the asked-for start's: a start above
+            // the cap (1 024 asked, 16 allowed) made a first round of 1 024
+            // signals that a small scan never finished, so it never cut.
+            round_len: Self::round_len(cwnd),
         }
     }
 
@@ -311,6 +315,18 @@ mod tests {
             round(&mut w, 32, 32, now, now, 0.0);
         }
         assert_eq!(w.allowed(), 4);
+    }
+
+    /// `--concurrency 16` with the templates' 1 024-probe start: the first
+    /// round was 1 024 signals long, and a 300-port scan losing a third of
+    /// its SYNs never finished it, so its window was never cut.
+    #[test]
+    fn a_start_above_the_cap_judges_its_first_round_at_the_cap() {
+        let t = Instant::now();
+        let mut w = window(1024, 2, 16);
+        assert_eq!(w.allowed(), 16);
+        round(&mut w, 32, 16, t, t, 0.0);
+        assert_eq!((w.allowed(), w.cuts()), (8, 1));
     }
 
     #[test]
