@@ -786,6 +786,19 @@ impl Schedule {
             index.saturating_sub(indices.start) / ports
         };
         let len = seqs.end - seqs.start;
+        // Every position of the block is this run's and none was done
+        // before (a whole scan's blocks): every host gets all its ports,
+        // without a step of the order per probe.
+        let untouched = || {
+            self.done
+                .ranges()
+                .iter()
+                .all(|d| d.end <= seqs.start || d.start >= seqs.end)
+        };
+        if len == indices.end - indices.start && untouched() {
+            let all = u32::try_from(ports).unwrap_or(u32::MAX);
+            return Quotas::Dense(vec![all; hosts as usize]);
+        }
         let todo = seqs.filter(|&s| !self.done.contains(s));
         if len >= hosts {
             let mut dense = vec![0u32; hosts as usize];

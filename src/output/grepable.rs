@@ -11,10 +11,9 @@
 //! Like nmap, the line names only the largest state not shown.
 
 use std::io::{self, Write};
-use std::time::SystemTime;
 
 use super::dates::ctime;
-use super::hosts::{HostDocument, HostRecord, PendingHosts};
+use super::hosts::{DocumentState, HostDocument, HostRecord};
 use super::{Format, RunInfo, Writer};
 use crate::config::Show;
 use crate::stats::Summary;
@@ -22,31 +21,19 @@ use crate::targets::service_name;
 
 pub struct GrepableSink {
     out: Writer,
-    hosts: PendingHosts,
+    doc: DocumentState,
     run: RunInfo,
-    now: fn() -> SystemTime,
-    begun: bool,
-    finished: bool,
 }
 
 impl GrepableSink {
     pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
-        let hosts = PendingHosts::for_run(run, show, out.continued(), |h| h.grepable);
+        // A continued file has its header.
+        let doc = DocumentState::new(run, show, out.continued(), |h| h.grepable);
         GrepableSink {
-            // A continued file has its header.
-            begun: out.continued(),
             out,
-            hosts,
+            doc,
             run: run.clone(),
-            now: SystemTime::now,
-            finished: false,
         }
-    }
-
-    #[cfg(test)]
-    fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
-        self.now = now;
-        self
     }
 }
 
@@ -57,23 +44,14 @@ impl HostDocument for GrepableSink {
         self.out.flush()
     }
 
-    fn hosts(&mut self) -> &mut PendingHosts {
-        &mut self.hosts
-    }
-
-    fn clock(&self) -> fn() -> SystemTime {
-        self.now
-    }
-
-    fn finished(&mut self) -> &mut bool {
-        &mut self.finished
+    fn doc(&mut self) -> &mut DocumentState {
+        &mut self.doc
     }
 
     fn begin(&mut self) -> io::Result<()> {
-        if self.begun {
+        if !self.doc.begin() {
             return Ok(());
         }
-        self.begun = true;
         writeln!(
             self.out,
             "# FastPort {} scan initiated {} as: {}\n# {}",
@@ -86,12 +64,7 @@ impl HostDocument for GrepableSink {
 
     fn write_host(&mut self, h: &HostRecord) -> io::Result<()> {
         // --open: nmap leaves out hosts without an open port.
-        if self.run.open_only
-            && !h
-                .shown
-                .iter()
-                .any(|(_, r)| r.state() == crate::classify::State::Open)
-        {
+        if self.run.open_only && !h.has_open_port() {
             return Ok(());
         }
         // nmap's status line, the one scripts grep for up hosts.
@@ -120,7 +93,7 @@ impl HostDocument for GrepableSink {
                 grepable_field(&version),
             )?;
         }
-        if let Some(ignored) = h.ignored(self.hosts.show()).first() {
+        if let Some(ignored) = h.ignored(self.doc.hosts.show()).first() {
             write!(
                 self.out,
                 "\tIgnored State: {} ({})",
@@ -131,7 +104,7 @@ impl HostDocument for GrepableSink {
     }
 
     fn write_footer(&mut self, summary: &Summary) -> io::Result<()> {
-        let (seen, up) = self.hosts.counts();
+        let (seen, up) = self.doc.hosts.counts();
         writeln!(
             self.out,
             "# FastPort {} at {} -- {} IP address{} ({} host{} up) scanned in {:.2} seconds",
@@ -140,7 +113,7 @@ impl HostDocument for GrepableSink {
             } else {
                 "done"
             },
-            ctime((self.now)()),
+            ctime((self.doc.now)()),
             seen,
             if seen == 1 { "" } else { "es" },
             up,
@@ -177,6 +150,7 @@ mod tests {
     use crate::output::Sink;
     use crate::output::hosts::tests::result;
     use crate::output::tests::{capture, feed, run_info, summary};
+    use std::time::SystemTime;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn fixed_clock() -> SystemTime {

@@ -57,6 +57,12 @@ pub struct Ignored {
 }
 
 /// One host's results so far.
+///
+/// Kept small (136 bytes): a scan keeps one per host in progress, and the
+/// text table one per host with ports to show, so a sweep of a /16 with
+/// `--show all` holds 65 536 of them. The counts are `u32` (a host gets at
+/// most one result per port), and what few hosts have (services, routers)
+/// sits out of line in [`HostExtras`].
 #[derive(Debug, Clone)]
 pub struct HostRecord {
     pub host_index: u64,
@@ -64,28 +70,57 @@ pub struct HostRecord {
     /// Unix seconds of the host's first result.
     pub first_seen: u64,
     /// Results of this run still to come: zero for a complete record.
-    pub remaining: u64,
-    pub reasons: [u64; Reason::COUNT],
+    pub remaining: u32,
+    pub reasons: [u32; Reason::COUNT],
     /// Shown ports; [`PendingHosts`] hands records out sorted by port.
     pub shown: Vec<(u16, Reason)>,
-    /// `-sV`/`--banners`: the shown open ports' services, sorted by port
-    /// when handed out (empty otherwise).
-    pub services: Vec<(u16, ServiceRecord)>,
-    /// The shown ports an ICMP unreachable answered, with its router
-    /// (nmap's `reason_ip`); empty unless a router answered.
-    pub reason_ips: Vec<(u16, IpAddr)>,
+    /// Services and routers of shown ports; `None` for most hosts.
+    pub extras: Option<Box<HostExtras>>,
     /// The answered probes' round-trip times, smoothed as TCP smooths them
     /// (nmap reports the pair in `<times srtt rttvar>`).
     pub rtt: RttEstimator,
 }
 
-impl HostRecord {
-    /// The service found on `port`, if any.
+/// What only some hosts' records have, out of line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostExtras {
+    /// `-sV`/`--banners`: the shown open ports' services, sorted by port
+    /// when handed out.
+    pub services: Vec<(u16, ServiceRecord)>,
+    /// The shown ports an ICMP unreachable answered, with its router
+    /// (nmap's `reason_ip`).
+    pub reason_ips: Vec<(u16, IpAddr)>,
+}
+
+impl HostExtras {
+    /// The service found on `port`, if any (`services` sorted by port).
     pub fn service(&self, port: u16) -> Option<&ServiceRecord> {
         self.services
             .binary_search_by_key(&port, |(p, _)| *p)
             .ok()
             .map(|i| &self.services[i].1)
+    }
+}
+
+impl HostRecord {
+    /// The service found on `port`, if any.
+    pub fn service(&self, port: u16) -> Option<&ServiceRecord> {
+        self.extras.as_ref()?.service(port)
+    }
+
+    /// The services found, by port (empty without `-sV`/`--banners`).
+    pub fn services(&self) -> &[(u16, ServiceRecord)] {
+        self.extras.as_ref().map_or(&[], |e| &e.services)
+    }
+
+    /// The router whose ICMP unreachable answered `port`, if one did.
+    pub fn reason_ip(&self, port: u16) -> Option<IpAddr> {
+        let extras = self.extras.as_ref()?;
+        extras
+            .reason_ips
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, ip)| *ip)
     }
 
     /// Up when any port answered from the host itself (open, refused,
@@ -112,12 +147,18 @@ impl HostRecord {
     /// Every port answered SYN-ACK: likely a middlebox answering for the
     /// host (`classify::answers_every_port`), flagged in the outputs.
     pub fn middlebox(&self) -> bool {
-        crate::classify::answers_every_port(&self.reasons)
+        crate::classify::answers_every_port(&self.reasons.map(u64::from))
+    }
+
+    /// Whether a shown port is open (with `--open` only such hosts are
+    /// written).
+    pub fn has_open_port(&self) -> bool {
+        self.shown.iter().any(|(_, r)| r.state() == State::Open)
     }
 
     /// Results received for this host.
     pub fn results(&self) -> u64 {
-        self.reasons.iter().sum()
+        self.reasons.iter().map(|&n| u64::from(n)).sum()
     }
 
     /// `(srtt, rttvar)` in microseconds, or `None` when nothing answered.
@@ -140,7 +181,7 @@ impl HostRecord {
                 let reasons: Vec<(Reason, u64)> = Reason::ALL
                     .into_iter()
                     .filter(|r| r.state() == state && self.reasons[r.index()] > 0)
-                    .map(|r| (r, self.reasons[r.index()]))
+                    .map(|r| (r, u64::from(self.reasons[r.index()])))
                     .collect();
                 Ignored {
                     state,
@@ -225,7 +266,7 @@ impl HeldHost {
                 u64::from(r.rtt.samples()),
             ],
             services: r
-                .services
+                .services()
                 .iter()
                 .map(|(port, service)| HeldService {
                     port: *port,
@@ -243,7 +284,7 @@ impl HeldHost {
             let (a, b) = item.split_once(':')?;
             Some((a.to_string(), b.to_string()))
         };
-        let mut reasons = [0u64; Reason::COUNT];
+        let mut reasons = [0u32; Reason::COUNT];
         for item in self.reasons.split_whitespace() {
             let (name, n) = pair(item).ok_or_else(|| bad("reason count", item))?;
             let reason = Reason::from_str_name(&name).ok_or_else(|| bad("reason", item))?;
@@ -256,7 +297,7 @@ impl HeldHost {
             let reason = Reason::from_str_name(&name).ok_or_else(|| bad("reason", item))?;
             shown.push((port, reason));
         }
-        let results: u64 = reasons.iter().sum();
+        let results: u64 = reasons.iter().map(|&n| u64::from(n)).sum();
         if results == 0 || shown.len() as u64 > results {
             return Err(format!(
                 "host {}: {} shown ports of {results} results",
@@ -272,12 +313,16 @@ impl HeldHost {
             remaining: 0,
             reasons,
             shown,
-            services: self
-                .services
-                .iter()
-                .map(|h| (h.port, h.service.clone()))
-                .collect(),
-            reason_ips: Vec::new(),
+            extras: (!self.services.is_empty()).then(|| {
+                Box::new(HostExtras {
+                    services: self
+                        .services
+                        .iter()
+                        .map(|h| (h.port, h.service.clone()))
+                        .collect(),
+                    reason_ips: Vec::new(),
+                })
+            }),
             rtt: RttEstimator::restored(self.rtt[0], self.rtt[1], samples),
         })
     }
@@ -321,14 +366,14 @@ struct BlockQuotas {
 /// This run's quota of `host` (see [`PendingHosts::quota`]), with the
 /// tables borrowed apart so that [`PendingHosts::add`] can call it while it
 /// holds the host's entry.
-fn quota_in(schedule: &Schedule, blocks: &mut IndexMap<BlockQuotas>, host: u64) -> u64 {
+fn quota_in(schedule: &Schedule, blocks: &mut IndexMap<BlockQuotas>, host: u64) -> u32 {
     let (block, offset) = schedule.blocks().host_in_block(host);
     let entry = blocks.entry(block).or_insert_with(|| {
         let quotas = schedule.quotas(block);
         let open = quotas.hosts();
         BlockQuotas { quotas, open }
     });
-    u64::from(entry.quotas.get(offset))
+    entry.quotas.get(offset)
 }
 
 /// The hosts with results still to come, and counts over every host seen.
@@ -443,7 +488,7 @@ impl PendingHosts {
 
     /// This run's quota of `host`: its block's quotas are counted on the
     /// block's first result (one step of the order per probe of the block).
-    fn quota(&mut self, host: u64) -> u64 {
+    fn quota(&mut self, host: u64) -> u32 {
         quota_in(&self.schedule, &mut self.blocks, host)
     }
 
@@ -485,8 +530,7 @@ impl PendingHosts {
                     remaining: quota,
                     reasons: [0; Reason::COUNT],
                     shown: Vec::new(),
-                    services: Vec::new(),
-                    reason_ips: Vec::new(),
+                    extras: None,
                     rtt: RttEstimator::new(),
                 })
             }
@@ -502,12 +546,15 @@ impl PendingHosts {
         record.remaining = record.remaining.saturating_sub(1);
         record.reasons[r.reason.index()] += 1;
         if shown {
-            record.shown.push((r.target.port(), r.reason));
+            let port = r.target.port();
+            record.shown.push((port, r.reason));
             if let Some(service) = &r.service {
-                record.services.push((r.target.port(), (**service).clone()));
+                let extras = record.extras.get_or_insert_with(Box::default);
+                extras.services.push((port, (**service).clone()));
             }
             if let Some(ip) = r.reason_ip {
-                record.reason_ips.push((r.target.port(), ip));
+                let extras = record.extras.get_or_insert_with(Box::default);
+                extras.reason_ips.push((port, ip));
             }
         }
         if let Some(us) = r.rtt_us {
@@ -519,6 +566,27 @@ impl PendingHosts {
         let record = entry.remove();
         self.close_host(host_index);
         Some(self.hand_out(record))
+    }
+
+    /// Reads the records of `batch`'s hosts in progress, before
+    /// [`add`](Self::add) takes the results one by one. The hosts of a
+    /// batch are scattered over a table of megabytes, so each lookup
+    /// misses the cache; these lookups are independent of each other, and
+    /// the processor overlaps their misses, where `add`'s each wait for
+    /// the one before. What is read is the parts `add` writes.
+    pub fn warm(&self, batch: &[ProbeResult]) {
+        let blocks = self.schedule.blocks();
+        let mut touched = 0u64;
+        for r in batch {
+            if let Some(record) = self.pending.get(&blocks.host(r.index)) {
+                touched = touched
+                    .wrapping_add(u64::from(record.remaining))
+                    .wrapping_add(u64::from(record.reasons[r.reason.index()]))
+                    .wrapping_add(u64::from(record.rtt.samples()))
+                    .wrapping_add(record.shown.first().map_or(0, |&(port, _)| u64::from(port)));
+            }
+        }
+        std::hint::black_box(touched);
     }
 
     /// Every host still pending (an interrupted scan), by host index; none
@@ -538,7 +606,9 @@ impl PendingHosts {
 
     fn hand_out(&mut self, mut record: HostRecord) -> HostRecord {
         record.shown.sort_unstable_by_key(|(port, _)| *port);
-        record.services.sort_unstable_by_key(|(port, _)| *port);
+        if let Some(extras) = &mut record.extras {
+            extras.services.sort_unstable_by_key(|(port, _)| *port);
+        }
         if record.status().up {
             self.up += 1;
         }
@@ -584,21 +654,64 @@ pub fn worth_writing(record: &HostRecord) -> bool {
     record.status().up || !record.shown.is_empty()
 }
 
+/// What a per-host document keeps besides its writer: its hosts in
+/// progress, its clock, and how far it is written.
+#[derive(Debug)]
+pub(super) struct DocumentState {
+    pub hosts: PendingHosts,
+    pub now: fn() -> SystemTime,
+    /// Whether the header is written (a continued file has it).
+    begun: bool,
+    /// Whether the footer has been written (or is being written).
+    finished: bool,
+}
+
+impl DocumentState {
+    /// The document of `run` showing `show`; `continued` when it goes on
+    /// with an interrupted run's file, taking that document's own host
+    /// counts (`counts`) from what the run held over.
+    pub fn new(
+        run: &super::RunInfo,
+        show: Show,
+        continued: bool,
+        counts: impl FnOnce(&HeldHosts) -> Option<[u64; 2]>,
+    ) -> DocumentState {
+        DocumentState {
+            hosts: PendingHosts::for_run(run, show, continued, counts),
+            now: SystemTime::now,
+            begun: continued,
+            finished: false,
+        }
+    }
+
+    /// True the first time only: the header is to be written now.
+    pub fn begin(&mut self) -> bool {
+        !std::mem::replace(&mut self.begun, true)
+    }
+}
+
 /// What the per-host formats (nmap XML, grepable) share: a header written
 /// on the first result, a record per host as soon as it is complete, and
 /// at the end the unfinished hosts and a footer. A format gives the parts;
 /// the provided methods run them the same way for both.
 pub(super) trait HostDocument {
-    /// Writes the header, once.
+    /// Writes the header, once ([`DocumentState::begin`]).
     fn begin(&mut self) -> io::Result<()>;
     /// Writes one host's record.
     fn write_host(&mut self, record: &HostRecord) -> io::Result<()>;
     /// Writes what follows the last host (run statistics, closing tags).
     fn write_footer(&mut self, summary: &Summary) -> io::Result<()>;
-    fn hosts(&mut self) -> &mut PendingHosts;
-    fn clock(&self) -> fn() -> SystemTime;
-    /// Whether the footer has been written (or is being written).
-    fn finished(&mut self) -> &mut bool;
+    fn doc(&mut self) -> &mut DocumentState;
+
+    /// The same document with a fixed clock, for exact tests.
+    #[cfg(test)]
+    fn with_clock(mut self, now: fn() -> SystemTime) -> Self
+    where
+        Self: Sized,
+    {
+        self.doc().now = now;
+        self
+    }
     /// The format, as a resume file names it.
     const FORMAT: Format;
     /// Flushes the writer underneath.
@@ -607,8 +720,9 @@ pub(super) trait HostDocument {
     /// Takes one result; writes its host's record if that completed it.
     fn add_result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
         self.begin()?;
-        let clock = self.clock();
-        if let Some(record) = self.hosts().add(r, shown, || unix_secs(clock())) {
+        let doc = self.doc();
+        let clock = doc.now;
+        if let Some(record) = doc.hosts.add(r, shown, || unix_secs(clock())) {
             if worth_writing(&record) {
                 self.write_host(&record)?;
             }
@@ -618,11 +732,11 @@ pub(super) trait HostDocument {
 
     /// Writes the hosts still pending and the footer, once.
     fn close(&mut self, summary: &Summary) -> io::Result<()> {
-        if std::mem::replace(self.finished(), true) {
+        if std::mem::replace(&mut self.doc().finished, true) {
             return Ok(());
         }
         self.begin()?;
-        for record in self.hosts().drain_partial() {
+        for record in self.doc().hosts.drain_partial() {
             if worth_writing(&record) {
                 self.write_host(&record)?;
             }
@@ -638,7 +752,7 @@ pub(super) trait HostDocument {
         if self.close(summary).is_ok() {
             return Ok(());
         }
-        *self.finished() = false;
+        self.doc().finished = false;
         self.close(summary)
     }
 }
@@ -648,6 +762,10 @@ pub(super) trait HostDocument {
 impl<D: HostDocument> Sink for D {
     fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
         self.add_result(r, shown)
+    }
+
+    fn warm(&mut self, batch: &[ProbeResult]) {
+        self.doc().hosts.warm(batch);
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -663,15 +781,15 @@ impl<D: HostDocument> Sink for D {
     }
 
     fn hold(&mut self) {
-        self.hosts().hold();
+        self.doc().hosts.hold();
     }
 
     fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
-        self.hosts().enter_segment(schedule);
+        self.doc().hosts.enter_segment(schedule);
     }
 
     fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
-        let (pending, counts) = self.hosts().take_held()?;
+        let (pending, counts) = self.doc().hosts.take_held()?;
         Some((D::FORMAT, pending, counts))
     }
 }
@@ -799,8 +917,7 @@ pub(crate) mod tests {
             remaining: 0,
             reasons: [0; Reason::COUNT],
             shown: Vec::new(),
-            services: Vec::new(),
-            reason_ips: Vec::new(),
+            extras: None,
             rtt: RttEstimator::new(),
         };
         r.reasons[Reason::NoResponse.index()] = 3;
@@ -846,6 +963,13 @@ pub(crate) mod tests {
             ]
         );
         assert!(r.ignored(Show::ALL).is_empty());
+    }
+
+    /// A record per host in progress and per row of the text table: 216
+    /// bytes each made a /16's `--show all` scan take 52 MB.
+    #[test]
+    fn host_records_stay_small() {
+        assert!(std::mem::size_of::<HostRecord>() <= 136);
     }
 
     #[test]
@@ -1024,15 +1148,17 @@ pub(crate) mod tests {
             remaining: 2,
             reasons: [0; Reason::COUNT],
             shown: vec![(22, Reason::SynAck)],
-            reason_ips: Vec::new(),
-            services: vec![(
-                22,
-                ServiceRecord {
-                    service: Some("ssh".into()),
-                    version: Some("9.2p1".into()),
-                    ..ServiceRecord::default()
-                },
-            )],
+            extras: Some(Box::new(HostExtras {
+                services: vec![(
+                    22,
+                    ServiceRecord {
+                        service: Some("ssh".into()),
+                        version: Some("9.2p1".into()),
+                        ..ServiceRecord::default()
+                    },
+                )],
+                reason_ips: Vec::new(),
+            })),
             rtt: RttEstimator::new(),
         };
         r.reasons[Reason::SynAck.index()] = 1;
@@ -1047,7 +1173,7 @@ pub(crate) mod tests {
         assert_eq!(restored.service(22), r.service(22));
         assert_eq!(restored.service(80), None);
         // A held host of a plain scan is written as before: no services key.
-        r.services.clear();
+        r.extras = None;
         assert!(
             !serde_json::to_string(&HeldHost::of(&r))
                 .unwrap()

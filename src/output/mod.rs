@@ -287,6 +287,10 @@ pub trait Sink {
     /// [`Outputs::write_batch`]). A line per result formats write only the
     /// shown ones; per-host formats count the others too.
     fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()>;
+    /// Called with each batch before its results: a per-host format reads
+    /// the batch's hosts in progress here, so their cache misses overlap
+    /// instead of stalling one result at a time.
+    fn warm(&mut self, _batch: &[ProbeResult]) {}
     /// Pushes buffered bytes out: called after each batch.
     fn flush(&mut self) -> io::Result<()>;
     /// Ends the output with the run's summary (also after Ctrl-C: then
@@ -456,6 +460,11 @@ impl Writer {
             path: None,
             continued: false,
         }
+    }
+
+    /// Bytes written since the last flush.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// Whether this destination continues an interrupted run's file (its
@@ -823,6 +832,7 @@ impl Outputs {
         self.shown
             .extend(batch.iter().map(|r| show.contains(r.reason.state())));
         for sink in &mut self.sinks {
+            sink.warm(batch);
             let r = batch
                 .iter()
                 .zip(&self.shown)

@@ -20,13 +20,13 @@ use std::io::{self, Write};
 use std::time::SystemTime;
 
 use super::dates::ctime;
-use super::hosts::{HostRecord, PendingHosts};
+use super::hosts::{HostExtras, HostRecord, PendingHosts};
 use super::{Format, HeldHost, RunInfo, Sink, Writer};
 use crate::classify::{LocalError, Reason, State};
 use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::stats::Summary;
-use crate::targets::service_name;
+use crate::targets::{SERVICES, service_name};
 
 /// How the text looks where it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,14 +56,64 @@ pub struct TextSink {
     /// Hosts whose results are still coming (bounded by the probe order's
     /// blocks, as for the XML).
     pending: PendingHosts,
-    /// Complete hosts with ports to show: the end-of-run table. Hosts with
-    /// nothing to show are only counted, so a sweep of a /8 that answers
-    /// everywhere holds no memory per address.
-    table: Vec<HostRecord>,
+    /// Complete hosts with ports to show: the end-of-run table, in the
+    /// order they completed. Hosts with nothing to show are only counted,
+    /// so a sweep of a /8 that answers everywhere holds no memory per
+    /// address.
+    table: Vec<TableRow>,
+    /// The table's shown ports, every host's in one buffer (a row's end
+    /// where the next row's start): no allocation per host.
+    ports: Vec<(u16, Reason)>,
+    names: PortNames,
 }
+
+/// What the end table prints of one complete host, taken from its
+/// [`HostRecord`] when it completes (88 bytes instead of the record's
+/// 136 and its vector of ports: with `--show all` the table has a row
+/// for every host that answered).
+#[derive(Debug)]
+struct TableRow {
+    addr: std::net::IpAddr,
+    up: bool,
+    middlebox: bool,
+    /// Whether a probe answered, so `latency_us` means something.
+    answered: bool,
+    /// Results still to come when the run stopped (zero: complete).
+    remaining: u32,
+    reasons: [u32; Reason::COUNT],
+    /// The smoothed round-trip time, microseconds.
+    latency_us: u64,
+    /// Where the host's shown ports end in [`TextSink::ports`].
+    ports_end: usize,
+    /// `-sV`/`--banners`: its services.
+    extras: Option<Box<HostExtras>>,
+}
+
+impl TableRow {
+    fn results(&self) -> u64 {
+        self.reasons.iter().map(|&n| u64::from(n)).sum()
+    }
+}
+
+/// Hosts whose table rows are reserved up front (a /16: 5.8 MB of rows),
+/// and shown ports (4 MB).
+const TABLE_RESERVE_HOSTS: u64 = 1 << 16;
+const TABLE_RESERVE_PORTS: usize = 1 << 20;
+
+/// Flushed while the table is written, host by host, from this size on:
+/// the table of a /16 is megabytes, and buffering it whole only costs
+/// memory (the writer keeps whole hosts either way).
+const TABLE_FLUSH_BYTES: usize = 64 * 1024;
 
 impl TextSink {
     pub fn new(out: Writer, show: Show, reason: bool, run: &RunInfo, style: TextStyle) -> Self {
+        // Room for the table of a scan of up to TABLE_RESERVE_HOSTS hosts
+        // showing every port: only address space until rows are written,
+        // and no copy of the table each time it doubles.
+        let blocks = run.schedule.blocks();
+        let hosts = blocks.total() / blocks.ports_per_host();
+        let rows = usize::try_from(hosts.min(TABLE_RESERVE_HOSTS)).unwrap_or(0);
+        let per_host = usize::try_from(blocks.ports_per_host()).unwrap_or(0);
         TextSink {
             // A continued file (a resume) has its header already.
             begun: out.continued(),
@@ -76,7 +126,9 @@ impl TextSink {
             // A resumed run takes back the hosts the interrupted one held,
             // so each is written once, whole (as `-oX` and `-oG` do).
             pending: PendingHosts::for_run(run, show, false, |_| None),
-            table: Vec::new(),
+            table: Vec::with_capacity(rows),
+            ports: Vec::with_capacity(rows.saturating_mul(per_host).min(TABLE_RESERVE_PORTS)),
+            names: PortNames::new(),
         }
     }
 
@@ -109,13 +161,26 @@ impl TextSink {
     /// show (with `--open`: an open port).
     fn keep(&mut self, record: HostRecord) {
         let keep = if self.run.open_only {
-            record.shown.iter().any(|(_, r)| r.state() == State::Open)
+            record.has_open_port()
         } else {
             !record.shown.is_empty()
         };
-        if keep {
-            self.table.push(record);
+        if !keep {
+            return;
         }
+        self.ports.extend_from_slice(&record.shown);
+        let latency = record.rtt_us();
+        self.table.push(TableRow {
+            addr: record.addr,
+            up: record.status().up,
+            middlebox: record.middlebox(),
+            answered: latency.is_some(),
+            remaining: record.remaining,
+            reasons: record.reasons,
+            latency_us: latency.map_or(0, |(srtt, _)| srtt),
+            ports_end: self.ports.len(),
+            extras: record.extras,
+        });
     }
 
     /// Each host with ports to show, by address, its ports sorted, in
@@ -125,23 +190,29 @@ impl TextSink {
             self.keep(record);
         }
         let table = std::mem::take(&mut self.table);
+        let ports = std::mem::take(&mut self.ports);
         // Sorted by address through a small key per host, not by moving
-        // the records: the place in `table` breaks ties as a stable sort
-        // of the records would.
+        // the rows: the place in `table` breaks ties as a stable sort
+        // of the rows would.
         let mut order: Vec<(std::net::IpAddr, usize)> =
             table.iter().enumerate().map(|(i, h)| (h.addr, i)).collect();
         order.sort_unstable();
-        for h in order.iter().map(|&(_, i)| &table[i]) {
+        for &(_, i) in &order {
+            let h = &table[i];
+            let start = i.checked_sub(1).map_or(0, |prev| table[prev].ports_end);
+            let shown = &ports[start..h.ports_end];
             let ip = h.addr;
             match self.run.names.get(ip) {
                 Some(name) => writeln!(self.out, "\nFastPort scan report for {name} ({ip})")?,
                 None => writeln!(self.out, "\nFastPort scan report for {ip}")?,
             }
-            match (h.status().up, h.rtt_us()) {
-                (true, Some((srtt, _))) => {
-                    writeln!(self.out, "Host is up ({:.6}s latency).", srtt as f64 / 1e6)?
-                }
-                (true, None) => writeln!(self.out, "Host is up.")?,
+            match (h.up, h.answered) {
+                (true, true) => writeln!(
+                    self.out,
+                    "Host is up ({}s latency).",
+                    Seconds6(h.latency_us)
+                )?,
+                (true, false) => writeln!(self.out, "Host is up.")?,
                 (false, _) => writeln!(self.out, "Host did not answer.")?,
             }
             if h.remaining > 0 {
@@ -149,10 +220,10 @@ impl TextSink {
                     self.out,
                     "Incomplete: {} of {} ports scanned (interrupted).",
                     h.results(),
-                    h.results() + h.remaining
+                    h.results() + u64::from(h.remaining)
                 )?;
             }
-            if h.middlebox() {
+            if h.middlebox {
                 writeln!(
                     self.out,
                     "Note: all {} ports answered syn-ack: likely a middlebox answering for the host, not open services.",
@@ -163,27 +234,26 @@ impl TextSink {
             if !hidden.is_empty() {
                 writeln!(self.out, "Not shown: {hidden}")?;
             }
-            let width = h
-                .shown
+            let width = shown
                 .iter()
-                .map(|(p, _)| p.to_string().len() + 4)
+                .map(|&(p, _)| digits(p) + 4)
                 .max()
                 .unwrap_or(0)
                 .max(4);
-            let state_width = h
-                .shown
+            let state_width = shown
                 .iter()
                 .map(|(_, r)| r.state().as_str().len())
                 .max()
                 .unwrap_or(5)
                 .max(5);
             let versions = self.run.service_detection;
-            let service_of = |port: u16| match h.service(port).and_then(|s| s.name()) {
+            let service = |port: u16| h.extras.as_ref().and_then(|e| e.service(port));
+            let service_of = |port: u16| match service(port).and_then(|s| s.name()) {
                 Some(name) => name,
                 None => service_name(port).unwrap_or("unknown").to_owned(),
             };
             let service_width = if versions {
-                h.shown
+                shown
                     .iter()
                     .map(|&(p, _)| service_of(p).len())
                     .max()
@@ -193,8 +263,7 @@ impl TextSink {
                 0
             };
             // nmap's order with -sV: REASON before VERSION.
-            let reason_width = h
-                .shown
+            let reason_width = shown
                 .iter()
                 .map(|(_, r)| r.as_str().len())
                 .max()
@@ -221,21 +290,18 @@ impl TextSink {
                 }
                 writeln!(self.out)?;
             }
-            for &(port, reason) in &h.shown {
+            for &(port, reason) in shown {
                 let state = reason.state();
-                // The state cell (padded inside its colour) and the port
-                // cell, written without a String each.
-                let padded = Painted {
-                    color: self.style.color,
-                    state,
-                    text: state.as_str(),
-                };
-                let padded = format_args!("{padded:<state_width$}");
                 if versions {
-                    let version = h
-                        .service(port)
-                        .map(|s| s.version_line())
-                        .unwrap_or_default();
+                    // The state cell (padded inside its colour) and the
+                    // port cell, written without a String each.
+                    let padded = Painted {
+                        color: self.style.color,
+                        state,
+                        text: state.as_str(),
+                    };
+                    let padded = format_args!("{padded:<state_width$}");
+                    let version = service(port).map(|s| s.version_line()).unwrap_or_default();
                     let mut cell = format!("{:<service_width$}", service_of(port));
                     if self.reason {
                         cell.push_str(&format!(" {:<reason_width$}", reason.as_str()));
@@ -250,35 +316,182 @@ impl TextSink {
                         cell.trim_end(),
                     )?;
                     continue;
-                } else {
-                    write!(
-                        self.out,
-                        "{:<width$} {} {}",
-                        PortTcp(port),
-                        padded,
-                        service_name(port).unwrap_or("unknown"),
-                    )?;
                 }
-                if self.reason {
-                    write!(self.out, " {reason}")?;
-                }
-                writeln!(self.out)?;
+                let row = PortRow {
+                    port,
+                    width,
+                    state,
+                    state_width,
+                    color: self.style.color,
+                    name: self.names.get(port).unwrap_or("unknown"),
+                    reason: self.reason.then_some(reason),
+                };
+                row.write(&mut self.out)?;
+            }
+            if self.out.buffered() >= TABLE_FLUSH_BYTES {
+                self.out.flush()?;
             }
         }
         Ok(())
     }
 }
 
+/// One line of the table without `-sV`: `22/tcp   open  ssh`, with the
+/// reason after it under `--reason`. Written piece by piece, the bytes
+/// of `format!("{:<width$} {:<state_width$} {name}", ...)` (the state
+/// padded inside its colour codes) without the formatting machinery: a
+/// table of a /16 has a line for each of its hundreds of thousands of
+/// shown ports.
+struct PortRow<'a> {
+    port: u16,
+    width: usize,
+    state: State,
+    state_width: usize,
+    color: bool,
+    name: &'a str,
+    reason: Option<Reason>,
+}
+
+impl PortRow<'_> {
+    fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        const SPACES: &[u8] = &[b' '; 16];
+        let pad = |out: &mut dyn Write, n: usize| -> io::Result<()> {
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(SPACES.len());
+                out.write_all(&SPACES[..k])?;
+                left -= k;
+            }
+            Ok(())
+        };
+        let mut cell = [0u8; 9];
+        let len = put_decimal(&mut cell, self.port);
+        cell[len..len + 4].copy_from_slice(b"/tcp");
+        out.write_all(&cell[..len + 4])?;
+        pad(out, self.width.saturating_sub(len + 4) + 1)?;
+        if self.color {
+            out.write_all(b"\x1b[")?;
+            out.write_all(color_code(self.state).as_bytes())?;
+            out.write_all(b"m")?;
+        }
+        let state = self.state.as_str();
+        out.write_all(state.as_bytes())?;
+        pad(out, self.state_width.saturating_sub(state.len()))?;
+        if self.color {
+            out.write_all(b"\x1b[0m")?;
+        }
+        out.write_all(b" ")?;
+        out.write_all(self.name.as_bytes())?;
+        if let Some(reason) = self.reason {
+            out.write_all(b" ")?;
+            out.write_all(reason.as_str().as_bytes())?;
+        }
+        out.write_all(b"\n")
+    }
+}
+
+/// Every port's IANA name, by port: [`service_name`] as one index
+/// instead of a binary search over thousands of names, for output that
+/// names every result twice (its live line and its table line).
+struct PortNames(Box<[u16]>);
+
+impl PortNames {
+    /// No name: no entry of [`SERVICES`] has this index.
+    const NONE: u16 = u16::MAX;
+
+    fn new() -> PortNames {
+        let mut by_port = vec![PortNames::NONE; usize::from(u16::MAX) + 1];
+        for (i, &(port, _)) in SERVICES.iter().enumerate().rev() {
+            by_port[usize::from(port)] = u16::try_from(i).unwrap_or(PortNames::NONE);
+        }
+        PortNames(by_port.into_boxed_slice())
+    }
+
+    fn get(&self, port: u16) -> Option<&'static str> {
+        let i = self.0[usize::from(port)];
+        SERVICES.get(usize::from(i)).map(|&(_, name)| name)
+    }
+}
+
+/// Microseconds as seconds with six decimals: the text of
+/// `format!("{:.6}", us as f64 / 1e6)` (the quotient is within far less
+/// than half a microsecond of the exact value, so it rounds to it),
+/// without formatting a float.
+struct Seconds6(u64);
+
+impl std::fmt::Display for Seconds6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+/// `tag(state)`, in its colour codes when `color`: the bytes of
+/// [`Painted`] without a width.
+fn write_tag(out: &mut impl Write, color: bool, state: State) -> io::Result<()> {
+    if color {
+        out.write_all(b"\x1b[")?;
+        out.write_all(color_code(state).as_bytes())?;
+        out.write_all(b"m")?;
+        out.write_all(tag(state).as_bytes())?;
+        out.write_all(b"\x1b[0m")
+    } else {
+        out.write_all(tag(state).as_bytes())
+    }
+}
+
+/// `target` as its `Display` writes it (`127.0.0.1:22`, `[::1]:22`); an
+/// IPv4 address from a buffer on the stack, without the formatting
+/// machinery.
+fn write_target(out: &mut impl Write, target: std::net::SocketAddr) -> io::Result<()> {
+    let std::net::SocketAddr::V4(v4) = target else {
+        return write!(out, "{target}");
+    };
+    let mut buf = [0u8; 21];
+    let mut n = 0;
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        n += put_decimal(&mut buf[n..], u16::from(octet));
+    }
+    buf[n] = b':';
+    n += 1;
+    n += put_decimal(&mut buf[n..], v4.port());
+    out.write_all(&buf[..n])
+}
+
+/// Writes `n` in decimal at the start of `buf`; returns its length.
+fn put_decimal(buf: &mut [u8], mut n: u16) -> usize {
+    let len = digits(n);
+    for i in (0..len).rev() {
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    len
+}
+
+/// Decimal digits of `n`, as `n.to_string().len()` counts them.
+fn digits(n: u16) -> usize {
+    match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    }
+}
+
 /// `1019 closed tcp ports (conn-refused), 2 filtered tcp ports (no-response)`:
 /// the states not shown, each with its most frequent reason.
-fn not_shown(counts: &[u64; Reason::COUNT], show: Show) -> String {
+fn not_shown(counts: &[u32; Reason::COUNT], show: Show) -> String {
     let mut parts = Vec::new();
     for state in State::ALL {
         if show.contains(state) {
             continue;
         }
         let of_state = || Reason::ALL.iter().filter(move |r| r.state() == state);
-        let n: u64 = of_state().map(|r| counts[r.index()]).sum();
+        let n: u64 = of_state().map(|r| u64::from(counts[r.index()])).sum();
         if n == 0 {
             continue;
         }
@@ -382,7 +595,7 @@ impl Sink for TextSink {
             return Ok(());
         }
         let state = r.reason.state();
-        let table = service_name(r.target.port()).unwrap_or("unknown");
+        let table = self.names.get(r.target.port()).unwrap_or("unknown");
         let tag = Painted {
             color: self.style.color,
             state,
@@ -401,7 +614,15 @@ impl Sink for TextSink {
                 )?,
                 None => write!(self.out, "{tag} {} {table}", r.target)?,
             },
-            _ => write!(self.out, "{tag} {} {table}", r.target)?,
+            _ => {
+                // The common line, `[CLOSED] 127.0.3.4:5432 postgresql`,
+                // from bytes: one per shown result.
+                write_tag(&mut self.out, self.style.color, state)?;
+                self.out.write_all(b" ")?;
+                write_target(&mut self.out, r.target)?;
+                self.out.write_all(b" ")?;
+                self.out.write_all(table.as_bytes())?;
+            }
         }
         if let Some(name) = self.run.names.get(ip) {
             write!(self.out, " ({name})")?;
@@ -413,6 +634,10 @@ impl Sink for TextSink {
             }
         }
         self.out.write_all(b"\n")
+    }
+
+    fn warm(&mut self, batch: &[ProbeResult]) {
+        self.pending.warm(batch);
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -770,6 +995,127 @@ mod tests {
                 };
                 assert_eq!(format!("{painted:<8}"), want);
             }
+        }
+    }
+
+    /// A table line written piece by piece is the line the format string
+    /// wrote.
+    #[test]
+    fn port_rows_are_the_formatted_lines() {
+        for port in [0u16, 7, 22, 443, 9200, 65535] {
+            for width in [4usize, 6, 9, 20] {
+                for state in State::ALL {
+                    for state_width in [5usize, 6, 8, 21] {
+                        for color in [false, true] {
+                            for reason in [None, Some(Reason::NoResponse)] {
+                                let row = PortRow {
+                                    port,
+                                    width,
+                                    state,
+                                    state_width,
+                                    color,
+                                    name: "http-alt",
+                                    reason,
+                                };
+                                let mut got = Vec::new();
+                                row.write(&mut got).unwrap();
+                                let painted = Painted {
+                                    color,
+                                    state,
+                                    text: state.as_str(),
+                                };
+                                let mut want = format!(
+                                    "{:<width$} {painted:<state_width$} http-alt",
+                                    format!("{port}/tcp")
+                                );
+                                if let Some(reason) = reason {
+                                    want.push_str(&format!(" {reason}"));
+                                }
+                                want.push('\n');
+                                assert_eq!(String::from_utf8(got).unwrap(), want);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Live lines written from bytes are the lines `Display` wrote.
+    #[test]
+    fn targets_and_tags_written_from_bytes_are_their_display() {
+        let targets = [
+            "0.0.0.0:0",
+            "127.0.0.1:22",
+            "127.0.3.4:5432",
+            "198.18.10.200:9200",
+            "255.255.255.255:65535",
+            "9.99.100.1:7",
+            "[::1]:22",
+            "[2001:2::5]:443",
+        ];
+        let every_octet = (0..=255u8).flat_map(|o| {
+            [0u16, 9, 10, 99, 100, 999, 1000, 65535].map(move |port| {
+                std::net::SocketAddr::from(([o, 255 - o, o / 3, 10], port)).to_string()
+            })
+        });
+        for t in targets.map(String::from).into_iter().chain(every_octet) {
+            let target: std::net::SocketAddr = t.parse().unwrap();
+            let mut got = Vec::new();
+            write_target(&mut got, target).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), target.to_string());
+        }
+        for state in State::ALL {
+            for color in [false, true] {
+                let mut got = Vec::new();
+                write_tag(&mut got, color, state).unwrap();
+                let want = Painted {
+                    color,
+                    state,
+                    text: tag(state),
+                };
+                assert_eq!(String::from_utf8(got).unwrap(), want.to_string());
+            }
+        }
+    }
+
+    /// Latencies written from integers read as the float formatting wrote
+    /// them.
+    #[test]
+    fn latency_seconds_are_the_float_formatting() {
+        let some = (0..2_000_000u64).step_by(7).chain([
+            999_999,
+            1_000_000,
+            1_000_001,
+            59_999_999,
+            u64::from(u32::MAX),
+        ]);
+        for us in some {
+            assert_eq!(
+                Seconds6(us).to_string(),
+                format!("{:.6}", us as f64 / 1e6),
+                "{us}"
+            );
+        }
+    }
+
+    /// A row per host with ports to show: whole host records made a /16's
+    /// `--show all` table 17 MB.
+    #[test]
+    fn table_rows_stay_small() {
+        assert!(std::mem::size_of::<TableRow>() <= 88);
+    }
+
+    /// Every port's name by index is the name the search finds.
+    #[test]
+    fn names_by_port_are_the_searched_names() {
+        let names = PortNames::new();
+        for port in 0..=u16::MAX {
+            assert_eq!(names.get(port), service_name(port), "{port}");
+        }
+        for (port, digits_of) in [(0, 1), (9, 1), (10, 2), (999, 3), (1000, 4), (65535, 5)] {
+            assert_eq!(digits(port), digits_of);
+            assert_eq!(port.to_string().len(), digits_of);
         }
     }
 

@@ -21,12 +21,11 @@
 
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::time::SystemTime;
 
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use super::dates::{ctime, unix_secs};
-use super::hosts::{HostDocument, HostRecord, PendingHosts};
+use super::hosts::{DocumentState, HostDocument, HostRecord};
 use super::{Format, RunInfo, Writer};
 use crate::config::Show;
 use crate::service::record::ServiceRecord;
@@ -42,33 +41,20 @@ const XML_OUTPUT_VERSION: &str = "1.05";
 
 pub struct XmlSink {
     xml: quick_xml::Writer<Writer>,
-    hosts: PendingHosts,
+    doc: DocumentState,
     run: RunInfo,
-    now: fn() -> SystemTime,
-    begun: bool,
-    finished: bool,
 }
 
 impl XmlSink {
     pub fn new(out: Writer, show: Show, run: &RunInfo) -> Self {
-        let hosts = PendingHosts::for_run(run, show, out.continued(), |h| h.xml);
+        // A continued file has its prologue and `<scaninfo>`: hosts
+        // follow where the earlier run's `<runstats>` was cut off.
+        let doc = DocumentState::new(run, show, out.continued(), |h| h.xml);
         XmlSink {
-            // A continued file has its prologue and `<scaninfo>`: hosts
-            // follow where the earlier run's `<runstats>` was cut off.
-            begun: out.continued(),
             xml: quick_xml::Writer::new(out),
-            hosts,
+            doc,
             run: run.clone(),
-            now: SystemTime::now,
-            finished: false,
         }
-    }
-
-    /// The same sink with a fixed clock, for exact tests.
-    #[cfg(test)]
-    fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
-        self.now = now;
-        self
     }
 
     fn nl(&mut self) -> io::Result<()> {
@@ -129,24 +115,15 @@ impl HostDocument for XmlSink {
         self.xml.get_mut().flush()
     }
 
-    fn hosts(&mut self) -> &mut PendingHosts {
-        &mut self.hosts
-    }
-
-    fn clock(&self) -> fn() -> SystemTime {
-        self.now
-    }
-
-    fn finished(&mut self) -> &mut bool {
-        &mut self.finished
+    fn doc(&mut self) -> &mut DocumentState {
+        &mut self.doc
     }
 
     /// The prologue and everything before the first host, once.
     fn begin(&mut self) -> io::Result<()> {
-        if self.begun {
+        if !self.doc.begin() {
             return Ok(());
         }
-        self.begun = true;
         let args = xml_chars(&self.run.command_line);
         let start = unix_secs(self.run.started).to_string();
         let startstr = ctime(self.run.started);
@@ -219,17 +196,12 @@ impl HostDocument for XmlSink {
 
     fn write_host(&mut self, h: &HostRecord) -> io::Result<()> {
         // --open: nmap leaves out hosts without an open port.
-        if self.run.open_only
-            && !h
-                .shown
-                .iter()
-                .any(|(_, r)| r.state() == crate::classify::State::Open)
-        {
+        if self.run.open_only && !h.has_open_port() {
             return Ok(());
         }
-        let now = unix_secs((self.now)());
+        let now = unix_secs((self.doc.now)());
         let status = h.status();
-        let show = self.hosts.show();
+        let show = self.doc.hosts.show();
         let starttime = h.first_seen.to_string();
         let endtime = now.to_string();
         let mut attrs = vec![("starttime", starttime.as_str()), ("endtime", &endtime)];
@@ -239,7 +211,7 @@ impl HostDocument for XmlSink {
             note = format!(
                 "incomplete: {} of {} ports scanned",
                 h.results(),
-                h.results() + h.remaining
+                h.results() + u64::from(h.remaining)
             );
             attrs.push(("timedout", "true"));
         }
@@ -302,8 +274,7 @@ impl HostDocument for XmlSink {
         for &(port, reason) in &h.shown {
             let portid = port.to_string();
             self.start("port", &[("protocol", "tcp"), ("portid", &portid)])?;
-            let by = h.reason_ips.iter().find(|(p, _)| *p == port);
-            let reason_ip = by.map(|(_, ip)| ip.to_string());
+            let reason_ip = h.reason_ip(port).map(|ip| ip.to_string());
             let state = [
                 ("state", reason.state().as_str()),
                 ("reason", reason.as_str()),
@@ -343,8 +314,8 @@ impl HostDocument for XmlSink {
     }
 
     fn write_footer(&mut self, summary: &Summary) -> io::Result<()> {
-        let now = (self.now)();
-        let (seen, up) = self.hosts.counts();
+        let now = (self.doc.now)();
+        let (seen, up) = self.doc.hosts.counts();
         let timestr = ctime(now);
         let time = unix_secs(now).to_string();
         let elapsed = format!("{:.2}", summary.elapsed.as_secs_f64());
@@ -359,7 +330,7 @@ impl HostDocument for XmlSink {
             (
                 format!("FastPort interrupted at {timestr}; {text}"),
                 "error",
-                Some(match self.hosts.held() {
+                Some(match self.doc.hosts.held() {
                     0 => format!(
                         "interrupted after {} of {} probes",
                         // The summary's count: a resumed run's counts every part.
@@ -432,6 +403,7 @@ mod tests {
     use crate::output::Sink;
     use crate::output::hosts::tests::result;
     use crate::output::tests::{capture, feed, run_info, summary};
+    use std::time::SystemTime;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn fixed_clock() -> SystemTime {
