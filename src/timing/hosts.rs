@@ -107,16 +107,21 @@ impl HostTimingTable {
         ]
     }
 
-    /// Every slot `host` may live in, in probing order.
-    fn ways(buckets: [usize; 2]) -> impl Iterator<Item = usize> {
-        let [a, b] = buckets;
-        let second = if a == b { b..b } else { b..b + WAYS };
-        (a..a + WAYS).chain(second)
+    /// The first slots of the distinct buckets among `buckets`.
+    fn distinct(buckets: &[usize; 2]) -> &[usize] {
+        let n = if buckets[0] == buckets[1] { 1 } else { 2 };
+        &buckets[..n]
     }
 
     /// The slot of `host` among its buckets' ways.
     fn find_in(&self, buckets: [usize; 2], host: u64) -> Option<usize> {
-        Self::ways(buckets).find(|&i| self.keys[i] == host)
+        for &base in Self::distinct(&buckets) {
+            let ways = &self.keys[base..base + WAYS];
+            if let Some(w) = ways.iter().position(|&k| k == host) {
+                return Some(base + w);
+            }
+        }
+        None
     }
 
     /// The slot holding `host`, if any.
@@ -151,17 +156,35 @@ impl HostTimingTable {
     /// ones first, as never used), in the emptier bucket on a tie, the first
     /// in probing order after that.
     fn victim(&self, buckets: [usize; 2]) -> Option<usize> {
-        let rank = |i: usize| (self.used[i], self.load[i / WAYS]);
         // The least recently used way of all: when it is idle (nearly
         // always), it is also the least recently used idle one, and no
         // other way's in-flight count need be read.
-        let first = Self::ways(buckets).min_by_key(|&i| rank(i))?;
+        let first = self.least_recent(buckets, false)?;
         if self.slots[first].in_flight == 0 {
             return Some(first);
         }
-        Self::ways(buckets)
-            .filter(|&i| self.slots[i].in_flight == 0)
-            .min_by_key(|&i| rank(i))
+        self.least_recent(buckets, true)
+    }
+
+    /// The way of `buckets` with the lowest (use stamp, bucket load), the
+    /// first in probing order on a tie; among idle ways only if `idle`.
+    /// Plain loops: as an iterator chain's `min_by_key` it was not inlined
+    /// and took most of a claim's time.
+    fn least_recent(&self, buckets: [usize; 2], idle: bool) -> Option<usize> {
+        let mut best: Option<(usize, (u64, u8))> = None;
+        for &base in Self::distinct(&buckets) {
+            let load = self.load[base / WAYS];
+            for i in base..base + WAYS {
+                if idle && self.slots[i].in_flight != 0 {
+                    continue;
+                }
+                let rank = (self.used[i], load);
+                if best.is_none_or(|(_, r)| rank < r) {
+                    best = Some((i, rank));
+                }
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
     /// The slot's state.
@@ -255,6 +278,13 @@ mod tests {
         assert_eq!(t.capacity(), 1024);
     }
 
+    /// Every slot a host of `buckets` may live in, in probing order.
+    fn ways_of(buckets: [usize; 2]) -> impl Iterator<Item = usize> {
+        let [a, b] = buckets;
+        let second = if a == b { b..b } else { b..b + WAYS };
+        (a..a + WAYS).chain(second)
+    }
+
     /// The eviction rule as first written: a scan of both buckets' ways,
     /// recounting each candidate's bucket. The dense index must pick the
     /// very same slot for every claim.
@@ -267,7 +297,7 @@ mod tests {
         host: u64,
     ) -> Option<usize> {
         let buckets = t.buckets(host);
-        let ways = || HostTimingTable::ways(buckets);
+        let ways = || ways_of(buckets);
         let i = match ways().find(|&i| keys[i] == host) {
             Some(i) => i,
             None => {
