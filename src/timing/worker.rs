@@ -450,7 +450,17 @@ mod tests {
 
     /// `-T4`'s settings.
     fn t4_params() -> AdaptiveTiming {
-        let v = Template::Aggressive.values();
+        params(Template::Aggressive)
+    }
+
+    /// `-T3`'s settings (the default).
+    fn t3_params() -> AdaptiveTiming {
+        params(Template::Normal)
+    }
+
+    /// A template's adaptive settings.
+    fn params(template: Template) -> AdaptiveTiming {
+        let v = template.values();
         AdaptiveTiming {
             initial_rtt: v.initial_rtt,
             min_rtt: v.min_rtt,
@@ -459,15 +469,13 @@ mod tests {
         }
     }
 
-    /// `-T3`'s settings (the default).
-    fn t3_params() -> AdaptiveTiming {
-        let v = Template::Normal.values();
-        AdaptiveTiming {
-            initial_rtt: v.initial_rtt,
-            min_rtt: v.min_rtt,
-            max_rtt: v.max_rtt,
-            initial_window: v.initial_window,
-        }
+    /// `-T5`'s worker state.
+    fn t5() -> WorkerTiming {
+        WorkerTiming::new(
+            params(Template::Insane),
+            Template::Insane.values().max_retries,
+            1000,
+        )
     }
 
     fn t4() -> WorkerTiming {
@@ -649,14 +657,7 @@ mod tests {
     #[test]
     fn t5_keeps_hosts_farther_than_its_max_rtt_timeout() {
         let t0 = Instant::now();
-        let v = Template::Insane.values();
-        let params = AdaptiveTiming {
-            initial_rtt: v.initial_rtt,
-            min_rtt: v.min_rtt,
-            max_rtt: v.max_rtt,
-            initial_window: v.initial_window,
-        };
-        let mut t = WorkerTiming::new(params, v.max_retries, 1000);
+        let mut t = t5();
         let h = t.enter(3).unwrap();
         // First attempts keep -T5's bound; a retry the bound would cut
         // waits three times it.
@@ -697,14 +698,7 @@ mod tests {
     #[test]
     fn a_t5_retry_waits_past_its_maximum_whatever_the_estimate() {
         let t0 = Instant::now();
-        let v = Template::Insane.values();
-        let params = AdaptiveTiming {
-            initial_rtt: v.initial_rtt,
-            min_rtt: v.min_rtt,
-            max_rtt: v.max_rtt,
-            initial_window: v.initial_window,
-        };
-        let mut t = WorkerTiming::new(params, v.max_retries, 1000);
+        let mut t = t5();
         let near = t.enter(3).unwrap();
         // Steady answers of ~200 ms: the scan's timeout ~280-300 ms, above
         // the 250 ms guess, uncut below the 300 ms maximum.
