@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -107,14 +107,21 @@ fn read_fastport(path: &Path) -> Found {
         .collect()
 }
 
+/// The FastPort binary, when netsim can run here: `None` (the reason
+/// printed) when the test is skipped for want of a namespace with a TUN
+/// device or of the binary.
+fn simulated_fastport(test: &str) -> Option<PathBuf> {
+    if !can_simulate(test) {
+        return None;
+    }
+    fastport_bin(test)
+}
+
 /// Runs FastPort (`fastport_args`) against `profile` seeded `seed`: what it
 /// found and netsim's record. `None` when the test is skipped (no namespace
 /// or TUN device outside CI, or no FastPort binary), with the reason printed.
 fn fastport_scan(test: &str, profile: &str, seed: u64) -> Option<(Found, Record)> {
-    if !can_simulate(test) {
-        return None;
-    }
-    let bin = fastport_bin(test)?;
+    let bin = simulated_fastport(test)?;
     let dir = TempDir::new(test);
     let json = dir.path("fastport.json");
     let args = fastport_args(&bin, &json);
@@ -324,10 +331,7 @@ ms = 20.0
 #[ignore = "a measurement (about a minute), not a check: run it by name"]
 fn measure_syn_retransmissions() {
     let test = "measure_syn_retransmissions";
-    if !can_simulate(test) {
-        return;
-    }
-    let Some(bin) = fastport_bin(test) else {
+    let Some(bin) = simulated_fastport(test) else {
         return;
     };
     eprintln!(
@@ -421,10 +425,7 @@ fn measure_syn_retransmissions() {
 #[test]
 fn lossy_worlds_tail_stays_within_the_models_bound() {
     let test = "lossy_worlds_tail_stays_within_the_models_bound";
-    if !can_simulate(test) {
-        return;
-    }
-    let Some(bin) = fastport_bin(test) else {
+    let Some(bin) = simulated_fastport(test) else {
         return;
     };
     let mut failures = Vec::new();
@@ -509,46 +510,36 @@ ms = 10.0
 #[test]
 fn unreachables_name_their_router_in_json_and_xml() {
     let test = "unreachables_name_their_router_in_json_and_xml";
-    if !can_simulate(test) {
-        return;
-    }
-    let Some(bin) = fastport_bin(test) else {
+    let Some(bin) = simulated_fastport(test) else {
         return;
     };
     let dir = TempDir::new(test);
     let (json, xml) = (dir.path("out.json"), dir.path("out.xml"));
-    let (json_s, xml_s) = (json.to_str().unwrap(), xml.to_str().unwrap());
-    let args = [
-        bin.to_str().unwrap(),
-        "-n",
-        "-p",
-        "{ports}",
-        "--show",
-        "all",
-        "-oJ",
-        json_s,
-        "-oX",
-        xml_s,
-        "{hosts}",
-    ];
-    let (out, _) = run(&dir, ROUTED, 1, &args);
-    assert!(out.status.success(), "{}", stderr(&out));
     let threads_json = dir.path("threads.json");
+    let bin = bin.to_str().unwrap();
+    let scan = ["-n", "-p", "{ports}", "--show", "all", "-oJ"];
+    // The event loop writes XML too; the threads engine its own JSON.
+    let mio = [
+        &[bin][..],
+        &scan,
+        &[
+            json.to_str().unwrap(),
+            "-oX",
+            xml.to_str().unwrap(),
+            "{hosts}",
+        ],
+    ]
+    .concat();
     let threads = [
-        args[0],
-        "--engine",
-        "threads",
-        "-n",
-        "-p",
-        "{ports}",
-        "--show",
-        "all",
-        "-oJ",
-        threads_json.to_str().unwrap(),
-        "{hosts}",
-    ];
-    let (out, _) = run(&dir, ROUTED, 1, &threads);
-    assert!(out.status.success(), "{}", stderr(&out));
+        &[bin, "--engine", "threads"][..],
+        &scan,
+        &[threads_json.to_str().unwrap(), "{hosts}"],
+    ]
+    .concat();
+    for args in [&mio, &threads] {
+        let (out, _) = run(&dir, ROUTED, 1, args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
     for path in [&json, &threads_json] {
         let lines = json_lines(&std::fs::read_to_string(path).unwrap());
         assert_eq!(lines.len(), 16, "8 hosts × 2 ports");
@@ -591,10 +582,7 @@ syn_ack_all_ports = 0.25
 #[test]
 fn middleboxes_answering_every_port_are_flagged() {
     let test = "middleboxes_answering_every_port_are_flagged";
-    if !can_simulate(test) {
-        return;
-    }
-    let Some(bin) = fastport_bin(test) else {
+    let Some(bin) = simulated_fastport(test) else {
         return;
     };
     let dir = TempDir::new(test);
