@@ -52,6 +52,34 @@ fn have_chromium() -> bool {
     false
 }
 
+/// The page as Chromium rendered it, after checking that nothing in it ran
+/// or became an element: no console message (Chromium logs errors, CSP
+/// violations and a payload's alert as CONSOLE lines), the report's title,
+/// no `<img>` or `<script>` element.
+fn inert_dom(page: &Path) -> String {
+    let o = chromium(page, "--dump-dom");
+    assert!(o.status.success(), "chromium --dump-dom: {}", stderr(&o));
+    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
+    let log = stderr(&o);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(
+        console.is_empty(),
+        "console messages:\n{}",
+        console.join("\n")
+    );
+    let title = text_after(&dom, "<title").expect("a title");
+    assert!(
+        title.starts_with("FastPort report"),
+        "title is now {title:?}"
+    );
+    assert!(!dom.contains("<img"), "a payload became an <img> element");
+    assert!(
+        !dom.contains("<script"),
+        "a payload became a <script> element"
+    );
+    dom
+}
+
 /// Headless Chromium on `page` with `what` (`--dump-dom`, `--screenshot=...`).
 fn chromium(page: &Path, what: &str) -> Output {
     let profile = temp_dir("report-chromium-profile");
@@ -251,29 +279,7 @@ fn report_renders_in_chromium_with_labelled_plots_and_inert_payloads() {
     );
     let _ = std::fs::copy(&page, artifacts().join("report.html"));
 
-    let o = chromium(&page, "--dump-dom");
-    assert!(o.status.success(), "chromium --dump-dom: {}", stderr(&o));
-    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
-    // Chromium logs every console message (errors, CSP violations, a
-    // payload's alert) as a CONSOLE line.
-    let log = stderr(&o);
-    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
-    assert!(
-        console.is_empty(),
-        "console messages:\n{}",
-        console.join("\n")
-    );
-    // Nothing ran, nothing became an element.
-    let title = text_after(&dom, "<title").expect("a title");
-    assert!(
-        title.starts_with("FastPort report"),
-        "title is now {title:?}"
-    );
-    assert!(!dom.contains("<img"), "a payload became an <img> element");
-    assert!(
-        !dom.contains("<script"),
-        "a payload became a <script> element"
-    );
+    let dom = inert_dom(&page);
     assert!(
         dom.contains("&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"),
         "the banner is shown as text"
@@ -503,26 +509,7 @@ fn scanned_banner_with_script_payload_stays_text_in_the_browser() {
     assert!(!html.contains("<img") && !html.contains("</script>"));
     let _ = std::fs::copy(&page, artifacts().join("banner-report.html"));
 
-    let o = chromium(&page, "--dump-dom");
-    assert!(o.status.success(), "chromium --dump-dom: {}", stderr(&o));
-    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
-    let log = stderr(&o);
-    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
-    assert!(
-        console.is_empty(),
-        "console messages:\n{}",
-        console.join("\n")
-    );
-    let title = text_after(&dom, "<title").expect("a title");
-    assert!(
-        title.starts_with("FastPort report"),
-        "title is now {title:?}"
-    );
-    assert!(!dom.contains("<img"), "the banner became an <img> element");
-    assert!(
-        !dom.contains("<script"),
-        "the banner became a <script> element"
-    );
+    let dom = inert_dom(&page);
     // The findings table shows the banner, as text, beside its port.
     let row = dom
         .split("<tr>")
