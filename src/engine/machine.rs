@@ -280,6 +280,10 @@ impl ProbeSlab {
     }
 }
 
+/// How often an attempt whose wait is provisional is judged again
+/// ([`Machine::rejudge`]).
+const REJUDGE_EVERY: Duration = Duration::from_millis(100);
+
 /// What a hit is worth against a miss's 1: a hit saves an `epoll_ctl`, an
 /// event and the look done later anyway (~3 µs), a miss costs one
 /// `getsockopt` (~1 µs), so looking pays while more than ~1 probe in 4 hits.
@@ -641,7 +645,8 @@ impl Machine {
                     return Fate::Look;
                 }
                 if self.cfg.deadlines == Deadlines::Wheel {
-                    self.wheel.insert(key, started + probe.wait);
+                    let check = first_check(self.timing.as_ref(), probe, started);
+                    self.wheel.insert(key, check);
                 }
                 Fate::Wait
             }
@@ -699,7 +704,8 @@ impl Machine {
                 if looking {
                     self.eager.miss();
                     if self.cfg.deadlines == Deadlines::Wheel {
-                        self.wheel.insert(key, started + probe.wait);
+                        let check = first_check(self.timing.as_ref(), probe, started);
+                        self.wheel.insert(key, check);
                     }
                 }
                 Fate::Wait // spurious wake-up, or not answered yet
@@ -750,7 +756,14 @@ impl Machine {
                 continue;
             };
             match probe.phase {
-                Phase::Connecting { .. } => {
+                Phase::Connecting { started, .. } => {
+                    if let Some(check) = self.rejudge(key, started, now) {
+                        self.wheel.insert(key, check);
+                        continue;
+                    }
+                    let Some(probe) = self.slab.get_mut(key) else {
+                        continue;
+                    };
                     let (index, attempt) = (probe.index, probe.timeouts);
                     self.emit(TraceEvent::Deadline {
                         probe: index,
@@ -766,6 +779,43 @@ impl Machine {
             }
         }
         None
+    }
+
+    /// A connecting probe's wheel time came at `now`: `None` if its
+    /// deadline is reached, else when to look again.
+    ///
+    /// An attempt's wait is set when it goes out, from what its host had
+    /// shown by then. A host's first probes go out together, before any
+    /// of them is answered, and wait as long as for a host never heard
+    /// from (`--initial-rtt-timeout`, 1 s by default), and a host's first
+    /// samples give a wide RFC 6298 timeout (`srtt + 4·rttvar` with
+    /// `rttvar` starting at half the first sample) that narrows over the
+    /// next dozen answers; meanwhile the answers to its other ports tell
+    /// what this attempt needs. So with adaptive timing an attempt is
+    /// judged again every [`REJUDGE_EVERY`] against the wait an attempt
+    /// launched now would get (never longer than the one it was given),
+    /// as nmap judges each probe against its host's current timeout. On
+    /// netsim's internet-like hosts a 66 ms host's filtered port waited
+    /// 1 s on its first try, and a 594 ms host's 1.29 s.
+    fn rejudge(&mut self, key: usize, started: Instant, now: Instant) -> Option<Instant> {
+        let probe = self.slab.get_mut(key)?;
+        let deadline = started + probe.wait;
+        if now >= deadline {
+            return None;
+        }
+        let (Some(timing), Some(host)) = (&self.timing, probe.host) else {
+            return Some(deadline);
+        };
+        let wait = probe.wait.min(timing.timeout(host, probe.timeouts));
+        let due = started + wait;
+        if due <= now {
+            // Ended early: what it waited is what an answer to its retry
+            // is judged against (`WorkerTiming::answered`).
+            probe.wait = now.saturating_duration_since(started);
+            return None;
+        }
+        probe.wait = wait;
+        Some(due.min(now + REJUDGE_EVERY))
     }
 
     /// The last look at the socket of `key` after its deadline.
@@ -1082,6 +1132,17 @@ impl Machine {
 }
 
 /// The errno behind a local error, for the trace.
+/// Where an attempt that began at `started` first comes back from the
+/// wheel: at its deadline, or with adaptive timing at the first
+/// re-judging check before it (see `Machine::rejudge`).
+fn first_check(timing: Option<&WorkerTiming>, probe: &Probe, started: Instant) -> Instant {
+    let deadline = started + probe.wait;
+    match timing {
+        Some(_) => deadline.min(started + REJUDGE_EVERY),
+        None => deadline,
+    }
+}
+
 fn local_errno(e: LocalError) -> i32 {
     match e {
         LocalError::Emfile => libc::EMFILE,

@@ -1053,3 +1053,62 @@ fn unanswered_connects_stay_under_the_conntrack_budget() {
     );
     assert!(timeouts[1] >= 900, "the first flight: {:?}", timeouts);
 }
+
+/// A host's first probes go out before any is answered, with the wait of a
+/// host never heard from (`--initial-rtt-timeout`, 1 s). On netsim's
+/// internet-like hosts a 66 ms host's filtered port then waited the whole
+/// second though its other 99 ports had answered within 70 ms: the attempt
+/// is judged again as its host's estimate forms, and a host that never
+/// answers still gets the whole wait.
+#[test]
+fn a_first_attempt_ends_once_its_hosts_answers_say_it_is_overdue() {
+    let t0 = Instant::now();
+    let mut cfg = adaptive(64, 0, 10);
+    let timing = cfg.adaptive.as_mut().unwrap();
+    timing.initial_rtt = Duration::from_secs(1);
+    timing.initial_window = 64;
+    let mut m = Machine::new(cfg, None, t0);
+    // Host 0 (probes 0..10) answers on nine ports; host 1 (10..20) never.
+    let mut src = Script::new(20);
+    let launched = launch_all(&mut m, &mut src, t0);
+    assert_eq!(launched.len(), 20);
+    assert!(launched.iter().all(|l| l.timeout == Duration::from_secs(1)));
+    let key_of = |index: u64| launched[index as usize].key;
+    for index in 1..10 {
+        let fate = m.handle_ready(
+            key_of(index),
+            REFUSED,
+            t0 + 20 * MS,
+            || None,
+            no_retransmits,
+        );
+        assert_eq!(fate, Fate::Close(Reason::ConnRefused));
+    }
+    let mut expired = Vec::new();
+    let mut now = t0 + 20 * MS;
+    while now < t0 + 1500 * MS {
+        let Some(next) = m.poll_timeout(now) else {
+            break;
+        };
+        now = next.max(now);
+        while let Some(key) = m.poll_expired(now) {
+            expired.push((key, now - t0));
+            m.handle_deadline(key, Report::InProgress, now, no_retransmits);
+        }
+        now += MS;
+    }
+    // Probe 0: its host's own timeout (tens of ms) has passed by the first
+    // check, 100 ms after the connect.
+    assert_eq!(expired[0], (key_of(0), REJUDGE_EVERY));
+    // Host 1's ten probes: the whole second.
+    assert_eq!(expired.len(), 11);
+    for (key, at) in &expired[1..] {
+        assert!((10..20).any(|i| key_of(i) == *key));
+        assert_eq!(*at, Duration::from_secs(1));
+    }
+    let r = results(&mut m);
+    assert_eq!(
+        r.iter().filter(|r| r.reason == Reason::NoResponse).count(),
+        11
+    );
+}
