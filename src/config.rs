@@ -32,10 +32,8 @@ pub enum ConfigError {
     #[error(transparent)]
     /// A target, exclude or port specification.
     Target(#[from] TargetError),
-    #[error("invalid --timeout \"{0}\": expected a duration like 500ms, 2s or 1m")]
-    /// `--timeout` is not a duration.
-    Duration(String),
-    /// A `--*-rtt-timeout` flag is not a duration.
+    /// A duration flag (`--timeout`, `--*-rtt-timeout`, `--scan-delay`, ...)
+    /// is not a duration.
     #[error("invalid {flag} \"{value}\": expected a duration like 500ms, 2s or 1m")]
     FlagDuration {
         /// The flag given it.
@@ -534,13 +532,18 @@ fn scan_delay_rate(args: &Args) -> Result<Option<f64>, ConfigError> {
     let Some(text) = &args.scan_delay else {
         return Ok(None);
     };
-    let delay = parse_duration(text)
+    let delay = positive_duration("--scan-delay", text)?;
+    Ok(Some(1.0 / delay.as_secs_f64()))
+}
+
+/// The value `text` of a duration flag, which must be longer than zero.
+fn positive_duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| ConfigError::FlagDuration {
-            flag: "--scan-delay",
-            value: text.clone(),
-        })?;
-    Ok(Some(1.0 / delay.as_secs_f64()))
+            flag,
+            value: text.to_string(),
+        })
 }
 
 /// The timing flags, checked and combined with the `-T` template.
@@ -566,15 +569,11 @@ fn timing_plan(args: &Args) -> Result<TimingPlan, ConfigError> {
             why: "at most 100",
         });
     }
-    let duration = |flag: &'static str, given: &Option<String>| match given {
-        None => Ok(None),
-        Some(s) => parse_duration(s)
-            .filter(|d| !d.is_zero())
-            .map(Some)
-            .ok_or_else(|| ConfigError::FlagDuration {
-                flag,
-                value: s.clone(),
-            }),
+    let duration = |flag, given: &Option<String>| {
+        given
+            .as_deref()
+            .map(|s| positive_duration(flag, s))
+            .transpose()
     };
     let initial = duration("--initial-rtt-timeout", &args.initial_rtt_timeout)?;
     let min = duration("--min-rtt-timeout", &args.min_rtt_timeout)?;
@@ -587,9 +586,7 @@ fn timing_plan(args: &Args) -> Result<TimingPlan, ConfigError> {
         rate: values.rate,
     };
     if let Some(text) = &args.timeout {
-        let timeout = parse_duration(text)
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| ConfigError::Duration(text.clone()))?;
+        let timeout = positive_duration("--timeout", text)?;
         for (flag, given) in [
             ("--initial-rtt-timeout", initial),
             ("--min-rtt-timeout", min),
@@ -886,6 +883,18 @@ mod tests {
             (
                 "--max-rtt-timeout soon 127.0.0.1",
                 "invalid --max-rtt-timeout \"soon\": expected a duration like 500ms, 2s or 1m",
+            ),
+            (
+                "--timeout soon 127.0.0.1",
+                "invalid --timeout \"soon\": expected a duration like 500ms, 2s or 1m",
+            ),
+            (
+                "--timeout 0 127.0.0.1",
+                "invalid --timeout \"0\": expected a duration like 500ms, 2s or 1m",
+            ),
+            (
+                "--scan-delay 0s 127.0.0.1",
+                "invalid --scan-delay \"0s\": expected a duration like 500ms, 2s or 1m",
             ),
             (
                 "-T 9 127.0.0.1",

@@ -323,6 +323,9 @@ pub fn merge_stats(inputs: &[PathBuf]) -> Result<MergedStats, MergeError> {
             path: path.clone(),
             why,
         };
+        // This input is not of the scan the ones before it were.
+        let other_scan =
+            |why: String| MergeError::Mismatch(format!("\"{}\" {why}", path.display()));
         let summary = doc.to_summary().map_err(bad)?;
         let shard = summary.shard;
         // Every probe reported is complete, even if a signal came after
@@ -353,32 +356,23 @@ pub fn merge_stats(inputs: &[PathBuf]) -> Result<MergedStats, MergeError> {
             None => (summary, doc.run.clone()),
             Some((mut m, record)) => {
                 if m.seed != summary.seed || m.order != summary.order {
-                    return Err(MergeError::Mismatch(format!(
-                        "\"{}\" has seed {} order {}, others seed {} order {}",
-                        path.display(),
-                        summary.seed,
-                        summary.order,
-                        m.seed,
-                        m.order
+                    return Err(other_scan(format!(
+                        "has seed {} order {}, others seed {} order {}",
+                        summary.seed, summary.order, m.seed, m.order
                     )));
                 }
                 if m.hosts != summary.hosts || m.ports_per_host != summary.ports_per_host {
-                    return Err(MergeError::Mismatch(format!(
-                        "\"{}\" scanned {} hosts x {} ports, others {} x {}",
-                        path.display(),
-                        summary.hosts,
-                        summary.ports_per_host,
-                        m.hosts,
-                        m.ports_per_host
+                    return Err(other_scan(format!(
+                        "scanned {} hosts x {} ports, others {} x {}",
+                        summary.hosts, summary.ports_per_host, m.hosts, m.ports_per_host
                     )));
                 }
                 let record = match (record, &doc.run) {
                     (Some(a), Some(b)) => {
                         if (a.space, &a.targets) != (b.space, &b.targets) {
-                            return Err(MergeError::Mismatch(format!(
-                                "\"{}\" scanned other targets or ports than the others",
-                                path.display()
-                            )));
+                            return Err(other_scan(
+                                "scanned other targets or ports than the others".into(),
+                            ));
                         }
                         Some(RunRecord {
                             space: a.space,
@@ -476,6 +470,59 @@ mod tests {
 
     fn dir(name: &str) -> TempDir {
         TempDir::new("merge", name)
+    }
+
+    /// The `--stats` file of shard `k` of 2, complete: `hosts` hosts of one
+    /// port each, scanned in random order with `seed`.
+    fn shard_stats(d: &Path, k: u64, seed: u64, hosts: u64) -> PathBuf {
+        let mut stats = crate::stats::Stats::new();
+        for _ in 0..hosts {
+            stats.record(crate::classify::Reason::ConnRefused, Some(50));
+        }
+        let summary = Summary {
+            stats,
+            elapsed: std::time::Duration::from_millis(10),
+            hosts,
+            ports_per_host: 1,
+            planned: hosts,
+            interrupted: false,
+            engine: "mio",
+            threads: 1,
+            concurrency: 10,
+            seed,
+            order: "random",
+            shard: Shard::new(k, 2).unwrap(),
+        };
+        let path = d.join(format!("s{k}-seed{seed}-hosts{hosts}.json"));
+        std::fs::write(&path, summary.to_json().to_string()).unwrap();
+        path
+    }
+
+    /// Shards of different scans are refused with both scans' settings.
+    #[test]
+    fn shards_of_other_scans_are_named_with_both_settings() {
+        let d = dir("other-scan");
+        let first = shard_stats(&d, 1, 7, 4);
+        for (other, why) in [
+            (
+                shard_stats(&d, 2, 8, 4),
+                "has seed 8 order random, others seed 7 order random",
+            ),
+            (
+                shard_stats(&d, 2, 7, 5),
+                "scanned 5 hosts x 1 ports, others 4 x 1",
+            ),
+        ] {
+            let e = merge_stats(&[first.clone(), other.clone()]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "the summaries do not belong to one scan: \"{}\" {why}",
+                    other.display()
+                )
+            );
+        }
+        assert!(merge_stats(&[first, shard_stats(&d, 2, 7, 4)]).is_ok());
     }
 
     #[test]

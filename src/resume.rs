@@ -691,6 +691,33 @@ mod tests {
         resolve(cli::parse_from(argv.clone()).unwrap(), &argv)
     }
 
+    /// `fastport --resume PATH`, resolved.
+    fn resume(path: &Path) -> Result<(Args, Option<Resumed>), ResumeError> {
+        resolve_line(&format!("--resume {}", path.display()))
+    }
+
+    /// The scan `args` make on a machine with 1024 open files and 2 cores.
+    fn config_of(args: &Args) -> ScanConfig {
+        ScanConfig::from_args(args, 1024, 2).unwrap()
+    }
+
+    /// The scan `--resume PATH` continues, the file's progress applied, or
+    /// why the file does not fit it.
+    fn resumed_config(path: &Path) -> Result<ScanConfig, ResumeError> {
+        let (args, resumed) = resume(path)?;
+        let mut config = config_of(&args);
+        resumed.expect("a resume").apply(&mut config)?;
+        Ok(config)
+    }
+
+    /// Asserts that `file`'s text (its check made for what it holds) is
+    /// still refused on reading, as a format error.
+    #[track_caller]
+    fn assert_refused_on_reading(path: &Path, file: &ResumeFile) {
+        let e = ResumeFile::from_text(path, &file.to_text()).unwrap_err();
+        assert!(matches!(e, ResumeError::Format { .. }), "{e}");
+    }
+
     fn dir(name: &str) -> TempDir {
         TempDir::new("resume", name)
     }
@@ -728,7 +755,7 @@ mod tests {
 
     fn saved(dir: &Path, line: &str) -> PathBuf {
         let args = cli::parse_from(argv(line)).unwrap();
-        let config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let config = config_of(&args);
         let done = Done::from_ranges([0..10, 12..20]);
         let path = dir.join("run.resume");
         write(
@@ -784,7 +811,7 @@ mod tests {
         assert_eq!(args.resume, None);
         let resumed = resumed.unwrap();
         assert_eq!(args.seed, Some(resumed.file.identity.seed));
-        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let mut config = config_of(&args);
         resumed.apply(&mut config).unwrap();
         assert_eq!(config.schedule.done.ranges(), [0..10, 12..20]);
         assert_eq!(config.schedule.remaining(), 100 - 18);
@@ -842,8 +869,7 @@ mod tests {
         for edit in edits {
             let mut f = good.clone();
             edit(&mut f.progress);
-            let e = ResumeFile::from_text(&path, &f.to_text()).unwrap_err();
-            assert!(matches!(e, ResumeError::Format { .. }), "{e}");
+            assert_refused_on_reading(&path, &f);
         }
     }
 
@@ -868,19 +894,16 @@ mod tests {
             pending: vec![host(1, "127.0.0.1", "22:syn-ack")],
         });
         write(&path, &file).unwrap();
-        let p = path.to_str().unwrap();
-        let (args, resumed) = resolve_line(&format!("--resume {p}")).unwrap();
+        let (args, resumed) = resume(&path).unwrap();
         let resumed = resumed.unwrap();
         assert_eq!(resumed.file.hosts, file.hosts);
-        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let mut config = config_of(&args);
         resumed.apply(&mut config).unwrap();
         drop(resumed);
         // A held host that is not this scan's address at its index.
         file.hosts.as_mut().unwrap().pending = vec![host(1, "127.0.0.2", "22:syn-ack")];
         write(&path, &file).unwrap();
-        let (args, resumed) = resolve_line(&format!("--resume {p}")).unwrap();
-        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
-        let e = resumed.unwrap().apply(&mut config).unwrap_err();
+        let e = resumed_config(&path).unwrap_err();
         assert!(e.to_string().contains("held host 1"), "{e}");
         // Unparsable or impossible held state is refused on reading.
         for bad in [
@@ -892,8 +915,7 @@ mod tests {
             ),
         ] {
             file.hosts.as_mut().unwrap().pending = vec![bad];
-            let e = ResumeFile::from_text(&path, &file.to_text()).unwrap_err();
-            assert!(matches!(e, ResumeError::Format { .. }), "{e}");
+            assert_refused_on_reading(&path, &file);
         }
     }
 
@@ -901,10 +923,9 @@ mod tests {
     fn a_finished_resume_file_says_so() {
         let dir = dir("finished");
         let path = saved(&dir, "-p 1-100 127.0.0.1");
-        let p = path.to_str().unwrap();
-        let (_, resumed) = resolve_line(&format!("--resume {p}")).unwrap();
+        let (_, resumed) = resume(&path).unwrap();
         resumed.unwrap().finish().unwrap();
-        let e = resolve_line(&format!("--resume {p}")).unwrap_err();
+        let e = resume(&path).unwrap_err();
         assert!(matches!(e, ResumeError::Finished { .. }), "{e}");
     }
 
@@ -912,13 +933,12 @@ mod tests {
     fn a_resume_after_a_failed_resume_would_write_results_twice() {
         let dir = dir("stale");
         let path = saved(&dir, "-p 1-100 127.0.0.1");
-        let p = path.to_str().unwrap();
-        let (_, resumed) = resolve_line(&format!("--resume {p}")).unwrap();
+        let (_, resumed) = resume(&path).unwrap();
         resumed
             .unwrap()
             .make_stale("No space left on device")
             .unwrap();
-        let e = resolve_line(&format!("--resume {p}")).unwrap_err();
+        let e = resume(&path).unwrap_err();
         assert!(matches!(e, ResumeError::Stale { .. }), "{e}");
         assert!(e.to_string().contains("No space left on device"), "{e}");
     }
@@ -927,12 +947,11 @@ mod tests {
     fn two_resumes_of_one_file_cannot_run_at_once() {
         let dir = dir("locked");
         let path = saved(&dir, "-p 1-100 127.0.0.1");
-        let p = path.to_str().unwrap();
-        let (_, first) = resolve_line(&format!("--resume {p}")).unwrap();
-        let e = resolve_line(&format!("--resume {p}")).unwrap_err();
+        let (_, first) = resume(&path).unwrap();
+        let e = resume(&path).unwrap_err();
         assert!(matches!(e, ResumeError::Locked { .. }), "{e}");
         drop(first);
-        assert!(resolve_line(&format!("--resume {p}")).is_ok());
+        assert!(resume(&path).is_ok());
     }
 
     #[test]
@@ -966,7 +985,7 @@ mod tests {
         let dir = dir("segment");
         let line = "-p 80 --seed 5 2001:2::/48";
         let args = cli::parse_from(argv(line)).unwrap();
-        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let mut config = config_of(&args);
         let plan = config.segments.clone().expect("segmented");
         assert_eq!(plan.count(), 1 << 17);
         config.enter_segment(7);
@@ -990,9 +1009,9 @@ mod tests {
         assert_eq!(read.identity.space, 1 << 80);
         assert_eq!(read.progress.segment, 7);
 
-        let (args, resumed) = resolve_line(&format!("--resume {}", path.display())).unwrap();
+        let (args, resumed) = resume(&path).unwrap();
         let resumed = resumed.unwrap();
-        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let mut config = config_of(&args);
         assert_eq!(config.ordinal, 0);
         resumed.apply(&mut config).unwrap();
         let (space, schedule) = plan.at(7);
@@ -1008,9 +1027,7 @@ mod tests {
         let mut bad = read.clone();
         bad.progress.segment = 1 << 17;
         write(&path, &bad).unwrap();
-        let (args, resumed) = resolve_line(&format!("--resume {}", path.display())).unwrap();
-        let mut config = ScanConfig::from_args(&args, 1024, 2).unwrap();
-        let e = resumed.unwrap().apply(&mut config).unwrap_err();
+        let e = resumed_config(&path).unwrap_err();
         assert!(e.to_string().contains("segment 131072 is past"), "{e}");
     }
 
@@ -1031,7 +1048,7 @@ mod tests {
             base.display()
         );
         let args = cli::parse_from(argv(&line)).unwrap();
-        let config = ScanConfig::from_args(&args, 1024, 2).unwrap();
+        let config = config_of(&args);
         let options = ScanOptions::of(&args, config.seed, &config.outputs);
         assert_eq!(options.engine, crate::engine::EngineKind::Threads);
         assert_eq!(options.order, OrderKind::Sequential);
@@ -1062,7 +1079,7 @@ mod tests {
         assert_eq!(again.seed, Some(99));
         assert_eq!(again.resume, None);
         assert_eq!(again.output_all, None);
-        let config2 = ScanConfig::from_args(&again, 1024, 2).unwrap();
+        let config2 = config_of(&again);
         assert_eq!(
             ScanOptions::of(&again, config2.seed, &config2.outputs),
             options
@@ -1083,7 +1100,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let old = text.replacen("\"fastport_resume\": 4", "\"fastport_resume\": 3", 1);
         std::fs::write(&path, &old).unwrap();
-        let e = resolve_line(&format!("--resume {}", path.display())).unwrap_err();
+        let e = resume(&path).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(

@@ -194,10 +194,15 @@ pub struct ScannerBuilder {
     seed: Option<u64>,
 }
 
-/// Checks target specifications without resolving names, token by token:
-/// a syntax error is reported where the target was given, a hostname waits
-/// for `build` (which resolves it).
-fn check_specs(specs: &[String], excludes: bool) -> Result<(), TargetError> {
+/// Checks target specifications without resolving names, token by token,
+/// and returns them to keep: a syntax error is reported where the target
+/// was given, a hostname waits for `build` (which resolves it).
+fn checked_specs<I, S>(specs: I, excludes: bool) -> Result<Vec<String>, TargetError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let specs: Vec<String> = specs.into_iter().map(Into::into).collect();
     let separators: &[char] = if excludes {
         &[',', ' ', '\t', '\n']
     } else {
@@ -225,7 +230,7 @@ fn check_specs(specs: &[String], excludes: bool) -> Result<(), TargetError> {
             }
         }
     }
-    Ok(())
+    Ok(specs)
 }
 
 impl ScannerBuilder {
@@ -238,9 +243,7 @@ impl ScannerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let new: Vec<String> = targets.into_iter().map(Into::into).collect();
-        check_specs(&new, false)?;
-        self.targets.extend(new);
+        self.targets.extend(checked_specs(targets, false)?);
         Ok(self)
     }
 
@@ -251,9 +254,7 @@ impl ScannerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let new: Vec<String> = targets.into_iter().map(Into::into).collect();
-        check_specs(&new, true)?;
-        self.exclude.extend(new);
+        self.exclude.extend(checked_specs(targets, true)?);
         Ok(self)
     }
 

@@ -260,6 +260,18 @@ mod tests {
         move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
 
+    /// A Slurm job array's variables: `("ID", "3")` is `SLURM_ARRAY_TASK_ID=3`.
+    fn slurm(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let named: Vec<(String, &str)> = vars
+            .iter()
+            .map(|&(k, v)| (format!("SLURM_ARRAY_TASK_{k}"), v))
+            .collect();
+        env(&named
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>())
+    }
+
     fn shard(k: u64, n: u64) -> Shard {
         Shard::new(k, n).unwrap()
     }
@@ -286,12 +298,7 @@ mod tests {
 
     #[test]
     fn slurm_array_from_one() {
-        let e = env(&[
-            ("SLURM_ARRAY_TASK_ID", "3"),
-            ("SLURM_ARRAY_TASK_MIN", "1"),
-            ("SLURM_ARRAY_TASK_MAX", "4"),
-            ("SLURM_ARRAY_TASK_COUNT", "4"),
-        ]);
+        let e = slurm(&[("ID", "3"), ("MIN", "1"), ("MAX", "4"), ("COUNT", "4")]);
         let a = detect(None, &e).unwrap();
         assert_eq!(a.shard, shard(3, 4));
         assert_eq!(a.source, ShardSource::Slurm);
@@ -301,24 +308,17 @@ mod tests {
 
     #[test]
     fn slurm_array_from_zero_and_stepped() {
-        let zero = env(&[
-            ("SLURM_ARRAY_TASK_ID", "0"),
-            ("SLURM_ARRAY_TASK_MIN", "0"),
-            ("SLURM_ARRAY_TASK_MAX", "9"),
-        ]);
+        let zero = slurm(&[("ID", "0"), ("MIN", "0"), ("MAX", "9")]);
         assert_eq!(detect(None, zero).unwrap().shard, shard(1, 10));
-        let stepped = env(&[
-            ("SLURM_ARRAY_TASK_ID", "5"),
-            ("SLURM_ARRAY_TASK_MIN", "1"),
-            ("SLURM_ARRAY_TASK_MAX", "9"),
-            ("SLURM_ARRAY_TASK_STEP", "2"),
-            ("SLURM_ARRAY_TASK_COUNT", "5"),
+        let stepped = slurm(&[
+            ("ID", "5"),
+            ("MIN", "1"),
+            ("MAX", "9"),
+            ("STEP", "2"),
+            ("COUNT", "5"),
         ]);
         assert_eq!(detect(None, stepped).unwrap().shard, shard(3, 5));
-        let count_only = env(&[
-            ("SLURM_ARRAY_TASK_ID", "2"),
-            ("SLURM_ARRAY_TASK_COUNT", "2"),
-        ]);
+        let count_only = slurm(&[("ID", "2"), ("COUNT", "2")]);
         assert_eq!(detect(None, count_only).unwrap().shard, shard(2, 2));
     }
 
@@ -361,23 +361,14 @@ mod tests {
     #[test]
     fn slurm_arrays_that_are_not_one_range_are_refused() {
         // --array=1,3,7: three tasks, MIN 1, MAX 7.
-        let e = env(&[
-            ("SLURM_ARRAY_TASK_ID", "3"),
-            ("SLURM_ARRAY_TASK_MIN", "1"),
-            ("SLURM_ARRAY_TASK_MAX", "7"),
-            ("SLURM_ARRAY_TASK_COUNT", "3"),
-        ]);
+        let e = slurm(&[("ID", "3"), ("MIN", "1"), ("MAX", "7"), ("COUNT", "3")]);
         let err = refusal(None, e);
         assert_has(&err, "not one evenly stepped range");
         // A count typed that is not the array's.
-        let e = env(&[
-            ("SLURM_ARRAY_TASK_ID", "1"),
-            ("SLURM_ARRAY_TASK_MIN", "1"),
-            ("SLURM_ARRAY_TASK_MAX", "4"),
-        ]);
+        let e = slurm(&[("ID", "1"), ("MIN", "1"), ("MAX", "4")]);
         let err = refusal(Some(3), e);
         assert_has(&err, "has 4 tasks but the shard count given is 3");
-        let e = env(&[("SLURM_ARRAY_TASK_ID", "x1")]);
+        let e = slurm(&[("ID", "x1")]);
         assert_eq!(
             detect(None, e),
             Err(ShardEnvError::NotANumber {
@@ -385,12 +376,7 @@ mod tests {
                 value: "x1".into()
             })
         );
-        let e = env(&[
-            ("SLURM_ARRAY_TASK_ID", "4"),
-            ("SLURM_ARRAY_TASK_MIN", "1"),
-            ("SLURM_ARRAY_TASK_STEP", "2"),
-            ("SLURM_ARRAY_TASK_COUNT", "3"),
-        ]);
+        let e = slurm(&[("ID", "4"), ("MIN", "1"), ("STEP", "2"), ("COUNT", "3")]);
         assert!(refusal(None, e).contains("steps of 2"));
     }
 

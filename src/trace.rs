@@ -683,6 +683,11 @@ impl Cursor<'_> {
     fn u32(&mut self) -> Result<u32, TraceError> {
         Ok(self.varint()? as u32)
     }
+
+    /// An errno, written as its bits in a `u32` (see `encode`).
+    fn errno(&mut self) -> Result<i32, TraceError> {
+        Ok(self.u32()? as i32)
+    }
 }
 
 /// One version-2 record's fields, after its kind, time and probe.
@@ -706,20 +711,20 @@ fn decode(kind: u8, probe: u64, r: &mut Cursor<'_>) -> Result<TraceEvent, TraceE
         }
         3 => Connect {
             probe,
-            errno: r.u32()? as i32,
+            errno: r.errno()?,
         },
         4 => EagerLook {
             probe,
-            errno: r.u32()? as i32,
+            errno: r.errno()?,
         },
         5 => Ready { probe },
         6 => SoError {
             probe,
-            errno: r.u32()? as i32,
+            errno: r.errno()?,
         },
         7 => PeerName {
             probe,
-            errno: r.u32()? as i32,
+            errno: r.errno()?,
         },
         8 => SockName {
             probe,
@@ -736,7 +741,7 @@ fn decode(kind: u8, probe: u64, r: &mut Cursor<'_>) -> Result<TraceEvent, TraceE
         },
         11 => LocalError {
             probe,
-            errno: r.u32()? as i32,
+            errno: r.errno()?,
         },
         12 => match Reason::ALL.get(r.varint()? as usize) {
             Some(&reason) => Close { probe, reason },

@@ -442,6 +442,22 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A wheel started at `t0` holding key `i` due `deadlines[i]` ms after it.
+    fn wheel_of(t0: Instant, deadlines: &[u64]) -> Wheel {
+        let mut w = Wheel::new(deadlines.len(), t0);
+        for (key, &d) in deadlines.iter().enumerate() {
+            w.insert(key, t0 + ms(d));
+        }
+        w
+    }
+
+    /// Every key `w` fires at `now`, sorted.
+    fn fire_all(w: &mut Wheel, now: Instant) -> Vec<usize> {
+        let mut fired: Vec<usize> = std::iter::from_fn(|| w.poll(now)).collect();
+        fired.sort_unstable();
+        fired
+    }
+
     /// The level rule stated plainly: the largest `L` such that `elapsed` and `at` differ in
     /// some bit `>= 6 * L`, capped at the top level.
     fn naive_level(elapsed: u64, at: u64) -> usize {
@@ -640,9 +656,7 @@ mod tests {
         for (key, deadline) in [(0, 1), (1, 70), (2, 5_000), (3, 300_000), (4, 300_001)] {
             w.insert(key, t0 + ms(deadline));
         }
-        let mut fired: Vec<usize> = std::iter::from_fn(|| w.poll(t0 + ms(300_000))).collect();
-        fired.sort_unstable();
-        assert_eq!(fired, [0, 1, 2, 3]);
+        assert_eq!(fire_all(&mut w, t0 + ms(300_000)), [0, 1, 2, 3]);
         assert_eq!(w.len(), 1);
         assert_eq!(w.next_expiry(), Some(t0 + ms(300_001)));
         assert_eq!(w.poll(t0 + ms(300_001)), Some(4));
@@ -700,8 +714,7 @@ mod tests {
             assert!(w.cancel(key));
         }
         assert_eq!(w.poll(t0 + ms(1_499)), None);
-        let mut fired: Vec<usize> = std::iter::from_fn(|| w.poll(t0 + ms(1_500))).collect();
-        fired.sort_unstable();
+        let fired = fire_all(&mut w, t0 + ms(1_500));
         let expected: Vec<usize> = (1..n - 1).filter(|&k| k != n / 2).collect();
         assert_eq!(fired, expected);
         assert!(w.is_empty());
@@ -723,10 +736,7 @@ mod tests {
             WHEEL_RANGE + 12_345,
             5 * WHEEL_RANGE + 7,
         ];
-        let mut w = Wheel::new(deadlines.len(), t0);
-        for (key, &d) in deadlines.iter().enumerate() {
-            w.insert(key, t0 + ms(d));
-        }
+        let mut w = wheel_of(t0, &deadlines);
         for (key, &d) in deadlines.iter().enumerate() {
             // Jump to just before the deadline (cascading everything on the way), then step.
             assert!(
@@ -746,10 +756,7 @@ mod tests {
         let deadlines = [
             1_u64, 2, 63, 64, 65, 127, 128, 1_000, 4_095, 4_096, 4_097, 9_999,
         ];
-        let mut w = Wheel::new(deadlines.len(), t0);
-        for (key, &d) in deadlines.iter().enumerate() {
-            w.insert(key, t0 + ms(d));
-        }
+        let mut w = wheel_of(t0, &deadlines);
         for now in 0..=10_000 {
             while let Some(key) = w.poll(t0 + ms(now)) {
                 assert_eq!(deadlines[key], now, "key {key}");
@@ -773,9 +780,7 @@ mod tests {
         }
         assert_eq!(w.next_expiry(), Some(t0 + ms(100)));
         // Even a poll with an earlier `now` fires them: time does not run backwards.
-        let mut fired: Vec<usize> = std::iter::from_fn(|| w.poll(t0 + ms(1))).collect();
-        fired.sort_unstable();
-        assert_eq!(fired, [0, 1, 2]);
+        assert_eq!(fire_all(&mut w, t0 + ms(1)), [0, 1, 2]);
         assert!(w.is_empty());
     }
 

@@ -763,6 +763,24 @@ mod tests {
         }
     }
 
+    /// [`plan`] writing every format: `scan.txt`, `scan.xml`, `scan.gnmap`
+    /// and `scan.csv` in `dir`.
+    fn plan_all(dir: &Path) -> FormatPlan {
+        let file = |ext| Some(Dest::File(dir.join(format!("scan.{ext}"))));
+        FormatPlan {
+            text: file("txt"),
+            xml: file("xml"),
+            grepable: file("gnmap"),
+            csv: file("csv"),
+            ..plan(dir)
+        }
+    }
+
+    /// What [`plan_all`] wrote as `scan.EXT`.
+    fn written(dir: &Path, ext: &str) -> String {
+        std::fs::read_to_string(dir.join(format!("scan.{ext}"))).unwrap()
+    }
+
     fn summary() -> Summary {
         let mut s = crate::output::tests::summary(false, 12, Duration::from_secs(1));
         s.hosts = 3;
@@ -847,13 +865,11 @@ mod tests {
     fn xml_and_grepable_hold_each_host_once_in_address_order() {
         let dir = temp("xml");
         let inputs = shards(&dir);
-        let mut p = plan(&dir);
-        p.xml = Some(Dest::File(dir.join("m.xml")));
-        p.grepable = Some(Dest::File(dir.join("m.gnmap")));
-        p.csv = Some(Dest::File(dir.join("m.csv")));
-        p.text = Some(Dest::File(dir.join("m.txt")));
-        assert_eq!(write(&inputs, &p, Some(&summary())).unwrap(), 12);
-        let xml = std::fs::read_to_string(dir.join("m.xml")).unwrap();
+        assert_eq!(
+            write(&inputs, &plan_all(&dir), Some(&summary())).unwrap(),
+            12
+        );
+        let xml = written(&dir, "xml");
         let hosts: Vec<&str> = xml
             .match_indices("<address addr=\"")
             .map(|(i, _)| xml[i + 15..].split('"').next().unwrap())
@@ -866,9 +882,9 @@ mod tests {
         assert_has(&xml, "<extraports state=\"closed\" count=\"3\">");
         assert_has(&xml, "<extraports state=\"filtered\" count=\"3\">");
         assert_has(&xml, "<hosts up=\"3\" down=\"0\" total=\"3\"/>");
-        let gnmap = std::fs::read_to_string(dir.join("m.gnmap")).unwrap();
+        let gnmap = written(&dir, "gnmap");
         assert_has(&gnmap, "Host: 127.0.0.1 ()\tPorts: 22/open/tcp//ssh///");
-        let csv = std::fs::read_to_string(dir.join("m.csv")).unwrap();
+        let csv = written(&dir, "csv");
         let rows: Vec<&str> = csv.lines().skip(1).collect();
         assert_eq!(
             rows,
@@ -879,7 +895,7 @@ mod tests {
                 "::1,80,open,syn-ack,180,"
             ]
         );
-        let text = std::fs::read_to_string(dir.join("m.txt")).unwrap();
+        let text = written(&dir, "txt");
         // An -oN file opens with nmap's header, then the results.
         assert!(text.starts_with("# FastPort "), "{text}");
         let first = text
@@ -938,19 +954,15 @@ mod tests {
                 + r#","service":"ssh","product":"OpenSSH","version":"9.2p1","cpe":["cpe:/a:openbsd:openssh:9.2p1"],"banner":"=1+1"}"#;
             std::fs::write(input, text.replace(&plain, &with)).unwrap();
         }
-        let mut p = plan(&dir);
-        p.xml = Some(Dest::File(dir.join("scan.xml")));
-        p.grepable = Some(Dest::File(dir.join("scan.gnmap")));
-        p.csv = Some(Dest::File(dir.join("scan.csv")));
-        write(&inputs, &p, Some(&summary())).unwrap();
-        let xml = std::fs::read_to_string(dir.join("scan.xml")).unwrap();
+        write(&inputs, &plan_all(&dir), Some(&summary())).unwrap();
+        let xml = written(&dir, "xml");
         assert_has(
             &xml,
             r#"<service name="ssh" product="OpenSSH" version="9.2p1" method="probed" conf="10"><cpe>cpe:/a:openbsd:openssh:9.2p1</cpe></service>"#,
         );
-        let gnmap = std::fs::read_to_string(dir.join("scan.gnmap")).unwrap();
+        let gnmap = written(&dir, "gnmap");
         assert_has(&gnmap, "22/open/tcp//ssh//OpenSSH 9.2p1/");
-        let csv = std::fs::read_to_string(dir.join("scan.csv")).unwrap();
+        let csv = written(&dir, "csv");
         assert!(
             csv.starts_with("addr,port,state,reason,rtt_us,host,service,"),
             "{csv}"

@@ -61,6 +61,17 @@ impl XmlSink {
         self.xml.get_mut().write_all(b"\n")
     }
 
+    /// An event on a line of its own (nmap writes one element a line).
+    fn line(&mut self, event: Event<'_>) -> io::Result<()> {
+        self.xml.write_event(event)?;
+        self.nl()
+    }
+
+    /// `<!-- text -->` on a line of its own, any `--` in it defused.
+    fn comment_line(&mut self, text: &str) -> io::Result<()> {
+        self.line(Event::Comment(BytesText::from_escaped(comment_safe(text))))
+    }
+
     fn empty(&mut self, name: &str, attrs: &[(&str, &str)]) -> io::Result<()> {
         let el = BytesStart::new(name).with_attributes(attrs.iter().copied());
         self.xml.write_event(Event::Empty(el))
@@ -73,6 +84,21 @@ impl XmlSink {
 
     fn end(&mut self, name: &str) -> io::Result<()> {
         self.xml.write_event(Event::End(BytesEnd::new(name)))
+    }
+
+    fn empty_line(&mut self, name: &str, attrs: &[(&str, &str)]) -> io::Result<()> {
+        self.empty(name, attrs)?;
+        self.nl()
+    }
+
+    fn start_line(&mut self, name: &str, attrs: &[(&str, &str)]) -> io::Result<()> {
+        self.start(name, attrs)?;
+        self.nl()
+    }
+
+    fn end_line(&mut self, name: &str) -> io::Result<()> {
+        self.end(name)?;
+        self.nl()
     }
 
     /// nmap's `<service>` of a probed port (`-sV`): `name product version
@@ -129,42 +155,25 @@ impl HostDocument for XmlSink {
         let startstr = ctime(self.run.started);
         let version = format!("FastPort {}", env!("CARGO_PKG_VERSION"));
 
-        self.xml
-            .write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-        self.nl()?;
+        self.line(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
         let stylesheet = format!(
             "xml-stylesheet href=\"{}\" type=\"text/xsl\"",
             self.run.stylesheet
         );
-        self.xml
-            .write_event(Event::PI(quick_xml::events::BytesPI::new(stylesheet)))?;
-        self.nl()?;
-        self.xml
-            .write_event(Event::DocType(BytesText::from_escaped("nmaprun")))?;
-        self.nl()?;
+        self.line(Event::PI(quick_xml::events::BytesPI::new(stylesheet)))?;
+        self.line(Event::DocType(BytesText::from_escaped("nmaprun")))?;
         let initiated = format!(" {version} scan initiated {startstr} as: {args} ");
-        self.xml
-            .write_event(Event::Comment(BytesText::from_escaped(comment_safe(
-                &initiated,
-            ))))?;
-        self.nl()?;
-        self.xml.write_event(Event::Comment(BytesText::from_escaped(
+        self.comment_line(&initiated)?;
+        self.comment_line(
             " Written by FastPort, not Nmap, in Nmap's XML format: nmap.dtd allows only scanner=\"nmap\" ",
-        )))?;
-        self.nl()?;
+        )?;
         let order = format!(" {} ", self.run.order);
-        self.xml
-            .write_event(Event::Comment(BytesText::from_escaped(comment_safe(
-                &order,
-            ))))?;
-        self.nl()?;
+        self.comment_line(&order)?;
         if let Some(ranking) = &self.run.ranking {
             let note = format!(" port ranking: {} ", xml_chars(ranking));
-            self.xml
-                .write_event(Event::Comment(BytesText::from_escaped(comment_safe(&note))))?;
-            self.nl()?;
+            self.comment_line(&note)?;
         }
-        self.start(
+        self.start_line(
             "nmaprun",
             &[
                 ("scanner", "nmap"),
@@ -175,10 +184,9 @@ impl HostDocument for XmlSink {
                 ("xmloutputversion", XML_OUTPUT_VERSION),
             ],
         )?;
-        self.nl()?;
         let numservices = self.run.ports_per_host.to_string();
         let services = self.run.services.clone();
-        self.empty(
+        self.empty_line(
             "scaninfo",
             &[
                 ("type", "connect"),
@@ -187,11 +195,8 @@ impl HostDocument for XmlSink {
                 ("services", &services),
             ],
         )?;
-        self.nl()?;
-        self.empty("verbose", &[("level", "0")])?;
-        self.nl()?;
-        self.empty("debugging", &[("level", "0")])?;
-        self.nl()
+        self.empty_line("verbose", &[("level", "0")])?;
+        self.empty_line("debugging", &[("level", "0")])
     }
 
     fn write_host(&mut self, h: &HostRecord) -> io::Result<()> {
@@ -225,7 +230,7 @@ impl HostDocument for XmlSink {
             attrs.push(("comment", &note));
         }
         self.start("host", &attrs)?;
-        self.empty(
+        self.empty_line(
             "status",
             &[
                 ("state", if status.up { "up" } else { "down" }),
@@ -233,43 +238,35 @@ impl HostDocument for XmlSink {
                 ("reason_ttl", "0"),
             ],
         )?;
-        self.nl()?;
         let addr = h.addr.to_string();
         let addrtype = match h.addr {
             IpAddr::V4(_) => "ipv4",
             IpAddr::V6(_) => "ipv6",
         };
-        self.empty("address", &[("addr", &addr), ("addrtype", addrtype)])?;
-        self.nl()?;
+        self.empty_line("address", &[("addr", &addr), ("addrtype", addrtype)])?;
         if let Some(name) = self.run.names.get(h.addr) {
             // The name the user gave, as nmap records it (type="user").
             let name = name.to_string();
-            self.start("hostnames", &[])?;
-            self.nl()?;
-            self.empty("hostname", &[("name", &name), ("type", "user")])?;
-            self.nl()?;
-            self.end("hostnames")?;
-            self.nl()?;
+            self.start_line("hostnames", &[])?;
+            self.empty_line("hostname", &[("name", &name), ("type", "user")])?;
+            self.end_line("hostnames")?;
         }
 
         self.start("ports", &[])?;
         for ignored in h.ignored(show) {
             let count = ignored.count.to_string();
-            self.start(
+            self.start_line(
                 "extraports",
                 &[("state", ignored.state.as_str()), ("count", &count)],
             )?;
-            self.nl()?;
             for (reason, n) in &ignored.reasons {
                 let n = n.to_string();
-                self.empty(
+                self.empty_line(
                     "extrareasons",
                     &[("reason", reason.as_str()), ("count", &n), ("proto", "tcp")],
                 )?;
-                self.nl()?;
             }
-            self.end("extraports")?;
-            self.nl()?;
+            self.end_line("extraports")?;
         }
         for &(port, reason) in &h.shown {
             let portid = port.to_string();
@@ -294,23 +291,19 @@ impl HostDocument for XmlSink {
                     ],
                 )?,
             }
-            self.end("port")?;
-            self.nl()?;
+            self.end_line("port")?;
         }
-        self.end("ports")?;
-        self.nl()?;
+        self.end_line("ports")?;
 
         if let Some((srtt, rttvar)) = h.rtt_us() {
             let to = self.run.timeout_for(srtt, rttvar).to_string();
             let (srtt, rttvar) = (srtt.to_string(), rttvar.to_string());
-            self.empty(
+            self.empty_line(
                 "times",
                 &[("srtt", &srtt), ("rttvar", &rttvar), ("to", &to)],
             )?;
-            self.nl()?;
         }
-        self.end("host")?;
-        self.nl()
+        self.end_line("host")
     }
 
     fn write_footer(&mut self, summary: &Summary) -> io::Result<()> {
@@ -365,15 +358,12 @@ impl HostDocument for XmlSink {
         }
         self.empty("finished", &attrs)?;
         let (up_s, down_s, total_s) = (up.to_string(), (seen - up).to_string(), seen.to_string());
-        self.empty(
+        self.empty_line(
             "hosts",
             &[("up", &up_s), ("down", &down_s), ("total", &total_s)],
         )?;
-        self.nl()?;
-        self.end("runstats")?;
-        self.nl()?;
-        self.end("nmaprun")?;
-        self.nl()?;
+        self.end_line("runstats")?;
+        self.end_line("nmaprun")?;
         self.xml.get_mut().flush()
     }
 }

@@ -48,6 +48,22 @@ fn stats_doc(engine: &str, scale: u32) -> serde_json::Value {
     doc
 }
 
+/// Writes a summary document to `name` in `d`.
+fn stats_file(d: &TempDir, name: &str, doc: &serde_json::Value) -> PathBuf {
+    let path = d.join(name);
+    std::fs::write(&path, doc.to_string()).unwrap();
+    path
+}
+
+/// Two runs to overlay, loaded: `mio.json`, and `threads.json` three times
+/// slower.
+fn two_runs(name: &str) -> Vec<Run> {
+    let d = dir(name);
+    let a = stats_file(&d, "mio.json", &stats_doc("mio", 1));
+    let b = stats_file(&d, "threads.json", &stats_doc("threads", 3));
+    load(&[a, b]).unwrap()
+}
+
 fn write_trace(path: &std::path::Path) {
     let sink = TraceSink::create(path, Sampler::new(1.0, 0)).unwrap();
     let mut t = sink.tracer(0);
@@ -94,8 +110,7 @@ fn write_trace(path: &std::path::Path) {
 #[test]
 fn one_run_with_results_and_trace_has_every_plot() {
     let d = dir("full");
-    let stats = d.join("run.json");
-    std::fs::write(&stats, stats_doc("mio", 1).to_string()).unwrap();
+    let stats = stats_file(&d, "run.json", &stats_doc("mio", 1));
     let results = d.join("results.jsonl");
     std::fs::write(
         &results,
@@ -150,12 +165,7 @@ fn one_run_with_results_and_trace_has_every_plot() {
 
 #[test]
 fn two_runs_are_overlaid_in_one_plot_each() {
-    let d = dir("two");
-    let a = d.join("mio.json");
-    let b = d.join("threads.json");
-    std::fs::write(&a, stats_doc("mio", 1).to_string()).unwrap();
-    std::fs::write(&b, stats_doc("threads", 3).to_string()).unwrap();
-    let runs = load(&[a, b]).unwrap();
+    let runs = two_runs("two");
     assert_eq!(runs.len(), 2);
     let page = render(&runs);
     assert_eq!(
@@ -173,8 +183,11 @@ fn two_runs_are_overlaid_in_one_plot_each() {
 #[test]
 fn a_file_name_is_text_in_the_page() {
     let d = dir("name");
-    let stats = d.join("<img src=x onerror=alert(1)>.json");
-    std::fs::write(&stats, stats_doc("mio", 1).to_string()).unwrap();
+    let stats = stats_file(
+        &d,
+        "<img src=x onerror=alert(1)>.json",
+        &stats_doc("mio", 1),
+    );
     let page = render(&load(&[stats]).unwrap());
     assert!(!page.contains("<img"));
     assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;.json"));
@@ -186,16 +199,12 @@ fn bad_inputs_are_named() {
     let junk = d.join("junk.txt");
     std::fs::write(&junk, "hello\n").unwrap();
     let err = load(std::slice::from_ref(&junk)).unwrap_err().to_string();
-    assert!(
-        err.contains("junk.txt") && err.contains("not a --stats summary"),
-        "{err}"
-    );
+    assert_has(&err, "junk.txt");
+    assert_has(&err, "not a --stats summary");
     let missing = d.join("missing.json");
     let err = load(&[missing]).unwrap_err().to_string();
-    assert!(
-        err.contains("cannot read") && err.contains("missing.json"),
-        "{err}"
-    );
+    assert_has(&err, "cannot read");
+    assert_has(&err, "missing.json");
     let trace = d.join("cut.trace");
     std::fs::write(&trace, &crate::trace::MAGIC[..]).unwrap();
     let err = load(&[trace]).unwrap_err().to_string();
@@ -206,10 +215,9 @@ fn bad_inputs_are_named() {
 #[test]
 fn a_summary_without_series_or_trace_says_what_is_missing() {
     let d = dir("bare");
-    let stats = d.join("bare.json");
     let mut doc = stats_doc("mio", 1);
     doc.as_object_mut().unwrap().remove("series");
-    std::fs::write(&stats, doc.to_string()).unwrap();
+    let stats = stats_file(&d, "bare.json", &doc);
     let page = render(&load(&[stats]).unwrap());
     assert!(page.contains("No time series"));
     assert!(page.contains("No per-host RTTs"));
@@ -218,12 +226,7 @@ fn a_summary_without_series_or_trace_says_what_is_missing() {
 
 #[test]
 fn one_plot_is_a_standalone_svg_with_its_legend_inside() {
-    let d = dir("plot");
-    let a = d.join("mio.json");
-    let b = d.join("threads.json");
-    std::fs::write(&a, stats_doc("mio", 1).to_string()).unwrap();
-    std::fs::write(&b, stats_doc("threads", 3).to_string()).unwrap();
-    let runs = load(&[a, b]).unwrap();
+    let runs = two_runs("plot");
     let names = plot_names(&runs);
     assert!(
         names.contains(&"latency-closed/conn-refused".to_string()),

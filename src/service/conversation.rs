@@ -567,6 +567,26 @@ match rare m|^R| p/rare/
         (Conversation::new(db(), port, s, t0), t0)
     }
 
+    /// [`begin`] at intensity 0: the NULL probe's banner wait, then only the probes the
+    /// port hints at (Get on port 80, none on 22).
+    fn begin_common(port: u16) -> (Conversation, Instant) {
+        begin(
+            port,
+            Settings {
+                intensity: 0,
+                ..settings()
+            },
+        )
+    }
+
+    /// The verdict on an answer to the NULL probe that no rule matched.
+    fn unrecognized(response: &[u8]) -> Verdict {
+        Verdict::Unrecognized {
+            probe: 0,
+            response: response.to_vec(),
+        }
+    }
+
     fn drain(c: &mut Conversation) -> Vec<Action> {
         std::iter::from_fn(|| c.poll_action()).collect()
     }
@@ -618,13 +638,7 @@ match rare m|^R| p/rare/
 
     #[test]
     fn intensity_leaves_out_rare_probes_unless_hinted() {
-        let (mut c, t0) = begin(
-            22,
-            Settings {
-                intensity: 0,
-                ..settings()
-            },
-        );
+        let (mut c, t0) = begin_common(22);
         c.handle_timeout(t0 + ms(1500));
         // Nothing is hinted for port 22 and every probe is rarer than 0.
         assert_eq!(drain(&mut c), vec![Action::Close(0)]);
@@ -697,24 +711,12 @@ match rare m|^R| p/rare/
 
     #[test]
     fn one_byte_a_second_is_cut_by_the_quiet_interval() {
-        let (mut c, t0) = begin(
-            22,
-            Settings {
-                intensity: 0,
-                ..settings()
-            },
-        );
+        let (mut c, t0) = begin_common(22);
         c.handle_data(0, b"S", t0 + ms(1000));
         // Quiet interval: max(2 × 10 ms, 100 ms) after the byte.
         assert_eq!(c.next_deadline(), Some(t0 + ms(1100)));
         c.handle_timeout(t0 + ms(1100));
-        assert_eq!(
-            c.verdict(),
-            Some(&Verdict::Unrecognized {
-                probe: 0,
-                response: b"S".to_vec()
-            })
-        );
+        assert_eq!(c.verdict(), Some(&unrecognized(b"S")));
     }
 
     #[test]
@@ -746,13 +748,7 @@ match rare m|^R| p/rare/
 
     #[test]
     fn closed_after_the_tcpwrapped_window_is_not_tcpwrapped() {
-        let (mut c, t0) = begin(
-            80,
-            Settings {
-                intensity: 0,
-                ..settings()
-            },
-        );
+        let (mut c, t0) = begin_common(80);
         c.handle_timeout(t0 + ms(1500));
         assert_eq!(drain(&mut c), vec![Action::Send { lane: 0, probe: 1 }]);
         // Closed while the Get probe waits: not the NULL probe's quick close.
@@ -762,22 +758,10 @@ match rare m|^R| p/rare/
 
     #[test]
     fn reset_after_the_banner_keeps_the_banner() {
-        let (mut c, t0) = begin(
-            22,
-            Settings {
-                intensity: 0,
-                ..settings()
-            },
-        );
+        let (mut c, t0) = begin_common(22);
         c.handle_data(0, b"hello\x1b[2J", t0 + ms(5));
         c.handle_closed(0, t0 + ms(6));
-        assert_eq!(
-            c.verdict(),
-            Some(&Verdict::Unrecognized {
-                probe: 0,
-                response: b"hello\x1b[2J".to_vec()
-            })
-        );
+        assert_eq!(c.verdict(), Some(&unrecognized(b"hello\x1b[2J")));
     }
 
     #[test]

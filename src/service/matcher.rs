@@ -295,17 +295,21 @@ impl Matcher {
             .position(|p| p.protocol == protocol && p.name == name)
     }
 
+    /// The probes whose rules an answer to `probe` is matched against, in order: `probe`
+    /// itself, then its fallbacks (explicit ones, then NULL).
+    fn tried_for(&self, probe: usize) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(probe).chain(self.compiled[probe].fallback.iter().copied())
+    }
+
     /// Whether probe `probe` (or its fallbacks) has a hard match for `service`: after a
     /// softmatch only such probes are worth sending.
     pub fn can_name(&self, probe: usize, service: &str) -> bool {
-        std::iter::once(probe)
-            .chain(self.compiled[probe].fallback.iter().copied())
-            .any(|p| {
-                self.file.probes[p]
-                    .matches
-                    .iter()
-                    .any(|m| !m.soft && m.service == service)
-            })
+        self.tried_for(probe).any(|p| {
+            self.file.probes[p]
+                .matches
+                .iter()
+                .any(|m| !m.soft && m.service == service)
+        })
     }
 
     /// Matches `response` (what came back for probe `probe`). With `soft_service` set (a
@@ -325,9 +329,8 @@ impl Matcher {
     /// `probe` (its rules, its fallbacks' and NULL's), and how many rules there are: what a
     /// banner costs, for benchmarks.
     pub fn prefilter_survivors(&self, probe: usize, response: &[u8]) -> (Vec<usize>, usize) {
-        let chain = std::iter::once(probe).chain(self.compiled[probe].fallback.iter().copied());
         let (mut through, mut all) = (Vec::new(), 0);
-        for p in chain {
+        for p in self.tried_for(probe) {
             let cp = &self.compiled[p];
             all += cp.rules.len();
             let mut present = vec![0u64; cp.literal_count.div_ceil(64)];
@@ -377,7 +380,7 @@ impl Matcher {
         filtered: bool,
     ) -> Option<ServiceMatch> {
         let mut soft: Option<ServiceMatch> = None;
-        for p in std::iter::once(probe).chain(self.compiled[probe].fallback.iter().copied()) {
+        for p in self.tried_for(probe) {
             let hit = if filtered {
                 self.match_in(p, response, soft_service, &mut soft)
             } else {

@@ -171,26 +171,28 @@ impl ServiceRecord {
     /// Product, version and extra information as nmap's VERSION column shows
     /// them: `OpenSSH 9.2p1 (protocol 2.0)`; empty when none is known.
     pub fn version_line(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        parts.extend(self.product.iter().cloned());
-        parts.extend(self.version.iter().cloned());
-        parts.extend(self.extrainfo.iter().map(|e| format!("({e})")));
-        parts.join(" ")
+        self.version_parts().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The words of [`version_line`](Self::version_line): product, version,
+    /// `(extra information)`, each when known.
+    fn version_parts(&self) -> impl Iterator<Item = String> + '_ {
+        let extrainfo = self.extrainfo.iter().map(|e| format!("({e})"));
+        self.product
+            .iter()
+            .chain(&self.version)
+            .cloned()
+            .chain(extrainfo)
     }
 
     /// The service as one line's tail, nmap's way: `ssh OpenSSH 9.2p1 (protocol 2.0)`,
     /// `ssl/http nginx 1.25.3`; the banner (quoted) when nothing was named.
     pub fn summary(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(s) = &self.service {
-            parts.push(match &self.tunnel {
-                Some(t) => format!("{t}/{s}"),
-                None => s.clone(),
-            });
-        }
-        parts.extend(self.product.iter().cloned());
-        parts.extend(self.version.iter().cloned());
-        parts.extend(self.extrainfo.iter().map(|e| format!("({e})")));
+        let mut parts: Vec<String> = self
+            .name()
+            .into_iter()
+            .chain(self.version_parts())
+            .collect();
         if parts.is_empty()
             && let Some(b) = &self.banner
         {
@@ -351,6 +353,45 @@ mod tests {
         };
         let r = ServiceRecord::from_verdict(&Verdict::Matched(m));
         assert_eq!(r.product.as_deref(), Some("evil\\x1b]0;pwned\\x07"));
+    }
+
+    #[test]
+    fn summary_is_the_name_then_the_version_line_else_the_banner() {
+        let text = |s: &str| Some(s.to_owned());
+        for (r, summary, version_line) in [
+            (
+                ServiceRecord {
+                    product: text("nginx"),
+                    extrainfo: text("Ubuntu"),
+                    banner: text("hi"),
+                    ..ServiceRecord::default()
+                },
+                "nginx (Ubuntu)",
+                "nginx (Ubuntu)",
+            ),
+            (
+                ServiceRecord {
+                    service: text("http"),
+                    tunnel: text("ssl"),
+                    version: text("1.25"),
+                    ..ServiceRecord::default()
+                },
+                "ssl/http 1.25",
+                "1.25",
+            ),
+            (
+                ServiceRecord {
+                    tunnel: text("ssl"),
+                    banner: text("hi"),
+                    ..ServiceRecord::default()
+                },
+                "\"hi\"",
+                "",
+            ),
+        ] {
+            assert_eq!(r.summary(), summary, "{r:?}");
+            assert_eq!(r.version_line(), version_line, "{r:?}");
+        }
     }
 
     #[test]

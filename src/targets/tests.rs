@@ -38,6 +38,15 @@ fn space(targets: &[&str]) -> Result<TargetSpace, TargetError> {
     build_with(&args(&targets), &mut Names::new(true, fake_lookup))
 }
 
+/// Builds target operands with the port list `ports` (`-p`).
+fn with_ports(targets: &[&str], ports: &str) -> Result<TargetSpace, TargetError> {
+    let targets = strings(targets);
+    build(&TargetArgs {
+        ports: Some(ports),
+        ..args(&targets)
+    })
+}
+
 fn space_ex(targets: &[&str], exclude: &[&str]) -> Result<TargetSpace, TargetError> {
     let (targets, exclude) = (strings(targets), strings(exclude));
     let a = TargetArgs {
@@ -724,23 +733,18 @@ fn input_list_of_a_million_lines_from_a_file() {
 
 #[test]
 fn ports_flags_reach_the_space() {
+    assert_eq!(
+        with_ports(&["198.18.0.1"], "443,22").unwrap().ports(),
+        [22, 443]
+    );
     let targets = strings(&["198.18.0.1"]);
-    let a = TargetArgs {
-        ports: Some("443,22"),
-        ..args(&targets)
-    };
-    assert_eq!(build(&a).unwrap().ports(), [22, 443]);
     let a = TargetArgs {
         top_ports: Some(2),
         exclude_ports: Some("23"),
         ..args(&targets)
     };
     assert_eq!(build(&a).unwrap().ports(), [80, 443]);
-    let a = TargetArgs {
-        ports: Some("-"),
-        ..args(&targets)
-    };
-    assert_eq!(build(&a).unwrap().len(), 65535);
+    assert_eq!(with_ports(&["198.18.0.1"], "-").unwrap().len(), 65535);
     let a = TargetArgs {
         ports: Some("22"),
         top_ports: Some(10),
@@ -756,12 +760,7 @@ fn ports_flags_reach_the_space() {
 
 #[test]
 fn whole_ipv4_space_times_all_ports_fits_u64() {
-    let targets = strings(&["0.0.0.0/0"]);
-    let a = TargetArgs {
-        ports: Some("-"),
-        ..args(&targets)
-    };
-    let s = build(&a).unwrap();
+    let s = with_ports(&["0.0.0.0/0"], "-").unwrap();
     let len = (1u64 << 32) * 65535;
     assert_eq!(s.host_count(), 1 << 32);
     assert_eq!(s.len(), len);
@@ -814,14 +813,7 @@ fn spaces_beyond_u64_are_errors_not_wraps() {
             .starts_with("scan too large: at least 2^128 addresses")
     );
 
-    let only = |t: &str, p: &str| {
-        let targets = strings(&[t]);
-        let a = TargetArgs {
-            ports: Some(p),
-            ..args(&targets)
-        };
-        build(&a)
-    };
+    let only = |t: &str, p: &str| with_ports(&[t], p);
     assert!(only("::/64", "80").is_err(), "2^64 probes");
     assert_eq!(only("::/65", "80").unwrap().len(), 1 << 63);
     assert!(only("::/65", "80,443").is_err(), "2^64 probes");
