@@ -27,7 +27,11 @@
 //!    port's RTT is the kernel's own handshake RTT where it took one
 //!    ([`Machine::handle_ready`]): a queue of answers waiting to be read
 //!    does not lengthen RTTs, so concurrency does not change timeouts.
-//! 4. **Deadline.** [`Machine::poll_expired`] hands back each probe whose
+//! 4. **Deadline.** With adaptive timing a waiting attempt is judged again
+//!    every `REJUDGE_EVERY` (100 ms): its deadline moves up to when an attempt
+//!    launched now would end, as its host's answers give it an estimate
+//!    (never later than the one it was given).
+//!    [`Machine::poll_expired`] hands back each probe whose
 //!    attempt's deadline passed; the driver takes a last look
 //!    ([`Machine::handle_deadline`]), since an answer may have landed after
 //!    the last wake-up. The driver reads every readiness already pending
@@ -280,8 +284,8 @@ impl ProbeSlab {
     }
 }
 
-/// How often an attempt whose wait is provisional is judged again
-/// ([`Machine::rejudge`]).
+/// How often a waiting attempt is judged again with adaptive timing
+/// (`Machine::rejudge`).
 const REJUDGE_EVERY: Duration = Duration::from_millis(100);
 
 /// What a hit is worth against a miss's 1: a hit saves an `epoll_ctl`, an
