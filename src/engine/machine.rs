@@ -796,9 +796,11 @@ impl Machine {
     /// `rttvar` starting at half the first sample) that narrows over the
     /// next dozen answers; meanwhile the answers to its other ports tell
     /// what this attempt needs. So with adaptive timing an attempt is
-    /// judged again every [`REJUDGE_EVERY`] against the wait an attempt
-    /// launched now would get (never longer than the one it was given),
-    /// as nmap judges each probe against its host's current timeout. On
+    /// judged again every [`REJUDGE_EVERY`] against the wait its host's own
+    /// answers now give an attempt (`WorkerTiming::own_timeout`; never
+    /// longer than the one it was given, and never by the scan's estimate,
+    /// which moves with whichever hosts answered last), as nmap judges
+    /// each probe against its host's current timeout. On
     /// netsim's internet-like hosts a 66 ms host's filtered port waited
     /// 1 s on its first try, and a 594 ms host's 1.29 s.
     fn rejudge(&mut self, key: usize, started: Instant, now: Instant) -> Option<Instant> {
@@ -810,7 +812,10 @@ impl Machine {
         let (Some(timing), Some(host)) = (&self.timing, probe.host) else {
             return Some(deadline);
         };
-        let wait = probe.wait.min(timing.timeout(host, probe.timeouts));
+        let Some(own) = timing.own_timeout(host, probe.timeouts) else {
+            return Some(deadline.min(now + REJUDGE_EVERY));
+        };
+        let wait = probe.wait.min(own);
         let due = started + wait;
         if due <= now {
             // Ended early: what it waited is what an answer to its retry
