@@ -323,6 +323,28 @@ impl BlockOrder {
         c * size + self.inner(c).apply(offset)
     }
 
+    /// [`apply`](Self::apply), with the order of the block `cursor` holds
+    /// kept from the last call: a block's outer step and its inner
+    /// permutation's key schedule are made once per block, not per probe.
+    #[inline]
+    fn apply_at(&self, position: u64, cursor: &mut OrderCursor) -> u64 {
+        let size = self.blocks.size();
+        let b = position / size;
+        let offset = position % size;
+        if b >= self.blocks.full() {
+            return b * size + self.last.apply(offset);
+        }
+        if cursor.block != b {
+            let c = self.outer.apply(b);
+            *cursor = OrderCursor {
+                block: b,
+                start: c * size,
+                inner: self.inner(c),
+            };
+        }
+        cursor.start + cursor.inner.apply(offset)
+    }
+
     /// The position of `index`: the inverse of [`apply`](Self::apply).
     pub fn invert(&self, index: u64) -> u64 {
         let size = self.blocks.size();
@@ -340,6 +362,30 @@ impl BlockOrder {
             c
         } else {
             self.outer.invert(c)
+        }
+    }
+}
+
+/// The order within the position block a worker is in, kept from one
+/// probe to the next by [`Schedule::index_at`]: a worker's sequence numbers
+/// run through a block one after another, and the block's place and inner
+/// permutation are the same for all of them. Belongs to one schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderCursor {
+    /// The position block held (`u64::MAX`: none yet).
+    block: u64,
+    /// Its first probe index.
+    start: u64,
+    /// The order of its offsets.
+    inner: Permutation,
+}
+
+impl Default for OrderCursor {
+    fn default() -> Self {
+        OrderCursor {
+            block: u64::MAX,
+            start: 0,
+            inner: Permutation::new(0, 0),
         }
     }
 }
@@ -395,6 +441,15 @@ impl Order {
         match self {
             Order::Sequential => position,
             Order::Random(p) => p.apply(position),
+        }
+    }
+
+    /// [`index`](Self::index), the random order's block kept in `cursor`.
+    #[inline]
+    pub fn index_at(&self, position: u64, cursor: &mut OrderCursor) -> u64 {
+        match self {
+            Order::Sequential => position,
+            Order::Random(p) => p.apply_at(position, cursor),
         }
     }
 
@@ -755,6 +810,14 @@ impl Schedule {
     #[inline]
     pub fn index(&self, s: u64) -> u64 {
         self.order.index(self.shard.position(s))
+    }
+
+    /// [`index`](Self::index) for a caller that walks the sequence in
+    /// order (a worker's stride): the block's order is kept in `cursor`
+    /// (one per caller, used with this schedule only).
+    #[inline]
+    pub fn index_at(&self, s: u64, cursor: &mut OrderCursor) -> u64 {
+        self.order.index_at(self.shard.position(s), cursor)
     }
 
     /// The position block of sequence number `s` (what [`Claims`] counts in).

@@ -51,7 +51,7 @@ use super::machine::{Deadlines, Fate, Launch, Machine, MachineConfig};
 use super::services::{LANES, Session};
 use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, StrideSource};
 use crate::classify::{LocalError, Report};
-use crate::order::{Lane, Schedule};
+use crate::order::{Lane, OrderCursor, Schedule};
 use crate::probe;
 use crate::rate::Gcra;
 use crate::service::conversation::Conversation;
@@ -142,6 +142,7 @@ pub fn start<'scope, 'env>(
             space,
             schedule,
             stride,
+            cursor: OrderCursor::default(),
         };
         let machine_cfg = MachineConfig {
             concurrency: per_worker,

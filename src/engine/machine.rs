@@ -371,6 +371,9 @@ pub struct Machine {
     traced_window: usize,
     /// Time zero of the series (the `now` given to `new`).
     epoch: Instant,
+    /// The series' bucket under way, `[from, to)`, and the time since the
+    /// epoch that stands for it ([`Machine::series_at`]).
+    series_span: (Instant, Instant, Duration),
 }
 
 impl Machine {
@@ -400,6 +403,7 @@ impl Machine {
             trace: None,
             traced_window: 0,
             epoch: now,
+            series_span: (now, now, Duration::ZERO),
             cfg: MachineConfig {
                 concurrency: cap,
                 ..cfg
@@ -623,9 +627,8 @@ impl Machine {
     /// What `connect()` answered for the launch in `key`; `started` is when
     /// it was called.
     pub fn handle_connect(&mut self, key: usize, report: Report, started: Instant) -> Fate {
-        self.stats
-            .series
-            .record_launch(started.saturating_duration_since(self.epoch));
+        let at = self.series_at(started);
+        self.stats.series.record_launch(at);
         let Some(probe) = self.slab.get_mut(key) else {
             return Fate::Drop;
         };
@@ -649,7 +652,7 @@ impl Machine {
             // sample.
             Verdict::Done(reason) => {
                 self.stats.attempts += 1;
-                self.finish(key, reason, Some(started), started, None)
+                self.finish(key, reason, Some(Duration::ZERO), started, None)
             }
             Verdict::Local(e) => self.back_off(key, e, started),
         }
@@ -716,14 +719,13 @@ impl Machine {
                 };
                 match kernel {
                     Some(rtt) => {
-                        let started = now - rtt;
-                        let sample = self.sample_allowed(reason, started, now, || Some(0));
-                        self.finish(key, reason, Some(started), now, Some(sample))
+                        let sample = self.sample_allowed(reason, rtt, || Some(0));
+                        self.finish(key, reason, Some(rtt), now, Some(sample))
                     }
                     None => {
-                        let sample = self.sample_allowed(reason, started, now, retransmits);
+                        let sample = self.sample_allowed(reason, elapsed, retransmits);
                         self.reason_ip = report.offender();
-                        self.finish(key, reason, Some(started), now, Some(sample))
+                        self.finish(key, reason, Some(elapsed), now, Some(sample))
                     }
                 }
             }
@@ -810,9 +812,10 @@ impl Machine {
         };
         match late {
             Verdict::Done(reason) => {
-                let sample = self.sample_allowed(reason, started, now, retransmits);
+                let elapsed = now.saturating_duration_since(started);
+                let sample = self.sample_allowed(reason, elapsed, retransmits);
                 self.reason_ip = report.offender();
-                self.finish(key, reason, Some(started), now, Some(sample))
+                self.finish(key, reason, Some(elapsed), now, Some(sample))
             }
             Verdict::Local(e) => self.back_off(key, e, now),
             Verdict::Pending if probe.timeouts <= retries => {
@@ -829,19 +832,18 @@ impl Machine {
         }
     }
 
-    /// Whether an answer is a clean RTT sample: the target's own SYN-ACK or
-    /// RST, and Karn's rule.
+    /// Whether an answer after `elapsed` is a clean RTT sample: the
+    /// target's own SYN-ACK or RST, and Karn's rule.
     fn sample_allowed(
         &self,
         reason: Reason,
-        started: Instant,
-        now: Instant,
+        elapsed: Duration,
         retransmits: impl FnOnce() -> Option<u32>,
     ) -> bool {
         self.timing.is_some()
             && reason.answered()
             && reason.state() != State::Filtered
-            && karn_allows(now.saturating_duration_since(started), retransmits)
+            && karn_allows(elapsed, retransmits)
     }
 
     /// The earliest instant something is due: a deadline, a back-off, the
@@ -898,23 +900,21 @@ impl Machine {
         Fate::Drop
     }
 
-    /// Records the probe's result and frees its slot. `started`: when the
-    /// answered attempt began (for its RTT). `sample`: `None` when the answer
-    /// came from this machine rather than the network, else whether it is
-    /// a clean RTT sample.
+    /// Records the probe's result and frees its slot. `elapsed`: how long
+    /// the answered attempt took (its RTT; the caller computed it once
+    /// for Karn's rule too). `sample`: `None` when the answer came from this
+    /// machine rather than the network, else whether it is a clean RTT
+    /// sample.
     fn finish(
         &mut self,
         key: usize,
         reason: Reason,
-        started: Option<Instant>,
+        elapsed: Option<Duration>,
         now: Instant,
         sample: Option<bool>,
     ) -> Fate {
         let reason_ip = self.reason_ip.take();
-        let rtt = match started {
-            Some(t) if reason.answered() => Some(now.saturating_duration_since(t)),
-            _ => None,
-        };
+        let rtt = elapsed.filter(|_| reason.answered());
         let rtt_us = rtt.map(probe::micros);
         let serve = self.serving && reason == Reason::SynAck;
         let probe = if serve {
@@ -931,7 +931,9 @@ impl Machine {
                 let clean = rtt.filter(|_| sample == Some(true));
                 let elapsed = rtt.unwrap_or_default();
                 timing.answered(host, probe.timeouts, elapsed, probe.waited, clean, now);
-                srtt = timing.srtt(host);
+                if serve {
+                    srtt = timing.srtt(host);
+                }
             } else {
                 timing.silent(host, now);
             }
@@ -961,9 +963,8 @@ impl Machine {
         reason_ip: Option<std::net::IpAddr>,
     ) {
         self.stats.record(reason, rtt_us);
-        self.stats
-            .series
-            .record_completion(reason, now.saturating_duration_since(self.epoch));
+        let at = self.series_at(now);
+        self.stats.series.record_completion(reason, at);
         if self.trace.is_some() {
             self.trace_close(probe.index, reason);
         }
@@ -1027,6 +1028,28 @@ impl Machine {
         self.stats
             .series
             .sample(self.slab.len() as u64, window as u64, at);
+    }
+
+    /// `t` as the series counts it, the time since the epoch: computed
+    /// once per bucket of the series. Any time in a bucket stands for all
+    /// of it, and still does after the series coarsens (a wider bucket is
+    /// a union of narrower ones), so the span is kept as two instants and
+    /// a launch or a completion costs two comparisons instead of a clock
+    /// subtraction.
+    #[inline]
+    fn series_at(&mut self, t: Instant) -> Duration {
+        let (from, to, at) = self.series_span;
+        if from <= t && t < to {
+            return at;
+        }
+        let at = t.saturating_duration_since(self.epoch);
+        let width = self.stats.series.width();
+        let width_us = width.as_micros().max(1);
+        let start_us = at.as_micros() / width_us * width_us;
+        let start = Duration::from_micros(u64::try_from(start_us).unwrap_or(u64::MAX));
+        let from = self.epoch + start;
+        self.series_span = (from, from + width, at);
+        at
     }
 
     #[inline]
