@@ -284,6 +284,8 @@ impl Blocks {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockOrder {
     blocks: Blocks,
+    /// `blocks.full()`, kept: a division per probe otherwise.
+    full: u64,
     seed: u64,
     /// Over the full blocks: position block to index block.
     outer: Permutation,
@@ -297,6 +299,7 @@ impl BlockOrder {
         let full = blocks.full();
         BlockOrder {
             blocks,
+            full,
             seed,
             outer: Permutation::new(full, seed),
             last: Permutation::new(blocks.total - full * blocks.size(), mix(seed ^ 0x1a57)),
@@ -331,7 +334,7 @@ impl BlockOrder {
         let size = self.blocks.size();
         let b = position / size;
         let offset = position % size;
-        if b >= self.blocks.full() {
+        if b >= self.full {
             return b * size + self.last.apply(offset);
         }
         if cursor.block != b {
@@ -901,12 +904,16 @@ impl Schedule {
         (0..workers)
             .map(|id| {
                 let mut stride = Stride::for_worker(id, workers, self.done.below(), self.seq_len());
-                stride.gate = Some(Held {
+                let mut held = Held {
                     gate: Arc::clone(&gate),
                     lane: id,
                     window: window.max(1),
                     allowed: Cell::new(0),
-                });
+                    at: 0,
+                    at_end: 0,
+                };
+                held.enter(stride.next);
+                stride.gate = Some(held);
                 stride.publish();
                 stride
             })
@@ -965,11 +972,21 @@ struct Held {
     window: u64,
     /// Windows up to this one are open to this worker (a cache of the gate).
     allowed: Cell<u64>,
+    /// The window the stride's next number is in, and the first number
+    /// past it: a division per window instead of three per number.
+    at: u64,
+    at_end: u64,
 }
 
 impl Held {
     fn block(&self, s: u64) -> u64 {
         s / self.window
+    }
+
+    /// The stride's next number is now `s`.
+    fn enter(&mut self, s: u64) {
+        self.at = self.block(s);
+        self.at_end = self.at.saturating_add(1).saturating_mul(self.window);
     }
 }
 
@@ -1010,7 +1027,7 @@ impl Stride {
             return None;
         }
         if let Some(held) = &self.gate {
-            let block = held.block(self.next);
+            let block = held.at;
             if block > held.allowed.get() {
                 held.allowed.set(held.gate.lowest().saturating_add(1));
                 if block > held.allowed.get() {
@@ -1065,8 +1082,10 @@ impl Iterator for Stride {
         let index = self.peek()?;
         // Saturating: an index past `end` simply ends the stride.
         self.next = self.next.saturating_add(self.step);
-        if let Some(held) = &self.gate {
-            if self.next >= self.end || held.block(self.next) != held.block(index) {
+        if let Some(held) = &mut self.gate {
+            // Past the window's end is in another window (`next` only grows).
+            if self.next >= self.end || self.next >= held.at_end {
+                held.enter(self.next);
                 self.publish();
             }
         }

@@ -1040,8 +1040,17 @@ impl Machine {
     fn series_at(&mut self, t: Instant) -> Duration {
         let (from, to, at) = self.series_span;
         if from <= t && t < to {
-            return at;
+            at
+        } else {
+            self.series_enter(t)
         }
+    }
+
+    /// [`Machine::series_at`] for a time outside the bucket in hand: the
+    /// bucket `t` is in becomes the one in hand.
+    #[cold]
+    #[inline(never)]
+    fn series_enter(&mut self, t: Instant) -> Duration {
         let at = t.saturating_duration_since(self.epoch);
         let width = self.stats.series.width();
         let width_us = width.as_micros().max(1);
