@@ -375,12 +375,8 @@ fn run(
         // A failed trace write loses the trace, not the scan.
         let _ = tracer.finish();
     }
-    Ok((
-        driver.machine.stats(),
-        driver.source.stride.lane(),
-        in_flight,
-        panicked,
-    ))
+    let lane = driver.source.stride.lane();
+    Ok((driver.machine.into_stats(), lane, in_flight, panicked))
 }
 
 impl Driver<'_> {

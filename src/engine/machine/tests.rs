@@ -629,7 +629,17 @@ fn the_series_buckets_every_launch_and_result_at_its_own_time() {
     assert!(want.width() > 100 * MS);
     connect_at(&mut m, &mut want, Duration::from_secs(5) + 10 * MS);
     connect_at(&mut m, &mut want, Duration::from_secs(5) + 150 * MS);
-    assert_eq!(m.stats().series, want);
+    let so_far = m.stats();
+    assert_eq!(so_far.series, want);
+    // The worker's end moves the same stats out.
+    let end = m.into_stats();
+    assert_eq!(end.series, want);
+    assert_eq!(
+        (end.reasons, end.attempts),
+        (so_far.reasons, so_far.attempts)
+    );
+    assert_eq!(end.attempts, 13);
+    assert_eq!(end.timing, so_far.timing);
 }
 
 /// An open port's answer read late (a queue of answers at high
