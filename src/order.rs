@@ -284,6 +284,8 @@ impl Blocks {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockOrder {
     blocks: Blocks,
+    /// `blocks.full()`, kept: a division per probe otherwise.
+    full: u64,
     seed: u64,
     /// Over the full blocks: position block to index block.
     outer: Permutation,
@@ -297,6 +299,7 @@ impl BlockOrder {
         let full = blocks.full();
         BlockOrder {
             blocks,
+            full,
             seed,
             outer: Permutation::new(full, seed),
             last: Permutation::new(blocks.total - full * blocks.size(), mix(seed ^ 0x1a57)),
@@ -323,6 +326,28 @@ impl BlockOrder {
         c * size + self.inner(c).apply(offset)
     }
 
+    /// [`apply`](Self::apply), with the order of the block `cursor` holds
+    /// kept from the last call: a block's outer step and its inner
+    /// permutation's key schedule are made once per block, not per probe.
+    #[inline]
+    fn apply_at(&self, position: u64, cursor: &mut OrderCursor) -> u64 {
+        let size = self.blocks.size();
+        let b = position / size;
+        let offset = position % size;
+        if b >= self.full {
+            return b * size + self.last.apply(offset);
+        }
+        if cursor.block != b {
+            let c = self.outer.apply(b);
+            *cursor = OrderCursor {
+                block: b,
+                start: c * size,
+                inner: self.inner(c),
+            };
+        }
+        cursor.start + cursor.inner.apply(offset)
+    }
+
     /// The position of `index`: the inverse of [`apply`](Self::apply).
     pub fn invert(&self, index: u64) -> u64 {
         let size = self.blocks.size();
@@ -340,6 +365,30 @@ impl BlockOrder {
             c
         } else {
             self.outer.invert(c)
+        }
+    }
+}
+
+/// The order within the position block a worker is in, kept from one
+/// probe to the next by [`Schedule::index_at`]: a worker's sequence numbers
+/// run through a block one after another, and the block's place and inner
+/// permutation are the same for all of them. Belongs to one schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderCursor {
+    /// The position block held (`u64::MAX`: none yet).
+    block: u64,
+    /// Its first probe index.
+    start: u64,
+    /// The order of its offsets.
+    inner: Permutation,
+}
+
+impl Default for OrderCursor {
+    fn default() -> Self {
+        OrderCursor {
+            block: u64::MAX,
+            start: 0,
+            inner: Permutation::new(0, 0),
         }
     }
 }
@@ -395,6 +444,15 @@ impl Order {
         match self {
             Order::Sequential => position,
             Order::Random(p) => p.apply(position),
+        }
+    }
+
+    /// [`index`](Self::index), the random order's block kept in `cursor`.
+    #[inline]
+    pub fn index_at(&self, position: u64, cursor: &mut OrderCursor) -> u64 {
+        match self {
+            Order::Sequential => position,
+            Order::Random(p) => p.apply_at(position, cursor),
         }
     }
 
@@ -757,6 +815,14 @@ impl Schedule {
         self.order.index(self.shard.position(s))
     }
 
+    /// [`index`](Self::index) for a caller that walks the sequence in
+    /// order (a worker's stride): the block's order is kept in `cursor`
+    /// (one per caller, used with this schedule only).
+    #[inline]
+    pub fn index_at(&self, s: u64, cursor: &mut OrderCursor) -> u64 {
+        self.order.index_at(self.shard.position(s), cursor)
+    }
+
     /// The position block of sequence number `s` (what [`Claims`] counts in).
     #[inline]
     pub fn block_of_seq(&self, s: u64) -> u64 {
@@ -838,12 +904,16 @@ impl Schedule {
         (0..workers)
             .map(|id| {
                 let mut stride = Stride::for_worker(id, workers, self.done.below(), self.seq_len());
-                stride.gate = Some(Held {
+                let mut held = Held {
                     gate: Arc::clone(&gate),
                     lane: id,
                     window: window.max(1),
                     allowed: Cell::new(0),
-                });
+                    at: 0,
+                    at_end: 0,
+                };
+                held.enter(stride.next);
+                stride.gate = Some(held);
                 stride.publish();
                 stride
             })
@@ -902,11 +972,21 @@ struct Held {
     window: u64,
     /// Windows up to this one are open to this worker (a cache of the gate).
     allowed: Cell<u64>,
+    /// The window the stride's next number is in, and the first number
+    /// past it: a division per window instead of three per number.
+    at: u64,
+    at_end: u64,
 }
 
 impl Held {
     fn block(&self, s: u64) -> u64 {
         s / self.window
+    }
+
+    /// The stride's next number is now `s`.
+    fn enter(&mut self, s: u64) {
+        self.at = self.block(s);
+        self.at_end = self.at.saturating_add(1).saturating_mul(self.window);
     }
 }
 
@@ -947,7 +1027,7 @@ impl Stride {
             return None;
         }
         if let Some(held) = &self.gate {
-            let block = held.block(self.next);
+            let block = held.at;
             if block > held.allowed.get() {
                 held.allowed.set(held.gate.lowest().saturating_add(1));
                 if block > held.allowed.get() {
@@ -1002,8 +1082,10 @@ impl Iterator for Stride {
         let index = self.peek()?;
         // Saturating: an index past `end` simply ends the stride.
         self.next = self.next.saturating_add(self.step);
-        if let Some(held) = &self.gate {
-            if self.next >= self.end || held.block(self.next) != held.block(index) {
+        if let Some(held) = &mut self.gate {
+            // Past the window's end is in another window (`next` only grows).
+            if self.next >= self.end || self.next >= held.at_end {
+                held.enter(self.next);
                 self.publish();
             }
         }

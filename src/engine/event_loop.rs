@@ -51,7 +51,7 @@ use super::machine::{Deadlines, Fate, Launch, Machine, MachineConfig};
 use super::services::{LANES, Session};
 use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, StrideSource};
 use crate::classify::{LocalError, Report};
-use crate::order::{Lane, Schedule};
+use crate::order::{Lane, OrderCursor, Schedule};
 use crate::probe;
 use crate::rate::Gcra;
 use crate::service::conversation::Conversation;
@@ -142,6 +142,7 @@ pub fn start<'scope, 'env>(
             space,
             schedule,
             stride,
+            cursor: OrderCursor::default(),
         };
         let machine_cfg = MachineConfig {
             concurrency: per_worker,
@@ -374,12 +375,8 @@ fn run(
         // A failed trace write loses the trace, not the scan.
         let _ = tracer.finish();
     }
-    Ok((
-        driver.machine.stats(),
-        driver.source.stride.lane(),
-        in_flight,
-        panicked,
-    ))
+    let lane = driver.source.stride.lane();
+    Ok((driver.machine.into_stats(), lane, in_flight, panicked))
 }
 
 impl Driver<'_> {

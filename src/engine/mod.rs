@@ -32,7 +32,7 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 pub use crate::order::Stride;
-use crate::order::{Lane, Schedule};
+use crate::order::{Lane, OrderCursor, Schedule};
 use crate::probe::ProbeResult;
 use crate::stats::Stats;
 use crate::targets::TargetSpace;
@@ -283,6 +283,8 @@ pub struct StrideSource<'a> {
     pub schedule: &'a Schedule,
     /// The worker's share of the sequence numbers.
     pub stride: Stride,
+    /// The order of the block the stride is in (see [`OrderCursor`]).
+    pub cursor: OrderCursor,
 }
 
 impl Source for StrideSource<'_> {
@@ -299,7 +301,7 @@ impl Source for StrideSource<'_> {
                 self.stride.next(); // finished by the run we resume
                 continue;
             }
-            let index = self.schedule.index(seq);
+            let index = self.schedule.index_at(seq, &mut self.cursor);
             let Some(target) = self.space.get(index) else {
                 // The stride stays below `space.len()`, so this cannot
                 // happen; skipping is the safe answer if it ever did.

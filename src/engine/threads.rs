@@ -38,7 +38,7 @@ use super::machine::{Deadlines, Fate, Launch, Machine, MachineConfig};
 use super::services;
 use super::{Collector, EngineConfig, EngineEnd, EngineError, ResultTx, Running, StrideSource};
 use crate::classify::{LocalError, Report, Verdict, classify};
-use crate::order::Schedule;
+use crate::order::{OrderCursor, Schedule};
 use crate::probe;
 use crate::rate::Gcra;
 use crate::targets::TargetSpace;
@@ -213,6 +213,7 @@ impl<'a> Pool<'a> {
                     schedule,
                     // One lane of step 1 from the first number not done.
                     stride: schedule.strides(1).pop().expect("one stride"),
+                    cursor: OrderCursor::default(),
                 },
                 out: collector.sender(),
                 last_flush: now,

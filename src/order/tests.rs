@@ -426,6 +426,32 @@ proptest! {
         prop_assert!(seen.iter().all(|&c| c == 1));
     }
 
+    /// A worker's kept block order gives every sequence number the index
+    /// the schedule gives it: along a stride, after a jump back, and for
+    /// the short last block, whatever the shard.
+    #[test]
+    fn the_cursor_gives_the_schedules_indices(
+        hosts in 1u64..300,
+        ports in 1u64..6,
+        per_block in 1u64..40,
+        seed in any::<u64>(),
+        shards in 1u64..4,
+        step in 1u64..4,
+        jumps in proptest::collection::vec(any::<u64>(), 0..20),
+    ) {
+        let s = blocked(hosts, ports, per_block, seed, Shard::new(1, shards).unwrap(), Done::none());
+        let mut cursor = OrderCursor::default();
+        for start in 0..step {
+            for seq in (start..s.seq_len()).step_by(step as usize) {
+                prop_assert_eq!(s.index_at(seq, &mut cursor), s.index(seq));
+            }
+        }
+        for j in jumps {
+            let seq = j % s.seq_len();
+            prop_assert_eq!(s.index_at(seq, &mut cursor), s.index(seq));
+        }
+    }
+
     /// Quotas count exactly the probes this shard still makes for each
     /// host, and sum to the run's remaining probes.
     #[test]

@@ -396,7 +396,17 @@ pub struct PendingHosts {
     /// keeps the pending hosts here instead of handing them out.
     held: Option<Vec<HostRecord>>,
     holding: bool,
+    /// Emptied shown-port lists handed back ([`recycle`](Self::recycle)),
+    /// for the next hosts: one allocation per host less.
+    spare: Vec<Vec<(u16, Reason)>>,
 }
+
+/// Spare shown-port lists kept at most (a block's hosts: the hosts of one
+/// block finish about when those of the next begin), and the largest
+/// capacity kept (a host of many shown ports does not keep its list's
+/// memory). At most 16 Ki lists of 32 bytes.
+const SPARE_LISTS: usize = crate::order::BLOCK_HOSTS as usize;
+const SPARE_CAPACITY: usize = 8;
 
 impl PendingHosts {
     /// Hosts of the run `schedule` describes.
@@ -412,6 +422,7 @@ impl PendingHosts {
             results: 0,
             held: None,
             holding: false,
+            spare: Vec::new(),
         }
     }
 
@@ -539,9 +550,13 @@ impl PendingHosts {
         if shown && record.shown.capacity() == 0 {
             // Sized once for a host of a few ports (its results still to
             // come, this one included), not grown from 4 to 8; capped, as a
-            // host of 65 536 ports with `--show open` shows a few.
+            // host of 65 536 ports with `--show open` shows a few. A list a
+            // finished host handed back serves as well.
             let rest = usize::try_from(record.remaining).unwrap_or(usize::MAX);
-            record.shown.reserve_exact(rest.min(8));
+            match self.spare.pop() {
+                Some(list) => record.shown = list,
+                None => record.shown.reserve_exact(rest.min(SPARE_CAPACITY)),
+            }
         }
         record.remaining = record.remaining.saturating_sub(1);
         record.reasons[r.reason.index()] += 1;
@@ -566,6 +581,18 @@ impl PendingHosts {
         let record = entry.remove();
         self.close_host(host_index);
         Some(self.hand_out(record))
+    }
+
+    /// Takes back a handed-out host's shown-port list, once its owner has
+    /// read it, for a later host ([`add`](Self::add)).
+    pub fn recycle(&mut self, mut list: Vec<(u16, Reason)>) {
+        if list.capacity() > 0
+            && list.capacity() <= SPARE_CAPACITY
+            && self.spare.len() < SPARE_LISTS
+        {
+            list.clear();
+            self.spare.push(list);
+        }
     }
 
     /// Reads the records of `batch`'s hosts in progress, before
@@ -983,6 +1010,37 @@ pub(crate) mod tests {
     }
 
     /// The result of probe `index` of a scan with `ports` ports per host.
+    /// A finished host's shown-port list, handed back, is the next host's
+    /// (emptied, its memory kept); a large one is not kept.
+    #[test]
+    fn a_handed_back_port_list_serves_the_next_host() {
+        let mut t = PendingHosts::new(&schedule(6, 3, Done::none()), Show::ALL);
+        let mut first = None;
+        for i in 0..3 {
+            first = t.add(&probe(i, 3), true, || 1);
+        }
+        let first = first.expect("host 0 is complete");
+        assert_eq!(first.shown.len(), 3);
+        let memory = first.shown.as_ptr();
+        t.recycle(first.shown);
+        let mut second = None;
+        for i in 3..6 {
+            second = t.add(&probe(i, 3), true, || 1);
+        }
+        let second = second.expect("host 1 is complete");
+        assert_eq!(
+            second.shown,
+            [
+                (1, Reason::ConnRefused),
+                (2, Reason::ConnRefused),
+                (3, Reason::ConnRefused)
+            ]
+        );
+        assert_eq!(second.shown.as_ptr(), memory, "the same list, reused");
+        t.recycle(Vec::with_capacity(SPARE_CAPACITY + 1));
+        assert!(t.spare.is_empty(), "a large list is not kept");
+    }
+
     fn probe(index: u64, ports: u64) -> ProbeResult {
         let host = u32::try_from(index / ports).unwrap();
         ProbeResult {

@@ -166,6 +166,7 @@ impl TextSink {
             !record.shown.is_empty()
         };
         if !keep {
+            self.pending.recycle(record.shown);
             return;
         }
         self.ports.extend_from_slice(&record.shown);
@@ -181,6 +182,7 @@ impl TextSink {
             ports_end: self.ports.len(),
             extras: record.extras,
         });
+        self.pending.recycle(record.shown);
     }
 
     /// Each host with ports to show, by address, its ports sorted, in

@@ -586,6 +586,62 @@ fn the_in_flight_cap_and_window_changes_are_traced() {
     assert_eq!(doc.in_flight, vec![Some(3.0)]);
 }
 
+/// The series buckets each launch and result by its own time, as if the
+/// offset from the epoch were computed for every one: across bucket edges
+/// to the nanosecond, back into an earlier bucket, and after the series
+/// coarsened under a bucket the machine had in hand.
+#[test]
+fn the_series_buckets_every_launch_and_result_at_its_own_time() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(fixed(8, 100 * MS, 0), None, t0);
+    let mut want = crate::report::series::Series::new();
+    let mut src = Script::new(64);
+    let ns = Duration::from_nanos;
+    let us = Duration::from_micros;
+    let times = [
+        Duration::ZERO,
+        us(1),
+        us(99_999),
+        ns(99_999_999),
+        100 * MS,
+        ns(100_000_001),
+        150 * MS,
+        50 * MS, // back into the first bucket
+        ns(199_999_999),
+        200 * MS,
+        Duration::from_secs(5),
+    ];
+    let mut connect_at = |m: &mut Machine, want: &mut crate::report::series::Series, at| {
+        let l = m.poll_launch(t0 + at, &mut src).unwrap();
+        let fate = m.handle_connect(l.key, REFUSED, t0 + at);
+        assert_eq!(fate, Fate::Close(Reason::ConnRefused));
+        want.record_launch(at);
+        want.record_completion(Reason::ConnRefused, at);
+    };
+    for at in times {
+        connect_at(&mut m, &mut want, at);
+    }
+    // A sample far on coarsens the series (buckets twice as wide) while the
+    // machine holds the 5 s bucket; a result back in it still counts there.
+    let far = Duration::from_secs(300);
+    m.sample_series(t0 + far);
+    want.sample(0, 8, far);
+    assert!(want.width() > 100 * MS);
+    connect_at(&mut m, &mut want, Duration::from_secs(5) + 10 * MS);
+    connect_at(&mut m, &mut want, Duration::from_secs(5) + 150 * MS);
+    let so_far = m.stats();
+    assert_eq!(so_far.series, want);
+    // The worker's end moves the same stats out.
+    let end = m.into_stats();
+    assert_eq!(end.series, want);
+    assert_eq!(
+        (end.reasons, end.attempts),
+        (so_far.reasons, so_far.attempts)
+    );
+    assert_eq!(end.attempts, 13);
+    assert_eq!(end.timing, so_far.timing);
+}
+
 /// An open port's answer read late (a queue of answers at high
 /// concurrency) must not inflate its RTT: the kernel's handshake RTT wins.
 #[test]
