@@ -261,10 +261,10 @@ impl WorkerTiming {
     /// bound from a host's first samples (`young_timeout`). `None` while
     /// the wait comes from the scan's estimate, which moves with whatever
     /// hosts answered last: the machine shortens a waiting attempt by this
-    /// only ([`crate::engine::machine`]'s re-judging). Shortened by the
-    /// scan's estimate, `-T4`'s retries to an unknown host 986 ms away
-    /// fell from 3.75 s to ~590 ms as near hosts answered, and its 97
-    /// closed ports were reported filtered.
+    /// only ([`crate::engine::machine`]'s re-judging). A host never heard
+    /// from keeps the wait the scan's rules gave it (the initial timeout at
+    /// least, a backed-off or far retry): near hosts answering fast says
+    /// nothing of how far this one is.
     pub fn own_timeout(&self, host: HostRef, try_no: u32) -> Option<Duration> {
         let samples = host.slot().map_or(0, |s| self.hosts.get(s).rtt.samples());
         match (samples, try_no) {
@@ -716,11 +716,10 @@ mod tests {
         assert_eq!(fresh.retries(h), 6, "-T4's --max-retries");
     }
 
-    /// `-T4` on internet-like: an unknown host's retry waits 3.75 s (the
-    /// scan's estimate, uncut, was above the maximum); judged again by the
-    /// scan's estimate as near hosts answered, it fell to ~590 ms, and a
-    /// host 986 ms away had 97 closed ports reported filtered. Only a
-    /// host's own answers may shorten a waiting attempt.
+    /// Judged again by the scan's estimate, which falls as near hosts
+    /// answer, a far host's first attempts and its retries (backed off, or
+    /// at the far ceiling) would lose the wait that lets its answers in.
+    /// Only a host's own answers may shorten a waiting attempt.
     #[test]
     fn only_a_hosts_own_answers_shorten_its_waiting_attempts() {
         let t0 = Instant::now();
