@@ -106,8 +106,8 @@ pub struct Args {
 
     /// Extra attempts for a port that did not answer: exactly N with
     /// --timeout (default 1), at most N when adaptive (default: the -T
-    /// template's, 10 for -T3), which retries only as often as the host has
-    /// shown it needs. Also --max-retries.
+    /// template's, 10 for -T3), which retries only as often as the loss it
+    /// measures calls for. Also --max-retries.
     #[arg(
         long,
         visible_alias = "max-retries",

@@ -38,9 +38,9 @@ pub struct HostSlot {
     pub window: Window,
     /// Probes of this host in flight (from first attempt to result).
     pub in_flight: u32,
-    /// The highest try number (0 = first attempt) that got an answer: how
-    /// many retries this host has shown it needs (nmap's
-    /// `max_successful_tryno`).
+    /// The highest try number (0 = first attempt) that got an answer
+    /// (nmap's `max_successful_tryno`): a host's retries until the scan has
+    /// measured its loss.
     pub max_ok_try: u32,
     /// Doublings of the timeout an unknown host has shown it needs.
     pub backoff: u32,
