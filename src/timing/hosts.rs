@@ -44,6 +44,10 @@ pub struct HostSlot {
     pub max_ok_try: u32,
     /// Doublings of the timeout an unknown host has shown it needs.
     pub backoff: u32,
+    /// `rtt` is made of upper bounds: the times to answers of retransmitted
+    /// SYNs, taken while the host gave no clean sample (one farther than
+    /// the kernel's RTO never does); its first clean sample replaces them.
+    pub bounded: bool,
 }
 
 impl HostSlot {
@@ -54,6 +58,7 @@ impl HostSlot {
             in_flight: 0,
             max_ok_try: 0,
             backoff: 0,
+            bounded: false,
         }
     }
 }
