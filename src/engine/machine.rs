@@ -1198,12 +1198,16 @@ impl Machine {
 /// The errno behind a local error, for the trace.
 /// Where an attempt that began at `started` first comes back from the
 /// wheel: at its deadline, or with adaptive timing at the first
-/// re-judging check before it (see `Machine::rejudge`).
+/// re-judging check before it (see `Machine::rejudge`). A host without a
+/// slot in the timing table never has answers of its own to judge by: its
+/// attempts go straight to their deadline.
 fn first_check(timing: Option<&WorkerTiming>, probe: &Probe, started: Instant) -> Instant {
     let deadline = started + probe.wait;
-    match timing {
-        Some(_) => deadline.min(started + REJUDGE_EVERY),
-        None => deadline,
+    match (timing, probe.host) {
+        (Some(_), Some(host)) if host != HostRef::UNTRACKED => {
+            deadline.min(started + REJUDGE_EVERY)
+        }
+        _ => deadline,
     }
 }
 

@@ -224,6 +224,13 @@ impl WorkerTiming {
         }
     }
 
+    /// Whether `host` has an estimate of its own ([`HOST_SAMPLES`] samples
+    /// or more): then its own timeout rules its attempts.
+    fn known(&self, host: HostRef) -> bool {
+        host.slot()
+            .is_some_and(|s| self.hosts.get(s).rtt.samples() >= HOST_SAMPLES)
+    }
+
     /// The smoothed RTT a probe of `host` is timed by (its own, or the
     /// scan's), once there is a sample: service detection waits by it.
     pub fn srtt(&self, host: HostRef) -> Option<Duration> {
@@ -271,7 +278,10 @@ impl WorkerTiming {
         match (samples, try_no) {
             (n, _) if n >= HOST_SAMPLES => Some(self.wait(host, try_no)),
             (0, _) | (_, 1..) => None,
-            _ => Some(self.timeout(host, 0)).filter(|_| self.young_timeout(host) < Duration::MAX),
+            _ => match self.young_timeout(host) {
+                Duration::MAX => None,
+                young => Some(self.wait(host, 0).min(young)),
+            },
         }
     }
 
@@ -279,12 +289,9 @@ impl WorkerTiming {
     /// (`young_timeout`): the wait a back-off doubles.
     fn wait(&self, host: HostRef, try_no: u32) -> Duration {
         let p = &self.params;
-        let known = host
-            .slot()
-            .is_some_and(|s| self.hosts.get(s).rtt.samples() >= HOST_SAMPLES);
         let max = p.max_rtt.max(p.min_rtt);
         let far = max.max(max.saturating_mul(FAR_FACTOR).min(FAR_CEILING));
-        if known {
+        if self.known(host) {
             // Past the maximum only as far as the host's RTT needs (+50 %,
             // the estimate's own floor margin: +25 % still timed out one
             // open port in 60 on -T5's 300-700 ms hosts).
@@ -412,13 +419,16 @@ impl WorkerTiming {
         now: Instant,
     ) {
         let spurious = try_no > 0 && elapsed >= waited;
+        // A first attempt's wait as the host stands before this answer: a
+        // known host's own timeout, else the unknown host's wait.
+        let first_wait = self.wait(host, 0);
         // The doublings of the unknown-host wait that this answer needed; one
         // at most from an answer to a resent SYN (see the back-off below).
         let needed_backoff = {
             let now_backoff = host.slot().map_or(0, |s| self.hosts.get(s).backoff);
             // From the unknown host's wait, which the back-off multiplies,
             // not from a shorter wait its first samples gave.
-            let base = self.wait(host, 0) / (1 << now_backoff);
+            let base = first_wait / (1 << now_backoff);
             let cap = if rtt.is_some() { MAX_BACKOFF } else { 1 };
             let mut level = 0;
             while level < cap && base.saturating_mul(1 << level) <= elapsed {
@@ -441,10 +451,7 @@ impl WorkerTiming {
         };
         // Later than a known host's own timeout now: the path, or this
         // machine, runs late.
-        let known = host
-            .slot()
-            .is_some_and(|s| self.hosts.get(s).rtt.samples() >= HOST_SAMPLES);
-        if known && elapsed > self.wait(host, 0) {
+        if self.known(host) && elapsed > first_wait {
             self.scan_retries.late += 1;
         }
         match rtt {
