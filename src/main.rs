@@ -359,9 +359,12 @@ fn merge(args: &cli::MergeArgs, argv: &[std::ffi::OsString]) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let sort_dir = args.sort_dir.clone().unwrap_or_else(std::env::temp_dir);
-    if let Err(e) = fastport::merge::formats::check_overlaps(&results, &sort_dir) {
-        return usage_error(&e);
-    }
+    let ports_per_host = merged.as_ref().map(|m| m.summary.ports_per_host);
+    let middleboxes =
+        match fastport::merge::formats::check_overlaps(&results, &sort_dir, ports_per_host) {
+            Ok(hosts) => hosts,
+            Err(e) => return usage_error(&e),
+        };
     if let Some(m) = &merged {
         if !results.is_empty() {
             if let Err(e) = m.check_lines(lines) {
@@ -387,12 +390,17 @@ fn merge(args: &cli::MergeArgs, argv: &[std::ffi::OsString]) -> ExitCode {
         }
     }
     let written = match out {
-        Some(p) => write_atomically(p, |w| copy_results(&results, w, p)),
+        Some(p) => write_atomically(p, |w| copy_results(&results, &middleboxes, w, p)),
         // Another format took the place of JSON lines on stdout.
         None if args.output_json.is_none() && formats.any() => Ok(()),
         None => {
             let mut stdout = io::BufWriter::new(io::stdout().lock());
-            match copy_results(&results, &mut stdout, std::path::Path::new("stdout")) {
+            match copy_results(
+                &results,
+                &middleboxes,
+                &mut stdout,
+                std::path::Path::new("stdout"),
+            ) {
                 Err(fastport::merge::MergeError::Write { source, .. })
                     if source.kind() == io::ErrorKind::BrokenPipe =>
                 {

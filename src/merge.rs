@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use crate::classify::Reason;
 use crate::order::Shard;
+use crate::output::HostLine;
 use crate::stats::{RunRecord, StatsDocument, Summary};
 
 /// Why the inputs could not be merged; each names the file.
@@ -142,6 +143,9 @@ pub fn check_results(inputs: &[PathBuf]) -> Result<u64, MergeError> {
                 line: i + 1,
                 why,
             };
+            if HostLine::parse(line).is_some() {
+                return Ok(()); // a shard's own flag: the merge judges again
+            }
             let parsed: Line = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
             parsed.check().map_err(bad)?;
             n += 1;
@@ -171,9 +175,13 @@ fn for_each_line(
 }
 
 /// Copies the result lines of `inputs` (checked by [`check_results`]) to
-/// `out`; `out_path` names it in errors.
+/// `out`, then a host line for each of `hosts` (the merged scan's
+/// middleboxes, [`formats::check_overlaps`]); the shards' own host lines
+/// are left out, as each judged only its part of a host. `out_path` names
+/// the output in errors.
 pub fn copy_results(
     inputs: &[PathBuf],
+    hosts: &[HostLine],
     out: &mut dyn Write,
     out_path: &Path,
 ) -> Result<(), MergeError> {
@@ -183,10 +191,19 @@ pub fn copy_results(
     };
     for path in inputs {
         for_each_line(path, |_, line| {
+            if HostLine::parse(line).is_some() {
+                return Ok(());
+            }
             out.write_all(line.as_bytes())
                 .and_then(|()| out.write_all(b"\n"))
                 .map_err(write)
         })?;
+    }
+    for host in hosts {
+        serde_json::to_writer(&mut *out, host)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(write)?;
     }
     out.flush().map_err(write)
 }
@@ -620,7 +637,7 @@ mod tests {
     #[test]
     fn a_device_named_as_the_output_is_written_not_replaced() {
         let e = write_atomically(Path::new("/dev/full"), |w| {
-            copy_results(&[], w, Path::new("/dev/full"))?;
+            copy_results(&[], &[], w, Path::new("/dev/full"))?;
             w.write_all(&[b'x'; 1 << 17])
                 .map_err(|source| MergeError::Write {
                     path: "/dev/full".into(),
@@ -638,7 +655,7 @@ mod tests {
 
     #[test]
     fn a_write_error_says_write_not_read() {
-        let e = copy_results(&[], &mut FailingWriter, Path::new("/dev/full")).unwrap_err();
+        let e = copy_results(&[], &[], &mut FailingWriter, Path::new("/dev/full")).unwrap_err();
         assert!(
             e.to_string().starts_with("cannot write \"/dev/full\""),
             "{e}"

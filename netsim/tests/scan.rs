@@ -576,9 +576,10 @@ syn_ack_all_ports = 0.25
 "#;
 
 /// Hosts behind a middlebox answering SYN-ACK on every port are flagged in
-/// the XML (a host comment) and the normal output (a note, and a count in
-/// the summary), not silently listed with 30 open services; no ordinary
-/// host is.
+/// the XML (a host comment), the normal output (a note, and a count in
+/// the summary), the grepable output (a `# Note:` line) and the JSON lines
+/// (a host line after the host's last result), not silently listed with
+/// 30 open services; no ordinary host is.
 #[test]
 fn middleboxes_answering_every_port_are_flagged() {
     let test = "middleboxes_answering_every_port_are_flagged";
@@ -587,6 +588,7 @@ fn middleboxes_answering_every_port_are_flagged() {
     };
     let dir = TempDir::new(test);
     let (xml, text) = (dir.path("out.xml"), dir.path("out.txt"));
+    let (json, gnmap) = (dir.path("out.jsonl"), dir.path("out.gnmap"));
     let args = [
         bin.to_str().unwrap(),
         "-n",
@@ -596,6 +598,10 @@ fn middleboxes_answering_every_port_are_flagged() {
         xml.to_str().unwrap(),
         "-oN",
         text.to_str().unwrap(),
+        "-oJ",
+        json.to_str().unwrap(),
+        "-oG",
+        gnmap.to_str().unwrap(),
         "{hosts}",
     ];
     let (out, record) = run(&dir, MIDDLEBOXES, 3, &args);
@@ -629,6 +635,33 @@ fn middleboxes_answering_every_port_are_flagged() {
         )),
         "{text}"
     );
+    let lines = json_lines(&std::fs::read_to_string(&json).unwrap());
+    // The default shows open ports only; hosts are judged on every result.
+    assert!(
+        lines
+            .iter()
+            .filter(|v| v.get("port").is_some())
+            .all(|v| v["state"] == "open")
+    );
+    let mut flagged: Vec<Ipv4Addr> = lines
+        .iter()
+        .filter(|v| v.get("port").is_none())
+        .map(|v| {
+            assert_eq!(v["middlebox"], true, "{v}");
+            assert_eq!(v["results"], 30, "{v}");
+            v["addr"].as_str().unwrap().parse().unwrap()
+        })
+        .collect();
+    flagged.sort_unstable();
+    assert_eq!(flagged, boxes);
+    let gnmap = std::fs::read_to_string(&gnmap).unwrap();
+    let mut flagged: Vec<Ipv4Addr> = gnmap
+        .lines()
+        .filter_map(|l| l.strip_prefix("# Note: "))
+        .map(|l| l[..l.find(':').unwrap()].parse().unwrap())
+        .collect();
+    flagged.sort_unstable();
+    assert_eq!(flagged, boxes, "{gnmap}");
 }
 
 /// Every port open and speaking, 20 ms away, no loss: 8 hosts × ssh, smtp,

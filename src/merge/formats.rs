@@ -33,7 +33,7 @@ use super::MergeError;
 use crate::classify::Reason;
 use crate::config::{ConfigError, Dest, OutputPlan, Show};
 use crate::order::{Blocks, Done, Order, Schedule, Shard};
-use crate::output::{OpenError, Outputs, RunInfo, port_ranges};
+use crate::output::{HostLine, OpenError, Outputs, RunInfo, port_ranges};
 use crate::probe::ProbeResult;
 use crate::service::record::ServiceRecord;
 use crate::stats::{Stats, Summary};
@@ -400,6 +400,9 @@ fn sort_into_runs(
                 line: number,
                 why,
             };
+            if HostLine::parse(&line).is_some() {
+                continue;
+            }
             let parsed: Line = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
             let reason = Reason::from_str_name(parsed.reason)
                 .ok_or_else(|| bad(format!("unknown reason \"{}\"", parsed.reason)))?;
@@ -445,17 +448,34 @@ fn sort_into_runs(
 
 /// Refuses inputs that report one (address, port) twice (the shards
 /// overlap), in bounded memory: the lines sorted on disk under `sort_dir`,
-/// a port twice is two neighbours.
-pub fn check_overlaps(inputs: &[PathBuf], sort_dir: &Path) -> Result<(), FormatError> {
+/// a port twice is two neighbours. Returns the host lines of the hosts
+/// behind a middlebox, judged on whole hosts only: with `ports_per_host`
+/// (from the summaries), a host all of whose results are in the inputs
+/// (the shards ran with `--show all`).
+pub fn check_overlaps(
+    inputs: &[PathBuf],
+    sort_dir: &Path,
+    ports_per_host: Option<u64>,
+) -> Result<Vec<HostLine>, FormatError> {
     let mut dir = SortDir::new(sort_dir)?;
     let runs = sort_into_runs(inputs, &mut dir, RUN_RECORDS)?;
-    check(
+    let checked = check(
         Merged::open(&runs).map_err(|e| dir.err(e))?,
         inputs,
-        None,
+        Whole::Judge(ports_per_host),
         &dir,
     )?;
-    Ok(())
+    Ok(checked.middleboxes)
+}
+
+/// What [`check`] knows of a whole host's number of results.
+#[derive(Debug, Clone, Copy)]
+enum Whole {
+    /// Every host has this many: one with fewer is refused.
+    Required(u64),
+    /// Hosts with this many are whole, and judged for middleboxes; the
+    /// others are partial (shards that showed only some states).
+    Judge(Option<u64>),
 }
 
 /// What the checking pass learnt about the sorted stream.
@@ -467,14 +487,16 @@ struct Checked {
     reasons: [u64; Reason::COUNT],
     /// Some line carried a service (`-sV`): the formats write its columns.
     services: bool,
+    /// Whole hosts behind a middlebox ([`Whole::Judge`]).
+    middleboxes: Vec<HostLine>,
 }
 
-/// Walks the sorted stream once: no port twice, and with `ports_per_host`,
-/// every host complete.
+/// Walks the sorted stream once: no port twice, and every host complete
+/// ([`Whole::Required`]) or the whole ones judged ([`Whole::Judge`]).
 fn check(
     stream: impl Iterator<Item = io::Result<Rec>>,
     inputs: &[PathBuf],
-    ports_per_host: Option<u64>,
+    whole: Whole,
     dir: &SortDir,
 ) -> Result<Checked, FormatError> {
     let mut c = Checked {
@@ -483,13 +505,11 @@ fn check(
         ports: Vec::new(),
         reasons: [0; Reason::COUNT],
         services: false,
+        middleboxes: Vec::new(),
     };
     let mut prev: Option<(IpAddr, u16)> = None;
-    let mut in_host = 0u64;
-    let complete = |addr: IpAddr, have: u64| match ports_per_host {
-        Some(want) if have != want => Err(FormatError::Incomplete { addr, have, want }),
-        _ => Ok(()),
-    };
+    // The current host's results, by reason.
+    let mut host = [0u64; Reason::COUNT];
     for rec in stream {
         let rec = rec.map_err(|e| dir.err(e))?;
         match prev {
@@ -501,13 +521,12 @@ fn check(
                 }
                 .into());
             }
-            Some((addr, _)) if addr == rec.addr => in_host += 1,
+            Some((addr, _)) if addr == rec.addr => {}
             _ => {
                 if let Some((addr, _)) = prev {
-                    complete(addr, in_host)?;
+                    host_done(&mut c, whole, addr, &std::mem::take(&mut host))?;
                 }
                 c.hosts += 1;
-                in_host = 1;
             }
         }
         if c.hosts == 1 {
@@ -515,13 +534,34 @@ fn check(
         }
         c.results += 1;
         c.reasons[usize::from(rec.reason)] += 1;
+        host[usize::from(rec.reason)] += 1;
         c.services |= rec.service.is_some();
         prev = Some((rec.addr, rec.port));
     }
     if let Some((addr, _)) = prev {
-        complete(addr, in_host)?;
+        host_done(&mut c, whole, addr, &host)?;
     }
     Ok(c)
+}
+
+/// The last result of host `addr` went by, with `reasons` its counts.
+fn host_done(
+    c: &mut Checked,
+    whole: Whole,
+    addr: IpAddr,
+    reasons: &[u64; Reason::COUNT],
+) -> Result<(), FormatError> {
+    let have: u64 = reasons.iter().sum();
+    match whole {
+        Whole::Required(want) if have != want => {
+            return Err(FormatError::Incomplete { addr, have, want });
+        }
+        Whole::Judge(Some(want)) if have == want => {
+            c.middleboxes.extend(HostLine::new(addr, reasons));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Writes the formats of `plan` from the result lines of `inputs`.
@@ -542,7 +582,7 @@ pub fn write(
     let checked = check(
         Merged::open(&runs).map_err(|e| dir.err(e))?,
         inputs,
-        ports_per_host,
+        ports_per_host.map_or(Whole::Judge(None), Whole::Required),
         &dir,
     )?;
 
@@ -853,7 +893,13 @@ mod tests {
         sorted.sort();
         assert_eq!(keys, sorted);
         assert_eq!(keys.len(), 12);
-        let c = check(Merged::open(&runs).unwrap(), &inputs, Some(4), &sd).unwrap();
+        let c = check(
+            Merged::open(&runs).unwrap(),
+            &inputs,
+            Whole::Required(4),
+            &sd,
+        )
+        .unwrap();
         assert_eq!((c.hosts, c.results), (3, 12));
         assert_eq!(c.ports, [22, 80, 443, 8080]);
         let sort_path = sd.path.clone();
@@ -972,5 +1018,52 @@ mod tests {
             "127.0.0.1,22,open,syn-ack,122,,ssh,OpenSSH,9.2p1,,,\"'=1+1\"\n",
         );
         assert_has(&csv, "::1,22,open,syn-ack,122,,,,,,,\n");
+    }
+    /// A host split over two shards, open on all of its 20 ports, and one
+    /// with a closed port. Each shard flagged its half (10 ports: too few to
+    /// judge, but a shard of a larger scan could); the merge passes over
+    /// the shards' host lines and judges the whole hosts again, and only
+    /// hosts whose every result is in the inputs.
+    #[test]
+    fn middleboxes_are_judged_again_on_whole_hosts() {
+        let t = temp("middleboxes");
+        let dir: &Path = &t;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for port in 1..=20u16 {
+            let side = if port % 2 == 0 { &mut a } else { &mut b };
+            side.push(line("127.0.0.1", port, Reason::SynAck, Some(9)));
+            let other = if port == 5 {
+                Reason::ConnRefused
+            } else {
+                Reason::SynAck
+            };
+            side.push(line("127.0.0.2", port, other, Some(9)));
+        }
+        let flag = r#"{"addr":"127.0.0.1","middlebox":true,"results":10,"open":10}"#;
+        a.push(flag.to_string());
+        b.push(flag.to_string());
+        let (pa, pb) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+        std::fs::write(&pa, a.join("\n") + "\n").unwrap();
+        std::fs::write(&pb, b.join("\n") + "\n").unwrap();
+        let inputs = vec![pa, pb];
+        assert_eq!(crate::merge::check_results(&inputs).unwrap(), 40);
+
+        let hosts = check_overlaps(&inputs, dir, Some(20)).unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(
+            serde_json::to_string(&hosts[0]).unwrap(),
+            r#"{"addr":"127.0.0.1","middlebox":true,"results":20,"open":20}"#
+        );
+        // Without the summaries, or with more ports than the lines hold
+        // (the shards showed only some states), no host is whole.
+        assert!(check_overlaps(&inputs, dir, None).unwrap().is_empty());
+        assert!(check_overlaps(&inputs, dir, Some(30)).unwrap().is_empty());
+
+        let mut out = Vec::new();
+        crate::merge::copy_results(&inputs, &hosts, &mut out, Path::new("out")).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.lines().count(), 41, "{out}");
+        assert_eq!(out.matches("middlebox").count(), 1, "{out}");
+        assert!(out.ends_with("\"results\":20,\"open\":20}\n"), "{out}");
     }
 }

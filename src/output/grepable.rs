@@ -7,13 +7,16 @@
 //! Host: 127.0.0.1 ()<TAB>Ports: 22/open/tcp//ssh///, 80/open/tcp//http///<TAB>Ignored State: closed (1022)
 //! ```
 //!
+//! A host that answered SYN-ACK on every port is followed by a comment,
+//! `# Note: ADDR: every port answered syn-ack: likely a middlebox ...`.
+//!
 //! The port fields are nmap's: `port/state/protocol/owner/service/rpc/version/`.
 //! Like nmap, the line names only the largest state not shown.
 
 use std::io::{self, Write};
 
 use super::dates::ctime;
-use super::hosts::{DocumentState, HostDocument, HostRecord};
+use super::hosts::{DocumentState, HostDocument, HostRecord, MIDDLEBOX_NOTE};
 use super::{Format, RunInfo, Writer};
 use crate::config::Show;
 use crate::stats::Summary;
@@ -100,7 +103,13 @@ impl HostDocument for GrepableSink {
                 ignored.state, ignored.count
             )?;
         }
-        self.out.write_all(b"\n")
+        self.out.write_all(b"\n")?;
+        // A comment, which grepable readers skip; no `Host:` in it, so a
+        // `grep Host:` does not take it for a host.
+        if h.middlebox() {
+            writeln!(self.out, "# Note: {}: {MIDDLEBOX_NOTE}", h.addr)?;
+        }
+        Ok(())
     }
 
     fn write_footer(&mut self, summary: &Summary) -> io::Result<()> {

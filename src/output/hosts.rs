@@ -40,6 +40,12 @@ use crate::timing::rtt::RttEstimator;
 
 use super::dates::unix_secs;
 
+/// What the per-host formats say of a host that answered SYN-ACK on every
+/// port ([`HostRecord::middlebox`]): the XML host comment, the grepable
+/// `# Note:` line.
+pub const MIDDLEBOX_NOTE: &str =
+    "every port answered syn-ack: likely a middlebox answering for the host, not open services";
+
 /// Whether a host answered, and the reason given for it (nmap's `<status>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostStatus {

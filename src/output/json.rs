@@ -15,10 +15,14 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{Sink, Writer};
+use super::hosts::{HeldHost, HostRecord, PendingHosts};
+use super::{Format, RunInfo, Sink, Writer};
+use crate::classify::{MIDDLEBOX_MIN_PORTS, Reason, State, answers_every_port};
+use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::service::record::ServiceRecord;
 use crate::targets::HostNames;
@@ -58,12 +62,60 @@ impl<'a> From<&'a ProbeResult> for JsonLine<'a> {
     }
 }
 
+/// The line that flags a host behind a middlebox (see the module's
+/// documentation).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostLine {
+    pub addr: IpAddr,
+    /// The name the target was given by, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Every port answered SYN-ACK: likely a middlebox answering for the
+    /// host, not open services.
+    pub middlebox: bool,
+    /// The host's results in this run.
+    pub results: u64,
+    /// How many of them were open.
+    pub open: u64,
+}
+
+impl HostLine {
+    /// The line of host `addr`, with `reasons` its results by reason, if
+    /// they say it is behind a middlebox.
+    pub fn new(addr: IpAddr, reasons: &[u64; Reason::COUNT]) -> Option<HostLine> {
+        answers_every_port(reasons).then(|| HostLine {
+            addr,
+            host: None,
+            middlebox: true,
+            results: reasons.iter().sum(),
+            open: Reason::ALL
+                .into_iter()
+                .filter(|r| r.state() == State::Open)
+                .map(|r| reasons[r.index()])
+                .sum(),
+        })
+    }
+
+    /// The host line `line` is, if it is one rather than a result line
+    /// (it has no `port`); `fastport merge` passes over such lines and
+    /// writes its own.
+    pub fn parse(line: &str) -> Option<HostLine> {
+        if !line.contains("\"middlebox\"") || line.contains("\"port\"") {
+            return None;
+        }
+        serde_json::from_str(line).ok()
+    }
+}
+
 pub struct JsonLinesSink {
     out: Writer,
     names: Arc<HostNames>,
-    /// Lines written (for the `--stats` document: merge checks a shard's
-    /// file against it).
+    /// Result lines written (for the `--stats` document: merge checks a
+    /// shard's file against it); host lines are not counted.
     lines: Arc<AtomicU64>,
+    /// The hosts in progress, for the middlebox line; `None` when a host
+    /// gets too few ports to be flagged.
+    hosts: Option<PendingHosts>,
 }
 
 impl JsonLinesSink {
@@ -72,7 +124,29 @@ impl JsonLinesSink {
             out,
             names: Arc::default(),
             lines: Arc::default(),
+            hosts: None,
         }
+    }
+
+    /// Flags the hosts of `run` behind a middlebox (with a line after
+    /// their last result), when it scans enough ports per host for that;
+    /// `show` is the other formats', so that the hosts held for a resume
+    /// are the same whichever format hands them over.
+    pub fn with_hosts(mut self, run: &RunInfo, show: Show) -> Self {
+        if run.ports_per_host >= MIDDLEBOX_MIN_PORTS {
+            self.hosts = Some(PendingHosts::for_run(run, show, false, |_| None));
+        }
+        self
+    }
+
+    /// Writes `record`'s host line if it is a middlebox's.
+    fn host_line(&mut self, record: &HostRecord) -> io::Result<()> {
+        let Some(mut line) = HostLine::new(record.addr, &record.reasons.map(u64::from)) else {
+            return Ok(());
+        };
+        line.host = self.names.get(record.addr).map(str::to_string);
+        serde_json::to_writer(&mut self.out, &line)?;
+        self.out.write_all(b"\n")
     }
 
     /// Writes `host` for the targets given by name.
@@ -89,19 +163,66 @@ impl JsonLinesSink {
 
 impl Sink for JsonLinesSink {
     fn result(&mut self, r: &ProbeResult, shown: bool) -> io::Result<()> {
-        if !shown {
-            return Ok(());
+        if shown {
+            let mut line = JsonLine::from(r);
+            line.host = self.names.get(r.target.ip());
+            serde_json::to_writer(&mut self.out, &line)?;
+            self.out.write_all(b"\n")?;
+            self.lines.fetch_add(1, Ordering::Relaxed);
         }
-        let mut line = JsonLine::from(r);
-        line.host = self.names.get(r.target.ip());
-        serde_json::to_writer(&mut self.out, &line)?;
-        self.out.write_all(b"\n")?;
-        self.lines.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        let Some(hosts) = &mut self.hosts else {
+            return Ok(());
+        };
+        let Some(record) = hosts.add(r, shown, || super::dates::unix_secs(SystemTime::now()))
+        else {
+            return Ok(());
+        };
+        let written = self.host_line(&record);
+        if let Some(hosts) = &mut self.hosts {
+            hosts.recycle(record.shown);
+        }
+        written
+    }
+
+    fn warm(&mut self, batch: &[ProbeResult]) {
+        if let Some(hosts) = &self.hosts {
+            hosts.warm(batch);
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+
+    /// Hosts cut short (another output failed, or an interrupt not to be
+    /// resumed) are judged on what came in, as `-oX` writes them.
+    fn finish(&mut self, _summary: &crate::stats::Summary) -> io::Result<()> {
+        let partial = self
+            .hosts
+            .as_mut()
+            .map(PendingHosts::drain_partial)
+            .unwrap_or_default();
+        for record in &partial {
+            self.host_line(record)?;
+        }
+        self.flush()
+    }
+
+    fn hold(&mut self) {
+        if let Some(hosts) = &mut self.hosts {
+            hosts.hold();
+        }
+    }
+
+    fn take_held(&mut self) -> Option<(Format, Vec<HeldHost>, [u64; 2])> {
+        let (pending, counts) = self.hosts.as_mut()?.take_held()?;
+        Some((Format::Json, pending, counts))
+    }
+
+    fn enter_segment(&mut self, schedule: &crate::order::Schedule) {
+        if let Some(hosts) = &mut self.hosts {
+            hosts.enter_segment(schedule);
+        }
     }
 }
 
@@ -210,5 +331,143 @@ mod tests {
         let back: ServiceRecord =
             serde_json::from_str(&serde_json::to_string(&JsonLine::from(&r)).unwrap()).unwrap();
         assert_eq!(Some(&back), r.service.as_deref());
+    }
+    /// Two hosts × 20 ports (enough to be flagged), results in index order.
+    fn twenty_ports() -> RunInfo {
+        use crate::order::{Blocks, Done, Order, Schedule, Shard};
+        let mut run = crate::output::tests::run_info();
+        run.ports_per_host = 20;
+        run.schedule = Schedule::new(
+            Blocks::new(40, 20),
+            Order::Sequential,
+            Shard::WHOLE,
+            Done::none(),
+        );
+        run
+    }
+
+    /// Port `p` of host `h` (127.0.0.{h+1}) of [`twenty_ports`].
+    fn at(h: u64, p: u64, reason: Reason) -> ProbeResult {
+        ProbeResult {
+            index: h * 20 + p,
+            target: format!("127.0.0.{}:{}", h + 1, 1000 + p).parse().unwrap(),
+            reason,
+            rtt_us: reason.answered().then_some(40),
+            service: None,
+            reason_ip: None,
+        }
+    }
+
+    fn summary() -> crate::stats::Summary {
+        crate::output::tests::summary(false, 40, std::time::Duration::from_millis(5))
+    }
+
+    /// A host open on all of its 20 ports gets a host line right after its
+    /// last result line; a host with one closed port gets none; the count
+    /// of result lines leaves host lines out (merge checks it).
+    #[test]
+    fn a_host_open_on_every_port_gets_a_middlebox_line_after_its_last_result() {
+        let (out, text) = crate::output::tests::capture();
+        let mut sink = JsonLinesSink::new(out).with_hosts(&twenty_ports(), Show::ALL);
+        let lines = sink.lines();
+        for p in 0..20 {
+            sink.result(&at(0, p, Reason::SynAck), true).unwrap();
+            let other = if p == 7 {
+                Reason::ConnRefused
+            } else {
+                Reason::SynAck
+            };
+            sink.result(&at(1, p, other), true).unwrap();
+        }
+        sink.finish(&summary()).unwrap();
+        let text = text();
+        let all: Vec<&str> = text.lines().collect();
+        assert_eq!(all.len(), 41, "{text}");
+        assert_eq!(lines.load(Ordering::Relaxed), 40);
+        // Host 0's last result is line 39 (1-based): its flag follows.
+        assert!(all[38].contains("\"port\":1019"), "{text}");
+        assert_eq!(
+            all[39],
+            r#"{"addr":"127.0.0.1","middlebox":true,"results":20,"open":20}"#
+        );
+        assert_eq!(
+            HostLine::parse(all[39]).unwrap().addr.to_string(),
+            "127.0.0.1"
+        );
+        assert!(all.iter().filter(|l| l.contains("middlebox")).count() == 1);
+        // A result line is never taken for a host line.
+        assert!(all.iter().filter(|l| HostLine::parse(l).is_some()).count() == 1);
+    }
+
+    /// With `--show open` the closed port has no line, and the host is
+    /// still judged on every result: not a middlebox. A scan of fewer ports
+    /// per host than a middlebox needs keeps no hosts at all.
+    #[test]
+    fn hosts_are_judged_on_every_result_and_only_when_they_can_be_flagged() {
+        let (out, text) = crate::output::tests::capture();
+        let mut sink = JsonLinesSink::new(out).with_hosts(&twenty_ports(), Show::OPEN);
+        for p in 0..20 {
+            let r = if p == 3 {
+                Reason::ConnRefused
+            } else {
+                Reason::SynAck
+            };
+            sink.result(&at(0, p, r), r == Reason::SynAck).unwrap();
+        }
+        sink.finish(&summary()).unwrap();
+        let text = text();
+        assert_eq!(text.lines().count(), 19, "{text}");
+        assert!(!text.contains("middlebox"), "{text}");
+
+        let (out, _) = crate::output::tests::capture();
+        let few = JsonLinesSink::new(out).with_hosts(&crate::output::tests::run_info(), Show::ALL);
+        assert!(few.hosts.is_none());
+    }
+
+    /// Interrupted halfway through a middlebox's ports, the run writes no
+    /// verdict on half a host: it holds the host for the resume file, and
+    /// the resumed run flags it once its last port is in, counting both
+    /// parts.
+    #[test]
+    fn a_middlebox_cut_by_an_interrupt_is_flagged_by_the_resumed_run() {
+        use crate::order::{Blocks, Done, Order, Schedule, Shard};
+        let (out, text) = crate::output::tests::capture();
+        let mut sink = JsonLinesSink::new(out).with_hosts(&twenty_ports(), Show::ALL);
+        for p in 0..12 {
+            sink.result(&at(0, p, Reason::SynAck), true).unwrap();
+        }
+        sink.hold();
+        sink.finish(&summary()).unwrap();
+        assert!(!text().contains("middlebox"));
+        let (format, pending, _) = sink.take_held().unwrap();
+        assert_eq!(format, Format::Json);
+        assert_eq!(pending.len(), 1);
+
+        let mut run = twenty_ports();
+        run.schedule = Schedule::new(
+            Blocks::new(40, 20),
+            Order::Sequential,
+            Shard::WHOLE,
+            Done::from_ranges(std::iter::once(0..12)),
+        );
+        run.held = Some(Arc::new(crate::output::HeldHosts {
+            pending,
+            ..Default::default()
+        }));
+        let (out, text) = crate::output::tests::capture();
+        let mut sink = JsonLinesSink::new(out).with_hosts(&run, Show::ALL);
+        for p in 12..20 {
+            sink.result(&at(0, p, Reason::SynAck), true).unwrap();
+        }
+        for p in 0..20 {
+            sink.result(&at(1, p, Reason::ConnRefused), true).unwrap();
+        }
+        sink.finish(&summary()).unwrap();
+        let text = text();
+        assert_eq!(text.lines().count(), 8 + 1 + 20, "{text}");
+        assert!(
+            text.contains(r#"{"addr":"127.0.0.1","middlebox":true,"results":20,"open":20}"#),
+            "{text}"
+        );
     }
 }

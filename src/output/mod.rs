@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 pub use csv::CsvSink;
 pub use grepable::GrepableSink;
 pub use hosts::{HeldHost, HeldHosts, HeldService, port_ranges};
-pub use json::JsonLinesSink;
+pub use json::{HostLine, JsonLinesSink};
 pub use list::ListSink;
 pub use text::{TextSink, TextStyle, write_summary};
 pub use xml::XmlSink;
@@ -741,7 +741,9 @@ impl Outputs {
         }
         let mut json_lines = None;
         if plan.json.is_some() {
-            let sink = JsonLinesSink::new(next()?).with_names(&run.names);
+            let sink = JsonLinesSink::new(next()?)
+                .with_names(&run.names)
+                .with_hosts(run, plan.show);
             json_lines = Some(sink.lines());
             sinks.push(Box::new(sink));
         }

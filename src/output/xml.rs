@@ -25,16 +25,13 @@ use std::net::IpAddr;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use super::dates::{ctime, unix_secs};
+use super::hosts::MIDDLEBOX_NOTE;
 use super::hosts::{DocumentState, HostDocument, HostRecord};
 use super::{Format, RunInfo, Writer};
 use crate::config::Show;
 use crate::service::record::ServiceRecord;
 use crate::stats::Summary;
 use crate::targets::service_name;
-
-/// The host comment of a host that answered SYN-ACK on every port.
-pub const MIDDLEBOX_NOTE: &str =
-    "every port answered syn-ack: likely a middlebox answering for the host, not open services";
 
 /// The nmap XML output format version this file follows.
 const XML_OUTPUT_VERSION: &str = "1.05";
