@@ -836,6 +836,20 @@ mod tests {
         }
     }
 
+    /// A sink in colour, showing `show`, that has been given 127.0.0.1:22
+    /// open; and what it wrote.
+    fn coloured_open_ssh(show: Show) -> (TextSink, impl Fn() -> String) {
+        let (out, text) = capture();
+        let style = TextStyle {
+            color: true,
+            header: false,
+        };
+        let mut sink = TextSink::new(out, show, false, &run_info(), style);
+        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)), true)
+            .unwrap();
+        (sink, text)
+    }
+
     fn feed(sink: &mut TextSink) {
         for (t, r, rtt) in [
             ("127.0.0.1:443", Reason::ConnRefused, Some(40)),
@@ -957,14 +971,7 @@ mod tests {
         assert!(TextStyle::color_for(true, Some(OsStr::new(""))));
         assert!(!TextStyle::color_for(true, Some(OsStr::new("1"))));
         assert!(!TextStyle::color_for(false, None));
-        let (out, text) = capture();
-        let style = TextStyle {
-            color: true,
-            header: false,
-        };
-        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), style);
-        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)), true)
-            .unwrap();
+        let (mut sink, text) = coloured_open_ssh(Show::OPEN);
         sink.flush().unwrap();
         assert_eq!(text(), "\x1b[32m[OPEN]\x1b[0m 127.0.0.1:22 ssh\n");
     }
@@ -1123,14 +1130,7 @@ mod tests {
 
     #[test]
     fn colour_in_the_table_pads_the_state_inside_its_codes() {
-        let (out, text) = capture();
-        let style = TextStyle {
-            color: true,
-            header: false,
-        };
-        let mut sink = TextSink::new(out, Show::ALL, false, &run_info(), style);
-        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)), true)
-            .unwrap();
+        let (mut sink, text) = coloured_open_ssh(Show::ALL);
         sink.finish(&summary(false, 1, Duration::from_millis(20)))
             .unwrap();
         assert!(
