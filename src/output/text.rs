@@ -836,6 +836,14 @@ mod tests {
         }
     }
 
+    /// A plain sink of `run` showing the open ports, with `--reason` when
+    /// `reason`; and what it wrote.
+    fn open_ports_sink(run: &RunInfo, reason: bool) -> (TextSink, impl Fn() -> String + use<>) {
+        let (out, text) = capture();
+        let sink = TextSink::new(out, Show::OPEN, reason, run, TextStyle::default());
+        (sink, text)
+    }
+
     /// A sink in colour, showing `show`, that has been given 127.0.0.1:22
     /// open; and what it wrote.
     fn coloured_open_ssh(show: Show) -> (TextSink, impl Fn() -> String) {
@@ -871,10 +879,9 @@ mod tests {
     #[test]
     fn service_detection_names_the_service_in_line_and_table() {
         use crate::service::record::ServiceRecord;
-        let (out, text) = capture();
         let mut run = run_info();
         run.service_detection = true;
-        let mut sink = TextSink::new(out, Show::OPEN, true, &run, TextStyle::default());
+        let (mut sink, text) = open_ports_sink(&run, true);
         let mut ssh = result("127.0.0.1:22", Reason::SynAck, Some(30));
         ssh.service = Some(Box::new(ServiceRecord {
             service: Some("ssh".into()),
@@ -914,8 +921,7 @@ mod tests {
     /// Results came out only as live lines, unsorted, with no per-host view.
     #[test]
     fn results_are_sorted_per_host_in_nmaps_shape_after_the_live_lines() {
-        let (out, text) = capture();
-        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), TextStyle::default());
+        let (mut sink, text) = open_ports_sink(&run_info(), false);
         feed(&mut sink);
         sink.finish(&summary(false, 6, Duration::from_millis(20)))
             .unwrap();
@@ -1142,10 +1148,9 @@ mod tests {
 
     #[test]
     fn open_only_leaves_hosts_without_an_open_port_out_of_the_table() {
-        let (out, text) = capture();
         let mut run = run_info();
         run.open_only = true;
-        let mut sink = TextSink::new(out, Show::OPEN, false, &run, TextStyle::default());
+        let (mut sink, text) = open_ports_sink(&run, false);
         // ::1 answers but has no open port; 127.0.0.1 has one.
         for (t, r) in [
             ("[::1]:22", Reason::ConnRefused),
@@ -1175,8 +1180,7 @@ mod tests {
     #[test]
     fn a_host_cut_by_an_interrupt_is_written_once_whole_by_the_resumed_run() {
         use crate::order::{Blocks, Done, Order, Schedule, Shard};
-        let (out, text) = capture();
-        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), TextStyle::default());
+        let (mut sink, text) = open_ports_sink(&run_info(), false);
         for t in ["127.0.0.1:22", "127.0.0.1:80"] {
             sink.result(&result(t, Reason::SynAck, Some(30)), true)
                 .unwrap();
@@ -1203,8 +1207,7 @@ mod tests {
             pending,
             ..Default::default()
         }));
-        let (out, text) = capture();
-        let mut sink = TextSink::new(out, Show::OPEN, false, &run, TextStyle::default());
+        let (mut sink, text) = open_ports_sink(&run, false);
         sink.result(
             &result("127.0.0.1:443", Reason::ConnRefused, Some(40)),
             false,
