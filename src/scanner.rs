@@ -233,6 +233,20 @@ where
     Ok(specs)
 }
 
+/// Builder methods that only keep their value: `fn name(value: T) =>
+/// field = kept;` becomes a `pub fn name(mut self, value: T) -> Self` that
+/// sets `self.field` to `kept` (`Some(value)` for a setting that has no
+/// default, the value itself for one that has).
+macro_rules! keep {
+    ($($(#[$doc:meta])* fn $name:ident($value:ident: $ty:ty) => $field:ident = $kept:expr;)+) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $value: $ty) -> Self {
+            self.$field = $kept;
+            self
+        }
+    )+};
+}
+
 impl ScannerBuilder {
     /// Adds targets: addresses, ranges (`198.18.0.1-20`, nmap's octet
     /// ranges `198.18.0-3.1`), CIDR blocks, IPv6, or hostnames (resolved by
@@ -274,72 +288,44 @@ impl ScannerBuilder {
         self
     }
 
-    /// Whether hostnames are resolved (the default); without, a hostname
-    /// is an error.
-    pub fn resolve(mut self, resolve: bool) -> Self {
-        self.resolve = resolve;
-        self
-    }
+    keep! {
+        /// Whether hostnames are resolved (the default); without, a hostname
+        /// is an error.
+        fn resolve(resolve: bool) => resolve = resolve;
 
-    /// Fixes how long every attempt waits for an answer (then one retry,
-    /// unless [`retries`](Self::retries) says otherwise). Without it the
-    /// wait is learnt from the answers (nmap's normal timing).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
+        /// Fixes how long every attempt waits for an answer (then one retry,
+        /// unless [`retries`](Self::retries) says otherwise). Without it the
+        /// wait is learnt from the answers (nmap's normal timing).
+        fn timeout(timeout: Duration) => timeout = Some(timeout);
 
-    /// Adaptive timing after one of nmap's templates (`-T0` … `-T5`).
-    pub fn timing(mut self, template: Template) -> Self {
-        self.template = Some(template);
-        self
-    }
+        /// Adaptive timing after one of nmap's templates (`-T0` … `-T5`).
+        fn timing(template: Template) => template = Some(template);
 
-    /// Extra attempts for a port that did not answer: exactly this many
-    /// with a fixed [`timeout`](Self::timeout), at most this many with
-    /// adaptive timing. At most 100.
-    pub fn retries(mut self, retries: u32) -> Self {
-        self.retries = Some(retries);
-        self
-    }
+        /// Extra attempts for a port that did not answer: exactly this many
+        /// with a fixed [`timeout`](Self::timeout), at most this many with
+        /// adaptive timing. At most 100.
+        fn retries(retries: u32) => retries = Some(retries);
 
-    /// Probes in flight, at most (all workers together). The default is
-    /// three quarters of what the open-file limit allows; more than the
-    /// limit allows is lowered to it.
-    pub fn concurrency(mut self, probes: usize) -> Self {
-        self.concurrency = Some(probes);
-        self
-    }
+        /// Probes in flight, at most (all workers together). The default is
+        /// three quarters of what the open-file limit allows; more than the
+        /// limit allows is lowered to it.
+        fn concurrency(probes: usize) => concurrency = Some(probes);
 
-    /// Event-loop worker threads (default: one per core).
-    pub fn threads(mut self, threads: usize) -> Self {
-        self.threads = Some(threads);
-        self
-    }
+        /// Event-loop worker threads (default: one per core).
+        fn threads(threads: usize) => threads = Some(threads);
 
-    /// New connects per second at most, all workers together.
-    pub fn rate(mut self, per_second: f64) -> Self {
-        self.rate = Some(per_second);
-        self
-    }
+        /// New connects per second at most, all workers together.
+        fn rate(per_second: f64) => rate = Some(per_second);
 
-    /// Which engine waits for the probes (default [`Engine::Mio`]).
-    pub fn engine(mut self, engine: Engine) -> Self {
-        self.engine = engine;
-        self
-    }
+        /// Which engine waits for the probes (default [`Engine::Mio`]).
+        fn engine(engine: Engine) => engine = engine;
 
-    /// The order of the probes (default [`ProbeOrder::Random`]).
-    pub fn order(mut self, order: ProbeOrder) -> Self {
-        self.order = order;
-        self
-    }
+        /// The order of the probes (default [`ProbeOrder::Random`]).
+        fn order(order: ProbeOrder) => order = order;
 
-    /// The seed of the random order: the same seed and inputs give the same
-    /// order. Drawn from the OS by default.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
+        /// The seed of the random order: the same seed and inputs give the same
+        /// order. Drawn from the OS by default.
+        fn seed(seed: u64) => seed = Some(seed);
     }
 
     /// Resolves hostnames, checks every setting together and returns the

@@ -5,6 +5,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Every index of `0..n` exactly once over all positions.
@@ -287,6 +288,41 @@ fn blocked(
     Schedule::new(blocks, Order::random(blocks, seed), shard, done)
 }
 
+/// The size and seed of a random [`blocked`] schedule, as the properties
+/// below draw them.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    hosts: u64,
+    ports: u64,
+    per_block: u64,
+    seed: u64,
+}
+
+impl Grid {
+    /// Grids of `hosts` hosts of 1 to 5 ports, in blocks of `per_block`
+    /// hosts, any seed.
+    fn any(hosts: Range<u64>, per_block: Range<u64>) -> impl Strategy<Value = Grid> {
+        (hosts, 1u64..6, per_block, any::<u64>()).prop_map(|(hosts, ports, per_block, seed)| Grid {
+            hosts,
+            ports,
+            per_block,
+            seed,
+        })
+    }
+
+    /// Its schedule for `shard`, `done` already done.
+    fn schedule(self, shard: Shard, done: Done) -> Schedule {
+        blocked(
+            self.hosts,
+            self.ports,
+            self.per_block,
+            self.seed,
+            shard,
+            done,
+        )
+    }
+}
+
 #[test]
 fn block_sizes_follow_the_port_count() {
     // -p 22,80,443: as many hosts as the memory bound allows.
@@ -404,17 +440,10 @@ proptest! {
     /// The block order is a bijection for any size, block size, seed and
     /// shard count, and a block's positions are one block's indices.
     #[test]
-    fn block_order_is_a_bijection(
-        hosts in 0u64..300,
-        ports in 1u64..6,
-        per_block in 1u64..40,
-        seed in any::<u64>(),
-        shards in 1u64..5,
-    ) {
-        let n = hosts * ports;
-        let mut seen = vec![0u8; n as usize];
+    fn block_order_is_a_bijection(g in Grid::any(0..300, 1..40), shards in 1u64..5) {
+        let mut seen = vec![0u8; (g.hosts * g.ports) as usize];
         for k in 1..=shards {
-            let s = blocked(hosts, ports, per_block, seed, Shard::new(k, shards).unwrap(), Done::none());
+            let s = g.schedule(Shard::new(k, shards).unwrap(), Done::none());
             for seq in 0..s.seq_len() {
                 let p = s.shard.position(seq);
                 let i = s.index(seq);
@@ -431,15 +460,12 @@ proptest! {
     /// the short last block, whatever the shard.
     #[test]
     fn the_cursor_gives_the_schedules_indices(
-        hosts in 1u64..300,
-        ports in 1u64..6,
-        per_block in 1u64..40,
-        seed in any::<u64>(),
+        g in Grid::any(1..300, 1..40),
         shards in 1u64..4,
         step in 1u64..4,
         jumps in proptest::collection::vec(any::<u64>(), 0..20),
     ) {
-        let s = blocked(hosts, ports, per_block, seed, Shard::new(1, shards).unwrap(), Done::none());
+        let s = g.schedule(Shard::new(1, shards).unwrap(), Done::none());
         let mut cursor = OrderCursor::default();
         for start in 0..step {
             for seq in (start..s.seq_len()).step_by(step as usize) {
@@ -456,15 +482,13 @@ proptest! {
     /// host, and sum to the run's remaining probes.
     #[test]
     fn quotas_sum_to_the_shards_remaining_probes(
-        hosts in 1u64..200,
-        ports in 1u64..6,
-        per_block in 1u64..30,
-        seed in any::<u64>(),
+        g in Grid::any(1..200, 1..30),
         (k, shards) in (1u64..5).prop_flat_map(|n| (1..=n, Just(n))),
         done in proptest::collection::vec((0u64..400, 0u64..40), 0..4),
     ) {
+        let Grid { hosts, ports, .. } = g;
         let done = Done::from_ranges(done.into_iter().map(|(a, l)| a..a + l));
-        let s = blocked(hosts, ports, per_block, seed, Shard::new(k, shards).unwrap(), done.clone());
+        let s = g.schedule(Shard::new(k, shards).unwrap(), done.clone());
         let mut want = vec![0u32; hosts as usize];
         for seq in 0..s.seq_len() {
             if !done.contains(seq) {

@@ -836,6 +836,41 @@ mod tests {
         }
     }
 
+    /// 127.0.0.1's table when 22 and 80 are open and 443 closed (as
+    /// [`feed`] has it), its latency `seconds`.
+    fn localhost_table(seconds: &str) -> String {
+        format!(
+            "FastPort scan report for 127.0.0.1\n\
+             Host is up ({seconds}s latency).\n\
+             Not shown: 1 closed tcp port (conn-refused)\n\
+             PORT   STATE SERVICE\n\
+             22/tcp open  ssh\n\
+             80/tcp open  http\n"
+        )
+    }
+
+    /// A plain sink of `run` showing the open ports, with `--reason` when
+    /// `reason`; and what it wrote.
+    fn open_ports_sink(run: &RunInfo, reason: bool) -> (TextSink, impl Fn() -> String + use<>) {
+        let (out, text) = capture();
+        let sink = TextSink::new(out, Show::OPEN, reason, run, TextStyle::default());
+        (sink, text)
+    }
+
+    /// A sink in colour, showing `show`, that has been given 127.0.0.1:22
+    /// open; and what it wrote.
+    fn coloured_open_ssh(show: Show) -> (TextSink, impl Fn() -> String) {
+        let (out, text) = capture();
+        let style = TextStyle {
+            color: true,
+            header: false,
+        };
+        let mut sink = TextSink::new(out, show, false, &run_info(), style);
+        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)), true)
+            .unwrap();
+        (sink, text)
+    }
+
     fn feed(sink: &mut TextSink) {
         for (t, r, rtt) in [
             ("127.0.0.1:443", Reason::ConnRefused, Some(40)),
@@ -857,10 +892,9 @@ mod tests {
     #[test]
     fn service_detection_names_the_service_in_line_and_table() {
         use crate::service::record::ServiceRecord;
-        let (out, text) = capture();
         let mut run = run_info();
         run.service_detection = true;
-        let mut sink = TextSink::new(out, Show::OPEN, true, &run, TextStyle::default());
+        let (mut sink, text) = open_ports_sink(&run, true);
         let mut ssh = result("127.0.0.1:22", Reason::SynAck, Some(30));
         ssh.service = Some(Box::new(ServiceRecord {
             service: Some("ssh".into()),
@@ -900,22 +934,16 @@ mod tests {
     /// Results came out only as live lines, unsorted, with no per-host view.
     #[test]
     fn results_are_sorted_per_host_in_nmaps_shape_after_the_live_lines() {
-        let (out, text) = capture();
-        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), TextStyle::default());
+        let (mut sink, text) = open_ports_sink(&run_info(), false);
         feed(&mut sink);
         sink.finish(&summary(false, 6, Duration::from_millis(20)))
             .unwrap();
         let text = text();
-        let want = "[OPEN] 127.0.0.1:80 http\n\
-                    [OPEN] 127.0.0.1:22 ssh\n\
-                    \n\
-                    FastPort scan report for 127.0.0.1\n\
-                    Host is up (0.000039s latency).\n\
-                    Not shown: 1 closed tcp port (conn-refused)\n\
-                    PORT   STATE SERVICE\n\
-                    22/tcp open  ssh\n\
-                    80/tcp open  http\n";
-        assert!(text.starts_with(want), "{text}");
+        let want = format!(
+            "[OPEN] 127.0.0.1:80 http\n[OPEN] 127.0.0.1:22 ssh\n\n{}",
+            localhost_table("0.000039")
+        );
+        assert!(text.starts_with(&want), "{text}");
         assert!(!text.contains("::1"), "a silent host is not listed: {text}");
         assert!(
             text.contains("  hosts up: 1 of 2 (answered on at least one port)\n"),
@@ -957,14 +985,7 @@ mod tests {
         assert!(TextStyle::color_for(true, Some(OsStr::new(""))));
         assert!(!TextStyle::color_for(true, Some(OsStr::new("1"))));
         assert!(!TextStyle::color_for(false, None));
-        let (out, text) = capture();
-        let style = TextStyle {
-            color: true,
-            header: false,
-        };
-        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), style);
-        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)), true)
-            .unwrap();
+        let (mut sink, text) = coloured_open_ssh(Show::OPEN);
         sink.flush().unwrap();
         assert_eq!(text(), "\x1b[32m[OPEN]\x1b[0m 127.0.0.1:22 ssh\n");
     }
@@ -1123,14 +1144,7 @@ mod tests {
 
     #[test]
     fn colour_in_the_table_pads_the_state_inside_its_codes() {
-        let (out, text) = capture();
-        let style = TextStyle {
-            color: true,
-            header: false,
-        };
-        let mut sink = TextSink::new(out, Show::ALL, false, &run_info(), style);
-        sink.result(&result("127.0.0.1:22", Reason::SynAck, Some(1)), true)
-            .unwrap();
+        let (mut sink, text) = coloured_open_ssh(Show::ALL);
         sink.finish(&summary(false, 1, Duration::from_millis(20)))
             .unwrap();
         assert!(
@@ -1142,10 +1156,9 @@ mod tests {
 
     #[test]
     fn open_only_leaves_hosts_without_an_open_port_out_of_the_table() {
-        let (out, text) = capture();
         let mut run = run_info();
         run.open_only = true;
-        let mut sink = TextSink::new(out, Show::OPEN, false, &run, TextStyle::default());
+        let (mut sink, text) = open_ports_sink(&run, false);
         // ::1 answers but has no open port; 127.0.0.1 has one.
         for (t, r) in [
             ("[::1]:22", Reason::ConnRefused),
@@ -1175,8 +1188,7 @@ mod tests {
     #[test]
     fn a_host_cut_by_an_interrupt_is_written_once_whole_by_the_resumed_run() {
         use crate::order::{Blocks, Done, Order, Schedule, Shard};
-        let (out, text) = capture();
-        let mut sink = TextSink::new(out, Show::OPEN, false, &run_info(), TextStyle::default());
+        let (mut sink, text) = open_ports_sink(&run_info(), false);
         for t in ["127.0.0.1:22", "127.0.0.1:80"] {
             sink.result(&result(t, Reason::SynAck, Some(30)), true)
                 .unwrap();
@@ -1203,8 +1215,7 @@ mod tests {
             pending,
             ..Default::default()
         }));
-        let (out, text) = capture();
-        let mut sink = TextSink::new(out, Show::OPEN, false, &run, TextStyle::default());
+        let (mut sink, text) = open_ports_sink(&run, false);
         sink.result(
             &result("127.0.0.1:443", Reason::ConnRefused, Some(40)),
             false,
@@ -1213,13 +1224,7 @@ mod tests {
         sink.finish(&summary(false, 4, Duration::from_millis(20)))
             .unwrap();
         let second = text();
-        let want = "FastPort scan report for 127.0.0.1\n\
-                    Host is up (0.000031s latency).\n\
-                    Not shown: 1 closed tcp port (conn-refused)\n\
-                    PORT   STATE SERVICE\n\
-                    22/tcp open  ssh\n\
-                    80/tcp open  http\n";
-        assert!(second.contains(want), "{second}");
+        assert!(second.contains(&localhost_table("0.000031")), "{second}");
         assert!(!second.contains("Incomplete"), "{second}");
     }
 }

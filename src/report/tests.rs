@@ -55,6 +55,13 @@ fn stats_file(d: &TempDir, name: &str, doc: &serde_json::Value) -> PathBuf {
     path
 }
 
+/// The page of one summary, `doc`, loaded from a file `name` in a
+/// directory of its own (`dir_name`).
+fn page_of(dir_name: &str, name: &str, doc: &serde_json::Value) -> String {
+    let d = dir(dir_name);
+    render(&load(&[stats_file(&d, name, doc)]).unwrap())
+}
+
 /// Two runs to overlay, loaded: `mio.json`, and `threads.json` three times
 /// slower.
 fn two_runs(name: &str) -> Vec<Run> {
@@ -182,13 +189,11 @@ fn two_runs_are_overlaid_in_one_plot_each() {
 
 #[test]
 fn a_file_name_is_text_in_the_page() {
-    let d = dir("name");
-    let stats = stats_file(
-        &d,
+    let page = page_of(
+        "name",
         "<img src=x onerror=alert(1)>.json",
         &stats_doc("mio", 1),
     );
-    let page = render(&load(&[stats]).unwrap());
     assert!(!page.contains("<img"));
     assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;.json"));
 }
@@ -214,11 +219,9 @@ fn bad_inputs_are_named() {
 
 #[test]
 fn a_summary_without_series_or_trace_says_what_is_missing() {
-    let d = dir("bare");
     let mut doc = stats_doc("mio", 1);
     doc.as_object_mut().unwrap().remove("series");
-    let stats = stats_file(&d, "bare.json", &doc);
-    let page = render(&load(&[stats]).unwrap());
+    let page = page_of("bare", "bare.json", &doc);
     assert!(page.contains("No time series"));
     assert!(page.contains("No per-host RTTs"));
     assert!(page.contains("data-plot=\"latency-closed/conn-refused\""));
