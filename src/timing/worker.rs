@@ -24,8 +24,19 @@ const MAX_BACKOFF: u32 = 3;
 pub const FAR_FACTOR: u32 = 3;
 /// ... but never past this, unless `--max-rtt-timeout` is itself longer.
 pub const FAR_CEILING: Duration = Duration::from_secs(10);
-/// The most a known host's retry waits beyond its first attempt.
+/// The most a known host's retry waits beyond its first attempt, once
+/// answers have been seen coming late ([`RetryEvidence::seen_late`]).
 const LATE_SLACK: Duration = Duration::from_millis(200);
+/// ... and while none have: on a machine that keeps time, a steady far
+/// host's retry needs no more than its first attempt's margin. With the
+/// full slack, the retry of a 986 ms host's filtered port waited 1.34 s
+/// and ended netsim's internet-like /22 scan.
+const QUIET_SLACK: Duration = Duration::from_millis(50);
+/// The share of answers after their known host's own timeout from which
+/// the retries get [`LATE_SLACK`]: one in a thousand (quiet runs of
+/// internet-like /22 see 0-5 in 49 000 per worker; a loaded one, with
+/// netsim's timers 34 ms late at p99, over 1 %).
+const LATE_SEEN_SHARE: f64 = 1e-3;
 /// Probes of one host in flight at the start.
 const HOST_WINDOW_INITIAL: usize = 64;
 /// Probes of one host in flight, never fewer (a window's floor).
@@ -100,6 +111,14 @@ impl RetryEvidence {
     /// a hundred: then every probe gets at least [`LATE_MIN_RETRIES`].
     fn runs_late(&self) -> bool {
         self.late as f64 > LATE_SHARE * self.answers.max(1) as f64
+    }
+
+    /// Whether answers have been seen coming late more than once in a
+    /// thousand, or the scan has too few answers to say they do not: then
+    /// a known host's retry waits [`LATE_SLACK`] longer than its first
+    /// attempt, else [`QUIET_SLACK`].
+    fn seen_late(&self) -> bool {
+        self.answers < LOSS_SAMPLES || self.late as f64 > LATE_SEEN_SHARE * self.answers as f64
     }
 
     /// The share of tries the path loses whatever the scan does: answers
@@ -300,10 +319,15 @@ impl WorkerTiming {
             let wait = own.timeout(p.initial_rtt, p.min_rtt, reach);
             // A retry waits a little longer: the path may just have slowed
             // (a loaded simulator ran 150-200 ms late, and retries with the
-            // same 100 ms wait reported thousands of closed ports filtered).
+            // same 100 ms wait reported thousands of closed ports filtered),
+            // and longer still once answers are seen coming late.
+            let slack = match self.scan_retries.seen_late() {
+                true => LATE_SLACK,
+                false => QUIET_SLACK,
+            };
             return match try_no {
                 0 => wait,
-                _ => wait.saturating_add(wait.min(LATE_SLACK)),
+                _ => wait.saturating_add(wait.min(slack)),
             };
         }
         let estimate = self
@@ -841,6 +865,38 @@ mod tests {
         assert!(t.scan_retries.runs_late());
         assert_eq!(t.retries(h), LATE_MIN_RETRIES);
         assert_eq!(t.retries(HostRef::UNTRACKED), LATE_MIN_RETRIES);
+    }
+
+    /// A known host's retry waits its first attempt's timeout plus a
+    /// slack: 200 ms while the scan has too few answers to tell, 50 ms once
+    /// its answers keep time, 200 ms again once more than one in a thousand
+    /// comes after its known host's timeout.
+    #[test]
+    fn a_retry_waits_the_late_slack_only_where_answers_are_seen_late() {
+        let t0 = Instant::now();
+        let mut t = WorkerTiming::new(t3_params(), Template::Normal.values().max_retries, 1000);
+        let far = t.enter(1).unwrap();
+        for i in 0..10 {
+            t.answered(far, 0, MS(986), MS(0), Some(MS(986)), t0 + MS(i));
+        }
+        let own = t.timeout(far, 0);
+        assert!(own > MS(986) && own < MS(1200), "{own:?}");
+        assert_eq!(t.timeout(far, 1), own + LATE_SLACK, "too few answers");
+        let near = t.enter(2).unwrap();
+        for i in 0..2000 {
+            t.answered(near, 0, MS(40), MS(0), Some(MS(40)), t0 + MS(10 + i));
+        }
+        assert_eq!(t.timeout(far, 0), own);
+        assert_eq!(t.timeout(far, 1), own + QUIET_SLACK, "answers keep time");
+        let late = t.timeout(near, 0) + MS(60);
+        t.answered(near, 0, late, MS(0), None, t0 + MS(3000));
+        assert!(!t.scan_retries.seen_late(), "one in 2 011 is chance");
+        for i in 0..3 {
+            t.answered(near, 0, late, MS(0), None, t0 + MS(3010 + i));
+        }
+        assert!(t.scan_retries.seen_late());
+        assert_eq!(t.timeout(far, 1), own + LATE_SLACK);
+        assert!(!t.scan_retries.runs_late(), "no third try for that");
     }
 
     /// -T5 (300 ms at most) never found the internet-like hosts beyond
