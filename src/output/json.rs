@@ -430,7 +430,6 @@ mod tests {
     /// parts.
     #[test]
     fn a_middlebox_cut_by_an_interrupt_is_flagged_by_the_resumed_run() {
-        use crate::order::{Blocks, Done, Order, Schedule, Shard};
         let (out, text) = crate::output::tests::capture();
         let mut sink = JsonLinesSink::new(out).with_hosts(&twenty_ports(), Show::ALL);
         for p in 0..12 {
@@ -443,17 +442,7 @@ mod tests {
         assert_eq!(format, Format::Json);
         assert_eq!(pending.len(), 1);
 
-        let mut run = twenty_ports();
-        run.schedule = Schedule::new(
-            Blocks::new(40, 20),
-            Order::Sequential,
-            Shard::WHOLE,
-            Done::from_ranges(std::iter::once(0..12)),
-        );
-        run.held = Some(Arc::new(crate::output::HeldHosts {
-            pending,
-            ..Default::default()
-        }));
+        let run = crate::output::tests::resumed(twenty_ports(), (40, 20), 12, pending);
         let (out, text) = crate::output::tests::capture();
         let mut sink = JsonLinesSink::new(out).with_hosts(&run, Show::ALL);
         for p in 12..20 {

@@ -928,6 +928,28 @@ pub(crate) mod tests {
         }
     }
 
+    /// `run` resumed in sequential order over `probes` probes of
+    /// `per_host` each: the first `done` finished, `pending` held over.
+    pub fn resumed(
+        mut run: RunInfo,
+        (probes, per_host): (u64, u64),
+        done: u64,
+        pending: Vec<HeldHost>,
+    ) -> RunInfo {
+        use crate::order::{Blocks, Done, Order, Shard};
+        run.schedule = Schedule::new(
+            Blocks::new(probes, per_host),
+            Order::Sequential,
+            Shard::WHOLE,
+            Done::from_ranges(std::iter::once(0..done)),
+        );
+        run.held = Some(Arc::new(HeldHosts {
+            pending,
+            ..Default::default()
+        }));
+        run
+    }
+
     /// `<times to>` once said 1 000 000 µs (the initial timeout) while the
     /// adaptive timing had waited 100 ms.
     #[test]

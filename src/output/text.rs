@@ -1187,7 +1187,6 @@ mod tests {
     /// once, whole.
     #[test]
     fn a_host_cut_by_an_interrupt_is_written_once_whole_by_the_resumed_run() {
-        use crate::order::{Blocks, Done, Order, Schedule, Shard};
         let (mut sink, text) = open_ports_sink(&run_info(), false);
         for t in ["127.0.0.1:22", "127.0.0.1:80"] {
             sink.result(&result(t, Reason::SynAck, Some(30)), true)
@@ -1204,17 +1203,7 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].host, 0);
 
-        let mut run = run_info();
-        run.schedule = Schedule::new(
-            Blocks::new(6, 3),
-            Order::Sequential,
-            Shard::WHOLE,
-            Done::from_ranges(std::iter::once(0..2)),
-        );
-        run.held = Some(std::sync::Arc::new(crate::output::HeldHosts {
-            pending,
-            ..Default::default()
-        }));
+        let run = crate::output::tests::resumed(run_info(), (6, 3), 2, pending);
         let (mut sink, text) = open_ports_sink(&run, false);
         sink.result(
             &result("127.0.0.1:443", Reason::ConnRefused, Some(40)),
