@@ -787,10 +787,9 @@ fn recall_figure(csv: &str) -> String {
     )
 }
 
-/// Wall time per timing setting on each profile, from `timing-wall.csv`
-/// (`profile,setting,wall_s`: the medians docs/BENCHMARKS.md records under
-/// "Adaptive timing on netsim", measured by the commands in docs/TIMING.md).
-fn timing_figure(csv: &str) -> String {
+/// The rows of a `profile,setting,VALUE` table as bar groups (profiles,
+/// in order of first appearance) and series (settings).
+fn setting_bars(csv: &str, value: &str) -> (Vec<String>, Vec<BarSeries>) {
     let rows = csv_rows(csv);
     let mut groups: Vec<String> = Vec::new();
     let mut settings: Vec<String> = Vec::new();
@@ -802,7 +801,7 @@ fn timing_figure(csv: &str) -> String {
             settings.push(r["setting"].clone());
         }
     }
-    let series: Vec<BarSeries> = settings
+    let series = settings
         .iter()
         .map(|setting| BarSeries {
             label: setting.clone(),
@@ -811,11 +810,19 @@ fn timing_figure(csv: &str) -> String {
                 .map(|g| {
                     rows.iter()
                         .find(|r| &r["setting"] == setting && &r["profile"] == g)
-                        .and_then(|r| num(r, "wall_s"))
+                        .and_then(|r| num(r, value))
                 })
                 .collect(),
         })
         .collect();
+    (groups, series)
+}
+
+/// Wall time per timing setting on each profile, from `timing-wall.csv`
+/// (`profile,setting,wall_s`: the medians docs/BENCHMARKS.md records under
+/// "Adaptive timing on netsim", measured by the commands in docs/TIMING.md).
+fn timing_figure(csv: &str) -> String {
+    let (groups, series) = setting_bars(csv, "wall_s");
     wall_bars(
         "timing-wall",
         "netsim, 64 hosts × top 100 ports: wall time (medians of seeds 1–3)",
@@ -824,17 +831,38 @@ fn timing_figure(csv: &str) -> String {
     )
 }
 
+/// Wall time ÷ netsim's informed oracle per world and scale, the default
+/// beside the best fixed setting of the same accuracy, from
+/// `timing-oracle.csv` (`profile,setting,ratio`: the medians docs/TIMING.md
+/// records, and the blind bound ÷ the informed one).
+fn oracle_figure(csv: &str) -> String {
+    let (groups, series) = setting_bars(csv, "ratio");
+    let hi = series
+        .iter()
+        .flat_map(|s| s.values.iter().flatten().copied())
+        .fold(2.0, f64::max);
+    figures::bars(
+        "timing-oracle",
+        "netsim, top 100 ports, seed 17: wall time ÷ the informed oracle (goal: 1.5 on internet-like and far)",
+        &groups,
+        &series,
+        Axis::linear("× the oracle", 0.0, hi.ceil(), Unit::Count),
+    )
+}
+
 /// `FASTPORT_BENCH_REPLOT=DIR`: the figures again from DIR's CSV files
 /// (`netsim-profiles.csv`, `netsim-sweep.csv`, `netsim-recall.csv`,
-/// `timing-wall.csv`, whichever are there), into target/bench/.
+/// `timing-wall.csv`, `timing-oracle.csv`, whichever are there), into
+/// target/bench/.
 fn replot(dir: &Path, out: &Path) {
     /// A CSV file, the figure drawn from it, and how.
     type Figure = (&'static str, &'static str, fn(&str) -> String);
-    let figures: [Figure; 4] = [
+    let figures: [Figure; 5] = [
         ("netsim-profiles.csv", "netsim-profiles.svg", profile_figure),
         ("netsim-sweep.csv", "netsim-sweep.svg", sweep_figure),
         ("netsim-recall.csv", "netsim-recall.svg", recall_figure),
         ("timing-wall.csv", "timing-wall.svg", timing_figure),
+        ("timing-oracle.csv", "timing-oracle.svg", oracle_figure),
     ];
     for (csv, svg, draw) in figures {
         if let Ok(text) = std::fs::read_to_string(dir.join(csv)) {

@@ -129,12 +129,13 @@ impl JsonLinesSink {
     }
 
     /// Flags the hosts of `run` behind a middlebox (with a line after
-    /// their last result), when it scans enough ports per host for that;
-    /// `show` is the other formats', so that the hosts held for a resume
-    /// are the same whichever format hands them over.
-    pub fn with_hosts(mut self, run: &RunInfo, show: Show) -> Self {
+    /// their last result), when it scans enough ports per host for that.
+    /// Only counts are kept per host (no port lists): the resume file
+    /// takes its held hosts from a per-host format when there is one
+    /// ([`super::Outputs::take_held`]).
+    pub fn with_hosts(mut self, run: &RunInfo) -> Self {
         if run.ports_per_host >= MIDDLEBOX_MIN_PORTS {
-            self.hosts = Some(PendingHosts::for_run(run, show, false, |_| None));
+            self.hosts = Some(PendingHosts::for_run(run, Show::OPEN, false, |_| None));
         }
         self
     }
@@ -173,15 +174,11 @@ impl Sink for JsonLinesSink {
         let Some(hosts) = &mut self.hosts else {
             return Ok(());
         };
-        let Some(record) = hosts.add(r, shown, || super::dates::unix_secs(SystemTime::now()))
+        let Some(record) = hosts.add(r, false, || super::dates::unix_secs(SystemTime::now()))
         else {
             return Ok(());
         };
-        let written = self.host_line(&record);
-        if let Some(hosts) = &mut self.hosts {
-            hosts.recycle(record.shown);
-        }
-        written
+        self.host_line(&record)
     }
 
     fn warm(&mut self, batch: &[ProbeResult]) {
@@ -368,7 +365,7 @@ mod tests {
     #[test]
     fn a_host_open_on_every_port_gets_a_middlebox_line_after_its_last_result() {
         let (out, text) = crate::output::tests::capture();
-        let mut sink = JsonLinesSink::new(out).with_hosts(&twenty_ports(), Show::ALL);
+        let mut sink = JsonLinesSink::new(out).with_hosts(&twenty_ports());
         let lines = sink.lines();
         for p in 0..20 {
             sink.result(&at(0, p, Reason::SynAck), true).unwrap();
@@ -405,7 +402,7 @@ mod tests {
     #[test]
     fn hosts_are_judged_on_every_result_and_only_when_they_can_be_flagged() {
         let (out, text) = crate::output::tests::capture();
-        let mut sink = JsonLinesSink::new(out).with_hosts(&twenty_ports(), Show::OPEN);
+        let mut sink = JsonLinesSink::new(out).with_hosts(&twenty_ports());
         for p in 0..20 {
             let r = if p == 3 {
                 Reason::ConnRefused
@@ -420,7 +417,7 @@ mod tests {
         assert!(!text.contains("middlebox"), "{text}");
 
         let (out, _) = crate::output::tests::capture();
-        let few = JsonLinesSink::new(out).with_hosts(&crate::output::tests::run_info(), Show::ALL);
+        let few = JsonLinesSink::new(out).with_hosts(&crate::output::tests::run_info());
         assert!(few.hosts.is_none());
     }
 
@@ -431,7 +428,7 @@ mod tests {
     #[test]
     fn a_middlebox_cut_by_an_interrupt_is_flagged_by_the_resumed_run() {
         let (out, text) = crate::output::tests::capture();
-        let mut sink = JsonLinesSink::new(out).with_hosts(&twenty_ports(), Show::ALL);
+        let mut sink = JsonLinesSink::new(out).with_hosts(&twenty_ports());
         for p in 0..12 {
             sink.result(&at(0, p, Reason::SynAck), true).unwrap();
         }
@@ -444,7 +441,7 @@ mod tests {
 
         let run = crate::output::tests::resumed(twenty_ports(), (40, 20), 12, pending);
         let (out, text) = crate::output::tests::capture();
-        let mut sink = JsonLinesSink::new(out).with_hosts(&run, Show::ALL);
+        let mut sink = JsonLinesSink::new(out).with_hosts(&run);
         for p in 12..20 {
             sink.result(&at(0, p, Reason::SynAck), true).unwrap();
         }

@@ -743,7 +743,7 @@ impl Outputs {
         if plan.json.is_some() {
             let sink = JsonLinesSink::new(next()?)
                 .with_names(&run.names)
-                .with_hosts(run, plan.show);
+                .with_hosts(run);
             json_lines = Some(sink.lines());
             sinks.push(Box::new(sink));
         }
@@ -809,10 +809,12 @@ impl Outputs {
         let mut out: Option<HeldHosts> = None;
         for sink in &mut self.sinks {
             if let Some((format, pending, counts)) = sink.take_held() {
-                let held = out.get_or_insert_with(|| HeldHosts {
-                    pending,
-                    ..HeldHosts::default()
-                });
+                let held = out.get_or_insert_with(HeldHosts::default);
+                // Every per-host sink holds the same hosts; the JSON lines
+                // keep only their counts, the others their shown ports too.
+                if held.pending.is_empty() || format != Format::Json {
+                    held.pending = pending;
+                }
                 match format {
                     Format::Xml => held.xml = Some(counts),
                     Format::Grepable => held.grepable = Some(counts),
