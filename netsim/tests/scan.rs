@@ -664,6 +664,99 @@ fn middleboxes_answering_every_port_are_flagged() {
     assert_eq!(flagged, boxes, "{gnmap}");
 }
 
+/// Four /24s whose hosts share their /24's base latency (±10 %), drawn
+/// from internet-like's distribution, no loss: 4 × 256 hosts × 4 ports.
+const SUBNETS: &str = r#"
+name = "subnets"
+hosts = "198.18.16.0/22"
+ports = "22,80,443,8080"
+
+[fractions]
+open = 0.2
+filtered = 0.05
+host_unreach = 0.05
+
+[latency]
+dist = "lognormal"
+median_ms = 80.0
+sigma = 0.8
+
+[hazards]
+subnet_latency_spread = 0.1
+"#;
+
+/// Latency correlated by /24 (a real network's neighbours sit behind the
+/// same links) changes nothing FastPort reports: every state and reason
+/// is the model's. (That the hosts of a /24 share their latency is
+/// netsim's own test, `responder::hazards`; measured here it would be a
+/// timed assertion on a shared machine.)
+#[test]
+fn latency_shared_by_each_24_is_scanned_exactly() {
+    let test = "latency_shared_by_each_24_is_scanned_exactly";
+    let Some((found, record)) = fastport_scan(test, SUBNETS, 7) else {
+        return;
+    };
+    let want = expected(SUBNETS, 7);
+    let got: BTreeMap<_, _> = found
+        .iter()
+        .map(|(k, (s, r, _))| (*k, (s.clone(), r.clone())))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(record.counters.abandoned, 0);
+}
+
+/// A /24's router sends at most 10 ICMP unreachables a second: most
+/// unreachable ports get no answer at all. 64 hosts × 40 ports, 60 % of
+/// them unreachable, 20 ms away, no loss.
+const ICMP_LIMITED: &str = r#"
+name = "icmp-limited"
+hosts = "198.18.17.0/26"
+ports = "1-40"
+
+[fractions]
+open = 0.05
+host_unreach = 0.3
+admin_prohibited = 0.3
+
+[latency]
+dist = "fixed"
+ms = 20.0
+
+[hazards]
+icmp_unreach_per_s = 10
+"#;
+
+/// Routers that rate-limit their unreachables make a port silent where it
+/// would have been refused by a router: FastPort still reports every state
+/// right (filtered either way), names an ICMP reason only where one came,
+/// and never the wrong one.
+#[test]
+fn rate_limited_unreachables_leave_every_state_right() {
+    let test = "rate_limited_unreachables_leave_every_state_right";
+    let Some((found, record)) = fastport_scan(test, ICMP_LIMITED, 3) else {
+        return;
+    };
+    assert!(record.counters.icmp_rate_limited > 0, "the limit bit");
+    let want = expected(ICMP_LIMITED, 3);
+    assert_eq!(found.len(), want.len());
+    let mut unreach = 0;
+    for (k, (state, reason, _)) in &found {
+        let (want_state, want_reason) = &want[k];
+        assert_eq!(state, want_state, "{}:{}", k.0, k.1);
+        if reason != "no-response" {
+            assert_eq!(reason, want_reason, "{}:{}", k.0, k.1);
+        }
+        if reason == "host-unreach" || reason == "admin-prohibited" {
+            unreach += 1;
+        }
+    }
+    let sent = record.counters.icmp_host_unreach + record.counters.icmp_admin_prohibited;
+    assert!(
+        unreach > 0 && unreach <= sent,
+        "{unreach} named, {sent} sent"
+    );
+}
+
 /// Every port open and speaking, 20 ms away, no loss: 8 hosts × ssh, smtp,
 /// http and redis.
 const SPEAKING: &str = r#"
