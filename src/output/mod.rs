@@ -952,6 +952,59 @@ pub(crate) mod tests {
         run
     }
 
+    /// The JSON lines hold their hosts in progress as counts only; when a
+    /// per-host format holds them too, the resume file takes that one's,
+    /// with the ports shown so far, whichever sink comes first.
+    #[test]
+    fn held_hosts_come_from_a_per_host_format_before_the_json_lines() {
+        use crate::order::{Blocks, Done, Order, Shard};
+        let dir = crate::test_util::TempDir::new("output", "held-from");
+        let mut run = run_info();
+        run.ports_per_host = 20;
+        run.schedule = Schedule::new(
+            Blocks::new(40, 20),
+            Order::Sequential,
+            Shard::WHOLE,
+            Done::none(),
+        );
+        let plan = OutputPlan {
+            text: Vec::new(),
+            json: Some(Dest::File(dir.join("out.jsonl"))),
+            xml: Some(Dest::File(dir.join("out.xml"))),
+            grepable: None,
+            csv: None,
+            stats: None,
+            show: Show::OPEN,
+            reason: false,
+            summary_to_stderr: false,
+            stats_every: None,
+            open_only: false,
+            quiet: true,
+            list: None,
+            trace: None,
+        };
+        let mut outputs = Outputs::open(&plan, &run).unwrap();
+        let batch: Vec<ProbeResult> = (0..12)
+            .map(|p| ProbeResult {
+                index: p,
+                target: format!("127.0.0.1:{}", 1000 + p).parse().unwrap(),
+                reason: crate::classify::Reason::SynAck,
+                rtt_us: Some(40),
+                service: None,
+                reason_ip: None,
+            })
+            .collect();
+        outputs.write_batch(&batch).unwrap();
+        outputs.hold();
+        outputs
+            .finish(&summary(true, 40, Duration::from_millis(5)))
+            .unwrap();
+        let held = outputs.take_held().unwrap();
+        assert_eq!(held.pending.len(), 1);
+        assert_eq!(held.pending[0].shown.split_whitespace().count(), 12);
+        assert_eq!(held.pending[0].reasons, "syn-ack:12");
+    }
+
     /// `<times to>` once said 1 000 000 µs (the initial timeout) while the
     /// adaptive timing had waited 100 ms.
     #[test]
