@@ -329,18 +329,10 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&JsonLine::from(&r)).unwrap()).unwrap();
         assert_eq!(Some(&back), r.service.as_deref());
     }
+
     /// Two hosts × 20 ports (enough to be flagged), results in index order.
     fn twenty_ports() -> RunInfo {
-        use crate::order::{Blocks, Done, Order, Schedule, Shard};
-        let mut run = crate::output::tests::run_info();
-        run.ports_per_host = 20;
-        run.schedule = Schedule::new(
-            Blocks::new(40, 20),
-            Order::Sequential,
-            Shard::WHOLE,
-            Done::none(),
-        );
-        run
+        crate::output::tests::sequential(40, 20)
     }
 
     /// Port `p` of host `h` (127.0.0.{h+1}) of [`twenty_ports`].

@@ -930,6 +930,20 @@ pub(crate) mod tests {
         }
     }
 
+    /// [`run_info`]'s run over `probes` probes of `per_host` ports each,
+    /// in sequential order.
+    pub fn sequential(probes: u64, per_host: u64) -> RunInfo {
+        let mut run = run_info();
+        run.ports_per_host = per_host;
+        run.schedule = Schedule::new(
+            crate::order::Blocks::new(probes, per_host),
+            crate::order::Order::Sequential,
+            crate::order::Shard::WHOLE,
+            crate::order::Done::none(),
+        );
+        run
+    }
+
     /// `run` resumed in sequential order over `probes` probes of
     /// `per_host` each: the first `done` finished, `pending` held over.
     pub fn resumed(
@@ -957,16 +971,8 @@ pub(crate) mod tests {
     /// with the ports shown so far, whichever sink comes first.
     #[test]
     fn held_hosts_come_from_a_per_host_format_before_the_json_lines() {
-        use crate::order::{Blocks, Done, Order, Shard};
         let dir = crate::test_util::TempDir::new("output", "held-from");
-        let mut run = run_info();
-        run.ports_per_host = 20;
-        run.schedule = Schedule::new(
-            Blocks::new(40, 20),
-            Order::Sequential,
-            Shard::WHOLE,
-            Done::none(),
-        );
+        let run = sequential(40, 20);
         let plan = OutputPlan {
             text: Vec::new(),
             json: Some(Dest::File(dir.join("out.jsonl"))),
