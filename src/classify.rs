@@ -148,16 +148,19 @@ pub const MIDDLEBOX_MIN_PORTS: u64 = 20;
 /// without a word would mislead.
 pub fn answers_every_port(reasons: &[u64]) -> bool {
     let total: u64 = reasons.iter().sum();
-    let count = |state: State| -> u64 {
-        Reason::ALL
-            .into_iter()
-            .filter(|r| r.state() == state)
-            .map(|r| reasons.get(r.index()).copied().unwrap_or(0))
-            .sum()
-    };
     total >= MIDDLEBOX_MIN_PORTS
-        && count(State::Closed) == 0
-        && count(State::Open) * 10 >= total * 9
+        && in_state(reasons, State::Closed) == 0
+        && in_state(reasons, State::Open) * 10 >= total * 9
+}
+
+/// How many of `reasons` (counts per [`Reason`], by `Reason::index`) are
+/// in `state`.
+pub fn in_state(reasons: &[u64], state: State) -> u64 {
+    Reason::ALL
+        .into_iter()
+        .filter(|r| r.state() == state)
+        .map(|r| reasons.get(r.index()).copied().unwrap_or(0))
+        .sum()
 }
 
 /// Whether `errno` is what an ICMP destination unreachable from a router

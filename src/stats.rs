@@ -104,11 +104,7 @@ impl Stats {
 
     /// Ports reported with `state`.
     pub fn state_count(&self, state: State) -> u64 {
-        Reason::ALL
-            .iter()
-            .filter(|r| r.state() == state)
-            .map(|r| self.reasons[r.index()])
-            .sum()
+        crate::classify::in_state(&self.reasons, state)
     }
 
     /// Local-error retries, every kind together.

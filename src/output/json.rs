@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hosts::{HeldHost, HostRecord, PendingHosts};
 use super::{Format, RunInfo, Sink, Writer};
-use crate::classify::{MIDDLEBOX_MIN_PORTS, Reason, State, answers_every_port};
+use crate::classify::{MIDDLEBOX_MIN_PORTS, Reason, State, answers_every_port, in_state};
 use crate::config::Show;
 use crate::probe::ProbeResult;
 use crate::service::record::ServiceRecord;
@@ -88,11 +88,7 @@ impl HostLine {
             host: None,
             middlebox: true,
             results: reasons.iter().sum(),
-            open: Reason::ALL
-                .into_iter()
-                .filter(|r| r.state() == State::Open)
-                .map(|r| reasons[r.index()])
-                .sum(),
+            open: in_state(reasons, State::Open),
         })
     }
 

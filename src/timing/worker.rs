@@ -110,7 +110,7 @@ impl RetryEvidence {
     /// Whether answers come after known hosts' timeouts more than once in
     /// a hundred: then every probe gets at least [`LATE_MIN_RETRIES`].
     fn runs_late(&self) -> bool {
-        self.late as f64 > LATE_SHARE * self.answers.max(1) as f64
+        self.late_beyond(LATE_SHARE)
     }
 
     /// Whether answers have been seen coming late more than once in a
@@ -118,7 +118,12 @@ impl RetryEvidence {
     /// a known host's retry waits [`LATE_SLACK`] longer than its first
     /// attempt, else [`QUIET_SLACK`].
     fn seen_late(&self) -> bool {
-        self.answers < LOSS_SAMPLES || self.late as f64 > LATE_SEEN_SHARE * self.answers as f64
+        self.answers < LOSS_SAMPLES || self.late_beyond(LATE_SEEN_SHARE)
+    }
+
+    /// Whether more than `share` of the answers came late.
+    fn late_beyond(&self, share: f64) -> bool {
+        self.late as f64 > share * self.answers.max(1) as f64
     }
 
     /// The share of tries the path loses whatever the scan does: answers
