@@ -19,6 +19,7 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
+use super::ascii::{digits, pad, put_decimal, write_decimal, write_ip, write_target};
 use super::dates::ctime;
 use super::hosts::{HostExtras, HostRecord, PendingHosts};
 use super::{Format, HeldHost, RunInfo, Sink, Writer};
@@ -204,18 +205,21 @@ impl TextSink {
             let start = i.checked_sub(1).map_or(0, |prev| table[prev].ports_end);
             let shown = &ports[start..h.ports_end];
             let ip = h.addr;
+            // The lines of every host from bytes (a /16's table has 65 536
+            // of them); the rare ones through `writeln!`.
+            self.out.write_all(b"\nFastPort scan report for ")?;
             match self.run.names.get(ip) {
-                Some(name) => writeln!(self.out, "\nFastPort scan report for {name} ({ip})")?,
-                None => writeln!(self.out, "\nFastPort scan report for {ip}")?,
+                Some(name) => write!(self.out, "{name} ({ip})")?,
+                None => write_ip(&mut self.out, ip)?,
             }
             match (h.up, h.answered) {
-                (true, true) => writeln!(
-                    self.out,
-                    "Host is up ({}s latency).",
-                    Seconds6(h.latency_us)
-                )?,
-                (true, false) => writeln!(self.out, "Host is up.")?,
-                (false, _) => writeln!(self.out, "Host did not answer.")?,
+                (true, true) => {
+                    self.out.write_all(b"\nHost is up (")?;
+                    Seconds6(h.latency_us).write(&mut self.out)?;
+                    self.out.write_all(b"s latency).\n")?;
+                }
+                (true, false) => self.out.write_all(b"\nHost is up.\n")?,
+                (false, _) => self.out.write_all(b"\nHost did not answer.\n")?,
             }
             if h.remaining > 0 {
                 writeln!(
@@ -238,7 +242,7 @@ impl TextSink {
             }
             let width = shown
                 .iter()
-                .map(|&(p, _)| digits(p) + 4)
+                .map(|&(p, _)| digits(u64::from(p)) + 4)
                 .max()
                 .unwrap_or(0)
                 .max(4);
@@ -282,15 +286,15 @@ impl TextSink {
                 }
                 writeln!(self.out, " VERSION")?;
             } else {
-                write!(
-                    self.out,
-                    "{:<width$} {:<state_width$} SERVICE",
-                    "PORT", "STATE"
-                )?;
+                self.out.write_all(b"PORT")?;
+                pad(&mut self.out, width.saturating_sub(4) + 1)?;
+                self.out.write_all(b"STATE")?;
+                pad(&mut self.out, state_width.saturating_sub(5) + 1)?;
+                self.out.write_all(b"SERVICE")?;
                 if self.reason {
-                    write!(self.out, " REASON")?;
+                    self.out.write_all(b" REASON")?;
                 }
-                writeln!(self.out)?;
+                self.out.write_all(b"\n")?;
             }
             for &(port, reason) in shown {
                 let state = reason.state();
@@ -356,18 +360,8 @@ struct PortRow<'a> {
 
 impl PortRow<'_> {
     fn write(&self, out: &mut impl Write) -> io::Result<()> {
-        const SPACES: &[u8] = &[b' '; 16];
-        let pad = |out: &mut dyn Write, n: usize| -> io::Result<()> {
-            let mut left = n;
-            while left > 0 {
-                let k = left.min(SPACES.len());
-                out.write_all(&SPACES[..k])?;
-                left -= k;
-            }
-            Ok(())
-        };
         let mut cell = [0u8; 9];
-        let len = put_decimal(&mut cell, self.port);
+        let len = put_decimal(&mut cell, u64::from(self.port));
         cell[len..len + 4].copy_from_slice(b"/tcp");
         out.write_all(&cell[..len + 4])?;
         pad(out, self.width.saturating_sub(len + 4) + 1)?;
@@ -421,9 +415,15 @@ impl PortNames {
 /// without formatting a float.
 struct Seconds6(u64);
 
-impl std::fmt::Display for Seconds6 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+impl Seconds6 {
+    /// `format!("{}.{:06}", us / 1_000_000, us % 1_000_000)`, from bytes.
+    fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        write_decimal(out, self.0 / 1_000_000)?;
+        let mut fraction = [b'.', b'0', b'0', b'0', b'0', b'0', b'0'];
+        let micros = self.0 % 1_000_000;
+        let len = digits(micros);
+        put_decimal(&mut fraction[7 - len..], micros);
+        out.write_all(&fraction)
     }
 }
 
@@ -438,49 +438,6 @@ fn write_tag(out: &mut impl Write, color: bool, state: State) -> io::Result<()> 
         out.write_all(b"\x1b[0m")
     } else {
         out.write_all(tag(state).as_bytes())
-    }
-}
-
-/// `target` as its `Display` writes it (`127.0.0.1:22`, `[::1]:22`); an
-/// IPv4 address from a buffer on the stack, without the formatting
-/// machinery.
-fn write_target(out: &mut impl Write, target: std::net::SocketAddr) -> io::Result<()> {
-    let std::net::SocketAddr::V4(v4) = target else {
-        return write!(out, "{target}");
-    };
-    let mut buf = [0u8; 21];
-    let mut n = 0;
-    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-        if i > 0 {
-            buf[n] = b'.';
-            n += 1;
-        }
-        n += put_decimal(&mut buf[n..], u16::from(octet));
-    }
-    buf[n] = b':';
-    n += 1;
-    n += put_decimal(&mut buf[n..], v4.port());
-    out.write_all(&buf[..n])
-}
-
-/// Writes `n` in decimal at the start of `buf`; returns its length.
-fn put_decimal(buf: &mut [u8], mut n: u16) -> usize {
-    let len = digits(n);
-    for i in (0..len).rev() {
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    len
-}
-
-/// Decimal digits of `n`, as `n.to_string().len()` counts them.
-fn digits(n: u16) -> usize {
-    match n {
-        0..=9 => 1,
-        10..=99 => 2,
-        100..=999 => 3,
-        1000..=9999 => 4,
-        _ => 5,
     }
 }
 
@@ -547,20 +504,7 @@ struct PortTcp(u16);
 impl std::fmt::Display for PortTcp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut buf = [0u8; 9];
-        let mut digits = [0u8; 5];
-        let mut n = self.0;
-        let mut len = 0;
-        loop {
-            digits[len] = b'0' + (n % 10) as u8;
-            len += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for (i, d) in digits[..len].iter().rev().enumerate() {
-            buf[i] = *d;
-        }
+        let len = put_decimal(&mut buf, u64::from(self.0));
         buf[len..len + 4].copy_from_slice(b"/tcp");
         f.pad(std::str::from_utf8(&buf[..len + 4]).map_err(|_| std::fmt::Error)?)
     }
@@ -630,9 +574,12 @@ impl Sink for TextSink {
             write!(self.out, " ({name})")?;
         }
         if self.reason {
-            write!(self.out, " reason={}", r.reason)?;
+            self.out.write_all(b" reason=")?;
+            self.out.write_all(r.reason.as_str().as_bytes())?;
             if let Some(us) = r.rtt_us {
-                write!(self.out, " rtt={us}us")?;
+                self.out.write_all(b" rtt=")?;
+                write_decimal(&mut self.out, u64::from(us))?;
+                self.out.write_all(b"us")?;
             }
         }
         self.out.write_all(b"\n")
@@ -1064,30 +1011,9 @@ mod tests {
         }
     }
 
-    /// Live lines written from bytes are the lines `Display` wrote.
+    /// Tags written from bytes are the ones `Display` wrote.
     #[test]
-    fn targets_and_tags_written_from_bytes_are_their_display() {
-        let targets = [
-            "0.0.0.0:0",
-            "127.0.0.1:22",
-            "127.0.3.4:5432",
-            "198.18.10.200:9200",
-            "255.255.255.255:65535",
-            "240.9.99.100:7",
-            "[::1]:22",
-            "[2001:2::5]:443",
-        ];
-        let every_octet = (0..=255u8).flat_map(|o| {
-            [0u16, 9, 10, 99, 100, 999, 1000, 65535].map(move |port| {
-                std::net::SocketAddr::from(([o, 255 - o, o / 3, 10], port)).to_string()
-            })
-        });
-        for t in targets.map(String::from).into_iter().chain(every_octet) {
-            let target: std::net::SocketAddr = t.parse().unwrap();
-            let mut got = Vec::new();
-            write_target(&mut got, target).unwrap();
-            assert_eq!(String::from_utf8(got).unwrap(), target.to_string());
-        }
+    fn tags_written_from_bytes_are_their_display() {
         for state in State::ALL {
             for color in [false, true] {
                 let mut got = Vec::new();
@@ -1114,11 +1040,10 @@ mod tests {
             u64::from(u32::MAX),
         ]);
         for us in some {
-            assert_eq!(
-                Seconds6(us).to_string(),
-                format!("{:.6}", us as f64 / 1e6),
-                "{us}"
-            );
+            let want = format!("{:.6}", us as f64 / 1e6);
+            let mut bytes = Vec::new();
+            Seconds6(us).write(&mut bytes).unwrap();
+            assert_eq!(String::from_utf8(bytes).unwrap(), want, "{us}");
         }
     }
 
@@ -1135,10 +1060,6 @@ mod tests {
         let names = PortNames::new();
         for port in 0..=u16::MAX {
             assert_eq!(names.get(port), service_name(port), "{port}");
-        }
-        for (port, digits_of) in [(0, 1), (9, 1), (10, 2), (999, 3), (1000, 4), (65535, 5)] {
-            assert_eq!(digits(port), digits_of);
-            assert_eq!(port.to_string().len(), digits_of);
         }
     }
 

@@ -282,9 +282,12 @@ impl WorkerTiming {
     /// the 5 % of internet-like hosts beyond 300 ms were never found, as
     /// their answers always came after the deadline.
     pub fn timeout(&self, host: HostRef, try_no: u32) -> Duration {
+        let wait = self.wait(host, try_no);
         match try_no {
-            0 => self.wait(host, 0).min(self.young_timeout(host)),
-            _ => self.wait(host, try_no),
+            // A known host's wait is within its young bound already: the
+            // same estimate under a lower ceiling.
+            0 if !self.known(host) => wait.min(self.young_timeout(host)),
+            _ => wait,
         }
     }
 
@@ -314,13 +317,16 @@ impl WorkerTiming {
     fn wait(&self, host: HostRef, try_no: u32) -> Duration {
         let p = &self.params;
         let max = p.max_rtt.max(p.min_rtt);
-        let far = max.max(max.saturating_mul(FAR_FACTOR).min(FAR_CEILING));
-        if self.known(host) {
+        let far = || max.max(max.saturating_mul(FAR_FACTOR).min(FAR_CEILING));
+        let slot = host.slot().map(|s| self.hosts.get(s));
+        if let Some(s) = slot.filter(|s| s.rtt.samples() >= HOST_SAMPLES) {
             // Past the maximum only as far as the host's RTT needs (+50 %,
             // the estimate's own floor margin: +25 % still timed out one
             // open port in 60 on -T5's 300-700 ms hosts).
-            let own = self.estimate(host);
-            let reach = max.max(own.srtt().saturating_add(own.srtt() / 2)).min(far);
+            let own = &s.rtt;
+            let reach = max
+                .max(own.srtt().saturating_add(own.srtt() / 2))
+                .min(far());
             let wait = own.timeout(p.initial_rtt, p.min_rtt, reach);
             // A retry waits a little longer: the path may just have slowed
             // (a loaded simulator ran 150-200 ms late, and retries with the
@@ -335,20 +341,22 @@ impl WorkerTiming {
                 _ => wait.saturating_add(wait.min(slack)),
             };
         }
-        let estimate = self
-            .estimate(host)
-            .timeout(p.initial_rtt, p.min_rtt, p.max_rtt);
-        // What the estimate would be without the maximum: above it, the
-        // scan's answers come later than the maximum lets a first attempt
-        // wait, and an unknown host's retry must wait past it to hear them.
-        let uncut = self
-            .estimate(host)
-            .timeout(p.initial_rtt, p.min_rtt, Duration::MAX);
-        let backoff = host.slot().map_or(0, |s| self.hosts.get(s).backoff);
+        // An unknown host: the scan's estimate.
+        let estimate = self.scan_rtt.timeout(p.initial_rtt, p.min_rtt, p.max_rtt);
+        let backoff = slot.map_or(0, |s| s.backoff);
         let doublings = backoff + retry_doubling(p, estimate, try_no);
         let wait = estimate
             .max(p.guess())
             .saturating_mul(1 << doublings.min(MAX_BACKOFF));
+        if try_no == 0 {
+            return wait.min(max);
+        }
+        // What the estimate would be without the maximum: above it, the
+        // scan's answers come later than the maximum lets a first attempt
+        // wait, and an unknown host's retry must wait past it to hear them.
+        let uncut = self
+            .scan_rtt
+            .timeout(p.initial_rtt, p.min_rtt, Duration::MAX);
         // A retry whose back-off the maximum would cut waits the far
         // ceiling: -T5's doubled 250 ms still lost the hosts 500-900 ms away
         // (recall 97.6 % on internet-like). So does a retry whose estimate
@@ -362,10 +370,9 @@ impl WorkerTiming {
         // internet-like's five missed open ports under -T5 had two SYNs,
         // both answered after their socket closed.
         let doubled_guess_cut = p.guess().saturating_mul(2) > max;
-        match try_no {
-            0 => wait.min(max),
-            _ if wait > max || uncut > max || doubled_guess_cut => far,
-            _ => wait,
+        match wait > max || uncut > max || doubled_guess_cut {
+            true => far(),
+            false => wait,
         }
     }
 
@@ -449,11 +456,18 @@ impl WorkerTiming {
     ) {
         let spurious = try_no > 0 && elapsed >= waited;
         // A first attempt's wait as the host stands before this answer: a
-        // known host's own timeout, else the unknown host's wait.
-        let first_wait = self.wait(host, 0);
+        // known host's own timeout, else the unknown host's wait. Only a
+        // spurious timeout and a known host's late answer need it.
+        let known = self.known(host);
+        let first_wait = match spurious || known {
+            true => self.wait(host, 0),
+            false => Duration::ZERO,
+        };
         // The doublings of the unknown-host wait that this answer needed; one
         // at most from an answer to a resent SYN (see the back-off below).
-        let needed_backoff = {
+        let needed_backoff = if !spurious {
+            0
+        } else {
             let now_backoff = host.slot().map_or(0, |s| self.hosts.get(s).backoff);
             // From the unknown host's wait, which the back-off multiplies,
             // not from a shorter wait its first samples gave.
@@ -480,7 +494,7 @@ impl WorkerTiming {
         };
         // Later than a known host's own timeout now: the path, or this
         // machine, runs late.
-        if self.known(host) && elapsed > first_wait {
+        if known && elapsed > first_wait {
             self.scan_retries.late += 1;
         }
         match rtt {
