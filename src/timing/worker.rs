@@ -457,9 +457,11 @@ impl WorkerTiming {
         let spurious = try_no > 0 && elapsed >= waited;
         // A first attempt's wait as the host stands before this answer: a
         // known host's own timeout, else the unknown host's wait. Only a
-        // spurious timeout and a known host's late answer need it.
-        let known = self.known(host);
-        let first_wait = match spurious || known {
+        // spurious timeout and a known host's late answer need it; a known
+        // host's wait is never under `--min-rtt-timeout`, so an answer
+        // within that is not late (on loopback, every answer).
+        let may_be_late = elapsed > self.params.min_rtt && self.known(host);
+        let first_wait = match spurious || may_be_late {
             true => self.wait(host, 0),
             false => Duration::ZERO,
         };
@@ -494,7 +496,7 @@ impl WorkerTiming {
         };
         // Later than a known host's own timeout now: the path, or this
         // machine, runs late.
-        if known && elapsed > first_wait {
+        if may_be_late && elapsed > first_wait {
             self.scan_retries.late += 1;
         }
         match rtt {
