@@ -188,8 +188,9 @@ pub struct Args {
     #[arg(long = "scan-delay", value_name = "DURATION", help_heading = "Timing")]
     pub scan_delay: Option<String>,
 
-    /// nmap's --max-scan-delay: accepted and has nothing to cap; FastPort's
-    /// adaptive timing slows down by shrinking its window, not by delays.
+    /// nmap's --max-scan-delay: accepted and ignored. FastPort's adaptive
+    /// timing slows down by shrinking its window; its only scan delay, for a
+    /// host that limits its RSTs, comes from the rate the host answered at.
     #[arg(
         long = "max-scan-delay",
         value_name = "DURATION",

@@ -408,7 +408,7 @@ impl ScanConfig {
                 ),
                 (
                     args.max_scan_delay.is_some(),
-                    "--max-scan-delay: FastPort adds no scan delays for it to cap",
+                    "--max-scan-delay: FastPort's only scan delay, for a host that limits its RSTs, comes from the rate the host answered at; the flag does not cap it",
                 ),
             ] {
                 if given {

@@ -66,6 +66,7 @@ use crate::classify::{LocalError, Reason, Report, State, Verdict, classify};
 use crate::probe::{self, ProbeResult};
 use crate::rate::Gcra;
 use crate::stats::Stats;
+use crate::timing::limit::{Held, Silence};
 use crate::timing::{AdaptiveTiming, HostRef, KERNEL_SYN_RTO, TimingSummary, WorkerTiming};
 use crate::trace::TraceEvent;
 use crate::wheel::Wheel;
@@ -245,7 +246,28 @@ struct Probe {
     /// short, not a loss).
     wait: Duration,
     waited: Duration,
+    /// When its first attempt went out (the order its host's answers are
+    /// judged in: [`crate::timing::limit`]).
+    first_launch: Option<Instant>,
+    /// Its final silence held, or it tests its host's RST limit.
+    hold: Hold,
+    /// The launch turn its host's pace gave it, while it waits for it.
+    turn: Option<Instant>,
     phase: Phase,
+}
+
+/// A probe silent on every attempt, at a host that may limit its RSTs
+/// ([`crate::timing::limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Not held.
+    No,
+    /// Its silence is held until its host is judged.
+    Held,
+    /// It tests its host: one more attempt, its answer the verdict.
+    Test,
+    /// Its host limits its RSTs: this is its one more attempt.
+    Retry,
 }
 
 /// In-flight probes, addressed by slot index (= wheel key = mio token).
@@ -287,6 +309,8 @@ impl ProbeSlab {
 /// How often a waiting attempt is judged again with adaptive timing
 /// (`Machine::rejudge`).
 const REJUDGE_EVERY: Duration = Duration::from_millis(100);
+/// How often a held silence asks whether its host was judged.
+const HOLD_LOOK: Duration = Duration::from_millis(50);
 
 /// What a hit is worth against a miss's 1: a hit saves an `epoll_ctl`, an
 /// event and the look done later anyway (~3 µs), a miss costs one
@@ -576,6 +600,9 @@ impl Machine {
                 host: None,
                 wait: Duration::ZERO,
                 waited: Duration::ZERO,
+                first_launch: None,
+                hold: Hold::No,
+                turn: None,
                 phase: Phase::Ready,
             };
             // `len < cap <= capacity` guarantees a free slot.
@@ -599,6 +626,38 @@ impl Machine {
                     self.wheel.insert(key, now + timing.host_wait(host));
                     return None;
                 }
+            }
+        }
+        if let (Some(timing), Some(host)) = (&mut self.timing, probe.host) {
+            if probe.hold == Hold::Held {
+                let first = probe.first_launch.unwrap_or(now);
+                match timing.recheck(host, first) {
+                    Held::Hold => {
+                        probe.phase = Phase::Waiting;
+                        self.wheel.insert(key, now + HOLD_LOOK);
+                        return None;
+                    }
+                    Held::Report => {
+                        self.finish(key, Reason::NoResponse, None, now, None);
+                        return None;
+                    }
+                    Held::Retry => probe.hold = Hold::Retry,
+                }
+            }
+            // The test goes at its time; any other launch to a paced host
+            // waits for its turn.
+            // A probe keeps the turn it was given, taken when it comes.
+            let turn = match probe.turn.take() {
+                Some(turn) if turn > now => Some(turn),
+                Some(_) => None,
+                None if probe.hold == Hold::Test => None,
+                None => timing.pace(host, now),
+            };
+            if let Some(turn) = turn {
+                probe.turn = Some(turn);
+                probe.phase = Phase::Waiting;
+                self.wheel.insert(key, turn);
+                return None;
             }
         }
         let timeout = match (&self.timing, probe.host) {
@@ -640,6 +699,7 @@ impl Machine {
         let Some(probe) = self.slab.get_mut(key) else {
             return Fate::Drop;
         };
+        probe.first_launch.get_or_insert(started);
         match classify(report) {
             Verdict::Pending => {
                 self.stats.attempts += 1;
@@ -887,8 +947,45 @@ impl Machine {
                 });
                 Fate::Drop // a SYN_SENT socket closes silently
             }
-            Verdict::Pending => self.finish(key, Reason::NoResponse, None, now, None),
+            Verdict::Pending => self.silent_on_every_attempt(key, now),
         }
+    }
+
+    /// Every attempt of `key` went unanswered: its result, unless its
+    /// host may limit its RSTs ([`crate::timing::limit`]); then it is
+    /// held, or it tests the host.
+    fn silent_on_every_attempt(&mut self, key: usize, now: Instant) -> Fate {
+        let Some(probe) = self.slab.get_mut(key) else {
+            return Fate::Drop;
+        };
+        if let (Some(timing), Some(host), Some(first)) =
+            (&mut self.timing, probe.host, probe.first_launch)
+        {
+            let wake = match probe.hold {
+                Hold::Test => match timing.tested(host, false) {
+                    true => None,
+                    false => Some(now + crate::timing::limit::TEST_AFTER),
+                },
+                Hold::Retry => None,
+                Hold::No | Hold::Held => match timing.silence(host, first) {
+                    Silence::Report => None,
+                    Silence::Hold => {
+                        probe.hold = Hold::Held;
+                        Some(now + HOLD_LOOK)
+                    }
+                    Silence::Test(at) => {
+                        probe.hold = Hold::Test;
+                        Some(at.max(now))
+                    }
+                },
+            };
+            if let Some(at) = wake {
+                probe.phase = Phase::Waiting;
+                self.wheel.insert(key, at);
+                return Fate::Drop; // a SYN_SENT socket closes silently
+            }
+        }
+        self.finish(key, Reason::NoResponse, None, now, None)
     }
 
     /// Whether an answer after `elapsed` is a clean RTT sample: the
@@ -995,6 +1092,13 @@ impl Machine {
         };
         let mut srtt = None;
         if let (Some(timing), Some(host)) = (&mut self.timing, probe.host) {
+            if reason == Reason::ConnRefused {
+                let launched = now.checked_sub(rtt.unwrap_or_default()).unwrap_or(now);
+                timing.refused(host, launched, now);
+            }
+            if probe.hold == Hold::Test && reason.answered() {
+                timing.tested(host, true);
+            }
             if reason.answered() {
                 let clean = rtt.filter(|_| sample == Some(true));
                 let elapsed = rtt.unwrap_or_default();

@@ -702,6 +702,13 @@ pub fn write_summary(w: &mut dyn Write, s: &Summary) -> io::Result<()> {
             t.window,
             st.probes_per_port(),
         )?;
+        if t.rst_limited_hosts > 0 {
+            writeln!(
+                w,
+                "  hosts limiting their RSTs: {} (paced; {} held ports tried again)",
+                t.rst_limited_hosts, t.rst_limited_retries,
+            )?;
+        }
     } else {
         writeln!(
             w,

@@ -21,6 +21,7 @@
 
 use std::time::Duration;
 
+use super::limit::RstWatch;
 use super::rtt::RttEstimator;
 use super::window::{Window, WindowParams};
 
@@ -48,6 +49,8 @@ pub struct HostSlot {
     /// SYNs, taken while the host gave no clean sample (one farther than
     /// the kernel's RTO never does); its first clean sample replaces them.
     pub bounded: bool,
+    /// Its RSTs and silences: whether it limits its RSTs, and its pace.
+    pub watch: RstWatch,
 }
 
 impl HostSlot {
@@ -59,6 +62,7 @@ impl HostSlot {
             max_ok_try: 0,
             backoff: 0,
             bounded: false,
+            watch: RstWatch::default(),
         }
     }
 }

@@ -32,6 +32,7 @@
 
 pub mod conntrack;
 pub mod hosts;
+pub mod limit;
 pub mod rtt;
 pub mod settings;
 pub mod summary;

@@ -31,6 +31,12 @@ pub struct TimingSummary {
     pub karn_skipped: u64,
     /// Hosts with their own estimate at the end (in the fixed-size tables).
     pub hosts_tracked: u64,
+    /// Hosts found to limit their RSTs (paced from then on).
+    #[serde(default)]
+    pub rst_limited_hosts: u64,
+    /// Extra attempts their held ports got.
+    #[serde(default)]
+    pub rst_limited_retries: u64,
 }
 
 impl TimingSummary {
@@ -81,6 +87,8 @@ impl TimingSummary {
         self.samples += other.samples;
         self.karn_skipped += other.karn_skipped;
         self.hosts_tracked += other.hosts_tracked;
+        self.rst_limited_hosts += other.rst_limited_hosts;
+        self.rst_limited_retries += other.rst_limited_retries;
     }
 }
 

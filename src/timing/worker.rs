@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::KERNEL_SYN_RTO;
 use super::hosts::HostTimingTable;
+use super::limit::{Held, Silence};
 use super::rtt::RttEstimator;
 use super::settings::{AdaptiveTiming, retry_doubling};
 use super::summary::TimingSummary;
@@ -185,6 +186,10 @@ pub struct WorkerTiming {
     host_window: WindowParams,
     hosts: HostTimingTable,
     karn_skipped: u64,
+    /// Hosts found to limit their RSTs, and the extra attempts their held
+    /// ports got.
+    limited_hosts: u64,
+    limited_retries: u64,
 }
 
 impl WorkerTiming {
@@ -209,6 +214,8 @@ impl WorkerTiming {
             host_window,
             hosts: HostTimingTable::new(HOST_SLOTS, host_window),
             karn_skipped: 0,
+            limited_hosts: 0,
+            limited_retries: 0,
         }
     }
 
@@ -229,6 +236,59 @@ impl WorkerTiming {
         }
         s.in_flight += 1;
         Some(HostRef(slot as u32))
+    }
+
+    /// A launch to `host` at `now`: `None` to go at once, else the turn
+    /// its pace gives it (a host found, or being tested, to limit its
+    /// RSTs: [`super::limit`]).
+    pub fn pace(&mut self, host: HostRef, now: Instant) -> Option<Instant> {
+        let slot = host.slot()?;
+        self.hosts.get_mut(slot).watch.turn(now)
+    }
+
+    /// An attempt to `host` launched at `launched` was refused at `now`.
+    pub fn refused(&mut self, host: HostRef, launched: Instant, now: Instant) {
+        if let Some(slot) = host.slot() {
+            self.hosts.get_mut(slot).watch.refused(launched, now);
+        }
+    }
+
+    /// A probe to `host` first tried at `first` went unanswered on every
+    /// attempt: report it, hold it, or test its host with it.
+    pub fn silence(&mut self, host: HostRef, first: Instant) -> Silence {
+        match host.slot() {
+            Some(slot) => self.hosts.get_mut(slot).watch.silent(first),
+            None => Silence::Report,
+        }
+    }
+
+    /// A held probe to `host`, first tried at `first`, asked again.
+    pub fn recheck(&mut self, host: HostRef, first: Instant) -> Held {
+        let Some(slot) = host.slot() else {
+            return Held::Report;
+        };
+        let s = self.hosts.get_mut(slot);
+        let in_flight = s.in_flight;
+        let verdict = s.watch.recheck(first, in_flight);
+        if verdict == Held::Retry {
+            self.limited_retries += 1;
+        }
+        verdict
+    }
+
+    /// The test of whether `host` limits its RSTs was answered (or not):
+    /// `false` when it is to be tried once more.
+    pub fn tested(&mut self, host: HostRef, answered: bool) -> bool {
+        let Some(slot) = host.slot() else {
+            return true;
+        };
+        let watch = &mut self.hosts.get_mut(slot).watch;
+        if answered {
+            watch.test_answered();
+            self.limited_hosts += 1;
+            return true;
+        }
+        watch.test_silent()
     }
 
     /// The probe is over (answered, silent, or abandoned).
@@ -567,6 +627,8 @@ impl WorkerTiming {
             window: self.scan_window.allowed() as u64,
             window_cuts: self.scan_window.cuts(),
             hosts_tracked: self.hosts.estimates(HOST_SAMPLES).count() as u64,
+            rst_limited_hosts: self.limited_hosts,
+            rst_limited_retries: self.limited_retries,
             ..TimingSummary::adaptive(&self.params, &self.scan_rtt, self.karn_skipped)
         }
     }
