@@ -645,8 +645,8 @@ impl Machine {
                 }
             }
             // The test goes at its time; any other launch to a paced host
-            // waits for its turn.
-            // A probe keeps the turn it was given, taken when it comes.
+            // waits for its turn, and keeps the turn it was given until
+            // it comes.
             let turn = match probe.turn.take() {
                 Some(turn) if turn > now => Some(turn),
                 Some(_) => None,

@@ -188,11 +188,6 @@ impl RstWatch {
         true
     }
 
-    /// Whether the host was found to limit its RSTs.
-    pub fn limited(&self) -> bool {
-        self.state == State::Limited
-    }
-
     /// A launch to the host at `now` takes the next turn: `None` to go at
     /// once, else the later time it is given (held for it: the next asker
     /// gets the one after).
@@ -250,7 +245,7 @@ mod tests {
         assert_eq!(w.turn(t0), None);
         assert_eq!(w.turn(t0), Some(t0 + Duration::from_secs_f64(1.0 / 22.5)));
         w.test_answered();
-        assert!(w.limited());
+        assert_eq!(w.state, State::Limited);
         assert_eq!(w.recheck(first(0), 70), Held::Retry);
         assert_eq!(w.silent(first(20)), Silence::Report, "its retry was paced");
     }
