@@ -958,8 +958,12 @@ impl Machine {
         let Some(probe) = self.slab.get_mut(key) else {
             return Fate::Drop;
         };
-        if let (Some(timing), Some(host), Some(first)) =
-            (&mut self.timing, probe.host, probe.first_launch)
+        // Holding needs the wheel to wake the held probe: a driver that
+        // keeps its own deadlines (the threads engine) never polls it for
+        // waiting probes, and its threads spun on the held ones.
+        let wheel_kept = self.cfg.deadlines == Deadlines::Wheel;
+        if let (Some(timing), Some(host), Some(first), true) =
+            (&mut self.timing, probe.host, probe.first_launch, wheel_kept)
         {
             let wake = match probe.hold {
                 Hold::Test => match timing.tested(host, false) {
