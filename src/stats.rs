@@ -34,6 +34,10 @@ pub struct Stats {
     pub latency: Vec<Histogram<u64>>,
     /// Where adaptive timing ended (or the fixed timeout).
     pub timing: TimingSummary,
+    /// The hosts found to limit their RSTs, by their index in the scan's
+    /// order, sorted: workers probing the same host each find it, and
+    /// [`Stats::merge`] counts it once.
+    pub rst_limited: Vec<u64>,
     /// Launches, completions, in flight and window per 100 ms (the `series`
     /// of `--stats`, drawn by `fastport report`).
     pub series: Series,
@@ -62,6 +66,7 @@ impl Stats {
             attempts: 0,
             latency,
             timing: TimingSummary::default(),
+            rst_limited: Vec::new(),
             series: Series::new(),
         }
     }
@@ -90,6 +95,14 @@ impl Stats {
         }
         self.attempts += other.attempts;
         self.timing.merge(&other.timing);
+        if !other.rst_limited.is_empty() {
+            let both = self.rst_limited.len() + other.rst_limited.len();
+            self.rst_limited.extend_from_slice(&other.rst_limited);
+            self.rst_limited.sort_unstable();
+            self.rst_limited.dedup();
+            let twice = (both - self.rst_limited.len()) as u64;
+            self.timing.rst_limited_hosts -= twice.min(self.timing.rst_limited_hosts);
+        }
         self.series.merge(&other.series);
         for (a, b) in self.latency.iter_mut().zip(&other.latency) {
             // Same bounds on both sides: add cannot fail.
@@ -466,6 +479,26 @@ mod tests {
         let p = Percentiles::of(&a.latency[Reason::ConnRefused.index()]);
         assert_eq!((p.count, p.p50, p.max), (100, 50, 100));
         assert!(a.latency[Reason::NoResponse.index()].is_empty());
+    }
+
+    /// Two workers probing the same hosts each find them limiting their
+    /// RSTs: the merge counts each host once.
+    #[test]
+    fn a_host_found_limiting_by_two_workers_counts_once() {
+        let worker = |hosts: &[u64]| {
+            let mut s = Stats::new();
+            s.rst_limited = hosts.to_vec();
+            s.timing.rst_limited_hosts = hosts.len() as u64;
+            s
+        };
+        let mut a = worker(&[1, 4, 9]);
+        a.merge(&worker(&[4, 7, 9]));
+        assert_eq!(a.rst_limited, [1, 4, 7, 9]);
+        assert_eq!(a.timing.rst_limited_hosts, 4);
+        let mut shards = worker(&[]);
+        shards.timing.rst_limited_hosts = 3;
+        shards.merge(&worker(&[]));
+        assert_eq!(shards.timing.rst_limited_hosts, 3, "no list: the counts");
     }
 
     #[test]

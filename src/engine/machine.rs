@@ -264,8 +264,10 @@ enum Hold {
     No,
     /// Its silence is held until its host is judged.
     Held,
-    /// It tests its host: one more attempt, its answer the verdict.
+    /// It is to test its host: parked until its time.
     Test,
+    /// It tests its host: one more attempt, its answer the verdict.
+    Testing,
     /// Its host limits its RSTs: this is its one more attempt.
     Retry,
 }
@@ -629,6 +631,8 @@ impl Machine {
             }
         }
         if let (Some(timing), Some(host)) = (&mut self.timing, probe.host) {
+            // A parked probe (held, or waiting for its test) takes its
+            // room in the host's window again when it goes out.
             if probe.hold == Hold::Held {
                 let first = probe.first_launch.unwrap_or(now);
                 match timing.recheck(host, first) {
@@ -638,11 +642,25 @@ impl Machine {
                         return None;
                     }
                     Held::Report => {
+                        timing.unpark(host);
                         self.finish(key, Reason::NoResponse, None, now, None);
                         return None;
                     }
-                    Held::Retry => probe.hold = Hold::Retry,
+                    Held::Retry => {
+                        timing.unpark(host);
+                        probe.hold = Hold::Retry;
+                    }
+                    Held::Test(at) => {
+                        probe.hold = Hold::Test;
+                        probe.phase = Phase::Waiting;
+                        self.wheel.insert(key, at.max(now));
+                        return None;
+                    }
                 }
+            }
+            if probe.hold == Hold::Test {
+                timing.unpark(host);
+                probe.hold = Hold::Testing;
             }
             // The test goes at its time; any other launch to a paced host
             // waits for its turn, and keeps the turn it was given until
@@ -650,7 +668,7 @@ impl Machine {
             let turn = match probe.turn.take() {
                 Some(turn) if turn > now => Some(turn),
                 Some(_) => None,
-                None if probe.hold == Hold::Test => None,
+                None if probe.hold == Hold::Testing => None,
                 None => timing.pace(host, now),
             };
             if let Some(turn) = turn {
@@ -947,14 +965,15 @@ impl Machine {
                 });
                 Fate::Drop // a SYN_SENT socket closes silently
             }
-            Verdict::Pending => self.silent_on_every_attempt(key, now),
+            Verdict::Pending => self.silent_on_every_attempt(key, started, now),
         }
     }
 
     /// Every attempt of `key` went unanswered: its result, unless its
     /// host may limit its RSTs ([`crate::timing::limit`]); then it is
     /// held, or it tests the host.
-    fn silent_on_every_attempt(&mut self, key: usize, now: Instant) -> Fate {
+    /// `last` is when its last attempt went out.
+    fn silent_on_every_attempt(&mut self, key: usize, last: Instant, now: Instant) -> Fate {
         let Some(probe) = self.slab.get_mut(key) else {
             return Fate::Drop;
         };
@@ -966,14 +985,27 @@ impl Machine {
             (&mut self.timing, probe.host, probe.first_launch, wheel_kept)
         {
             let wake = match probe.hold {
-                Hold::Test => match timing.tested(host, false) {
-                    true => None,
-                    false => Some(now + crate::timing::limit::TEST_AFTER),
+                Hold::Test | Hold::Testing => match timing.test_silent(host) {
+                    Held::Hold | Held::Test(_) => {
+                        probe.hold = Hold::Test;
+                        Some(now + crate::timing::limit::TEST_AFTER)
+                    }
+                    Held::Retry => {
+                        probe.hold = Hold::Retry;
+                        Some(now)
+                    }
+                    Held::Report => None,
                 },
                 Hold::Retry => None,
-                Hold::No | Hold::Held => match timing.silence(host, first) {
+                Hold::No | Hold::Held => match timing.silence(host, first, last) {
                     Silence::Report => None,
                     Silence::Hold => {
+                        probe.hold = Hold::Held;
+                        Some(now + HOLD_LOOK)
+                    }
+                    Silence::HoldLast => {
+                        // Judged from its last attempt from now on.
+                        probe.first_launch = Some(last);
                         probe.hold = Hold::Held;
                         Some(now + HOLD_LOOK)
                     }
@@ -984,6 +1016,9 @@ impl Machine {
                 },
             };
             if let Some(at) = wake {
+                if matches!(probe.hold, Hold::Held | Hold::Test) {
+                    timing.park(host);
+                }
                 probe.phase = Phase::Waiting;
                 self.wheel.insert(key, at);
                 return Fate::Drop; // a SYN_SENT socket closes silently
@@ -1100,8 +1135,8 @@ impl Machine {
                 let launched = now.checked_sub(rtt.unwrap_or_default()).unwrap_or(now);
                 timing.refused(host, launched, now);
             }
-            if probe.hold == Hold::Test && reason.answered() {
-                timing.tested(host, true);
+            if probe.hold == Hold::Testing && reason.answered() {
+                timing.test_answered(host);
             }
             if reason.answered() {
                 let clean = rtt.filter(|_| sample == Some(true));
@@ -1282,6 +1317,7 @@ impl Machine {
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
         stats.timing = self.timing_summary();
+        stats.rst_limited = self.rst_limited();
         stats
     }
 
@@ -1289,10 +1325,18 @@ impl Machine {
     /// (the latency histograms are 1.7 MB, copied on the scan's tail).
     pub fn into_stats(self) -> Stats {
         let timing = self.timing_summary();
+        let rst_limited = self.rst_limited();
         Stats {
             timing,
+            rst_limited,
             ..self.stats
         }
+    }
+
+    fn rst_limited(&self) -> Vec<u64> {
+        self.timing
+            .as_ref()
+            .map_or_else(Vec::new, |t| t.limited_hosts())
     }
 
     fn timing_summary(&self) -> TimingSummary {

@@ -196,6 +196,11 @@ impl HostTimingTable {
         best.map(|(i, _)| i)
     }
 
+    /// The host a slot holds.
+    pub fn key(&self, slot: usize) -> u64 {
+        self.keys[slot]
+    }
+
     /// The slot's state.
     pub fn get(&self, slot: usize) -> &HostSlot {
         &self.slots[slot]

@@ -186,9 +186,9 @@ pub struct WorkerTiming {
     host_window: WindowParams,
     hosts: HostTimingTable,
     karn_skipped: u64,
-    /// Hosts found to limit their RSTs, and the extra attempts their held
-    /// ports got.
-    limited_hosts: u64,
+    /// Hosts found to limit their RSTs (sorted when read), and the extra
+    /// attempts their held ports got.
+    limited_hosts: Vec<u64>,
     limited_retries: u64,
 }
 
@@ -214,7 +214,7 @@ impl WorkerTiming {
             host_window,
             hosts: HostTimingTable::new(HOST_SLOTS, host_window),
             karn_skipped: 0,
-            limited_hosts: 0,
+            limited_hosts: Vec::new(),
             limited_retries: 0,
         }
     }
@@ -231,7 +231,8 @@ impl WorkerTiming {
             return Some(HostRef::UNTRACKED);
         };
         let s = self.hosts.get_mut(slot);
-        if s.in_flight as usize >= s.window.allowed() {
+        let taking_room = s.in_flight - s.watch.parked().min(s.in_flight);
+        if taking_room as usize >= s.window.allowed() {
             return None;
         }
         s.in_flight += 1;
@@ -253,11 +254,12 @@ impl WorkerTiming {
         }
     }
 
-    /// A probe to `host` first tried at `first` went unanswered on every
-    /// attempt: report it, hold it, or test its host with it.
-    pub fn silence(&mut self, host: HostRef, first: Instant) -> Silence {
+    /// A probe to `host` tried at `first` and last at `last` went
+    /// unanswered on every attempt: report it, hold it, or test its host
+    /// with it.
+    pub fn silence(&mut self, host: HostRef, first: Instant, last: Instant) -> Silence {
         match host.slot() {
-            Some(slot) => self.hosts.get_mut(slot).watch.silent(first),
+            Some(slot) => self.hosts.get_mut(slot).watch.silent(first, last),
             None => Silence::Report,
         }
     }
@@ -276,19 +278,42 @@ impl WorkerTiming {
         verdict
     }
 
-    /// The test of whether `host` limits its RSTs was answered (or not):
-    /// `false` when it is to be tried once more.
-    pub fn tested(&mut self, host: HostRef, answered: bool) -> bool {
-        let Some(slot) = host.slot() else {
-            return true;
-        };
-        let watch = &mut self.hosts.get_mut(slot).watch;
-        if answered {
-            watch.test_answered();
-            self.limited_hosts += 1;
-            return true;
+    /// A probe of `host` is parked: held, or waiting for its test's time.
+    /// It stays in flight but leaves its room in the host's window.
+    pub fn park(&mut self, host: HostRef) {
+        if let Some(slot) = host.slot() {
+            self.hosts.get_mut(slot).watch.park();
         }
-        watch.test_silent()
+    }
+
+    /// A parked probe of `host` goes out again, or is over.
+    pub fn unpark(&mut self, host: HostRef) {
+        if let Some(slot) = host.slot() {
+            self.hosts.get_mut(slot).watch.unpark();
+        }
+    }
+
+    /// A test of whether `host` limits its RSTs was answered.
+    pub fn test_answered(&mut self, host: HostRef) {
+        if let Some(slot) = host.slot() {
+            if self.hosts.get_mut(slot).watch.test_answered() {
+                // Once per host and table slot: rare, so it may allocate.
+                self.limited_hosts.push(self.hosts.key(slot));
+            }
+        }
+    }
+
+    /// A round of a test of whether `host` limits its RSTs went
+    /// unanswered: test the port again, retry it paced, or report it.
+    pub fn test_silent(&mut self, host: HostRef) -> Held {
+        let Some(slot) = host.slot() else {
+            return Held::Report;
+        };
+        let verdict = self.hosts.get_mut(slot).watch.test_silent();
+        if verdict == Held::Retry {
+            self.limited_retries += 1;
+        }
+        verdict
     }
 
     /// The probe is over (answered, silent, or abandoned).
@@ -621,13 +646,22 @@ impl WorkerTiming {
         }
     }
 
+    /// The hosts (their indexes in the scan's order) found to limit their
+    /// RSTs, sorted, each once.
+    pub fn limited_hosts(&self) -> Vec<u64> {
+        let mut hosts = self.limited_hosts.clone();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts
+    }
+
     /// Where this worker's timing stands, for the summary.
     pub fn summary(&self) -> TimingSummary {
         TimingSummary {
             window: self.scan_window.allowed() as u64,
             window_cuts: self.scan_window.cuts(),
             hosts_tracked: self.hosts.estimates(HOST_SAMPLES).count() as u64,
-            rst_limited_hosts: self.limited_hosts,
+            rst_limited_hosts: self.limited_hosts().len() as u64,
             rst_limited_retries: self.limited_retries,
             ..TimingSummary::adaptive(&self.params, &self.scan_rtt, self.karn_skipped)
         }
