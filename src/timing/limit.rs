@@ -20,7 +20,8 @@
 //!    and whose last went out after is held too, judged from its last
 //!    attempt (its first SYN was lost, its retry met the spent budget).
 //! 2. **A test.** When [`STREAK`] such silences are held, or
-//!    [`IDLE_STREAK`] with nothing else of the host in flight, the one that
+//!    [`IDLE_STREAK`] with nothing else of the host in flight (once it
+//!    refilled, held ports of any kind count), the one that
 //!    made the streak and the next silences, [`TEST_PORTS`] ports in all,
 //!    are tried once more, [`TEST_AFTER`] after their first attempts went
 //!    out (a budget of so many a second has refilled by then), and again
@@ -263,7 +264,9 @@ impl RstWatch {
                 let idle = in_flight <= self.parked();
                 if broken {
                     Held::Report
-                } else if idle && self.streak >= IDLE_STREAK {
+                } else if idle
+                    && (self.streak >= IDLE_STREAK || self.refilled && self.held >= IDLE_STREAK)
+                {
                     self.test();
                     Held::Test(first + TEST_AFTER)
                 } else if idle {
@@ -567,5 +570,28 @@ mod tests {
         assert_eq!(w.recheck(t0 + 50 * MS, 40), Held::Hold, "from its last");
         w.refused(t0 + 60 * MS, t0 + 90 * MS);
         assert_eq!(w.recheck(t0 + 50 * MS, 40), Held::Report, "released");
+    }
+
+    /// A host that refilled goes idle with eight held ports, most held from
+    /// their last try (so its streak is short): tested, not reported.
+    #[test]
+    fn an_idle_refilled_host_is_tested_on_its_held_ports() {
+        let (t0, mut w) = refused(10);
+        for i in 0..6 {
+            let last = t0 + (50 + i) * MS;
+            assert_eq!(w.silent(t0 + 5 * MS, last), Silence::HoldLast);
+        }
+        for i in 0..2 {
+            assert_eq!(w.silent_once(t0 + (20 + i) * MS), Silence::Hold);
+        }
+        w.refused(t0 + 300 * MS, t0 + 330 * MS);
+        assert!(w.refilled);
+        for _ in 0..8 {
+            w.park();
+        }
+        assert_eq!((w.held, w.streak), (8, 2));
+        let first = t0 + 50 * MS;
+        assert_eq!(w.recheck(first, 9), Held::Hold, "not idle");
+        assert_eq!(w.recheck(first, 8), Held::Test(first + TEST_AFTER));
     }
 }
