@@ -792,21 +792,13 @@ rst_per_s = 30
 /// docs/TIMING.md, *Not done*.)
 #[test]
 fn hosts_that_limit_their_rsts_are_scanned_exactly() {
-    let test = "hosts_that_limit_their_rsts_are_scanned_exactly";
-    let Some(bin) = simulated_fastport(test) else {
+    let Some((out, found, record)) = rst_world_scan(
+        "hosts_that_limit_their_rsts_are_scanned_exactly",
+        RST_LIMITED,
+        3,
+    ) else {
         return;
     };
-    let _turn = RST_WORLDS.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new(test);
-    let json = dir.path("fastport.json");
-    // Default timing: the limit is judged from each host's own answers,
-    // which a fixed `--timeout` does not keep.
-    let mut args = fastport_args(&bin, &json);
-    args.retain(|a| !matches!(a.as_str(), "--timeout" | "500ms" | "--retries" | "2"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (out, record) = run(&dir, RST_LIMITED, 3, &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let found = read_fastport(&json);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("hosts limiting their RSTs"),
         "the summary names them"
@@ -825,6 +817,23 @@ fn hosts_that_limit_their_rsts_are_scanned_exactly() {
         wrong.len(),
         wrong.first()
     );
+}
+
+/// Runs FastPort with its default timing (the limit is judged from each
+/// host's own answers, which a fixed `--timeout` does not keep) against
+/// a world whose hosts limit their RSTs, in its turn ([`RST_WORLDS`]):
+/// its output, what it found, and netsim's record. `None` when skipped.
+fn rst_world_scan(test: &str, profile: &str, seed: u64) -> Option<(Output, Found, Record)> {
+    let bin = simulated_fastport(test)?;
+    let _turn = RST_WORLDS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new(test);
+    let json = dir.path("fastport.json");
+    let mut args = fastport_args(&bin, &json);
+    args.retain(|a| !matches!(a.as_str(), "--timeout" | "500ms" | "--retries" | "2"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, record) = run(&dir, profile, seed, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    Some((out, read_fastport(&json), record))
 }
 
 /// An internet-like /24 whose every host sends at most 50 RSTs a second
@@ -864,19 +873,14 @@ rst_per_s = 50
 /// without the held silences and the test, 8 %).
 #[test]
 fn a_wide_world_of_rst_limited_hosts_keeps_its_closed_ports() {
-    let test = "a_wide_world_of_rst_limited_hosts_keeps_its_closed_ports";
-    let Some(bin) = simulated_fastport(test) else {
+    let Some((_, found, _)) = rst_world_scan(
+        "a_wide_world_of_rst_limited_hosts_keeps_its_closed_ports",
+        RST_LIMITED_WIDE,
+        5,
+    ) else {
         return;
     };
-    let _turn = RST_WORLDS.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new(test);
-    let json = dir.path("fastport.json");
-    let mut args = fastport_args(&bin, &json);
-    args.retain(|a| !matches!(a.as_str(), "--timeout" | "500ms" | "--retries" | "2"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (out, _) = run(&dir, RST_LIMITED_WIDE, 5, &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let got = states_and_reasons(&read_fastport(&json));
+    let got = states_and_reasons(&found);
     let want = expected(RST_LIMITED_WIDE, 5);
     assert_eq!(got.len(), want.len());
     let mut closed = 0;
