@@ -141,17 +141,29 @@ fn within_limit(windows: &mut HashMap<u32, (u64, u32)>, key: u32, second: u64, l
     true
 }
 
+/// The most targets the SYN count is sized for up front (16 M: a /15 ×
+/// 256 ports, or any /16 × top 100; 16 bytes each, touched as they fill).
+/// Grown from empty, the map rehashed every entry at each doubling, and at
+/// /16 × top 100 the rehashes of 1.8 M and 3.7 M entries stopped the
+/// responder for a few hundred milliseconds: every answer in flight came
+/// late at once, a latency spike the model does not have, and the
+/// scanner's window was cut for it.
+const PRESIZED_TARGETS: u64 = 1 << 24;
+
 /// The resolution of the launch-rate record.
 pub const LAUNCH_BUCKET: Duration = Duration::from_millis(10);
 
 impl Responder {
     /// The hosts of `model`. With `log`, every answer is kept for the record.
     pub fn new(model: Model, log: bool) -> Responder {
+        let config = model.config();
+        let targets = config.hosts.len() * config.ports.len() as u64;
+        let presized = usize::try_from(targets.min(PRESIZED_TARGETS)).unwrap_or(0);
         Responder {
             model,
             queue: BinaryHeap::new(),
             next_id: 0,
-            attempts: HashMap::new(),
+            attempts: HashMap::with_capacity(presized),
             counters: Counters::default(),
             recorder: Recorder::new(log),
             origin: None,
