@@ -79,8 +79,13 @@ fn run(dir: &TempDir, profile: &str, seed: u64, command: &[&str]) -> (Output, Re
     (out, serde_json::from_str(&text).unwrap())
 }
 
-fn fastport_args(bin: &Path, out: &Path) -> Vec<String> {
-    [
+/// The fixed timing most worlds are scanned with.
+const FIXED_TIMING: [&str; 4] = ["--timeout", "500ms", "--retries", "2"];
+
+/// FastPort's command line: every port shown, JSON lines to `out`, with
+/// `timing`'s flags (none: the default, adaptive timing).
+fn fastport_args(bin: &Path, out: &Path, timing: &[&str]) -> Vec<String> {
+    let head = [
         bin.to_str().unwrap(),
         "-n",
         "-p",
@@ -89,14 +94,12 @@ fn fastport_args(bin: &Path, out: &Path) -> Vec<String> {
         "all",
         "-oJ",
         out.to_str().unwrap(),
-        "--timeout",
-        "500ms",
-        "--retries",
-        "2",
-        "{hosts}",
-    ]
-    .map(String::from)
-    .to_vec()
+    ];
+    head.iter()
+        .chain(timing)
+        .chain(&["{hosts}"])
+        .map(|a| a.to_string())
+        .collect()
 }
 
 type Found = BTreeMap<(Ipv4Addr, u16), (String, String, Option<u64>)>;
@@ -125,18 +128,30 @@ fn simulated_fastport(test: &str) -> Option<PathBuf> {
     fastport_bin(test)
 }
 
-/// Runs FastPort (`fastport_args`) against `profile` seeded `seed`: what it
-/// found and netsim's record. `None` when the test is skipped (no namespace
-/// or TUN device outside CI, or no FastPort binary), with the reason printed.
+/// Runs FastPort ([`fastport_args`] with [`FIXED_TIMING`]) against
+/// `profile` seeded `seed`: what it found and netsim's record. `None` when
+/// the test is skipped (no namespace or TUN device outside CI, or no
+/// FastPort binary), with the reason printed.
 fn fastport_scan(test: &str, profile: &str, seed: u64) -> Option<(Found, Record)> {
+    scan_world(test, profile, seed, &FIXED_TIMING).map(|(_, found, record)| (found, record))
+}
+
+/// Runs FastPort with `timing`'s flags against `profile` seeded `seed`:
+/// its output, what it found, and netsim's record; `None` when skipped.
+fn scan_world(
+    test: &str,
+    profile: &str,
+    seed: u64,
+    timing: &[&str],
+) -> Option<(Output, Found, Record)> {
     let bin = simulated_fastport(test)?;
     let dir = TempDir::new(test);
     let json = dir.path("fastport.json");
-    let args = fastport_args(&bin, &json);
+    let args = fastport_args(&bin, &json, timing);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (out, record) = run(&dir, profile, seed, &args);
     assert!(out.status.success(), "{}", stderr(&out));
-    Some((read_fastport(&json), record))
+    Some((out, read_fastport(&json), record))
 }
 
 /// What a Linux connect scan should report for every configured target.
@@ -355,9 +370,7 @@ fn measure_syn_retransmissions() {
         for timeout in ["500ms", "1s", "1500ms", "2500ms", "3s"] {
             let dir = TempDir::new(test);
             let json = dir.path("fastport.json");
-            let mut args = fastport_args(&bin, &json);
-            args[9] = timeout.into();
-            args[11] = retries.into();
+            let args = fastport_args(&bin, &json, &["--timeout", timeout, "--retries", retries]);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let t0 = Instant::now();
             let (out, record) = run(&dir, profile, 1, &args);
@@ -824,16 +837,8 @@ fn hosts_that_limit_their_rsts_are_scanned_exactly() {
 /// a world whose hosts limit their RSTs, in its turn ([`RST_WORLDS`]):
 /// its output, what it found, and netsim's record. `None` when skipped.
 fn rst_world_scan(test: &str, profile: &str, seed: u64) -> Option<(Output, Found, Record)> {
-    let bin = simulated_fastport(test)?;
     let _turn = RST_WORLDS.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new(test);
-    let json = dir.path("fastport.json");
-    let mut args = fastport_args(&bin, &json);
-    args.retain(|a| !matches!(a.as_str(), "--timeout" | "500ms" | "--retries" | "2"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (out, record) = run(&dir, profile, seed, &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    Some((out, read_fastport(&json), record))
+    scan_world(test, profile, seed, &[])
 }
 
 /// An internet-like /24 whose every host sends at most 50 RSTs a second
